@@ -1,0 +1,210 @@
+//! Typed settings of the engine. The `control` crate produces them from the router-style
+//! configuration; the engine never sees configuration text.
+
+use crate::wire::ethernet::Mac;
+
+/// An IPv6 prefix (address and length), e.g. an authorised B4 prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv6Prefix {
+    pub addr: [u8; 16],
+    pub len: u8,
+}
+
+impl Ipv6Prefix {
+    pub fn contains(&self, a: &[u8; 16]) -> bool {
+        let x = u128::from_be_bytes(self.addr);
+        let y = u128::from_be_bytes(*a);
+        let len = self.len.min(128) as u32;
+        if len == 0 {
+            return true;
+        }
+        let mask = u128::MAX << (128 - len);
+        x & mask == y & mask
+    }
+}
+
+/// An IPv4 prefix, e.g. an address pool section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Prefix {
+    pub addr: u32,
+    pub len: u8,
+}
+
+impl Ipv4Prefix {
+    pub fn addresses(&self) -> impl Iterator<Item = u32> + '_ {
+        let len = self.len.min(32) as u32;
+        let size: u64 = 1u64 << (32 - len);
+        let base = if len == 0 { 0 } else { self.addr & (u32::MAX << (32 - len)) };
+        (0..size).map(move |i| base.wrapping_add(i as u32))
+    }
+}
+
+/// How inbound packets are filtered against a mapping (RFC 4787 section 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Filtering {
+    /// Any remote may send to a mapped port (RFC 4787 REQ-8 recommendation for P2P).
+    #[default]
+    EndpointIndependent,
+    /// Only remotes (address and port) that the subscriber has sent to may answer.
+    AddressAndPortDependent,
+}
+
+/// Session timeouts in seconds (RFC 4787 REQ-5, RFC 5382 REQ-5, RFC 5508 REQ-1, RFC 7857).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub udp: u32,
+    pub tcp_established: u32,
+    pub tcp_transitory: u32,
+    pub icmp: u32,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { udp: 300, tcp_established: 7440, tcp_transitory: 240, icmp: 60 }
+    }
+}
+
+/// Per-subscriber limits (RFC 6888 REQ-3, REQ-4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_sessions: u32,
+    /// Port blocks per subscriber, at most [`crate::nat::subscriber::MAX_BLOCKS`].
+    pub max_blocks: u8,
+    /// New sessions per second; 0 disables the limit.
+    pub new_sessions_per_sec: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_sessions: 4096, max_blocks: 8, new_sessions_per_sec: 0 }
+    }
+}
+
+/// One DS-Lite instance: an AFTR endpoint, the B4s it serves and the pool they share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceConfig {
+    pub name: String,
+    /// The AFTR tunnel endpoint address (`local-ipv6`).
+    pub endpoint: [u8; 16],
+    /// Authorised B4 prefixes (`remote-ipv6`); softwire traffic from elsewhere is dropped.
+    pub b4_prefixes: Vec<Ipv6Prefix>,
+    /// External addresses.
+    pub pool: Vec<Ipv4Prefix>,
+    /// Ports per block, a power of two from 8 to 32768.
+    pub port_block_size: u16,
+    pub limits: Limits,
+    pub timeouts: Timeouts,
+    /// MTU of the IPv6 path towards the B4s (RFC 6333 section 5.3).
+    pub tunnel_mtu: u16,
+    /// Clamp TCP MSS on SYNs to `tunnel_mtu - 80` (RFC 6908 section 4).
+    pub mss_clamp: bool,
+    pub filtering: Filtering,
+    /// Hop limit of encapsulated packets (RFC 2473 section 6.3: a policy, not the TTL).
+    pub hop_limit: u8,
+    /// Accept inner sources outside RFC 1918 and 192.0.0.0/29 (RFC 6333 section 5.7).
+    pub allow_public_inner: bool,
+}
+
+impl InstanceConfig {
+    /// A usable default instance for the given endpoint, B4 prefix and pool.
+    pub fn new(name: &str, endpoint: [u8; 16], b4: Ipv6Prefix, pool: Ipv4Prefix) -> Self {
+        InstanceConfig {
+            name: name.to_string(),
+            endpoint,
+            b4_prefixes: vec![b4],
+            pool: vec![pool],
+            port_block_size: 512,
+            limits: Limits::default(),
+            timeouts: Timeouts::default(),
+            tunnel_mtu: 1500,
+            mss_clamp: true,
+            filtering: Filtering::EndpointIndependent,
+            hop_limit: 64,
+            allow_public_inner: false,
+        }
+    }
+}
+
+/// Layer-2 addressing of one egress side, filled in by the I/O layer from its neighbour
+/// resolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EgressL2 {
+    pub src: Mac,
+    pub dst: Mac,
+    pub vlan: Option<u16>,
+}
+
+/// Bounds on fragment handling (RFC 6333 section 5.3; RFC 5722 for overlaps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FragLimits {
+    /// Concurrent IPv6 reassemblies per worker.
+    pub max_reassemblies: usize,
+    /// Largest reassembled IPv6 packet.
+    pub max_datagram: usize,
+    /// Inbound IPv4 fragments held per worker while waiting for their first fragment.
+    pub max_held: usize,
+    pub timeout_ms: u64,
+}
+
+impl Default for FragLimits {
+    fn default() -> Self {
+        FragLimits { max_reassemblies: 256, max_datagram: 9216, max_held: 256, timeout_ms: 2000 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineConfig {
+    pub instances: Vec<InstanceConfig>,
+    /// Number of workers sharing the port space; this engine is one of them.
+    pub workers: u16,
+    /// Session capacity of one worker.
+    pub max_sessions: u32,
+    /// Subscriber capacity of one worker.
+    pub max_subscribers: u32,
+    /// Towards the B4s.
+    pub softwire_l2: EgressL2,
+    /// Towards the Internet.
+    pub internet_l2: EgressL2,
+    pub frag: FragLimits,
+    /// A session refresh event is emitted at most once per this many seconds.
+    pub refresh_event_interval: u32,
+    /// Capacity of the per-worker session event ring.
+    pub event_ring: usize,
+}
+
+impl EngineConfig {
+    pub fn new(instances: Vec<InstanceConfig>) -> Self {
+        EngineConfig {
+            instances,
+            workers: 1,
+            max_sessions: 1 << 16,
+            max_subscribers: 1 << 14,
+            softwire_l2: EgressL2::default(),
+            internet_l2: EgressL2::default(),
+            frag: FragLimits::default(),
+            refresh_event_interval: 10,
+            event_ring: 1 << 16,
+        }
+    }
+}
+
+/// Why a configuration cannot drive an engine.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("instance {0}: port block size {1} is not a power of two from 8 to 32768")]
+    BlockSize(String, u16),
+    #[error("instance {0}: max blocks {1} is outside 1..={2}")]
+    MaxBlocks(String, u8, usize),
+    #[error("instance {0}: tunnel MTU {1} is below 1280 (RFC 8200)")]
+    TunnelMtu(String, u16),
+    #[error("instance {0}: the pool is empty")]
+    EmptyPool(String),
+    #[error("address {0} is in two pools")]
+    PoolOverlap(std::net::Ipv4Addr),
+    #[error("workers must be 1..=64, and the port blocks of each address at least as many")]
+    Workers,
+    #[error("no instances")]
+    NoInstances,
+    #[error("more than 255 instances")]
+    TooManyInstances,
+}

@@ -1,0 +1,116 @@
+//! Per-worker counters: one for every path and every drop reason.
+//!
+//! Each worker is the only writer of its counters, so an increment is a relaxed load and
+//! store (no locked instruction on the hot path); readers on other threads see values at
+//! most one increment stale.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($( $(#[$m:meta])* $name:ident = $text:literal, )*) => {
+        /// Everything the engine counts.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u16)]
+        pub enum Counter { $( $(#[$m])* $name, )* }
+
+        impl Counter {
+            pub const ALL: &'static [Counter] = &[$(Counter::$name,)*];
+            /// The name used in statistics and metrics.
+            pub fn name(self) -> &'static str {
+                match self { $(Counter::$name => $text,)* }
+            }
+        }
+    };
+}
+
+counters! {
+    RxFrames = "rx_frames",
+    In2Out = "in2out",
+    Out2In = "out2in",
+    Hairpin = "hairpin",
+    EndpointEchoReplies = "endpoint_echo_replies",
+    IcmpErrorsIn2Out = "icmp_errors_in2out",
+    IcmpErrorsOut2In = "icmp_errors_out2in",
+    Icmpv6ErrorsTranslated = "icmpv6_errors_translated",
+    TimeExceededSent = "time_exceeded_sent",
+    FragNeededSent = "frag_needed_sent",
+    OuterFragmented = "outer_fragmented",
+    OuterFragmentsSent = "outer_fragments_sent",
+    Reassembled = "ipv6_reassembled",
+    Ipv4FragmentsTranslated = "ipv4_fragments_translated",
+    MssClamped = "mss_clamped",
+    SessionsCreated = "sessions_created",
+    SessionsExpired = "sessions_expired",
+    SessionsInstalled = "sessions_installed",
+    BlocksAllocated = "blocks_allocated",
+    BlocksReleased = "blocks_released",
+    SubscribersCreated = "subscribers_created",
+    PassedToKernel = "passed_to_kernel",
+    HandedOff = "handed_off",
+    EventsDropped = "events_dropped",
+    // Drops, one per reason.
+    DropMalformedL2 = "drop_malformed_l2",
+    DropMalformedIpv6 = "drop_malformed_ipv6",
+    DropMalformedIpv4 = "drop_malformed_ipv4",
+    DropBadIpv4Checksum = "drop_bad_ipv4_checksum",
+    DropMalformedL4 = "drop_malformed_l4",
+    DropUnsupportedProtocol = "drop_unsupported_protocol",
+    DropUnsupportedIcmp = "drop_unsupported_icmp",
+    DropSoftwireNextHeader = "drop_softwire_next_header",
+    DropB4NotAuthorised = "drop_b4_not_authorised",
+    DropInnerSourcePolicy = "drop_inner_source_policy",
+    DropNoSession = "drop_no_session",
+    DropFiltered = "drop_filtered",
+    DropSessionTableFull = "drop_session_table_full",
+    DropSubscriberTableFull = "drop_subscriber_table_full",
+    DropSessionLimit = "drop_session_limit",
+    DropBlockLimit = "drop_block_limit",
+    DropPortsExhausted = "drop_ports_exhausted",
+    DropRateLimited = "drop_rate_limited",
+    DropTtlExpired = "drop_ttl_expired",
+    DropNoHeadroom = "drop_no_headroom",
+    DropFragNoSubscriber = "drop_frag_no_subscriber",
+    DropFragOverlap = "drop_frag_overlap",
+    DropFragTooBig = "drop_frag_too_big",
+    DropFragTableFull = "drop_frag_table_full",
+    DropFragTimeout = "drop_frag_timeout",
+    DropFragHairpin = "drop_frag_hairpin",
+    DropIcmpErrorNoSession = "drop_icmp_error_no_session",
+    DropIcmpErrorAboutError = "drop_icmp_error_about_error",
+    DropWrongWorker = "drop_wrong_worker",
+    DropMartian = "drop_martian",
+}
+
+/// The counters of one worker.
+pub struct WorkerCounters {
+    values: Box<[AtomicU64]>,
+}
+
+impl Default for WorkerCounters {
+    fn default() -> Self {
+        WorkerCounters { values: Counter::ALL.iter().map(|_| AtomicU64::new(0)).collect() }
+    }
+}
+
+impl WorkerCounters {
+    /// Adds one; only the owning worker calls this.
+    #[inline]
+    pub fn inc(&self, c: Counter) {
+        self.add(c, 1)
+    }
+    #[inline]
+    pub fn add(&self, c: Counter, n: u64) {
+        let v = &self.values[c as usize];
+        v.store(v.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+    pub fn get(&self, c: Counter) -> u64 {
+        self.values[c as usize].load(Ordering::Relaxed)
+    }
+    /// Every counter that is not zero, by name.
+    pub fn nonzero(&self) -> Vec<(&'static str, u64)> {
+        Counter::ALL.iter().map(|&c| (c.name(), self.get(c))).filter(|&(_, v)| v != 0).collect()
+    }
+    pub fn drops(&self) -> u64 {
+        Counter::ALL.iter().filter(|c| c.name().starts_with("drop_")).map(|&c| self.get(c)).sum()
+    }
+}

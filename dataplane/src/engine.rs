@@ -1,0 +1,817 @@
+//! One worker's engine: its tables, counters and event ring, and the entry point that
+//! takes a frame and says what to do with it ([`Engine::process`]).
+//!
+//! Ownership (DESIGN.md, Sessions and ports): a subscriber lives on the worker chosen by
+//! hashing its B4 address ([`Engine::owner_of_b4`]); an inbound IPv4 packet belongs to
+//! the worker that owns the port block of its destination port
+//! ([`Engine::owner_of_frame`]). A packet that reaches the wrong worker comes back as
+//! [`Verdict::Handoff`]; the I/O layer sends it to the owner. No lock is shared.
+
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::config::{ConfigError, EgressL2, EngineConfig, Filtering, InstanceConfig, Timeouts};
+use crate::counters::{Counter, WorkerCounters};
+use crate::nat::events::{BlockRecord, InstallError, SessionEvent, SessionRecord};
+use crate::nat::filter::FilterTable;
+use crate::nat::ports::{PortClass, PortSpace};
+use crate::nat::session::{KeyHashes, Session, SessionTable, TimerClass};
+use crate::nat::subscriber::{MAX_BLOCKS, Subscriber, SubscriberTable};
+use crate::pipeline::frag::{FragTracker4, Reassembler};
+
+pub type WorkerId = u16;
+
+/// Bytes that must precede a frame in its buffer: room for an outer IPv6 header, a VLAN
+/// tag and the headers of a generated ICMP error.
+pub const HEADROOM: usize = 128;
+
+/// Which side a frame leaves on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Egress {
+    /// Towards the B4s (IPv6).
+    Softwire,
+    /// Towards the Internet (IPv4).
+    Internet,
+}
+
+/// What to do with a processed frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send the (rewritten) frame.
+    Forward(Egress),
+    /// Drop it; the reason has been counted.
+    Drop(Counter),
+    /// Give it to another worker (with `Frame::hint`).
+    Handoff(WorkerId),
+    /// Not the data plane's: give it to the kernel.
+    Pass,
+    /// The frame was used up: its content left through the sink (fragments) or is held.
+    Consumed,
+}
+
+/// A frame in a buffer with headroom: the bytes are `buf[start..start + len]`.
+#[derive(Debug)]
+pub struct Frame<'a> {
+    pub buf: &'a mut [u8],
+    pub start: usize,
+    pub len: usize,
+    /// Destination port resolved by another worker for a non-first IPv4 fragment.
+    pub hint: Option<u16>,
+}
+
+impl<'a> Frame<'a> {
+    pub fn new(buf: &'a mut [u8], start: usize, len: usize) -> Self {
+        Frame { buf, start, len, hint: None }
+    }
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.len]
+    }
+}
+
+/// Where frames beyond the one being processed go: outer fragments, held fragments
+/// released, packets handed to another worker.
+pub trait Sink {
+    fn emit(&mut self, egress: Egress, frame: &[u8]);
+    fn handoff(&mut self, worker: WorkerId, frame: &[u8], hint: Option<u16>);
+}
+
+/// A sink that collects into vectors (tests, benchmarks, slow paths).
+#[derive(Debug, Default)]
+pub struct VecSink {
+    pub emitted: Vec<(Egress, Vec<u8>)>,
+    pub handed: Vec<(WorkerId, Vec<u8>, Option<u16>)>,
+}
+
+impl Sink for VecSink {
+    fn emit(&mut self, egress: Egress, frame: &[u8]) {
+        self.emitted.push((egress, frame.to_vec()));
+    }
+    fn handoff(&mut self, worker: WorkerId, frame: &[u8], hint: Option<u16>) {
+        self.handed.push((worker, frame.to_vec(), hint));
+    }
+}
+
+pub(crate) struct Instance {
+    pub cfg: InstanceConfig,
+    pub addrs: Vec<u32>,
+    pub ports: PortSpace,
+}
+
+impl Instance {
+    pub fn timeout(&self, c: TimerClass) -> u32 {
+        let t: &Timeouts = &self.cfg.timeouts;
+        match c {
+            TimerClass::Udp => t.udp,
+            TimerClass::TcpEstablished => t.tcp_established,
+            TimerClass::TcpTransitory => t.tcp_transitory,
+            TimerClass::Icmp => t.icmp,
+        }
+    }
+}
+
+pub struct Engine {
+    pub(crate) id: WorkerId,
+    pub(crate) workers: u16,
+    pub(crate) inst: Vec<Instance>,
+    /// (address, instance, index in the instance pool), sorted by address.
+    pool_index: Vec<(u32, u8, u32)>,
+    pub(crate) subs: SubscriberTable,
+    pub(crate) sessions: SessionTable,
+    hasher: ahash::RandomState,
+    pub(crate) now: u32,
+    pub(crate) now_ms: u64,
+    pub(crate) counters: Arc<WorkerCounters>,
+    events: Sender<SessionEvent>,
+    pub(crate) softwire_l2: EgressL2,
+    pub(crate) internet_l2: EgressL2,
+    refresh_interval: u32,
+    pub(crate) frag6: Reassembler,
+    pub(crate) frag4: FragTracker4,
+    rng: u64,
+    /// Remotes of address-and-port-dependent mappings (when an instance filters so).
+    filter: Option<FilterTable>,
+    /// Expiry resumes at this list on the next call.
+    expiry_cursor: usize,
+}
+
+/// Checks a configuration as the engine needs it.
+pub fn validate(cfg: &EngineConfig) -> Result<(), ConfigError> {
+    if cfg.instances.is_empty() {
+        return Err(ConfigError::NoInstances);
+    }
+    if cfg.instances.len() > 255 {
+        return Err(ConfigError::TooManyInstances);
+    }
+    if cfg.workers == 0 || cfg.workers > 64 {
+        return Err(ConfigError::Workers);
+    }
+    let mut seen = std::collections::HashSet::new();
+    for i in &cfg.instances {
+        let b = i.port_block_size;
+        if !b.is_power_of_two() || !(8..=32768).contains(&b) {
+            return Err(ConfigError::BlockSize(i.name.clone(), b));
+        }
+        if (65536 / b as u32) < cfg.workers as u32 {
+            return Err(ConfigError::Workers);
+        }
+        if i.limits.max_blocks == 0 || i.limits.max_blocks as usize > MAX_BLOCKS {
+            return Err(ConfigError::MaxBlocks(i.name.clone(), i.limits.max_blocks, MAX_BLOCKS));
+        }
+        if i.tunnel_mtu < 1280 {
+            return Err(ConfigError::TunnelMtu(i.name.clone(), i.tunnel_mtu));
+        }
+        let mut any = false;
+        for p in &i.pool {
+            for a in p.addresses() {
+                any = true;
+                if !seen.insert(a) {
+                    return Err(ConfigError::PoolOverlap(a.into()));
+                }
+            }
+        }
+        if !any {
+            return Err(ConfigError::EmptyPool(i.name.clone()));
+        }
+    }
+    Ok(())
+}
+
+impl Engine {
+    /// The engine of worker `id`, with the receiving end of its event ring.
+    pub fn new(
+        cfg: &EngineConfig,
+        id: WorkerId,
+        hash_seed: u64,
+    ) -> Result<(Engine, Receiver<SessionEvent>), ConfigError> {
+        validate(cfg)?;
+        if id >= cfg.workers {
+            return Err(ConfigError::Workers);
+        }
+        let mut pool_index = Vec::new();
+        let inst: Vec<Instance> = cfg
+            .instances
+            .iter()
+            .enumerate()
+            .map(|(n, c)| {
+                let addrs: Vec<u32> = c.pool.iter().flat_map(|p| p.addresses().collect::<Vec<_>>()).collect();
+                for (k, &a) in addrs.iter().enumerate() {
+                    pool_index.push((a, n as u8, k as u32));
+                }
+                let ports = PortSpace::new(addrs.len(), c.port_block_size, cfg.workers, id);
+                Instance { cfg: c.clone(), addrs, ports }
+            })
+            .collect();
+        pool_index.sort_unstable();
+        let (tx, rx) = crossbeam_channel::bounded(cfg.event_ring);
+        let engine = Engine {
+            id,
+            workers: cfg.workers,
+            inst,
+            pool_index,
+            subs: SubscriberTable::new(cfg.max_subscribers),
+            sessions: SessionTable::new(cfg.max_sessions, cfg.instances.len()),
+            hasher: ahash::RandomState::with_seeds(
+                hash_seed,
+                hash_seed ^ 0x5bd1_e995,
+                0x2545_f491_4f6c_dd1d,
+                0x9e37_79b9_7f4a_7c15,
+            ),
+            now: 0,
+            now_ms: 0,
+            counters: Arc::new(WorkerCounters::default()),
+            events: tx,
+            softwire_l2: cfg.softwire_l2,
+            internet_l2: cfg.internet_l2,
+            refresh_interval: cfg.refresh_event_interval.max(1),
+            frag6: Reassembler::new(cfg.frag),
+            frag4: FragTracker4::new(cfg.frag),
+            rng: hash_seed ^ ((id as u64) << 32) ^ 0x853c_49e6_748f_ea9b,
+            filter: cfg
+                .instances
+                .iter()
+                .any(|i| i.filtering == Filtering::AddressAndPortDependent)
+                .then(|| FilterTable::new(cfg.max_sessions as usize)),
+            expiry_cursor: 0,
+        };
+        Ok((engine, rx))
+    }
+
+    pub fn id(&self) -> WorkerId {
+        self.id
+    }
+
+    /// Counters of this worker, readable from any thread.
+    pub fn counters(&self) -> Arc<WorkerCounters> {
+        self.counters.clone()
+    }
+
+    /// Sets the clock (Unix milliseconds); the worker calls this once per batch.
+    pub fn set_clock(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
+        self.now = (now_ms / 1000) as u32;
+    }
+
+    /// Updates layer-2 addressing after neighbour resolution.
+    pub fn set_l2(&mut self, softwire: EgressL2, internet: EgressL2) {
+        self.softwire_l2 = softwire;
+        self.internet_l2 = internet;
+    }
+
+    pub fn session_count(&self) -> u32 {
+        self.sessions.len()
+    }
+    pub fn subscriber_count(&self) -> u32 {
+        self.subs.len()
+    }
+
+    /// Bytes held by the tables of this worker.
+    pub fn table_memory(&self) -> usize {
+        self.sessions.memory() + self.subs.memory() + self.inst.iter().map(|i| i.ports.memory()).sum::<usize>()
+    }
+
+    #[inline]
+    fn h32(&self, v: impl std::hash::Hash) -> u32 {
+        let h = self.hasher.hash_one(v);
+        (h ^ (h >> 32)) as u32
+    }
+    #[inline]
+    pub(crate) fn sub_hash(&self, inst: u8, b4: &[u8; 16]) -> u32 {
+        self.h32((inst, b4))
+    }
+    #[inline]
+    pub(crate) fn inside_hash(&self, sub: u32, addr: u32, port: u16, proto: u8) -> u32 {
+        self.h32(((sub as u64) << 32 | addr as u64, (port as u32) << 8 | proto as u32))
+    }
+    #[inline]
+    pub(crate) fn outside_hash(&self, addr: u32, port: u16, proto: u8) -> u32 {
+        self.h32((addr as u64) << 32 | (port as u64) << 8 | proto as u64)
+    }
+    fn key_hashes(&self, s: &Session) -> KeyHashes {
+        KeyHashes {
+            inside: self.inside_hash(s.sub, s.inner_addr, s.inner_port, s.proto),
+            outside: self.outside_hash(s.ext_addr, s.ext_port, s.proto),
+        }
+    }
+
+    /// The worker that owns the subscriber with this B4 address. The same on every worker
+    /// of a board (it does not depend on the table hash seed).
+    pub fn owner_of_b4(&self, b4: &[u8; 16]) -> WorkerId {
+        owner_of_b4(b4, self.workers)
+    }
+
+    /// Instance and pool index of an external address.
+    #[inline]
+    pub(crate) fn pool_lookup(&self, addr: u32) -> Option<(u8, u32)> {
+        self.pool_index.binary_search_by_key(&addr, |e| e.0).ok().map(|i| (self.pool_index[i].1, self.pool_index[i].2))
+    }
+
+    /// The worker owning external port `port` of pool address `addr`.
+    pub fn owner_of_port(&self, addr: u32, port: u16) -> Option<WorkerId> {
+        if self.workers == 1 {
+            return Some(0);
+        }
+        self.pool_lookup(addr).map(|(i, _)| self.inst[i as usize].ports.owner_of_port(port))
+    }
+
+    #[inline]
+    pub(crate) fn random(&mut self) -> u32 {
+        // xorshift64*: port randomisation (RFC 6056 section 3.3.1 algorithm 1 in spirit),
+        // seeded per worker from the board's seed.
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32
+    }
+
+    #[inline]
+    pub(crate) fn count(&self, c: Counter) {
+        self.counters.inc(c)
+    }
+
+    fn push_event(&self, e: SessionEvent) {
+        if self.events.try_send(e).is_err() {
+            self.count(Counter::EventsDropped);
+        }
+    }
+
+    pub(crate) fn session_record(&self, i: u32) -> SessionRecord {
+        let s = self.sessions.get(i);
+        let sub = self.subs.get(s.sub);
+        SessionRecord {
+            inst: sub.inst,
+            b4: sub.b4,
+            inner_addr: s.inner_addr,
+            inner_port: s.inner_port,
+            ext_addr: s.ext_addr,
+            ext_port: s.ext_port,
+            proto: s.proto,
+            flags: s.flags,
+            created: s.created,
+            last_seen: s.last_seen,
+        }
+    }
+
+    fn block_record(&self, sub: &Subscriber, block: u16) -> BlockRecord {
+        let ps = &self.inst[sub.inst as usize].ports;
+        let (first, size) = ps.block_ports(block);
+        BlockRecord { inst: sub.inst, b4: sub.b4, ext_addr: sub.ext_addr, first_port: first, size, at: self.now }
+    }
+
+    // ----- Subscribers and sessions (called by the pipeline) -----
+
+    /// Finds the subscriber of a B4, creating it when `create` (with its paired address
+    /// chosen for the port class `class`).
+    pub(crate) fn subscriber(&mut self, inst: u8, b4: &[u8; 16], create: Option<PortClass>) -> Result<u32, Counter> {
+        let h = self.sub_hash(inst, b4);
+        if let Some(i) = self.subs.find(h, inst, b4) {
+            return Ok(i);
+        }
+        let Some(class) = create else { return Err(Counter::DropNoSession) };
+        let ins = &self.inst[inst as usize];
+        let n = ins.addrs.len();
+        // Paired pooling (RFC 6888 REQ-2): pick the address once, spread by the B4 hash.
+        let start = h as usize % n;
+        let Some(a) = (0..n).map(|k| (start + k) % n).find(|&a| ins.ports.free_blocks(a, class) > 0) else {
+            return Err(Counter::DropPortsExhausted);
+        };
+        let rate = ins.cfg.limits.new_sessions_per_sec;
+        let s = Subscriber {
+            b4: *b4,
+            inst,
+            nblocks: 0,
+            live: true,
+            addr_idx: a as u32,
+            ext_addr: ins.addrs[a],
+            sessions: 0,
+            tokens: rate,
+            refilled: self.now,
+            blocks: [0; MAX_BLOCKS],
+            used: [0; MAX_BLOCKS],
+        };
+        let i = self.subs.insert(h, s).ok_or(Counter::DropSubscriberTableFull)?;
+        self.count(Counter::SubscribersCreated);
+        Ok(i)
+    }
+
+    /// Picks a free external port for a new session of subscriber `si`, allocating a port
+    /// block if needed. Returns (port, block slot).
+    fn pick_port(&mut self, si: u32, inner_port: u16, proto: u8) -> Result<(u16, usize), Counter> {
+        // ICMP identifiers have no range class.
+        let class = if proto == crate::wire::proto::ICMP { PortClass::Dynamic } else { PortClass::of(inner_port) };
+        let (inst, addr_idx, ext, nblocks) = {
+            let s = self.subs.get(si);
+            (s.inst, s.addr_idx as usize, s.ext_addr, s.nblocks as usize)
+        };
+        for slot in 0..nblocks {
+            let b = self.subs.get(si).blocks[slot];
+            if self.inst[inst as usize].ports.class_of_block(b) != class {
+                continue;
+            }
+            if let Some(p) = self.free_port_in(inst, b, ext, inner_port, proto) {
+                return Ok((p, slot));
+            }
+        }
+        let max = self.inst[inst as usize].cfg.limits.max_blocks as usize;
+        if nblocks >= max {
+            return Err(Counter::DropBlockLimit);
+        }
+        let hint = self.random();
+        let b = self.inst[inst as usize].ports.allocate(addr_idx, class, hint).ok_or(Counter::DropPortsExhausted)?;
+        let sub = self.subs.get_mut(si);
+        sub.blocks[nblocks] = b;
+        sub.used[nblocks] = 0;
+        sub.nblocks += 1;
+        let rec = self.block_record(self.subs.get(si), b);
+        self.push_event(SessionEvent::BlockAllocated(rec));
+        self.count(Counter::BlocksAllocated);
+        let p = self.free_port_in(inst, b, ext, inner_port, proto).ok_or(Counter::DropPortsExhausted)?;
+        Ok((p, nblocks))
+    }
+
+    /// A random free port of block `b` for `proto`, keeping the parity of the inside port
+    /// when it can (RFC 4787 REQ-4 recommends parity; RFC 6056 randomisation).
+    fn free_port_in(&mut self, inst: u8, b: u16, ext: u32, inner_port: u16, proto: u8) -> Option<u16> {
+        let (first, count) = self.inst[inst as usize].ports.block_ports(b);
+        let count = count as u32;
+        let r = self.random();
+        let taken = |e: &Engine, p: u16| {
+            let h = e.outside_hash(ext, p, proto);
+            e.sessions
+                .outside
+                .find(h, |i| {
+                    let s = e.sessions.get(i);
+                    s.ext_addr == ext && s.ext_port == p && s.proto == proto
+                })
+                .is_some()
+        };
+        let parity = (inner_port as u32) & 1;
+        for pass in 0..2 {
+            for k in 0..count {
+                let off = (r.wrapping_add(k)) % count;
+                let p = (first as u32 + off) as u16;
+                if pass == 0 && (p as u32 & 1) != parity {
+                    continue;
+                }
+                if !taken(self, p) {
+                    return Some(p);
+                }
+            }
+        }
+        None
+    }
+
+    /// Creates the session of an outbound packet. `flags` is the initial TCP state.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn create_session(
+        &mut self,
+        si: u32,
+        inner_addr: u32,
+        inner_port: u16,
+        proto: u8,
+        remote_addr: u32,
+        remote_port: u16,
+        flags: u8,
+    ) -> Result<u32, Counter> {
+        if self.sessions.is_full() {
+            return Err(Counter::DropSessionTableFull);
+        }
+        let (inst, sessions) = {
+            let s = self.subs.get(si);
+            (s.inst as usize, s.sessions)
+        };
+        let limits = self.inst[inst].cfg.limits;
+        if sessions >= limits.max_sessions {
+            return Err(Counter::DropSessionLimit);
+        }
+        if limits.new_sessions_per_sec > 0 {
+            let now = self.now;
+            let s = self.subs.get_mut(si);
+            if s.refilled != now {
+                let add = (now.wrapping_sub(s.refilled) as u64).saturating_mul(limits.new_sessions_per_sec as u64);
+                s.tokens = (s.tokens as u64 + add).min(limits.new_sessions_per_sec as u64) as u32;
+                s.refilled = now;
+            }
+            if s.tokens == 0 {
+                return Err(Counter::DropRateLimited);
+            }
+        }
+        let (port, slot) = self.pick_port(si, inner_port, proto)?;
+        let ext = self.subs.get(si).ext_addr;
+        let s = Session {
+            sub: si,
+            inner_addr,
+            ext_addr: ext,
+            remote_addr,
+            inner_port,
+            ext_port: port,
+            remote_port,
+            proto,
+            flags,
+            last_seen: self.now,
+            created: self.now,
+            ..Default::default()
+        };
+        let h = self.key_hashes(&s);
+        let i = self.sessions.insert(s, h, inst as u8).ok_or(Counter::DropSessionTableFull)?;
+        let sub = self.subs.get_mut(si);
+        sub.sessions += 1;
+        sub.used[slot] += 1;
+        if limits.new_sessions_per_sec > 0 {
+            sub.tokens -= 1;
+        }
+        self.count(Counter::SessionsCreated);
+        self.push_event(SessionEvent::Created(self.session_record(i)));
+        Ok(i)
+    }
+
+    /// Records traffic on session `i`; emits a refresh event at most once per interval.
+    #[inline]
+    pub(crate) fn touch(&mut self, i: u32, inst: u8, flags: u8) {
+        let before = self.sessions.get(i).last_seen;
+        if self.sessions.touch(i, self.now, flags, inst)
+            && before / self.refresh_interval != self.now / self.refresh_interval
+        {
+            self.push_event(SessionEvent::Refreshed(self.session_record(i)));
+        }
+    }
+
+    /// Notes that session `i` sent to a remote; the previous remote stays permitted for
+    /// address-and-port-dependent filtering (see `nat::filter`).
+    #[inline]
+    pub(crate) fn remember_remote(&mut self, i: u32, addr: u32, port: u16) {
+        let s = *self.sessions.get(i);
+        if s.remote_addr == addr && s.remote_port == port {
+            return;
+        }
+        if let Some(ft) = &mut self.filter
+            && s.remote_addr != 0
+        {
+            let h = (self.hasher.hash_one((i, s.created, s.remote_addr, s.remote_port)) >> 32) as u32;
+            ft.remember(h, i, s.created, s.remote_addr, s.remote_port, self.now);
+        }
+        let s = self.sessions.get_mut(i);
+        s.remote_addr = addr;
+        s.remote_port = port;
+    }
+
+    /// May the remote (`addr`, `port`) send to session `i` (RFC 4787 section 5)?
+    #[inline]
+    pub(crate) fn permitted(&self, i: u32, inst: u8, addr: u32, port: u16) -> bool {
+        let ins = &self.inst[inst as usize];
+        if ins.cfg.filtering == Filtering::EndpointIndependent {
+            return true;
+        }
+        let s = self.sessions.get(i);
+        if s.remote_addr == addr && s.remote_port == port {
+            return true;
+        }
+        let Some(ft) = &self.filter else { return false };
+        let h = (self.hasher.hash_one((i, s.created, addr, port)) >> 32) as u32;
+        match ft.last_sent(h, i, s.created, addr, port) {
+            Some(t) => self.now.wrapping_sub(t) < ins.timeout(s.class()),
+            None => false,
+        }
+    }
+
+    /// Deletes session `i`, releasing its block when empty and its subscriber when idle.
+    pub fn delete_session(&mut self, i: u32) {
+        let rec = self.session_record(i);
+        let s = *self.sessions.get(i);
+        let h = self.key_hashes(&s);
+        let inst = rec.inst;
+        self.sessions.remove(i, h, inst);
+        self.push_event(SessionEvent::Deleted(rec));
+        let si = s.sub;
+        let b = self.inst[inst as usize].ports.block_of_port(s.ext_port);
+        let sub = self.subs.get_mut(si);
+        sub.sessions -= 1;
+        if let Some(slot) = sub.block_slot(b) {
+            sub.used[slot] = sub.used[slot].saturating_sub(1);
+            // Keep one block while the subscriber lives, so its ports stay stable.
+            if sub.used[slot] == 0 && sub.nblocks > 1 {
+                self.release_block(si, slot);
+            }
+        }
+        if self.subs.get(si).sessions == 0 {
+            while self.subs.get(si).nblocks > 0 {
+                self.release_block(si, 0);
+            }
+            let (inst, b4) = (self.subs.get(si).inst, self.subs.get(si).b4);
+            let h = self.sub_hash(inst, &b4);
+            self.subs.remove(h, si);
+        }
+    }
+
+    fn release_block(&mut self, si: u32, slot: usize) {
+        let sub = *self.subs.get(si);
+        let b = sub.blocks[slot];
+        self.inst[sub.inst as usize].ports.release(sub.addr_idx as usize, b);
+        let rec = self.block_record(&sub, b);
+        let s = self.subs.get_mut(si);
+        let last = s.nblocks as usize - 1;
+        s.blocks[slot] = s.blocks[last];
+        s.used[slot] = s.used[last];
+        s.nblocks -= 1;
+        self.push_event(SessionEvent::BlockReleased(rec));
+        self.count(Counter::BlocksReleased);
+    }
+
+    /// Expires at most `budget` sessions whose timer ran out; returns how many. Called
+    /// by the worker between batches, so expiry cost is spread (no table walk).
+    pub fn expire(&mut self, budget: usize) -> usize {
+        let lists = self.inst.len() * crate::nat::session::CLASSES;
+        let mut done = 0;
+        for k in 0..lists {
+            let l = (self.expiry_cursor + k) % lists;
+            let (inst, class) =
+                (l / crate::nat::session::CLASSES, TimerClass::from_index(l % crate::nat::session::CLASSES));
+            let timeout = self.inst[inst].timeout(class);
+            while done < budget {
+                let Some(i) = self.sessions.oldest_in(inst as u8, class) else { break };
+                if self.now.wrapping_sub(self.sessions.get(i).last_seen) < timeout {
+                    break;
+                }
+                self.delete_session(i);
+                self.count(Counter::SessionsExpired);
+                done += 1;
+            }
+            if done >= budget {
+                self.expiry_cursor = l;
+                break;
+            }
+        }
+        self.frag6.expire(self.now_ms, &self.counters);
+        self.frag4.expire(self.now_ms, &self.counters);
+        done
+    }
+
+    // ----- State from the peer (hot backup) and for display -----
+
+    /// Installs a port block received from the peer. Refused if it collides with what
+    /// this worker allocated.
+    pub fn install_block(&mut self, r: &BlockRecord) -> Result<(), InstallError> {
+        let inst = r.inst;
+        let ins = self.inst.get(inst as usize).ok_or(InstallError::NoInstance)?;
+        let (pinst, a) = self.pool_lookup(r.ext_addr).ok_or(InstallError::NotInPool)?;
+        if pinst != inst {
+            return Err(InstallError::NotInPool);
+        }
+        let b = ins.ports.block_of_port(r.first_port);
+        if !ins.ports.is_mine(b) {
+            return Err(InstallError::WrongWorker);
+        }
+        let class = ins.ports.class_of_block(b);
+        let si = match self.subscriber(inst, &r.b4, None) {
+            Ok(si) => {
+                let s = self.subs.get(si);
+                if s.ext_addr != r.ext_addr {
+                    return Err(InstallError::AddressMismatch);
+                }
+                if s.block_slot(b).is_some() {
+                    return Ok(());
+                }
+                si
+            }
+            Err(_) => {
+                if self.inst[inst as usize].ports.is_allocated(a as usize, b) {
+                    return Err(InstallError::BlockCollision);
+                }
+                let si = self.subscriber(inst, &r.b4, Some(class)).map_err(|_| InstallError::Full)?;
+                // Pair the new subscriber with the peer's address.
+                let s = self.subs.get_mut(si);
+                s.addr_idx = a;
+                s.ext_addr = r.ext_addr;
+                si
+            }
+        };
+        let n = self.subs.get(si).nblocks as usize;
+        if n >= MAX_BLOCKS {
+            self.drop_if_idle(si);
+            return Err(InstallError::Full);
+        }
+        if !self.inst[inst as usize].ports.claim(a as usize, b) {
+            self.drop_if_idle(si);
+            return Err(InstallError::BlockCollision);
+        }
+        let s = self.subs.get_mut(si);
+        s.blocks[n] = b;
+        s.used[n] = 0;
+        s.nblocks += 1;
+        Ok(())
+    }
+
+    fn drop_if_idle(&mut self, si: u32) {
+        let s = *self.subs.get(si);
+        if s.sessions == 0 && s.nblocks == 0 {
+            let h = self.sub_hash(s.inst, &s.b4);
+            self.subs.remove(h, si);
+        }
+    }
+
+    /// Installs (or updates) a session received from the peer. Its block must have been
+    /// installed first; a port taken by another session is a collision.
+    pub fn install_session(&mut self, r: &SessionRecord) -> Result<(), InstallError> {
+        if !matches!(r.proto, crate::wire::proto::TCP | crate::wire::proto::UDP | crate::wire::proto::ICMP) {
+            return Err(InstallError::Malformed);
+        }
+        let ins = self.inst.get(r.inst as usize).ok_or(InstallError::NoInstance)?;
+        let b = ins.ports.block_of_port(r.ext_port);
+        let si = self.subscriber(r.inst, &r.b4, None).map_err(|_| InstallError::NoBlock)?;
+        let slot = self.subs.get(si).block_slot(b).ok_or(InstallError::NoBlock)?;
+        if self.subs.get(si).ext_addr != r.ext_addr {
+            return Err(InstallError::AddressMismatch);
+        }
+        let hi = self.inside_hash(si, r.inner_addr, r.inner_port, r.proto);
+        let existing = self.sessions.inside.find(hi, |i| {
+            let s = self.sessions.get(i);
+            s.sub == si && s.inner_addr == r.inner_addr && s.inner_port == r.inner_port && s.proto == r.proto
+        });
+        let ho = self.outside_hash(r.ext_addr, r.ext_port, r.proto);
+        let port_owner = self.sessions.outside.find(ho, |i| {
+            let s = self.sessions.get(i);
+            s.ext_addr == r.ext_addr && s.ext_port == r.ext_port && s.proto == r.proto
+        });
+        if let Some(i) = existing {
+            if self.sessions.get(i).ext_port != r.ext_port {
+                return Err(InstallError::PortCollision);
+            }
+            let last = r.last_seen.max(self.sessions.get(i).last_seen);
+            self.sessions.touch(i, last, r.flags, r.inst);
+            return Ok(());
+        }
+        if port_owner.is_some() {
+            return Err(InstallError::PortCollision);
+        }
+        if self.sessions.is_full() {
+            return Err(InstallError::Full);
+        }
+        let s = Session {
+            sub: si,
+            inner_addr: r.inner_addr,
+            ext_addr: r.ext_addr,
+            inner_port: r.inner_port,
+            ext_port: r.ext_port,
+            proto: r.proto,
+            flags: r.flags,
+            last_seen: r.last_seen,
+            created: r.created,
+            ..Default::default()
+        };
+        self.sessions.insert(s, KeyHashes { inside: hi, outside: ho }, r.inst).ok_or(InstallError::Full)?;
+        let sub = self.subs.get_mut(si);
+        sub.sessions += 1;
+        sub.used[slot] += 1;
+        self.count(Counter::SessionsInstalled);
+        Ok(())
+    }
+
+    /// Every live session as a record (display, bulk sync; walks the table).
+    pub fn sessions(&self) -> Vec<SessionRecord> {
+        self.sessions.iter().map(|(i, _)| self.session_record(i)).collect()
+    }
+
+    /// Every subscriber with its external address and blocks (slow path: display).
+    pub fn subscribers(&self) -> Vec<SubscriberView> {
+        self.subs
+            .iter()
+            .map(|(_, s)| {
+                let ps = &self.inst[s.inst as usize].ports;
+                SubscriberView {
+                    inst: s.inst,
+                    b4: s.b4,
+                    ext_addr: s.ext_addr,
+                    blocks: s.blocks[..s.nblocks as usize].iter().map(|&b| ps.block_ports(b)).collect(),
+                    sessions: s.sessions,
+                }
+            })
+            .collect()
+    }
+}
+
+/// A subscriber as `display` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriberView {
+    pub inst: u8,
+    pub b4: [u8; 16],
+    pub ext_addr: u32,
+    /// (first port, ports) of each block.
+    pub blocks: Vec<(u16, u16)>,
+    pub sessions: u32,
+}
+
+/// Subscriber to worker, shared by all workers (and the I/O layer's dispatcher).
+pub fn owner_of_b4(b4: &[u8; 16], workers: u16) -> WorkerId {
+    if workers <= 1 {
+        return 0;
+    }
+    // FNV-1a over the address: stable across processes, cheap, good enough to spread
+    // subscribers (the tables use a seeded hash against flooding).
+    let mut h: u32 = 0x811c_9dc5;
+    for &b in b4 {
+        h = (h ^ b as u32).wrapping_mul(0x0100_0193);
+    }
+    (h % workers as u32) as WorkerId
+}

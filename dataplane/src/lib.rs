@@ -1,0 +1,18 @@
+//! The DS-Lite AFTR packet engine (RFC 6333): softwire decapsulation and encapsulation
+//! and the softwire-aware NAT44 behind it, on per-worker session tables.
+//!
+//! I/O-agnostic: [`Engine::process`] takes an Ethernet frame in a buffer with headroom
+//! and returns a [`Verdict`]; the I/O layer (AF_XDP, AF_PACKET) moves the frames. The
+//! engine takes typed settings ([`config::EngineConfig`]) and emits typed session events
+//! ([`nat::events::SessionEvent`]); it knows nothing of configuration text or of the hot
+//! backup wire format.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod counters;
+pub mod engine;
+pub mod nat;
+pub mod pipeline;
+pub mod wire;
+
+pub use engine::{Egress, Engine, Frame, HEADROOM, Sink, VecSink, Verdict, WorkerId};

@@ -1,0 +1,66 @@
+//! Session events for hot backup and NAT logging, and the records a peer installs.
+//!
+//! Each worker pushes its events onto its own bounded ring; a full ring never blocks the
+//! worker: the event is counted as dropped (`events_dropped`), so the consumer can tell
+//! that it must resynchronise.
+
+/// A session as hot backup and logging see it: the inside key by B4 address, not by the
+/// worker-local subscriber number, so the record means the same on another board.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub inst: u8,
+    pub b4: [u8; 16],
+    pub inner_addr: u32,
+    pub inner_port: u16,
+    pub ext_addr: u32,
+    pub ext_port: u16,
+    pub proto: u8,
+    /// TCP tracking bits (`nat::session::tcp_flags`).
+    pub flags: u8,
+    /// Unix seconds.
+    pub created: u32,
+    pub last_seen: u32,
+}
+
+/// A port block held by a subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockRecord {
+    pub inst: u8,
+    pub b4: [u8; 16],
+    pub ext_addr: u32,
+    pub first_port: u16,
+    pub size: u16,
+    pub at: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEvent {
+    Created(SessionRecord),
+    Refreshed(SessionRecord),
+    Deleted(SessionRecord),
+    BlockAllocated(BlockRecord),
+    BlockReleased(BlockRecord),
+}
+
+/// Why a record from a peer was not installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InstallError {
+    #[error("no instance with that number")]
+    NoInstance,
+    #[error("external address is not in the instance pool")]
+    NotInPool,
+    #[error("the port block belongs to another worker")]
+    WrongWorker,
+    #[error("the port block is allocated to another subscriber")]
+    BlockCollision,
+    #[error("the external port is used by another session")]
+    PortCollision,
+    #[error("the subscriber is paired with another external address")]
+    AddressMismatch,
+    #[error("the subscriber holds no block for that port")]
+    NoBlock,
+    #[error("a table or a per-subscriber limit is full")]
+    Full,
+    #[error("the record is malformed")]
+    Malformed,
+}

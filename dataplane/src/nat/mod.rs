@@ -1,0 +1,9 @@
+//! NAT state: sessions, subscribers, port blocks, expiry, events.
+//! Nothing here parses packets; the pipeline calls in with keys.
+
+pub mod events;
+pub mod filter;
+pub mod index;
+pub mod ports;
+pub mod session;
+pub mod subscriber;

@@ -1,0 +1,106 @@
+//! Subscribers: one per B4 address and instance, owning its port blocks and limits.
+//!
+//! A subscriber lives on the worker chosen by hashing its B4 address, so its sessions,
+//! blocks and limits are all in one place (RFC 6888 REQ-2 paired pooling: one external
+//! address for all of a subscriber's sessions). Fixed arrays, no allocation after start.
+
+use super::index::IndexTable;
+
+/// Port blocks one subscriber may hold.
+pub const MAX_BLOCKS: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subscriber {
+    pub b4: [u8; 16],
+    pub inst: u8,
+    pub nblocks: u8,
+    pub live: bool,
+    /// Index of the paired external address in the instance pool.
+    pub addr_idx: u32,
+    pub ext_addr: u32,
+    pub sessions: u32,
+    /// New-session tokens (RFC 6888 REQ-4 rate of new sessions) and their refill time.
+    pub tokens: u32,
+    pub refilled: u32,
+    pub blocks: [u16; MAX_BLOCKS],
+    /// Sessions in each block.
+    pub used: [u16; MAX_BLOCKS],
+}
+
+impl Subscriber {
+    pub fn block_slot(&self, b: u16) -> Option<usize> {
+        self.blocks[..self.nblocks as usize].iter().position(|&x| x == b)
+    }
+}
+
+pub struct SubscriberTable {
+    slab: Vec<Subscriber>,
+    free: Vec<u32>,
+    index: IndexTable,
+    live: u32,
+}
+
+impl SubscriberTable {
+    pub fn new(capacity: u32) -> Self {
+        SubscriberTable {
+            slab: Vec::with_capacity(capacity as usize),
+            free: Vec::with_capacity(capacity as usize),
+            index: IndexTable::new(capacity as usize),
+            live: 0,
+        }
+    }
+
+    #[inline]
+    pub fn find(&self, hash: u32, inst: u8, b4: &[u8; 16]) -> Option<u32> {
+        self.index.find(hash, |i| {
+            let s = &self.slab[i as usize];
+            s.inst == inst && s.b4 == *b4
+        })
+    }
+
+    #[inline]
+    pub fn get(&self, i: u32) -> &Subscriber {
+        &self.slab[i as usize]
+    }
+    #[inline]
+    pub fn get_mut(&mut self, i: u32) -> &mut Subscriber {
+        &mut self.slab[i as usize]
+    }
+    pub fn len(&self) -> u32 {
+        self.live
+    }
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Adds a subscriber; None when the table is full.
+    pub fn insert(&mut self, hash: u32, s: Subscriber) -> Option<u32> {
+        let i = if let Some(i) = self.free.pop() {
+            self.slab[i as usize] = s;
+            i
+        } else if self.slab.len() < self.slab.capacity() {
+            self.slab.push(s);
+            (self.slab.len() - 1) as u32
+        } else {
+            return None;
+        };
+        self.index.insert(hash, i);
+        self.live += 1;
+        Some(i)
+    }
+
+    pub fn remove(&mut self, hash: u32, i: u32) {
+        self.index.remove(hash, i);
+        self.slab[i as usize].live = false;
+        self.free.push(i);
+        self.live -= 1;
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &Subscriber)> {
+        self.slab.iter().enumerate().filter(|(_, s)| s.live).map(|(i, s)| (i as u32, s))
+    }
+
+    pub fn memory(&self) -> usize {
+        self.slab.capacity() * std::mem::size_of::<Subscriber>() + self.free.capacity() * 4 + self.index.memory()
+    }
+}

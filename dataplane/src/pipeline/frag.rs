@@ -1,0 +1,420 @@
+//! Fragments.
+//!
+//! - Softwire packets fragmented in IPv6 by a B4 are reassembled (RFC 6333 section 5.3),
+//!   in a fixed pool of buffers, with a timeout; an overlapping fragment discards the
+//!   whole datagram (RFC 5722). Then the packet goes down the normal softwire path.
+//! - IPv4 fragments from a subscriber: the first carries the ports and finds the session;
+//!   the others need only the subscriber's paired address (RFC 6888 REQ-2), so they are
+//!   translated as they come, in any order, without reassembly.
+//! - IPv4 fragments from the Internet: the first fragment tells the port; later ones
+//!   find it in a small table keyed by (source, destination, protocol, identification);
+//!   fragments that arrive before their first are held (bounded) and released when it
+//!   comes (RFC 4787 REQ-14: in-order and out-of-order fragments). Overlaps discard the
+//!   datagram. All fragments of a datagram are handled by one worker chosen by hash.
+//! - Encapsulated packets larger than the tunnel MTU are fragmented in IPv6 (never inside
+//!   IPv4, RFC 6333 section 5.3).
+
+use crate::config::FragLimits;
+use crate::counters::{Counter, WorkerCounters};
+use crate::engine::{Egress, Engine, Frame, HEADROOM, Sink, Verdict, WorkerId};
+use crate::wire::ethernet;
+use crate::wire::ipv4::Ipv4Packet;
+use crate::wire::ipv6::{self, Ipv6Packet, Upper};
+use crate::wire::proto;
+
+/// Ranges (of 8-byte units) a datagram may arrive in.
+const MAX_PIECES: usize = 64;
+/// Room before a reassembled packet for the headers the pipeline writes.
+const REASM_HEADROOM: usize = HEADROOM + ethernet::HEADER_LEN + ethernet::VLAN_TAG_LEN;
+
+/// The worker that handles all fragments of an inbound IPv4 datagram.
+pub fn fragment_worker(src: u32, dst: u32, ident: u16, workers: u16) -> WorkerId {
+    let h = (src ^ dst.rotate_left(16) ^ ident as u32).wrapping_mul(0x9e37_79b1);
+    ((h >> 16) % workers as u32) as WorkerId
+}
+
+#[derive(Clone, Copy, Default)]
+struct Piece {
+    start: usize,
+    end: usize,
+}
+
+fn overlaps(pieces: &[Piece], start: usize, end: usize) -> bool {
+    pieces.iter().any(|p| start < p.end && p.start < end)
+}
+
+struct Reassembly {
+    live: bool,
+    key: ([u8; 16], [u8; 16], u32),
+    deadline: u64,
+    pieces: [Piece; MAX_PIECES],
+    npieces: usize,
+    /// Length of the fragmentable part, known once the last fragment came.
+    total: Option<usize>,
+    next_header: u8,
+    buf: Vec<u8>,
+}
+
+/// IPv6 reassembly of softwire packets.
+pub struct Reassembler {
+    slots: Vec<Reassembly>,
+    limits: FragLimits,
+}
+
+impl Reassembler {
+    pub fn new(limits: FragLimits) -> Self {
+        let slots = (0..limits.max_reassemblies)
+            .map(|_| Reassembly {
+                live: false,
+                key: ([0; 16], [0; 16], 0),
+                deadline: 0,
+                pieces: [Piece::default(); MAX_PIECES],
+                npieces: 0,
+                total: None,
+                next_header: 0,
+                buf: vec![0; REASM_HEADROOM + ipv6::HEADER_LEN + limits.max_datagram],
+            })
+            .collect();
+        Reassembler { slots, limits }
+    }
+
+    pub fn expire(&mut self, now_ms: u64, c: &WorkerCounters) {
+        for s in self.slots.iter_mut().filter(|s| s.live && s.deadline <= now_ms) {
+            s.live = false;
+            c.inc(Counter::DropFragTimeout);
+        }
+    }
+
+    pub fn in_progress(&self) -> usize {
+        self.slots.iter().filter(|s| s.live).count()
+    }
+}
+
+struct Held {
+    live: bool,
+    key: (u32, u32, u16, u8),
+    deadline: u64,
+    len: usize,
+    buf: Vec<u8>,
+}
+
+struct Datagram {
+    live: bool,
+    key: (u32, u32, u16, u8),
+    port: Option<u16>,
+    deadline: u64,
+    pieces: [Piece; 16],
+    npieces: usize,
+}
+
+/// Inbound IPv4 fragment tracking.
+pub struct FragTracker4 {
+    datagrams: Vec<Datagram>,
+    held: Vec<Held>,
+    limits: FragLimits,
+}
+
+/// Largest inbound fragment that can be held.
+const HELD_MAX: usize = 2048;
+
+impl FragTracker4 {
+    pub fn new(limits: FragLimits) -> Self {
+        FragTracker4 {
+            datagrams: (0..limits.max_held)
+                .map(|_| Datagram {
+                    live: false,
+                    key: (0, 0, 0, 0),
+                    port: None,
+                    deadline: 0,
+                    pieces: [Piece::default(); 16],
+                    npieces: 0,
+                })
+                .collect(),
+            held: (0..limits.max_held)
+                .map(|_| Held {
+                    live: false,
+                    key: (0, 0, 0, 0),
+                    deadline: 0,
+                    len: 0,
+                    buf: vec![0; HEADROOM + HELD_MAX],
+                })
+                .collect(),
+            limits,
+        }
+    }
+
+    pub fn expire(&mut self, now_ms: u64, c: &WorkerCounters) {
+        for d in self.datagrams.iter_mut().filter(|d| d.live && d.deadline <= now_ms) {
+            d.live = false;
+        }
+        for h in self.held.iter_mut().filter(|h| h.live && h.deadline <= now_ms) {
+            h.live = false;
+            c.inc(Counter::DropFragTimeout);
+        }
+    }
+
+    fn find(&self, key: (u32, u32, u16, u8)) -> Option<usize> {
+        self.datagrams.iter().position(|d| d.live && d.key == key)
+    }
+
+    pub fn held(&self) -> usize {
+        self.held.iter().filter(|h| h.live).count()
+    }
+}
+
+impl Engine {
+    /// Adds an IPv6 fragment of a softwire packet; processes the packet once whole.
+    pub(crate) fn reassemble6(
+        &mut self,
+        f: &mut Frame,
+        l3: usize,
+        total: usize,
+        up: Upper,
+        inst: u8,
+        sink: &mut dyn Sink,
+    ) -> Verdict {
+        let fi = up.frag.expect("caller checked");
+        let (src, dst) = {
+            let p = Ipv6Packet::new_unchecked(&f.buf[l3..]);
+            (p.src(), p.dst())
+        };
+        let data = &f.buf[l3 + up.offset..l3 + total];
+        let (start, end) = (fi.offset, fi.offset + data.len());
+        // RFC 8200 section 4.5: all but the last fragment are multiples of 8 bytes.
+        if (fi.more && !data.len().is_multiple_of(8)) || data.is_empty() {
+            return self.drop(Counter::DropMalformedIpv6);
+        }
+        let limits = self.frag6.limits;
+        let key = (src, dst, fi.ident);
+        let slot = match self.frag6.slots.iter().position(|s| s.live && s.key == key) {
+            Some(i) => i,
+            None => {
+                let Some(i) = self.frag6.slots.iter().position(|s| !s.live) else {
+                    return self.drop(Counter::DropFragTableFull);
+                };
+                let s = &mut self.frag6.slots[i];
+                s.live = true;
+                s.key = key;
+                s.deadline = self.now_ms + limits.timeout_ms;
+                s.npieces = 0;
+                s.total = None;
+                i
+            }
+        };
+        let s = &mut self.frag6.slots[slot];
+        if end > limits.max_datagram {
+            s.live = false;
+            return self.drop(Counter::DropFragTooBig);
+        }
+        let bad_end = match s.total {
+            Some(t) => end > t || (!fi.more && end != t),
+            None => !fi.more && s.pieces[..s.npieces].iter().any(|p| p.end > end),
+        };
+        if overlaps(&s.pieces[..s.npieces], start, end) || bad_end || s.npieces == MAX_PIECES {
+            s.live = false;
+            return self.drop(Counter::DropFragOverlap);
+        }
+        if start == 0 {
+            s.next_header = up.protocol;
+        }
+        if !fi.more {
+            s.total = Some(end);
+        }
+        let base = REASM_HEADROOM + ipv6::HEADER_LEN;
+        s.buf[base + start..base + end].copy_from_slice(data);
+        s.pieces[s.npieces] = Piece { start, end };
+        s.npieces += 1;
+        let have: usize = s.pieces[..s.npieces].iter().map(|p| p.end - p.start).sum();
+        let Some(t) = s.total else { return Verdict::Consumed };
+        if have != t {
+            return Verdict::Consumed;
+        }
+        // Whole: an IPv6 header without extensions, then the payload.
+        s.live = false;
+        let nh = s.next_header;
+        let mut buf = std::mem::take(&mut s.buf);
+        ipv6::write_header(&mut buf[REASM_HEADROOM..], 0, 0, t as u16, nh, 64, &src, &dst);
+        // Keep the traffic class of the fragment (ECN), as seen in the last one.
+        buf[REASM_HEADROOM..REASM_HEADROOM + 2].copy_from_slice(&f.buf[l3..l3 + 2]);
+        self.count(Counter::Reassembled);
+        let mut whole = Frame::new(&mut buf, REASM_HEADROOM, ipv6::HEADER_LEN + t);
+        let v = self.softwire_upper(&mut whole, REASM_HEADROOM, ipv6::HEADER_LEN + t, nh, ipv6::HEADER_LEN, inst, sink);
+        match v {
+            Verdict::Forward(e) => sink.emit(e, whole.bytes()),
+            Verdict::Handoff(w) => sink.handoff(w, whole.bytes(), whole.hint),
+            _ => {}
+        }
+        self.frag6.slots[slot].buf = buf;
+        Verdict::Consumed
+    }
+
+    /// A non-first IPv4 fragment from a subscriber: only the source address changes.
+    pub(crate) fn in2out_fragment(
+        &mut self,
+        f: &mut Frame,
+        ip_at: usize,
+        ip_len: usize,
+        inst: u8,
+        b4: &[u8; 16],
+        dst: u32,
+    ) -> Verdict {
+        let Ok(si) = self.subscriber(inst, b4, None) else { return self.drop(Counter::DropFragNoSubscriber) };
+        if self.pool_lookup(dst).is_some() {
+            return self.drop(Counter::DropFragHairpin);
+        }
+        let ext = self.subs.get(si).ext_addr;
+        let mut p = Ipv4Packet::new_unchecked(&mut f.buf[ip_at..]);
+        p.set_src_adjust(ext);
+        p.decrement_ttl();
+        self.count(Counter::Ipv4FragmentsTranslated);
+        self.count(Counter::In2Out);
+        self.emit_l3(f, ip_at, ip_len, Egress::Internet)
+    }
+
+    /// An inbound IPv4 fragment without a resolved port.
+    pub(crate) fn inbound_fragment(&mut self, f: &mut Frame, ip_at: usize, sink: &mut dyn Sink) -> Verdict {
+        let (key, off, len, more, hl) = {
+            let p = Ipv4Packet::new_unchecked(&f.buf[ip_at..]);
+            (
+                (p.src(), p.dst(), p.ident(), p.protocol()),
+                p.frag_offset(),
+                p.total_len() - p.header_len(),
+                p.more_frags(),
+                p.header_len(),
+            )
+        };
+        if !matches!(key.3, proto::UDP | proto::TCP | proto::ICMP) {
+            return self.drop(Counter::DropUnsupportedProtocol);
+        }
+        let limits = self.frag4.limits;
+        let d = match self.frag4.find(key) {
+            Some(d) => d,
+            None => {
+                let Some(d) = self.frag4.datagrams.iter().position(|d| !d.live) else {
+                    return self.drop(Counter::DropFragTableFull);
+                };
+                let dg = &mut self.frag4.datagrams[d];
+                dg.live = true;
+                dg.key = key;
+                dg.port = None;
+                dg.npieces = 0;
+                dg.deadline = self.now_ms + limits.timeout_ms;
+                d
+            }
+        };
+        let dg = &mut self.frag4.datagrams[d];
+        let (start, end) = (off, off + len);
+        if overlaps(&dg.pieces[..dg.npieces], start, end)
+            || dg.npieces == dg.pieces.len()
+            || (more && !len.is_multiple_of(8))
+        {
+            dg.live = false;
+            return self.drop(Counter::DropFragOverlap);
+        }
+        dg.pieces[dg.npieces] = Piece { start, end };
+        dg.npieces += 1;
+        if off == 0 {
+            let port = match super::inbound_port(key.3, &f.buf[ip_at + hl..ip_at + hl + len]) {
+                Some(p) => p,
+                None => {
+                    self.frag4.datagrams[d].live = false;
+                    return self.drop(Counter::DropMalformedL4);
+                }
+            };
+            self.frag4.datagrams[d].port = Some(port);
+            f.hint = Some(port);
+            let v = self.nat_out2in(f, ip_at, sink);
+            self.release_held(key, port, sink);
+            return v;
+        }
+        if let Some(port) = self.frag4.datagrams[d].port {
+            f.hint = Some(port);
+            return self.nat_out2in(f, ip_at, sink);
+        }
+        // Before its first fragment: hold a copy.
+        let flen = f.len;
+        if flen > HELD_MAX {
+            return self.drop(Counter::DropFragTooBig);
+        }
+        let Some(h) = self.frag4.held.iter().position(|h| !h.live) else {
+            return self.drop(Counter::DropFragTableFull);
+        };
+        let hs = &mut self.frag4.held[h];
+        hs.live = true;
+        hs.key = key;
+        hs.deadline = self.now_ms + limits.timeout_ms;
+        hs.len = flen;
+        hs.buf[HEADROOM..HEADROOM + flen].copy_from_slice(f.bytes());
+        Verdict::Consumed
+    }
+
+    fn release_held(&mut self, key: (u32, u32, u16, u8), port: u16, sink: &mut dyn Sink) {
+        for h in 0..self.frag4.held.len() {
+            if !(self.frag4.held[h].live && self.frag4.held[h].key == key) {
+                continue;
+            }
+            self.frag4.held[h].live = false;
+            let len = self.frag4.held[h].len;
+            let mut buf = std::mem::take(&mut self.frag4.held[h].buf);
+            let mut fr = Frame::new(&mut buf, HEADROOM, len);
+            fr.hint = Some(port);
+            let l3 = match ethernet::parse(fr.bytes()) {
+                Ok(l2) => HEADROOM + l2.l3_offset,
+                Err(_) => {
+                    self.frag4.held[h].buf = buf;
+                    continue;
+                }
+            };
+            match self.nat_out2in(&mut fr, l3, sink) {
+                Verdict::Forward(e) => sink.emit(e, fr.bytes()),
+                Verdict::Handoff(w) => sink.handoff(w, fr.bytes(), fr.hint),
+                _ => {}
+            }
+            self.frag4.held[h].buf = buf;
+        }
+    }
+
+    /// Splits the IPv6 packet at `v6_at` into fragments of at most `mtu` bytes, emitted
+    /// through the sink (RFC 8200 section 4.5).
+    pub(crate) fn fragment_outer(
+        &mut self,
+        f: &mut Frame,
+        v6_at: usize,
+        len: usize,
+        mtu: usize,
+        sink: &mut dyn Sink,
+    ) -> Verdict {
+        let ident = self.random();
+        let payload = len - ipv6::HEADER_LEN;
+        let chunk = (mtu - ipv6::HEADER_LEN - ipv6::FRAG_HEADER_LEN) & !7;
+        let nh = Ipv6Packet::new_unchecked(&f.buf[v6_at..]).next_header();
+        let l2 = self.softwire_l2;
+        let hl = ethernet::header_len(l2.vlan);
+        let mut out = [0u8; 9216 + 128];
+        let mut off = 0;
+        let mut n = 0;
+        while off < payload {
+            let take = chunk.min(payload - off);
+            let more = off + take < payload;
+            let mut at = ethernet::write_header(&mut out, l2.dst, l2.src, l2.vlan, ethernet::ETHERTYPE_IPV6);
+            out[at..at + ipv6::HEADER_LEN].copy_from_slice(&f.buf[v6_at..v6_at + ipv6::HEADER_LEN]);
+            {
+                let mut p = Ipv6Packet::new_unchecked(&mut out[at..]);
+                p.set_next_header(proto::IPV6_FRAG);
+                p.set_payload_len((ipv6::FRAG_HEADER_LEN + take) as u16);
+            }
+            at += ipv6::HEADER_LEN;
+            ipv6::write_frag_header(&mut out[at..], nh, off, more, ident);
+            at += ipv6::FRAG_HEADER_LEN;
+            let from = v6_at + ipv6::HEADER_LEN + off;
+            out[at..at + take].copy_from_slice(&f.buf[from..from + take]);
+            sink.emit(Egress::Softwire, &out[..at + take]);
+            off += take;
+            n += 1;
+        }
+        debug_assert!(hl <= 18);
+        self.count(Counter::OuterFragmented);
+        self.counters.add(Counter::OuterFragmentsSent, n);
+        Verdict::Consumed
+    }
+}

@@ -1,0 +1,329 @@
+//! Softwire from a B4 to the Internet: validation, decapsulation, NAT inside to outside.
+//! Hot path (see `pipeline/mod.rs`).
+
+use crate::counters::Counter;
+use crate::engine::{Egress, Engine, Frame, Sink, Verdict};
+use crate::nat::ports::PortClass;
+use crate::nat::session::tcp_flags;
+use crate::wire::checksum;
+use crate::wire::icmp as wicmp;
+use crate::wire::ipv4::{self, Ipv4Packet};
+use crate::wire::ipv6::{self, Ipv6Packet};
+use crate::wire::{proto, tcp, udp};
+
+/// 192.0.0.1, the AFTR's IPv4 address on the softwire (RFC 6333 section 5.7): the source
+/// of ICMPv4 errors the AFTR sends to a B4's hosts.
+pub const AFTR_IPV4: u32 = 0xc000_0001;
+
+impl Engine {
+    /// An IPv6 frame: softwire traffic or ICMPv6 to one of our endpoints; anything else
+    /// goes to the kernel.
+    pub(crate) fn softwire(&mut self, f: &mut Frame, l3: usize, sink: &mut dyn Sink) -> Verdict {
+        let end = f.start + f.len;
+        let (dst, src, total) = match Ipv6Packet::new_checked(&f.buf[l3..end]) {
+            Ok(p) => (p.dst(), p.src(), p.total_len()),
+            Err(_) => return self.drop(Counter::DropMalformedIpv6),
+        };
+        let Some(inst) = self.inst.iter().position(|i| i.cfg.endpoint == dst) else {
+            self.count(Counter::PassedToKernel);
+            return Verdict::Pass;
+        };
+        let inst = inst as u8;
+        let up = match ipv6::walk(&f.buf[l3..l3 + total]) {
+            Ok(u) => u,
+            Err(_) => return self.drop(Counter::DropMalformedIpv6),
+        };
+        if up.frag.is_some() {
+            // A fragment of a softwire packet (RFC 6333 section 5.3: the AFTR reassembles).
+            if self.workers > 1 && self.owner_of_b4(&src) != self.id {
+                return self.handoff_to(self.owner_of_b4(&src), f);
+            }
+            return self.reassemble6(f, l3, total, up, inst, sink);
+        }
+        self.softwire_upper(f, l3, total, up.protocol, up.offset, inst, sink)
+    }
+
+    pub(crate) fn handoff_to(&mut self, w: u16, _f: &mut Frame) -> Verdict {
+        self.count(Counter::HandedOff);
+        Verdict::Handoff(w)
+    }
+
+    /// A whole (unfragmented or reassembled) IPv6 packet to endpoint `inst`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn softwire_upper(
+        &mut self,
+        f: &mut Frame,
+        l3: usize,
+        total: usize,
+        protocol: u8,
+        off: usize,
+        inst: u8,
+        sink: &mut dyn Sink,
+    ) -> Verdict {
+        match protocol {
+            proto::IPV4_IN_IP => {}
+            proto::ICMPV6 => return self.icmpv6_to_endpoint(f, l3, total, off, inst),
+            _ => return self.drop(Counter::DropSoftwireNextHeader),
+        }
+        let (b4, tc) = {
+            let p = Ipv6Packet::new_unchecked(&f.buf[l3..]);
+            (p.src(), p.traffic_class())
+        };
+        if self.workers > 1 && self.owner_of_b4(&b4) != self.id {
+            return self.handoff_to(self.owner_of_b4(&b4), f);
+        }
+        // RFC 6333 section 5.2 / 7: only authorised B4s.
+        if !self.inst[inst as usize].cfg.b4_prefixes.iter().any(|p| p.contains(&b4)) {
+            return self.drop(Counter::DropB4NotAuthorised);
+        }
+        let ip_at = l3 + off;
+        let avail = l3 + total - ip_at;
+        let ok = match Ipv4Packet::new_checked(&f.buf[ip_at..ip_at + avail]) {
+            Ok(p) => p.verify_checksum(),
+            Err(_) => return self.drop(Counter::DropMalformedIpv4),
+        };
+        if !ok {
+            return self.drop(Counter::DropBadIpv4Checksum);
+        }
+        // RFC 6040 decapsulation: a CE mark on the outer header carries into an ECN-capable
+        // inner packet.
+        if tc & 3 == 3 && f.buf[ip_at + 1] & 3 != 0 {
+            let tos = f.buf[ip_at + 1] | 3;
+            Ipv4Packet::new_unchecked(&mut f.buf[ip_at..]).set_tos_adjust(tos);
+        }
+        self.nat_in2out(f, ip_at, inst, &b4, sink)
+    }
+
+    /// NAT inside to outside of the decapsulated IPv4 packet at `ip_at` from `b4`.
+    pub(crate) fn nat_in2out(
+        &mut self,
+        f: &mut Frame,
+        ip_at: usize,
+        inst: u8,
+        b4: &[u8; 16],
+        sink: &mut dyn Sink,
+    ) -> Verdict {
+        let (src, dst, ttl, protocol, hl, ip_len, frag_off, is_frag) = {
+            let p = Ipv4Packet::new_unchecked(&f.buf[ip_at..]);
+            (p.src(), p.dst(), p.ttl(), p.protocol(), p.header_len(), p.total_len(), p.frag_offset(), p.is_fragment())
+        };
+        let cfg = &self.inst[inst as usize].cfg;
+        // RFC 6333 section 5.7: inner sources are private or 192.0.0.0/29; others by policy.
+        if !cfg.allow_public_inner && !ipv4::is_private_or_b4(src) {
+            return self.drop(Counter::DropInnerSourcePolicy);
+        }
+        if is_martian(dst) {
+            return self.drop(Counter::DropMartian);
+        }
+        if ttl <= 1 {
+            // RFC 1812 section 5.3.1: time exceeded back to the host, through its softwire.
+            return self.time_exceeded_to_b4(f, ip_at, inst, b4, sink);
+        }
+        let l4 = ip_at + hl;
+        let l4_end = ip_at + ip_len;
+        if is_frag && frag_off != 0 {
+            return self.in2out_fragment(f, ip_at, ip_len, inst, b4, dst);
+        }
+        let verdict = match protocol {
+            proto::UDP | proto::TCP => self.in2out_l4(f, ip_at, l4, l4_end, protocol, inst, b4, src, dst, is_frag),
+            proto::ICMP => {
+                if wicmp::check(&f.buf[l4..l4_end]).is_err() {
+                    return self.drop(Counter::DropMalformedL4);
+                }
+                match wicmp::msg_type(&f.buf[l4..]) {
+                    wicmp::v4::ECHO_REQUEST if !is_frag => self.in2out_echo(f, ip_at, l4, inst, b4, src, dst),
+                    t if wicmp::v4_is_error(t) && !is_frag => {
+                        return self.icmp_error_in2out(f, ip_at, l4, l4_end, inst, b4, sink);
+                    }
+                    _ => return self.drop(Counter::DropUnsupportedIcmp),
+                }
+            }
+            _ => return self.drop(Counter::DropUnsupportedProtocol),
+        };
+        if let Err(c) = verdict {
+            return self.drop(c);
+        }
+        self.count(Counter::In2Out);
+        self.send_outbound(f, ip_at, ip_len, dst, sink)
+    }
+
+    /// Sends a translated packet to the Internet, or hairpins it to another subscriber
+    /// when its destination is one of our external addresses (RFC 4787 REQ-9, RFC 5382
+    /// REQ-8, RFC 5508 REQ-7). A hairpinned packet is forwarded once: one TTL decrement.
+    pub(crate) fn send_outbound(
+        &mut self,
+        f: &mut Frame,
+        ip_at: usize,
+        ip_len: usize,
+        dst: u32,
+        sink: &mut dyn Sink,
+    ) -> Verdict {
+        if self.pool_lookup(dst).is_some() {
+            self.count(Counter::Hairpin);
+            let v = self.nat_out2in(f, ip_at, sink);
+            if let Verdict::Handoff(_) = v {
+                // The owner takes it as an IPv4 frame from outside.
+                self.emit_l3(f, ip_at, ip_len, Egress::Internet);
+            }
+            return v;
+        }
+        Ipv4Packet::new_unchecked(&mut f.buf[ip_at..]).decrement_ttl();
+        self.emit_l3(f, ip_at, ip_len, Egress::Internet)
+    }
+
+    /// Finds or creates the session of an outbound TCP/UDP packet and rewrites it.
+    #[allow(clippy::too_many_arguments)]
+    fn in2out_l4(
+        &mut self,
+        f: &mut Frame,
+        ip_at: usize,
+        l4: usize,
+        l4_end: usize,
+        protocol: u8,
+        inst: u8,
+        b4: &[u8; 16],
+        src: u32,
+        dst: u32,
+        is_frag: bool,
+    ) -> Result<(), Counter> {
+        let seg = &f.buf[l4..l4_end];
+        let ok = if protocol == proto::UDP {
+            // The UDP length covers the datagram, longer than a first fragment.
+            if is_frag { seg.len() >= udp::HEADER_LEN } else { udp::check(seg).is_ok() }
+        } else {
+            tcp::check(seg).is_ok()
+        };
+        if !ok {
+            return Err(Counter::DropMalformedL4);
+        }
+        let sport = udp::src_port(seg);
+        let dport = udp::dst_port(seg);
+        let tflags = if protocol == proto::TCP { tcp::flags(seg) } else { 0 };
+        let si = self.subscriber(inst, b4, Some(PortClass::of(sport)))?;
+        let i = self.find_or_create(si, src, sport, protocol, dst, dport, tflags)?;
+        let s = *self.sessions.get(i);
+        let flags = if protocol == proto::TCP { tcp_track(s.flags, tflags, true) } else { s.flags };
+        self.touch(i, inst, flags);
+        self.remember_remote(i, dst, dport);
+        // Rewrite source address and port, fix the IPv4 and transport checksums (RFC 1624).
+        Ipv4Packet::new_unchecked(&mut f.buf[ip_at..]).set_src_adjust(s.ext_addr);
+        let seg = &mut f.buf[l4..l4_end];
+        if protocol == proto::UDP {
+            udp::set_src_port(seg, s.ext_port);
+            let c = udp::checksum(seg);
+            if c != 0 {
+                udp::set_checksum(seg, checksum::adjust_addr_port(c, src, s.ext_addr, sport, s.ext_port));
+            }
+        } else {
+            tcp::set_src_port(seg, s.ext_port);
+            let c = checksum::adjust_addr_port(tcp::checksum(seg), src, s.ext_addr, sport, s.ext_port);
+            tcp::set_checksum(seg, c);
+            if tflags & tcp::SYN != 0 {
+                self.clamp_mss(inst, &mut f.buf[l4..l4_end]);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn clamp_mss(&mut self, inst: u8, seg: &mut [u8]) {
+        let cfg = &self.inst[inst as usize].cfg;
+        // RFC 6908 section 4: IPv6 and IPv4 headers, 40 + 20, and TCP, 20.
+        if cfg.mss_clamp && tcp::clamp_mss(seg, cfg.tunnel_mtu.saturating_sub(80)) {
+            self.count(Counter::MssClamped);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn find_or_create(
+        &mut self,
+        si: u32,
+        src: u32,
+        sport: u16,
+        protocol: u8,
+        dst: u32,
+        dport: u16,
+        tflags: u8,
+    ) -> Result<u32, Counter> {
+        let h = self.inside_hash(si, src, sport, protocol);
+        let found = self.sessions.inside.find(h, |i| {
+            let s = self.sessions.get(i);
+            s.sub == si && s.inner_addr == src && s.inner_port == sport && s.proto == protocol
+        });
+        match found {
+            Some(i) => Ok(i),
+            None => {
+                let flags = if protocol == proto::TCP { tcp_track(0, tflags, true) } else { 0 };
+                let r = self.create_session(si, src, sport, protocol, dst, dport, flags);
+                if r.is_err() {
+                    self.drop_if_unused(si);
+                }
+                r
+            }
+        }
+    }
+
+    /// A subscriber created for a flow that was then refused must not linger.
+    fn drop_if_unused(&mut self, si: u32) {
+        let s = *self.subs.get(si);
+        if s.sessions == 0 && s.nblocks == 0 {
+            let h = self.sub_hash(s.inst, &s.b4);
+            self.subs.remove(h, si);
+        }
+    }
+
+    /// ICMP echo request from a subscriber host: the identifier is the port (RFC 5508
+    /// section 3.1), taken from the subscriber's blocks like any port.
+    #[allow(clippy::too_many_arguments)]
+    fn in2out_echo(
+        &mut self,
+        f: &mut Frame,
+        ip_at: usize,
+        l4: usize,
+        inst: u8,
+        b4: &[u8; 16],
+        src: u32,
+        dst: u32,
+    ) -> Result<(), Counter> {
+        let id = wicmp::echo_ident(&f.buf[l4..]);
+        let si = self.subscriber(inst, b4, Some(PortClass::Dynamic))?;
+        let i = self.find_or_create(si, src, id, proto::ICMP, dst, 0, 0)?;
+        let s = *self.sessions.get(i);
+        self.touch(i, inst, s.flags);
+        self.remember_remote(i, dst, 0);
+        Ipv4Packet::new_unchecked(&mut f.buf[ip_at..]).set_src_adjust(s.ext_addr);
+        let m = &mut f.buf[l4..];
+        wicmp::set_echo_ident(m, s.ext_port);
+        let c = checksum::adjust_u16(wicmp::checksum(m), id, s.ext_port);
+        wicmp::set_checksum(m, c);
+        Ok(())
+    }
+}
+
+/// Destinations no packet from a subscriber may reach (RFC 1812 section 5.3.7).
+pub(crate) fn is_martian(a: u32) -> bool {
+    let top = a >> 24;
+    top == 0 || top == 127 || top >= 224
+}
+
+/// TCP tracking (RFC 7857 section 2.2, RFC 6146 section 3.5.2): which directions have
+/// opened, closed or reset the connection.
+pub(crate) fn tcp_track(mut flags: u8, tcp_flags_seen: u8, outbound: bool) -> u8 {
+    use tcp_flags::*;
+    if tcp_flags_seen & tcp::RST != 0 {
+        return flags | RST;
+    }
+    if tcp_flags_seen & tcp::SYN != 0 {
+        // A new SYN after a close or reset starts the connection again.
+        if flags & (RST | FIN_IN | FIN_OUT) != 0 && flags & EST != 0 {
+            flags = 0;
+        }
+        flags |= if outbound { SYN_OUT } else { SYN_IN };
+    }
+    if tcp_flags_seen & tcp::FIN != 0 {
+        flags |= if outbound { FIN_OUT } else { FIN_IN };
+    }
+    if flags & SYN_OUT != 0 && flags & SYN_IN != 0 && tcp_flags_seen & tcp::ACK != 0 {
+        flags |= EST;
+    }
+    flags
+}

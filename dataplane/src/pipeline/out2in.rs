@@ -1,0 +1,158 @@
+//! IPv4 from the Internet to a pool address: NAT outside to inside, then encapsulation
+//! towards the session's B4. Hot path (see `pipeline/mod.rs`).
+
+use crate::counters::Counter;
+use crate::engine::{Engine, Frame, Sink, Verdict};
+use crate::wire::checksum;
+use crate::wire::icmp as wicmp;
+use crate::wire::ipv4::Ipv4Packet;
+use crate::wire::ipv6;
+use crate::wire::{proto, tcp, udp};
+
+use super::in2out::tcp_track;
+use super::{flow_label, inbound_port};
+
+impl Engine {
+    /// An IPv4 frame: ours if its destination is a pool address, else the kernel's.
+    pub(crate) fn inbound(&mut self, f: &mut Frame, l3: usize, sink: &mut dyn Sink) -> Verdict {
+        let end = f.start + f.len;
+        let (dst, ok) = match Ipv4Packet::new_checked(&f.buf[l3..end]) {
+            Ok(p) => (p.dst(), p.verify_checksum()),
+            Err(_) => return self.drop(Counter::DropMalformedIpv4),
+        };
+        if self.pool_lookup(dst).is_none() {
+            self.count(Counter::PassedToKernel);
+            return Verdict::Pass;
+        }
+        if !ok {
+            return self.drop(Counter::DropBadIpv4Checksum);
+        }
+        let ttl = f.buf[l3 + 8];
+        if ttl <= 1 {
+            return self.time_exceeded_send_outbound(f, l3);
+        }
+        self.nat_out2in(f, l3, sink)
+    }
+
+    /// NAT outside to inside of the checked IPv4 packet at `ip_at` (from the wire or
+    /// hairpinned), then encapsulation.
+    pub(crate) fn nat_out2in(&mut self, f: &mut Frame, ip_at: usize, sink: &mut dyn Sink) -> Verdict {
+        let (src, dst, protocol, hl, ip_len, is_frag, frag_off, df) = {
+            let p = Ipv4Packet::new_unchecked(&f.buf[ip_at..]);
+            (
+                p.src(),
+                p.dst(),
+                p.protocol(),
+                p.header_len(),
+                p.total_len(),
+                p.is_fragment(),
+                p.frag_offset(),
+                p.dont_frag(),
+            )
+        };
+        let l4 = ip_at + hl;
+        let l4_end = ip_at + ip_len;
+        // The port that finds the session: from the packet, or resolved from the first
+        // fragment of this datagram.
+        let port = if let Some(p) = f.hint {
+            p
+        } else if is_frag {
+            return self.inbound_fragment(f, ip_at, sink);
+        } else {
+            match protocol {
+                proto::UDP | proto::TCP | proto::ICMP => {}
+                _ => return self.drop(Counter::DropUnsupportedProtocol),
+            }
+            if protocol == proto::ICMP {
+                if wicmp::check(&f.buf[l4..l4_end]).is_err() {
+                    return self.drop(Counter::DropMalformedL4);
+                }
+                let t = wicmp::msg_type(&f.buf[l4..]);
+                if wicmp::v4_is_error(t) {
+                    return self.icmp_error_out2in(f, ip_at, l4, l4_end, sink);
+                }
+                if t != wicmp::v4::ECHO_REPLY {
+                    return self.drop(Counter::DropUnsupportedIcmp);
+                }
+            }
+            match inbound_port(protocol, &f.buf[l4..l4_end]) {
+                Some(p) => p,
+                None => return self.drop(Counter::DropMalformedL4),
+            }
+        };
+        if self.workers > 1
+            && let Some(w) = self.owner_of_port(dst, port)
+            && w != self.id
+        {
+            f.hint = is_frag.then_some(port);
+            return self.handoff_to(w, f);
+        }
+        let first_piece = frag_off == 0;
+        if first_piece {
+            let ok = match protocol {
+                proto::UDP => l4_end - l4 >= udp::HEADER_LEN && (is_frag || udp::check(&f.buf[l4..l4_end]).is_ok()),
+                proto::TCP => tcp::check(&f.buf[l4..l4_end]).is_ok(),
+                _ => l4_end - l4 >= wicmp::HEADER_LEN,
+            };
+            if !ok {
+                return self.drop(Counter::DropMalformedL4);
+            }
+        }
+        let h = self.outside_hash(dst, port, protocol);
+        let Some(i) = self.sessions.outside.find(h, |i| {
+            let s = self.sessions.get(i);
+            s.ext_addr == dst && s.ext_port == port && s.proto == protocol
+        }) else {
+            // RFC 5382 REQ-4: an unsolicited SYN gets no answer; silently dropped.
+            return self.drop(Counter::DropNoSession);
+        };
+        let s = *self.sessions.get(i);
+        let sub = *self.subs.get(s.sub);
+        let inst = sub.inst;
+        let sport = if first_piece && protocol != proto::ICMP { udp::src_port(&f.buf[l4..]) } else { 0 };
+        if first_piece && !self.permitted(i, inst, src, sport) {
+            return self.drop(Counter::DropFiltered);
+        }
+        // DF packets that do not fit the tunnel get ICMPv4 3/4 (RFC 6333 section 5.3),
+        // quoting the packet as the sender sent it.
+        let mtu = self.inst[inst as usize].cfg.tunnel_mtu as usize;
+        if df && ip_len + ipv6::HEADER_LEN > mtu {
+            return self.frag_needed_send_outbound(f, ip_at, (mtu - ipv6::HEADER_LEN) as u16);
+        }
+        let tflags = if protocol == proto::TCP && first_piece { tcp::flags(&f.buf[l4..]) } else { 0 };
+        let flags = if protocol == proto::TCP { tcp_track(s.flags, tflags, false) } else { s.flags };
+        // Inbound traffic refreshes too: a receiving subscriber keeps its mapping.
+        self.touch(i, inst, flags);
+        Ipv4Packet::new_unchecked(&mut f.buf[ip_at..]).set_dst_adjust(s.inner_addr);
+        if first_piece {
+            let seg = &mut f.buf[l4..l4_end];
+            match protocol {
+                proto::UDP => {
+                    udp::set_dst_port(seg, s.inner_port);
+                    let c = udp::checksum(seg);
+                    if c != 0 {
+                        udp::set_checksum(seg, checksum::adjust_addr_port(c, dst, s.inner_addr, port, s.inner_port));
+                    }
+                }
+                proto::TCP => {
+                    tcp::set_dst_port(seg, s.inner_port);
+                    let c = checksum::adjust_addr_port(tcp::checksum(seg), dst, s.inner_addr, port, s.inner_port);
+                    tcp::set_checksum(seg, c);
+                    if tflags & tcp::SYN != 0 {
+                        self.clamp_mss(inst, &mut f.buf[l4..l4_end]);
+                    }
+                }
+                _ => {
+                    wicmp::set_echo_ident(seg, s.inner_port);
+                    let c = checksum::adjust_u16(wicmp::checksum(seg), port, s.inner_port);
+                    wicmp::set_checksum(seg, c);
+                }
+            }
+        } else {
+            self.count(Counter::Ipv4FragmentsTranslated);
+        }
+        Ipv4Packet::new_unchecked(&mut f.buf[ip_at..]).decrement_ttl();
+        self.count(Counter::Out2In);
+        self.encapsulate(f, ip_at, ip_len, inst, &sub.b4, flow_label(i), sink)
+    }
+}

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs what building and testing the AFTR needs on a fresh Debian machine of this
+# project's kind (Rust is already there). Idempotent; run as root.
+set -euo pipefail
+need_apt=()
+command -v cc >/dev/null || need_apt+=(gcc)
+command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+if ((${#need_apt[@]})); then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+fi
+rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy
