@@ -1,0 +1,359 @@
+//! Packet-level cases for ICMP error translation, TTL, hairpinning, the tunnel MTU and
+//! fragments in every direction.
+
+mod common;
+use common::*;
+use dataplane::counters::Counter;
+use dataplane::{Egress, Verdict};
+use etherparse::{EtherType, IpNumber};
+
+/// Sets up a UDP mapping for HOST:5000 of B4_A; returns (external address, port).
+fn udp_mapping(h: &mut Harness) -> ([u8; 4], u16) {
+    let out = h.forward(&softwire(B4_A, &ip4_udp(HOST, SERVER, 5000, 53, 64, b"query")), Egress::Internet);
+    (out_src(&out), out_sport(&out))
+}
+
+#[test]
+fn icmp_error_from_the_internet_reaches_the_host() {
+    let mut h = Harness::default();
+    let (ext, port) = udp_mapping(&mut h);
+    // A router says port unreachable about the translated packet it received.
+    let sent = ip4_udp(ext, SERVER, port, 53, 63, b"query");
+    let err = ip4_icmp_error([198, 18, 0, 1], ext, 3, 3, 0, &sent);
+    let back = h.forward(&from_internet(&err), Egress::Softwire);
+    // The host sees an error about the packet as it sent it.
+    let orig = ip4_udp(HOST, SERVER, 5000, 53, 63, b"query");
+    let mut want_ip = ip4_icmp_error([198, 18, 0, 1], HOST, 3, 3, 0, &orig);
+    // TTL decremented on the way, header checksum fixed.
+    want_ip[8] -= 1;
+    let mut hdr = etherparse::Ipv4HeaderSlice::from_slice(&want_ip).unwrap().to_header();
+    hdr.header_checksum = hdr.calc_header_checksum();
+    want_ip[..20].copy_from_slice(&hdr.to_bytes());
+    assert_eq!(back, to_b4(B4_A, &want_ip, &back));
+    assert_checksums(&back);
+    assert_eq!(h.counter(Counter::IcmpErrorsOut2In), 1);
+    assert_eq!(h.eng.session_count(), 1, "an error never tears down a mapping");
+}
+
+#[test]
+fn icmp_error_from_a_host_reaches_the_internet() {
+    let mut h = Harness::default();
+    let (ext, port) = udp_mapping(&mut h);
+    // The host rejects a packet the server sent to the mapping.
+    let received = ip4_udp(SERVER, HOST, 53, 5000, 63, b"late");
+    let err = ip4_icmp_error(HOST, SERVER, 3, 3, 0, &received);
+    let out = h.forward(&softwire(B4_A, &err), Egress::Internet);
+    let as_sent = ip4_udp(SERVER, ext, 53, port, 63, b"late");
+    let mut want = ip4_icmp_error(ext, SERVER, 3, 3, 0, &as_sent);
+    want[8] -= 1;
+    let mut hdr = etherparse::Ipv4HeaderSlice::from_slice(&want).unwrap().to_header();
+    hdr.header_checksum = hdr.calc_header_checksum();
+    want[..20].copy_from_slice(&hdr.to_bytes());
+    assert_eq!(out, to_internet(&want));
+    assert_checksums(&out);
+    assert_eq!(h.counter(Counter::IcmpErrorsIn2Out), 1);
+}
+
+#[test]
+fn icmp_errors_without_a_session_or_about_errors_are_dropped() {
+    let mut h = Harness::default();
+    let (ext, _) = udp_mapping(&mut h);
+    let stray = ip4_udp(ext, SERVER, 65000, 53, 63, b"");
+    h.dropped(&from_internet(&ip4_icmp_error([198, 18, 0, 1], ext, 3, 3, 0, &stray)), Counter::DropIcmpErrorNoSession);
+    let inner_err = ip4_icmp_error(ext, SERVER, 3, 3, 0, &stray);
+    h.dropped(
+        &from_internet(&ip4_icmp_error([198, 18, 0, 1], ext, 3, 1, 0, &inner_err)),
+        Counter::DropIcmpErrorAboutError,
+    );
+    // Truncated quote.
+    h.dropped(&from_internet(&ip4_icmp_error([198, 18, 0, 1], ext, 3, 3, 0, &stray[..24])), Counter::DropMalformedL4);
+}
+
+#[test]
+fn ttl_expiry_in_both_directions_sends_time_exceeded() {
+    let mut h = Harness::default();
+    let inner = ip4_udp(HOST, SERVER, 5000, 53, 1, b"trace");
+    let back = h.forward(&softwire(B4_A, &inner), Egress::Softwire);
+    assert_checksums(&back);
+    let ip = &back[14 + 40..];
+    let hdr = etherparse::Ipv4HeaderSlice::from_slice(ip).unwrap();
+    assert_eq!(hdr.source(), [192, 0, 0, 1], "from the AFTR's softwire address (RFC 6333 5.7)");
+    assert_eq!(hdr.destination(), HOST);
+    assert_eq!(&ip[20..22], &[11, 0]);
+    assert_eq!(&ip[28..28 + inner.len()], &inner[..], "quotes the packet as received");
+    assert_eq!(h.eng.session_count(), 0, "no session for an expired packet");
+
+    let (ext, port) = udp_mapping(&mut h);
+    let late = ip4_udp(SERVER, ext, 53, port, 1, b"x");
+    let out = h.forward(&from_internet(&late), Egress::Internet);
+    assert_checksums(&out);
+    assert_eq!(&out[14 + 12..14 + 20], &[ext, SERVER].concat()[..]);
+    assert_eq!(&out[14 + 20..14 + 22], &[11, 0]);
+    assert_eq!(h.counter(Counter::TimeExceededSent), 2);
+}
+
+#[test]
+fn icmpv6_packet_too_big_becomes_icmpv4_frag_needed() {
+    let mut h = Harness::default();
+    let (ext, port) = udp_mapping(&mut h);
+    let reply = ip4_udp(SERVER, ext, 53, port, 64, &[7u8; 600]);
+    let tunnel = h.forward(&from_internet(&reply), Egress::Softwire);
+    // A router on the IPv6 path cannot carry it: PTB with MTU 1280 quoting our packet.
+    let quoted = &tunnel[14..];
+    let mut ptb = Vec::new();
+    etherparse::PacketBuilder::ethernet2(B4_SIDE_NH, AFTR_MAC)
+        .ipv6(ROUTER6, ENDPOINT, 64)
+        .icmpv6(etherparse::Icmpv6Type::PacketTooBig { mtu: 1280 })
+        .write(&mut ptb, quoted)
+        .unwrap();
+    let out = h.forward(&ptb, Egress::Internet);
+    assert_checksums(&out);
+    let ip = &out[14..];
+    let hdr = etherparse::Ipv4HeaderSlice::from_slice(ip).unwrap();
+    assert_eq!((hdr.source(), hdr.destination()), (ext, SERVER), "to the inner source, from the mapping");
+    assert_eq!(&ip[20..22], &[3, 4]);
+    assert_eq!(u32::from_be_bytes(ip[24..28].try_into().unwrap()), 1240, "IPv6 MTU less 40");
+    // The quoted packet is the one the server sent (towards the mapping), TTL as seen.
+    let q = etherparse::Ipv4HeaderSlice::from_slice(&ip[28..]).unwrap();
+    assert_eq!((q.source(), q.destination()), (SERVER, ext));
+    assert_eq!(u16::from_be_bytes([ip[28 + 22], ip[28 + 23]]), port);
+    assert_eq!(h.counter(Counter::Icmpv6ErrorsTranslated), 1);
+}
+
+#[test]
+fn df_packets_too_big_for_the_tunnel_get_frag_needed() {
+    let mut inst = instance();
+    inst.tunnel_mtu = 1300;
+    let mut h = Harness::new(config(inst));
+    let (ext, port) = udp_mapping(&mut h);
+    let big = ip4_udp(SERVER, ext, 53, port, 64, &[1u8; 1300]);
+    let out = h.forward(&from_internet(&big), Egress::Internet);
+    assert_checksums(&out);
+    let ip = &out[14..];
+    assert_eq!(&ip[16..20], &SERVER);
+    assert_eq!(&ip[20..22], &[3, 4]);
+    assert_eq!(u32::from_be_bytes(ip[24..28].try_into().unwrap()), 1260);
+    assert_eq!(&ip[28..48], &big[..20], "quotes the header as sent");
+    assert_eq!(h.counter(Counter::FragNeededSent), 1);
+}
+
+#[test]
+fn non_df_packets_too_big_are_fragmented_in_ipv6() {
+    let mut inst = instance();
+    inst.tunnel_mtu = 1300;
+    let mut h = Harness::new(config(inst));
+    let (ext, port) = udp_mapping(&mut h);
+    let payload: Vec<u8> = (0..2000u32).map(|i| i as u8).collect();
+    let mut big = ip4_udp(SERVER, ext, 53, port, 64, &payload);
+    // Clear DF and fix the header checksum.
+    big[6] = 0;
+    let mut hdr = etherparse::Ipv4HeaderSlice::from_slice(&big).unwrap().to_header();
+    hdr.header_checksum = hdr.calc_header_checksum();
+    big[..20].copy_from_slice(&hdr.to_bytes());
+    let o = h.run(&from_internet(&big));
+    assert_eq!(o.verdict, Verdict::Consumed);
+    let frags: Vec<&Vec<u8>> = o
+        .sink
+        .emitted
+        .iter()
+        .map(|(e, f)| {
+            assert_eq!(*e, Egress::Softwire);
+            f
+        })
+        .collect();
+    assert_eq!(frags.len(), 2);
+    // Reassemble with etherparse's IPv6 parser and compare with the expected inner packet.
+    let mut data = Vec::new();
+    for (k, f) in frags.iter().enumerate() {
+        assert!(f.len() - 14 <= 1300, "fragment fits the tunnel MTU");
+        let p = etherparse::SlicedPacket::from_ethernet(f).unwrap();
+        let Some(etherparse::NetSlice::Ipv6(v6)) = p.net else { panic!() };
+        assert_eq!(v6.header().destination(), B4_A);
+        let fh = v6.extensions().first_header();
+        assert_eq!(fh, Some(IpNumber::IPV6_FRAGMENTATION_HEADER));
+        let off = u16::from_be_bytes([f[14 + 42], f[14 + 43]]);
+        assert_eq!(((off & 1) == 1), k == 0, "more-fragments on the first only");
+        data.extend_from_slice(&f[14 + 48..]);
+    }
+    let want = ip4_udp(SERVER, HOST, 53, 5000, 63, &payload);
+    let mut want_nodf = want.clone();
+    want_nodf[6] = 0;
+    let mut hdr = etherparse::Ipv4HeaderSlice::from_slice(&want_nodf).unwrap().to_header();
+    hdr.header_checksum = hdr.calc_header_checksum();
+    want_nodf[..20].copy_from_slice(&hdr.to_bytes());
+    assert_eq!(data, want_nodf);
+    check_ipv4_packet(&data);
+    assert_eq!(h.counter(Counter::OuterFragmentsSent), 2);
+}
+
+/// Splits a softwire packet (IPv6 payload = inner) into IPv6 fragments at `cut`.
+fn ipv6_fragments(b4: [u8; 16], inner: &[u8], cuts: &[usize], ident: u32) -> Vec<Vec<u8>> {
+    let mut bounds = vec![0];
+    bounds.extend_from_slice(cuts);
+    bounds.push(inner.len());
+    bounds
+        .windows(2)
+        .map(|w| {
+            let (a, b) = (w[0], w[1]);
+            let more = b < inner.len();
+            let mut f = eth(AFTR_MAC, B4_SIDE_NH, EtherType::IPV6);
+            f.extend(ip6_header(b4, ENDPOINT, IpNumber::IPV6_FRAGMENTATION_HEADER, 8 + b - a, 64, 0, 0));
+            f.extend_from_slice(&[4, 0]);
+            f.extend_from_slice(&((a as u16) | more as u16).to_be_bytes());
+            f.extend_from_slice(&ident.to_be_bytes());
+            f.extend_from_slice(&inner[a..b]);
+            f
+        })
+        .collect()
+}
+
+#[test]
+fn fragmented_softwire_packets_are_reassembled_in_any_order() {
+    let mut h = Harness::default();
+    let inner = ip4_udp(HOST, SERVER, 5000, 53, 64, &[9u8; 1000]);
+    let frags = ipv6_fragments(B4_A, &inner, &[512], 77);
+    // Last fragment first.
+    assert_eq!(h.run(&frags[1]).verdict, Verdict::Consumed);
+    let o = h.run(&frags[0]);
+    assert_eq!(o.verdict, Verdict::Consumed);
+    assert_eq!(o.sink.emitted.len(), 1);
+    let (e, out) = &o.sink.emitted[0];
+    assert_eq!(*e, Egress::Internet);
+    let (ext, port) = (out_src(out), out_sport(out));
+    assert_eq!(*out, to_internet(&ip4_udp(ext, SERVER, port, 53, 63, &[9u8; 1000])));
+    assert_eq!(h.counter(Counter::Reassembled), 1);
+}
+
+#[test]
+fn overlapping_ipv6_fragments_discard_the_datagram() {
+    let mut h = Harness::default();
+    let inner = ip4_udp(HOST, SERVER, 5000, 53, 64, &[9u8; 1000]);
+    let a = ipv6_fragments(B4_A, &inner, &[512], 5);
+    let b = ipv6_fragments(B4_A, &inner, &[256], 5);
+    assert_eq!(h.run(&a[0]).verdict, Verdict::Consumed);
+    h.dropped(&b[0], Counter::DropFragOverlap);
+    // The datagram is gone: the last fragment alone starts a new one that never ends.
+    assert_eq!(h.run(&a[1]).verdict, Verdict::Consumed);
+    h.advance(3);
+    h.eng.expire(100);
+    assert_eq!(h.counter(Counter::DropFragTimeout), 1);
+    assert_eq!(h.counter(Counter::Reassembled), 0);
+}
+
+/// Splits an IPv4 packet into fragments at `cut` (a multiple of 8 of the payload).
+fn ipv4_fragments(ip: &[u8], cut: usize) -> (Vec<u8>, Vec<u8>) {
+    let hdr = etherparse::Ipv4HeaderSlice::from_slice(ip).unwrap().to_header();
+    let payload = &ip[20..];
+    let mut h1 = hdr.clone();
+    h1.dont_fragment = false;
+    h1.more_fragments = true;
+    h1.identification = 0x4242;
+    h1.total_len = (20 + cut) as u16;
+    h1.header_checksum = h1.calc_header_checksum();
+    let mut h2 = h1.clone();
+    h2.more_fragments = false;
+    h2.fragment_offset = etherparse::IpFragOffset::try_new((cut / 8) as u16).unwrap();
+    h2.total_len = (20 + payload.len() - cut) as u16;
+    h2.header_checksum = h2.calc_header_checksum();
+    let mut f1 = h1.to_bytes().to_vec();
+    f1.extend_from_slice(&payload[..cut]);
+    let mut f2 = h2.to_bytes().to_vec();
+    f2.extend_from_slice(&payload[cut..]);
+    (f1, f2)
+}
+
+#[test]
+fn inbound_ipv4_fragments_in_order_and_out_of_order() {
+    for reversed in [false, true] {
+        let mut h = Harness::default();
+        let (ext, port) = udp_mapping(&mut h);
+        let reply = ip4_udp(SERVER, ext, 53, port, 64, &[3u8; 800]);
+        let (f1, f2) = ipv4_fragments(&reply, 400);
+        let (first, second) = (from_internet(&f1), from_internet(&f2));
+        let mut outs = Vec::new();
+        if reversed {
+            assert_eq!(h.run(&second).verdict, Verdict::Consumed, "held until the first comes");
+            let o = h.run(&first);
+            assert_eq!(o.verdict, Verdict::Forward(Egress::Softwire));
+            outs.push(o.frame);
+            outs.extend(o.sink.emitted.into_iter().map(|(_, f)| f));
+        } else {
+            outs.push(h.forward(&first, Egress::Softwire));
+            outs.push(h.forward(&second, Egress::Softwire));
+        }
+        assert_eq!(outs.len(), 2);
+        // Reassemble the two inner fragments and compare with the expected translation.
+        let inner: Vec<&[u8]> = outs.iter().map(|f| &f[14 + 40..]).collect();
+        let p1 = etherparse::Ipv4HeaderSlice::from_slice(inner[0]).unwrap();
+        let p2 = etherparse::Ipv4HeaderSlice::from_slice(inner[1]).unwrap();
+        assert_eq!(p1.destination(), HOST);
+        assert_eq!(p2.destination(), HOST);
+        assert_eq!(p1.header_checksum(), p1.to_header().calc_header_checksum());
+        assert_eq!(p2.header_checksum(), p2.to_header().calc_header_checksum());
+        let mut whole = inner[0][..20].to_vec();
+        whole.extend_from_slice(&inner[0][20..]);
+        whole.extend_from_slice(&inner[1][20..]);
+        let udp = etherparse::UdpHeaderSlice::from_slice(&whole[20..]).unwrap();
+        assert_eq!(udp.destination_port(), 5000);
+        assert_eq!(
+            udp.checksum(),
+            udp.to_header().calc_checksum_ipv4_raw(SERVER, HOST, &whole[28..]).unwrap(),
+            "UDP checksum over the reassembled datagram"
+        );
+        assert_eq!(h.counter(Counter::Ipv4FragmentsTranslated), 1);
+    }
+}
+
+#[test]
+fn outbound_ipv4_fragments_are_translated() {
+    let mut h = Harness::default();
+    let pkt = ip4_udp(HOST, SERVER, 5000, 53, 64, &[5u8; 600]);
+    let (f1, f2) = ipv4_fragments(&pkt, 304);
+    // A later fragment before any session of the subscriber has nowhere to go.
+    h.dropped(&softwire(B4_A, &f2), Counter::DropFragNoSubscriber);
+    let o1 = h.forward(&softwire(B4_A, &f1), Egress::Internet);
+    let o2 = h.forward(&softwire(B4_A, &f2), Egress::Internet);
+    let ext = out_src(&o1);
+    assert_eq!(out_src(&o2), ext);
+    let mut whole = o1[14..14 + 20].to_vec();
+    whole.extend_from_slice(&o1[14 + 20..]);
+    whole.extend_from_slice(&o2[14 + 20..]);
+    let udp = etherparse::UdpHeaderSlice::from_slice(&whole[20..]).unwrap();
+    assert_eq!(udp.checksum(), udp.to_header().calc_checksum_ipv4_raw(ext, SERVER, &whole[28..]).unwrap());
+    for o in [&o1, &o2] {
+        let p = etherparse::Ipv4HeaderSlice::from_slice(&o[14..]).unwrap();
+        assert_eq!(p.header_checksum(), p.to_header().calc_header_checksum());
+        assert_eq!(p.ttl(), 63);
+    }
+}
+
+#[test]
+fn hairpinning_between_subscribers() {
+    let mut h = Harness::default();
+    // A opens a UDP mapping and a TCP mapping.
+    let (ext_a, port_a) = udp_mapping(&mut h);
+    let syn = h.forward(&softwire(B4_A, &ip4_tcp(HOST, SERVER, 40000, 80, 64, "S", None, b"")), Egress::Internet);
+    let tport_a = out_sport(&syn);
+    // B reaches A at A's external address and ports.
+    let b_host = [192, 168, 7, 7];
+    let u = h.forward(&softwire(B4_B, &ip4_udp(b_host, ext_a, 6000, port_a, 64, b"hi A")), Egress::Softwire);
+    assert_checksums(&u);
+    let ip = &u[14 + 40..];
+    let hdr = etherparse::Ipv4HeaderSlice::from_slice(ip).unwrap();
+    let ext_b = hdr.source();
+    assert_eq!(&ext_b[..3], &POOL[..3], "B appears with its own external address");
+    let sport_b = u16::from_be_bytes([ip[20], ip[21]]);
+    assert_eq!(u, to_b4(B4_A, &ip4_udp(ext_b, HOST, sport_b, 5000, 63, b"hi A"), &u), "one TTL decrement");
+
+    let t = h.forward(&softwire(B4_B, &ip4_tcp(b_host, ext_a, 6001, tport_a, 64, "SA", None, b"")), Egress::Softwire);
+    assert_checksums(&t);
+    assert_eq!(&t[14 + 8..14 + 24], &ENDPOINT);
+    assert_eq!(&t[14 + 24..14 + 40], &B4_A);
+    // ICMP hairpin: A's host answers B with port unreachable; it reaches B.
+    let received = &u[14 + 40..];
+    let err = ip4_icmp_error(HOST, ext_b, 3, 3, 0, received);
+    let e = h.forward(&softwire(B4_A, &err), Egress::Softwire);
+    assert_checksums(&e);
+    assert_eq!(&e[14 + 24..14 + 40], &B4_B);
+    assert_eq!(h.counter(Counter::Hairpin), 3);
+}

@@ -1,0 +1,284 @@
+//! Sessions over time: timers, limits, filtering, events, installing a peer's state,
+//! and ownership between workers.
+
+mod common;
+use common::*;
+use dataplane::config::Filtering;
+use dataplane::counters::Counter;
+use dataplane::nat::events::{InstallError, SessionEvent};
+use dataplane::{Egress, Verdict};
+
+fn udp_from(h: &mut Harness, b4: [u8; 16], host: [u8; 4], sport: u16) -> ([u8; 4], u16) {
+    let out = h.forward(&softwire(b4, &ip4_udp(host, SERVER, sport, 53, 64, b"q")), Egress::Internet);
+    (out_src(&out), out_sport(&out))
+}
+
+#[test]
+fn udp_mapping_expires_after_five_minutes_and_refreshes_on_outbound() {
+    let mut h = Harness::default();
+    let (ext, port) = udp_from(&mut h, B4_A, HOST, 5000);
+    h.advance(200);
+    udp_from(&mut h, B4_A, HOST, 5000); // refresh
+    h.advance(200);
+    assert_eq!(h.eng.expire(100), 0, "refreshed 200 s ago");
+    h.forward(&from_internet(&ip4_udp(SERVER, ext, 53, port, 64, b"")), Egress::Softwire);
+    h.advance(301);
+    assert_eq!(h.eng.expire(100), 1);
+    h.dropped(&from_internet(&ip4_udp(SERVER, ext, 53, port, 64, b"")), Counter::DropNoSession);
+    assert_eq!(h.eng.subscriber_count(), 0, "idle subscriber released with its block");
+    assert_eq!(h.counter(Counter::BlocksReleased), 1);
+}
+
+#[test]
+fn timeouts_per_protocol_and_tcp_state() {
+    let mut h = Harness::default();
+    // ICMP: 60 s.
+    h.forward(&softwire(B4_A, &ip4_echo(HOST, SERVER, 1, 1, 64, true, b"")), Egress::Internet);
+    // TCP established: 2 h 4 min.
+    let syn = h.forward(&softwire(B4_A, &ip4_tcp(HOST, SERVER, 40000, 80, 64, "S", None, b"")), Egress::Internet);
+    let (ext, p) = (out_src(&syn), out_sport(&syn));
+    h.forward(&from_internet(&ip4_tcp(SERVER, ext, 80, p, 64, "SA", None, b"")), Egress::Softwire);
+    h.forward(&softwire(B4_A, &ip4_tcp(HOST, SERVER, 40000, 80, 64, "A", None, b"")), Egress::Internet);
+    // TCP half-open (only a SYN): transitory, 4 min.
+    h.forward(&softwire(B4_A, &ip4_tcp(HOST, SERVER, 40002, 80, 64, "S", None, b"")), Egress::Internet);
+    assert_eq!(h.eng.session_count(), 3);
+    h.advance(61);
+    assert_eq!(h.eng.expire(100), 1, "ICMP gone after 60 s");
+    h.advance(240);
+    assert_eq!(h.eng.expire(100), 1, "half-open TCP gone after 4 min");
+    h.advance(7440 - 301 - 1);
+    assert_eq!(h.eng.expire(100), 0, "established TCP kept for 2 h 4 min");
+    h.advance(2);
+    assert_eq!(h.eng.expire(100), 1);
+}
+
+#[test]
+fn tcp_rst_keeps_the_transitory_timer() {
+    let mut h = Harness::default();
+    let syn = h.forward(&softwire(B4_A, &ip4_tcp(HOST, SERVER, 40000, 80, 64, "S", None, b"")), Egress::Internet);
+    let (ext, p) = (out_src(&syn), out_sport(&syn));
+    h.forward(&from_internet(&ip4_tcp(SERVER, ext, 80, p, 64, "SA", None, b"")), Egress::Softwire);
+    h.forward(&softwire(B4_A, &ip4_tcp(HOST, SERVER, 40000, 80, 64, "A", None, b"")), Egress::Internet);
+    h.forward(&from_internet(&ip4_tcp(SERVER, ext, 80, p, 64, "R", None, b"")), Egress::Softwire);
+    assert_eq!(h.eng.session_count(), 1, "RFC 7857 2.2: not deleted at once");
+    h.advance(239);
+    assert_eq!(h.eng.expire(10), 0);
+    h.advance(2);
+    assert_eq!(h.eng.expire(10), 1);
+}
+
+#[test]
+fn unsolicited_inbound_is_dropped_silently() {
+    let mut h = Harness::default();
+    let ext = [198, 51, 100, 1];
+    let o = h.run(&from_internet(&ip4_tcp(SERVER, ext, 80, 2000, 64, "S", None, b"")));
+    assert_eq!(o.verdict, Verdict::Drop(Counter::DropNoSession));
+    assert!(o.sink.emitted.is_empty(), "no RST, no ICMP (RFC 5382 REQ-4)");
+}
+
+#[test]
+fn address_and_port_dependent_filtering() {
+    let mut inst = instance();
+    inst.filtering = Filtering::AddressAndPortDependent;
+    let mut h = Harness::new(config(inst));
+    let (ext, port) = udp_from(&mut h, B4_A, HOST, 5000);
+    h.forward(&from_internet(&ip4_udp(SERVER, ext, 53, port, 64, b"")), Egress::Softwire);
+    h.dropped(&from_internet(&ip4_udp(SERVER2, ext, 53, port, 64, b"")), Counter::DropFiltered);
+    h.dropped(&from_internet(&ip4_udp(SERVER, ext, 54, port, 64, b"")), Counter::DropFiltered);
+    // After sending to SERVER2, both remotes may answer.
+    h.forward(&softwire(B4_A, &ip4_udp(HOST, SERVER2, 5000, 53, 64, b"")), Egress::Internet);
+    h.forward(&from_internet(&ip4_udp(SERVER2, ext, 53, port, 64, b"")), Egress::Softwire);
+    h.forward(&from_internet(&ip4_udp(SERVER, ext, 53, port, 64, b"")), Egress::Softwire);
+}
+
+#[test]
+fn unauthorised_b4s_and_inner_sources_outside_policy() {
+    let mut h = Harness::default();
+    h.dropped(&softwire(B4_ROGUE, &ip4_udp(HOST, SERVER, 5000, 53, 64, b"")), Counter::DropB4NotAuthorised);
+    h.dropped(&softwire(B4_A, &ip4_udp([8, 8, 8, 8], SERVER, 5000, 53, 64, b"")), Counter::DropInnerSourcePolicy);
+    h.dropped(&softwire(B4_A, &ip4_udp(HOST, [127, 0, 0, 1], 5000, 53, 64, b"")), Counter::DropMartian);
+    h.dropped(&softwire(B4_A, &ip4_udp(HOST, [224, 0, 0, 5], 5000, 53, 64, b"")), Counter::DropMartian);
+    assert_eq!(h.eng.session_count(), 0);
+    // 192.0.0.2 (the B4's own address, RFC 6333 5.7) is a normal inner source.
+    udp_from(&mut h, B4_A, [192, 0, 0, 2], 5000);
+    let mut inst = instance();
+    inst.allow_public_inner = true;
+    let mut h = Harness::new(config(inst));
+    udp_from(&mut h, B4_A, [8, 8, 8, 8], 5000);
+}
+
+#[test]
+fn per_subscriber_session_limit_never_hurts_others() {
+    let mut inst = instance();
+    inst.limits.max_sessions = 3;
+    let mut h = Harness::new(config(inst));
+    for p in 0..3 {
+        udp_from(&mut h, B4_A, HOST, 5000 + p);
+    }
+    h.dropped(&softwire(B4_A, &ip4_udp(HOST, SERVER, 6000, 53, 64, b"")), Counter::DropSessionLimit);
+    udp_from(&mut h, B4_A, HOST, 5000); // existing flows go on
+    udp_from(&mut h, B4_B, HOST, 6000); // other subscribers unaffected
+}
+
+#[test]
+fn block_limit_and_exhaustion() {
+    let mut inst = instance();
+    inst.port_block_size = 8;
+    inst.limits.max_blocks = 2;
+    let mut h = Harness::new(config(inst));
+    let mut ports = std::collections::HashSet::new();
+    for p in 0..16 {
+        ports.insert(udp_from(&mut h, B4_A, HOST, 5000 + p));
+    }
+    assert_eq!(ports.len(), 16, "16 distinct mappings in two blocks of 8");
+    h.dropped(&softwire(B4_A, &ip4_udp(HOST, SERVER, 6000, 53, 64, b"")), Counter::DropBlockLimit);
+    // The same ports may serve another protocol (no port overloading within one).
+    h.forward(&softwire(B4_A, &ip4_tcp(HOST, SERVER, 6000, 80, 64, "S", None, b"")), Egress::Internet);
+}
+
+#[test]
+fn new_session_rate_limit() {
+    let mut inst = instance();
+    inst.limits.new_sessions_per_sec = 5;
+    let mut h = Harness::new(config(inst));
+    for p in 0..5 {
+        udp_from(&mut h, B4_A, HOST, 5000 + p);
+    }
+    h.dropped(&softwire(B4_A, &ip4_udp(HOST, SERVER, 6000, 53, 64, b"")), Counter::DropRateLimited);
+    udp_from(&mut h, B4_B, HOST, 6000);
+    h.advance(1);
+    udp_from(&mut h, B4_A, HOST, 6000);
+}
+
+#[test]
+fn full_table_drops_new_flows_only() {
+    let mut cfg = config(instance());
+    cfg.max_sessions = 4;
+    let mut h = Harness::new(cfg);
+    let first = udp_from(&mut h, B4_A, HOST, 5000);
+    for p in 1..4 {
+        udp_from(&mut h, B4_B, HOST, 5000 + p);
+    }
+    h.dropped(&softwire(B4_B, &ip4_udp(HOST, SERVER, 7000, 53, 64, b"")), Counter::DropSessionTableFull);
+    assert_eq!(udp_from(&mut h, B4_A, HOST, 5000), first, "established flow of another subscriber kept");
+}
+
+#[test]
+fn events_for_sessions_and_blocks() {
+    let mut h = Harness::default();
+    let (ext, port) = udp_from(&mut h, B4_A, HOST, 5000);
+    let ev = h.drain_events();
+    assert!(
+        matches!(ev[0], SessionEvent::BlockAllocated(b) if b.b4 == B4_A && b.ext_addr == u32::from_be_bytes(ext) && b.size == 512)
+    );
+    match ev[1] {
+        SessionEvent::Created(r) => {
+            assert_eq!(
+                (r.b4, r.inner_addr, r.inner_port, r.ext_port, r.proto),
+                (B4_A, u32::from_be_bytes(HOST), 5000, port, 17)
+            );
+        }
+        e => panic!("{e:?}"),
+    }
+    h.advance(15);
+    udp_from(&mut h, B4_A, HOST, 5000);
+    assert!(matches!(h.drain_events()[..], [SessionEvent::Refreshed(_)]));
+    udp_from(&mut h, B4_A, HOST, 5000);
+    assert!(h.drain_events().is_empty(), "at most one refresh event per interval");
+    h.advance(400);
+    h.eng.expire(10);
+    let ev = h.drain_events();
+    assert!(matches!(ev[..], [SessionEvent::Deleted(_), SessionEvent::BlockReleased(_)]), "{ev:?}");
+}
+
+#[test]
+fn a_full_event_ring_is_counted_not_blocking() {
+    let mut cfg = config(instance());
+    cfg.event_ring = 2;
+    let mut h = Harness::new(cfg);
+    for p in 0..4 {
+        udp_from(&mut h, B4_A, HOST, 5000 + p);
+    }
+    assert_eq!(h.counter(Counter::EventsDropped), 3);
+}
+
+#[test]
+fn installing_sessions_from_a_peer() {
+    let mut active = Harness::default();
+    let (ext, port) = udp_from(&mut active, B4_A, HOST, 5000);
+    let events = active.drain_events();
+    let mut standby = Harness::default();
+    for e in &events {
+        match e {
+            SessionEvent::BlockAllocated(b) => standby.eng.install_block(b).unwrap(),
+            SessionEvent::Created(s) => standby.eng.install_session(s).unwrap(),
+            _ => {}
+        }
+    }
+    assert_eq!(standby.counter(Counter::SessionsInstalled), 1);
+    // Traffic continues on the standby with the same mapping, both ways.
+    let back = standby.forward(&from_internet(&ip4_udp(SERVER, ext, 53, port, 64, b"r")), Egress::Softwire);
+    assert_eq!(back, to_b4(B4_A, &ip4_udp(SERVER, HOST, 53, 5000, 63, b"r"), &back));
+    assert_eq!(udp_from(&mut standby, B4_A, HOST, 5000), (ext, port));
+    // Installing twice is harmless.
+    for e in &events {
+        if let SessionEvent::Created(s) = e {
+            standby.eng.install_session(s).unwrap();
+        }
+    }
+    assert_eq!(standby.eng.session_count(), 1);
+
+    // A block already allocated here to another subscriber is refused, and so is a
+    // session whose port another session holds.
+    let mut other = Harness::default();
+    udp_from(&mut other, B4_B, HOST, 5000);
+    let b_block = match other.drain_events()[0] {
+        SessionEvent::BlockAllocated(b) => b,
+        e => panic!("{e:?}"),
+    };
+    let mut clash = b_block;
+    clash.b4 = B4_A;
+    let mut fresh = Harness::default();
+    udp_from(&mut fresh, B4_B, HOST, 5000);
+    assert_eq!(fresh.eng.install_block(&clash), Err(InstallError::BlockCollision));
+    let mut rec = match events[1] {
+        SessionEvent::Created(s) => s,
+        e => panic!("{e:?}"),
+    };
+    rec.inner_port = 5001;
+    assert_eq!(standby.eng.install_session(&rec), Err(InstallError::PortCollision));
+    rec.ext_addr = 0x0a000001;
+    assert_eq!(standby.eng.install_session(&rec), Err(InstallError::AddressMismatch));
+}
+
+#[test]
+fn two_workers_own_subscribers_and_ports() {
+    let mut cfg = config(instance());
+    cfg.workers = 2;
+    let mut w = [Harness::worker(cfg.clone(), 0), Harness::worker(cfg, 1)];
+    // Find one B4 owned by each worker.
+    let b4s: Vec<[u8; 16]> = (1u8..40)
+        .map(|k| {
+            let mut b = B4_A;
+            b[7] = k;
+            b
+        })
+        .collect();
+    let owner = |b: &[u8; 16]| dataplane::engine::owner_of_b4(b, 2);
+    let b0 = *b4s.iter().find(|b| owner(b) == 0).unwrap();
+    let b1 = *b4s.iter().find(|b| owner(b) == 1).unwrap();
+    for (b4, me) in [(b0, 0usize), (b1, 1usize)] {
+        let frame = softwire(b4, &ip4_udp(HOST, SERVER, 5000, 53, 64, b""));
+        assert_eq!(w[me].eng.owner_of_frame(&frame), Some(me as u16));
+        // At the wrong worker it is handed off, untouched.
+        let o = w[1 - me].run(&frame);
+        assert_eq!(o.verdict, Verdict::Handoff(me as u16));
+        assert_eq!(o.frame, frame);
+        let out = w[me].forward(&frame, Egress::Internet);
+        let (ext, port) = (out_src(&out), out_sport(&out));
+        let reply = from_internet(&ip4_udp(SERVER, ext, 53, port, 64, b""));
+        assert_eq!(w[0].eng.owner_of_frame(&reply), Some(me as u16), "the port tells the owner");
+        assert_eq!(w[1 - me].run(&reply).verdict, Verdict::Handoff(me as u16));
+        w[me].forward(&reply, Egress::Softwire);
+    }
+}
