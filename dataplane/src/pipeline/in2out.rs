@@ -198,6 +198,10 @@ impl Engine {
         }
         let sport = udp::src_port(seg);
         let dport = udp::dst_port(seg);
+        // Port 0 is reserved (RFC 6335 section 6): never mapped, never a destination.
+        if sport == 0 || dport == 0 {
+            return Err(Counter::DropMalformedL4);
+        }
         let tflags = if protocol == proto::TCP { tcp::flags(seg) } else { 0 };
         let si = self.subscriber(inst, b4, Some(PortClass::of(sport)))?;
         let i = self.find_or_create(si, src, sport, protocol, dst, dport, tflags)?;

@@ -284,42 +284,64 @@ fn check_ipv4(hdr: &[u8], frame: &[u8]) {
 }
 
 pub fn check_ipv4_packet(ip: &[u8]) {
-    let h = etherparse::Ipv4HeaderSlice::from_slice(ip).expect("ipv4 header");
-    assert_eq!(h.header_checksum(), h.to_header().calc_header_checksum(), "IPv4 header checksum");
+    if let Err(e) = ipv4_checksums(ip) {
+        panic!("{e}");
+    }
+}
+
+/// Verifies the checksums of an IPv4 packet (header, and TCP/UDP/ICMP for a whole
+/// datagram; the quoted header of an ICMP error).
+pub fn ipv4_checksums(ip: &[u8]) -> Result<(), String> {
+    let h = etherparse::Ipv4HeaderSlice::from_slice(ip).map_err(|e| format!("ipv4 header: {e}"))?;
+    if h.header_checksum() != h.to_header().calc_header_checksum() {
+        return Err("IPv4 header checksum".into());
+    }
     let hl = h.slice().len();
     let total = h.total_len() as usize;
+    if total > ip.len() || total < hl {
+        return Err("IPv4 total length".into());
+    }
     let l4 = &ip[hl..total];
     if h.more_fragments() || h.fragments_offset().value() != 0 {
-        return;
+        return Ok(());
     }
     match h.protocol() {
         IpNumber::UDP => {
-            let u = etherparse::UdpHeaderSlice::from_slice(l4).unwrap();
+            let u = etherparse::UdpHeaderSlice::from_slice(l4).map_err(|e| e.to_string())?;
             if u.checksum() != 0 {
-                assert_eq!(
-                    u.checksum(),
-                    u.to_header().calc_checksum_ipv4_raw(h.source(), h.destination(), &l4[8..]).unwrap(),
-                    "UDP checksum"
-                );
+                let want = u
+                    .to_header()
+                    .calc_checksum_ipv4_raw(h.source(), h.destination(), &l4[8..])
+                    .map_err(|e| e.to_string())?;
+                if u.checksum() != want {
+                    return Err("UDP checksum".into());
+                }
             }
         }
         IpNumber::TCP => {
-            let t = etherparse::TcpHeaderSlice::from_slice(l4).unwrap();
+            let t = etherparse::TcpHeaderSlice::from_slice(l4).map_err(|e| e.to_string())?;
             let payload = &l4[t.slice().len()..];
-            assert_eq!(
-                t.checksum(),
-                t.to_header().calc_checksum_ipv4_raw(h.source(), h.destination(), payload).unwrap(),
-                "TCP checksum"
-            );
+            let want = t
+                .to_header()
+                .calc_checksum_ipv4_raw(h.source(), h.destination(), payload)
+                .map_err(|e| e.to_string())?;
+            if t.checksum() != want {
+                return Err("TCP checksum".into());
+            }
         }
         IpNumber::ICMP => {
-            assert_eq!(ones_checksum(l4), 0, "ICMP checksum");
+            if ones_checksum(l4) != 0 {
+                return Err("ICMP checksum".into());
+            }
             // An ICMP error quotes a packet whose header checksum must be right too.
             if matches!(l4[0], 3 | 11 | 12) && l4.len() >= 28 {
-                let q = etherparse::Ipv4HeaderSlice::from_slice(&l4[8..]).expect("quoted header");
-                assert_eq!(q.header_checksum(), q.to_header().calc_header_checksum(), "quoted IPv4 header checksum");
+                let q = etherparse::Ipv4HeaderSlice::from_slice(&l4[8..]).map_err(|e| e.to_string())?;
+                if q.header_checksum() != q.to_header().calc_header_checksum() {
+                    return Err("quoted IPv4 header checksum".into());
+                }
             }
         }
         _ => {}
     }
+    Ok(())
 }
