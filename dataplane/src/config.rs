@@ -31,6 +31,14 @@ pub struct Ipv4Prefix {
 }
 
 impl Ipv4Prefix {
+    /// First and last address.
+    pub fn range(&self) -> (u32, u32) {
+        let len = self.len.min(32) as u32;
+        let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+        let first = self.addr & mask;
+        (first, first | !mask)
+    }
+
     pub fn addresses(&self) -> impl Iterator<Item = u32> + '_ {
         let len = self.len.min(32) as u32;
         let size: u64 = 1u64 << (32 - len);

@@ -114,10 +114,14 @@ pub struct Engine {
     pub(crate) id: WorkerId,
     pub(crate) workers: u16,
     pub(crate) inst: Vec<Instance>,
-    /// (address, instance, index in the instance pool), sorted by address.
-    pool_index: Vec<(u32, u8, u32)>,
+    /// Pool ranges: (first address, last address, instance, index of the first address
+    /// in the instance pool), sorted; pools do not overlap.
+    pool_ranges: Vec<(u32, u32, u8, u32)>,
     pub(crate) subs: SubscriberTable,
     pub(crate) sessions: SessionTable,
+    /// Keys of the table hash, from the board's seed (against crafted collisions).
+    keys: [u64; 4],
+    /// For the address-and-port-dependent filter entries.
     hasher: ahash::RandomState,
     pub(crate) now: u32,
     pub(crate) now_ms: u64,
@@ -146,7 +150,7 @@ pub fn validate(cfg: &EngineConfig) -> Result<(), ConfigError> {
     if cfg.workers == 0 || cfg.workers > 64 {
         return Err(ConfigError::Workers);
     }
-    let mut seen = std::collections::HashSet::new();
+    let mut ranges = Vec::new();
     for i in &cfg.instances {
         let b = i.port_block_size;
         if !b.is_power_of_two() || !(8..=32768).contains(&b) {
@@ -161,18 +165,14 @@ pub fn validate(cfg: &EngineConfig) -> Result<(), ConfigError> {
         if i.tunnel_mtu < 1280 {
             return Err(ConfigError::TunnelMtu(i.name.clone(), i.tunnel_mtu));
         }
-        let mut any = false;
-        for p in &i.pool {
-            for a in p.addresses() {
-                any = true;
-                if !seen.insert(a) {
-                    return Err(ConfigError::PoolOverlap(a.into()));
-                }
-            }
-        }
-        if !any {
+        if i.pool.is_empty() {
             return Err(ConfigError::EmptyPool(i.name.clone()));
         }
+        ranges.extend(i.pool.iter().map(|p| p.range()));
+    }
+    ranges.sort_unstable();
+    if let Some(w) = ranges.windows(2).find(|w| w[1].0 <= w[0].1) {
+        return Err(ConfigError::PoolOverlap(w[1].0.into()));
     }
     Ok(())
 }
@@ -188,27 +188,42 @@ impl Engine {
         if id >= cfg.workers {
             return Err(ConfigError::Workers);
         }
-        let mut pool_index = Vec::new();
+        let mut pool_ranges = Vec::new();
         let inst: Vec<Instance> = cfg
             .instances
             .iter()
             .enumerate()
             .map(|(n, c)| {
-                let addrs: Vec<u32> = c.pool.iter().flat_map(|p| p.addresses().collect::<Vec<_>>()).collect();
-                for (k, &a) in addrs.iter().enumerate() {
-                    pool_index.push((a, n as u8, k as u32));
+                let mut addrs: Vec<u32> = Vec::new();
+                for p in &c.pool {
+                    let (first, last) = p.range();
+                    pool_ranges.push((first, last, n as u8, addrs.len() as u32));
+                    addrs.extend(p.addresses());
                 }
                 let ports = PortSpace::new(addrs.len(), c.port_block_size, cfg.workers, id);
                 Instance { cfg: c.clone(), addrs, ports }
             })
             .collect();
-        pool_index.sort_unstable();
+        pool_ranges.sort_unstable();
         let (tx, rx) = crossbeam_channel::bounded(cfg.event_ring);
         let engine = Engine {
             id,
             workers: cfg.workers,
             inst,
-            pool_index,
+            pool_ranges,
+            keys: {
+                let mut k = [0u64; 4];
+                let mut x = hash_seed;
+                for v in &mut k {
+                    // splitmix64
+                    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                    let mut z = x;
+                    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                    *v = (z ^ (z >> 31)) | 1;
+                }
+                k
+            },
             subs: SubscriberTable::new(cfg.max_subscribers),
             sessions: SessionTable::new(cfg.max_sessions, cfg.instances.len()),
             hasher: ahash::RandomState::with_seeds(
@@ -271,25 +286,27 @@ impl Engine {
     }
 
     #[inline]
-    fn h32(&self, v: impl std::hash::Hash) -> u32 {
-        let h = self.hasher.hash_one(v);
-        (h ^ (h >> 32)) as u32
-    }
-    #[inline]
     pub(crate) fn sub_hash(&self, inst: u8, b4: &[u8; 16]) -> u32 {
-        self.h32((inst, b4))
+        let x = u128::from_be_bytes(*b4);
+        fold32(mix((x as u64) ^ self.keys[0], ((x >> 64) as u64) ^ self.keys[1] ^ inst as u64))
     }
+    /// The inside key (B4, inner address, inner port or identifier, protocol) hashed from
+    /// the packet alone, so a batch can prefetch it before the subscriber is known.
     #[inline]
-    pub(crate) fn inside_hash(&self, sub: u32, addr: u32, port: u16, proto: u8) -> u32 {
-        self.h32(((sub as u64) << 32 | addr as u64, (port as u32) << 8 | proto as u32))
+    pub(crate) fn inside_hash(&self, inst: u8, b4: &[u8; 16], addr: u32, port: u16, proto: u8) -> u32 {
+        let x = u128::from_be_bytes(*b4);
+        let a = mix((x as u64) ^ self.keys[2], ((x >> 64) as u64) ^ self.keys[1]);
+        let b = (addr as u64) << 32 | (port as u64) << 16 | (proto as u64) << 8 | inst as u64;
+        fold32(mix(a ^ self.keys[0], b ^ self.keys[3]))
     }
     #[inline]
     pub(crate) fn outside_hash(&self, addr: u32, port: u16, proto: u8) -> u32 {
-        self.h32((addr as u64) << 32 | (port as u64) << 8 | proto as u64)
+        fold32(mix(((addr as u64) << 32 | (port as u64) << 8 | proto as u64) ^ self.keys[2], self.keys[3]))
     }
     fn key_hashes(&self, s: &Session) -> KeyHashes {
+        let sub = self.subs.get(s.sub);
         KeyHashes {
-            inside: self.inside_hash(s.sub, s.inner_addr, s.inner_port, s.proto),
+            inside: self.inside_hash(sub.inst, &sub.b4, s.inner_addr, s.inner_port, s.proto),
             outside: self.outside_hash(s.ext_addr, s.ext_port, s.proto),
         }
     }
@@ -300,10 +317,32 @@ impl Engine {
         owner_of_b4(b4, self.workers)
     }
 
+    /// The session of an inside endpoint: (instance, B4, inner address, inner port or
+    /// identifier, protocol). One index probe; the B4 is checked through the session's
+    /// subscriber, so the subscriber table is only consulted for new flows.
+    #[inline]
+    pub(crate) fn find_inside(&self, inst: u8, b4: &[u8; 16], addr: u32, port: u16, proto: u8) -> Option<u32> {
+        let h = self.inside_hash(inst, b4, addr, port, proto);
+        self.sessions.inside.find(h, |i| {
+            let s = self.sessions.get(i);
+            s.inner_addr == addr && s.inner_port == port && s.proto == proto && {
+                let sub = self.subs.get(s.sub);
+                sub.inst == inst && sub.b4 == *b4
+            }
+        })
+    }
+
     /// Instance and pool index of an external address.
     #[inline]
     pub(crate) fn pool_lookup(&self, addr: u32) -> Option<(u8, u32)> {
-        self.pool_index.binary_search_by_key(&addr, |e| e.0).ok().map(|i| (self.pool_index[i].1, self.pool_index[i].2))
+        let r = &self.pool_ranges;
+        // Usually one to a few ranges: the first test settles most non-pool addresses.
+        if r.is_empty() || addr < r[0].0 || addr > r[r.len() - 1].1 {
+            return None;
+        }
+        let i = r.partition_point(|e| e.0 <= addr).checked_sub(1)?;
+        let (first, last, inst, base) = r[i];
+        (addr <= last).then_some((inst, base + (addr - first)))
     }
 
     /// The worker owning external port `port` of pool address `addr`.
@@ -724,7 +763,7 @@ impl Engine {
         if self.subs.get(si).ext_addr != r.ext_addr {
             return Err(InstallError::AddressMismatch);
         }
-        let hi = self.inside_hash(si, r.inner_addr, r.inner_port, r.proto);
+        let hi = self.inside_hash(r.inst, &r.b4, r.inner_addr, r.inner_port, r.proto);
         let existing = self.sessions.inside.find(hi, |i| {
             let s = self.sessions.get(i);
             s.sub == si && s.inner_addr == r.inner_addr && s.inner_port == r.inner_port && s.proto == r.proto
@@ -800,6 +839,18 @@ pub struct SubscriberView {
     /// (first port, ports) of each block.
     pub blocks: Vec<(u16, u16)>,
     pub sessions: u32,
+}
+
+#[inline]
+fn mix(a: u64, b: u64) -> u64 {
+    // Folded multiply (as in wyhash and ahash's fallback): fast and well mixed.
+    let r = (a as u128).wrapping_mul(b as u128);
+    (r as u64) ^ ((r >> 64) as u64)
+}
+
+#[inline]
+fn fold32(h: u64) -> u32 {
+    (h ^ (h >> 32)) as u32
 }
 
 /// Subscriber to worker, shared by all workers (and the I/O layer's dispatcher).

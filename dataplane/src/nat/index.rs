@@ -45,9 +45,24 @@ impl IndexTable {
     /// Hints the CPU to fetch the home slot of `hash` (for batched lookups).
     #[inline]
     pub fn prefetch(&self, hash: u32) {
-        let i = self.home(hash);
-        // A plain read is a portable prefetch: the value is discarded.
-        std::hint::black_box(self.slots[i]);
+        crate::prefetch::prefetch(&self.slots[self.home(hash)]);
+    }
+
+    /// The first record stored under `hash`, without comparing keys: a candidate to
+    /// prefetch (the real lookup follows with `find`).
+    #[inline]
+    pub fn peek(&self, hash: u32) -> Option<u32> {
+        let mut i = self.home(hash);
+        loop {
+            let s = self.slots[i];
+            if s == 0 {
+                return None;
+            }
+            if (s >> 32) as u32 == hash {
+                return Some((s as u32) - 1);
+            }
+            i = (i + 1) & self.mask;
+        }
     }
 
     /// Inserts `rec` under `hash`. The caller keeps the number of records within capacity.

@@ -147,6 +147,12 @@ impl SessionTable {
         self.live >= self.capacity
     }
     #[inline]
+    pub fn prefetch(&self, i: u32) {
+        if let Some(s) = self.slab.get(i as usize) {
+            crate::prefetch::prefetch(s);
+        }
+    }
+    #[inline]
     pub fn get(&self, i: u32) -> &Session {
         &self.slab[i as usize]
     }

@@ -59,6 +59,16 @@ impl SubscriberTable {
     }
 
     #[inline]
+    pub fn prefetch(&self, i: u32) {
+        if let Some(s) = self.slab.get(i as usize) {
+            crate::prefetch::prefetch(s);
+        }
+    }
+    #[inline]
+    pub fn index(&self) -> &IndexTable {
+        &self.index
+    }
+    #[inline]
     pub fn get(&self, i: u32) -> &Subscriber {
         &self.slab[i as usize]
     }

@@ -105,6 +105,9 @@ struct Datagram {
     deadline: u64,
     pieces: [Piece; 16],
     npieces: usize,
+    /// Payload length, known once the last fragment came.
+    total: Option<usize>,
+    seen: usize,
 }
 
 /// Inbound IPv4 fragment tracking.
@@ -128,6 +131,8 @@ impl FragTracker4 {
                     deadline: 0,
                     pieces: [Piece::default(); 16],
                     npieces: 0,
+                    total: None,
+                    seen: 0,
                 })
                 .collect(),
             held: (0..limits.max_held)
@@ -298,6 +303,8 @@ impl Engine {
                 dg.key = key;
                 dg.port = None;
                 dg.npieces = 0;
+                dg.total = None;
+                dg.seen = 0;
                 dg.deadline = self.now_ms + limits.timeout_ms;
                 d
             }
@@ -311,8 +318,25 @@ impl Engine {
             dg.live = false;
             return self.drop(Counter::DropFragOverlap);
         }
+        let past_end = match dg.total {
+            Some(t) => end > t || (!more && end != t),
+            None => !more && dg.pieces[..dg.npieces].iter().any(|p| p.end > end),
+        };
+        if past_end {
+            dg.live = false;
+            return self.drop(Counter::DropFragOverlap);
+        }
         dg.pieces[dg.npieces] = Piece { start, end };
         dg.npieces += 1;
+        dg.seen += len;
+        if !more {
+            dg.total = Some(end);
+        }
+        // Every byte seen: the entry has done its work (held fragments, if any, are
+        // released below with the first fragment, which must then be this one).
+        if dg.total == Some(dg.seen) {
+            dg.live = false;
+        }
         if off == 0 {
             let port = match super::inbound_port(key.3, &f.buf[ip_at + hl..ip_at + hl + len]) {
                 Some(p) => p,

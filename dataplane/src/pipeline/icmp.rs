@@ -201,12 +201,7 @@ impl Engine {
             Ok(q) => q,
             Err(c) => return self.drop(c),
         };
-        let Ok(si) = self.subscriber(inst, b4, None) else { return self.drop(Counter::DropIcmpErrorNoSession) };
-        let h = self.inside_hash(si, q.dst, q.dport, q.proto);
-        let Some(i) = self.sessions.inside.find(h, |i| {
-            let s = self.sessions.get(i);
-            s.sub == si && s.inner_addr == q.dst && s.inner_port == q.dport && s.proto == q.proto
-        }) else {
+        let Some(i) = self.find_inside(inst, b4, q.dst, q.dport, q.proto) else {
             return self.drop(Counter::DropIcmpErrorNoSession);
         };
         let s = *self.sessions.get(i);
@@ -248,7 +243,10 @@ impl Engine {
             return self.drop(Counter::DropIcmpErrorNoSession);
         };
         let s = *self.sessions.get(i);
-        let sub = *self.subs.get(s.sub);
+        let (inst, b4) = {
+            let sub = self.subs.get(s.sub);
+            (sub.inst, sub.b4)
+        };
         Ipv4Packet::new_unchecked(&mut f.buf[ip_at..]).set_dst_adjust(s.inner_addr);
         rewrite_quoted(f.buf, &q, true, s.inner_addr, s.inner_port);
         fix_icmp4_checksum(&mut f.buf[l4..l4_end]);
@@ -258,7 +256,7 @@ impl Engine {
             p.total_len()
         };
         self.count(Counter::IcmpErrorsOut2In);
-        self.encapsulate(f, ip_at, ip_len, sub.inst, &sub.b4, flow_label(i), sink)
+        self.encapsulate(f, ip_at, ip_len, inst, &b4, flow_label(i), sink)
     }
 
     /// ICMPv6 addressed to an AFTR endpoint: echo is answered; errors about softwire
@@ -332,12 +330,7 @@ impl Engine {
             Ok(q) => q,
             Err(c) => return self.drop(c),
         };
-        let Ok(si) = self.subscriber(inst, &edst, None) else { return self.drop(Counter::DropIcmpErrorNoSession) };
-        let h = self.inside_hash(si, q.dst, q.dport, q.proto);
-        let Some(i) = self.sessions.inside.find(h, |i| {
-            let s = self.sessions.get(i);
-            s.sub == si && s.inner_addr == q.dst && s.inner_port == q.dport && s.proto == q.proto
-        }) else {
+        let Some(i) = self.find_inside(inst, &edst, q.dst, q.dport, q.proto) else {
             return self.drop(Counter::DropIcmpErrorNoSession);
         };
         let s = *self.sessions.get(i);

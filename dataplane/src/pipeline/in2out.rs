@@ -131,7 +131,8 @@ impl Engine {
                     return self.drop(Counter::DropMalformedL4);
                 }
                 match wicmp::msg_type(&f.buf[l4..]) {
-                    wicmp::v4::ECHO_REQUEST if !is_frag => self.in2out_echo(f, ip_at, l4, inst, b4, src, dst),
+                    // A first fragment carries the identifier; the checksum update is incremental.
+                    wicmp::v4::ECHO_REQUEST => self.in2out_echo(f, ip_at, l4, inst, b4, src, dst),
                     t if wicmp::v4_is_error(t) && !is_frag => {
                         return self.icmp_error_in2out(f, ip_at, l4, l4_end, inst, b4, sink);
                     }
@@ -203,8 +204,7 @@ impl Engine {
             return Err(Counter::DropMalformedL4);
         }
         let tflags = if protocol == proto::TCP { tcp::flags(seg) } else { 0 };
-        let si = self.subscriber(inst, b4, Some(PortClass::of(sport)))?;
-        let i = self.find_or_create(si, src, sport, protocol, dst, dport, tflags)?;
+        let i = self.find_or_create(inst, b4, src, sport, protocol, dst, dport, tflags)?;
         let s = *self.sessions.get(i);
         let flags = if protocol == proto::TCP { tcp_track(s.flags, tflags, true) } else { s.flags };
         self.touch(i, inst, flags);
@@ -240,7 +240,8 @@ impl Engine {
     #[allow(clippy::too_many_arguments)]
     fn find_or_create(
         &mut self,
-        si: u32,
+        inst: u8,
+        b4: &[u8; 16],
         src: u32,
         sport: u16,
         protocol: u8,
@@ -248,29 +249,26 @@ impl Engine {
         dport: u16,
         tflags: u8,
     ) -> Result<u32, Counter> {
-        let h = self.inside_hash(si, src, sport, protocol);
-        let found = self.sessions.inside.find(h, |i| {
-            let s = self.sessions.get(i);
-            s.sub == si && s.inner_addr == src && s.inner_port == sport && s.proto == protocol
-        });
-        match found {
-            Some(i) => Ok(i),
-            None => {
-                let flags = if protocol == proto::TCP { tcp_track(0, tflags, true) } else { 0 };
-                let r = self.create_session(si, src, sport, protocol, dst, dport, flags);
-                if r.is_err() {
-                    self.drop_if_unused(si);
-                }
-                r
-            }
+        if let Some(i) = self.find_inside(inst, b4, src, sport, protocol) {
+            return Ok(i);
         }
+        // ICMP identifiers have no range class.
+        let class = if protocol == proto::ICMP { PortClass::Dynamic } else { PortClass::of(sport) };
+        let si = self.subscriber(inst, b4, Some(class))?;
+        let flags = if protocol == proto::TCP { tcp_track(0, tflags, true) } else { 0 };
+        let r = self.create_session(si, src, sport, protocol, dst, dport, flags);
+        if r.is_err() {
+            self.drop_if_unused(si);
+        }
+        r
     }
 
     /// A subscriber created for a flow that was then refused must not linger.
     fn drop_if_unused(&mut self, si: u32) {
-        let s = *self.subs.get(si);
+        let s = self.subs.get(si);
         if s.sessions == 0 && s.nblocks == 0 {
-            let h = self.sub_hash(s.inst, &s.b4);
+            let (inst, b4) = (s.inst, s.b4);
+            let h = self.sub_hash(inst, &b4);
             self.subs.remove(h, si);
         }
     }
@@ -289,8 +287,7 @@ impl Engine {
         dst: u32,
     ) -> Result<(), Counter> {
         let id = wicmp::echo_ident(&f.buf[l4..]);
-        let si = self.subscriber(inst, b4, Some(PortClass::Dynamic))?;
-        let i = self.find_or_create(si, src, id, proto::ICMP, dst, 0, 0)?;
+        let i = self.find_or_create(inst, b4, src, id, proto::ICMP, dst, 0, 0)?;
         let s = *self.sessions.get(i);
         self.touch(i, inst, s.flags);
         self.remember_remote(i, dst, 0);

@@ -9,6 +9,7 @@
 //!   about the tunnel turned into ICMPv4, generated errors (time exceeded, frag needed).
 //! - `frag.rs`: IPv6 reassembly of softwire packets, IPv4 fragment tracking inbound.
 
+pub mod batch;
 pub mod frag;
 pub mod icmp;
 pub mod in2out;

@@ -107,8 +107,10 @@ impl Engine {
             return self.drop(Counter::DropNoSession);
         };
         let s = *self.sessions.get(i);
-        let sub = *self.subs.get(s.sub);
-        let inst = sub.inst;
+        let (inst, b4) = {
+            let sub = self.subs.get(s.sub);
+            (sub.inst, sub.b4)
+        };
         let sport = if first_piece && protocol != proto::ICMP { udp::src_port(&f.buf[l4..]) } else { 0 };
         if first_piece && !self.permitted(i, inst, src, sport) {
             return self.drop(Counter::DropFiltered);
@@ -153,6 +155,6 @@ impl Engine {
         }
         Ipv4Packet::new_unchecked(&mut f.buf[ip_at..]).decrement_ttl();
         self.count(Counter::Out2In);
-        self.encapsulate(f, ip_at, ip_len, inst, &sub.b4, flow_label(i), sink)
+        self.encapsulate(f, ip_at, ip_len, inst, &b4, flow_label(i), sink)
     }
 }
