@@ -1,7 +1,7 @@
 //! Frame templates for benchmarks: a softwire UDP frame from a B4 and an IPv4 UDP frame
 //! from a server, with the fields that vary between flows patched in place.
 
-use dataplane::wire::{ethernet, ipv4, ipv6, proto};
+use dataplane::wire::{checksum, ethernet, ipv4, ipv6, proto};
 
 pub const ENDPOINT: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 pub const SERVER: u32 = 0xcb00_7150; // 203.0.113.80
@@ -23,8 +23,28 @@ pub const SW_SPORT_AT: usize = 14 + 40 + 20;
 pub const IN_DST_AT: usize = 14 + 16;
 pub const IN_DPORT_AT: usize = 14 + 20 + 2;
 
+/// Fills in the UDP checksum of the IPv4 packet at `ip` (20-byte header).
+fn udp_checksum(f: &mut [u8], ip: usize) {
+    let (src, dst) = (f[ip + 12..ip + 16].try_into().unwrap(), f[ip + 16..ip + 20].try_into().unwrap());
+    let len = u16::from_be_bytes([f[ip + 24], f[ip + 25]]);
+    let u = &mut f[ip + 20..];
+    u[6] = 0;
+    u[7] = 0;
+    let c = !checksum::fold(checksum::sum(&u[..len as usize], checksum::pseudo_v4(src, dst, proto::UDP, len)));
+    u[6..8].copy_from_slice(&(if c == 0 { 0xffff } else { c }).to_be_bytes());
+}
+
+/// Changes the UDP port at `at` (source or destination) keeping the checksum right.
+pub fn patch_udp_port(f: &mut [u8], ip: usize, at: usize, port: u16) {
+    let old = u16::from_be_bytes([f[at], f[at + 1]]);
+    f[at..at + 2].copy_from_slice(&port.to_be_bytes());
+    let c = u16::from_be_bytes([f[ip + 26], f[ip + 27]]);
+    let n = checksum::adjust_u16(c, old, port);
+    f[ip + 26..ip + 28].copy_from_slice(&n.to_be_bytes());
+}
+
 /// A softwire frame: Ethernet, IPv6 (B4 -> endpoint), IPv4 (HOST -> SERVER), UDP with
-/// `payload` bytes. The UDP checksum is 0 (none), so ports can be patched freely.
+/// `payload` bytes and a correct checksum.
 pub fn softwire_udp(b4: &[u8; 16], sport: u16, payload: usize) -> Vec<u8> {
     let ip_len = 20 + 8 + payload;
     let mut f = vec![0u8; 14 + 40 + ip_len];
@@ -35,6 +55,7 @@ pub fn softwire_udp(b4: &[u8; 16], sport: u16, payload: usize) -> Vec<u8> {
     u[0..2].copy_from_slice(&sport.to_be_bytes());
     u[2..4].copy_from_slice(&53u16.to_be_bytes());
     u[4..6].copy_from_slice(&((8 + payload) as u16).to_be_bytes());
+    udp_checksum(&mut f, 54);
     f
 }
 
@@ -48,5 +69,6 @@ pub fn inbound_udp(ext: u32, port: u16, payload: usize) -> Vec<u8> {
     u[0..2].copy_from_slice(&53u16.to_be_bytes());
     u[2..4].copy_from_slice(&port.to_be_bytes());
     u[4..6].copy_from_slice(&((8 + payload) as u16).to_be_bytes());
+    udp_checksum(&mut f, 14);
     f
 }

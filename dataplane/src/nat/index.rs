@@ -15,7 +15,9 @@ impl IndexTable {
     /// An index for up to `records` records.
     pub fn new(records: usize) -> Self {
         let n = (records.max(8) * 2).next_power_of_two();
-        IndexTable { slots: vec![0; n], mask: n - 1 }
+        let slots = vec![0; n];
+        crate::memory::advise_vec(&slots);
+        IndexTable { slots, mask: n - 1 }
     }
 
     #[inline]
@@ -24,7 +26,7 @@ impl IndexTable {
     }
 
     /// Finds the record whose hash is `hash` and for which `eq` holds.
-    #[inline]
+    #[inline(always)]
     pub fn find(&self, hash: u32, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
         let mut i = self.home(hash);
         loop {

@@ -123,8 +123,10 @@ pub struct SessionTable {
 
 impl SessionTable {
     pub fn new(capacity: u32, instances: usize) -> Self {
+        let slab = Vec::with_capacity(capacity as usize);
+        crate::memory::advise_vec(&slab);
         SessionTable {
-            slab: Vec::with_capacity(capacity as usize),
+            slab,
             free: NIL,
             live: 0,
             capacity,
@@ -149,7 +151,10 @@ impl SessionTable {
     #[inline]
     pub fn prefetch(&self, i: u32) {
         if let Some(s) = self.slab.get(i as usize) {
-            crate::prefetch::prefetch(s);
+            // A 40-byte record may straddle two cache lines: fetch both.
+            let p = s as *const Session as *const u8;
+            crate::prefetch::prefetch(p);
+            crate::prefetch::prefetch(p.wrapping_add(std::mem::size_of::<Session>() - 1));
         }
     }
     #[inline]

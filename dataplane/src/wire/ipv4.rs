@@ -108,8 +108,20 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         get_u32(self.b(), field::DST)
     }
     /// True when the header checksum verifies.
+    #[inline]
     pub fn verify_checksum(&self) -> bool {
-        checksum::fold(checksum::sum(&self.b()[..self.header_len()], 0)) == 0xffff
+        let b = self.b();
+        if self.header_len() == MIN_HEADER_LEN {
+            // The common header without options: five 32-bit words.
+            let w = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]) as u64;
+            let acc = w(0) + w(4) + w(8) + w(12) + w(16);
+            let acc = (acc & 0xffff_ffff) + (acc >> 32);
+            let acc = (acc & 0xffff) + (acc >> 16);
+            let acc = (acc & 0xffff) + (acc >> 16);
+            let acc = (acc & 0xffff) + (acc >> 16);
+            return acc == 0xffff;
+        }
+        checksum::fold(checksum::sum(&b[..self.header_len()], 0)) == 0xffff
     }
     /// The payload (after options, up to total length).
     pub fn payload(&self) -> &[u8] {
@@ -142,14 +154,15 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
         set_u32(self.bm(), field::DST, new);
         self.set_checksum(c);
     }
-    /// Decrements TTL by one, fixing the checksum (TTL is the high byte of word 4).
+    /// Decrements TTL by one, fixing the checksum: the TTL is the high byte of a 16-bit
+    /// word, so the checksum goes up by 0x0100 with end-around carry (RFC 1141, with
+    /// RFC 1624's care: the result is never rewritten from 0xffff to 0).
+    #[inline]
     pub fn decrement_ttl(&mut self) {
         let ttl = self.ttl();
-        let old = get_u16(self.b(), field::TTL);
         self.bm()[field::TTL] = ttl.wrapping_sub(1);
-        let new = get_u16(self.b(), field::TTL);
-        let c = checksum::adjust_u16(self.checksum(), old, new);
-        self.set_checksum(c);
+        let c = self.checksum() as u32 + 0x0100;
+        self.set_checksum((c + (c >> 16)) as u16);
     }
     /// Sets TOS fixing the checksum (TOS is the low byte of word 0).
     pub fn set_tos_adjust(&mut self, tos: u8) {
@@ -257,6 +270,26 @@ mod tests {
         again[10] = 0;
         again[11] = 0;
         assert_eq!(checksum::checksum(&again[..20]).to_be_bytes(), [b[10], b[11]]);
+    }
+
+    #[test]
+    fn ttl_decrement_matches_full_checksum_for_every_start() {
+        // Every TTL and every checksum start value, against a recomputation.
+        for ttl in 1..=255u8 {
+            for seed in [0u16, 1, 0xfeff, 0xff00, 0xffff, 0x1234] {
+                let mut b = with_checksum();
+                b[8] = ttl;
+                b[4..6].copy_from_slice(&seed.to_be_bytes());
+                b[10] = 0;
+                b[11] = 0;
+                let c = checksum::checksum(&b[..20]);
+                b[10..12].copy_from_slice(&c.to_be_bytes());
+                let mut p = Ipv4Packet::new_checked(&mut b[..]).unwrap();
+                p.decrement_ttl();
+                assert!(p.verify_checksum(), "ttl {ttl} seed {seed:#x}");
+                assert!(Ipv4Packet::new_unchecked(&b[..]).verify_checksum());
+            }
+        }
     }
 
     #[test]
