@@ -81,14 +81,17 @@ counters! {
     DropMartian = "drop_martian",
 }
 
+/// How many counters there are.
+pub const COUNTERS: usize = Counter::ALL.len();
+
 /// The counters of one worker.
 pub struct WorkerCounters {
-    values: Box<[AtomicU64]>,
+    values: [AtomicU64; COUNTERS],
 }
 
 impl Default for WorkerCounters {
     fn default() -> Self {
-        WorkerCounters { values: Counter::ALL.iter().map(|_| AtomicU64::new(0)).collect() }
+        WorkerCounters { values: std::array::from_fn(|_| AtomicU64::new(0)) }
     }
 }
 

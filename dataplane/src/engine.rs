@@ -58,11 +58,13 @@ pub struct Frame<'a> {
     pub len: usize,
     /// Destination port resolved by another worker for a non-first IPv4 fragment.
     pub hint: Option<u16>,
+    /// The inside-key hash computed by the batch's first stage, consumed by `process`.
+    pub(crate) prehash: Option<u32>,
 }
 
 impl<'a> Frame<'a> {
     pub fn new(buf: &'a mut [u8], start: usize, len: usize) -> Self {
-        Frame { buf, start, len, hint: None }
+        Frame { buf, start, len, hint: None, prehash: None }
     }
     pub fn bytes(&self) -> &[u8] {
         &self.buf[self.start..self.start + self.len]
@@ -92,6 +94,44 @@ impl Sink for VecSink {
     }
 }
 
+/// What the packet path reads of an instance, copied into one small contiguous array
+/// so it stays in cache (the full configuration sits behind several pointers).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HotInstance {
+    pub endpoint: [u8; 16],
+    /// Authorised B4 prefixes as (masked address, mask); the rest, if more, in `cfg`.
+    prefixes: [(u128, u128); HOT_PREFIXES],
+    nprefixes: u8,
+    more_prefixes: bool,
+    pub tunnel_mtu: u16,
+    pub hop_limit: u8,
+    pub allow_public_inner: bool,
+    pub mss_clamp: bool,
+}
+
+const HOT_PREFIXES: usize = 4;
+
+impl HotInstance {
+    fn new(c: &InstanceConfig) -> Self {
+        let mut prefixes = [(0u128, u128::MAX); HOT_PREFIXES];
+        for (slot, p) in prefixes.iter_mut().zip(&c.b4_prefixes) {
+            let len = p.len.min(128) as u32;
+            let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+            *slot = (u128::from_be_bytes(p.addr) & mask, mask);
+        }
+        HotInstance {
+            endpoint: c.endpoint,
+            prefixes,
+            nprefixes: c.b4_prefixes.len().min(HOT_PREFIXES) as u8,
+            more_prefixes: c.b4_prefixes.len() > HOT_PREFIXES,
+            tunnel_mtu: c.tunnel_mtu,
+            hop_limit: c.hop_limit,
+            allow_public_inner: c.allow_public_inner,
+            mss_clamp: c.mss_clamp,
+        }
+    }
+}
+
 pub(crate) struct Instance {
     pub cfg: InstanceConfig,
     pub addrs: Vec<u32>,
@@ -111,6 +151,9 @@ impl Instance {
 }
 
 pub struct Engine {
+    pub(crate) hot: Vec<HotInstance>,
+    /// The inside-key hash of the frame being processed, from the batch's first stage.
+    pub(crate) prehash: Option<u32>,
     pub(crate) id: WorkerId,
     pub(crate) workers: u16,
     pub(crate) inst: Vec<Instance>,
@@ -207,6 +250,8 @@ impl Engine {
         pool_ranges.sort_unstable();
         let (tx, rx) = crossbeam_channel::bounded(cfg.event_ring);
         let engine = Engine {
+            hot: cfg.instances.iter().map(HotInstance::new).collect(),
+            prehash: None,
             id,
             workers: cfg.workers,
             inst,
@@ -317,12 +362,41 @@ impl Engine {
         owner_of_b4(b4, self.workers)
     }
 
+    /// The instance whose AFTR endpoint is `addr`.
+    #[inline]
+    pub(crate) fn instance_of_endpoint(&self, addr: &[u8; 16]) -> Option<u8> {
+        self.hot.iter().position(|h| h.endpoint == *addr).map(|i| i as u8)
+    }
+
+    /// Is `b4` inside an authorised prefix of instance `inst` (RFC 6333 section 5.2)?
+    #[inline]
+    pub(crate) fn b4_authorised(&self, inst: u8, b4: &[u8; 16]) -> bool {
+        let h = &self.hot[inst as usize];
+        let a = u128::from_be_bytes(*b4);
+        h.prefixes[..h.nprefixes as usize].iter().any(|&(p, m)| a & m == p)
+            || (h.more_prefixes && self.inst[inst as usize].cfg.b4_prefixes.iter().any(|p| p.contains(b4)))
+    }
+
     /// The session of an inside endpoint: (instance, B4, inner address, inner port or
     /// identifier, protocol). One index probe; the B4 is checked through the session's
     /// subscriber, so the subscriber table is only consulted for new flows.
     #[inline]
     pub(crate) fn find_inside(&self, inst: u8, b4: &[u8; 16], addr: u32, port: u16, proto: u8) -> Option<u32> {
         let h = self.inside_hash(inst, b4, addr, port, proto);
+        self.find_inside_hashed(h, inst, b4, addr, port, proto)
+    }
+
+    /// [`Engine::find_inside`] with the hash already computed.
+    #[inline]
+    pub(crate) fn find_inside_hashed(
+        &self,
+        h: u32,
+        inst: u8,
+        b4: &[u8; 16],
+        addr: u32,
+        port: u16,
+        proto: u8,
+    ) -> Option<u32> {
         self.sessions.inside.find(h, |i| {
             let s = self.sessions.get(i);
             s.inner_addr == addr && s.inner_port == port && s.proto == proto && {

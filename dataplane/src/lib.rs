@@ -13,6 +13,7 @@
 pub mod config;
 pub mod counters;
 pub mod engine;
+pub mod handoff;
 pub mod memory;
 pub mod nat;
 pub mod pipeline;

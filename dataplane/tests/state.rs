@@ -282,3 +282,37 @@ fn two_workers_own_subscribers_and_ports() {
         w[me].forward(&reply, Egress::Softwire);
     }
 }
+
+#[test]
+fn frames_at_the_wrong_worker_reach_the_owner_through_the_mesh() {
+    use dataplane::handoff::mesh;
+    let mut cfg = config(instance());
+    cfg.workers = 2;
+    let mut w = [Harness::worker(cfg.clone(), 0), Harness::worker(cfg, 1)];
+    let boxes = mesh(2, 64, 2048);
+    let mut delivered = Vec::new();
+    // Twenty subscribers; every frame first lands on the worker that does not own it.
+    for k in 1u8..=20 {
+        let mut b4 = B4_A;
+        b4[7] = k;
+        let frame = softwire(b4, &ip4_udp(HOST, SERVER, 5000, 53, 64, b"x"));
+        let owner = dataplane::engine::owner_of_b4(&b4, 2) as usize;
+        let o = w[1 - owner].run(&frame);
+        let Verdict::Handoff(to) = o.verdict else { panic!("{:?}", o.verdict) };
+        assert_eq!(to as usize, owner);
+        boxes[1 - owner].send(to, &o.frame, None).unwrap();
+        let mut sink = dataplane::VecSink::default();
+        let h = &mut w[owner];
+        boxes[owner].receive(64, |f| delivered.push((owner, h.eng.process(f, &mut sink), f.bytes().to_vec())));
+    }
+    assert_eq!(delivered.len(), 20);
+    for (owner, v, out) in &delivered {
+        assert_eq!(*v, Verdict::Forward(Egress::Internet));
+        assert_checksums(out);
+        // The reply is owned by the same worker, through its port block.
+        let reply = from_internet(&ip4_udp(SERVER, out_src(out), 53, out_sport(out), 64, b""));
+        assert_eq!(w[0].eng.owner_of_frame(&reply), Some(*owner as u16));
+    }
+    assert_eq!(w[0].eng.session_count() + w[1].eng.session_count(), 20);
+    assert!(w[0].eng.session_count() > 0 && w[1].eng.session_count() > 0, "both workers own some");
+}

@@ -105,22 +105,22 @@ fn pump(
 ) -> f64 {
     let slot = HEADROOM + STRIDE;
     let mut bufs = vec![0u8; slot * BATCH];
+    let mut frames: Vec<Frame> = bufs.chunks_mut(slot).map(|b| Frame::new(b, HEADROOM, len)).collect();
     let mut verdicts = [Verdict::Pass; BATCH];
     let t = Instant::now();
     let (mut done, mut ok) = (0u64, 0u64);
     while t.elapsed() < budget {
         for batch in order.chunks(BATCH) {
-            let mut frames: Vec<Frame> = bufs
-                .chunks_mut(slot)
-                .zip(batch)
-                .map(|(buf, &i)| {
-                    let at = i as usize * STRIDE;
-                    buf[HEADROOM..HEADROOM + len].copy_from_slice(&templates[at..at + len]);
-                    Frame::new(buf, HEADROOM, len)
-                })
-                .collect();
-            ok += step(&mut frames, &mut verdicts[..batch.len()]) as u64;
-            done += batch.len() as u64;
+            for (f, &i) in frames.iter_mut().zip(batch) {
+                let at = i as usize * STRIDE;
+                f.buf[HEADROOM..HEADROOM + len].copy_from_slice(&templates[at..at + len]);
+                f.start = HEADROOM;
+                f.len = len;
+                f.hint = None;
+            }
+            let n = batch.len();
+            ok += step(&mut frames[..n], &mut verdicts[..n]) as u64;
+            done += n as u64;
         }
     }
     assert_eq!(ok, done, "every frame forwarded");

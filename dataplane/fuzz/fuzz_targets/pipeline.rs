@@ -1,46 +1,71 @@
-//! Fuzzes the whole pipeline: the input is a sequence of frames, each prefixed by a
-//! two-byte length and a one-byte clock step. The engine must never panic and must
-//! leave no session, subscriber or block behind once every timer has run out.
+//! Fuzzes the whole pipeline. The input is a sequence of records:
+//! `[kind][clock step][len: 2 bytes][len bytes]`. An even `kind` sends the bytes as a
+//! frame; an odd one XORs them into a valid frame (softwire UDP from one of a few B4s,
+//! or an IPv4 reply to a mapping seen so far) so mutations reach the deep paths. The
+//! engine must never panic and must leave no session, subscriber or block behind once
+//! every timer has run out.
 //!
-//! Run: `cargo fuzz run pipeline` in `dataplane/` (cargo-fuzz, nightly or RUSTC_BOOTSTRAP=1).
+//! Run: `cargo fuzz run pipeline` in `dataplane/` (cargo-fuzz; nightly, or
+//! `RUSTC_BOOTSTRAP=1` on a stable toolchain).
 #![no_main]
 
-use dataplane::config::{EgressL2, EngineConfig, InstanceConfig, Ipv4Prefix, Ipv6Prefix};
-use dataplane::{Engine, Frame, HEADROOM, VecSink};
+use bench::frames;
+use dataplane::config::{EngineConfig, FragLimits, InstanceConfig, Ipv4Prefix, Ipv6Prefix};
+use dataplane::{Egress, Engine, Frame, HEADROOM, VecSink, Verdict};
 use libfuzzer_sys::fuzz_target;
 
 fn engine() -> Engine {
-    let mut endpoint = [0u8; 16];
-    endpoint[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
-    endpoint[15] = 1;
-    let mut b4 = endpoint;
-    b4[15] = 0;
-    let inst = InstanceConfig::new("fuzz", endpoint, Ipv6Prefix { addr: b4, len: 32 }, Ipv4Prefix { addr: 0xc633_6400, len: 30 });
+    let inst = InstanceConfig::new(
+        "fuzz",
+        frames::ENDPOINT,
+        Ipv6Prefix { addr: frames::b4(0), len: 48 },
+        Ipv4Prefix { addr: 0xc633_6400, len: 30 },
+    );
     let mut cfg = EngineConfig::new(vec![inst]);
     cfg.max_sessions = 256;
     cfg.max_subscribers = 16;
-    cfg.softwire_l2 = EgressL2::default();
-    cfg.internet_l2 = EgressL2::default();
+    cfg.frag = FragLimits { max_reassemblies: 4, max_datagram: 4096, max_held: 4, timeout_ms: 2000 };
     Engine::new(&cfg, 0, 7).expect("valid").0
 }
 
 fuzz_target!(|data: &[u8]| {
     let mut e = engine();
     let mut now = 1_700_000_000_000u64;
-    e.set_clock(now);
     let mut rest = data;
     let mut buf = vec![0u8; HEADROOM + 65536 + 64];
-    while rest.len() >= 3 {
-        let len = u16::from_be_bytes([rest[0], rest[1]]) as usize;
-        now += rest[2] as u64 * 1000;
-        rest = &rest[3..];
+    let mut mapping: Option<(u32, u16)> = None;
+    while rest.len() >= 4 {
+        let (kind, step) = (rest[0], rest[1]);
+        let len = u16::from_be_bytes([rest[2], rest[3]]) as usize;
+        rest = &rest[4..];
         let n = len.min(rest.len());
-        buf[HEADROOM..HEADROOM + n].copy_from_slice(&rest[..n]);
+        let bytes = &rest[..n];
         rest = &rest[n..];
+        now += step as u64 * 1000;
         e.set_clock(now);
+        let frame: Vec<u8> = if kind & 1 == 0 {
+            bytes.to_vec()
+        } else {
+            let mut f = match (kind >> 1) % 3 {
+                0 | 1 => frames::softwire_udp(&frames::b4((kind >> 3) as u32 % 4), 1024 + (kind as u16 >> 5), 16),
+                _ => {
+                    let (ext, port) = mapping.unwrap_or((0xc633_6400, 1024));
+                    frames::inbound_udp(ext, port, 16)
+                }
+            };
+            for (d, s) in f.iter_mut().zip(bytes) {
+                *d ^= s;
+            }
+            f
+        };
+        let n = frame.len().min(65536);
+        buf[HEADROOM..HEADROOM + n].copy_from_slice(&frame[..n]);
         let mut f = Frame::new(&mut buf, HEADROOM, n);
         let mut sink = VecSink::default();
-        let _ = e.process(&mut f, &mut sink);
+        if e.process(&mut f, &mut sink) == Verdict::Forward(Egress::Internet) && f.len >= 38 {
+            let b = f.bytes();
+            mapping = Some((u32::from_be_bytes(b[26..30].try_into().unwrap()), u16::from_be_bytes([b[34], b[35]])));
+        }
         e.expire(64);
     }
     e.set_clock(now + 10_000_000);

@@ -209,11 +209,12 @@ impl SessionTable {
     #[inline]
     pub fn touch(&mut self, i: u32, now: u32, flags: u8, inst: u8) -> bool {
         let s = &self.slab[i as usize];
-        let old_class = list_of(inst, s.class());
         let advanced = s.last_seen != now;
         if !advanced && s.flags == flags {
+            // The common case: more traffic within the same second.
             return false;
         }
+        let old_class = list_of(inst, s.class());
         self.unlink(i, old_class);
         let s = &mut self.slab[i as usize];
         s.flags = flags;

@@ -39,6 +39,9 @@ impl Engine {
             for k in 0..n + 3 * STEP {
                 if k < n {
                     hints[k] = self.batch_hash(&fs[k]);
+                    if let Hint::Inside { sess } = hints[k] {
+                        fs[k].prehash = Some(sess);
+                    }
                 }
                 if let Some(j) = k.checked_sub(STEP).filter(|&j| j < n) {
                     hints[j] = self.batch_records(hints[j]);
@@ -89,18 +92,22 @@ impl Engine {
                     return Hint::None;
                 }
                 let dst: [u8; 16] = b[l3 + 24..l3 + 40].try_into().unwrap_or_default();
-                let Some(inst) = self.inst.iter().position(|i| i.cfg.endpoint == dst) else { return Hint::None };
+                let Some(inst) = self.instance_of_endpoint(&dst) else { return Hint::None };
                 let b4: [u8; 16] = b[l3 + 8..l3 + 24].try_into().unwrap_or_default();
                 let ip = l3 + 40;
                 let ihl = ((b[ip] & 0x0f) as usize) * 4;
                 let (protocol, src) = (b[ip + 9], get_u32(b, ip + 12));
                 let l4 = ip + ihl;
+                // Exactly the key `find_or_create` looks up: the source port, or the
+                // identifier of an echo request (the hash is handed to it).
                 let port = match protocol {
                     proto::UDP | proto::TCP if b.len() >= l4 + 2 => get_u16(b, l4),
-                    proto::ICMP if b.len() >= l4 + 6 => get_u16(b, l4 + 4),
+                    proto::ICMP if b.len() >= l4 + 6 && b[l4] == crate::wire::icmp::v4::ECHO_REQUEST => {
+                        get_u16(b, l4 + 4)
+                    }
                     _ => return Hint::None,
                 };
-                let sess = self.inside_hash(inst as u8, &b4, src, port, protocol);
+                let sess = self.inside_hash(inst, &b4, src, port, protocol);
                 self.sessions.inside.prefetch(sess);
                 Hint::Inside { sess }
             }

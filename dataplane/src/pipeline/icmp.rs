@@ -294,7 +294,7 @@ impl Engine {
             // RFC 4443 section 4.2: reply from the endpoint with the same data.
             f.buf[l3 + 8..l3 + 24].copy_from_slice(&dst);
             f.buf[l3 + 24..l3 + 40].copy_from_slice(&src);
-            f.buf[l3 + 7] = self.inst[inst as usize].cfg.hop_limit;
+            f.buf[l3 + 7] = self.hot[inst as usize].hop_limit;
             let old = get_u16(&f.buf[m..], 0);
             f.buf[m] = v6::ECHO_REPLY;
             let c = checksum::adjust_u16(wicmp::checksum(&f.buf[m..]), old, get_u16(&f.buf[m..], 0));
@@ -320,7 +320,7 @@ impl Engine {
             let p = Ipv6Packet::new_unchecked(&f.buf[e6..]);
             (p.src(), p.dst(), p.next_header())
         };
-        if esrc != self.inst[inst as usize].cfg.endpoint || enh != proto::IPV4_IN_IP {
+        if esrc != self.hot[inst as usize].endpoint || enh != proto::IPV4_IN_IP {
             return self.drop(Counter::DropIcmpErrorNoSession);
         }
         if self.workers > 1 && self.owner_of_b4(&edst) != self.id {

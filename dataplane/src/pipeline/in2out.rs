@@ -24,11 +24,10 @@ impl Engine {
             Ok(p) => (p.dst(), p.src(), p.total_len()),
             Err(_) => return self.drop(Counter::DropMalformedIpv6),
         };
-        let Some(inst) = self.inst.iter().position(|i| i.cfg.endpoint == dst) else {
+        let Some(inst) = self.instance_of_endpoint(&dst) else {
             self.count(Counter::PassedToKernel);
             return Verdict::Pass;
         };
-        let inst = inst as u8;
         let up = match ipv6::walk(&f.buf[l3..l3 + total]) {
             Ok(u) => u,
             Err(_) => return self.drop(Counter::DropMalformedIpv6),
@@ -73,7 +72,7 @@ impl Engine {
             return self.handoff_to(self.owner_of_b4(&b4), f);
         }
         // RFC 6333 section 5.2 / 7: only authorised B4s.
-        if !self.inst[inst as usize].cfg.b4_prefixes.iter().any(|p| p.contains(&b4)) {
+        if !self.b4_authorised(inst, &b4) {
             return self.drop(Counter::DropB4NotAuthorised);
         }
         let ip_at = l3 + off;
@@ -107,7 +106,7 @@ impl Engine {
             let p = Ipv4Packet::new_unchecked(&f.buf[ip_at..]);
             (p.src(), p.dst(), p.ttl(), p.protocol(), p.header_len(), p.total_len(), p.frag_offset(), p.is_fragment())
         };
-        let cfg = &self.inst[inst as usize].cfg;
+        let cfg = &self.hot[inst as usize];
         // RFC 6333 section 5.7: inner sources are private or 192.0.0.0/29; others by policy.
         if !cfg.allow_public_inner && !ipv4::is_private_or_b4(src) {
             return self.drop(Counter::DropInnerSourcePolicy);
@@ -230,7 +229,7 @@ impl Engine {
     }
 
     pub(crate) fn clamp_mss(&mut self, inst: u8, seg: &mut [u8]) {
-        let cfg = &self.inst[inst as usize].cfg;
+        let cfg = &self.hot[inst as usize];
         // RFC 6908 section 4: IPv6 and IPv4 headers, 40 + 20, and TCP, 20.
         if cfg.mss_clamp && tcp::clamp_mss(seg, cfg.tunnel_mtu.saturating_sub(80)) {
             self.count(Counter::MssClamped);
@@ -249,7 +248,12 @@ impl Engine {
         dport: u16,
         tflags: u8,
     ) -> Result<u32, Counter> {
-        if let Some(i) = self.find_inside(inst, b4, src, sport, protocol) {
+        // The batch's first stage hashed this same key (see `batch_hash`).
+        let h = match self.prehash.take() {
+            Some(h) => h,
+            None => self.inside_hash(inst, b4, src, sport, protocol),
+        };
+        if let Some(i) = self.find_inside_hashed(h, inst, b4, src, sport, protocol) {
             return Ok(i);
         }
         // ICMP identifiers have no range class.

@@ -26,6 +26,8 @@ impl Engine {
     /// Processes one received frame: the whole data plane for that frame.
     pub fn process(&mut self, f: &mut Frame, sink: &mut dyn Sink) -> Verdict {
         self.count(Counter::RxFrames);
+        // Valid only for the frame as the batch's first stage saw it: taken here, once.
+        self.prehash = f.prehash.take();
         if f.start < HEADROOM || f.start + f.len > f.buf.len() {
             self.count(Counter::DropNoHeadroom);
             return Verdict::Drop(Counter::DropNoHeadroom);
@@ -104,7 +106,7 @@ impl Engine {
         flow: u32,
         sink: &mut dyn Sink,
     ) -> Verdict {
-        let cfg = &self.inst[inst as usize].cfg;
+        let cfg = &self.hot[inst as usize];
         let tos = f.buf[ip_at + 1];
         let v6_at = ip_at - ipv6::HEADER_LEN;
         // Traffic class from the inner TOS: DSCP and ECN copied (RFC 2983 uniform model,
