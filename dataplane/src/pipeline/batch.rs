@@ -35,6 +35,7 @@ impl Engine {
         const STEP: usize = 4;
         for (fs, vs) in frames.chunks_mut(MAX_BATCH).zip(verdicts.chunks_mut(MAX_BATCH)) {
             let n = fs.len();
+            self.counters.add(crate::counters::Counter::RxFrames, n as u64);
             let mut hints = [Hint::None; MAX_BATCH];
             for k in 0..n + 3 * STEP {
                 if k < n {
@@ -52,7 +53,7 @@ impl Engine {
                     self.subs.prefetch(self.sessions.get(i).sub);
                 }
                 if let Some(j) = k.checked_sub(3 * STEP).filter(|&j| j < n) {
-                    vs[j] = self.process(&mut fs[j], sink);
+                    vs[j] = self.process_counted(&mut fs[j], sink);
                 }
             }
         }

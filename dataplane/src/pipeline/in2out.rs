@@ -49,6 +49,7 @@ impl Engine {
 
     /// A whole (unfragmented or reassembled) IPv6 packet to endpoint `inst`.
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     pub(crate) fn softwire_upper(
         &mut self,
         f: &mut Frame,
@@ -94,6 +95,7 @@ impl Engine {
     }
 
     /// NAT inside to outside of the decapsulated IPv4 packet at `ip_at` from `b4`.
+    #[inline]
     pub(crate) fn nat_in2out(
         &mut self,
         f: &mut Frame,
@@ -150,6 +152,7 @@ impl Engine {
     /// Sends a translated packet to the Internet, or hairpins it to another subscriber
     /// when its destination is one of our external addresses (RFC 4787 REQ-9, RFC 5382
     /// REQ-8, RFC 5508 REQ-7). A hairpinned packet is forwarded once: one TTL decrement.
+    #[inline]
     pub(crate) fn send_outbound(
         &mut self,
         f: &mut Frame,
@@ -173,6 +176,7 @@ impl Engine {
 
     /// Finds or creates the session of an outbound TCP/UDP packet and rewrites it.
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     fn in2out_l4(
         &mut self,
         f: &mut Frame,
@@ -237,6 +241,7 @@ impl Engine {
     }
 
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     fn find_or_create(
         &mut self,
         inst: u8,

@@ -26,6 +26,12 @@ impl Engine {
     /// Processes one received frame: the whole data plane for that frame.
     pub fn process(&mut self, f: &mut Frame, sink: &mut dyn Sink) -> Verdict {
         self.count(Counter::RxFrames);
+        self.process_counted(f, sink)
+    }
+
+    /// [`Engine::process`] for a frame already counted in `rx_frames`.
+    #[inline]
+    pub(crate) fn process_counted(&mut self, f: &mut Frame, sink: &mut dyn Sink) -> Verdict {
         // Valid only for the frame as the batch's first stage saw it: taken here, once.
         self.prehash = f.prehash.take();
         if f.start < HEADROOM || f.start + f.len > f.buf.len() {
@@ -96,6 +102,7 @@ impl Engine {
     /// Encapsulates the IPv4 packet at `ip_at` towards `b4` from the endpoint of instance
     /// `inst` (RFC 6333 section 5.3, RFC 2473). Fragments the outer packet if it exceeds
     /// the tunnel MTU (the caller has already refused DF packets that cannot fit).
+    #[inline]
     pub(crate) fn encapsulate(
         &mut self,
         f: &mut Frame,

@@ -14,6 +14,7 @@ use super::{flow_label, inbound_port};
 
 impl Engine {
     /// An IPv4 frame: ours if its destination is a pool address, else the kernel's.
+    #[inline]
     pub(crate) fn inbound(&mut self, f: &mut Frame, l3: usize, sink: &mut dyn Sink) -> Verdict {
         let end = f.start + f.len;
         let (dst, ok) = match Ipv4Packet::new_checked(&f.buf[l3..end]) {
@@ -36,6 +37,7 @@ impl Engine {
 
     /// NAT outside to inside of the checked IPv4 packet at `ip_at` (from the wire or
     /// hairpinned), then encapsulation.
+    #[inline]
     pub(crate) fn nat_out2in(&mut self, f: &mut Frame, ip_at: usize, sink: &mut dyn Sink) -> Verdict {
         let (src, dst, protocol, hl, ip_len, is_frag, frag_off, df) = {
             let p = Ipv4Packet::new_unchecked(&f.buf[ip_at..]);
