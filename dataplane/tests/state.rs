@@ -316,3 +316,23 @@ fn frames_at_the_wrong_worker_reach_the_owner_through_the_mesh() {
     assert_eq!(w[0].eng.session_count() + w[1].eng.session_count(), 20);
     assert!(w[0].eng.session_count() > 0 && w[1].eng.session_count() > 0, "both workers own some");
 }
+
+#[test]
+fn icmpv6_errors_go_to_the_worker_of_the_quoted_b4() {
+    let mut cfg = config(instance());
+    cfg.workers = 2;
+    let w = Harness::worker(cfg, 0);
+    for k in 1u8..=8 {
+        let mut b4 = B4_A;
+        b4[7] = k;
+        let mut quoted = ip6_header(ENDPOINT, b4, etherparse::IpNumber::IPV4, 28, 64, 0, 0);
+        quoted.extend(ip4_udp(SERVER, HOST, 53, 5000, 63, b""));
+        let mut ptb = Vec::new();
+        etherparse::PacketBuilder::ethernet2(B4_SIDE_NH, AFTR_MAC)
+            .ipv6(ROUTER6, ENDPOINT, 64)
+            .icmpv6(etherparse::Icmpv6Type::PacketTooBig { mtu: 1280 })
+            .write(&mut ptb, &quoted)
+            .unwrap();
+        assert_eq!(w.eng.owner_of_frame(&ptb), Some(dataplane::engine::owner_of_b4(&b4, 2)));
+    }
+}

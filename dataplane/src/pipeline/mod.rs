@@ -63,6 +63,14 @@ impl Engine {
         match l2.ethertype {
             ETHERTYPE_IPV6 => {
                 let p = Ipv6Packet::new_checked(l3).ok()?;
+                // An ICMPv6 error about a softwire packet belongs to the B4 it was sent to.
+                if p.next_header() == proto::ICMPV6
+                    && l3.len() >= 40 + 8 + 40
+                    && matches!(l3[40], wicmp::v6::DEST_UNREACH | wicmp::v6::PACKET_TOO_BIG | wicmp::v6::TIME_EXCEEDED)
+                {
+                    let quoted: [u8; 16] = l3[48 + 24..48 + 40].try_into().ok()?;
+                    return Some(self.owner_of_b4(&quoted));
+                }
                 Some(self.owner_of_b4(&p.src()))
             }
             ETHERTYPE_IPV4 => {
