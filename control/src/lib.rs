@@ -1,6 +1,15 @@
 //! Configuration language, commit, the service-location plan, `aftrd` and `aftrctl`.
 //!
-//! Empty on purpose: the control-plane issue fills this crate. The engine takes typed
-//! settings (`dataplane::config::EngineConfig`); this crate will produce them from the
-//! router-style configuration.
+//! The operator's model is the router's (`../shared/reference/seed-vsm-ha-dslite.txt`):
+//! `service-ha` hot backup, service-location groups pairing an active and a standby
+//! slot, weighted service-instance groups, DS-Lite instances. `parse` turns text into a
+//! [`config::Config`] through an editing [`parse::Session`] (candidate and running
+//! configuration, atomic commit); `display` prints it back; `plan` computes what each
+//! board does and the engine settings it runs with.
 #![forbid(unsafe_code)]
+
+pub mod config;
+pub mod display;
+pub mod parse;
+pub mod plan;
+pub mod validate;

@@ -1,0 +1,166 @@
+//! The configuration as data: what the router-style text describes, after parsing.
+//! `parse` builds it from text, `display` prints it back, `validate` checks it as a
+//! whole before a commit applies it.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+pub use dataplane::config::Filtering;
+
+/// `service-ha` settings (the seed's VSM HA hot backup), plus the HA channel's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ha {
+    /// `service-ha hot-backup enable`: sessions are replicated to the standby.
+    pub hot_backup: bool,
+    /// `service-ha delay-time D`: a session is backed up once it has lived D seconds.
+    pub delay_time: u32,
+    /// `service-ha preempt-time P`: a recovered preferred board waits P seconds.
+    pub preempt_time: u32,
+    /// `service-ha preshared-key KEY`: authenticates the HA channel.
+    pub key: Option<String>,
+    /// `service-ha heartbeat interval MS dead-count N`.
+    pub heartbeat_ms: u32,
+    pub dead_count: u32,
+}
+
+impl Default for Ha {
+    fn default() -> Self {
+        Ha {
+            hot_backup: false,
+            delay_time: DEFAULT_DELAY_TIME,
+            preempt_time: DEFAULT_PREEMPT_TIME,
+            key: None,
+            heartbeat_ms: 100,
+            dead_count: 3,
+        }
+    }
+}
+
+pub const DEFAULT_DELAY_TIME: u32 = 10;
+pub const DEFAULT_PREEMPT_TIME: u32 = 60;
+pub const DELAY_TIME_RANGE: (u32, u32) = (0, 3600);
+pub const PREEMPT_TIME_RANGE: (u32, u32) = (0, 3600);
+pub const WEIGHT_RANGE: (u32, u32) = (1, 100);
+pub const DEFAULT_WEIGHT: u32 = 1;
+
+/// A board: one `aftrd` process with its worker cores and interfaces.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Slot {
+    /// `host NAME`: the machine the board runs on (cores are per host).
+    pub host: Option<String>,
+    /// `worker-cores C [C ...]`.
+    pub cores: Vec<u32>,
+    /// `interface softwire IF` (towards the B4s).
+    pub softwire_if: Option<String>,
+    /// `interface internet IF` (towards the Internet).
+    pub internet_if: Option<String>,
+    /// `ha-address ADDR [port P]`: where the HA channel of this board listens.
+    pub ha_address: Option<SocketAddr>,
+}
+
+/// `service-location ID` with `location slot S backup slot B`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Location {
+    pub slot: Option<u32>,
+    pub backup: Option<u32>,
+}
+
+/// `service-instance-group NAME` with `service-location ID [ weight W ]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct InstanceGroup {
+    pub locations: BTreeMap<u32, u32>,
+}
+
+/// `ds-lite address-group NAME` with `section N FIRST LAST` (or `section N ADDR mask LEN`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AddressGroup {
+    pub sections: BTreeMap<u32, (Ipv4Addr, Ipv4Addr)>,
+}
+
+/// `ds-lite instance NAME [ id N ]` and everything inside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DsLite {
+    pub id: Option<u32>,
+    pub group: Option<String>,
+    /// `local-ipv6 ADDR`: the AFTR endpoint.
+    pub local: Option<Ipv6Addr>,
+    /// `remote-ipv6 PREFIX prefix-length LEN`: authorised B4s.
+    pub remotes: Vec<(Ipv6Addr, u8)>,
+    /// `ds-lite address-group NAME`.
+    pub address_group: Option<String>,
+    pub port_block_size: u16,
+    pub session_limit: u32,
+    pub port_block_limit: u8,
+    pub new_session_rate: u32,
+    pub aging: dataplane::config::Timeouts,
+    pub tunnel_mtu: u16,
+    pub mss_clamp: bool,
+    pub filtering: Filtering,
+    pub hop_limit: u8,
+    pub public_inner: bool,
+}
+
+impl Default for DsLite {
+    fn default() -> Self {
+        let d = dataplane::config::InstanceConfig::new(
+            "",
+            [0; 16],
+            dataplane::config::Ipv6Prefix { addr: [0; 16], len: 0 },
+            dataplane::config::Ipv4Prefix { addr: 0, len: 32 },
+        );
+        DsLite {
+            id: None,
+            group: None,
+            local: None,
+            remotes: Vec::new(),
+            address_group: None,
+            port_block_size: d.port_block_size,
+            session_limit: d.limits.max_sessions,
+            port_block_limit: d.limits.max_blocks,
+            new_session_rate: d.limits.new_sessions_per_sec,
+            aging: d.timeouts,
+            tunnel_mtu: d.tunnel_mtu,
+            mss_clamp: d.mss_clamp,
+            filtering: d.filtering,
+            hop_limit: d.hop_limit,
+            public_inner: d.allow_public_inner,
+        }
+    }
+}
+
+/// `nat log syslog HOST [port P]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Logging {
+    pub syslog: Vec<SocketAddr>,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Config {
+    pub sysname: Option<String>,
+    pub ha: Ha,
+    pub slots: BTreeMap<u32, Slot>,
+    pub locations: BTreeMap<u32, Location>,
+    pub groups: BTreeMap<String, InstanceGroup>,
+    pub address_groups: BTreeMap<String, AddressGroup>,
+    pub instances: BTreeMap<String, DsLite>,
+    /// `nat log syslog HOST [port P]`.
+    pub syslog: Vec<SocketAddr>,
+    /// `metrics http ADDR port P`.
+    pub metrics: Option<SocketAddr>,
+}
+
+/// Where a statement came from, for errors found when the configuration is checked as a
+/// whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pos {
+    pub line: usize,
+    pub column: usize,
+}
+
+pub fn ip_v4(a: IpAddr) -> Option<Ipv4Addr> {
+    match a {
+        IpAddr::V4(v) => Some(v),
+        IpAddr::V6(_) => None,
+    }
+}

@@ -1,0 +1,192 @@
+//! Checks of a configuration as a whole, run by `commit`: references exist, the seed's
+//! rules hold, nothing is claimed twice. Each error points at the statement concerned.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use crate::config::*;
+use crate::parse::{ConfigError, Positions};
+
+pub fn validate(c: &Config, pos: &Positions) -> Result<(), Vec<ConfigError>> {
+    let mut errs = Vec::new();
+    let at = |key: &str| pos.get(key).copied().unwrap_or(Pos { line: 0, column: 0 });
+    let mut err = |key: &str, msg: String| errs.push(ConfigError::at(at(key), msg));
+
+    for (id, l) in &c.locations {
+        let k = format!("service-location {id}");
+        let lk = format!("{k} location");
+        if let (Some(s), Some(b)) = (l.slot, l.backup) {
+            if s == b {
+                err(&lk, format!("service-location {id}: the slot and the backup slot are both {s}; they must differ"));
+            }
+            for x in [s, b] {
+                if !c.slots.contains_key(&x) {
+                    err(&lk, format!("service-location {id}: slot {x} is not defined (`slot {x}`)"));
+                }
+            }
+        }
+    }
+    for (name, g) in &c.groups {
+        for lid in g.locations.keys() {
+            if !c.locations.contains_key(lid) {
+                err(
+                    &format!("service-instance-group {name} service-location {lid}"),
+                    format!("service-instance-group {name}: service-location {lid} does not exist"),
+                );
+            }
+        }
+    }
+    for (name, ag) in &c.address_groups {
+        if ag.sections.is_empty() {
+            err(&format!("ds-lite address-group {name}"), format!("ds-lite address-group {name} has no section"));
+        }
+    }
+    // Address ranges of all groups must not overlap (pools that overlap between
+    // instances, or within one).
+    let mut ranges: Vec<(u32, u32, String, u32)> = Vec::new();
+    for (name, ag) in &c.address_groups {
+        for (n, (a, b)) in &ag.sections {
+            ranges.push((u32::from(*a), u32::from(*b), name.clone(), *n));
+        }
+    }
+    ranges.sort();
+    for w in ranges.windows(2) {
+        if w[1].0 <= w[0].1 {
+            err(
+                &format!("ds-lite address-group {} section {}", w[1].2, w[1].3),
+                format!(
+                    "address-group {} section {} overlaps address-group {} section {} at {}",
+                    w[1].2,
+                    w[1].3,
+                    w[0].2,
+                    w[0].3,
+                    Ipv4Addr::from(w[1].0)
+                ),
+            );
+        }
+    }
+    let mut endpoints = BTreeMap::new();
+    let mut pools_used: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut ids = BTreeMap::new();
+    for (name, d) in &c.instances {
+        let k = format!("ds-lite instance {name}");
+        if let Some(id) = d.id
+            && let Some(other) = ids.insert(id, name)
+        {
+            err(&k, format!("ds-lite instance {name}: id {id} is already used by instance {other}"));
+        }
+        match &d.group {
+            None => {}
+            Some(g) => match c.groups.get(g) {
+                None => err(
+                    &format!("{k} service-instance-group"),
+                    format!("ds-lite instance {name}: service-instance-group {g} does not exist"),
+                ),
+                Some(grp) if grp.locations.is_empty() => err(
+                    &format!("{k} service-instance-group"),
+                    format!("ds-lite instance {name}: service-instance-group {g} has no service-location"),
+                ),
+                Some(_) => {}
+            },
+        }
+        match d.local {
+            None => {}
+            Some(a) => {
+                if let Some(other) = endpoints.insert(a, name) {
+                    err(
+                        &format!("{k} local-ipv6"),
+                        format!("ds-lite instance {name}: endpoint {a} is already used by instance {other}"),
+                    );
+                }
+                if a.is_multicast() || a.is_unspecified() || a.is_loopback() {
+                    err(
+                        &format!("{k} local-ipv6"),
+                        format!("ds-lite instance {name}: {a} cannot be a tunnel endpoint"),
+                    );
+                }
+            }
+        }
+        match &d.address_group {
+            None => {}
+            Some(ag) => {
+                let key = format!("{k} ds-lite address-group");
+                match c.address_groups.get(ag) {
+                    None => err(&key, format!("ds-lite instance {name}: address-group {ag} does not exist")),
+                    Some(group) => {
+                        if let Some(other) = pools_used.insert(ag, name) {
+                            err(
+                                &key,
+                                format!(
+                                    "ds-lite instance {name}: address-group {ag} is already used by instance {other}; pools must not be shared"
+                                ),
+                            );
+                        }
+                        let n: u64 =
+                            group.sections.values().map(|(a, b)| (u32::from(*b) - u32::from(*a)) as u64 + 1).sum();
+                        let locs =
+                            d.group.as_ref().and_then(|g| c.groups.get(g)).map(|g| g.locations.len()).unwrap_or(0)
+                                as u64;
+                        if n < locs {
+                            err(
+                                &key,
+                                format!(
+                                    "ds-lite instance {name}: address-group {ag} has {n} addresses for {locs} service-locations; each location needs at least one"
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // Cores: one owner per core on a host (slots without `host` share the default host).
+    let mut cores: BTreeMap<(Option<&str>, u32), u32> = BTreeMap::new();
+    for (id, s) in &c.slots {
+        for &core in &s.cores {
+            if let Some(other) = cores.insert((s.host.as_deref(), core), *id) {
+                err(
+                    &format!("slot {id}"),
+                    format!("slot {id}: core {core} is already claimed by slot {other} on the same host"),
+                );
+            }
+        }
+    }
+    if errs.is_empty() { Ok(()) } else { Err(errs) }
+}
+
+/// What a valid configuration leaves unused or incomplete: committed, but inactive.
+pub fn warnings(c: &Config) -> Vec<String> {
+    let mut w = Vec::new();
+    for (id, l) in &c.locations {
+        if l.slot.is_none() {
+            w.push(format!("service-location {id} has no `location slot S backup slot B`: it serves nothing"));
+        }
+    }
+    for (name, d) in &c.instances {
+        let mut missing = Vec::new();
+        if d.group.is_none() {
+            missing.push("service-instance-group");
+        }
+        if d.local.is_none() {
+            missing.push("local-ipv6");
+        }
+        if d.remotes.is_empty() {
+            missing.push("remote-ipv6");
+        }
+        if d.address_group.is_none() {
+            missing.push("ds-lite address-group");
+        }
+        if !missing.is_empty() {
+            w.push(format!("ds-lite instance {name} has no {}: it is inactive", missing.join(", ")));
+        }
+    }
+    if c.ha.hot_backup && c.ha.key.is_none() {
+        w.push("service-ha hot-backup is enabled without `service-ha preshared-key`: sessions will not be replicated until a key is set".to_string());
+    }
+    w
+}
+
+/// Is the instance complete enough to run?
+pub fn active(d: &DsLite) -> bool {
+    d.group.is_some() && d.local.is_some() && !d.remotes.is_empty() && d.address_group.is_some()
+}
