@@ -1,0 +1,153 @@
+//! `display current-configuration` parses back to the same configuration, for random
+//! configurations; `aftrd --check` reports FILE:LINE:COLUMN and its exit status.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use control::config::*;
+use proptest::prelude::*;
+
+fn name() -> impl Strategy<Value = String> {
+    "[a-z][a-z0-9_-]{0,10}"
+}
+
+fn instance() -> impl Strategy<Value = DsLite> {
+    (
+        proptest::option::of(1u32..=255),
+        proptest::option::of(any::<u128>()),
+        proptest::collection::vec((any::<u128>(), 0u8..=128), 0..3),
+        (3u32..=15, 1u8..=32, 1u32..=100_000, 0u32..=10_000),
+        (120u32..=86400, 7440u32..=86400, 240u32..=86400, 60u32..=86400),
+        (1280u16..=9000, any::<bool>(), any::<bool>(), 1u8..=255, any::<bool>()),
+    )
+        .prop_map(|(id, local, remotes, (bs, bl, sl, rate), (u, t, tt, i), (mtu, mss, apdf, hop, public))| {
+            let mut remotes: Vec<(Ipv6Addr, u8)> = remotes
+                .into_iter()
+                .map(|(a, l)| {
+                    let m = if l == 0 { 0 } else { u128::MAX << (128 - l as u32) };
+                    (Ipv6Addr::from(a & m), l)
+                })
+                .collect();
+            remotes.dedup();
+            DsLite {
+                id,
+                group: None,
+                local: local.map(Ipv6Addr::from),
+                remotes,
+                address_group: None,
+                port_block_size: 1 << bs,
+                session_limit: sl,
+                port_block_limit: bl,
+                new_session_rate: rate,
+                aging: dataplane::config::Timeouts { udp: u, tcp_established: t, tcp_transitory: tt, icmp: i },
+                tunnel_mtu: mtu,
+                mss_clamp: mss,
+                filtering: if apdf { Filtering::AddressAndPortDependent } else { Filtering::EndpointIndependent },
+                hop_limit: hop,
+                public_inner: public,
+            }
+        })
+}
+
+prop_compose! {
+    fn config()(
+        sysname in proptest::option::of(name()),
+        hot in any::<bool>(), delay in 0u32..=3600, preempt in 0u32..=3600,
+        key in proptest::option::of("[a-zA-Z0-9]{8,20}"), hb in 10u32..=10000, dead in 2u32..=100,
+        slots in proptest::collection::btree_map(1u32..=64, (proptest::option::of(name()), proptest::collection::btree_set(0u32..64, 0..4), proptest::option::of(name()), proptest::option::of(any::<[u8; 4]>())), 0..5),
+        locations in proptest::collection::btree_map(1u32..=128, proptest::option::of((1u32..=64, 1u32..=64)), 0..4),
+        groups in proptest::collection::btree_map(name(), proptest::collection::btree_map(1u32..=128, 1u32..=100, 0..3), 0..3),
+        pools in proptest::collection::btree_map(name(), proptest::collection::btree_map(0u32..=255, (any::<u32>(), 0u32..1000), 0..3), 0..3),
+        instances in proptest::collection::btree_map(name(), instance(), 0..3),
+        syslog in proptest::collection::vec((any::<[u8; 4]>(), 1u16..), 0..2),
+        metrics in proptest::option::of((any::<[u8; 4]>(), 1u16..)),
+    ) -> Config {
+        Config {
+            sysname,
+            ha: Ha { hot_backup: hot, delay_time: delay, preempt_time: preempt, key, heartbeat_ms: hb, dead_count: dead },
+            slots: slots.into_iter().map(|(id, (host, cores, ifname, ha))| (id, Slot {
+                host,
+                cores: cores.into_iter().collect(),
+                softwire_if: ifname.clone(),
+                internet_if: ifname.map(|n| format!("{n}x")),
+                ha_address: ha.map(|a| SocketAddr::new(Ipv4Addr::from(a).into(), 4789)),
+            })).collect(),
+            locations: locations.into_iter().map(|(id, l)| (id, match l {
+                Some((s, b)) => Location { slot: Some(s), backup: Some(b) },
+                None => Location::default(),
+            })).collect(),
+            groups: groups.into_iter().map(|(n, l)| (n, InstanceGroup { locations: l })).collect(),
+            address_groups: pools.into_iter().map(|(n, secs)| (n, AddressGroup {
+                sections: secs.into_iter().map(|(k, (a, len))| (k, (Ipv4Addr::from(a), Ipv4Addr::from(a.saturating_add(len))))).collect(),
+            })).collect(),
+            instances,
+            syslog: {
+                let mut v: Vec<SocketAddr> = syslog.into_iter().map(|(a, p)| SocketAddr::new(Ipv4Addr::from(a).into(), p)).collect();
+                v.dedup();
+                v
+            },
+            metrics: metrics.map(|(a, p)| SocketAddr::new(Ipv4Addr::from(a).into(), p)),
+        }
+    }
+}
+
+/// Printing and parsing must agree whether or not the configuration would commit; so
+/// the round trip goes through a session that applies the text without committing.
+fn reparse(text: &str) -> Config {
+    let mut s = control::parse::Session::new(Config::default());
+    s.view = control::parse::View::System;
+    for (n, line) in text.lines().enumerate() {
+        if let Err(e) = s.execute(n + 1, line) {
+            panic!("line {}: {e}\n{text}", n + 1);
+        }
+        if s.view == control::parse::View::User {
+            break;
+        }
+    }
+    s.candidate
+}
+
+proptest! {
+    #[test]
+    fn display_parses_back_to_the_same_configuration(c in config()) {
+        let text = control::display::render(&c);
+        let back = reparse(&text);
+        prop_assert_eq!(&back, &c, "{}", text);
+    }
+}
+
+fn aftrd(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aftrd")).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn aftrd_check_accepts_the_examples_and_reports_errors_with_position() {
+    for f in ["../deploy/aftr-ha.conf", "../deploy/aftr-two-locations.conf"] {
+        let (code, out, err) = aftrd(&["--check", "--config", f]);
+        assert_eq!(code, 0, "{f}: {err}");
+        assert!(out.contains("configuration is valid"));
+    }
+    let dir = std::env::temp_dir().join(format!("aftrd-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.conf");
+    std::fs::write(
+        &bad,
+        "slot 1\n worker-cores 0\nservice-location 1\n location slot 1 backup slot 2\nservice-ha delay-time 4000\n",
+    )
+    .unwrap();
+    let (code, _, err) = aftrd(&["--check", "--config", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err.lines().next().unwrap(),
+        format!("{}:5:23: expected a delay time in seconds from 0 to 3600, found `4000`", bad.display())
+    );
+    std::fs::write(&bad, "slot 1\n worker-cores 0\nservice-location 1\n location slot 1 backup slot 2\n").unwrap();
+    let (code, _, err) = aftrd(&["--check", "--config", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains(&format!("{}:4:2: service-location 1: slot 2 is not defined", bad.display())), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
