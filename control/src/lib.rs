@@ -10,6 +10,8 @@
 
 pub mod config;
 pub mod display;
+pub mod metrics;
+pub mod natlog;
 pub mod parse;
 pub mod plan;
 pub mod validate;

@@ -1,0 +1,119 @@
+//! Prometheus metrics over HTTP: the engine counters of every worker, sessions and
+//! subscribers, in the text exposition format, at `GET /metrics`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use dataplane::counters::{Counter, WorkerCounters};
+
+/// What the metrics show, shared with the workers.
+#[derive(Default)]
+pub struct Gauges {
+    pub sessions: Vec<AtomicU64>,
+    pub subscribers: Vec<AtomicU64>,
+}
+
+/// Renders the exposition text.
+pub fn render(slot: u32, workers: &[Arc<WorkerCounters>], gauges: &Gauges) -> String {
+    let mut o = String::new();
+    o.push_str("# HELP aftr_packets_total Packets by path and by drop reason, per worker.\n# TYPE aftr_packets_total counter\n");
+    for (w, c) in workers.iter().enumerate() {
+        for &k in Counter::ALL {
+            o.push_str(&format!(
+                "aftr_packets_total{{slot=\"{slot}\",worker=\"{w}\",counter=\"{}\"}} {}\n",
+                k.name(),
+                c.get(k)
+            ));
+        }
+    }
+    o.push_str("# HELP aftr_sessions NAT sessions, per worker.\n# TYPE aftr_sessions gauge\n");
+    for (w, v) in gauges.sessions.iter().enumerate() {
+        o.push_str(&format!("aftr_sessions{{slot=\"{slot}\",worker=\"{w}\"}} {}\n", v.load(Ordering::Relaxed)));
+    }
+    o.push_str("# HELP aftr_subscribers Subscribers (B4s) with sessions, per worker.\n# TYPE aftr_subscribers gauge\n");
+    for (w, v) in gauges.subscribers.iter().enumerate() {
+        o.push_str(&format!("aftr_subscribers{{slot=\"{slot}\",worker=\"{w}\"}} {}\n", v.load(Ordering::Relaxed)));
+    }
+    o
+}
+
+fn serve_one(mut s: TcpStream, body: &dyn Fn() -> String) -> std::io::Result<()> {
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+    let mut first = String::new();
+    let mut r = BufReader::new(s.try_clone()?);
+    r.read_line(&mut first)?;
+    // Drain the headers.
+    let mut line = String::new();
+    while r.read_line(&mut line)? > 2 {
+        line.clear();
+    }
+    let (status, text) = match first.split_whitespace().collect::<Vec<_>>()[..] {
+        ["GET", "/metrics", _] => ("200 OK", body()),
+        ["GET", ..] => ("404 Not Found", "not found\n".to_string()),
+        _ => ("405 Method Not Allowed", "only GET\n".to_string()),
+    };
+    write!(
+        s,
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        text.len()
+    )
+}
+
+/// Serves metrics on `addr` until `stop` is set (checked between connections).
+pub fn serve(
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    body: impl Fn() -> String + Send + 'static,
+) -> std::io::Result<(SocketAddr, std::thread::JoinHandle<()>)> {
+    let l = TcpListener::bind(addr)?;
+    l.set_nonblocking(true)?;
+    let local = l.local_addr()?;
+    let h = std::thread::Builder::new().name("metrics".into()).spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            match l.accept() {
+                Ok((s, _)) => {
+                    let _ = s.set_nonblocking(false);
+                    let _ = serve_one(s, &body);
+                }
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+        }
+    })?;
+    Ok((local, h))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn metrics_over_http() {
+        let c = Arc::new(WorkerCounters::default());
+        c.add(Counter::In2Out, 42);
+        c.inc(Counter::DropNoSession);
+        let g = Arc::new(Gauges { sessions: vec![AtomicU64::new(7)], subscribers: vec![AtomicU64::new(3)] });
+        let stop = Arc::new(AtomicBool::new(false));
+        let (cc, gg) = (c.clone(), g.clone());
+        let (addr, h) =
+            serve("127.0.0.1:0".parse().unwrap(), stop.clone(), move || render(1, std::slice::from_ref(&cc), &gg))
+                .unwrap();
+        let get = |path: &str| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            out
+        };
+        let m = get("/metrics");
+        assert!(m.starts_with("HTTP/1.1 200 OK"), "{m}");
+        assert!(m.contains("aftr_packets_total{slot=\"1\",worker=\"0\",counter=\"in2out\"} 42\n"));
+        assert!(m.contains("counter=\"drop_no_session\"} 1\n"));
+        assert!(m.contains("aftr_sessions{slot=\"1\",worker=\"0\"} 7\n"));
+        assert!(get("/other").starts_with("HTTP/1.1 404"));
+        stop.store(true, Ordering::Relaxed);
+        h.join().unwrap();
+    }
+}
