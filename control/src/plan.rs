@@ -215,3 +215,36 @@ pub fn engine_config(c: &Config, p: &Plan, slot: u32) -> Option<EngineConfig> {
     e.workers = sp.cores.len().max(1) as u16;
     Some(e)
 }
+
+/// The plan as `display plan` and `aftrd --plan` print it.
+pub fn describe(c: &Config, p: &Plan, slot: Option<u32>) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    for (id, sp) in &p.slots {
+        if slot.is_some_and(|s| s != *id) {
+            continue;
+        }
+        let _ = writeln!(
+            o,
+            "slot {id}: active for {:?}, standby for {:?}, worker cores {:?}, peers {:?}",
+            sp.active_for, sp.standby_for, sp.cores, sp.peers
+        );
+        if let Some(ec) = engine_config(c, p, *id) {
+            for i in &ec.instances {
+                let pool: Vec<String> =
+                    i.pool.iter().map(|p| format!("{}/{}", Ipv4Addr::from(p.addr), p.len)).collect();
+                let _ = writeln!(
+                    o,
+                    "  ds-lite instance {}: endpoint {}, pool {}",
+                    i.name,
+                    std::net::Ipv6Addr::from(i.endpoint),
+                    pool.join(" ")
+                );
+            }
+        }
+    }
+    for (name, ip) in &p.instances {
+        let _ = writeln!(o, "ds-lite instance {name} (id {}): locations (id, weight) {:?}", ip.id, ip.locations);
+    }
+    o
+}

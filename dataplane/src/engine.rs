@@ -847,11 +847,15 @@ impl Engine {
             let s = self.sessions.get(i);
             s.ext_addr == r.ext_addr && s.ext_port == r.ext_port && s.proto == r.proto
         });
+        // A peer whose clock runs ahead must not make sessions look ancient to the
+        // wrapping age arithmetic of expiry: times are clamped to this clock.
+        let clamp = |t: u32| if self.now > 0 { t.min(self.now) } else { t };
+        let (last_seen, created) = (clamp(r.last_seen), clamp(r.created));
         if let Some(i) = existing {
             if self.sessions.get(i).ext_port != r.ext_port {
                 return Err(InstallError::PortCollision);
             }
-            let last = r.last_seen.max(self.sessions.get(i).last_seen);
+            let last = last_seen.max(self.sessions.get(i).last_seen);
             self.sessions.touch(i, last, r.flags, r.inst);
             return Ok(());
         }
@@ -869,8 +873,8 @@ impl Engine {
             ext_port: r.ext_port,
             proto: r.proto,
             flags: r.flags,
-            last_seen: r.last_seen,
-            created: r.created,
+            last_seen,
+            created,
             ..Default::default()
         };
         self.sessions.insert(s, KeyHashes { inside: hi, outside: ho }, r.inst).ok_or(InstallError::Full)?;

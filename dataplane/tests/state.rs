@@ -336,3 +336,26 @@ fn icmpv6_errors_go_to_the_worker_of_the_quoted_b4() {
         assert_eq!(w.eng.owner_of_frame(&ptb), Some(dataplane::engine::owner_of_b4(&b4, 2)));
     }
 }
+
+#[test]
+fn sessions_from_a_peer_with_a_clock_ahead_do_not_expire_at_once() {
+    let mut active = Harness::default();
+    udp_from(&mut active, B4_A, HOST, 5000);
+    let mut standby = Harness::default();
+    for e in active.drain_events() {
+        match e {
+            SessionEvent::BlockAllocated(b) => standby.eng.install_block(&b).unwrap(),
+            SessionEvent::Created(mut s) => {
+                s.last_seen += 3600;
+                s.created += 3600;
+                standby.eng.install_session(&s).unwrap();
+            }
+            _ => {}
+        }
+    }
+    standby.advance(1);
+    assert_eq!(standby.eng.expire(10), 0);
+    assert_eq!(standby.eng.session_count(), 1);
+    standby.advance(300);
+    assert_eq!(standby.eng.expire(10), 1, "expires by this board's clock");
+}

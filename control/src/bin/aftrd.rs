@@ -1,18 +1,26 @@
 //! aftrd: one board of the AFTR.
 //!
-//! `aftrd --check --config FILE` validates a configuration without running it: exit 0
-//! if valid, otherwise `FILE:LINE:COLUMN: message` for each error and exit 1.
-//! `aftrd --plan --config FILE [--slot N]` prints the plan (what each board does).
-//! Running a board (`--config FILE --slot N`) needs the AF_XDP I/O layer, which is the
-//! next piece of work; until then aftrd says so and exits.
+//! - `aftrd --check --config FILE`: validates a configuration without running it: exit
+//!   0 if valid, otherwise `FILE:LINE:COLUMN: message` for each error and exit 1.
+//! - `aftrd --plan --config FILE [--slot N]`: prints the plan.
+//! - `aftrd --config FILE --slot N [--socket PATH]`: runs board N: its workers (pinned
+//!   to the slot's cores), NAT event logging, metrics, and the management socket for
+//!   `aftrctl` (default `/run/aftrd/slotN.sock`, mode 0600). SIGTERM and SIGINT stop it
+//!   cleanly; SIGHUP reloads the file (all or nothing). Packet I/O (AF_XDP) is the next
+//!   piece of work: until then the workers have no interfaces attached.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 
+use control::mgmt::{self, Daemon};
+use control::natlog::NatLogger;
 use control::parse::ConfigError;
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: aftrd --check --config FILE\n       aftrd --plan --config FILE [--slot N]\n       aftrd --config FILE --slot N"
+        "usage: aftrd --check --config FILE\n       aftrd --plan --config FILE [--slot N]\n       aftrd --config FILE --slot N [--socket PATH]"
     );
     ExitCode::from(2)
 }
@@ -48,35 +56,72 @@ fn main() -> ExitCode {
     let plan = control::plan::plan(&config);
     let slot: Option<u32> = value("--slot").and_then(|s| s.parse().ok());
     if flag("--plan") {
-        for (id, sp) in &plan.slots {
-            if slot.is_some_and(|s| s != *id) {
-                continue;
-            }
-            println!(
-                "slot {id}: active for {:?}, standby for {:?}, worker cores {:?}, peers {:?}",
-                sp.active_for, sp.standby_for, sp.cores, sp.peers
-            );
-            if let Some(ec) = control::plan::engine_config(&config, &plan, *id) {
-                for i in &ec.instances {
-                    let pool: Vec<String> =
-                        i.pool.iter().map(|p| format!("{}/{}", std::net::Ipv4Addr::from(p.addr), p.len)).collect();
-                    println!(
-                        "  ds-lite instance {}: endpoint {}, pool {}",
-                        i.name,
-                        std::net::Ipv6Addr::from(i.endpoint),
-                        pool.join(" ")
-                    );
-                }
-            }
-        }
-        for (name, ip) in &plan.instances {
-            println!("ds-lite instance {name} (id {}): locations {:?}", ip.id, ip.locations);
-        }
+        print!("{}", control::plan::describe(&config, &plan, slot));
         return ExitCode::SUCCESS;
     }
-    if slot.is_none() {
-        return usage();
+    let Some(slot) = slot else { return usage() };
+    match run(&file, config, slot, value("--socket").map(PathBuf::from)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("aftrd: {e:#}");
+            ExitCode::from(1)
+        }
     }
-    eprintln!("aftrd: running a board needs the AF_XDP I/O layer, which is not built yet; use --check or --plan");
-    ExitCode::from(3)
+}
+
+fn run(file: &str, config: control::config::Config, slot: u32, socket: Option<PathBuf>) -> anyhow::Result<()> {
+    let plan = control::plan::plan(&config);
+    let cores = config
+        .slots
+        .get(&slot)
+        .map(|s| s.cores.clone())
+        .ok_or_else(|| anyhow::anyhow!("slot {slot} is not defined in {file}"))?;
+    let ec = control::plan::engine_config(&config, &plan, slot)
+        .ok_or_else(|| anyhow::anyhow!("slot {slot} serves no DS-Lite instance in {file}"))?;
+    let host = config.sysname.clone().unwrap_or_else(|| "aftr".into());
+    let logger = Arc::new(Mutex::new(if config.syslog.is_empty() {
+        None
+    } else {
+        Some(NatLogger::new(config.syslog.clone(), &host)?)
+    }));
+    let l2 = logger.clone();
+    let seed =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
+            ^ std::process::id() as u64;
+    let board = control::board::Board::start(slot, ec, &cores, seed, move |e| {
+        if let Some(l) = l2.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            l.log(&e);
+        }
+    })
+    .map_err(|e| anyhow::anyhow!(e))?;
+    eprintln!(
+        "aftrd: slot {slot}: {} workers ({} pinned to cores {:?}); no packet interfaces attached yet (the AF_XDP I/O layer is not built)",
+        board.config.workers, board.pinned, cores
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let reload = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())?;
+    let counters = board.counters();
+    let gauges = board.gauges.clone();
+    let metrics = match config.metrics {
+        Some(addr) => Some(control::metrics::serve(addr, stop.clone(), move || {
+            control::metrics::render(slot, &counters, &gauges)
+        })?),
+        None => None,
+    };
+    let path = socket.unwrap_or_else(|| PathBuf::from(format!("/run/aftrd/slot{slot}.sock")));
+    let listener = mgmt::bind(&path)?;
+    eprintln!("aftrd: management socket {}", path.display());
+    let mut d = Daemon { slot, running: config, board, logger };
+    mgmt::serve(&listener, &mut d, &stop, &reload, &PathBuf::from(file));
+    drop(listener);
+    let _ = std::fs::remove_file(&path);
+    d.board.stop();
+    if let Some((_, h)) = metrics {
+        let _ = h.join();
+    }
+    eprintln!("aftrd: slot {slot} stopped");
+    Ok(())
 }

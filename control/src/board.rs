@@ -1,0 +1,316 @@
+//! A running board: the worker threads of one slot, each owning its engine, and the
+//! control requests they answer between ticks.
+//!
+//! Workers are pinned to the slot's cores (`worker-cores`) when this machine has them.
+//! A worker answers control requests (sessions, subscribers, reconfiguration, stop),
+//! keeps its clock and amortised expiry going, and hands its session events to the
+//! board's event thread (NAT logging now, hot backup later). Until the I/O layer lands,
+//! workers have no interfaces attached: the control plane is complete, packets are not.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, Sender, bounded};
+use dataplane::Engine;
+use dataplane::config::EngineConfig;
+use dataplane::counters::WorkerCounters;
+use dataplane::engine::SubscriberView;
+use dataplane::nat::events::{BlockRecord, SessionEvent, SessionRecord};
+
+use crate::metrics::Gauges;
+
+/// Which sessions to show (`display sessions ...`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionFilter {
+    pub b4: Option<[u8; 16]>,
+    pub inside: Option<u32>,
+    pub external: Option<u32>,
+    pub port: Option<u16>,
+}
+
+impl SessionFilter {
+    pub fn matches(&self, r: &SessionRecord) -> bool {
+        self.b4.is_none_or(|b| b == r.b4)
+            && self.inside.is_none_or(|a| a == r.inner_addr)
+            && self.external.is_none_or(|a| a == r.ext_addr)
+            && self.port.is_none_or(|p| p == r.ext_port)
+    }
+}
+
+pub enum Control {
+    Sessions(SessionFilter, Sender<Vec<SessionRecord>>),
+    Subscribers(Sender<Vec<SubscriberView>>),
+    /// A new engine configuration; sessions of the named instances (unchanged ones) move
+    /// over. Answers with how many sessions were kept.
+    Reconfigure(Box<EngineConfig>, Vec<String>, Sender<Result<usize, String>>),
+    /// State from the peer board: blocks first, then sessions. Answers with how many of
+    /// each were refused.
+    Install(Vec<BlockRecord>, Vec<SessionRecord>, Sender<(usize, usize)>),
+    Stop,
+}
+
+struct Worker {
+    tx: Sender<Control>,
+    counters: Arc<WorkerCounters>,
+    thread: JoinHandle<()>,
+}
+
+/// The workers of one slot.
+pub struct Board {
+    pub slot: u32,
+    workers: Vec<Worker>,
+    pub gauges: Arc<Gauges>,
+    pub config: EngineConfig,
+    events_stop: Arc<AtomicBool>,
+    events_thread: Option<JoinHandle<()>>,
+    pub pinned: usize,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Moves the sessions of `keep` instances from `old` to `new` (blocks first).
+fn carry_over(
+    old: &Engine,
+    old_cfg: &EngineConfig,
+    new: &mut Engine,
+    new_cfg: &EngineConfig,
+    keep: &[String],
+) -> usize {
+    let map = |inst: u8| -> Option<u8> {
+        let name = &old_cfg.instances.get(inst as usize)?.name;
+        if !keep.contains(name) {
+            return None;
+        }
+        new_cfg.instances.iter().position(|i| &i.name == name).map(|i| i as u8)
+    };
+    let mut kept = 0;
+    for s in old.subscribers() {
+        let Some(inst) = map(s.inst) else { continue };
+        for (first, size) in &s.blocks {
+            let b = dataplane::nat::events::BlockRecord {
+                inst,
+                b4: s.b4,
+                ext_addr: s.ext_addr,
+                first_port: *first,
+                size: *size,
+                at: 0,
+            };
+            let _ = new.install_block(&b);
+        }
+    }
+    for mut r in old.sessions() {
+        let Some(inst) = map(r.inst) else { continue };
+        r.inst = inst;
+        if new.install_session(&r).is_ok() {
+            kept += 1;
+        }
+    }
+    kept
+}
+
+fn worker_loop(
+    mut engine: Engine,
+    mut cfg: EngineConfig,
+    id: u16,
+    seed: u64,
+    rx: Receiver<Control>,
+    gauges: Arc<Gauges>,
+    events_out: Sender<Receiver<SessionEvent>>,
+) {
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(Control::Stop) => return,
+            Ok(Control::Sessions(f, reply)) => {
+                let _ = reply.send(engine.sessions().into_iter().filter(|r| f.matches(r)).collect());
+            }
+            Ok(Control::Subscribers(reply)) => {
+                let _ = reply.send(engine.subscribers());
+            }
+            Ok(Control::Reconfigure(new_cfg, keep, reply)) => match Engine::new(&new_cfg, id, seed) {
+                Ok((mut fresh, events)) => {
+                    fresh.set_clock(now_ms());
+                    let kept = carry_over(&engine, &cfg, &mut fresh, &new_cfg, &keep);
+                    engine = fresh;
+                    cfg = *new_cfg;
+                    let _ = events_out.send(events);
+                    let _ = reply.send(Ok(kept));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            },
+            Ok(Control::Install(blocks, sessions, reply)) => {
+                engine.set_clock(now_ms());
+                let bad_blocks = blocks.iter().filter(|b| engine.install_block(b).is_err()).count();
+                let bad_sessions = sessions.iter().filter(|r| engine.install_session(r).is_err()).count();
+                let _ = reply.send((bad_blocks, bad_sessions));
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+        }
+        engine.set_clock(now_ms());
+        engine.expire(4096);
+        gauges.sessions[id as usize].store(engine.session_count() as u64, Ordering::Relaxed);
+        gauges.subscribers[id as usize].store(engine.subscriber_count() as u64, Ordering::Relaxed);
+    }
+}
+
+impl Board {
+    /// Starts the workers of `slot` on `cores`; events go to `on_event`.
+    pub fn start(
+        slot: u32,
+        cfg: EngineConfig,
+        cores: &[u32],
+        seed: u64,
+        on_event: impl FnMut(SessionEvent) + Send + 'static,
+    ) -> Result<Board, String> {
+        let n = cfg.workers as usize;
+        let gauges = Arc::new(Gauges {
+            sessions: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            subscribers: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        });
+        let available: Vec<usize> =
+            core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect();
+        let (ev_tx, ev_rx) = bounded::<Receiver<SessionEvent>>(64);
+        let mut workers = Vec::new();
+        let mut pinned = 0;
+        for id in 0..n as u16 {
+            let (engine, events) = Engine::new(&cfg, id, seed).map_err(|e| e.to_string())?;
+            let _ = ev_tx.send(events);
+            let counters = engine.counters();
+            let (tx, rx) = bounded(64);
+            let core = cores.get(id as usize).copied().filter(|c| available.contains(&(*c as usize)));
+            pinned += core.is_some() as usize;
+            let (g, c, e) = (gauges.clone(), cfg.clone(), ev_tx.clone());
+            let thread = std::thread::Builder::new()
+                .name(format!("aftr-slot{slot}-w{id}"))
+                .spawn(move || {
+                    if let Some(core) = core {
+                        core_affinity::set_for_current(core_affinity::CoreId { id: core as usize });
+                    }
+                    worker_loop(engine, c, id, seed, rx, g, e)
+                })
+                .map_err(|e| e.to_string())?;
+            workers.push(Worker { tx, counters, thread });
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let s2 = stop.clone();
+        let events_thread = std::thread::Builder::new()
+            .name(format!("aftr-slot{slot}-events"))
+            .spawn(move || {
+                let mut on_event = on_event;
+                let mut rings: Vec<Receiver<SessionEvent>> = Vec::new();
+                while !s2.load(Ordering::Relaxed) {
+                    rings.extend(ev_rx.try_iter());
+                    let mut any = false;
+                    // Rings of replaced engines are dropped once drained and closed.
+                    rings.retain(|r| {
+                        for _ in 0..4096 {
+                            match r.try_recv() {
+                                Ok(e) => {
+                                    any = true;
+                                    on_event(e);
+                                }
+                                Err(crossbeam_channel::TryRecvError::Empty) => return true,
+                                Err(crossbeam_channel::TryRecvError::Disconnected) => return false,
+                            }
+                        }
+                        true
+                    });
+                    if !any {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(Board { slot, workers, gauges, config: cfg, events_stop: stop, events_thread: Some(events_thread), pinned })
+    }
+
+    pub fn counters(&self) -> Vec<Arc<WorkerCounters>> {
+        self.workers.iter().map(|w| w.counters.clone()).collect()
+    }
+
+    fn ask<T>(&self, make: impl Fn(Sender<T>) -> Control) -> Vec<T> {
+        let mut out = Vec::new();
+        for w in &self.workers {
+            let (tx, rx) = bounded(1);
+            if w.tx.send(make(tx)).is_ok()
+                && let Ok(v) = rx.recv_timeout(Duration::from_secs(5))
+            {
+                out.push(v);
+            }
+        }
+        out
+    }
+
+    /// Installs blocks and sessions (from the peer board), each on the worker that owns
+    /// its subscriber. Returns how many blocks and sessions were refused.
+    pub fn install(&self, blocks: Vec<BlockRecord>, sessions: Vec<SessionRecord>) -> (usize, usize) {
+        let n = self.workers.len() as u16;
+        let mut per: Vec<(Vec<BlockRecord>, Vec<SessionRecord>)> = (0..n).map(|_| (Vec::new(), Vec::new())).collect();
+        for b in blocks {
+            per[dataplane::engine::owner_of_b4(&b.b4, n) as usize].0.push(b);
+        }
+        for r in sessions {
+            per[dataplane::engine::owner_of_b4(&r.b4, n) as usize].1.push(r);
+        }
+        let mut refused = (0, 0);
+        for (w, (b, s)) in self.workers.iter().zip(per) {
+            let (tx, rx) = bounded(1);
+            let total = (b.len(), s.len());
+            if w.tx.send(Control::Install(b, s, tx)).is_err() {
+                refused = (refused.0 + total.0, refused.1 + total.1);
+                continue;
+            }
+            let (x, y) = rx.recv_timeout(Duration::from_secs(10)).unwrap_or(total);
+            refused = (refused.0 + x, refused.1 + y);
+        }
+        refused
+    }
+
+    pub fn sessions(&self, f: &SessionFilter) -> Vec<SessionRecord> {
+        self.ask(|tx| Control::Sessions(f.clone(), tx)).into_iter().flatten().collect()
+    }
+
+    pub fn subscribers(&self) -> Vec<SubscriberView> {
+        self.ask(Control::Subscribers).into_iter().flatten().collect()
+    }
+
+    /// Applies a new engine configuration; instances whose settings did not change keep
+    /// their sessions (when the number of workers stays the same). Returns sessions kept.
+    pub fn reconfigure(&mut self, new: EngineConfig) -> Result<usize, String> {
+        if new == self.config {
+            return Ok(self.gauges.sessions.iter().map(|g| g.load(Ordering::Relaxed) as usize).sum());
+        }
+        if new.workers != self.config.workers {
+            return Err("changing the number of worker cores needs a restart of the board".into());
+        }
+        dataplane::engine::validate(&new).map_err(|e| e.to_string())?;
+        let keep: Vec<String> =
+            new.instances.iter().filter(|i| self.config.instances.contains(i)).map(|i| i.name.clone()).collect();
+        let results = self.ask(|tx| Control::Reconfigure(Box::new(new.clone()), keep.clone(), tx));
+        let mut kept = 0;
+        for r in results {
+            kept += r?;
+        }
+        self.config = new;
+        Ok(kept)
+    }
+
+    pub fn stop(mut self) {
+        for w in &self.workers {
+            let _ = w.tx.send(Control::Stop);
+        }
+        for w in self.workers.drain(..) {
+            let _ = w.thread.join();
+        }
+        self.events_stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.events_thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! The management interface of a running `aftrd`: a Unix socket (mode 0600) that
+//! `aftrctl` talks to. One request per connection: the client writes a command line
+//! (and, for `commit`, the whole configuration after it) and closes its side; the
+//! daemon answers `ok` or `error` on the first line, then the text.
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use dataplane::counters::Counter;
+
+use crate::board::{Board, SessionFilter};
+use crate::config::Config;
+use crate::natlog::NatLogger;
+use crate::parse::ConfigError;
+
+/// Everything the daemon serves.
+pub struct Daemon {
+    pub slot: u32,
+    pub running: Config,
+    pub board: Board,
+    pub logger: Arc<Mutex<Option<NatLogger>>>,
+}
+
+pub enum Reply {
+    Ok(String),
+    Error(String),
+}
+
+fn proto_name(p: u8) -> &'static str {
+    match p {
+        6 => "tcp",
+        17 => "udp",
+        1 => "icmp",
+        _ => "?",
+    }
+}
+
+impl Daemon {
+    /// Applies a complete new configuration: checked as a whole, then the engines are
+    /// reconfigured (unchanged instances keep their sessions); nothing changes on error.
+    pub fn commit(&mut self, text: &str) -> Reply {
+        let config = match crate::parse::parse(text) {
+            Ok((c, _)) => c,
+            Err(errors) => {
+                let mut o = String::new();
+                for ConfigError { line, column, message } in errors {
+                    let _ = writeln!(o, "{line}:{column}: {message}");
+                }
+                return Reply::Error(o);
+            }
+        };
+        let plan = crate::plan::plan(&config);
+        let Some(ec) = crate::plan::engine_config(&config, &plan, self.slot) else {
+            return Reply::Error(format!("slot {} would serve no DS-Lite instance\n", self.slot));
+        };
+        match self.board.reconfigure(ec) {
+            Ok(kept) => {
+                if config.syslog != self.running.syslog {
+                    let host = config.sysname.clone().unwrap_or_else(|| "aftr".into());
+                    *self.logger.lock().unwrap_or_else(|e| e.into_inner()) =
+                        if config.syslog.is_empty() { None } else { NatLogger::new(config.syslog.clone(), &host).ok() };
+                }
+                self.running = config;
+                Reply::Ok(format!("committed; {kept} sessions kept\n"))
+            }
+            Err(e) => Reply::Error(format!("{e}\n")),
+        }
+    }
+
+    fn sessions(&self, words: &[&str]) -> Reply {
+        let mut f = SessionFilter::default();
+        let mut i = 0;
+        while i < words.len() {
+            let (k, v) = (words[i], words.get(i + 1).copied().unwrap_or(""));
+            let bad = || Reply::Error(format!("display sessions: bad value `{v}` for `{k}`\n"));
+            match k {
+                "b4" => {
+                    f.b4 = Some(match v.parse::<Ipv6Addr>() {
+                        Ok(a) => a.octets(),
+                        Err(_) => return bad(),
+                    })
+                }
+                "inside" => {
+                    f.inside = Some(match v.parse::<Ipv4Addr>() {
+                        Ok(a) => a.into(),
+                        Err(_) => return bad(),
+                    })
+                }
+                "external" => {
+                    f.external = Some(match v.parse::<Ipv4Addr>() {
+                        Ok(a) => a.into(),
+                        Err(_) => return bad(),
+                    })
+                }
+                "port" => {
+                    f.port = Some(match v.parse() {
+                        Ok(p) => p,
+                        Err(_) => return bad(),
+                    })
+                }
+                other => {
+                    return Reply::Error(format!(
+                        "display sessions: unknown filter `{other}` (b4, inside, external, port)\n"
+                    ));
+                }
+            }
+            i += 2;
+        }
+        let mut o = String::from(
+            "B4                                       Inside                 External               Proto Age(s) Idle(s)\n",
+        );
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(0);
+        let list = self.board.sessions(&f);
+        for r in &list {
+            let _ = writeln!(
+                o,
+                "{:<40} {:<22} {:<22} {:<5} {:>6} {:>7}",
+                Ipv6Addr::from(r.b4),
+                format!("{}:{}", Ipv4Addr::from(r.inner_addr), r.inner_port),
+                format!("{}:{}", Ipv4Addr::from(r.ext_addr), r.ext_port),
+                proto_name(r.proto),
+                now.saturating_sub(r.created),
+                now.saturating_sub(r.last_seen)
+            );
+        }
+        let _ = writeln!(o, "total {} sessions", list.len());
+        Reply::Ok(o)
+    }
+
+    /// Answers one request.
+    pub fn handle(&mut self, request: &str) -> Reply {
+        let (first, body) = request.split_once('\n').unwrap_or((request, ""));
+        let words: Vec<&str> = first.split_whitespace().collect();
+        match words[..] {
+            ["commit"] => self.commit(body),
+            ["display", "current-configuration"] => Reply::Ok(crate::display::render(&self.running)),
+            ["display", "plan"] => {
+                Reply::Ok(crate::plan::describe(&self.running, &crate::plan::plan(&self.running), Some(self.slot)))
+            }
+            ["display", "sessions", ref rest @ ..] => self.sessions(rest),
+            ["display", "subscribers"] => {
+                let mut o = String::from(
+                    "B4                                       External         Port blocks                Sessions\n",
+                );
+                let subs = self.board.subscribers();
+                for s in &subs {
+                    let blocks: Vec<String> =
+                        s.blocks.iter().map(|(a, n)| format!("{}-{}", a, *a as u32 + *n as u32 - 1)).collect();
+                    let _ = writeln!(
+                        o,
+                        "{:<40} {:<16} {:<26} {}",
+                        Ipv6Addr::from(s.b4),
+                        Ipv4Addr::from(s.ext_addr),
+                        blocks.join(","),
+                        s.sessions
+                    );
+                }
+                let _ = writeln!(o, "total {} subscribers", subs.len());
+                Reply::Ok(o)
+            }
+            ["display", "statistics"] => {
+                let mut o = String::new();
+                let workers = self.board.counters();
+                for &c in Counter::ALL {
+                    let per: Vec<u64> = workers.iter().map(|w| w.get(c)).collect();
+                    let total: u64 = per.iter().sum();
+                    if total > 0 || !c.name().starts_with("drop_") {
+                        let _ = writeln!(o, "{:<32} {:>14}  per worker {:?}", c.name(), total, per);
+                    }
+                }
+                Reply::Ok(o)
+            }
+            ["display", "service-ha"] => {
+                let ha = &self.running.ha;
+                Reply::Ok(format!(
+                    "slot {}\nhot-backup: {}\ndelay-time: {} s\npreempt-time: {} s\nheartbeat: {} ms, dead after {}\nrole: standalone (session replication is not built yet)\n",
+                    self.slot,
+                    if ha.hot_backup { "enabled" } else { "disabled" },
+                    ha.delay_time,
+                    ha.preempt_time,
+                    ha.heartbeat_ms,
+                    ha.dead_count
+                ))
+            }
+            ["switchover"] => Reply::Error("switchover needs hot backup, which is not built yet\n".into()),
+            _ => Reply::Error(format!(
+                "unknown request `{first}`; one of: display current-configuration | plan | sessions [b4 A] [inside A] [external A] [port P] | subscribers | statistics | service-ha; commit; switchover\n"
+            )),
+        }
+    }
+}
+
+/// Binds the management socket with mode 0600, replacing a stale one.
+pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    if path.exists() {
+        // A socket nobody answers on is left from a killed daemon.
+        if UnixStream::connect(path).is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("{} is in use by a running aftrd", path.display()),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let l = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+/// Serves requests until `stop` is set; `reload` asks for the configuration file to be
+/// read again (SIGHUP).
+pub fn serve(l: &UnixListener, d: &mut Daemon, stop: &AtomicBool, reload: &AtomicBool, file: &PathBuf) {
+    while !stop.load(Ordering::Relaxed) {
+        if reload.swap(false, Ordering::Relaxed) {
+            match std::fs::read_to_string(file) {
+                Ok(text) => match d.commit(&text) {
+                    Reply::Ok(m) => eprint!("aftrd: reloaded {}: {m}", file.display()),
+                    Reply::Error(m) => eprint!("aftrd: reload of {} refused, nothing changed:\n{m}", file.display()),
+                },
+                Err(e) => eprintln!("aftrd: reload: {}: {e}", file.display()),
+            }
+        }
+        match l.accept() {
+            Ok((mut s, _)) => {
+                let _ = s.set_nonblocking(false);
+                let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+                let mut req = String::new();
+                if s.read_to_string(&mut req).is_err() {
+                    continue;
+                }
+                let (status, text) = match d.handle(&req) {
+                    Reply::Ok(t) => ("ok", t),
+                    Reply::Error(t) => ("error", t),
+                };
+                let _ = write!(s, "{status}\n{text}");
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
+}
+
+/// Sends one request to the daemon at `path` and returns (ok, text).
+pub fn request(path: &Path, req: &str) -> std::io::Result<(bool, String)> {
+    let mut s = UnixStream::connect(path)?;
+    s.write_all(req.as_bytes())?;
+    s.shutdown(std::net::Shutdown::Write)?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let (status, text) = out.split_once('\n').unwrap_or((&out, ""));
+    Ok((status == "ok", text.to_string()))
+}

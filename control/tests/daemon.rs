@@ -1,0 +1,208 @@
+//! A running aftrd and aftrctl against it: the management socket, commits through the
+//! daemon (all or nothing), the interactive session, SIGHUP reload, clean stop; and the
+//! board keeping the sessions of instances a commit does not touch.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A daemon in a temporary directory; killed and cleaned up when dropped, even if the
+/// test fails.
+struct Aftrd {
+    child: Option<Child>,
+    dir: PathBuf,
+    socket: PathBuf,
+    config: PathBuf,
+}
+
+impl Aftrd {
+    fn start(name: &str, config: &str) -> Aftrd {
+        let dir = std::env::temp_dir().join(format!("aftrd-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("slot1.sock");
+        let cfg = dir.join("aftr.conf");
+        std::fs::write(&cfg, config).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_aftrd"))
+            .args(["--config", cfg.to_str().unwrap(), "--slot", "1", "--socket", socket.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let d = Aftrd { child: Some(child), dir, socket, config: cfg };
+        let t = Instant::now();
+        while std::os::unix::net::UnixStream::connect(&d.socket).is_err() {
+            assert!(t.elapsed() < Duration::from_secs(10), "aftrd did not open its socket");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d
+    }
+
+    fn ctl(&self, args: &[&str]) -> (bool, String, String) {
+        let out =
+            Command::new(env!("CARGO_BIN_EXE_aftrctl")).arg("--socket").arg(&self.socket).args(args).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        assert!(Command::new("kill").args(["-s", sig, &pid]).status().unwrap().success());
+    }
+}
+
+impl Drop for Aftrd {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn example() -> String {
+    std::fs::read_to_string("../deploy/aftr-ha.conf").unwrap()
+}
+
+#[test]
+fn aftrctl_displays_and_commits_through_the_daemon() {
+    let d = Aftrd::start("ctl", &example());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&d.socket).unwrap().permissions().mode() & 0o777, 0o600);
+
+    let (ok, text, _) = d.ctl(&["display", "current-configuration"]);
+    assert!(ok);
+    let (running, _) = control::parse::parse(&text).unwrap();
+    assert_eq!(running, control::parse::parse(&example()).unwrap().0);
+
+    let (ok, plan, _) = d.ctl(&["display", "plan"]);
+    assert!(ok && plan.contains("slot 1: active for [1]"), "{plan}");
+    let (ok, stats, _) = d.ctl(&["display", "statistics"]);
+    assert!(ok && stats.contains("rx_frames"), "{stats}");
+    let (ok, s, _) = d.ctl(&["display", "sessions", "b4", "2001:db8:b4::1"]);
+    assert!(ok && s.contains("total 0 sessions"), "{s}");
+    let (ok, _, err) = d.ctl(&["display", "sessions", "b4", "nonsense"]);
+    assert!(!ok && err.contains("bad value"), "{err}");
+
+    // A broken configuration is refused with its position; nothing changes.
+    let bad = d.dir.join("bad.conf");
+    std::fs::write(&bad, example().replace("service-ha delay-time 10", "service-ha delay-time 10000")).unwrap();
+    let (ok, _, err) = d.ctl(&["commit", bad.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains(":23: expected a delay time in seconds from 0 to 3600, found `10000`"), "{err}");
+    let (_, now, _) = d.ctl(&["display", "current-configuration"]);
+    assert_eq!(now, text);
+
+    let good = d.dir.join("good.conf");
+    std::fs::write(&good, example().replace("service-ha delay-time 10", "service-ha delay-time 20")).unwrap();
+    let (ok, out, err) = d.ctl(&["commit", good.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("committed"));
+    let (_, now, _) = d.ctl(&["display", "service-ha"]);
+    assert!(now.contains("delay-time: 20 s"), "{now}");
+    let (ok, _, err) = d.ctl(&["switchover"]);
+    assert!(!ok && err.contains("not built yet"));
+}
+
+#[test]
+fn interactive_session_reload_and_clean_stop() {
+    let mut d = Aftrd::start("interactive", &example());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_aftrctl"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"system-view\nservice-location 1\n ?\n location slot 1 backup slot 1\ncommit\nundo location\nlocation slot 1 backup slot 2\nquit\nservice-ha preempt-time 90\ncommit\nquit\nquit\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("<aftr-lab>") && text.contains("[aftr-lab-service-location-1]"), "{text}");
+    assert!(text.contains("location slot SLOT backup slot SLOT"), "? lists the view's commands: {text}");
+    assert!(text.contains("Error: service-location 1: the slot and the backup slot are both 1"), "{text}");
+    assert!(text.contains("Info: committed"), "{text}");
+    let (_, ha, _) = d.ctl(&["display", "service-ha"]);
+    assert!(ha.contains("preempt-time: 90 s"), "{ha}");
+
+    // SIGHUP: the file is read again, all or nothing.
+    std::fs::write(&d.config, example().replace("service-ha preempt-time 60", "service-ha preempt-time 120")).unwrap();
+    d.signal("HUP");
+    let t = Instant::now();
+    loop {
+        let (_, ha, _) = d.ctl(&["display", "service-ha"]);
+        if ha.contains("preempt-time: 120 s") {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "reload did not happen: {ha}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SIGTERM: stops cleanly, removes its socket.
+    d.signal("TERM");
+    let mut c = d.child.take().unwrap();
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = c.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "aftrd did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success());
+    assert!(!Path::new(&d.socket).exists(), "socket removed");
+}
+
+#[test]
+fn a_commit_keeps_the_sessions_of_untouched_instances() {
+    use control::board::{Board, SessionFilter};
+    use dataplane::nat::events::{BlockRecord, SessionRecord};
+    let text = std::fs::read_to_string("../deploy/aftr-two-locations.conf").unwrap();
+    let (c, _) = control::parse::parse(&text).unwrap();
+    let p = control::plan::plan(&c);
+    let ec = control::plan::engine_config(&c, &p, 4).unwrap();
+    let mut board = Board::start(4, ec.clone(), &[], 7, |_| {}).unwrap();
+    // One session in each instance, as the peer board would send them.
+    let mut installed = 0;
+    for (inst_name, b4, pool) in
+        [("dslite-a", "2001:db8:1000::1", "203.0.113.0"), ("dslite-b", "2001:db8:2000::1", "192.0.2.128")]
+    {
+        let inst = ec.instances.iter().position(|i| i.name == inst_name).unwrap() as u8;
+        let b4 = b4.parse::<std::net::Ipv6Addr>().unwrap().octets();
+        let ext: u32 = pool.parse::<std::net::Ipv4Addr>().unwrap().into();
+        // A block owned by the worker that owns this B4.
+        let w = dataplane::engine::owner_of_b4(&b4, ec.workers);
+        let size = ec.instances[inst as usize].port_block_size;
+        let block =
+            (0..65536 / size as u32).find(|b| b % ec.workers as u32 == w as u32 && b * size as u32 >= 1024).unwrap();
+        let first = (block * size as u32) as u16;
+        let blk = BlockRecord { inst, b4, ext_addr: ext, first_port: first, size, at: 0 };
+        let s = SessionRecord {
+            inst,
+            b4,
+            inner_addr: 0xc0a8_0001,
+            inner_port: 4000,
+            ext_addr: ext,
+            ext_port: first + 1,
+            proto: 17,
+            flags: 0,
+            created: 1,
+            last_seen: u32::MAX / 2,
+        };
+        assert_eq!(board.install(vec![blk], vec![s]), (0, 0));
+        installed += 1;
+    }
+    assert_eq!(board.sessions(&SessionFilter::default()).len(), installed);
+    // Change dslite-b only: dslite-a keeps its session, dslite-b starts afresh.
+    let (c2, _) = control::parse::parse(&text.replace(" inner-source public permit\n", "")).unwrap();
+    let ec2 = control::plan::engine_config(&c2, &control::plan::plan(&c2), 4).unwrap();
+    assert_eq!(board.reconfigure(ec2).unwrap(), 1);
+    let left = board.sessions(&SessionFilter::default());
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].b4, "2001:db8:1000::1".parse::<std::net::Ipv6Addr>().unwrap().octets());
+    board.stop();
+}
