@@ -4,6 +4,9 @@
 set -euo pipefail
 need_apt=()
 command -v cc >/dev/null || need_apt+=(gcc)
+# Test topologies: namespaces and veth pairs, offloads off.
+command -v ip >/dev/null || need_apt+=(iproute2)
+command -v ethtool >/dev/null || need_apt+=(ethtool)
 if ((${#need_apt[@]})); then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"

@@ -6,14 +6,14 @@
 //! engine takes typed settings ([`config::EngineConfig`]) and emits typed session events
 //! ([`nat::events::SessionEvent`]); it knows nothing of configuration text or of the hot
 //! backup wire format.
-// Unsafe code is denied everywhere but in `prefetch` and `memory` (and, later, the
-// AF_XDP rings).
+// Unsafe code is denied everywhere but in `prefetch`, `memory` and the I/O rings (`io`).
 #![deny(unsafe_code)]
 
 pub mod config;
 pub mod counters;
 pub mod engine;
 pub mod handoff;
+pub mod io;
 pub mod memory;
 pub mod nat;
 pub mod pipeline;

@@ -1,0 +1,233 @@
+//! AF_PACKET with a TPACKET_V3 receive ring (the kernel writes frames into blocks of a
+//! shared mapping; one wake-up per block, not per frame) and `sendmmsg` for transmit,
+//! bypassing the qdisc. The fallback I/O path for interfaces where XDP cannot attach.
+//!
+//! Frames are handed to the engine in place, inside the ring: `PACKET_RESERVE` leaves
+//! `HEADROOM` bytes before each frame, so the engine can add the outer IPv6 header there.
+//! A block goes back to the kernel only after every frame of it was handed out and the
+//! caller's closure returned, so nothing refers to a block the kernel may rewrite.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::engine::{Frame, HEADROOM};
+
+/// Ring geometry.
+#[derive(Debug, Clone, Copy)]
+pub struct RingOptions {
+    /// Bytes per block (a power of two, a multiple of the page size).
+    pub block_size: usize,
+    pub blocks: usize,
+    /// A partly filled block is handed over after this many milliseconds.
+    pub block_timeout_ms: u32,
+}
+
+impl Default for RingOptions {
+    fn default() -> Self {
+        RingOptions { block_size: 1 << 18, blocks: 16, block_timeout_ms: 1 }
+    }
+}
+
+/// An AF_PACKET socket bound to one interface, with its receive ring.
+pub struct PacketRing {
+    fd: OwnedFd,
+    ifindex: i32,
+    map: *mut u8,
+    map_len: usize,
+    opts: RingOptions,
+    block: usize,
+}
+
+// SAFETY: the mapping belongs to this value alone (it is unmapped in Drop) and is only
+// reached through `&mut self`; moving the value to another thread moves that ownership.
+unsafe impl Send for PacketRing {}
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r) }
+}
+
+fn setopt<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, v: &T) -> io::Result<()> {
+    // SAFETY: `v` points to a live, initialised value of exactly the size passed.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            v as *const T as *const libc::c_void,
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
+}
+
+/// The index of interface `name`.
+pub fn ifindex(name: &str) -> io::Result<i32> {
+    let c = CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name with a NUL"))?;
+    // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if i == 0 { Err(io::Error::last_os_error()) } else { Ok(i as i32) }
+}
+
+impl PacketRing {
+    pub fn open(ifname: &str, opts: RingOptions) -> io::Result<PacketRing> {
+        let ifindex = ifindex(ifname)?;
+        let proto = (libc::ETH_P_ALL as u16).to_be() as libc::c_int;
+        // SAFETY: plain socket(2); the result is checked before it is owned.
+        let raw = cvt(unsafe {
+            libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, proto)
+        })?;
+        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        setopt(&fd, libc::SOL_PACKET, libc::PACKET_VERSION, &(libc::tpacket_versions::TPACKET_V3 as libc::c_int))?;
+        setopt(&fd, libc::SOL_PACKET, libc::PACKET_RESERVE, &(HEADROOM as libc::c_uint))?;
+        // Our own transmissions are not received again.
+        setopt(&fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &(1 as libc::c_int))?;
+        setopt(&fd, libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, &(1 as libc::c_int))?;
+        let frame_size = 2048u32;
+        let req = libc::tpacket_req3 {
+            tp_block_size: opts.block_size as u32,
+            tp_block_nr: opts.blocks as u32,
+            tp_frame_size: frame_size,
+            tp_frame_nr: (opts.block_size * opts.blocks) as u32 / frame_size,
+            tp_retire_blk_tov: opts.block_timeout_ms,
+            tp_sizeof_priv: 0,
+            tp_feature_req_word: 0,
+        };
+        setopt(&fd, libc::SOL_PACKET, libc::PACKET_RX_RING, &req)?;
+        let map_len = opts.block_size * opts.blocks;
+        // SAFETY: maps the ring the kernel just allocated for this socket; the result is
+        // checked, and the mapping lives until Drop unmaps it.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if map == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ring = PacketRing { fd, ifindex, map: map as *mut u8, map_len, opts, block: 0 };
+        // SAFETY: sockaddr_ll is plain data; zeroed is a valid value, then filled in.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+        sll.sll_ifindex = ifindex;
+        // SAFETY: `sll` is a valid sockaddr_ll of the size passed.
+        cvt(unsafe {
+            libc::bind(
+                ring.fd.as_raw_fd(),
+                &sll as *const _ as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        })?;
+        Ok(ring)
+    }
+
+    /// The status word of block `b`, shared with the kernel.
+    fn status(&self, b: usize) -> &AtomicU32 {
+        // SAFETY: block `b` lies inside the mapping (b < blocks); `block_status` is the
+        // first u32 of its tpacket_hdr_v1, 8 bytes into the block (after `version` and
+        // `offset_to_priv`), aligned to 4. The kernel and we access it atomically.
+        unsafe { &*(self.map.add(b * self.opts.block_size + 8) as *const AtomicU32) }
+    }
+
+    /// Hands every frame of the next ready block to `each` (in place, with `HEADROOM`
+    /// bytes before it), then returns the block to the kernel. Returns the number of
+    /// frames, 0 if no block is ready.
+    pub fn recv_block(&mut self, mut each: impl FnMut(&mut Frame)) -> usize {
+        let b = self.block;
+        if self.status(b).load(Ordering::Acquire) & libc::TP_STATUS_USER == 0 {
+            return 0;
+        }
+        let base = b * self.opts.block_size;
+        // SAFETY: the block is ours while its status says TP_STATUS_USER (the kernel
+        // does not write it until we hand it back below), and it lies inside the mapping.
+        let block = unsafe { std::slice::from_raw_parts_mut(self.map.add(base), self.opts.block_size) };
+        fn rd(block: &[u8], at: usize) -> usize {
+            u32::from_ne_bytes([block[at], block[at + 1], block[at + 2], block[at + 3]]) as usize
+        }
+        let num = rd(block, 12);
+        let mut at = rd(block, 16);
+        let mut n = 0;
+        for _ in 0..num {
+            if at + 28 > block.len() {
+                break;
+            }
+            // tpacket3_hdr: next_offset @0, snaplen @12, mac @24 (u16).
+            let next = rd(block, at);
+            let snap = rd(block, at + 12);
+            let mac = u16::from_ne_bytes([block[at + 24], block[at + 25]]) as usize;
+            let start = at + mac;
+            if mac >= HEADROOM && start + snap <= block.len() {
+                let mut f = Frame::new(&mut block[start - HEADROOM..start + snap], HEADROOM, snap);
+                each(&mut f);
+                n += 1;
+            }
+            if next == 0 {
+                break;
+            }
+            at += next;
+        }
+        self.status(b).store(libc::TP_STATUS_KERNEL, Ordering::Release);
+        self.block = (b + 1) % self.opts.blocks;
+        n
+    }
+
+    /// Sends frames in one system call; returns how many went out.
+    pub fn send_batch(&self, frames: &[&[u8]]) -> io::Result<usize> {
+        if frames.is_empty() {
+            return Ok(0);
+        }
+        // SAFETY: sockaddr_ll is plain data; zeroed is valid, then filled in.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_ifindex = self.ifindex;
+        sll.sll_halen = 6;
+        let mut iov: Vec<libc::iovec> = frames
+            .iter()
+            .map(|f| libc::iovec { iov_base: f.as_ptr() as *mut libc::c_void, iov_len: f.len() })
+            .collect();
+        let mut msgs: Vec<libc::mmsghdr> = iov
+            .iter_mut()
+            .map(|v| {
+                // SAFETY: msghdr is plain data; zeroed is valid, then filled in.
+                let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
+                h.msg_name = &mut sll as *mut _ as *mut libc::c_void;
+                h.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+                h.msg_iov = v;
+                h.msg_iovlen = 1;
+                libc::mmsghdr { msg_hdr: h, msg_len: 0 }
+            })
+            .collect();
+        // SAFETY: every msghdr points at `sll` and at one iovec over a frame borrowed for
+        // the whole call; the kernel only reads them.
+        let r = unsafe { libc::sendmmsg(self.fd.as_raw_fd(), msgs.as_mut_ptr(), msgs.len() as u32, 0) };
+        if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r as usize) }
+    }
+
+    /// Waits until a block may be ready or `timeout_ms` passed.
+    pub fn wait(&self, timeout_ms: i32) -> io::Result<()> {
+        if self.status(self.block).load(Ordering::Acquire) & libc::TP_STATUS_USER != 0 {
+            return Ok(());
+        }
+        let mut p = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN | libc::POLLERR, revents: 0 };
+        // SAFETY: one valid pollfd for the duration of the call.
+        cvt(unsafe { libc::poll(&mut p, 1, timeout_ms) })?;
+        Ok(())
+    }
+}
+
+impl Drop for PacketRing {
+    fn drop(&mut self) {
+        // SAFETY: `map`/`map_len` are exactly what mmap returned in `open`, and no frame
+        // borrows it any more (frames only live inside `recv_block`).
+        unsafe { libc::munmap(self.map as *mut libc::c_void, self.map_len) };
+    }
+}
