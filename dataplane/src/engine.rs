@@ -171,6 +171,10 @@ pub struct Engine {
     pub(crate) counters: Arc<WorkerCounters>,
     events: Sender<SessionEvent>,
     pub(crate) softwire_l2: EgressL2,
+    /// Source MAC of the frame being processed.
+    pub(crate) rx_mac: crate::wire::ethernet::Mac,
+    /// Destination MAC of what the frame being processed sends towards the B4s.
+    pub(crate) softwire_dst: crate::wire::ethernet::Mac,
     pub(crate) internet_l2: EgressL2,
     refresh_interval: u32,
     pub(crate) frag6: Reassembler,
@@ -282,6 +286,8 @@ impl Engine {
             counters: Arc::new(WorkerCounters::default()),
             events: tx,
             softwire_l2: cfg.softwire_l2,
+            rx_mac: [0; 6],
+            softwire_dst: cfg.softwire_l2.dst,
             internet_l2: cfg.internet_l2,
             refresh_interval: cfg.refresh_event_interval.max(1),
             frag6: Reassembler::new(cfg.frag),
@@ -503,6 +509,7 @@ impl Engine {
             refilled: self.now,
             blocks: [0; MAX_BLOCKS],
             used: [0; MAX_BLOCKS],
+            mac: [0; 6],
         };
         let i = self.subs.insert(h, s).ok_or(Counter::DropSubscriberTableFull)?;
         self.count(Counter::SubscribersCreated);
@@ -686,6 +693,24 @@ impl Engine {
         match ft.last_sent(h, i, s.created, addr, port) {
             Some(t) => self.now.wrapping_sub(t) < ins.timeout(s.class()),
             None => false,
+        }
+    }
+
+    /// Sends what follows to the subscriber's learned next hop (its B4, or the router
+    /// in front of it), or to the default next hop while none is learned.
+    #[inline]
+    pub(crate) fn towards_subscriber(&mut self, si: u32) {
+        let mac = self.subs.get(si).mac;
+        self.softwire_dst = if mac == [0; 6] { self.softwire_l2.dst } else { mac };
+    }
+
+    /// Learns the subscriber's next-hop MAC from the frame being processed.
+    #[inline]
+    pub(crate) fn learn_mac(&mut self, si: u32) {
+        let rx = self.rx_mac;
+        let s = self.subs.get_mut(si);
+        if s.mac != rx {
+            s.mac = rx;
         }
     }
 

@@ -93,14 +93,17 @@ fn input_valid(frame: &[u8]) -> bool {
 /// Checks a forwarded frame with etherparse: it parses, and its checksums hold when the
 /// input's did (a NAT's incremental update keeps a sender's bad checksum bad, and the
 /// end host drops it; RFC 1624 preserves the error, it does not hide it).
-fn check_forwarded(e: Egress, frame: &[u8], valid_in: bool) {
+fn check_forwarded(e: Egress, frame: &[u8], valid_in: bool, seen_macs: &[[u8; 6]]) {
     let ip = match e {
         Egress::Internet => {
             assert_eq!(&frame[..12], &[INET_GW, INET_MAC].concat()[..]);
             &frame[14..]
         }
         Egress::Softwire => {
-            assert_eq!(&frame[..12], &[B4_SIDE_NH, AFTR_MAC].concat()[..]);
+            // To the default next hop, or to one learned from an input frame's source.
+            let dst: [u8; 6] = frame[..6].try_into().unwrap();
+            assert!(dst == B4_SIDE_NH || seen_macs.contains(&dst), "unexpected next hop {dst:02x?}");
+            assert_eq!(&frame[6..12], &AFTR_MAC);
             let v6 = etherparse::Ipv6HeaderSlice::from_slice(&frame[14..]).expect("IPv6");
             assert_eq!(v6.source(), ENDPOINT);
             if v6.next_header() != etherparse::IpNumber::IPV4 {
@@ -126,6 +129,7 @@ proptest! {
         cfg.max_subscribers = 8;
         let mut h = Harness::new(cfg);
         let mut mapping: Option<([u8; 4], u16)> = None;
+        let mut seen_macs: Vec<[u8; 6]> = Vec::new();
         for s in steps {
             let frame = match s {
                 Step::Wait(secs) => { h.advance(secs as u64); h.eng.expire(1000); continue; }
@@ -135,10 +139,13 @@ proptest! {
                 }
             };
             let valid_in = input_valid(&frame);
+            if frame.len() >= 12 {
+                seen_macs.push(frame[6..12].try_into().unwrap());
+            }
             let o = h.run(&frame);
             match o.verdict {
                 Verdict::Forward(e) => {
-                    check_forwarded(e, &o.frame, valid_in);
+                    check_forwarded(e, &o.frame, valid_in, &seen_macs);
                     if e == Egress::Internet && o.frame.len() >= 14 + 24 && o.frame[14 + 9] == 17 {
                         mapping = Some((out_src(&o.frame), out_sport(&o.frame)));
                     }
@@ -148,7 +155,7 @@ proptest! {
                 Verdict::Handoff(_) => prop_assert!(false, "one worker never hands off"),
             }
             for (e, f) in &o.sink.emitted {
-                check_forwarded(*e, f, valid_in);
+                check_forwarded(*e, f, valid_in, &seen_macs);
             }
         }
         // Every timer runs out: no session, subscriber or port block may remain.

@@ -359,3 +359,37 @@ fn sessions_from_a_peer_with_a_clock_ahead_do_not_expire_at_once() {
     standby.advance(300);
     assert_eq!(standby.eng.expire(10), 1, "expires by this board's clock");
 }
+
+#[test]
+fn replies_go_to_the_next_hop_learned_from_the_subscriber() {
+    let mut h = Harness::default();
+    // B4_A's frames come from a router with its own MAC.
+    let router = [0x02, 0x11, 0x22, 0x33, 0x44, 0x55];
+    let mut f = softwire(B4_A, &ip4_udp(HOST, SERVER, 5000, 53, 64, b"q"));
+    f[6..12].copy_from_slice(&router);
+    let out = h.forward(&f, Egress::Internet);
+    let back =
+        h.forward(&from_internet(&ip4_udp(SERVER, out_src(&out), 53, out_sport(&out), 64, b"r")), Egress::Softwire);
+    assert_eq!(&back[0..6], &router, "to the learned next hop");
+    assert_eq!(&back[6..12], &AFTR_MAC);
+    // A subscriber installed from the peer (no frame seen yet) goes to the default next hop.
+    let mut standby = Harness::default();
+    for e in h.drain_events() {
+        match e {
+            SessionEvent::BlockAllocated(b) => standby.eng.install_block(&b).unwrap(),
+            SessionEvent::Created(s) => standby.eng.install_session(&s).unwrap(),
+            _ => {}
+        }
+    }
+    let back = standby
+        .forward(&from_internet(&ip4_udp(SERVER, out_src(&out), 53, out_sport(&out), 64, b"r")), Egress::Softwire);
+    assert_eq!(&back[0..6], &B4_SIDE_NH);
+    // Echo replies and errors go back to whoever sent the frame.
+    let mut req = Vec::new();
+    etherparse::PacketBuilder::ethernet2(router, AFTR_MAC)
+        .ipv6(B4_B, ENDPOINT, 64)
+        .icmpv6_echo_request(1, 1)
+        .write(&mut req, b"")
+        .unwrap();
+    assert_eq!(&h.forward(&req, Egress::Softwire)[0..6], &router);
+}

@@ -9,12 +9,16 @@ use super::index::IndexTable;
 /// Port blocks one subscriber may hold.
 pub const MAX_BLOCKS: usize = 32;
 
+/// Laid out so that what every packet reads (B4, next-hop MAC, instance, paired
+/// address) shares the first cache line; the block tables follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
 pub struct Subscriber {
     pub b4: [u8; 16],
+    /// Next-hop MAC towards the B4, learned from its frames (zeros: not yet known).
+    pub mac: [u8; 6],
     pub inst: u8,
     pub nblocks: u8,
-    pub live: bool,
     /// Index of the paired external address in the instance pool.
     pub addr_idx: u32,
     pub ext_addr: u32,
@@ -22,6 +26,7 @@ pub struct Subscriber {
     /// New-session tokens (RFC 6888 REQ-4 rate of new sessions) and their refill time.
     pub tokens: u32,
     pub refilled: u32,
+    pub live: bool,
     pub blocks: [u16; MAX_BLOCKS],
     /// Sessions in each block.
     pub used: [u16; MAX_BLOCKS],
@@ -42,8 +47,10 @@ pub struct SubscriberTable {
 
 impl SubscriberTable {
     pub fn new(capacity: u32) -> Self {
+        let slab = Vec::with_capacity(capacity as usize);
+        crate::memory::advise_vec(&slab);
         SubscriberTable {
-            slab: Vec::with_capacity(capacity as usize),
+            slab,
             free: Vec::with_capacity(capacity as usize),
             index: IndexTable::new(capacity as usize),
             live: 0,

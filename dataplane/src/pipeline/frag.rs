@@ -412,7 +412,7 @@ impl Engine {
         let payload = len - ipv6::HEADER_LEN;
         let chunk = (mtu - ipv6::HEADER_LEN - ipv6::FRAG_HEADER_LEN) & !7;
         let nh = Ipv6Packet::new_unchecked(&f.buf[v6_at..]).next_header();
-        let l2 = self.softwire_l2;
+        let l2 = crate::config::EgressL2 { dst: self.softwire_dst, ..self.softwire_l2 };
         let hl = ethernet::header_len(l2.vlan);
         let mut out = [0u8; 9216 + 128];
         let mut off = 0;

@@ -139,6 +139,7 @@ impl Engine {
         let (at, len) = self.icmp4_error_in_place(f, ip_at, avail, v4::TIME_EXCEEDED, 0, 0, AFTR_IPV4);
         self.count(Counter::DropTtlExpired);
         self.count(Counter::TimeExceededSent);
+        self.softwire_dst = self.rx_mac;
         self.encapsulate(f, at, len, inst, b4, 0, sink)
     }
 
@@ -256,6 +257,7 @@ impl Engine {
             p.total_len()
         };
         self.count(Counter::IcmpErrorsOut2In);
+        self.towards_subscriber(s.sub);
         self.encapsulate(f, ip_at, ip_len, inst, &b4, flow_label(i), sink)
     }
 
@@ -300,6 +302,7 @@ impl Engine {
             let c = checksum::adjust_u16(wicmp::checksum(&f.buf[m..]), old, get_u16(&f.buf[m..], 0));
             wicmp::set_checksum(&mut f.buf[m..], c);
             self.count(Counter::EndpointEchoReplies);
+            self.softwire_dst = self.rx_mac;
             return self.emit_l3(f, l3, total, Egress::Softwire);
         }
         self.icmpv6_error_to_icmpv4(f, m, end, inst)

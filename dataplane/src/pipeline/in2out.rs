@@ -209,6 +209,7 @@ impl Engine {
         let tflags = if protocol == proto::TCP { tcp::flags(seg) } else { 0 };
         let i = self.find_or_create(inst, b4, src, sport, protocol, dst, dport, tflags)?;
         let s = *self.sessions.get(i);
+        self.learn_mac(s.sub);
         let flags = if protocol == proto::TCP { tcp_track(s.flags, tflags, true) } else { s.flags };
         self.touch(i, inst, flags);
         self.remember_remote(i, dst, dport);
@@ -298,6 +299,7 @@ impl Engine {
         let id = wicmp::echo_ident(&f.buf[l4..]);
         let i = self.find_or_create(inst, b4, src, id, proto::ICMP, dst, 0, 0)?;
         let s = *self.sessions.get(i);
+        self.learn_mac(s.sub);
         self.touch(i, inst, s.flags);
         self.remember_remote(i, dst, 0);
         Ipv4Packet::new_unchecked(&mut f.buf[ip_at..]).set_src_adjust(s.ext_addr);

@@ -34,6 +34,10 @@ impl Engine {
     pub(crate) fn process_counted(&mut self, f: &mut Frame, sink: &mut dyn Sink) -> Verdict {
         // Valid only for the frame as the batch's first stage saw it: taken here, once.
         self.prehash = f.prehash.take();
+        if f.len >= 12 && f.start + 12 <= f.buf.len() {
+            self.rx_mac.copy_from_slice(&f.buf[f.start + 6..f.start + 12]);
+        }
+        self.softwire_dst = self.softwire_l2.dst;
         if f.start < HEADROOM || f.start + f.len > f.buf.len() {
             self.count(Counter::DropNoHeadroom);
             return Verdict::Drop(Counter::DropNoHeadroom);
@@ -96,7 +100,9 @@ impl Engine {
     #[inline]
     pub(crate) fn emit_l3(&self, f: &mut Frame, l3: usize, l3_len: usize, egress: Egress) -> Verdict {
         let (l2, ethertype) = match egress {
-            Egress::Softwire => (self.softwire_l2, ETHERTYPE_IPV6),
+            Egress::Softwire => {
+                (crate::config::EgressL2 { dst: self.softwire_dst, ..self.softwire_l2 }, ETHERTYPE_IPV6)
+            }
             Egress::Internet => (self.internet_l2, ETHERTYPE_IPV4),
         };
         let hl = ethernet::header_len(l2.vlan);

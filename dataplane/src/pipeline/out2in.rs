@@ -157,6 +157,7 @@ impl Engine {
         }
         Ipv4Packet::new_unchecked(&mut f.buf[ip_at..]).decrement_ttl();
         self.count(Counter::Out2In);
+        self.towards_subscriber(s.sub);
         self.encapsulate(f, ip_at, ip_len, inst, &b4, flow_label(i), sink)
     }
 }
