@@ -11,4 +11,6 @@ if ((${#need_apt[@]})); then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
 fi
+# End-to-end tests craft and check packets with scapy.
+python3 -c "import scapy" 2>/dev/null || python3 -m pip install -q scapy
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy

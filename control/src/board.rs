@@ -112,50 +112,146 @@ fn carry_over(
     kept
 }
 
-fn worker_loop(
-    mut engine: Engine,
-    mut cfg: EngineConfig,
+/// Packet interfaces of a board (AF_PACKET rings; AF_XDP is the next step).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interfaces {
+    pub softwire: String,
+    pub internet: String,
+}
+
+struct WorkerCtx {
     id: u16,
     seed: u64,
-    rx: Receiver<Control>,
+    cfg: EngineConfig,
     gauges: Arc<Gauges>,
     events_out: Sender<Receiver<SessionEvent>>,
-) {
+}
+
+/// Answers one control request; false when the worker must stop.
+fn control(engine: &mut Engine, ctx: &mut WorkerCtx, c: Control) -> bool {
+    match c {
+        Control::Stop => return false,
+        Control::Sessions(f, reply) => {
+            let _ = reply.send(engine.sessions().into_iter().filter(|r| f.matches(r)).collect());
+        }
+        Control::Subscribers(reply) => {
+            let _ = reply.send(engine.subscribers());
+        }
+        Control::Reconfigure(new_cfg, keep, reply) => match Engine::new(&new_cfg, ctx.id, ctx.seed) {
+            Ok((mut fresh, events)) => {
+                fresh.set_clock(now_ms());
+                let kept = carry_over(engine, &ctx.cfg, &mut fresh, &new_cfg, &keep);
+                let (sw, inet) = (engine.softwire_l2(), engine.internet_l2());
+                fresh.set_l2(sw, inet);
+                *engine = fresh;
+                ctx.cfg = *new_cfg;
+                let _ = ctx.events_out.send(events);
+                let _ = reply.send(Ok(kept));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e.to_string()));
+            }
+        },
+        Control::Install(blocks, sessions, reply) => {
+            engine.set_clock(now_ms());
+            let bad_blocks = blocks.iter().filter(|b| engine.install_block(b).is_err()).count();
+            let bad_sessions = sessions.iter().filter(|r| engine.install_session(r).is_err()).count();
+            let _ = reply.send((bad_blocks, bad_sessions));
+        }
+    }
+    true
+}
+
+fn housekeeping(engine: &mut Engine, ctx: &WorkerCtx) {
+    engine.set_clock(now_ms());
+    engine.expire(4096);
+    ctx.gauges.sessions[ctx.id as usize].store(engine.session_count() as u64, Ordering::Relaxed);
+    ctx.gauges.subscribers[ctx.id as usize].store(engine.subscriber_count() as u64, Ordering::Relaxed);
+}
+
+fn worker_loop(mut engine: Engine, mut ctx: WorkerCtx, rx: Receiver<Control>) {
     loop {
         match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(Control::Stop) => return,
-            Ok(Control::Sessions(f, reply)) => {
-                let _ = reply.send(engine.sessions().into_iter().filter(|r| f.matches(r)).collect());
-            }
-            Ok(Control::Subscribers(reply)) => {
-                let _ = reply.send(engine.subscribers());
-            }
-            Ok(Control::Reconfigure(new_cfg, keep, reply)) => match Engine::new(&new_cfg, id, seed) {
-                Ok((mut fresh, events)) => {
-                    fresh.set_clock(now_ms());
-                    let kept = carry_over(&engine, &cfg, &mut fresh, &new_cfg, &keep);
-                    engine = fresh;
-                    cfg = *new_cfg;
-                    let _ = events_out.send(events);
-                    let _ = reply.send(Ok(kept));
+            Ok(c) => {
+                if !control(&mut engine, &mut ctx, c) {
+                    return;
                 }
-                Err(e) => {
-                    let _ = reply.send(Err(e.to_string()));
-                }
-            },
-            Ok(Control::Install(blocks, sessions, reply)) => {
-                engine.set_clock(now_ms());
-                let bad_blocks = blocks.iter().filter(|b| engine.install_block(b).is_err()).count();
-                let bad_sessions = sessions.iter().filter(|r| engine.install_session(r).is_err()).count();
-                let _ = reply.send((bad_blocks, bad_sessions));
             }
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
         }
+        housekeeping(&mut engine, &ctx);
+    }
+}
+
+/// The packet loop of a worker that owns both interfaces: receive a block, process it
+/// in place as a batch, transmit what is forwarded, between control requests.
+fn worker_io_loop(mut engine: Engine, mut ctx: WorkerCtx, rx: Receiver<Control>, io: Interfaces) {
+    use dataplane::io::af_packet::{BATCH, PacketRing, PacketTx, RingOptions, wait_any};
+    use dataplane::{Egress, VecSink, Verdict};
+    let open = || -> std::io::Result<_> {
+        Ok((
+            PacketRing::open(&io.softwire, RingOptions::default())?,
+            PacketRing::open(&io.internet, RingOptions::default())?,
+            PacketTx::open(&io.softwire)?,
+            PacketTx::open(&io.internet)?,
+        ))
+    };
+    let (mut sw, mut inet, tx_sw, tx_in) = match open() {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!(
+                "aftrd: worker {}: cannot open {} / {}: {e}; running without packets",
+                ctx.id, io.softwire, io.internet
+            );
+            return worker_loop(engine, ctx, rx);
+        }
+    };
+    let hops = crate::nexthop::NextHops::new(&io.softwire, &io.internet);
+    let (l2_sw, l2_in) = hops.resolve();
+    engine.set_l2(l2_sw, l2_in);
+    let mut last_resolve = std::time::Instant::now();
+    let mut sink = VecSink::default();
+    let mut verdicts = [Verdict::Pass; BATCH];
+    loop {
+        while let Ok(c) = rx.try_recv() {
+            if !control(&mut engine, &mut ctx, c) {
+                return;
+            }
+        }
+        if last_resolve.elapsed() > Duration::from_millis(200) {
+            let (a, b) = hops.resolve();
+            engine.set_l2(a, b);
+            last_resolve = std::time::Instant::now();
+        }
         engine.set_clock(now_ms());
-        engine.expire(4096);
-        gauges.sessions[id as usize].store(engine.session_count() as u64, Ordering::Relaxed);
-        gauges.subscribers[id as usize].store(engine.subscriber_count() as u64, Ordering::Relaxed);
+        let _ = wait_any(&[&sw, &inet], 10);
+        for ring in [&mut sw, &mut inet] {
+            while ring.recv_block(|frames| {
+                let n = frames.len();
+                engine.process_batch(frames, &mut verdicts[..n], &mut sink);
+                let mut out_sw: arrayvec::ArrayVec<&[u8], BATCH> = arrayvec::ArrayVec::new();
+                let mut out_in: arrayvec::ArrayVec<&[u8], BATCH> = arrayvec::ArrayVec::new();
+                for (f, v) in frames.iter().zip(&verdicts[..n]) {
+                    match v {
+                        Verdict::Forward(Egress::Softwire) => out_sw.push(f.bytes()),
+                        Verdict::Forward(Egress::Internet) => out_in.push(f.bytes()),
+                        // The kernel has its own copy of what it should see (AF_PACKET
+                        // does not steal frames); handoffs need more than one worker.
+                        _ => {}
+                    }
+                }
+                let _ = tx_sw.send_batch(&out_sw);
+                let _ = tx_in.send_batch(&out_in);
+            }) > 0
+            {}
+        }
+        // Frames made on the side: outer fragments, released IPv4 fragments.
+        for (e, f) in sink.emitted.drain(..) {
+            let tx = if e == Egress::Softwire { &tx_sw } else { &tx_in };
+            let _ = tx.send_batch(&[&f]);
+        }
+        housekeeping(&mut engine, &ctx);
     }
 }
 
@@ -165,9 +261,13 @@ impl Board {
         slot: u32,
         cfg: EngineConfig,
         cores: &[u32],
+        io: Option<Interfaces>,
         seed: u64,
         on_event: impl FnMut(SessionEvent) + Send + 'static,
     ) -> Result<Board, String> {
+        if io.is_some() && cfg.workers > 1 {
+            return Err("packet I/O with more than one worker core needs AF_XDP queues or AF_PACKET fanout, which are not built yet: give the slot one worker core".into());
+        }
         let n = cfg.workers as usize;
         let gauges = Arc::new(Gauges {
             sessions: (0..n).map(|_| AtomicU64::new(0)).collect(),
@@ -185,14 +285,18 @@ impl Board {
             let (tx, rx) = bounded(64);
             let core = cores.get(id as usize).copied().filter(|c| available.contains(&(*c as usize)));
             pinned += core.is_some() as usize;
-            let (g, c, e) = (gauges.clone(), cfg.clone(), ev_tx.clone());
+            let ctx = WorkerCtx { id, seed, cfg: cfg.clone(), gauges: gauges.clone(), events_out: ev_tx.clone() };
+            let io = io.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("aftr-slot{slot}-w{id}"))
                 .spawn(move || {
                     if let Some(core) = core {
                         core_affinity::set_for_current(core_affinity::CoreId { id: core as usize });
                     }
-                    worker_loop(engine, c, id, seed, rx, g, e)
+                    match io {
+                        Some(io) => worker_io_loop(engine, ctx, rx, io),
+                        None => worker_loop(engine, ctx, rx),
+                    }
                 })
                 .map_err(|e| e.to_string())?;
             workers.push(Worker { tx, counters, thread });

@@ -14,6 +14,7 @@ pub mod display;
 pub mod metrics;
 pub mod mgmt;
 pub mod natlog;
+pub mod nexthop;
 pub mod parse;
 pub mod plan;
 pub mod validate;

@@ -165,7 +165,7 @@ fn a_commit_keeps_the_sessions_of_untouched_instances() {
     let (c, _) = control::parse::parse(&text).unwrap();
     let p = control::plan::plan(&c);
     let ec = control::plan::engine_config(&c, &p, 4).unwrap();
-    let mut board = Board::start(4, ec.clone(), &[], 7, |_| {}).unwrap();
+    let mut board = Board::start(4, ec.clone(), &[], None, 7, |_| {}).unwrap();
     // One session in each instance, as the peer board would send them.
     let mut installed = 0;
     for (inst_name, b4, pool) in

@@ -79,6 +79,7 @@ counters! {
     DropIcmpErrorAboutError = "drop_icmp_error_about_error",
     DropWrongWorker = "drop_wrong_worker",
     DropMartian = "drop_martian",
+    DropNoNextHop = "drop_no_next_hop",
 }
 
 /// How many counters there are.

@@ -318,6 +318,13 @@ impl Engine {
         self.now = (now_ms / 1000) as u32;
     }
 
+    pub fn softwire_l2(&self) -> EgressL2 {
+        self.softwire_l2
+    }
+    pub fn internet_l2(&self) -> EgressL2 {
+        self.internet_l2
+    }
+
     /// Updates layer-2 addressing after neighbour resolution.
     pub fn set_l2(&mut self, softwire: EgressL2, internet: EgressL2) {
         self.softwire_l2 = softwire;

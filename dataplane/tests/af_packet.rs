@@ -75,19 +75,38 @@ fn frames_cross_a_veth_pair_through_the_rings() {
         let t = Instant::now();
         while got.len() < sent.len() && t.elapsed() < Duration::from_secs(5) {
             b.wait(50).unwrap();
-            b.recv_block(|f| {
-                let bytes = f.bytes();
-                if bytes.len() >= 14 && bytes[12..14] == [0x88, 0xb5] {
-                    assert_eq!(f.start, HEADROOM);
-                    // The headroom is ours to write (the engine puts headers there).
-                    f.buf[..HEADROOM].fill(0xee);
-                    got.push(f.bytes().to_vec());
+            b.recv_block(|frames| {
+                assert!(frames.len() <= dataplane::io::af_packet::BATCH);
+                for f in frames.iter_mut() {
+                    let bytes = f.bytes();
+                    if bytes.len() >= 14 && bytes[12..14] == [0x88, 0xb5] {
+                        assert_eq!(f.start, HEADROOM);
+                        // The headroom is ours to write (the engine puts headers there).
+                        f.buf[..HEADROOM].fill(0xee);
+                        got.push(f.bytes().to_vec());
+                    }
                 }
             });
         }
         // Our own transmissions never come back on the sending ring.
         let mut echoed = 0;
-        a.recv_block(|f| echoed += (f.bytes()[12..14] == [0x88, 0xb5]) as usize);
+        a.recv_block(|fs| echoed += fs.iter().filter(|f| f.bytes()[12..14] == [0x88, 0xb5]).count());
+        // A transmit-only socket sends while nothing is borrowed from a ring.
+        let tx = dataplane::io::af_packet::PacketTx::open("va").unwrap();
+        assert_eq!(tx.send_batch(&[&frame(999, 64)]).unwrap(), 1);
+        let t = Instant::now();
+        let mut late = None;
+        while late.is_none() && t.elapsed() < Duration::from_secs(5) {
+            b.wait(50).unwrap();
+            b.recv_block(|fs| {
+                for f in fs.iter() {
+                    if f.bytes()[12..14] == [0x88, 0xb5] {
+                        late = Some(f.bytes().to_vec());
+                    }
+                }
+            });
+        }
+        assert_eq!(late, Some(frame(999, 64)));
         (sent, got, echoed)
     });
     let (sent, got, echoed) = h.join().unwrap();

@@ -5,7 +5,8 @@
 #      | veth PFXb4 <-> PFXsw
 #   [PFXaftr] sw (2001:db8:b4::1/64)      in (203.0.113.1/24)   the AFTR board
 #      | veth PFXin <-> PFXsrv
-#   [PFXinet] srv (203.0.113.80/24, route to the pool via 203.0.113.1)
+#   [PFXinet] srv (203.0.113.80/24, route to the pool via 203.0.113.1); the board's
+#             default gateway
 #
 # The AFTR endpoint 2001:db8::1 is reached from the subscriber via 2001:db8:b4::1; the
 # pool 198.51.100.0/24 from the Internet via 203.0.113.1. Offloads are off on every
@@ -60,6 +61,8 @@ up() {
     # The board: addresses for neighbour discovery and ARP on both sides.
     ip -n "$AFTR" -6 addr add 2001:db8:b4::1/64 dev "${P}sw" nodad
     ip -n "$AFTR" addr add 203.0.113.1/24 dev "${P}in"
+    # The Internet namespace is the board's upstream router.
+    ip -n "$AFTR" route add default via 203.0.113.80
     # The Internet side.
     ip -n "$INET" addr add 203.0.113.80/24 dev "${P}srv"
     ip -n "$INET" route add 198.51.100.0/24 via 203.0.113.1

@@ -71,11 +71,12 @@ fn main() -> ExitCode {
 
 fn run(file: &str, config: control::config::Config, slot: u32, socket: Option<PathBuf>) -> anyhow::Result<()> {
     let plan = control::plan::plan(&config);
-    let cores = config
-        .slots
-        .get(&slot)
-        .map(|s| s.cores.clone())
-        .ok_or_else(|| anyhow::anyhow!("slot {slot} is not defined in {file}"))?;
+    let slot_cfg = config.slots.get(&slot).ok_or_else(|| anyhow::anyhow!("slot {slot} is not defined in {file}"))?;
+    let cores = slot_cfg.cores.clone();
+    let io = match (&slot_cfg.softwire_if, &slot_cfg.internet_if) {
+        (Some(s), Some(i)) => Some(control::board::Interfaces { softwire: s.clone(), internet: i.clone() }),
+        _ => None,
+    };
     let ec = control::plan::engine_config(&config, &plan, slot)
         .ok_or_else(|| anyhow::anyhow!("slot {slot} serves no DS-Lite instance in {file}"))?;
     let host = config.sysname.clone().unwrap_or_else(|| "aftr".into());
@@ -88,16 +89,23 @@ fn run(file: &str, config: control::config::Config, slot: u32, socket: Option<Pa
     let seed =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
             ^ std::process::id() as u64;
-    let board = control::board::Board::start(slot, ec, &cores, seed, move |e| {
+    let has_io = io.clone();
+    let board = control::board::Board::start(slot, ec, &cores, io, seed, move |e| {
         if let Some(l) = l2.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
             l.log(&e);
         }
     })
     .map_err(|e| anyhow::anyhow!(e))?;
-    eprintln!(
-        "aftrd: slot {slot}: {} workers ({} pinned to cores {:?}); no packet interfaces attached yet (the AF_XDP I/O layer is not built)",
-        board.config.workers, board.pinned, cores
-    );
+    match &has_io {
+        Some(i) => eprintln!(
+            "aftrd: slot {slot}: {} workers ({} pinned to cores {:?}); AF_PACKET rings on {} (softwire) and {} (internet)",
+            board.config.workers, board.pinned, cores, i.softwire, i.internet
+        ),
+        None => eprintln!(
+            "aftrd: slot {slot}: {} workers ({} pinned to cores {:?}); no interfaces configured for this slot",
+            board.config.workers, board.pinned, cores
+        ),
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let reload = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;

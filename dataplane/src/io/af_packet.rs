@@ -2,10 +2,11 @@
 //! shared mapping; one wake-up per block, not per frame) and `sendmmsg` for transmit,
 //! bypassing the qdisc. The fallback I/O path for interfaces where XDP cannot attach.
 //!
-//! Frames are handed to the engine in place, inside the ring: `PACKET_RESERVE` leaves
-//! `HEADROOM` bytes before each frame, so the engine can add the outer IPv6 header there.
-//! A block goes back to the kernel only after every frame of it was handed out and the
-//! caller's closure returned, so nothing refers to a block the kernel may rewrite.
+//! Frames are handed to the engine in place, inside the ring, in batches:
+//! `PACKET_RESERVE` leaves `HEADROOM` bytes before each frame, so the engine can add
+//! the outer IPv6 header there. A block goes back to the kernel only after every frame
+//! of it was handed out and the caller's closure returned, so nothing refers to a block
+//! the kernel may rewrite. Hot path: no allocation.
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
@@ -13,7 +14,12 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use arrayvec::ArrayVec;
+
 use crate::engine::{Frame, HEADROOM};
+
+/// Frames handed to the engine at once.
+pub const BATCH: usize = 64;
 
 /// Ring geometry.
 #[derive(Debug, Clone, Copy)]
@@ -30,20 +36,6 @@ impl Default for RingOptions {
         RingOptions { block_size: 1 << 18, blocks: 16, block_timeout_ms: 1 }
     }
 }
-
-/// An AF_PACKET socket bound to one interface, with its receive ring.
-pub struct PacketRing {
-    fd: OwnedFd,
-    ifindex: i32,
-    map: *mut u8,
-    map_len: usize,
-    opts: RingOptions,
-    block: usize,
-}
-
-// SAFETY: the mapping belongs to this value alone (it is unmapped in Drop) and is only
-// reached through `&mut self`; moving the value to another thread moves that ownership.
-unsafe impl Send for PacketRing {}
 
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r) }
@@ -71,16 +63,72 @@ pub fn ifindex(name: &str) -> io::Result<i32> {
     if i == 0 { Err(io::Error::last_os_error()) } else { Ok(i as i32) }
 }
 
+fn packet_socket(protocol: u16, flags: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2); the result is checked before it is owned.
+    let raw = cvt(unsafe {
+        libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC | flags, protocol.to_be() as libc::c_int)
+    })?;
+    // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// Sends frames on `fd` out of `ifindex` in one `sendmmsg`; returns how many went out.
+fn send_batch(fd: &OwnedFd, ifindex: i32, frames: &[&[u8]]) -> io::Result<usize> {
+    if frames.is_empty() {
+        return Ok(0);
+    }
+    // SAFETY: sockaddr_ll is plain data; zeroed is valid, then filled in.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_ifindex = ifindex;
+    sll.sll_halen = 6;
+    let mut iov: ArrayVec<libc::iovec, BATCH> = ArrayVec::new();
+    let mut msgs: ArrayVec<libc::mmsghdr, BATCH> = ArrayVec::new();
+    let mut sent = 0;
+    for chunk in frames.chunks(BATCH) {
+        iov.clear();
+        msgs.clear();
+        for f in chunk {
+            iov.push(libc::iovec { iov_base: f.as_ptr() as *mut libc::c_void, iov_len: f.len() });
+        }
+        for v in iov.iter_mut() {
+            // SAFETY: msghdr is plain data; zeroed is valid, then filled in.
+            let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
+            h.msg_name = &mut sll as *mut _ as *mut libc::c_void;
+            h.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+            h.msg_iov = v;
+            h.msg_iovlen = 1;
+            msgs.push(libc::mmsghdr { msg_hdr: h, msg_len: 0 });
+        }
+        // SAFETY: every msghdr points at `sll` and at one iovec over a frame borrowed for
+        // the whole call; the kernel only reads them.
+        let r = unsafe { libc::sendmmsg(fd.as_raw_fd(), msgs.as_mut_ptr(), msgs.len() as u32, 0) };
+        if r < 0 {
+            return if sent > 0 { Ok(sent) } else { Err(io::Error::last_os_error()) };
+        }
+        sent += r as usize;
+    }
+    Ok(sent)
+}
+
+/// An AF_PACKET socket bound to one interface, with its receive ring.
+pub struct PacketRing {
+    fd: OwnedFd,
+    ifindex: i32,
+    map: *mut u8,
+    map_len: usize,
+    opts: RingOptions,
+    block: usize,
+}
+
+// SAFETY: the mapping belongs to this value alone (it is unmapped in Drop) and is only
+// reached through `&mut self` or atomics; moving the value moves that ownership.
+unsafe impl Send for PacketRing {}
+
 impl PacketRing {
     pub fn open(ifname: &str, opts: RingOptions) -> io::Result<PacketRing> {
         let ifindex = ifindex(ifname)?;
-        let proto = (libc::ETH_P_ALL as u16).to_be() as libc::c_int;
-        // SAFETY: plain socket(2); the result is checked before it is owned.
-        let raw = cvt(unsafe {
-            libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, proto)
-        })?;
-        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd = packet_socket(libc::ETH_P_ALL as u16, libc::SOCK_NONBLOCK)?;
         setopt(&fd, libc::SOL_PACKET, libc::PACKET_VERSION, &(libc::tpacket_versions::TPACKET_V3 as libc::c_int))?;
         setopt(&fd, libc::SOL_PACKET, libc::PACKET_RESERVE, &(HEADROOM as libc::c_uint))?;
         // Our own transmissions are not received again.
@@ -138,90 +186,90 @@ impl PacketRing {
         unsafe { &*(self.map.add(b * self.opts.block_size + 8) as *const AtomicU32) }
     }
 
-    /// Hands every frame of the next ready block to `each` (in place, with `HEADROOM`
-    /// bytes before it), then returns the block to the kernel. Returns the number of
-    /// frames, 0 if no block is ready.
-    pub fn recv_block(&mut self, mut each: impl FnMut(&mut Frame)) -> usize {
-        let b = self.block;
-        if self.status(b).load(Ordering::Acquire) & libc::TP_STATUS_USER == 0 {
+    fn ready(&self) -> bool {
+        self.status(self.block).load(Ordering::Acquire) & libc::TP_STATUS_USER != 0
+    }
+
+    /// Hands the frames of the next ready block to `each`, in batches of at most
+    /// [`BATCH`] (in place, with `HEADROOM` bytes before each), then returns the block
+    /// to the kernel. Returns the number of frames, 0 if no block is ready.
+    pub fn recv_block(&mut self, mut each: impl FnMut(&mut [Frame])) -> usize {
+        if !self.ready() {
             return 0;
         }
-        let base = b * self.opts.block_size;
+        let b = self.block;
         // SAFETY: the block is ours while its status says TP_STATUS_USER (the kernel
         // does not write it until we hand it back below), and it lies inside the mapping.
-        let block = unsafe { std::slice::from_raw_parts_mut(self.map.add(base), self.opts.block_size) };
-        fn rd(block: &[u8], at: usize) -> usize {
-            u32::from_ne_bytes([block[at], block[at + 1], block[at + 2], block[at + 3]]) as usize
+        let block =
+            unsafe { std::slice::from_raw_parts_mut(self.map.add(b * self.opts.block_size), self.opts.block_size) };
+        fn rd(b: &[u8], at: usize) -> usize {
+            u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]) as usize
         }
         let num = rd(block, 12);
+        // First the frames' places (tpacket3_hdr: next_offset @0, snaplen @12, mac @24).
+        let mut spans: ArrayVec<(usize, usize), 1024> = ArrayVec::new();
         let mut at = rd(block, 16);
-        let mut n = 0;
         for _ in 0..num {
-            if at + 28 > block.len() {
+            if at + 28 > block.len() || spans.is_full() {
                 break;
             }
-            // tpacket3_hdr: next_offset @0, snaplen @12, mac @24 (u16).
             let next = rd(block, at);
             let snap = rd(block, at + 12);
             let mac = u16::from_ne_bytes([block[at + 24], block[at + 25]]) as usize;
-            let start = at + mac;
-            if mac >= HEADROOM && start + snap <= block.len() {
-                let mut f = Frame::new(&mut block[start - HEADROOM..start + snap], HEADROOM, snap);
-                each(&mut f);
-                n += 1;
+            if mac >= HEADROOM && at + mac + snap <= block.len() {
+                spans.push((at + mac - HEADROOM, snap));
             }
             if next == 0 {
                 break;
             }
             at += next;
         }
+        // Then cut the block into disjoint frames, a batch at a time.
+        let mut n = 0;
+        let mut rest: &mut [u8] = block;
+        let mut consumed = 0;
+        for chunk in spans.chunks(BATCH) {
+            let mut frames: ArrayVec<Frame, BATCH> = ArrayVec::new();
+            for &(from, len) in chunk {
+                let r = std::mem::take(&mut rest);
+                let (_, tail) = r.split_at_mut(from - consumed);
+                let (frame, after) = tail.split_at_mut(HEADROOM + len);
+                frames.push(Frame::new(frame, HEADROOM, len));
+                consumed = from + HEADROOM + len;
+                rest = after;
+            }
+            n += frames.len();
+            each(&mut frames);
+        }
         self.status(b).store(libc::TP_STATUS_KERNEL, Ordering::Release);
         self.block = (b + 1) % self.opts.blocks;
         n
     }
 
-    /// Sends frames in one system call; returns how many went out.
+    /// Sends frames out of this ring's interface; returns how many went out.
     pub fn send_batch(&self, frames: &[&[u8]]) -> io::Result<usize> {
-        if frames.is_empty() {
-            return Ok(0);
-        }
-        // SAFETY: sockaddr_ll is plain data; zeroed is valid, then filled in.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_ifindex = self.ifindex;
-        sll.sll_halen = 6;
-        let mut iov: Vec<libc::iovec> = frames
-            .iter()
-            .map(|f| libc::iovec { iov_base: f.as_ptr() as *mut libc::c_void, iov_len: f.len() })
-            .collect();
-        let mut msgs: Vec<libc::mmsghdr> = iov
-            .iter_mut()
-            .map(|v| {
-                // SAFETY: msghdr is plain data; zeroed is valid, then filled in.
-                let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
-                h.msg_name = &mut sll as *mut _ as *mut libc::c_void;
-                h.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as u32;
-                h.msg_iov = v;
-                h.msg_iovlen = 1;
-                libc::mmsghdr { msg_hdr: h, msg_len: 0 }
-            })
-            .collect();
-        // SAFETY: every msghdr points at `sll` and at one iovec over a frame borrowed for
-        // the whole call; the kernel only reads them.
-        let r = unsafe { libc::sendmmsg(self.fd.as_raw_fd(), msgs.as_mut_ptr(), msgs.len() as u32, 0) };
-        if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r as usize) }
+        send_batch(&self.fd, self.ifindex, frames)
     }
 
     /// Waits until a block may be ready or `timeout_ms` passed.
     pub fn wait(&self, timeout_ms: i32) -> io::Result<()> {
-        if self.status(self.block).load(Ordering::Acquire) & libc::TP_STATUS_USER != 0 {
-            return Ok(());
-        }
-        let mut p = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN | libc::POLLERR, revents: 0 };
-        // SAFETY: one valid pollfd for the duration of the call.
-        cvt(unsafe { libc::poll(&mut p, 1, timeout_ms) })?;
-        Ok(())
+        wait_any(&[self], timeout_ms)
     }
+}
+
+/// Waits until one of `rings` may have a block ready, or `timeout_ms` passed.
+pub fn wait_any(rings: &[&PacketRing], timeout_ms: i32) -> io::Result<()> {
+    if rings.iter().any(|r| r.ready()) {
+        return Ok(());
+    }
+    let mut fds: ArrayVec<libc::pollfd, 8> = rings
+        .iter()
+        .take(8)
+        .map(|r| libc::pollfd { fd: r.fd.as_raw_fd(), events: libc::POLLIN | libc::POLLERR, revents: 0 })
+        .collect();
+    // SAFETY: `fds` holds valid pollfds for the duration of the call.
+    cvt(unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) })?;
+    Ok(())
 }
 
 impl Drop for PacketRing {
@@ -229,5 +277,27 @@ impl Drop for PacketRing {
         // SAFETY: `map`/`map_len` are exactly what mmap returned in `open`, and no frame
         // borrows it any more (frames only live inside `recv_block`).
         unsafe { libc::munmap(self.map as *mut libc::c_void, self.map_len) };
+    }
+}
+
+/// A transmit-only AF_PACKET socket on one interface (qdisc bypassed), usable while a
+/// ring on the same interface is lending out its frames.
+pub struct PacketTx {
+    fd: OwnedFd,
+    ifindex: i32,
+}
+
+impl PacketTx {
+    pub fn open(ifname: &str) -> io::Result<PacketTx> {
+        let ifindex = ifindex(ifname)?;
+        // Protocol 0: this socket receives nothing.
+        let fd = packet_socket(0, 0)?;
+        setopt(&fd, libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, &(1 as libc::c_int))?;
+        Ok(PacketTx { fd, ifindex })
+    }
+
+    /// Sends frames in as few system calls as possible; returns how many went out.
+    pub fn send_batch(&self, frames: &[&[u8]]) -> io::Result<usize> {
+        send_batch(&self.fd, self.ifindex, frames)
     }
 }

@@ -146,7 +146,9 @@ mod tests {
         b4[15] = 9;
         let inst =
             InstanceConfig::new("t", ep, Ipv6Prefix { addr: ep, len: 32 }, Ipv4Prefix { addr: 0xc6336400, len: 30 });
-        let (mut e, _rx) = Engine::new(&EngineConfig::new(vec![inst]), 0, 3).unwrap();
+        let mut cfg = EngineConfig::new(vec![inst]);
+        cfg.internet_l2.dst = [2, 0, 0, 0, 0, 1];
+        let (mut e, _rx) = Engine::new(&cfg, 0, 3).unwrap();
         let mut f = vec![0u8; 14 + 40 + 28];
         ethernet::write_header(&mut f, [0; 6], [0; 6], None, ethernet::ETHERTYPE_IPV6);
         ipv6::write_header(&mut f[14..], 0, 0, 28, 4, 64, &b4, &ep);

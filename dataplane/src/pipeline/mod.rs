@@ -105,6 +105,10 @@ impl Engine {
             }
             Egress::Internet => (self.internet_l2, ETHERTYPE_IPV4),
         };
+        if l2.dst == [0; 6] {
+            // Not resolved yet (no neighbour entry, no frame from that subscriber).
+            return self.drop(Counter::DropNoNextHop);
+        }
         let hl = ethernet::header_len(l2.vlan);
         let start = l3 - hl;
         ethernet::write_header(&mut f.buf[start..], l2.dst, l2.src, l2.vlan, ethertype);
