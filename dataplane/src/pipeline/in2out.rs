@@ -20,14 +20,18 @@ impl Engine {
     /// goes to the kernel.
     pub(crate) fn softwire(&mut self, f: &mut Frame, l3: usize, sink: &mut dyn Sink) -> Verdict {
         let end = f.start + f.len;
-        let (dst, src, total) = match Ipv6Packet::new_checked(&f.buf[l3..end]) {
-            Ok(p) => (p.dst(), p.src(), p.total_len()),
+        let (dst, src, total, nh) = match Ipv6Packet::new_checked(&f.buf[l3..end]) {
+            Ok(p) => (p.dst(), p.src(), p.total_len(), p.next_header()),
             Err(_) => return self.drop(Counter::DropMalformedIpv6),
         };
         let Some(inst) = self.instance_of_endpoint(&dst) else {
             self.count(Counter::PassedToKernel);
             return Verdict::Pass;
         };
+        if nh == proto::IPV4_IN_IP {
+            // The common case: no extension headers.
+            return self.softwire_upper(f, l3, total, nh, ipv6::HEADER_LEN, inst, sink);
+        }
         let up = match ipv6::walk(&f.buf[l3..l3 + total]) {
             Ok(u) => u,
             Err(_) => return self.drop(Counter::DropMalformedIpv6),
