@@ -7,6 +7,9 @@ command -v cc >/dev/null || need_apt+=(gcc)
 # Test topologies: namespaces and veth pairs, offloads off.
 command -v ip >/dev/null || need_apt+=(iproute2)
 command -v ethtool >/dev/null || need_apt+=(ethtool)
+# Real applications in the end-to-end tests.
+command -v curl >/dev/null || need_apt+=(curl)
+command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 if ((${#need_apt[@]})); then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"

@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# The end-to-end tests run the binaries (aftrd, aftrctl, b4): build them all first.
+cargo build --workspace --release --bins
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
