@@ -6,44 +6,15 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
-        .unwrap_or(false)
-}
+use dataplane::testing::{Lab, is_root, skip};
+use std::time::{Duration, Instant};
 
 /// `aftrd`, built beside this test (target/<profile>/aftrd).
 fn aftrd_path() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let p = exe.parent()?.parent()?.join("aftrd");
     p.exists().then_some(p)
-}
-
-struct Lab {
-    prefix: String,
-    dir: PathBuf,
-    children: Vec<Child>,
-}
-
-impl Lab {
-    fn exec(&self, ns: &str, args: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &format!("{}{ns}", self.prefix)]).args(args);
-        c
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = Command::new("bash").args(["../deploy/netns/topology.sh", "down", &self.prefix]).status();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 /// A TCP server that, per connection, reads until the client half-closes, answers with
@@ -106,12 +77,9 @@ fn curl_and_a_tcp_stream_through_the_b4_and_aftrd() {
     if !is_root() || Command::new("curl").arg("--version").output().is_err() {
         return skip("needs root and curl");
     }
-    let prefix = format!("r{}-", std::process::id() % 100_000);
-    let dir = std::env::temp_dir().join(format!("aftr-apps-{}", std::process::id()));
+    let mut lab = Lab::up("r", std::path::Path::new(".."));
+    let (prefix, dir) = (lab.prefix.clone(), lab.dir.clone());
     std::fs::create_dir_all(dir.join("www")).unwrap();
-    let mut lab = Lab { prefix: prefix.clone(), dir: dir.clone(), children: vec![] };
-    let up = Command::new("bash").args(["../deploy/netns/topology.sh", "up", &prefix]).output().unwrap();
-    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
     let cfg = dir.join("aftr.conf");
     std::fs::write(
         &cfg,
@@ -141,7 +109,7 @@ fn curl_and_a_tcp_stream_through_the_b4_and_aftrd() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    lab.children.push(d);
+    lab.keep(d);
     let b4 = lab
         .exec(
             "sub",
@@ -150,7 +118,7 @@ fn curl_and_a_tcp_stream_through_the_b4_and_aftrd() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    lab.children.push(b4);
+    lab.keep(b4);
     // A file to download, served by Python's HTTP server; the stream server.
     let blob: Vec<u8> = (0..2_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
     std::fs::write(dir.join("www/blob"), &blob).unwrap();
@@ -161,7 +129,7 @@ fn curl_and_a_tcp_stream_through_the_b4_and_aftrd() {
         .spawn()
         .unwrap();
     assert_eq!(wait_line(&mut http), "ready");
-    lab.children.push(http);
+    lab.keep(http);
     std::fs::write(dir.join("server.py"), STREAM_SERVER).unwrap();
     std::fs::write(dir.join("client.py"), STREAM_CLIENT).unwrap();
     let mut stream = lab
@@ -170,7 +138,7 @@ fn curl_and_a_tcp_stream_through_the_b4_and_aftrd() {
         .spawn()
         .unwrap();
     assert_eq!(wait_line(&mut stream), "ready");
-    lab.children.push(stream);
+    lab.keep(stream);
     let t = Instant::now();
     while std::os::unix::net::UnixStream::connect(&sock).is_err() {
         assert!(t.elapsed() < Duration::from_secs(10), "aftrd did not start");
@@ -214,11 +182,4 @@ fn curl_and_a_tcp_stream_through_the_b4_and_aftrd() {
         .unwrap();
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("192.168.1.10:") && text.contains("198.51.100."), "{text}");
-}
-
-/// Outside CI a missing prerequisite skips the test; in CI (where the set-up installs
-/// everything and runs as root) it is a failure, so the test cannot pass by not running.
-fn skip(why: &str) {
-    assert!(std::env::var_os("CI").is_none(), "cannot run in CI: {why}");
-    eprintln!("skipped: {why}");
 }

@@ -4,47 +4,13 @@
 //! Needs root and scapy, as CI has (the set-up installs scapy); elsewhere it says so
 //! and passes. Everything it creates is removed, even when it fails.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
-        .unwrap_or(false)
-}
+use dataplane::testing::{Lab, is_root, skip};
+use std::time::{Duration, Instant};
 
 fn have_scapy() -> bool {
     Command::new("python3").args(["-c", "import scapy"]).status().map(|s| s.success()).unwrap_or(false)
-}
-
-/// The topology, aftrd and the servers; all removed on drop.
-struct Lab {
-    prefix: String,
-    dir: PathBuf,
-    children: Vec<Child>,
-}
-
-impl Lab {
-    fn ns(&self, n: &str) -> String {
-        format!("{}{n}", self.prefix)
-    }
-    fn exec(&self, ns: &str, args: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.ns(ns)]).args(args);
-        c
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = Command::new("bash").args(["../deploy/netns/topology.sh", "down", &self.prefix]).status();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 const SERVERS: &str = r#"
@@ -108,13 +74,8 @@ fn udp_tcp_and_icmp_across_aftrd_both_ways() {
     if !is_root() || !have_scapy() {
         return skip("needs root and scapy");
     }
-    let prefix = format!("e{}-", std::process::id() % 100_000);
-    let dir = std::env::temp_dir().join(format!("aftr-e2e-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut lab = Lab { prefix: prefix.clone(), dir: dir.clone(), children: vec![] };
-    let up = Command::new("bash").args(["../deploy/netns/topology.sh", "up", &prefix]).output().unwrap();
-    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
-
+    let mut lab = Lab::up("e", std::path::Path::new(".."));
+    let (prefix, dir) = (lab.prefix.clone(), lab.dir.clone());
     let config = format!(
         "sysname e2e\nslot 1\n worker-cores 0\n interface softwire {p}sw\n interface internet {p}in\nslot 2\n worker-cores 1\n\
          service-location 1\n location slot 1 backup slot 2\nservice-instance-group g\n service-location 1\n\
@@ -136,7 +97,7 @@ fn udp_tcp_and_icmp_across_aftrd_both_ways() {
         std::io::BufReader::new(servers.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
         assert_eq!(line.trim(), "ready");
     }
-    lab.children.push(servers);
+    lab.keep(servers);
 
     let aftrd = lab
         .exec(
@@ -154,7 +115,7 @@ fn udp_tcp_and_icmp_across_aftrd_both_ways() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    lab.children.push(aftrd);
+    lab.keep(aftrd);
     let t = Instant::now();
     while std::os::unix::net::UnixStream::connect(&sock).is_err() {
         assert!(t.elapsed() < Duration::from_secs(10), "aftrd did not start");
@@ -196,11 +157,4 @@ fn udp_tcp_and_icmp_across_aftrd_both_ways() {
     drop(lab);
     let left = Command::new("ip").args(["netns", "list"]).output().unwrap();
     assert!(!String::from_utf8_lossy(&left.stdout).contains(&prefix), "namespaces removed");
-}
-
-/// Outside CI a missing prerequisite skips the test; in CI (where the set-up installs
-/// everything and runs as root) it is a failure, so the test cannot pass by not running.
-fn skip(why: &str) {
-    assert!(std::env::var_os("CI").is_none(), "cannot run in CI: {why}");
-    eprintln!("skipped: {why}");
 }

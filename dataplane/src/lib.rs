@@ -18,6 +18,7 @@ pub mod memory;
 pub mod nat;
 pub mod pipeline;
 pub mod prefetch;
+pub mod testing;
 pub mod wire;
 
 pub use engine::{Egress, Engine, Frame, HEADROOM, Sink, VecSink, Verdict, WorkerId};

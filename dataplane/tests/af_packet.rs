@@ -2,6 +2,8 @@
 //! removes, even when it fails). Needs root, as CI has; elsewhere it says so and passes.
 
 use std::process::Command;
+
+use dataplane::testing::{is_root, skip};
 use std::time::{Duration, Instant};
 
 use dataplane::HEADROOM;
@@ -26,12 +28,6 @@ impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
     }
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
-        .unwrap_or(false)
 }
 
 /// A frame with a local experimental ethertype (the kernel ignores it) and a sequence
@@ -112,11 +108,4 @@ fn frames_cross_a_veth_pair_through_the_rings() {
     assert_eq!(got.len(), sent.len(), "every frame arrived");
     assert_eq!(got, sent, "in order, byte for byte");
     assert_eq!(echoed, 0);
-}
-
-/// Outside CI a missing prerequisite skips the test; in CI (where the set-up installs
-/// everything and runs as root) it is a failure, so the test cannot pass by not running.
-fn skip(why: &str) {
-    assert!(std::env::var_os("CI").is_none(), "cannot run in CI: {why}");
-    eprintln!("skipped: {why}");
 }

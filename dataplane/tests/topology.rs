@@ -3,11 +3,7 @@
 
 use std::process::Command;
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
-        .unwrap_or(false)
-}
+use dataplane::testing::{is_root, skip};
 
 fn topology(cmd: &str, prefix: &str) -> std::process::Output {
     Command::new("bash").args(["../deploy/netns/topology.sh", cmd, prefix]).output().unwrap()
@@ -55,11 +51,4 @@ fn the_test_topology_comes_up_and_leaves_nothing_behind() {
     assert!(topology("down", &prefix).status.success());
     let links = Command::new("ip").args(["-br", "link"]).output().unwrap();
     assert!(!String::from_utf8_lossy(&links.stdout).contains(&prefix), "no veth left in the root namespace");
-}
-
-/// Outside CI a missing prerequisite skips the test; in CI (where the set-up installs
-/// everything and runs as root) it is a failure, so the test cannot pass by not running.
-fn skip(why: &str) {
-    assert!(std::env::var_os("CI").is_none(), "cannot run in CI: {why}");
-    eprintln!("skipped: {why}");
 }
