@@ -119,6 +119,24 @@ pub struct Interfaces {
     pub internet: String,
 }
 
+/// Sends a frame to the worker that owns it; a full lane is a counted drop.
+fn hand_over(
+    m: &dataplane::handoff::Mailbox,
+    c: &dataplane::counters::WorkerCounters,
+    to: u16,
+    frame: &[u8],
+    hint: Option<u16>,
+) {
+    if m.send(to, frame, hint).is_err() {
+        c.inc(dataplane::counters::Counter::DropHandoffFull);
+    }
+}
+
+/// PACKET_FANOUT group of a board's side (unique per process and slot in a namespace).
+fn fanout_group(slot: u32, side: u16) -> u16 {
+    ((std::process::id() as u16).wrapping_mul(4) ^ ((slot as u16) << 10)).wrapping_add(side)
+}
+
 struct WorkerCtx {
     id: u16,
     seed: u64,
@@ -186,13 +204,24 @@ fn worker_loop(mut engine: Engine, mut ctx: WorkerCtx, rx: Receiver<Control>) {
 
 /// The packet loop of a worker that owns both interfaces: receive a block, process it
 /// in place as a batch, transmit what is forwarded, between control requests.
-fn worker_io_loop(mut engine: Engine, mut ctx: WorkerCtx, rx: Receiver<Control>, io: Interfaces) {
+fn worker_io_loop(
+    mut engine: Engine,
+    mut ctx: WorkerCtx,
+    rx: Receiver<Control>,
+    io: Interfaces,
+    mailbox: dataplane::handoff::Mailbox,
+    slot: u32,
+    workers: usize,
+) {
     use dataplane::io::af_packet::{BATCH, PacketRing, PacketTx, RingOptions, wait_any};
     use dataplane::{Egress, VecSink, Verdict};
+    // With several workers, each has its own rings in a fanout group per side, and what
+    // lands on the wrong worker goes to its owner through the handoff mesh.
+    let fan = |side| if workers > 1 { Some(fanout_group(slot, side)) } else { None };
     let open = || -> std::io::Result<_> {
         Ok((
-            PacketRing::open(&io.softwire, RingOptions::default())?,
-            PacketRing::open(&io.internet, RingOptions::default())?,
+            PacketRing::open(&io.softwire, RingOptions { fanout: fan(0), ..RingOptions::default() })?,
+            PacketRing::open(&io.internet, RingOptions { fanout: fan(1), ..RingOptions::default() })?,
             PacketTx::open(&io.softwire)?,
             PacketTx::open(&io.internet)?,
         ))
@@ -213,6 +242,7 @@ fn worker_io_loop(mut engine: Engine, mut ctx: WorkerCtx, rx: Receiver<Control>,
     let mut last_resolve = std::time::Instant::now();
     let mut sink = VecSink::default();
     let mut verdicts = [Verdict::Pass; BATCH];
+    let counters = engine.counters();
     loop {
         while let Ok(c) = rx.try_recv() {
             if !control(&mut engine, &mut ctx, c) {
@@ -236,8 +266,9 @@ fn worker_io_loop(mut engine: Engine, mut ctx: WorkerCtx, rx: Receiver<Control>,
                     match v {
                         Verdict::Forward(Egress::Softwire) => out_sw.push(f.bytes()),
                         Verdict::Forward(Egress::Internet) => out_in.push(f.bytes()),
+                        Verdict::Handoff(w) => hand_over(&mailbox, &counters, *w, f.bytes(), f.hint),
                         // The kernel has its own copy of what it should see (AF_PACKET
-                        // does not steal frames); handoffs need more than one worker.
+                        // does not steal frames).
                         _ => {}
                     }
                 }
@@ -245,6 +276,20 @@ fn worker_io_loop(mut engine: Engine, mut ctx: WorkerCtx, rx: Receiver<Control>,
                 let _ = tx_in.send_batch(&out_in);
             }) > 0
             {}
+        }
+        // Frames handed to this worker by the others.
+        mailbox.receive(4 * BATCH, |f| match engine.process(f, &mut sink) {
+            Verdict::Forward(Egress::Softwire) => {
+                let _ = tx_sw.send_batch(&[f.bytes()]);
+            }
+            Verdict::Forward(Egress::Internet) => {
+                let _ = tx_in.send_batch(&[f.bytes()]);
+            }
+            Verdict::Handoff(w) => hand_over(&mailbox, &counters, w, f.bytes(), f.hint),
+            _ => {}
+        });
+        for (w, f, hint) in sink.handed.drain(..) {
+            hand_over(&mailbox, &counters, w, &f, hint);
         }
         // Frames made on the side: outer fragments, released IPv4 fragments.
         for (e, f) in sink.emitted.drain(..) {
@@ -265,10 +310,8 @@ impl Board {
         seed: u64,
         on_event: impl FnMut(SessionEvent) + Send + 'static,
     ) -> Result<Board, String> {
-        if io.is_some() && cfg.workers > 1 {
-            return Err("packet I/O with more than one worker core needs AF_XDP queues or AF_PACKET fanout, which are not built yet: give the slot one worker core".into());
-        }
         let n = cfg.workers as usize;
+        let mut mailboxes = dataplane::handoff::mesh(n as u16, 1024, 2048).into_iter();
         let gauges = Arc::new(Gauges {
             sessions: (0..n).map(|_| AtomicU64::new(0)).collect(),
             subscribers: (0..n).map(|_| AtomicU64::new(0)).collect(),
@@ -287,6 +330,7 @@ impl Board {
             pinned += core.is_some() as usize;
             let ctx = WorkerCtx { id, seed, cfg: cfg.clone(), gauges: gauges.clone(), events_out: ev_tx.clone() };
             let io = io.clone();
+            let mailbox = mailboxes.next().expect("one mailbox per worker");
             let thread = std::thread::Builder::new()
                 .name(format!("aftr-slot{slot}-w{id}"))
                 .spawn(move || {
@@ -294,7 +338,7 @@ impl Board {
                         core_affinity::set_for_current(core_affinity::CoreId { id: core as usize });
                     }
                     match io {
-                        Some(io) => worker_io_loop(engine, ctx, rx, io),
+                        Some(io) => worker_io_loop(engine, ctx, rx, io, mailbox, slot, n),
                         None => worker_loop(engine, ctx, rx),
                     }
                 })

@@ -80,6 +80,7 @@ counters! {
     DropWrongWorker = "drop_wrong_worker",
     DropMartian = "drop_martian",
     DropNoNextHop = "drop_no_next_hop",
+    DropHandoffFull = "drop_handoff_full",
 }
 
 /// How many counters there are.

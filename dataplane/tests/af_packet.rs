@@ -58,7 +58,7 @@ fn frames_cross_a_veth_pair_through_the_rings() {
     // The sockets live in a thread that entered the namespace.
     let h = std::thread::spawn(move || {
         dataplane::io::netns::enter(&name).unwrap();
-        let opts = RingOptions { block_size: 1 << 16, blocks: 8, block_timeout_ms: 1 };
+        let opts = RingOptions { block_size: 1 << 16, blocks: 8, block_timeout_ms: 1, fanout: None };
         let mut a = PacketRing::open("va", opts).unwrap();
         let mut b = PacketRing::open("vb", opts).unwrap();
         let sent: Vec<Vec<u8>> = (0..300).map(|k| frame(k, 60 + (k as usize * 7) % 1400)).collect();

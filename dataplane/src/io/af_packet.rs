@@ -29,11 +29,14 @@ pub struct RingOptions {
     pub blocks: usize,
     /// A partly filled block is handed over after this many milliseconds.
     pub block_timeout_ms: u32,
+    /// Join this PACKET_FANOUT group (hash mode): the kernel spreads the interface's
+    /// frames over the rings of the group, keeping a flow on one ring.
+    pub fanout: Option<u16>,
 }
 
 impl Default for RingOptions {
     fn default() -> Self {
-        RingOptions { block_size: 1 << 18, blocks: 16, block_timeout_ms: 1 }
+        RingOptions { block_size: 1 << 18, blocks: 16, block_timeout_ms: 1, fanout: None }
     }
 }
 
@@ -175,6 +178,12 @@ impl PacketRing {
                 std::mem::size_of::<libc::sockaddr_ll>() as u32,
             )
         })?;
+        if let Some(group) = opts.fanout {
+            // Hash mode keeps a flow on one ring; DEFRAG keeps the fragments of a datagram
+            // together for that choice (each still arrives as it was sent).
+            let arg = group as libc::c_uint | ((libc::PACKET_FANOUT_HASH | libc::PACKET_FANOUT_FLAG_DEFRAG) << 16);
+            setopt(&ring.fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &arg)?;
+        }
         Ok(ring)
     }
 
