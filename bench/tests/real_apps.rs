@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use dataplane::testing::{Lab, is_root, skip};
+use dataplane::testing::{Lab, is_root, skip, statistic};
 use std::time::{Duration, Instant};
 
 /// `aftrd`, built beside this test (target/<profile>/aftrd).
@@ -207,14 +207,7 @@ fn real_apps(cores: &str, name: &str) -> u64 {
         .output()
         .unwrap();
     let stats = String::from_utf8_lossy(&o.stdout).to_string();
-    let value = |k: &str| {
-        stats
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some(k))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
+    let value = |k: &str| statistic(&stats, k);
     assert_eq!(value("drop_handoff_full"), 0, "{stats}");
     value("handed_off")
 }

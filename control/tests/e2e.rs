@@ -6,7 +6,7 @@
 
 use std::process::{Command, Stdio};
 
-use dataplane::testing::{Lab, is_root, skip};
+use dataplane::testing::{Lab, is_root, skip, statistic};
 use std::time::{Duration, Instant};
 
 fn have_scapy() -> bool {
@@ -148,14 +148,7 @@ fn udp_tcp_and_icmp_across_aftrd_both_ways() {
     let sessions = ctl(&["display", "sessions", "b4", "2001:db8:b4::2"]);
     assert!(sessions.contains("total 3 sessions"), "{sessions}");
     let stats = ctl(&["display", "statistics"]);
-    let value = |name: &str| -> u64 {
-        stats
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
+    let value = |name: &str| statistic(&stats, name);
     assert!(value("in2out") >= 3 && value("out2in") >= 3, "{stats}");
     assert_eq!(value("drop_no_next_hop"), 0, "{stats}");
     drop(lab);
@@ -292,14 +285,7 @@ fn crafted_cases_against_the_running_aftrd() {
         let o = Command::new(env!("CARGO_BIN_EXE_aftrctl")).arg("--socket").arg(&sock).args(args).output().unwrap();
         String::from_utf8_lossy(&o.stdout).to_string()
     };
-    let counter = |name: &str| -> u64 {
-        ctl(&["display", "statistics"])
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
+    let counter = |name: &str| statistic(&ctl(&["display", "statistics"]), name);
 
     // Bad input: counted drops, and aftrd keeps forwarding.
     assert_eq!(py(&lab, "sub", &["sub-bad", &sub_if]).trim(), "sent");

@@ -19,6 +19,16 @@ pub fn skip(why: &str) {
     eprintln!("skipped: {why}");
 }
 
+/// The total of counter `name` in the text of `aftrctl display statistics` (0 when
+/// the line is absent).
+pub fn statistic(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// The test topology of `deploy/netns/topology.sh` under a prefix of its own, with a
 /// scratch directory and the processes started in it; all removed on drop, even when
 /// the test fails.
