@@ -119,6 +119,34 @@ pub struct Interfaces {
     pub internet: String,
 }
 
+/// Sends the forwarded frames of a processed batch, one call per side, and hands the
+/// others' frames to their owners.
+fn transmit(
+    frames: &[dataplane::Frame],
+    verdicts: &[dataplane::Verdict],
+    tx_sw: &dataplane::io::af_packet::PacketTx,
+    tx_in: &dataplane::io::af_packet::PacketTx,
+    mailbox: &dataplane::handoff::Mailbox,
+    counters: &dataplane::counters::WorkerCounters,
+) {
+    use dataplane::io::af_packet::BATCH;
+    use dataplane::{Egress, Verdict};
+    let mut out_sw: arrayvec::ArrayVec<&[u8], BATCH> = arrayvec::ArrayVec::new();
+    let mut out_in: arrayvec::ArrayVec<&[u8], BATCH> = arrayvec::ArrayVec::new();
+    for (f, v) in frames.iter().zip(verdicts) {
+        match v {
+            Verdict::Forward(Egress::Softwire) => out_sw.push(f.bytes()),
+            Verdict::Forward(Egress::Internet) => out_in.push(f.bytes()),
+            Verdict::Handoff(w) => hand_over(mailbox, counters, *w, f.bytes(), f.hint),
+            // The kernel has its own copy of what it should see (AF_PACKET does not steal
+            // frames); drops are counted by the engine.
+            _ => {}
+        }
+    }
+    let _ = tx_sw.send_batch(&out_sw);
+    let _ = tx_in.send_batch(&out_in);
+}
+
 /// Sends a frame to the worker that owns it; a full lane is a counted drop.
 fn hand_over(
     m: &dataplane::handoff::Mailbox,
@@ -260,33 +288,15 @@ fn worker_io_loop(
             while ring.recv_block(|frames| {
                 let n = frames.len();
                 engine.process_batch(frames, &mut verdicts[..n], &mut sink);
-                let mut out_sw: arrayvec::ArrayVec<&[u8], BATCH> = arrayvec::ArrayVec::new();
-                let mut out_in: arrayvec::ArrayVec<&[u8], BATCH> = arrayvec::ArrayVec::new();
-                for (f, v) in frames.iter().zip(&verdicts[..n]) {
-                    match v {
-                        Verdict::Forward(Egress::Softwire) => out_sw.push(f.bytes()),
-                        Verdict::Forward(Egress::Internet) => out_in.push(f.bytes()),
-                        Verdict::Handoff(w) => hand_over(&mailbox, &counters, *w, f.bytes(), f.hint),
-                        // The kernel has its own copy of what it should see (AF_PACKET
-                        // does not steal frames).
-                        _ => {}
-                    }
-                }
-                let _ = tx_sw.send_batch(&out_sw);
-                let _ = tx_in.send_batch(&out_in);
+                transmit(frames, &verdicts[..n], &tx_sw, &tx_in, &mailbox, &counters);
             }) > 0
             {}
         }
-        // Frames handed to this worker by the others.
-        mailbox.receive(4 * BATCH, |f| match engine.process(f, &mut sink) {
-            Verdict::Forward(Egress::Softwire) => {
-                let _ = tx_sw.send_batch(&[f.bytes()]);
-            }
-            Verdict::Forward(Egress::Internet) => {
-                let _ = tx_in.send_batch(&[f.bytes()]);
-            }
-            Verdict::Handoff(w) => hand_over(&mailbox, &counters, w, f.bytes(), f.hint),
-            _ => {}
+        // Frames handed to this worker by the others, processed and sent as batches.
+        mailbox.receive_batch(4 * BATCH, |frames| {
+            let n = frames.len();
+            engine.process_batch(frames, &mut verdicts[..n], &mut sink);
+            transmit(frames, &verdicts[..n], &tx_sw, &tx_in, &mailbox, &counters);
         });
         for (w, f, hint) in sink.handed.drain(..) {
             hand_over(&mailbox, &counters, w, &f, hint);

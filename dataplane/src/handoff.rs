@@ -7,6 +7,7 @@
 //! lane is shared by two senders. A full lane refuses at once ([`HandoffFull`]): the
 //! sender counts it and goes on; receive paths never block. Receivers drain in batches.
 
+use arrayvec::ArrayVec;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 use crate::engine::{Frame, HEADROOM, WorkerId};
@@ -89,28 +90,50 @@ impl Mailbox {
     /// Receives up to `max` frames from all lanes, calling `each` on every one (as a
     /// [`Frame`] with headroom, ready for [`crate::Engine::process`]). Returns how many.
     pub fn receive(&self, max: usize, mut each: impl FnMut(&mut Frame)) -> usize {
+        self.receive_batch(max, |frames| frames.iter_mut().for_each(&mut each))
+    }
+
+    /// Receives up to `max` frames from all lanes, handing them to `each` in batches of
+    /// at most [`BATCH`] (for [`crate::Engine::process_batch`] and one transmit call).
+    pub fn receive_batch(&self, max: usize, mut each: impl FnMut(&mut [Frame])) -> usize {
         let mut got = 0;
         for lane in self.inbox.iter().flatten() {
             while got < max {
-                match lane.rx.try_recv() {
-                    Ok(mut p) => {
-                        {
+                let mut packets: ArrayVec<Packet, BATCH> = ArrayVec::new();
+                while packets.len() < BATCH && got + packets.len() < max {
+                    match lane.rx.try_recv() {
+                        Ok(p) => packets.push(p),
+                        Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                    }
+                }
+                if packets.is_empty() {
+                    break;
+                }
+                got += packets.len();
+                {
+                    let mut frames: ArrayVec<Frame, BATCH> = packets
+                        .iter_mut()
+                        .map(|p| {
                             let mut f = Frame::new(&mut p.buf, HEADROOM, p.len);
                             f.hint = p.hint;
-                            each(&mut f);
-                        }
-                        // The pool holds exactly the lane's buffers: this never fails
-                        // while the sender lives, and a dead sender needs none back.
-                        let _ = lane.free.try_send(p.buf);
-                        got += 1;
-                    }
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                            f
+                        })
+                        .collect();
+                    each(&mut frames);
+                }
+                // The pool holds exactly the lane's buffers: this never fails while the
+                // sender lives, and a dead sender needs none back.
+                for p in packets {
+                    let _ = lane.free.try_send(p.buf);
                 }
             }
         }
         got
     }
 }
+
+/// Frames handed to the engine at once.
+pub const BATCH: usize = 64;
 
 #[cfg(test)]
 mod tests {
