@@ -60,8 +60,9 @@ head -c 20000000 /dev/urandom > "$WORK/www/file.bin"
 echo "== a web server in ${P}inet on 203.0.113.80:8080"
 ip netns exec "${P}inet" python3 -m http.server 8080 --bind 203.0.113.80 --directory "$WORK/www" > /dev/null 2>&1 &
 PIDS+=($!)
-for _ in $(seq 50); do [ -S "$WORK/slot1.sock" ] && break; sleep 0.1; done
-sleep 1
+for _ in $(seq 100); do [ -S "$WORK/slot1.sock" ] && break; sleep 0.1; done
+for _ in $(seq 100); do ip -n "${P}sub" route show default | grep -q b4tun && break; sleep 0.1; done
+for _ in $(seq 100); do ip netns exec "${P}inet" python3 -c "import socket; socket.create_connection(('203.0.113.80', 8080), 1)" 2>/dev/null && break; sleep 0.1; done
 cat "$WORK/aftrd.log"
 
 echo "== curl from the subscriber, through the B4 and aftrd"

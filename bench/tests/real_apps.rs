@@ -162,7 +162,16 @@ fn real_apps(cores: &str, name: &str) -> u64 {
         assert!(t.elapsed() < Duration::from_secs(10), "aftrd did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // The B4 is ready once its default route through the TUN device exists.
+    let t = Instant::now();
+    loop {
+        let r = Command::new("ip").args(["-n", &lab.name("sub"), "route", "show", "default"]).output().unwrap();
+        if String::from_utf8_lossy(&r.stdout).contains("b4tun") {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "the B4 did not come up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     // curl over the softwire: the file arrives whole.
     let got = dir.join("got");

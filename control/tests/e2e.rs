@@ -46,9 +46,11 @@ def fresh(p):
     if hasattr(l4, "chksum"):
         del l4.chksum
     return IP(bytes(c))
-sniffer = AsyncSniffer(iface=iface, lfilter=outer)
+import threading
+ready = threading.Event()
+sniffer = AsyncSniffer(iface=iface, lfilter=outer, started_callback=ready.set)
 sniffer.start()
-time.sleep(0.5)
+ready.wait(10)
 base = Ether()/IPv6(src="2001:db8:b4::2", dst="2001:db8::1")
 sendp(base/IP(src="192.168.1.10", dst="203.0.113.80")/UDP(sport=5000, dport=7)/Raw(b"echo me"), iface=iface)
 sendp(base/IP(src="192.168.1.10", dst="203.0.113.80")/TCP(sport=40000, dport=80, flags="S", seq=1000, options=[("MSS", 1460)]), iface=iface)
@@ -161,8 +163,13 @@ import sys, time
 from scapy.all import *
 conf.verb = 0
 side, iface = sys.argv[1], sys.argv[2]
+import threading
 def start(f):
-    s = AsyncSniffer(iface=iface, lfilter=f); s.start(); time.sleep(0.4); return s
+    ready = threading.Event()
+    s = AsyncSniffer(iface=iface, lfilter=f, started_callback=ready.set)
+    s.start()
+    ready.wait(10)
+    return s
 def inner(p):
     return IP(bytes(p[IPv6].payload))
 EP = "2001:db8::1"
@@ -207,7 +214,12 @@ elif side == "sub-open":
     print("opened")
 elif side == "sub-frags":
     s = start(lambda p: IPv6 in p and p[IPv6].nh == 4 and p[IPv6].src == EP)
-    time.sleep(3)
+    print("ready", flush=True)
+    # Until both fragments came (or a time limit).
+    t = time.time()
+    while time.time() - t < 10 and sum(1 for p in s.results or [] if IP(bytes(p[IPv6].payload)).flags.MF or IP(bytes(p[IPv6].payload)).frag) < 2:
+        time.sleep(0.1)
+    time.sleep(0.3)
     got = []
     for p in s.stop():
         i = inner(p)
@@ -216,7 +228,6 @@ elif side == "sub-frags":
     print("FRAGS", len(got), len(data), data[8:].count(b"F"))
 elif side == "inet-frags":
     ext, port = sys.argv[3], int(sys.argv[4])
-    time.sleep(0.8)
     pk = IP(src="203.0.113.80", dst=ext, id=777, flags=0)/UDP(sport=7, dport=port)/Raw(b"F" * 1000)
     frags = fragment(pk, fragsize=512)
     for f in reversed(frags):
@@ -309,14 +320,24 @@ fn crafted_cases_against_the_running_aftrd() {
     let (ext_addr, ext_port) = ext.split_once(':').unwrap();
 
     // Inbound IPv4 fragments, last first: both reach the B4, whole.
-    let sniff = lab
+    let mut sniff = lab
         .exec("sub", &["python3", script.to_str().unwrap(), "sub-frags", &sub_if])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    // Sent only once the sniffer runs.
+    let mut out = std::io::BufReader::new(sniff.stdout.take().unwrap());
+    {
+        use std::io::BufRead;
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready");
+    }
     assert!(py(&lab, "inet", &["inet-frags", &inet_if, ext_addr, ext_port]).starts_with("sent"));
-    let o = sniff.wait_with_output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "FRAGS 2 1008 1000");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    sniff.wait().unwrap();
+    assert_eq!(rest.trim(), "FRAGS 2 1008 1000");
 
     // DF and too big for the 1300-byte tunnel: ICMPv4 3/4 with MTU 1260 to the sender.
     let out = py(&lab, "inet", &["inet-big", &inet_if, ext_addr, ext_port]);
