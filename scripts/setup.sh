@@ -4,6 +4,11 @@
 set -euo pipefail
 need_apt=()
 command -v cc >/dev/null || need_apt+=(gcc)
+# The XDP program is C, built for BPF by clang (dataplane/build.rs) with libbpf's headers;
+# the tests also attach it with iproute2 to check that stale programs are removed.
+command -v clang >/dev/null || need_apt+=(clang)
+[ -f /usr/include/bpf/bpf_helpers.h ] || need_apt+=(libbpf-dev)
+[ -f /usr/include/linux/bpf.h ] || need_apt+=(linux-libc-dev)
 # Test topologies: namespaces and veth pairs, offloads off.
 command -v ip >/dev/null || need_apt+=(iproute2)
 command -v ethtool >/dev/null || need_apt+=(ethtool)

@@ -19,7 +19,13 @@ use dataplane::counters::WorkerCounters;
 use dataplane::engine::SubscriberView;
 use dataplane::nat::events::{BlockRecord, SessionEvent, SessionRecord};
 
+use crate::config::{PacketIo, PollMode, XdpMode};
 use crate::metrics::Gauges;
+use dataplane::handoff::Mailbox;
+use dataplane::io::af_packet::{BATCH, PacketRing, PacketTx, RingOptions, wait_any};
+use dataplane::io::xdp::{Steering, rx_queues};
+use dataplane::io::xsk::XskPair;
+use dataplane::{Egress, Frame, VecSink, Verdict};
 
 /// Which sessions to show (`display sessions ...`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -66,6 +72,11 @@ pub struct Board {
     events_stop: Arc<AtomicBool>,
     events_thread: Option<JoinHandle<()>>,
     pub pinned: usize,
+    /// How packets move, in words (for the log and `display`).
+    pub io: String,
+    /// The XDP program on each interface (AF_XDP boards); dropped after the workers,
+    /// which detaches it.
+    steering: Vec<Steering>,
 }
 
 fn now_ms() -> u64 {
@@ -112,34 +123,120 @@ fn carry_over(
     kept
 }
 
-/// Packet interfaces of a board (AF_PACKET rings; AF_XDP is the next step).
+/// Packet interfaces of a board and how to drive them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Interfaces {
     pub softwire: String,
     pub internet: String,
+    pub packet_io: PacketIo,
+    pub poll: PollMode,
 }
 
-/// Sends the forwarded frames of a processed batch, one call per side, and hands the
-/// others' frames to their owners.
-fn transmit(
-    frames: &[dataplane::Frame],
-    verdicts: &[dataplane::Verdict],
-    tx_sw: &dataplane::io::af_packet::PacketTx,
-    tx_in: &dataplane::io::af_packet::PacketTx,
-    mailbox: &dataplane::handoff::Mailbox,
-    counters: &dataplane::counters::WorkerCounters,
-) {
-    use dataplane::io::af_packet::BATCH;
-    use dataplane::{Egress, Verdict};
+/// A worker's packet I/O.
+enum Port {
+    /// AF_XDP sockets on one RX queue of both interfaces.
+    Xdp(Box<XskPair>, PollMode),
+    /// AF_PACKET: receive rings (none for a worker of an AF_XDP board that has no RX
+    /// queue of its own: it only processes hand-offs) and transmit sockets.
+    Packet { rings: Option<(PacketRing, PacketRing)>, sw: PacketTx, inet: PacketTx },
+}
+
+impl Port {
+    /// Waits up to `ms` for frames (a transmit-only port has nothing to wait on; it
+    /// naps only when the last round found no work).
+    fn wait(&self, ms: i32, idle: bool) {
+        match self {
+            Port::Xdp(x, mode) => x.wait(*mode, ms),
+            Port::Packet { rings: Some((a, b)), .. } => {
+                let _ = wait_any(&[a, b], ms);
+            }
+            Port::Packet { rings: None, .. } => {
+                if idle {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+        }
+    }
+
+    /// Receives what is waiting on both sides, in batches: `each` processes a batch in
+    /// place and fills in its verdicts; forwarded frames are then sent. Returns the
+    /// number of frames received.
+    fn receive(&mut self, mut each: impl FnMut(&mut [Frame], &mut [Verdict])) -> usize {
+        let mut n = 0;
+        match self {
+            Port::Xdp(x, _) => {
+                for from in [Egress::Softwire, Egress::Internet] {
+                    for _ in 0..8 {
+                        let got = x.receive(from, &mut each);
+                        n += got;
+                        if got == 0 {
+                            break;
+                        }
+                    }
+                }
+            }
+            Port::Packet { rings: Some((a, b)), sw, inet } => {
+                let mut verdicts = [Verdict::Pass; BATCH];
+                for ring in [a, b] {
+                    loop {
+                        let got = ring.recv_block(|frames| {
+                            let m = frames.len();
+                            each(frames, &mut verdicts[..m]);
+                            send_forwarded(frames, &verdicts[..m], sw, inet);
+                        });
+                        n += got;
+                        if got == 0 {
+                            break;
+                        }
+                    }
+                }
+            }
+            Port::Packet { rings: None, .. } => {}
+        }
+        n
+    }
+
+    /// Sends the forwarded frames of a batch that is not in this port's own buffers.
+    fn send_batch(&mut self, frames: &[Frame], verdicts: &[Verdict]) {
+        match self {
+            Port::Xdp(x, _) => {
+                for (f, v) in frames.iter().zip(verdicts) {
+                    if let Verdict::Forward(e) = v {
+                        x.send_copy(*e, f.bytes());
+                    }
+                }
+            }
+            Port::Packet { sw, inet, .. } => send_forwarded(frames, verdicts, sw, inet),
+        }
+    }
+
+    /// Sends one frame made on the side.
+    fn send(&mut self, to: Egress, frame: &[u8]) {
+        match self {
+            Port::Xdp(x, _) => {
+                x.send_copy(to, frame);
+            }
+            Port::Packet { sw, inet, .. } => {
+                let _ = if to == Egress::Softwire { sw } else { inet }.send_batch(&[frame]);
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Port::Xdp(x, _) = self {
+            x.flush();
+        }
+    }
+}
+
+/// Sends the forwarded frames of a batch over AF_PACKET, one call per side.
+fn send_forwarded(frames: &[Frame], verdicts: &[Verdict], tx_sw: &PacketTx, tx_in: &PacketTx) {
     let mut out_sw: arrayvec::ArrayVec<&[u8], BATCH> = arrayvec::ArrayVec::new();
     let mut out_in: arrayvec::ArrayVec<&[u8], BATCH> = arrayvec::ArrayVec::new();
     for (f, v) in frames.iter().zip(verdicts) {
         match v {
             Verdict::Forward(Egress::Softwire) => out_sw.push(f.bytes()),
             Verdict::Forward(Egress::Internet) => out_in.push(f.bytes()),
-            Verdict::Handoff(w) => hand_over(mailbox, counters, *w, f.bytes(), f.hint),
-            // The kernel has its own copy of what it should see (AF_PACKET does not steal
-            // frames); drops are counted by the engine.
             _ => {}
         }
     }
@@ -147,14 +244,18 @@ fn transmit(
     let _ = tx_in.send_batch(&out_in);
 }
 
+/// Hands the frames of a processed batch that belong to other workers to their owners
+/// (copies: the batch's buffers are reused at once).
+fn hand_over_batch(frames: &[Frame], verdicts: &[Verdict], mailbox: &Mailbox, counters: &WorkerCounters) {
+    for (f, v) in frames.iter().zip(verdicts) {
+        if let Verdict::Handoff(w) = v {
+            hand_over(mailbox, counters, *w, f.bytes(), f.hint);
+        }
+    }
+}
+
 /// Sends a frame to the worker that owns it; a full lane is a counted drop.
-fn hand_over(
-    m: &dataplane::handoff::Mailbox,
-    c: &dataplane::counters::WorkerCounters,
-    to: u16,
-    frame: &[u8],
-    hint: Option<u16>,
-) {
+fn hand_over(m: &Mailbox, c: &WorkerCounters, to: u16, frame: &[u8], hint: Option<u16>) {
     if m.send(to, frame, hint).is_err() {
         c.inc(dataplane::counters::Counter::DropHandoffFull);
     }
@@ -230,40 +331,32 @@ fn worker_loop(mut engine: Engine, mut ctx: WorkerCtx, rx: Receiver<Control>) {
     }
 }
 
-/// The packet loop of a worker that owns both interfaces: receive a block, process it
-/// in place as a batch, transmit what is forwarded, between control requests.
+/// Opens the AF_PACKET port of a worker: with several workers, each has its own rings
+/// in a fanout group per side, and what lands on the wrong worker goes to its owner
+/// through the handoff mesh.
+fn packet_port(io: &Interfaces, slot: u32, workers: usize, receive: bool) -> std::io::Result<Port> {
+    let fan = |side| if workers > 1 { Some(fanout_group(slot, side)) } else { None };
+    let rings = if receive {
+        Some((
+            PacketRing::open(&io.softwire, RingOptions { fanout: fan(0), ..RingOptions::default() })?,
+            PacketRing::open(&io.internet, RingOptions { fanout: fan(1), ..RingOptions::default() })?,
+        ))
+    } else {
+        None
+    };
+    Ok(Port::Packet { rings, sw: PacketTx::open(&io.softwire)?, inet: PacketTx::open(&io.internet)? })
+}
+
+/// The packet loop of a worker: receive a batch, process it in place, transmit what is
+/// forwarded, hand the others' frames over; between batches, control requests.
 fn worker_io_loop(
     mut engine: Engine,
     mut ctx: WorkerCtx,
     rx: Receiver<Control>,
     io: Interfaces,
-    mailbox: dataplane::handoff::Mailbox,
-    slot: u32,
-    workers: usize,
+    mut port: Port,
+    mailbox: Mailbox,
 ) {
-    use dataplane::io::af_packet::{BATCH, PacketRing, PacketTx, RingOptions, wait_any};
-    use dataplane::{Egress, VecSink, Verdict};
-    // With several workers, each has its own rings in a fanout group per side, and what
-    // lands on the wrong worker goes to its owner through the handoff mesh.
-    let fan = |side| if workers > 1 { Some(fanout_group(slot, side)) } else { None };
-    let open = || -> std::io::Result<_> {
-        Ok((
-            PacketRing::open(&io.softwire, RingOptions { fanout: fan(0), ..RingOptions::default() })?,
-            PacketRing::open(&io.internet, RingOptions { fanout: fan(1), ..RingOptions::default() })?,
-            PacketTx::open(&io.softwire)?,
-            PacketTx::open(&io.internet)?,
-        ))
-    };
-    let (mut sw, mut inet, tx_sw, tx_in) = match open() {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!(
-                "aftrd: worker {}: cannot open {} / {}: {e}; running without packets",
-                ctx.id, io.softwire, io.internet
-            );
-            return worker_loop(engine, ctx, rx);
-        }
-    };
     let hops = crate::nexthop::NextHops::new(&io.softwire, &io.internet);
     let (l2_sw, l2_in) = hops.resolve();
     engine.set_l2(l2_sw, l2_in);
@@ -271,6 +364,7 @@ fn worker_io_loop(
     let mut sink = VecSink::default();
     let mut verdicts = [Verdict::Pass; BATCH];
     let counters = engine.counters();
+    let mut idle = false;
     loop {
         while let Ok(c) = rx.try_recv() {
             if !control(&mut engine, &mut ctx, c) {
@@ -283,31 +377,98 @@ fn worker_io_loop(
             last_resolve = std::time::Instant::now();
         }
         engine.set_clock(now_ms());
-        let _ = wait_any(&[&sw, &inet], 10);
-        for ring in [&mut sw, &mut inet] {
-            while ring.recv_block(|frames| {
-                let n = frames.len();
-                engine.process_batch(frames, &mut verdicts[..n], &mut sink);
-                transmit(frames, &verdicts[..n], &tx_sw, &tx_in, &mailbox, &counters);
-            }) > 0
-            {}
-        }
+        port.wait(10, idle);
+        let mut work = port.receive(|frames, verdicts| {
+            engine.process_batch(frames, verdicts, &mut sink);
+            hand_over_batch(frames, verdicts, &mailbox, &counters);
+        });
         // Frames handed to this worker by the others, processed and sent as batches.
-        mailbox.receive_batch(4 * BATCH, |frames| {
+        work += mailbox.receive_batch(4 * BATCH, |frames| {
             let n = frames.len();
             engine.process_batch(frames, &mut verdicts[..n], &mut sink);
-            transmit(frames, &verdicts[..n], &tx_sw, &tx_in, &mailbox, &counters);
+            hand_over_batch(frames, &verdicts[..n], &mailbox, &counters);
+            port.send_batch(frames, &verdicts[..n]);
         });
         for (w, f, hint) in sink.handed.drain(..) {
             hand_over(&mailbox, &counters, w, &f, hint);
         }
         // Frames made on the side: outer fragments, released IPv4 fragments.
         for (e, f) in sink.emitted.drain(..) {
-            let tx = if e == Egress::Softwire { &tx_sw } else { &tx_in };
-            let _ = tx.send_batch(&[&f]);
+            port.send(e, &f);
         }
+        port.flush();
+        idle = work == 0;
         housekeeping(&mut engine, &ctx);
     }
+}
+
+/// Attaches the XDP program to both interfaces and tells it what the board owns.
+fn attach_xdp(io: &Interfaces, cfg: &EngineConfig) -> std::io::Result<[Steering; 2]> {
+    let mode = match io.packet_io {
+        PacketIo::AfXdp(m) => m,
+        _ => XdpMode::Auto,
+    };
+    let endpoints: Vec<[u8; 16]> = cfg.instances.iter().map(|i| i.endpoint).collect();
+    let pools: Vec<_> = cfg.instances.iter().flat_map(|i| i.pool.iter().copied()).collect();
+    let mut sides = [Steering::attach(&io.softwire, mode)?, Steering::attach(&io.internet, mode)?];
+    for s in &mut sides {
+        s.set_targets(&endpoints, &pools)?;
+    }
+    Ok(sides)
+}
+
+/// The ports of a board's workers (None: a worker without packets), the XDP programs
+/// behind them, and a description. AF_XDP unless the configuration says AF_PACKET;
+/// `packet-io auto` falls back to AF_PACKET where the program cannot attach. A port that
+/// cannot be opened leaves its worker without packets, said loudly, as before.
+type Ports = (Vec<Option<Port>>, Vec<Steering>, String);
+
+fn open_ports(io: &Interfaces, cfg: &EngineConfig, slot: u32, n: usize) -> Result<Ports, String> {
+    let sides = format!("{} (softwire) and {} (internet)", io.softwire, io.internet);
+    let xdp = match io.packet_io {
+        PacketIo::AfPacket => None,
+        _ => match attach_xdp(io, cfg) {
+            Ok(s) => Some(s),
+            Err(e) if io.packet_io == PacketIo::Auto => {
+                eprintln!("aftrd: slot {slot}: AF_XDP not available on {sides} ({e}); using AF_PACKET");
+                None
+            }
+            Err(e) => return Err(format!("AF_XDP on {sides}: {e}")),
+        },
+    };
+    let warn = |id: usize, e: std::io::Error| {
+        eprintln!("aftrd: worker {id}: cannot open {sides}: {e}; running without packets");
+        None
+    };
+    let Some(mut steering) = xdp else {
+        let ports = (0..n).map(|id| packet_port(io, slot, n, true).map_or_else(|e| warn(id, e), Some)).collect();
+        return Ok((ports, Vec::new(), format!("AF_PACKET rings on {sides}")));
+    };
+    // One worker per RX queue receives (veth has one); the others process hand-offs.
+    let queues = (rx_queues(&io.softwire).min(rx_queues(&io.internet)) as usize).min(n);
+    let mut ports = Vec::new();
+    for id in 0..n {
+        let port = if id < queues {
+            XskPair::open(&io.softwire, &io.internet, id as u32).and_then(|x| {
+                let (a, b) = x.fds();
+                steering[0].register(id as u32, a)?;
+                steering[1].register(id as u32, b)?;
+                Ok(Port::Xdp(Box::new(x), io.poll))
+            })
+        } else {
+            packet_port(io, slot, n, false)
+        };
+        ports.push(port.map_or_else(|e| warn(id, e), Some));
+    }
+    for s in &mut steering {
+        s.set_active(true).map_err(|e| format!("XDP on {}: {e}", s.ifname()))?;
+    }
+    let desc = format!(
+        "AF_XDP ({} XDP, {} poll) on {sides}; {queues} of {n} workers on RX queues",
+        steering[0].mode(),
+        if io.poll == PollMode::Busy { "busy" } else { "blocking" }
+    );
+    Ok((ports, steering.into(), desc))
 }
 
 impl Board {
@@ -329,6 +490,10 @@ impl Board {
         let available: Vec<usize> =
             core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect();
         let (ev_tx, ev_rx) = bounded::<Receiver<SessionEvent>>(64);
+        let (mut ports, steering, io_desc) = match &io {
+            Some(io) => open_ports(io, &cfg, slot, n)?,
+            None => ((0..n).map(|_| None).collect(), Vec::new(), "no packet interfaces configured".to_string()),
+        };
         let mut workers = Vec::new();
         let mut pinned = 0;
         for id in 0..n as u16 {
@@ -340,6 +505,7 @@ impl Board {
             pinned += core.is_some() as usize;
             let ctx = WorkerCtx { id, seed, cfg: cfg.clone(), gauges: gauges.clone(), events_out: ev_tx.clone() };
             let io = io.clone();
+            let port = ports[id as usize].take();
             let mailbox = mailboxes.next().expect("one mailbox per worker");
             let thread = std::thread::Builder::new()
                 .name(format!("aftr-slot{slot}-w{id}"))
@@ -347,9 +513,9 @@ impl Board {
                     if let Some(core) = core {
                         core_affinity::set_for_current(core_affinity::CoreId { id: core as usize });
                     }
-                    match io {
-                        Some(io) => worker_io_loop(engine, ctx, rx, io, mailbox, slot, n),
-                        None => worker_loop(engine, ctx, rx),
+                    match (io, port) {
+                        (Some(io), Some(port)) => worker_io_loop(engine, ctx, rx, io, port, mailbox),
+                        _ => worker_loop(engine, ctx, rx),
                     }
                 })
                 .map_err(|e| e.to_string())?;
@@ -385,7 +551,23 @@ impl Board {
                 }
             })
             .map_err(|e| e.to_string())?;
-        Ok(Board { slot, workers, gauges, config: cfg, events_stop: stop, events_thread: Some(events_thread), pinned })
+        Ok(Board {
+            slot,
+            workers,
+            gauges,
+            config: cfg,
+            events_stop: stop,
+            events_thread: Some(events_thread),
+            pinned,
+            io: io_desc,
+            steering,
+        })
+    }
+
+    /// What the XDP program on each interface (softwire, Internet) did; empty on an
+    /// AF_PACKET board.
+    pub fn steering_stats(&self) -> Vec<dataplane::io::xdp::SteeringStats> {
+        self.steering.iter().map(|s| s.stats()).collect()
     }
 
     pub fn counters(&self) -> Vec<Arc<WorkerCounters>> {
@@ -466,6 +648,8 @@ impl Board {
         for w in self.workers.drain(..) {
             let _ = w.thread.join();
         }
+        // The sockets are closed: take the programs off the interfaces.
+        self.steering.clear();
         self.events_stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.events_thread.take() {
             let _ = t.join();

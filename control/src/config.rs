@@ -56,6 +56,25 @@ pub struct Slot {
     pub internet_if: Option<String>,
     /// `ha-address ADDR [port P]`: where the HA channel of this board listens.
     pub ha_address: Option<SocketAddr>,
+    /// `packet-io auto | af-xdp [ native | generic ] | af-packet`.
+    pub packet_io: PacketIo,
+    /// `packet-poll blocking | busy`: how workers wait for frames.
+    pub poll: PollMode,
+}
+
+pub use dataplane::io::xdp::Mode as XdpMode;
+pub use dataplane::io::xsk::PollMode;
+
+/// How a board's workers move packets (docs/decisions/0006-io.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PacketIo {
+    /// AF_XDP, and AF_PACKET where the XDP program cannot attach.
+    #[default]
+    Auto,
+    /// AF_XDP only, in this XDP mode (`Auto`: native, else generic).
+    AfXdp(XdpMode),
+    /// AF_PACKET only.
+    AfPacket,
 }
 
 /// `service-location ID` with `location slot S backup slot B`.

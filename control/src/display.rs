@@ -57,6 +57,17 @@ pub fn render(c: &Config) -> String {
         if let Some(a) = &s.ha_address {
             let _ = writeln!(o, " ha-address {} port {}", a.ip(), a.port());
         }
+        match s.packet_io {
+            PacketIo::Auto => {}
+            PacketIo::AfXdp(XdpMode::Auto) => o.push_str(" packet-io af-xdp\n"),
+            PacketIo::AfXdp(m) => {
+                let _ = writeln!(o, " packet-io af-xdp {m}");
+            }
+            PacketIo::AfPacket => o.push_str(" packet-io af-packet\n"),
+        }
+        if s.poll == PollMode::Busy {
+            o.push_str(" packet-poll busy\n");
+        }
         o.push_str("#\n");
     }
     for (id, l) in &c.locations {

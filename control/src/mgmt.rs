@@ -166,7 +166,15 @@ impl Daemon {
                 Reply::Ok(o)
             }
             ["display", "statistics"] => {
-                let mut o = String::new();
+                let mut o = format!("{:<32} {}\n", "packet-io", self.board.io);
+                let xdp = self.board.steering_stats();
+                if !xdp.is_empty() {
+                    for (i, (name, _)) in xdp[0].named().iter().enumerate() {
+                        let per: Vec<u64> = xdp.iter().map(|s| s.named()[i].1).collect();
+                        let total: u64 = per.iter().sum();
+                        let _ = writeln!(o, "{name:<32} {total:>14}  softwire, internet {per:?}");
+                    }
+                }
                 let workers = self.board.counters();
                 for &c in Counter::ALL {
                     let per: Vec<u64> = workers.iter().map(|w| w.get(c)).collect();

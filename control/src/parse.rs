@@ -129,6 +129,22 @@ impl<'a> Words<'a, '_> {
             None => Err(self.err(format!("incomplete command: expected {what}"))),
         }
     }
+    /// The next word, which must be one of `choices`.
+    fn one_of(&mut self, choices: &[&'static str]) -> Result<&'static str, ConfigError> {
+        let listed: Vec<String> = choices.iter().map(|c| format!("`{c}`")).collect();
+        let what = match listed.split_last() {
+            Some((last, [])) => last.clone(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            None => String::new(),
+        };
+        let pos = self.pos();
+        let w = self.next(&what)?;
+        choices
+            .iter()
+            .find(|c| **c == w)
+            .copied()
+            .ok_or_else(|| ConfigError::at(pos, format!("expected {what}, found `{w}`")))
+    }
     fn keyword(&mut self, kw: &str) -> Result<(), ConfigError> {
         match self.peek() {
             Some(w) if w == kw => {
@@ -220,6 +236,8 @@ pub fn commands_of(view: &View) -> &'static [&'static str] {
             "interface softwire IFNAME",
             "interface internet IFNAME",
             "ha-address ADDRESS [ port PORT ]",
+            "packet-io auto | af-xdp [ native | generic ] | af-packet",
+            "packet-poll blocking | busy",
             "undo COMMAND",
             "quit",
         ],
@@ -611,6 +629,30 @@ impl Session {
                             let ip = w.ip("the HA channel address")?;
                             let port = if w.eat("port") { w.number("a UDP port", (1, 65535))? as u16 } else { 4789 };
                             Some(SocketAddr::new(ip, port))
+                        };
+                    }
+                    "packet-io" => {
+                        w.at += 1;
+                        slot.packet_io = if undo {
+                            PacketIo::Auto
+                        } else {
+                            match w.one_of(&["auto", "af-xdp", "af-packet"])? {
+                                "af-xdp" if w.peek().is_some() => match w.one_of(&["native", "generic"])? {
+                                    "native" => PacketIo::AfXdp(XdpMode::Native),
+                                    _ => PacketIo::AfXdp(XdpMode::Generic),
+                                },
+                                "af-xdp" => PacketIo::AfXdp(XdpMode::Auto),
+                                "af-packet" => PacketIo::AfPacket,
+                                _ => PacketIo::Auto,
+                            }
+                        };
+                    }
+                    "packet-poll" => {
+                        w.at += 1;
+                        slot.poll = if undo || w.one_of(&["blocking", "busy"])? == "blocking" {
+                            PollMode::Block
+                        } else {
+                            PollMode::Busy
                         };
                     }
                     _ => return Ok(Step::Unknown),

@@ -86,14 +86,24 @@ fn start_servers(lab: &mut Lab) {
 }
 
 #[test]
-fn udp_tcp_and_icmp_across_aftrd_both_ways() {
+fn udp_tcp_and_icmp_across_aftrd_both_ways_over_af_xdp() {
+    udp_tcp_and_icmp_both_ways("e", "af-xdp");
+}
+
+#[test]
+fn udp_tcp_and_icmp_across_aftrd_both_ways_over_af_packet() {
+    udp_tcp_and_icmp_both_ways("ep", "af-packet");
+}
+
+/// One exchange of each protocol through `aftrd` with `packet-io IO`.
+fn udp_tcp_and_icmp_both_ways(name: &str, io: &str) {
     if !is_root() || !have_scapy() {
         return skip("needs root and scapy");
     }
-    let mut lab = Lab::up("e", std::path::Path::new(".."));
+    let mut lab = Lab::up(name, std::path::Path::new(".."));
     let (prefix, dir) = (lab.prefix.clone(), lab.dir.clone());
     let config = format!(
-        "sysname e2e\nslot 1\n worker-cores 0\n interface softwire {p}sw\n interface internet {p}in\nslot 2\n worker-cores 1\n\
+        "sysname e2e\nslot 1\n worker-cores 0\n interface softwire {p}sw\n interface internet {p}in\n packet-io {io}\nslot 2\n worker-cores 1\n\
          service-location 1\n location slot 1 backup slot 2\nservice-instance-group g\n service-location 1\n\
          ds-lite address-group pool\n section 0 198.51.100.0 mask 24\n\
          ds-lite instance d id 1\n service-instance-group g\n local-ipv6 2001:db8::1\n remote-ipv6 2001:db8:b4:: prefix-length 64\n ds-lite address-group pool\n",
@@ -153,6 +163,16 @@ fn udp_tcp_and_icmp_across_aftrd_both_ways() {
     let value = |name: &str| statistic(&stats, name);
     assert!(value("in2out") >= 3 && value("out2in") >= 3, "{stats}");
     assert_eq!(value("drop_no_next_hop"), 0, "{stats}");
+    if io == "af-xdp" {
+        // Our XDP program carried the traffic: the three packets each way, and nothing
+        // else of the kernel's (neighbour discovery, ARP) was taken from it.
+        assert!(stats.contains("AF_XDP (native XDP"), "{stats}");
+        assert!(value("xdp_redirected") >= 6, "{stats}");
+        assert!(value("xdp_passed_not_ours") > 0, "{stats}");
+    } else {
+        assert!(stats.contains("AF_PACKET rings"), "{stats}");
+        assert!(!stats.contains("xdp_redirected"), "{stats}");
+    }
     drop(lab);
     let left = Command::new("ip").args(["netns", "list"]).output().unwrap();
     assert!(!String::from_utf8_lossy(&left.stdout).contains(&prefix), "namespaces removed");

@@ -53,7 +53,7 @@ prop_compose! {
         sysname in proptest::option::of(name()),
         hot in any::<bool>(), delay in 0u32..=3600, preempt in 0u32..=3600,
         key in proptest::option::of("[a-zA-Z0-9]{8,20}"), hb in 10u32..=10000, dead in 2u32..=100,
-        slots in proptest::collection::btree_map(1u32..=64, (proptest::option::of(name()), proptest::collection::btree_set(0u32..64, 0..4), proptest::option::of(name()), proptest::option::of(any::<[u8; 4]>())), 0..5),
+        slots in proptest::collection::btree_map(1u32..=64, (proptest::option::of(name()), proptest::collection::btree_set(0u32..64, 0..4), proptest::option::of(name()), proptest::option::of(any::<[u8; 4]>()), 0u8..5, any::<bool>()), 0..5),
         locations in proptest::collection::btree_map(1u32..=128, proptest::option::of((1u32..=64, 1u32..=64)), 0..4),
         groups in proptest::collection::btree_map(name(), proptest::collection::btree_map(1u32..=128, 1u32..=100, 0..3), 0..3),
         pools in proptest::collection::btree_map(name(), proptest::collection::btree_map(0u32..=255, (any::<u32>(), 0u32..1000), 0..3), 0..3),
@@ -64,12 +64,14 @@ prop_compose! {
         Config {
             sysname,
             ha: Ha { hot_backup: hot, delay_time: delay, preempt_time: preempt, key, heartbeat_ms: hb, dead_count: dead },
-            slots: slots.into_iter().map(|(id, (host, cores, ifname, ha))| (id, Slot {
+            slots: slots.into_iter().map(|(id, (host, cores, ifname, ha, io, busy))| (id, Slot {
                 host,
                 cores: cores.into_iter().collect(),
                 softwire_if: ifname.clone(),
                 internet_if: ifname.map(|n| format!("{n}x")),
                 ha_address: ha.map(|a| SocketAddr::new(Ipv4Addr::from(a).into(), 4789)),
+                packet_io: [PacketIo::Auto, PacketIo::AfPacket, PacketIo::AfXdp(XdpMode::Auto), PacketIo::AfXdp(XdpMode::Native), PacketIo::AfXdp(XdpMode::Generic)][io as usize],
+                poll: if busy { PollMode::Busy } else { PollMode::Block },
             })).collect(),
             locations: locations.into_iter().map(|(id, l)| (id, match l {
                 Some((s, b)) => Location { slot: Some(s), backup: Some(b) },

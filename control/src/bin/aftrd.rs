@@ -74,7 +74,12 @@ fn run(file: &str, config: control::config::Config, slot: u32, socket: Option<Pa
     let slot_cfg = config.slots.get(&slot).ok_or_else(|| anyhow::anyhow!("slot {slot} is not defined in {file}"))?;
     let cores = slot_cfg.cores.clone();
     let io = match (&slot_cfg.softwire_if, &slot_cfg.internet_if) {
-        (Some(s), Some(i)) => Some(control::board::Interfaces { softwire: s.clone(), internet: i.clone() }),
+        (Some(s), Some(i)) => Some(control::board::Interfaces {
+            softwire: s.clone(),
+            internet: i.clone(),
+            packet_io: slot_cfg.packet_io,
+            poll: slot_cfg.poll,
+        }),
         _ => None,
     };
     let ec = control::plan::engine_config(&config, &plan, slot)
@@ -89,23 +94,16 @@ fn run(file: &str, config: control::config::Config, slot: u32, socket: Option<Pa
     let seed =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
             ^ std::process::id() as u64;
-    let has_io = io.clone();
     let board = control::board::Board::start(slot, ec, &cores, io, seed, move |e| {
         if let Some(l) = l2.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
             l.log(&e);
         }
     })
     .map_err(|e| anyhow::anyhow!(e))?;
-    match &has_io {
-        Some(i) => eprintln!(
-            "aftrd: slot {slot}: {} workers ({} pinned to cores {:?}); AF_PACKET rings on {} (softwire) and {} (internet)",
-            board.config.workers, board.pinned, cores, i.softwire, i.internet
-        ),
-        None => eprintln!(
-            "aftrd: slot {slot}: {} workers ({} pinned to cores {:?}); no interfaces configured for this slot",
-            board.config.workers, board.pinned, cores
-        ),
-    }
+    eprintln!(
+        "aftrd: slot {slot}: {} workers ({} pinned to cores {:?}); {}",
+        board.config.workers, board.pinned, cores, board.io
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let reload = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
