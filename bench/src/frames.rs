@@ -24,7 +24,7 @@ pub const IN_DST_AT: usize = 14 + 16;
 pub const IN_DPORT_AT: usize = 14 + 20 + 2;
 
 /// Fills in the UDP checksum of the IPv4 packet at `ip` (20-byte header).
-fn udp_checksum(f: &mut [u8], ip: usize) {
+pub fn udp_checksum(f: &mut [u8], ip: usize) {
     let (src, dst) = (f[ip + 12..ip + 16].try_into().unwrap(), f[ip + 16..ip + 20].try_into().unwrap());
     let len = u16::from_be_bytes([f[ip + 24], f[ip + 25]]);
     let u = &mut f[ip + 20..];

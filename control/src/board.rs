@@ -440,9 +440,14 @@ fn open_ports(io: &Interfaces, cfg: &EngineConfig, slot: u32, n: usize) -> Resul
         eprintln!("aftrd: worker {id}: cannot open {sides}: {e}; running without packets");
         None
     };
+    let unopened = |ports: &[Option<Port>]| {
+        ports.iter().all(|p| p.is_none()).then(|| format!("no packets: {sides} cannot be opened"))
+    };
     let Some(mut steering) = xdp else {
-        let ports = (0..n).map(|id| packet_port(io, slot, n, true).map_or_else(|e| warn(id, e), Some)).collect();
-        return Ok((ports, Vec::new(), format!("AF_PACKET rings on {sides}")));
+        let ports: Vec<_> =
+            (0..n).map(|id| packet_port(io, slot, n, true).map_or_else(|e| warn(id, e), Some)).collect();
+        let desc = unopened(&ports).unwrap_or_else(|| format!("AF_PACKET rings on {sides}"));
+        return Ok((ports, Vec::new(), desc));
     };
     // One worker per RX queue receives (veth has one); the others process hand-offs.
     let queues = (rx_queues(&io.softwire).min(rx_queues(&io.internet)) as usize).min(n);

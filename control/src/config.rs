@@ -58,7 +58,7 @@ pub struct Slot {
     pub ha_address: Option<SocketAddr>,
     /// `packet-io auto | af-xdp [ native | generic ] | af-packet`.
     pub packet_io: PacketIo,
-    /// `packet-poll blocking | busy`: how workers wait for frames.
+    /// `packet-poll busy | blocking`: how AF_XDP workers wait for frames.
     pub poll: PollMode,
 }
 

@@ -65,8 +65,8 @@ pub fn render(c: &Config) -> String {
             }
             PacketIo::AfPacket => o.push_str(" packet-io af-packet\n"),
         }
-        if s.poll == PollMode::Busy {
-            o.push_str(" packet-poll busy\n");
+        if s.poll == PollMode::Block {
+            o.push_str(" packet-poll blocking\n");
         }
         o.push_str("#\n");
     }

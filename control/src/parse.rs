@@ -237,7 +237,7 @@ pub fn commands_of(view: &View) -> &'static [&'static str] {
             "interface internet IFNAME",
             "ha-address ADDRESS [ port PORT ]",
             "packet-io auto | af-xdp [ native | generic ] | af-packet",
-            "packet-poll blocking | busy",
+            "packet-poll busy | blocking",
             "undo COMMAND",
             "quit",
         ],
@@ -649,10 +649,10 @@ impl Session {
                     }
                     "packet-poll" => {
                         w.at += 1;
-                        slot.poll = if undo || w.one_of(&["blocking", "busy"])? == "blocking" {
-                            PollMode::Block
-                        } else {
+                        slot.poll = if undo || w.one_of(&["busy", "blocking"])? == "busy" {
                             PollMode::Busy
+                        } else {
+                            PollMode::Block
                         };
                     }
                     _ => return Ok(Step::Unknown),

@@ -159,9 +159,9 @@ fn syntax_errors_name_line_column_and_what_was_expected() {
 #[test]
 fn packet_io_and_poll_of_a_slot() {
     let mut s = Session::new(Config::default());
-    run(&mut s, &["system-view", "slot 1", "packet-io af-xdp generic", "packet-poll busy", "quit", "commit"]);
+    run(&mut s, &["system-view", "slot 1", "packet-io af-xdp generic", "packet-poll blocking", "quit", "commit"]);
     let slot = &s.running.slots[&1];
-    assert_eq!((slot.packet_io, slot.poll), (PacketIo::AfXdp(XdpMode::Generic), PollMode::Busy));
+    assert_eq!((slot.packet_io, slot.poll), (PacketIo::AfXdp(XdpMode::Generic), PollMode::Block));
     run(&mut s, &["slot 1"]);
     let e = err(&mut s, "packet-io af-xdp fast");
     assert_eq!(e.column, 18);
@@ -170,10 +170,10 @@ fn packet_io_and_poll_of_a_slot() {
     assert_eq!(e.column, 11);
     assert!(e.message.contains("expected `auto`, `af-xdp` or `af-packet`, found `dpdk`"), "{e}");
     let e = err(&mut s, "packet-poll");
-    assert!(e.message.contains("incomplete command: expected `blocking` or `busy`"), "{e}");
+    assert!(e.message.contains("incomplete command: expected `busy` or `blocking`"), "{e}");
     run(&mut s, &["packet-io af-packet", "undo packet-poll", "quit", "commit"]);
     let slot = &s.running.slots[&1];
-    assert_eq!((slot.packet_io, slot.poll), (PacketIo::AfPacket, PollMode::Block));
+    assert_eq!((slot.packet_io, slot.poll), (PacketIo::AfPacket, PollMode::Busy));
     run(&mut s, &["slot 1", "undo packet-io", "quit", "commit"]);
     assert_eq!(s.running.slots[&1].packet_io, PacketIo::Auto);
 }

@@ -64,14 +64,14 @@ prop_compose! {
         Config {
             sysname,
             ha: Ha { hot_backup: hot, delay_time: delay, preempt_time: preempt, key, heartbeat_ms: hb, dead_count: dead },
-            slots: slots.into_iter().map(|(id, (host, cores, ifname, ha, io, busy))| (id, Slot {
+            slots: slots.into_iter().map(|(id, (host, cores, ifname, ha, io, blocking))| (id, Slot {
                 host,
                 cores: cores.into_iter().collect(),
                 softwire_if: ifname.clone(),
                 internet_if: ifname.map(|n| format!("{n}x")),
                 ha_address: ha.map(|a| SocketAddr::new(Ipv4Addr::from(a).into(), 4789)),
                 packet_io: [PacketIo::Auto, PacketIo::AfPacket, PacketIo::AfXdp(XdpMode::Auto), PacketIo::AfXdp(XdpMode::Native), PacketIo::AfXdp(XdpMode::Generic)][io as usize],
-                poll: if busy { PollMode::Busy } else { PollMode::Block },
+                poll: if blocking { PollMode::Block } else { PollMode::Busy },
             })).collect(),
             locations: locations.into_iter().map(|(id, l)| (id, match l {
                 Some((s, b)) => Location { slot: Some(s), backup: Some(b) },
