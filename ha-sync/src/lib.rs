@@ -1,6 +1,15 @@
-//! Hot backup between two AFTR boards.
+//! Hot backup between two AFTR boards: the active board streams the sessions that have
+//! lived longer than `delay-time`, their refreshes and deletions and the port blocks
+//! behind them to the standby, which installs them; heartbeats decide who is active.
 //!
-//! Empty on purpose: the hot-backup issue fills this crate (replication protocol, roles,
-//! heartbeat, bulk sync). The engine side it will use already exists: the per-worker
-//! session event rings and `Engine::install_*` in `dataplane`.
+//! - `wire`: the messages, authenticated with the pre-shared key;
+//! - `stream`: the sequenced, acknowledged, retransmitted replication stream;
+//! - `replicate`: which session events go out, and when (delay-time);
+//! - `role`: init, standby, active; failover, preempt, switchover;
+//! - `node`: the HA thread of a board, tying them to a socket and to the board.
 #![forbid(unsafe_code)]
+
+pub mod replicate;
+pub mod role;
+pub mod stream;
+pub mod wire;

@@ -1,0 +1,306 @@
+//! Which session events go to the standby, and when: the seed's rule is that a session
+//! is backed up once it has lived `delay-time` seconds, so the short-lived majority
+//! (DNS, one-off probes) never costs the HA channel anything. After that its refreshes
+//! and its deletion follow, and the port block behind it goes first. The input is the
+//! engine's per-worker event rings, never a table scan; only a bulk sync (a standby
+//! joining) reads the tables, through [`eligible`].
+
+use std::collections::VecDeque;
+
+use ahash::{AHashMap, AHashSet};
+use dataplane::nat::events::{BlockRecord, SessionEvent, SessionRecord};
+
+use crate::wire::Record;
+
+/// A session's identity on both boards: the inside key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Key {
+    inst: u8,
+    b4: [u8; 16],
+    inner_addr: u32,
+    inner_port: u16,
+    proto: u8,
+}
+
+impl Key {
+    fn of(r: &SessionRecord) -> Key {
+        Key { inst: r.inst, b4: r.b4, inner_addr: r.inner_addr, inner_port: r.inner_port, proto: r.proto }
+    }
+}
+
+type Sub = (u8, [u8; 16]);
+
+fn block_key(b: &BlockRecord) -> (u8, [u8; 16], u32, u16) {
+    (b.inst, b.b4, b.ext_addr, b.first_port)
+}
+
+/// Counters of what was replicated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplicatorStats {
+    /// Sessions sent once older than delay-time.
+    pub sessions_sent: u64,
+    pub refreshes_sent: u64,
+    pub deletions_sent: u64,
+    pub blocks_sent: u64,
+    /// Sessions that ended before delay-time: never sent.
+    pub died_young: u64,
+}
+
+/// The active board's filter between session events and the replication stream.
+pub struct Replicator {
+    delay: u32,
+    /// Sessions younger than delay-time, by when they become eligible.
+    young: VecDeque<(u32, Key)>,
+    young_rec: AHashMap<Key, SessionRecord>,
+    sent: AHashSet<Key>,
+    blocks: AHashMap<Sub, Vec<BlockRecord>>,
+    blocks_sent: AHashSet<(u8, [u8; 16], u32, u16)>,
+    out: Vec<Record>,
+    pub stats: ReplicatorStats,
+}
+
+impl Replicator {
+    pub fn new(delay_secs: u32) -> Replicator {
+        Replicator {
+            delay: delay_secs,
+            young: VecDeque::new(),
+            young_rec: AHashMap::new(),
+            sent: AHashSet::new(),
+            blocks: AHashMap::new(),
+            blocks_sent: AHashSet::new(),
+            out: Vec::new(),
+            stats: ReplicatorStats::default(),
+        }
+    }
+
+    pub fn set_delay(&mut self, secs: u32) {
+        self.delay = secs;
+    }
+
+    /// Sessions waiting for their delay-time.
+    pub fn young(&self) -> usize {
+        self.young_rec.len()
+    }
+
+    /// Sessions the standby holds (as far as this stream knows).
+    pub fn replicated(&self) -> usize {
+        self.sent.len()
+    }
+
+    /// Takes one engine event (`now`: unix seconds).
+    pub fn on_event(&mut self, e: SessionEvent, now: u32) {
+        match e {
+            SessionEvent::Created(r) => {
+                let k = Key::of(&r);
+                if self.delay == 0 {
+                    self.send_session(k, r);
+                } else {
+                    self.young.push_back((r.created.saturating_add(self.delay), k));
+                    self.young_rec.insert(k, r);
+                }
+            }
+            SessionEvent::Refreshed(r) => {
+                let k = Key::of(&r);
+                if self.sent.contains(&k) {
+                    self.out.push(Record::Session(r));
+                    self.stats.refreshes_sent += 1;
+                } else if let Some(y) = self.young_rec.get_mut(&k) {
+                    *y = r;
+                }
+            }
+            SessionEvent::Deleted(r) => {
+                let k = Key::of(&r);
+                if self.sent.remove(&k) {
+                    self.out.push(Record::SessionDeleted(r));
+                    self.stats.deletions_sent += 1;
+                } else if self.young_rec.remove(&k).is_some() {
+                    self.stats.died_young += 1;
+                }
+            }
+            SessionEvent::BlockAllocated(b) => self.blocks.entry((b.inst, b.b4)).or_default().push(b),
+            SessionEvent::BlockReleased(b) => {
+                if let Some(v) = self.blocks.get_mut(&(b.inst, b.b4)) {
+                    v.retain(|x| block_key(x) != block_key(&b));
+                    if v.is_empty() {
+                        self.blocks.remove(&(b.inst, b.b4));
+                    }
+                }
+                if self.blocks_sent.remove(&block_key(&b)) {
+                    self.out.push(Record::BlockReleased(b));
+                }
+            }
+        }
+        self.tick(now);
+    }
+
+    /// Sends the sessions that have now lived delay-time.
+    pub fn tick(&mut self, now: u32) {
+        while let Some(&(at, k)) = self.young.front() {
+            if at > now {
+                break;
+            }
+            self.young.pop_front();
+            // Gone already (deleted young), or queued twice by a reused key: skip.
+            if let Some(r) = self.young_rec.get(&k).copied()
+                && r.created.saturating_add(self.delay) <= now
+            {
+                self.young_rec.remove(&k);
+                self.send_session(k, r);
+            }
+        }
+    }
+
+    fn send_session(&mut self, k: Key, r: SessionRecord) {
+        if let Some(b) = self.block_of(&r)
+            && self.blocks_sent.insert(block_key(&b))
+        {
+            self.out.push(Record::Block(b));
+            self.stats.blocks_sent += 1;
+        }
+        self.sent.insert(k);
+        self.out.push(Record::Session(r));
+        self.stats.sessions_sent += 1;
+    }
+
+    fn block_of(&self, r: &SessionRecord) -> Option<BlockRecord> {
+        self.blocks.get(&(r.inst, r.b4))?.iter().copied().find(|b| {
+            b.ext_addr == r.ext_addr
+                && r.ext_port >= b.first_port
+                && (r.ext_port as u32) < b.first_port as u32 + b.size as u32
+        })
+    }
+
+    /// The records ready to go, in order.
+    pub fn drain(&mut self) -> std::vec::Drain<'_, Record> {
+        self.out.drain(..)
+    }
+
+    /// Records waiting to be sent.
+    pub fn pending(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Starts over from a full table (a bulk sync): everything eligible in `sessions` is
+    /// marked sent (the bulk carries it), everything younger waits for its delay-time.
+    /// Returns the bulk's records: each block before the first of its sessions.
+    pub fn restart(&mut self, sessions: &[SessionRecord], blocks: &[BlockRecord], now: u32) -> Vec<Record> {
+        self.young.clear();
+        self.young_rec.clear();
+        self.sent.clear();
+        self.blocks_sent.clear();
+        self.out.clear();
+        self.blocks.clear();
+        for b in blocks {
+            self.blocks.entry((b.inst, b.b4)).or_default().push(*b);
+        }
+        let mut young: Vec<&SessionRecord> = Vec::new();
+        for r in sessions {
+            if r.created.saturating_add(self.delay) <= now {
+                self.send_session(Key::of(r), *r);
+            } else {
+                young.push(r);
+            }
+        }
+        young.sort_by_key(|r| r.created);
+        for r in young {
+            self.young.push_back((r.created.saturating_add(self.delay), Key::of(r)));
+            self.young_rec.insert(Key::of(r), *r);
+        }
+        self.out.drain(..).collect()
+    }
+}
+
+/// The eligible part of a table, for a bulk sync from scratch (see [`Replicator::restart`]).
+pub fn eligible(sessions: &[SessionRecord], blocks: &[BlockRecord], delay: u32, now: u32) -> Vec<Record> {
+    Replicator::new(delay).restart(sessions, blocks, now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(n: u8) -> BlockRecord {
+        BlockRecord { inst: 0, b4: [n; 16], ext_addr: 7, first_port: 1024, size: 512, at: 0 }
+    }
+
+    fn session(n: u8, port: u16, created: u32) -> SessionRecord {
+        SessionRecord {
+            inst: 0,
+            b4: [n; 16],
+            inner_addr: 1,
+            inner_port: port,
+            ext_addr: 7,
+            ext_port: 1024 + port,
+            proto: 17,
+            flags: 0,
+            created,
+            last_seen: created,
+        }
+    }
+
+    #[test]
+    fn sessions_go_after_delay_time_with_their_block_first_and_young_deaths_never() {
+        let mut r = Replicator::new(10);
+        r.on_event(SessionEvent::BlockAllocated(block(1)), 100);
+        r.on_event(SessionEvent::Created(session(1, 1, 100)), 100);
+        r.on_event(SessionEvent::Created(session(1, 2, 101)), 101);
+        r.on_event(SessionEvent::Deleted(session(1, 2, 101)), 105);
+        r.tick(109);
+        assert_eq!(r.drain().count(), 0, "nothing before delay-time");
+        r.tick(110);
+        assert_eq!(r.drain().collect::<Vec<_>>(), vec![Record::Block(block(1)), Record::Session(session(1, 1, 100))]);
+        r.tick(200);
+        assert_eq!(r.drain().count(), 0, "the young death never goes");
+        assert_eq!(r.stats.died_young, 1);
+        // Refresh and deletion of a replicated session follow; the block is released
+        // when the engine says so.
+        let mut later = session(1, 1, 100);
+        later.last_seen = 150;
+        r.on_event(SessionEvent::Refreshed(later), 150);
+        r.on_event(SessionEvent::Deleted(later), 160);
+        r.on_event(SessionEvent::BlockReleased(block(1)), 160);
+        assert_eq!(
+            r.drain().collect::<Vec<_>>(),
+            vec![Record::Session(later), Record::SessionDeleted(later), Record::BlockReleased(block(1))]
+        );
+        assert_eq!(r.replicated(), 0);
+    }
+
+    #[test]
+    fn a_young_refresh_is_carried_by_the_first_send() {
+        let mut r = Replicator::new(10);
+        r.on_event(SessionEvent::Created(session(2, 1, 100)), 100);
+        let mut s = session(2, 1, 100);
+        s.last_seen = 105;
+        r.on_event(SessionEvent::Refreshed(s), 105);
+        r.tick(111);
+        assert_eq!(r.drain().collect::<Vec<_>>(), vec![Record::Session(s)]);
+    }
+
+    #[test]
+    fn a_bulk_sync_carries_the_eligible_and_leaves_the_young_to_their_time() {
+        let sessions = [session(1, 1, 100), session(1, 2, 195), session(2, 3, 50)];
+        let blocks = [block(1), block(2)];
+        let mut r = Replicator::new(10);
+        let bulk = r.restart(&sessions, &blocks, 200);
+        assert_eq!(
+            bulk,
+            vec![
+                Record::Block(block(1)),
+                Record::Session(sessions[0]),
+                Record::Block(block(2)),
+                Record::Session(sessions[2])
+            ]
+        );
+        assert_eq!((r.replicated(), r.young()), (2, 1));
+        r.tick(205);
+        assert_eq!(r.drain().collect::<Vec<_>>(), vec![Record::Session(sessions[1])], "its block went already");
+    }
+
+    #[test]
+    fn delay_zero_sends_at_once() {
+        let mut r = Replicator::new(0);
+        r.on_event(SessionEvent::Created(session(3, 1, 100)), 100);
+        assert_eq!(r.drain().count(), 1);
+    }
+}

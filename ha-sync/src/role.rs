@@ -1,0 +1,315 @@
+//! Who is active: a pure state machine over heartbeats and time, so every rule is
+//! tested without sockets.
+//!
+//! - A board starts in `Init` and listens for one dead interval: a peer that is active
+//!   makes it standby; a peer that is not yet active yields to the preferred board (the
+//!   location's `slot`); silence makes it active.
+//! - A standby whose peer is silent for the dead interval (heartbeat interval times the
+//!   dead count) takes over. The peer is heard on the HA channel and, as a witness, on
+//!   the softwire segment: a board takes over only when both are silent, so a cut HA
+//!   link alone never makes two active boards.
+//! - Two active boards (a split that healed, a start race): the preferred one keeps the
+//!   role, the other steps down at once.
+//! - Preempt: the preferred board, standby and in sync for `preempt-time` while the
+//!   other is active, asks for the role; the other releases it gracefully (final deltas
+//!   first), and only then does the preferred one take over. A switchover on command
+//!   follows the same path.
+
+/// A board's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Init,
+    Standby,
+    Active,
+}
+
+impl Role {
+    pub fn to_u8(self) -> u8 {
+        match self {
+            Role::Init => 0,
+            Role::Standby => 1,
+            Role::Active => 2,
+        }
+    }
+    pub fn from_u8(v: u8) -> Option<Role> {
+        Some(match v {
+            0 => Role::Init,
+            1 => Role::Standby,
+            2 => Role::Active,
+            _ => return None,
+        })
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Init => "init",
+            Role::Standby => "standby",
+            Role::Active => "active",
+        }
+    }
+}
+
+/// What the peer said in its last heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerState {
+    pub role: Role,
+    pub preferred: bool,
+    /// The peer (a standby) holds the whole eligible table.
+    pub in_sync: bool,
+}
+
+/// What the machine asks its board to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Become active (steer traffic, announce the addresses).
+    Activate(&'static str),
+    /// Stop forwarding and become standby (and ask for a bulk sync).
+    Deactivate(&'static str),
+    /// Ask the active peer to release the role (preempt, or a switchover on command).
+    RequestRole,
+}
+
+pub struct RoleMachine {
+    role: Role,
+    preferred: bool,
+    dead_ms: u64,
+    preempt_ms: u64,
+    started: u64,
+    heard: Option<u64>,
+    peer: Option<PeerState>,
+    /// This board (a standby) holds the whole eligible table.
+    pub in_sync: bool,
+    /// Since when this board is standby and in sync while the peer is active.
+    ready_since: Option<u64>,
+    requested: Option<u64>,
+    /// The last change of role: when and why.
+    pub last_change: Option<(u64, &'static str)>,
+}
+
+impl RoleMachine {
+    pub fn new(preferred: bool, dead_ms: u64, preempt_ms: u64, now: u64) -> RoleMachine {
+        RoleMachine {
+            role: Role::Init,
+            preferred,
+            dead_ms,
+            preempt_ms,
+            started: now,
+            heard: None,
+            peer: None,
+            in_sync: false,
+            ready_since: None,
+            requested: None,
+            last_change: None,
+        }
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    pub fn preferred(&self) -> bool {
+        self.preferred
+    }
+
+    pub fn peer(&self) -> Option<PeerState> {
+        self.peer
+    }
+
+    /// The peer has been heard within the dead interval.
+    pub fn peer_alive(&self, now: u64) -> bool {
+        self.heard.is_some_and(|t| now.saturating_sub(t) < self.dead_ms)
+    }
+
+    fn go(&mut self, role: Role, now: u64, why: &'static str) -> Option<Action> {
+        if role == self.role {
+            return None;
+        }
+        self.role = role;
+        self.last_change = Some((now, why));
+        self.ready_since = None;
+        self.requested = None;
+        match role {
+            Role::Active => Some(Action::Activate(why)),
+            Role::Standby => {
+                self.in_sync = false;
+                Some(Action::Deactivate(why))
+            }
+            Role::Init => None,
+        }
+    }
+
+    /// A heartbeat from the peer (on any path).
+    pub fn on_heartbeat(&mut self, p: PeerState, now: u64) -> Option<Action> {
+        self.heard = Some(now);
+        self.peer = Some(p);
+        match (self.role, p.role) {
+            (Role::Init, Role::Active) => self.go(Role::Standby, now, "the peer is active"),
+            (Role::Init, _) if self.preferred => self.go(Role::Active, now, "the preferred board of the location"),
+            (Role::Init, _) => self.go(Role::Standby, now, "the peer is the preferred board"),
+            (Role::Active, Role::Active) if !self.preferred || p.preferred => {
+                // Both active: the preferred keeps the role (a tie, which a sound
+                // configuration never has, goes to the peer: stepping down is safe).
+                self.go(Role::Standby, now, "both boards were active; the preferred one keeps the role")
+            }
+            (Role::Standby, Role::Standby) if self.preferred => self.go(Role::Active, now, "no board was active"),
+            _ => None,
+        }
+    }
+
+    /// The peer let go of the role for us (preempt or switchover).
+    pub fn on_released(&mut self, now: u64) -> Option<Action> {
+        if self.role == Role::Standby { self.go(Role::Active, now, "the peer handed the role over") } else { None }
+    }
+
+    /// The peer asks for the role; true if this board lets go (it is active and the
+    /// peer is in sync). The caller sends the final deltas before anything else.
+    pub fn on_request(&mut self, now: u64) -> Option<Action> {
+        let peer_in_sync = self.peer.is_some_and(|p| p.in_sync);
+        if self.role == Role::Active && peer_in_sync {
+            self.go(Role::Standby, now, "handed the role to the peer")
+        } else {
+            None
+        }
+    }
+
+    /// A switchover asked by the operator on this board: an active board hands over
+    /// (if the peer is in sync), a standby asks for the role. Err says why not.
+    pub fn switchover(&mut self, now: u64) -> Result<Option<Action>, &'static str> {
+        if !self.peer_alive(now) {
+            return Err("the peer is not there");
+        }
+        match self.role {
+            Role::Active => self.on_request(now).map(Some).ok_or("the peer is not in sync yet"),
+            Role::Standby if self.in_sync => {
+                self.requested = Some(now);
+                Ok(Some(Action::RequestRole))
+            }
+            Role::Standby => Err("this board is not in sync yet"),
+            Role::Init => Err("this board has no role yet"),
+        }
+    }
+
+    /// Time passes: takeover on a silent peer, preempt.
+    pub fn tick(&mut self, now: u64) -> Option<Action> {
+        let alive = self.peer_alive(now);
+        match self.role {
+            Role::Init if !alive && now.saturating_sub(self.started) >= self.dead_ms => {
+                self.go(Role::Active, now, "no peer answered")
+            }
+            Role::Standby if !alive => self.go(Role::Active, now, "the peer went silent"),
+            Role::Standby if self.preferred && self.in_sync && self.peer.is_some_and(|p| p.role == Role::Active) => {
+                let since = *self.ready_since.get_or_insert(now);
+                let due = now.saturating_sub(since) >= self.preempt_ms;
+                // Ask again every dead interval until the peer lets go.
+                let asked_lately = self.requested.is_some_and(|t| now.saturating_sub(t) < self.dead_ms);
+                if due && !asked_lately {
+                    self.requested = Some(now);
+                    Some(Action::RequestRole)
+                } else {
+                    None
+                }
+            }
+            _ => {
+                if self.role == Role::Standby && !self.in_sync {
+                    self.ready_since = None;
+                }
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEAD: u64 = 300;
+    const PREEMPT: u64 = 5_000;
+
+    fn hb(role: Role, preferred: bool, in_sync: bool) -> PeerState {
+        PeerState { role, preferred, in_sync }
+    }
+
+    #[test]
+    fn alone_a_board_becomes_active_after_one_dead_interval() {
+        let mut m = RoleMachine::new(false, DEAD, PREEMPT, 0);
+        assert_eq!(m.tick(DEAD - 1), None);
+        assert_eq!(m.tick(DEAD), Some(Action::Activate("no peer answered")));
+    }
+
+    #[test]
+    fn at_start_the_active_peer_wins_then_the_preferred_one() {
+        let mut m = RoleMachine::new(true, DEAD, PREEMPT, 0);
+        assert!(matches!(m.on_heartbeat(hb(Role::Active, false, false), 10), Some(Action::Deactivate(_))));
+        let mut a = RoleMachine::new(true, DEAD, PREEMPT, 0);
+        let mut b = RoleMachine::new(false, DEAD, PREEMPT, 0);
+        assert!(matches!(a.on_heartbeat(hb(Role::Init, false, false), 10), Some(Action::Activate(_))));
+        assert!(matches!(b.on_heartbeat(hb(Role::Init, true, false), 10), Some(Action::Deactivate(_))));
+    }
+
+    #[test]
+    fn a_standby_takes_over_when_the_peer_is_silent_for_the_dead_interval() {
+        let mut m = RoleMachine::new(false, DEAD, PREEMPT, 0);
+        m.on_heartbeat(hb(Role::Active, true, false), 0);
+        for t in (100..1000).step_by(100) {
+            assert_eq!(m.on_heartbeat(hb(Role::Active, true, false), t), None);
+            assert_eq!(m.tick(t + 50), None);
+        }
+        assert_eq!(m.tick(900 + DEAD - 1), None);
+        assert_eq!(m.tick(900 + DEAD), Some(Action::Activate("the peer went silent")));
+    }
+
+    #[test]
+    fn after_a_split_heals_only_the_preferred_board_stays_active() {
+        let mut pref = RoleMachine::new(true, DEAD, PREEMPT, 0);
+        let mut other = RoleMachine::new(false, DEAD, PREEMPT, 0);
+        pref.tick(DEAD);
+        other.tick(DEAD);
+        assert_eq!((pref.role(), other.role()), (Role::Active, Role::Active));
+        assert_eq!(pref.on_heartbeat(hb(Role::Active, false, false), 1000), None);
+        assert!(matches!(other.on_heartbeat(hb(Role::Active, true, false), 1000), Some(Action::Deactivate(_))));
+        assert_eq!(other.role(), Role::Standby);
+        assert!(!other.in_sync, "it needs a bulk sync");
+    }
+
+    #[test]
+    fn preempt_waits_for_sync_and_preempt_time_then_the_peer_lets_go() {
+        let mut pref = RoleMachine::new(true, DEAD, PREEMPT, 0);
+        let mut other = RoleMachine::new(false, DEAD, PREEMPT, 0);
+        other.tick(DEAD);
+        pref.on_heartbeat(hb(Role::Active, false, false), 1000);
+        assert_eq!(pref.role(), Role::Standby);
+        // Not in sync: no preempt, however long.
+        for t in (1000..20_000).step_by(100) {
+            pref.on_heartbeat(hb(Role::Active, false, false), t);
+            assert_eq!(pref.tick(t), None);
+        }
+        pref.in_sync = true;
+        let mut asked = None;
+        for t in (20_000..30_000).step_by(100) {
+            pref.on_heartbeat(hb(Role::Active, false, false), t);
+            if let Some(a) = pref.tick(t) {
+                asked = Some((t, a));
+                break;
+            }
+        }
+        assert_eq!(asked, Some((20_000 + PREEMPT, Action::RequestRole)));
+        // The active board lets go only to a peer in sync.
+        other.on_heartbeat(hb(Role::Standby, true, false), 25_000);
+        assert_eq!(other.on_request(25_000), None);
+        other.on_heartbeat(hb(Role::Standby, true, true), 25_000);
+        assert!(matches!(other.on_request(25_000), Some(Action::Deactivate(_))));
+        assert!(matches!(pref.on_released(25_010), Some(Action::Activate(_))));
+    }
+
+    #[test]
+    fn a_switchover_on_command_needs_a_live_peer_in_sync() {
+        let mut a = RoleMachine::new(true, DEAD, PREEMPT, 0);
+        a.tick(DEAD);
+        assert_eq!(a.switchover(DEAD), Err("the peer is not there"));
+        a.on_heartbeat(hb(Role::Standby, false, false), 400);
+        assert_eq!(a.switchover(450), Err("the peer is not in sync yet"));
+        a.on_heartbeat(hb(Role::Standby, false, true), 500);
+        assert!(matches!(a.switchover(550), Ok(Some(Action::Deactivate(_)))));
+        assert_eq!(a.role(), Role::Standby);
+    }
+}
