@@ -917,6 +917,24 @@ impl Engine {
         Ok(())
     }
 
+    /// Removes the session `r` names (the peer deleted it); false if there is none with
+    /// that inside key and external port.
+    pub fn remove_session(&mut self, r: &SessionRecord) -> bool {
+        let Ok(si) = self.subscriber(r.inst, &r.b4, None) else { return false };
+        let hi = self.inside_hash(r.inst, &r.b4, r.inner_addr, r.inner_port, r.proto);
+        let found = self.sessions.inside.find(hi, |i| {
+            let s = self.sessions.get(i);
+            s.sub == si && s.inner_addr == r.inner_addr && s.inner_port == r.inner_port && s.proto == r.proto
+        });
+        match found {
+            Some(i) if self.sessions.get(i).ext_port == r.ext_port => {
+                self.delete_session(i);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Every live session as a record (display, bulk sync; walks the table).
     pub fn sessions(&self) -> Vec<SessionRecord> {
         self.sessions.iter().map(|(i, _)| self.session_record(i)).collect()

@@ -9,6 +9,7 @@
 //! - `node`: the HA thread of a board, tying them to a socket and to the board.
 #![forbid(unsafe_code)]
 
+pub mod node;
 pub mod replicate;
 pub mod role;
 pub mod stream;

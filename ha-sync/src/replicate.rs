@@ -34,6 +34,12 @@ fn block_key(b: &BlockRecord) -> (u8, [u8; 16], u32, u16) {
     (b.inst, b.b4, b.ext_addr, b.first_port)
 }
 
+/// When a session has surely lived `delay` seconds: times are whole seconds, so one
+/// more than `created + delay` (a session created at 100.9 is not 10 s old at 110).
+fn eligible_at(r: &SessionRecord, delay: u32) -> u32 {
+    r.created.saturating_add(delay).saturating_add(1)
+}
+
 /// Counters of what was replicated.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReplicatorStats {
@@ -95,7 +101,7 @@ impl Replicator {
                 if self.delay == 0 {
                     self.send_session(k, r);
                 } else {
-                    self.young.push_back((r.created.saturating_add(self.delay), k));
+                    self.young.push_back((eligible_at(&r, self.delay), k));
                     self.young_rec.insert(k, r);
                 }
             }
@@ -142,7 +148,7 @@ impl Replicator {
             self.young.pop_front();
             // Gone already (deleted young), or queued twice by a reused key: skip.
             if let Some(r) = self.young_rec.get(&k).copied()
-                && r.created.saturating_add(self.delay) <= now
+                && eligible_at(&r, self.delay) <= now
             {
                 self.young_rec.remove(&k);
                 self.send_session(k, r);
@@ -195,7 +201,7 @@ impl Replicator {
         }
         let mut young: Vec<&SessionRecord> = Vec::new();
         for r in sessions {
-            if r.created.saturating_add(self.delay) <= now {
+            if eligible_at(r, self.delay) <= now {
                 self.send_session(Key::of(r), *r);
             } else {
                 young.push(r);
@@ -203,7 +209,7 @@ impl Replicator {
         }
         young.sort_by_key(|r| r.created);
         for r in young {
-            self.young.push_back((r.created.saturating_add(self.delay), Key::of(r)));
+            self.young.push_back((eligible_at(r, self.delay), Key::of(r)));
             self.young_rec.insert(Key::of(r), *r);
         }
         self.out.drain(..).collect()
@@ -245,9 +251,9 @@ mod tests {
         r.on_event(SessionEvent::Created(session(1, 1, 100)), 100);
         r.on_event(SessionEvent::Created(session(1, 2, 101)), 101);
         r.on_event(SessionEvent::Deleted(session(1, 2, 101)), 105);
-        r.tick(109);
-        assert_eq!(r.drain().count(), 0, "nothing before delay-time");
         r.tick(110);
+        assert_eq!(r.drain().count(), 0, "nothing before delay-time (whole seconds: 100.9 + 10 > 110)");
+        r.tick(111);
         assert_eq!(r.drain().collect::<Vec<_>>(), vec![Record::Block(block(1)), Record::Session(session(1, 1, 100))]);
         r.tick(200);
         assert_eq!(r.drain().count(), 0, "the young death never goes");
@@ -279,7 +285,7 @@ mod tests {
 
     #[test]
     fn a_bulk_sync_carries_the_eligible_and_leaves_the_young_to_their_time() {
-        let sessions = [session(1, 1, 100), session(1, 2, 195), session(2, 3, 50)];
+        let sessions = [session(1, 1, 100), session(1, 2, 190), session(2, 3, 50)];
         let blocks = [block(1), block(2)];
         let mut r = Replicator::new(10);
         let bulk = r.restart(&sessions, &blocks, 200);
@@ -293,7 +299,9 @@ mod tests {
             ]
         );
         assert_eq!((r.replicated(), r.young()), (2, 1));
-        r.tick(205);
+        r.tick(200);
+        assert_eq!(r.drain().count(), 0);
+        r.tick(201);
         assert_eq!(r.drain().collect::<Vec<_>>(), vec![Record::Session(sessions[1])], "its block went already");
     }
 

@@ -16,8 +16,9 @@
 //!   follows the same path.
 
 /// A board's role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Role {
+    #[default]
     Init,
     Standby,
     Active,

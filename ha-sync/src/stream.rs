@@ -52,6 +52,11 @@ impl Sender {
         self.unacked.len()
     }
 
+    /// How long the oldest unacknowledged message has waited.
+    pub fn oldest_age(&self) -> Option<Duration> {
+        self.unacked.front().map(|p| p.sent_at.elapsed())
+    }
+
     /// Records a message just sent with `next_seq()`. A full queue refuses it: the
     /// caller counts nothing lost silently and restarts the stream ([`Sender::reset`]).
     pub fn sent(&mut self, bytes: Vec<u8>, now: Instant) -> Result<(), Overflow> {

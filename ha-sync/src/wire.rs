@@ -205,6 +205,11 @@ impl Builder {
         true
     }
 
+    /// Sets the header's flags (known only once the records are in).
+    pub fn set_flags(&mut self, flags: u8) {
+        self.buf[6] = flags;
+    }
+
     /// Appends raw payload bytes (acknowledgement ranges, heartbeat state).
     pub fn raw(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);

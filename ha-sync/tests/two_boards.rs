@@ -1,0 +1,225 @@
+//! Two boards' HA threads over loopback UDP, each in front of a real engine: sessions
+//! older than delay-time reach the standby and younger ones do not, deletions follow,
+//! a silent active is replaced within the dead interval and the standby then translates
+//! the old flows to the same external address and port, a returning board syncs in
+//! bulk and gets its role back after preempt-time, and forged messages are refused.
+
+#[path = "../../dataplane/tests/common/mod.rs"]
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use dataplane::nat::events::{BlockRecord, SessionRecord};
+use dataplane::{Egress, Engine, Frame, HEADROOM, VecSink, Verdict};
+use ha_sync::node::{Local, Node, Settings, Status};
+use ha_sync::role::Role;
+
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+/// A board: one engine, and whether it forwards.
+#[derive(Clone)]
+struct Board {
+    eng: Arc<Mutex<Engine>>,
+    active: Arc<AtomicBool>,
+}
+
+impl Board {
+    fn new() -> (Board, crossbeam_channel::Receiver<dataplane::nat::events::SessionEvent>) {
+        let (mut eng, events) = Engine::new(&config(instance()), 0, 7).unwrap();
+        eng.set_clock(unix_ms());
+        (Board { eng: Arc::new(Mutex::new(eng)), active: Arc::new(AtomicBool::new(false)) }, events)
+    }
+
+    fn run(&self, frame: &[u8]) -> (Verdict, Vec<u8>) {
+        let mut eng = self.eng.lock().unwrap();
+        eng.set_clock(unix_ms());
+        let mut buf = vec![0u8; HEADROOM + frame.len() + 64];
+        buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
+        let mut f = Frame::new(&mut buf, HEADROOM, frame.len());
+        let v = eng.process(&mut f, &mut VecSink::default());
+        (v, f.bytes().to_vec())
+    }
+
+    fn sessions(&self) -> Vec<SessionRecord> {
+        self.eng.lock().unwrap().sessions()
+    }
+}
+
+impl Local for Board {
+    fn install(&self, blocks: Vec<BlockRecord>, sessions: Vec<SessionRecord>) -> (usize, usize) {
+        let mut eng = self.eng.lock().unwrap();
+        eng.set_clock(unix_ms());
+        let b = blocks.iter().filter(|b| eng.install_block(b).is_err()).count();
+        let s = sessions.iter().filter(|s| eng.install_session(s).is_err()).count();
+        (b, s)
+    }
+    fn remove(&self, sessions: Vec<SessionRecord>) -> usize {
+        let mut eng = self.eng.lock().unwrap();
+        sessions.iter().filter(|s| eng.remove_session(s)).count()
+    }
+    fn table(&self) -> (Vec<SessionRecord>, Vec<BlockRecord>) {
+        let eng = self.eng.lock().unwrap();
+        let blocks = eng
+            .subscribers()
+            .into_iter()
+            .flat_map(|s| {
+                s.blocks.into_iter().map(move |(first, size)| BlockRecord {
+                    inst: s.inst,
+                    b4: s.b4,
+                    ext_addr: s.ext_addr,
+                    first_port: first,
+                    size,
+                    at: 0,
+                })
+            })
+            .collect();
+        (eng.sessions(), blocks)
+    }
+    fn set_active(&self, on: bool) {
+        self.active.store(on, Ordering::SeqCst);
+    }
+}
+
+fn free_port() -> SocketAddr {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+fn settings(slot: u16, bind: SocketAddr, peer: SocketAddr, preferred: bool) -> Settings {
+    Settings {
+        slot,
+        bind,
+        peer,
+        witness: None,
+        key: b"lab-only-secret".to_vec(),
+        preferred,
+        hot_backup: true,
+        delay_secs: 1,
+        preempt_ms: 1500,
+        heartbeat_ms: 20,
+        dead_count: 5,
+        queue: 4096,
+        rto_ms: 50,
+        pace_per_ms: 16,
+    }
+}
+
+fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !ok() {
+        assert!(t.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Forwards a board's engine events to its HA thread until `stop`.
+fn pump(
+    events: crossbeam_channel::Receiver<dataplane::nat::events::SessionEvent>,
+    node: Arc<Node>,
+    stop: Arc<AtomicBool>,
+) {
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            for e in events.try_iter() {
+                node.event(e);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+}
+
+fn status(n: &Node) -> Status {
+    n.status()
+}
+
+#[test]
+fn sessions_survive_the_death_of_the_active_board() {
+    let (a_addr, b_addr) = (free_port(), free_port());
+    let (a, a_events) = Board::new();
+    let (b, b_events) = Board::new();
+    let na = Arc::new(Node::start(settings(1, a_addr, b_addr, true), a.clone()).unwrap());
+    let nb = Arc::new(Node::start(settings(2, b_addr, a_addr, false), b.clone()).unwrap());
+    let (stop_a, stop_b) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    pump(a_events, na.clone(), stop_a.clone());
+    pump(b_events, nb.clone(), stop_b.clone());
+    wait_for("roles", 5, || status(&na).role == Role::Active && status(&nb).role == Role::Standby);
+    assert!(a.active.load(Ordering::SeqCst) && !b.active.load(Ordering::SeqCst));
+    wait_for("the standby in sync", 5, || status(&nb).in_sync);
+
+    // An old flow (outlives delay-time) and a flow that ends young.
+    let old = softwire(B4_A, &ip4_udp(HOST, SERVER, 5000, 53, 64, b"old"));
+    let (v, out) = a.run(&old);
+    assert_eq!(v, Verdict::Forward(Egress::Internet));
+    let (ext, port) = (out_src(&out), out_sport(&out));
+    std::thread::sleep(Duration::from_millis(2200));
+    let young = softwire(B4_B, &ip4_udp(HOST, SERVER, 6000, 53, 64, b"young"));
+    assert_eq!(a.run(&young).0, Verdict::Forward(Egress::Internet));
+    wait_for("the old session on the standby", 5, || b.sessions().iter().any(|s| s.ext_port == port));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!b.sessions().iter().any(|s| s.b4 == B4_B), "a session younger than delay-time is not sent");
+    let st = status(&na);
+    assert!(st.records_sent >= 2 && st.replicated == 1 && st.young == 1, "{st:?}");
+
+    // A forged message (another key) is refused and counted.
+    let mut forger = ha_sync::wire::Builder::new(&ha_sync::wire::Header {
+        kind: ha_sync::wire::Kind::Switchover,
+        flags: ha_sync::wire::FLAG_RELEASED,
+        slot: 1,
+        epoch: u64::MAX,
+        seq: 1,
+        ack: 0,
+    });
+    forger.raw(&[]);
+    let d = forger.finish(&ha_sync::wire::Key::new(b"guessed"));
+    UdpSocket::bind("127.0.0.1:0").unwrap().send_to(&d, b_addr).unwrap();
+    wait_for("the forgery counted", 5, || status(&nb).rejected_auth >= 1);
+    assert_eq!(status(&nb).role, Role::Standby, "a forged release changes nothing");
+
+    // The active board dies.
+    stop_a.store(true, Ordering::Relaxed);
+    let died = Instant::now();
+    na.stop();
+    wait_for("the takeover", 5, || b.active.load(Ordering::SeqCst));
+    let gap = died.elapsed();
+    assert!(gap < Duration::from_millis(400), "took over after {gap:?}");
+    let why = status(&nb).last_change.unwrap().1;
+    assert!(why.contains("the peer went silent"), "{why}");
+
+    // Inbound traffic to the mapped port reaches the B4; the flow keeps its mapping.
+    let back = from_internet(&ip4_udp(SERVER, ext, 53, port, 64, b"reply"));
+    let (v, out) = b.run(&back);
+    assert_eq!(v, Verdict::Forward(Egress::Softwire));
+    assert_eq!(out[38..54], B4_A, "to the B4 of the session");
+    let (v, out) = b.run(&old);
+    assert_eq!(v, Verdict::Forward(Egress::Internet));
+    assert_eq!((out_src(&out), out_sport(&out)), (ext, port), "same external address and port");
+
+    // The preferred board comes back: standby, bulk sync, then after preempt-time the
+    // role goes back to it, gracefully.
+    let (a2, a2_events) = Board::new();
+    let na2 = Arc::new(Node::start(settings(1, a_addr, b_addr, true), a2.clone()).unwrap());
+    let stop_a2 = Arc::new(AtomicBool::new(false));
+    pump(a2_events, na2.clone(), stop_a2.clone());
+    wait_for("the returning board in sync", 5, || status(&na2).in_sync && status(&na2).role == Role::Standby);
+    assert!(a2.sessions().iter().any(|s| s.ext_port == port && s.b4 == B4_A), "bulk carried the old session");
+    let synced = Instant::now();
+    wait_for("preempt", 10, || a2.active.load(Ordering::SeqCst));
+    assert!(synced.elapsed() >= Duration::from_millis(1000), "not before preempt-time");
+    wait_for("the other board standby", 5, || !b.active.load(Ordering::SeqCst) && status(&nb).role == Role::Standby);
+    let (v, out) = a2.run(&old);
+    assert_eq!(v, Verdict::Forward(Egress::Internet));
+    assert_eq!((out_src(&out), out_sport(&out)), (ext, port));
+
+    // A switchover on command goes back the other way, once the peer is in sync.
+    wait_for("the other board in sync", 5, || status(&nb).in_sync);
+    na2.switchover().unwrap();
+    wait_for("switchover", 5, || b.active.load(Ordering::SeqCst) && !a2.active.load(Ordering::SeqCst));
+
+    stop_a2.store(true, Ordering::Relaxed);
+    stop_b.store(true, Ordering::Relaxed);
+}
