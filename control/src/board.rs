@@ -54,6 +54,8 @@ pub enum Control {
     /// State from the peer board: blocks first, then sessions. Answers with how many of
     /// each were refused.
     Install(Vec<BlockRecord>, Vec<SessionRecord>, Sender<(usize, usize)>),
+    /// Sessions the peer board deleted. Answers with how many were found.
+    Remove(Vec<SessionRecord>, Sender<usize>),
     Stop,
 }
 
@@ -74,9 +76,19 @@ pub struct Board {
     pub pinned: usize,
     /// How packets move, in words (for the log and `display`).
     pub io: String,
-    /// The XDP program on each interface (AF_XDP boards); dropped after the workers,
-    /// which detaches it.
-    steering: Vec<Steering>,
+    handle: BoardHandle,
+}
+
+/// What other threads (hot backup) may do with a running board: reach its workers,
+/// start and stop its forwarding. Cloned freely.
+#[derive(Clone)]
+pub struct BoardHandle {
+    txs: Vec<Sender<Control>>,
+    active: Arc<AtomicBool>,
+    /// The XDP program on each interface (AF_XDP boards); cleared after the workers
+    /// stopped, which detaches it.
+    steering: Arc<std::sync::Mutex<Vec<Steering>>>,
+    announce: Option<Arc<crate::announce::Announce>>,
 }
 
 fn now_ms() -> u64 {
@@ -268,6 +280,8 @@ fn fanout_group(slot: u32, side: u16) -> u16 {
 
 struct WorkerCtx {
     id: u16,
+    /// False while the board is standby: frames are not the board's to forward.
+    active: Arc<AtomicBool>,
     seed: u64,
     cfg: EngineConfig,
     gauges: Arc<Gauges>,
@@ -304,6 +318,9 @@ fn control(engine: &mut Engine, ctx: &mut WorkerCtx, c: Control) -> bool {
             let bad_blocks = blocks.iter().filter(|b| engine.install_block(b).is_err()).count();
             let bad_sessions = sessions.iter().filter(|r| engine.install_session(r).is_err()).count();
             let _ = reply.send((bad_blocks, bad_sessions));
+        }
+        Control::Remove(sessions, reply) => {
+            let _ = reply.send(sessions.iter().filter(|r| engine.remove_session(r)).count());
         }
     }
     true
@@ -378,7 +395,15 @@ fn worker_io_loop(
         }
         engine.set_clock(now_ms());
         port.wait(10, idle);
+        let active = ctx.active.load(Ordering::Relaxed);
         let mut work = port.receive(|frames, verdicts| {
+            if !active {
+                // AF_PACKET sees frames whatever the role (AF_XDP is told by the XDP
+                // program's flag): a standby forwards nothing.
+                verdicts.fill(Verdict::Drop(dataplane::counters::Counter::DropStandby));
+                counters.add(dataplane::counters::Counter::DropStandby, frames.len() as u64);
+                return;
+            }
             engine.process_batch(frames, verdicts, &mut sink);
             hand_over_batch(frames, verdicts, &mailbox, &counters);
         });
@@ -423,7 +448,7 @@ fn attach_xdp(io: &Interfaces, cfg: &EngineConfig) -> std::io::Result<[Steering;
 /// cannot be opened leaves its worker without packets, said loudly, as before.
 type Ports = (Vec<Option<Port>>, Vec<Steering>, String);
 
-fn open_ports(io: &Interfaces, cfg: &EngineConfig, slot: u32, n: usize) -> Result<Ports, String> {
+fn open_ports(io: &Interfaces, cfg: &EngineConfig, slot: u32, n: usize, active: bool) -> Result<Ports, String> {
     let sides = format!("{} (softwire) and {} (internet)", io.softwire, io.internet);
     let xdp = match io.packet_io {
         PacketIo::AfPacket => None,
@@ -466,7 +491,7 @@ fn open_ports(io: &Interfaces, cfg: &EngineConfig, slot: u32, n: usize) -> Resul
         ports.push(port.map_or_else(|e| warn(id, e), Some));
     }
     for s in &mut steering {
-        s.set_active(true).map_err(|e| format!("XDP on {}: {e}", s.ifname()))?;
+        s.set_active(active).map_err(|e| format!("XDP on {}: {e}", s.ifname()))?;
     }
     let desc = format!(
         "AF_XDP ({} XDP, {} poll) on {sides}; {queues} of {n} workers on RX queues",
@@ -474,6 +499,124 @@ fn open_ports(io: &Interfaces, cfg: &EngineConfig, slot: u32, n: usize) -> Resul
         if io.poll == PollMode::Busy { "busy" } else { "blocking" }
     );
     Ok((ports, steering.into(), desc))
+}
+
+impl BoardHandle {
+    fn ask<T>(&self, make: impl Fn(Sender<T>) -> Control) -> Vec<T> {
+        let mut out = Vec::new();
+        for w in &self.txs {
+            let (tx, rx) = bounded(1);
+            if w.send(make(tx)).is_ok()
+                && let Ok(v) = rx.recv_timeout(Duration::from_secs(5))
+            {
+                out.push(v);
+            }
+        }
+        out
+    }
+
+    /// Installs blocks and sessions (from the peer board), each on the worker that owns
+    /// its subscriber. Returns how many blocks and sessions were refused.
+    pub fn install(&self, blocks: Vec<BlockRecord>, sessions: Vec<SessionRecord>) -> (usize, usize) {
+        let n = self.txs.len() as u16;
+        let mut per: Vec<(Vec<BlockRecord>, Vec<SessionRecord>)> = (0..n).map(|_| (Vec::new(), Vec::new())).collect();
+        for b in blocks {
+            per[dataplane::engine::owner_of_b4(&b.b4, n) as usize].0.push(b);
+        }
+        for r in sessions {
+            per[dataplane::engine::owner_of_b4(&r.b4, n) as usize].1.push(r);
+        }
+        let mut refused = (0, 0);
+        for (w, (b, s)) in self.txs.iter().zip(per) {
+            let (tx, rx) = bounded(1);
+            let total = (b.len(), s.len());
+            if w.send(Control::Install(b, s, tx)).is_err() {
+                refused = (refused.0 + total.0, refused.1 + total.1);
+                continue;
+            }
+            let (x, y) = rx.recv_timeout(Duration::from_secs(10)).unwrap_or(total);
+            refused = (refused.0 + x, refused.1 + y);
+        }
+        refused
+    }
+
+    pub fn sessions(&self, f: &SessionFilter) -> Vec<SessionRecord> {
+        self.ask(|tx| Control::Sessions(f.clone(), tx)).into_iter().flatten().collect()
+    }
+
+    pub fn subscribers(&self) -> Vec<SubscriberView> {
+        self.ask(Control::Subscribers).into_iter().flatten().collect()
+    }
+
+    /// Removes sessions the peer deleted, each on its worker; returns how many were found.
+    pub fn remove(&self, sessions: Vec<SessionRecord>) -> usize {
+        let n = self.txs.len() as u16;
+        let mut per: Vec<Vec<SessionRecord>> = (0..n).map(|_| Vec::new()).collect();
+        for r in sessions {
+            per[dataplane::engine::owner_of_b4(&r.b4, n) as usize].push(r);
+        }
+        let mut found = 0;
+        for (w, s) in self.txs.iter().zip(per) {
+            let (tx, rx) = bounded(1);
+            if !s.is_empty() && w.send(Control::Remove(s, tx)).is_ok() {
+                found += rx.recv_timeout(Duration::from_secs(10)).unwrap_or(0);
+            }
+        }
+        found
+    }
+
+    /// Every session and port block of the board (a bulk sync).
+    pub fn table(&self) -> (Vec<SessionRecord>, Vec<BlockRecord>) {
+        let blocks = self
+            .subscribers()
+            .into_iter()
+            .flat_map(|s| {
+                s.blocks.into_iter().map(move |(first_port, size)| BlockRecord {
+                    inst: s.inst,
+                    b4: s.b4,
+                    ext_addr: s.ext_addr,
+                    first_port,
+                    size,
+                    at: 0,
+                })
+            })
+            .collect();
+        (self.sessions(&SessionFilter::default()), blocks)
+    }
+
+    /// Whether the board forwards.
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Starts or stops forwarding: the workers' flag, the XDP programs' flag, and on
+    /// start the announcement of the addresses (decision 0007).
+    pub fn set_active(&self, on: bool) {
+        self.active.store(on, Ordering::Relaxed);
+        for s in self.steering.lock().unwrap_or_else(|e| e.into_inner()).iter_mut() {
+            if let Err(e) = s.set_active(on) {
+                eprintln!("aftrd: XDP on {}: {e}", s.ifname());
+            }
+        }
+        if let Some(a) = &self.announce {
+            if on { a.claim() } else { a.release() }
+        }
+    }
+}
+
+impl ha_sync::node::Local for BoardHandle {
+    fn install(&self, blocks: Vec<BlockRecord>, sessions: Vec<SessionRecord>) -> (usize, usize) {
+        BoardHandle::install(self, blocks, sessions)
+    }
+    fn remove(&self, sessions: Vec<SessionRecord>) -> usize {
+        BoardHandle::remove(self, sessions)
+    }
+    fn table(&self) -> (Vec<SessionRecord>, Vec<BlockRecord>) {
+        BoardHandle::table(self)
+    }
+    fn set_active(&self, on: bool) {
+        BoardHandle::set_active(self, on)
+    }
 }
 
 impl Board {
@@ -484,9 +627,11 @@ impl Board {
         cores: &[u32],
         io: Option<Interfaces>,
         seed: u64,
+        start_active: bool,
         on_event: impl FnMut(SessionEvent) + Send + 'static,
     ) -> Result<Board, String> {
         let n = cfg.workers as usize;
+        let active = Arc::new(AtomicBool::new(start_active));
         let mut mailboxes = dataplane::handoff::mesh(n as u16, 1024, 2048).into_iter();
         let gauges = Arc::new(Gauges {
             sessions: (0..n).map(|_| AtomicU64::new(0)).collect(),
@@ -496,7 +641,7 @@ impl Board {
             core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect();
         let (ev_tx, ev_rx) = bounded::<Receiver<SessionEvent>>(64);
         let (mut ports, steering, io_desc) = match &io {
-            Some(io) => open_ports(io, &cfg, slot, n)?,
+            Some(io) => open_ports(io, &cfg, slot, n, start_active)?,
             None => ((0..n).map(|_| None).collect(), Vec::new(), "no packet interfaces configured".to_string()),
         };
         let mut workers = Vec::new();
@@ -508,7 +653,14 @@ impl Board {
             let (tx, rx) = bounded(64);
             let core = cores.get(id as usize).copied().filter(|c| available.contains(&(*c as usize)));
             pinned += core.is_some() as usize;
-            let ctx = WorkerCtx { id, seed, cfg: cfg.clone(), gauges: gauges.clone(), events_out: ev_tx.clone() };
+            let ctx = WorkerCtx {
+                id,
+                active: active.clone(),
+                seed,
+                cfg: cfg.clone(),
+                gauges: gauges.clone(),
+                events_out: ev_tx.clone(),
+            };
             let io = io.clone();
             let port = ports[id as usize].take();
             let mailbox = mailboxes.next().expect("one mailbox per worker");
@@ -556,6 +708,12 @@ impl Board {
                 }
             })
             .map_err(|e| e.to_string())?;
+        let handle = BoardHandle {
+            txs: workers.iter().map(|w| w.tx.clone()).collect(),
+            active,
+            steering: Arc::new(std::sync::Mutex::new(steering)),
+            announce: io.as_ref().map(|i| Arc::new(crate::announce::Announce::new(i, &cfg))),
+        };
         Ok(Board {
             slot,
             workers,
@@ -565,64 +723,36 @@ impl Board {
             events_thread: Some(events_thread),
             pinned,
             io: io_desc,
-            steering,
+            handle,
         })
     }
 
     /// What the XDP program on each interface (softwire, Internet) did; empty on an
     /// AF_PACKET board.
     pub fn steering_stats(&self) -> Vec<dataplane::io::xdp::SteeringStats> {
-        self.steering.iter().map(|s| s.stats()).collect()
+        self.handle.steering.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|s| s.stats()).collect()
+    }
+
+    pub fn handle(&self) -> BoardHandle {
+        self.handle.clone()
     }
 
     pub fn counters(&self) -> Vec<Arc<WorkerCounters>> {
         self.workers.iter().map(|w| w.counters.clone()).collect()
     }
 
-    fn ask<T>(&self, make: impl Fn(Sender<T>) -> Control) -> Vec<T> {
-        let mut out = Vec::new();
-        for w in &self.workers {
-            let (tx, rx) = bounded(1);
-            if w.tx.send(make(tx)).is_ok()
-                && let Ok(v) = rx.recv_timeout(Duration::from_secs(5))
-            {
-                out.push(v);
-            }
-        }
-        out
-    }
-
     /// Installs blocks and sessions (from the peer board), each on the worker that owns
     /// its subscriber. Returns how many blocks and sessions were refused.
     pub fn install(&self, blocks: Vec<BlockRecord>, sessions: Vec<SessionRecord>) -> (usize, usize) {
-        let n = self.workers.len() as u16;
-        let mut per: Vec<(Vec<BlockRecord>, Vec<SessionRecord>)> = (0..n).map(|_| (Vec::new(), Vec::new())).collect();
-        for b in blocks {
-            per[dataplane::engine::owner_of_b4(&b.b4, n) as usize].0.push(b);
-        }
-        for r in sessions {
-            per[dataplane::engine::owner_of_b4(&r.b4, n) as usize].1.push(r);
-        }
-        let mut refused = (0, 0);
-        for (w, (b, s)) in self.workers.iter().zip(per) {
-            let (tx, rx) = bounded(1);
-            let total = (b.len(), s.len());
-            if w.tx.send(Control::Install(b, s, tx)).is_err() {
-                refused = (refused.0 + total.0, refused.1 + total.1);
-                continue;
-            }
-            let (x, y) = rx.recv_timeout(Duration::from_secs(10)).unwrap_or(total);
-            refused = (refused.0 + x, refused.1 + y);
-        }
-        refused
+        self.handle.install(blocks, sessions)
     }
 
     pub fn sessions(&self, f: &SessionFilter) -> Vec<SessionRecord> {
-        self.ask(|tx| Control::Sessions(f.clone(), tx)).into_iter().flatten().collect()
+        self.handle.sessions(f)
     }
 
     pub fn subscribers(&self) -> Vec<SubscriberView> {
-        self.ask(Control::Subscribers).into_iter().flatten().collect()
+        self.handle.subscribers()
     }
 
     /// Applies a new engine configuration; instances whose settings did not change keep
@@ -637,7 +767,7 @@ impl Board {
         dataplane::engine::validate(&new).map_err(|e| e.to_string())?;
         let keep: Vec<String> =
             new.instances.iter().filter(|i| self.config.instances.contains(i)).map(|i| i.name.clone()).collect();
-        let results = self.ask(|tx| Control::Reconfigure(Box::new(new.clone()), keep.clone(), tx));
+        let results = self.handle.ask(|tx| Control::Reconfigure(Box::new(new.clone()), keep.clone(), tx));
         let mut kept = 0;
         for r in results {
             kept += r?;
@@ -654,7 +784,12 @@ impl Board {
             let _ = w.thread.join();
         }
         // The sockets are closed: take the programs off the interfaces.
-        self.steering.clear();
+        self.handle.steering.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        if let Some(a) = &self.handle.announce
+            && self.handle.is_active()
+        {
+            a.release();
+        }
         self.events_stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.events_thread.take() {
             let _ = t.join();

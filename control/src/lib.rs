@@ -8,9 +8,11 @@
 //! board does and the engine settings it runs with.
 #![forbid(unsafe_code)]
 
+pub mod announce;
 pub mod board;
 pub mod config;
 pub mod display;
+pub mod ha;
 pub mod metrics;
 pub mod mgmt;
 pub mod natlog;

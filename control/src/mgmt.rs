@@ -24,6 +24,8 @@ pub struct Daemon {
     pub slot: u32,
     pub running: Config,
     pub board: Board,
+    /// The hot-backup thread, when this board is paired with another.
+    pub ha: Option<std::sync::Arc<ha_sync::node::Node>>,
     pub logger: Arc<Mutex<Option<NatLogger>>>,
 }
 
@@ -42,6 +44,75 @@ fn proto_name(p: u8) -> &'static str {
 }
 
 impl Daemon {
+    /// `display service-ha`: the settings, then the live state of the HA thread.
+    fn display_ha(&self) -> String {
+        let ha = &self.running.ha;
+        let mut o = format!(
+            "slot {}\nhot-backup: {}\ndelay-time: {} s\npreempt-time: {} s\nheartbeat: {} ms, dead after {}\n",
+            self.slot,
+            if ha.hot_backup { "enabled" } else { "disabled (cold standby)" },
+            ha.delay_time,
+            ha.preempt_time,
+            ha.heartbeat_ms,
+            ha.dead_count
+        );
+        let Some(n) = &self.ha else {
+            o.push_str("role: standalone (no service-location pairs this board with another, or no ha-address)\n");
+            return o;
+        };
+        let st = n.status();
+        if let Some(e) = &st.channel_error {
+            let _ = writeln!(o, "HA channel: down, {e} (retried every second; the board stays inactive)");
+        }
+        let _ = writeln!(
+            o,
+            "witness on the softwire segment: {}",
+            if st.witness { "on" } else { "off (the HA link alone tells whether the peer lives)" }
+        );
+        let role = |r: ha_sync::role::Role| r.name();
+        let _ = writeln!(
+            o,
+            "role: {}{}",
+            role(st.role),
+            if st.preferred { " (preferred board of the location)" } else { "" }
+        );
+        let _ = writeln!(
+            o,
+            "peer: {}",
+            match (st.peer_alive, st.peer_role) {
+                (true, Some(r)) => format!("alive, {}", role(r)),
+                (false, Some(r)) => format!("silent (last seen {})", role(r)),
+                _ => "never heard".to_string(),
+            }
+        );
+        let _ = writeln!(o, "in sync: {}", if st.in_sync { "yes" } else { "no" });
+        let _ = writeln!(o, "sessions replicated: {} (waiting for delay-time: {})", st.replicated, st.young);
+        let _ = writeln!(
+            o,
+            "records sent: {} in {} messages ({} retransmitted)",
+            st.records_sent, st.messages_sent, st.retransmitted
+        );
+        let _ = writeln!(o, "records received: {} (refused on install: {})", st.records_received, st.install_refused);
+        let _ = writeln!(o, "queue depth: {}, lag: {} ms", st.queue_depth, st.lag_ms);
+        let _ = writeln!(
+            o,
+            "bulk syncs sent: {}, queue overflows: {}, events dropped: {}",
+            st.bulk_syncs, st.overflows, st.events_dropped
+        );
+        let _ = writeln!(
+            o,
+            "refused messages: {} unauthenticated, {} replayed, {} malformed",
+            st.rejected_auth, st.rejected_replay, st.rejected_malformed
+        );
+        match &st.last_change {
+            Some((ms, why)) => {
+                let _ = writeln!(o, "last change: {why} (unix time {}.{:03})", ms / 1000, ms % 1000);
+            }
+            None => o.push_str("last change: none\n"),
+        }
+        o
+    }
+
     /// Applies a complete new configuration: checked as a whole, then the engines are
     /// reconfigured (unchanged instances keep their sessions); nothing changes on error.
     pub fn commit(&mut self, text: &str) -> Reply {
@@ -185,19 +256,16 @@ impl Daemon {
                 }
                 Reply::Ok(o)
             }
-            ["display", "service-ha"] => {
-                let ha = &self.running.ha;
-                Reply::Ok(format!(
-                    "slot {}\nhot-backup: {}\ndelay-time: {} s\npreempt-time: {} s\nheartbeat: {} ms, dead after {}\nrole: standalone (session replication is not built yet)\n",
-                    self.slot,
-                    if ha.hot_backup { "enabled" } else { "disabled" },
-                    ha.delay_time,
-                    ha.preempt_time,
-                    ha.heartbeat_ms,
-                    ha.dead_count
-                ))
-            }
-            ["switchover"] => Reply::Error("switchover needs hot backup, which is not built yet\n".into()),
+            ["display", "service-ha"] => Reply::Ok(self.display_ha()),
+            ["switchover"] => match &self.ha {
+                Some(n) => match n.switchover() {
+                    Ok(what) => Reply::Ok(format!("Info: {what}\n")),
+                    Err(e) => Reply::Error(format!("Error: switchover refused: {e}\n")),
+                },
+                None => Reply::Error(
+                    "Error: this board runs alone (no service-location pairs it with another board)\n".into(),
+                ),
+            },
             _ => Reply::Error(format!(
                 "unknown request `{first}`; one of: display current-configuration | plan | sessions [b4 A] [inside A] [external A] [port P] | subscribers | statistics | service-ha; commit; switchover\n"
             )),

@@ -101,8 +101,12 @@ fn aftrctl_displays_and_commits_through_the_daemon() {
     assert!(out.contains("committed"));
     let (_, now, _) = d.ctl(&["display", "service-ha"]);
     assert!(now.contains("delay-time: 20 s"), "{now}");
+    // The example's HA address (192.0.2.1) is not on this host: the board stays
+    // inactive and says why, and a switchover is refused.
+    assert!(now.contains("HA channel: down, cannot bind 192.0.2.1:4789"), "{now}");
+    assert!(now.contains("role: init (preferred board of the location)"), "{now}");
     let (ok, _, err) = d.ctl(&["switchover"]);
-    assert!(!ok && err.contains("not built yet"));
+    assert!(!ok && err.contains("switchover refused: the peer is not there"), "{err}");
 }
 
 #[test]
@@ -165,7 +169,7 @@ fn a_commit_keeps_the_sessions_of_untouched_instances() {
     let (c, _) = control::parse::parse(&text).unwrap();
     let p = control::plan::plan(&c);
     let ec = control::plan::engine_config(&c, &p, 4).unwrap();
-    let mut board = Board::start(4, ec.clone(), &[], None, 7, |_| {}).unwrap();
+    let mut board = Board::start(4, ec.clone(), &[], None, 7, true, |_| {}).unwrap();
     // One session in each instance, as the peer board would send them.
     let mut installed = 0;
     for (inst_name, b4, pool) in

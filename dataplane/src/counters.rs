@@ -81,6 +81,8 @@ counters! {
     DropMartian = "drop_martian",
     DropNoNextHop = "drop_no_next_hop",
     DropHandoffFull = "drop_handoff_full",
+    /// Received while the board is standby (hot backup): the active board forwards it.
+    DropStandby = "drop_standby",
 }
 
 /// How many counters there are.

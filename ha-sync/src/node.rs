@@ -97,6 +97,10 @@ pub struct Status {
     pub events_dropped: u64,
     /// Unix milliseconds and reason of the last change of role.
     pub last_change: Option<(u64, String)>,
+    /// Why the HA channel is not up (its address cannot be bound).
+    pub channel_error: Option<String>,
+    /// Witness heartbeats on the softwire segment are sent and heard.
+    pub witness: bool,
 }
 
 enum Cmd {
@@ -119,14 +123,14 @@ fn unix_ms() -> u64 {
 
 impl Node {
     /// Binds the HA channel (and the witness) and starts the thread. The board starts
-    /// inactive: the role machine decides.
+    /// inactive: the role machine decides. An HA address that cannot be bound yet (the
+    /// interface is not up) is retried every second, and the board stays inactive and
+    /// says why in its status: a board that cannot hear its peer must not go active.
     pub fn start(s: Settings, local: impl Local) -> io::Result<Node> {
-        let sock = UdpSocket::bind(s.bind)?;
-        sock.set_nonblocking(true)?;
-        let witness = match &s.witness {
-            Some((ifname, port)) => Some(witness_socket(ifname, *port)?),
-            None => None,
-        };
+        let sock = bind(s.bind).ok();
+        // Without its interface (not there yet) the witness is off: the HA link alone
+        // decides, as the status says.
+        let witness = s.witness.as_ref().and_then(|(ifname, port)| witness_socket(ifname, *port).ok());
         let (cmd_tx, cmd_rx) = bounded(8);
         let (ev_tx, ev_rx) = bounded(1 << 16);
         let dropped = Arc::new(AtomicU64::new(0));
@@ -179,6 +183,12 @@ impl Drop for Node {
     }
 }
 
+fn bind(a: SocketAddr) -> io::Result<UdpSocket> {
+    let sock = UdpSocket::bind(a)?;
+    sock.set_nonblocking(true)?;
+    Ok(sock)
+}
+
 /// A UDP socket on the softwire interface for witness heartbeats (link-local multicast).
 fn witness_socket(ifname: &str, port: u16) -> io::Result<UdpSocket> {
     let index = std::fs::read_to_string(format!("/sys/class/net/{ifname}/ifindex"))?
@@ -196,7 +206,9 @@ fn witness_socket(ifname: &str, port: u16) -> io::Result<UdpSocket> {
 struct State<L: Local> {
     s: Settings,
     key: Key,
-    sock: UdpSocket,
+    /// None while the HA address cannot be bound.
+    sock: Option<UdpSocket>,
+    last_bind: Instant,
     witness: Option<(UdpSocket, SocketAddr)>,
     local: L,
     epoch: u64,
@@ -228,7 +240,7 @@ struct State<L: Local> {
 impl<L: Local> State<L> {
     fn new(
         s: Settings,
-        sock: UdpSocket,
+        sock: Option<UdpSocket>,
         witness: Option<UdpSocket>,
         local: L,
         dropped: Arc<AtomicU64>,
@@ -263,6 +275,7 @@ impl<L: Local> State<L> {
             release_at: None,
             ack_due: false,
             sock,
+            last_bind: Instant::now().checked_sub(Duration::from_secs(2)).unwrap_or_else(Instant::now),
             witness,
             local,
             status,
@@ -280,7 +293,9 @@ impl<L: Local> State<L> {
     }
 
     fn send(&self, d: &[u8]) {
-        let _ = self.sock.send_to(d, self.s.peer);
+        if let Some(sock) = &self.sock {
+            let _ = sock.send_to(d, self.s.peer);
+        }
     }
 
     /// One round: commands, the peer's messages, the board's events, timers, sending.
@@ -303,12 +318,33 @@ impl<L: Local> State<L> {
             };
             let _ = reply.send(r);
         }
+        if self.sock.is_none() {
+            if self.last_bind.elapsed() >= Duration::from_secs(1) {
+                self.last_bind = Instant::now();
+                match bind(self.s.bind) {
+                    Ok(sock) => {
+                        self.sock = Some(sock);
+                        self.st.channel_error = None;
+                        // The wait for a peer starts now.
+                        self.role =
+                            RoleMachine::new(self.s.preferred, self.s.dead_ms(), self.s.preempt_ms, self.now_ms());
+                    }
+                    Err(e) => self.st.channel_error = Some(format!("cannot bind {}: {e}", self.s.bind)),
+                }
+            }
+            if self.sock.is_none() {
+                for _ in events.try_iter().take(1 << 16) {}
+                self.publish();
+                return false;
+            }
+        }
         let mut buf = [0u8; 2048];
         for path in 0..2 {
             for _ in 0..512 {
-                let got = match (path, &self.witness) {
-                    (0, _) => self.sock.recv_from(&mut buf),
-                    (_, Some((w, _))) => w.recv_from(&mut buf),
+                let got = match (path, &self.sock, &self.witness) {
+                    (0, Some(sock), _) => sock.recv_from(&mut buf),
+                    (0, None, _) => break,
+                    (_, _, Some((w, _))) => w.recv_from(&mut buf),
                     _ => break,
                 };
                 let Ok((n, _)) = got else { break };
@@ -689,6 +725,7 @@ impl<L: Local> State<L> {
         st.queue_depth = self.tx.depth() + self.outq.len();
         st.lag_ms = self.tx.oldest_age().map(|d| d.as_millis() as u64).unwrap_or(0);
         st.young = self.repl.young();
+        st.witness = self.witness.is_some();
         st.replicated = self.repl.replicated();
         if let Ok(mut g) = self.status.try_lock() {
             *g = st.clone();

@@ -94,12 +94,36 @@ fn run(file: &str, config: control::config::Config, slot: u32, socket: Option<Pa
     let seed =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
             ^ std::process::id() as u64;
-    let board = control::board::Board::start(slot, ec, &cores, io, seed, move |e| {
+    let ha_settings = control::ha::settings(&config, &plan, slot).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+    // The HA thread starts after the board (it needs the board's handle); events go to
+    // it once it is there.
+    let ha_cell: Arc<std::sync::OnceLock<Arc<ha_sync::node::Node>>> = Arc::new(std::sync::OnceLock::new());
+    let ha_events = ha_cell.clone();
+    let board = control::board::Board::start(slot, ec, &cores, io, seed, ha_settings.is_none(), move |e| {
+        if let Some(n) = ha_events.get() {
+            n.event(e);
+        }
         if let Some(l) = l2.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
             l.log(&e);
         }
     })
     .map_err(|e| anyhow::anyhow!(e))?;
+    let ha = match ha_settings {
+        Some(s) => {
+            let desc = format!(
+                "hot backup with slot's peer at {} (this board {})",
+                s.peer,
+                if s.preferred { "preferred" } else { "backup" }
+            );
+            let node = Arc::new(
+                ha_sync::node::Node::start(s, board.handle()).map_err(|e| anyhow::anyhow!("HA channel: {e}"))?,
+            );
+            let _ = ha_cell.set(node.clone());
+            eprintln!("aftrd: slot {slot}: {desc}; inactive until the role is settled");
+            Some(node)
+        }
+        None => None,
+    };
     eprintln!(
         "aftrd: slot {slot}: {} workers ({} pinned to cores {:?}); {}",
         board.config.workers, board.pinned, cores, board.io
@@ -120,10 +144,13 @@ fn run(file: &str, config: control::config::Config, slot: u32, socket: Option<Pa
     let path = socket.unwrap_or_else(|| PathBuf::from(format!("/run/aftrd/slot{slot}.sock")));
     let listener = mgmt::bind(&path)?;
     eprintln!("aftrd: management socket {}", path.display());
-    let mut d = Daemon { slot, running: config, board, logger };
+    let mut d = Daemon { slot, running: config, board, ha, logger };
     mgmt::serve(&listener, &mut d, &stop, &reload, &PathBuf::from(file));
     drop(listener);
     let _ = std::fs::remove_file(&path);
+    if let Some(n) = d.ha.take() {
+        n.stop();
+    }
     d.board.stop();
     if let Some((_, h)) = metrics {
         let _ = h.join();

@@ -310,3 +310,57 @@ impl PacketTx {
         send_batch(&self.fd, self.ifindex, frames)
     }
 }
+
+/// A receive-only AF_PACKET socket for one protocol on one interface, optionally with a
+/// classic BPF filter, read without blocking: the control plane's view of ARP and
+/// neighbour discovery (`control::announce`). Not for the data path.
+pub struct PacketRx {
+    fd: OwnedFd,
+}
+
+/// One instruction of a classic BPF socket filter.
+pub type FilterInsn = libc::sock_filter;
+
+impl PacketRx {
+    pub fn open(ifname: &str, protocol: u16, filter: &[FilterInsn]) -> io::Result<PacketRx> {
+        let ifindex = ifindex(ifname)?;
+        let fd = packet_socket(protocol, libc::SOCK_NONBLOCK)?;
+        if !filter.is_empty() {
+            let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut libc::sock_filter };
+            // The kernel copies the program during the call; `filter` outlives it.
+            setopt(&fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)?;
+        }
+        // SAFETY: sockaddr_ll is plain data; zeroed is a valid value, then filled in.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = protocol.to_be();
+        sll.sll_ifindex = ifindex;
+        // SAFETY: `sll` is a valid sockaddr_ll of the size passed.
+        cvt(unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                &sll as *const _ as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        })?;
+        Ok(PacketRx { fd })
+    }
+
+    /// The next frame into `buf`, if one is waiting; its length.
+    pub fn recv(&self, buf: &mut [u8]) -> Option<usize> {
+        // SAFETY: `buf` is writable for its whole length during the call.
+        let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0) };
+        (n > 0).then_some(n as usize)
+    }
+
+    /// Waits until one of `socks` has a frame, or `timeout_ms` passed.
+    pub fn wait_any(socks: &[&PacketRx], timeout_ms: i32) {
+        let mut fds: ArrayVec<libc::pollfd, 8> = socks
+            .iter()
+            .take(8)
+            .map(|s| libc::pollfd { fd: s.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 })
+            .collect();
+        // SAFETY: `fds` holds valid pollfds for the duration of the call.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    }
+}

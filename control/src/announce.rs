@@ -1,0 +1,221 @@
+//! The addresses that move with the active role (docs/decisions/0007-hot-backup.md):
+//! the AFTR endpoints, which the B4s reach on the softwire segment, and the pool
+//! addresses, which the upstream router reaches on the Internet segment. Both boards of
+//! a location serve the same ones, so neither kernel owns them: the active board
+//! answers ARP requests for the pool addresses and neighbour solicitations for the
+//! endpoints itself, with its interfaces' MACs, and announces them when it takes over
+//! (gratuitous ARP, unsolicited neighbour advertisements with the override flag) so the
+//! neighbours' caches move to it at once. A standby answers nothing.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use dataplane::config::{EngineConfig, Ipv4Prefix};
+use dataplane::io::af_packet::{FilterInsn, PacketRx, PacketTx};
+use dataplane::wire::checksum;
+
+use crate::board::Interfaces;
+use crate::nexthop::{Mac, interface_mac};
+
+const ETH_P_ARP: u16 = 0x0806;
+const ETH_P_IPV6: u16 = 0x86dd;
+/// Gratuitous ARP goes out for at most this many pool addresses at a takeover; the
+/// others are learned on the next ARP request, which the new active answers.
+const MAX_GRATUITOUS: usize = 4096;
+
+struct Inner {
+    softwire: String,
+    internet: String,
+    endpoints: Vec<[u8; 16]>,
+    pools: Vec<Ipv4Prefix>,
+    active: AtomicBool,
+    stop: AtomicBool,
+}
+
+impl Inner {
+    fn in_pool(&self, a: u32) -> bool {
+        self.pools.iter().any(|p| {
+            let (first, last) = p.range();
+            (first..=last).contains(&a)
+        })
+    }
+}
+
+/// A board's announcer and ARP/ND responder.
+pub struct Announce {
+    inner: Arc<Inner>,
+}
+
+impl Announce {
+    /// Starts the responder for the board's interfaces; it answers only while claimed.
+    pub fn new(io: &Interfaces, cfg: &EngineConfig) -> Announce {
+        let inner = Arc::new(Inner {
+            softwire: io.softwire.clone(),
+            internet: io.internet.clone(),
+            endpoints: cfg.instances.iter().map(|i| i.endpoint).collect(),
+            pools: cfg.instances.iter().flat_map(|i| i.pool.iter().copied()).collect(),
+            active: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+        });
+        let i2 = inner.clone();
+        let _ = std::thread::Builder::new().name("aftr-announce".into()).spawn(move || respond(&i2));
+        Announce { inner }
+    }
+
+    /// Takes the addresses: answer for them from now on, and tell the neighbours.
+    pub fn claim(&self) {
+        self.inner.active.store(true, Ordering::SeqCst);
+        let inner = &self.inner;
+        if let (Ok(tx), Some(mac)) = (PacketTx::open(&inner.internet), interface_mac(&inner.internet)) {
+            let addrs: Vec<u32> = inner.pools.iter().flat_map(|p| p.addresses()).take(MAX_GRATUITOUS).collect();
+            let frames: Vec<Vec<u8>> = addrs.iter().map(|a| arp(1, mac, *a, [0xff; 6], [0; 6], *a)).collect();
+            for chunk in frames.chunks(64) {
+                let refs: Vec<&[u8]> = chunk.iter().map(|f| f.as_slice()).collect();
+                let _ = tx.send_batch(&refs);
+            }
+        }
+        if let (Ok(tx), Some(mac)) = (PacketTx::open(&inner.softwire), interface_mac(&inner.softwire)) {
+            for ep in &inner.endpoints {
+                let _ = tx.send_batch(&[&neighbour_advert(mac, ep, None)]);
+            }
+        }
+    }
+
+    /// Lets the addresses go: no more answers.
+    pub fn release(&self) {
+        self.inner.active.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Announce {
+    fn drop(&mut self) {
+        self.inner.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// An ARP frame: `op` 1 (request) or 2 (reply).
+fn arp(op: u16, sha: Mac, spa: u32, dst: Mac, tha: Mac, tpa: u32) -> Vec<u8> {
+    let mut f = Vec::with_capacity(60);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&sha);
+    f.extend_from_slice(&ETH_P_ARP.to_be_bytes());
+    f.extend_from_slice(&[0, 1, 8, 0, 6, 4]);
+    f.extend_from_slice(&op.to_be_bytes());
+    f.extend_from_slice(&sha);
+    f.extend_from_slice(&spa.to_be_bytes());
+    f.extend_from_slice(&tha);
+    f.extend_from_slice(&tpa.to_be_bytes());
+    f.resize(60, 0);
+    f
+}
+
+/// A neighbour advertisement for `target` with our link-layer address: solicited (to
+/// `to`, with the solicited flag) or unsolicited (to all nodes), always overriding.
+fn neighbour_advert(mac: Mac, target: &[u8; 16], to: Option<(Mac, [u8; 16])>) -> Vec<u8> {
+    let all_nodes: [u8; 16] = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    let (dst_mac, dst) = to.unwrap_or(([0x33, 0x33, 0, 0, 0, 1], all_nodes));
+    let flags: u32 = if to.is_some() { 0x6000_0000 } else { 0x2000_0000 };
+    let mut icmp = Vec::with_capacity(32);
+    icmp.extend_from_slice(&[136, 0, 0, 0]);
+    icmp.extend_from_slice(&flags.to_be_bytes());
+    icmp.extend_from_slice(target);
+    icmp.extend_from_slice(&[2, 1]);
+    icmp.extend_from_slice(&mac);
+    let c = !checksum::fold(checksum::sum(&icmp, checksum::pseudo_v6(target, &dst, 58, icmp.len() as u32)));
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut f = Vec::with_capacity(14 + 40 + icmp.len());
+    f.extend_from_slice(&dst_mac);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&ETH_P_IPV6.to_be_bytes());
+    f.extend_from_slice(&[0x60, 0, 0, 0]);
+    f.extend_from_slice(&(icmp.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[58, 255]);
+    f.extend_from_slice(target);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&icmp);
+    f
+}
+
+/// IPv6 with ICMPv6 type 135 (neighbour solicitation) right after the header.
+fn ns_filter() -> [FilterInsn; 6] {
+    let i = |code: u16, jt: u8, jf: u8, k: u32| FilterInsn { code, jt, jf, k };
+    [
+        i(0x30, 0, 0, 20), // ldb [20]: next header
+        i(0x15, 0, 3, 58), // ICMPv6?
+        i(0x30, 0, 0, 54), // ldb [54]: ICMPv6 type
+        i(0x15, 0, 1, 135),
+        i(0x06, 0, 0, 0xffff),
+        i(0x06, 0, 0, 0),
+    ]
+}
+
+/// Answers ARP for pool addresses on the Internet side and neighbour solicitations for
+/// the endpoints on the softwire side, while active; until the announcer is dropped.
+fn respond(inner: &Inner) {
+    let open = || -> std::io::Result<_> {
+        Ok((
+            PacketRx::open(&inner.internet, ETH_P_ARP, &[])?,
+            PacketRx::open(&inner.softwire, ETH_P_IPV6, &ns_filter())?,
+            PacketTx::open(&inner.internet)?,
+            PacketTx::open(&inner.softwire)?,
+        ))
+    };
+    let Ok((arp_rx, ns_rx, arp_tx, ns_tx)) = open() else {
+        return;
+    };
+    let mut buf = [0u8; 2048];
+    while !inner.stop.load(Ordering::Relaxed) {
+        PacketRx::wait_any(&[&arp_rx, &ns_rx], 100);
+        let active = inner.active.load(Ordering::Relaxed);
+        while let Some(n) = arp_rx.recv(&mut buf) {
+            let f = &buf[..n];
+            // A request (op 1) for an address of our pools: reply from our MAC.
+            if active && n >= 42 && f[20..22] == [0, 1] {
+                let tpa = u32::from_be_bytes([f[38], f[39], f[40], f[41]]);
+                if inner.in_pool(tpa)
+                    && let Some(mac) = interface_mac(&inner.internet)
+                {
+                    let (sha, spa) =
+                        (f[22..28].try_into().expect("6 bytes"), u32::from_be_bytes([f[28], f[29], f[30], f[31]]));
+                    let _ = arp_tx.send_batch(&[&arp(2, mac, tpa, sha, sha, spa)]);
+                }
+            }
+        }
+        while let Some(n) = ns_rx.recv(&mut buf) {
+            let f = &buf[..n];
+            if active && n >= 14 + 40 + 24 {
+                let target: [u8; 16] = f[62..78].try_into().expect("16 bytes");
+                if inner.endpoints.contains(&target)
+                    && let Some(mac) = interface_mac(&inner.softwire)
+                {
+                    let src_mac: Mac = f[6..12].try_into().expect("6 bytes");
+                    let src: [u8; 16] = f[22..38].try_into().expect("16 bytes");
+                    // From the unspecified address (duplicate detection): to all nodes.
+                    let to = (src != [0; 16]).then_some((src_mac, src));
+                    let _ = ns_tx.send_batch(&[&neighbour_advert(mac, &target, to)]);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_well_formed() {
+        let g = arp(1, [2, 0, 0, 0, 0, 1], 0xc633_6401, [0xff; 6], [0; 6], 0xc633_6401);
+        assert_eq!(g.len(), 60);
+        assert_eq!(&g[12..14], &[8, 6]);
+        assert_eq!(&g[28..32], &[198, 51, 100, 1]);
+        let ep = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        let na = neighbour_advert([2, 0, 0, 0, 0, 1], &ep, None);
+        // The checksum verifies: the sum over pseudo-header and message folds to 0xffff.
+        let icmp = &na[54..];
+        let dst: [u8; 16] = na[38..54].try_into().unwrap();
+        assert_eq!(checksum::fold(checksum::sum(icmp, checksum::pseudo_v6(&ep, &dst, 58, icmp.len() as u32))), 0xffff);
+        assert_eq!(na[54], 136);
+        assert_eq!(na[21], 255, "hop limit 255, as neighbour discovery requires");
+    }
+}

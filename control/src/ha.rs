@@ -1,0 +1,52 @@
+//! From the configuration to a board's hot-backup settings (docs/decisions/0007).
+
+use std::net::SocketAddr;
+
+use ha_sync::node::Settings;
+
+use crate::config::Config;
+use crate::plan::Plan;
+
+/// The HA settings of `slot`: None when it runs alone (no location pairs it with
+/// another board, or it has no `ha-address`); an error when the pairing cannot work.
+pub fn settings(c: &Config, p: &Plan, slot: u32) -> Result<Option<Settings>, String> {
+    let Some(sp) = p.slots.get(&slot) else { return Ok(None) };
+    let Some(&peer) = sp.peers.iter().next() else { return Ok(None) };
+    if sp.peers.len() > 1 {
+        return Err(format!(
+            "slot {slot} is paired with slots {:?}; a board backs up one peer (one service-location pair per board)",
+            sp.peers
+        ));
+    }
+    let me = &c.slots[&slot];
+    let Some(bind) = me.ha_address else { return Ok(None) };
+    let peer_addr: SocketAddr = c
+        .slots
+        .get(&peer)
+        .and_then(|s| s.ha_address)
+        .ok_or_else(|| format!("slot {peer}, the peer of slot {slot}, has no ha-address"))?;
+    let key = c.ha.key.clone().ok_or_else(|| {
+        "service-ha preshared-key is required for hot backup: the HA channel is authenticated".to_string()
+    })?;
+    if c.slots.get(&peer).map(|s| s.cores.len().max(1)) != Some(me.cores.len().max(1)) {
+        return Err(format!(
+            "slots {slot} and {peer} must have as many worker cores: sessions are installed on the worker that owns their port block"
+        ));
+    }
+    Ok(Some(Settings {
+        slot: slot as u16,
+        bind,
+        peer: peer_addr,
+        witness: me.softwire_if.clone().map(|i| (i, bind.port().wrapping_add(1))),
+        key: key.into_bytes(),
+        preferred: !sp.active_for.is_empty(),
+        hot_backup: c.ha.hot_backup,
+        delay_secs: c.ha.delay_time,
+        preempt_ms: c.ha.preempt_time as u64 * 1000,
+        heartbeat_ms: c.ha.heartbeat_ms as u64,
+        dead_count: c.ha.dead_count,
+        queue: 16_384,
+        rto_ms: (c.ha.heartbeat_ms as u64).clamp(20, 200),
+        pace_per_ms: 32,
+    }))
+}
