@@ -139,6 +139,7 @@ mod tests {
             flags: 0,
             created: 0,
             last_seen: 0,
+            mac: [0; 6],
         };
         assert_eq!(format(&SessionEvent::Created(s), "h", false), None, "sessions off by default");
         let m = format(&SessionEvent::Created(s), "h", true).unwrap();

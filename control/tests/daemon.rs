@@ -196,6 +196,7 @@ fn a_commit_keeps_the_sessions_of_untouched_instances() {
             flags: 0,
             created: 1,
             last_seen: u32::MAX / 2,
+            mac: [0; 6],
         };
         assert_eq!(board.install(vec![blk], vec![s]), (0, 0));
         installed += 1;

@@ -477,6 +477,7 @@ impl Engine {
             flags: s.flags,
             created: s.created,
             last_seen: s.last_seen,
+            mac: sub.mac,
         }
     }
 
@@ -516,7 +517,9 @@ impl Engine {
             refilled: self.now,
             blocks: [0; MAX_BLOCKS],
             used: [0; MAX_BLOCKS],
-            mac: [0; 6],
+            // The frame that makes a subscriber comes from its next hop (peer installs
+            // set theirs from the record).
+            mac: self.rx_mac,
         };
         let i = self.subs.insert(h, s).ok_or(Counter::DropSubscriberTableFull)?;
         self.count(Counter::SubscribersCreated);
@@ -829,6 +832,7 @@ impl Engine {
                 let s = self.subs.get_mut(si);
                 s.addr_idx = a;
                 s.ext_addr = r.ext_addr;
+                s.mac = [0; 6];
                 si
             }
         };
@@ -868,6 +872,9 @@ impl Engine {
         let slot = self.subs.get(si).block_slot(b).ok_or(InstallError::NoBlock)?;
         if self.subs.get(si).ext_addr != r.ext_addr {
             return Err(InstallError::AddressMismatch);
+        }
+        if r.mac != [0; 6] {
+            self.subs.get_mut(si).mac = r.mac;
         }
         let hi = self.inside_hash(r.inst, &r.b4, r.inner_addr, r.inner_port, r.proto);
         let existing = self.sessions.inside.find(hi, |i| {

@@ -42,13 +42,20 @@ pub struct Lab {
 impl Lab {
     /// Brings the topology up; `workspace` is the repository root.
     pub fn up(name: &str, workspace: &Path) -> Lab {
+        Lab::of("deploy/netns/topology.sh", name, workspace)
+    }
+
+    /// Brings up the topology of another script of the same usage (`up|down PREFIX`),
+    /// e.g. `deploy/netns/ha-topology.sh`.
+    pub fn of(script: &str, name: &str, workspace: &Path) -> Lab {
         let prefix = format!("{name}{}-", std::process::id() % 100_000);
         let dir = std::env::temp_dir().join(format!("aftr-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("scratch directory");
-        let script = workspace.join("deploy/netns/topology.sh");
+        let script = workspace.join(script);
         let lab = Lab { prefix, dir, script, children: Vec::new() };
-        let out = Command::new("bash").arg(&lab.script).args(["up", &lab.prefix]).output().expect("run topology.sh");
+        let out =
+            Command::new("bash").arg(&lab.script).args(["up", &lab.prefix]).output().expect("run the topology script");
         assert!(out.status.success(), "topology up: {}", String::from_utf8_lossy(&out.stderr));
         lab
     }

@@ -372,18 +372,27 @@ fn replies_go_to_the_next_hop_learned_from_the_subscriber() {
         h.forward(&from_internet(&ip4_udp(SERVER, out_src(&out), 53, out_sport(&out), 64, b"r")), Egress::Softwire);
     assert_eq!(&back[0..6], &router, "to the learned next hop");
     assert_eq!(&back[6..12], &AFTR_MAC);
-    // A subscriber installed from the peer (no frame seen yet) goes to the default next hop.
-    let mut standby = Harness::default();
-    for e in h.drain_events() {
-        match e {
-            SessionEvent::BlockAllocated(b) => standby.eng.install_block(&b).unwrap(),
-            SessionEvent::Created(s) => standby.eng.install_session(&s).unwrap(),
-            _ => {}
+    // A subscriber installed from the peer (no frame seen here yet) goes to the next hop
+    // the peer learned, which its session record carries; without one, to the default.
+    let events = h.drain_events();
+    for (carried, expect) in [(true, router), (false, B4_SIDE_NH)] {
+        let mut standby = Harness::default();
+        for e in &events {
+            match *e {
+                SessionEvent::BlockAllocated(b) => standby.eng.install_block(&b).unwrap(),
+                SessionEvent::Created(mut s) => {
+                    if !carried {
+                        s.mac = [0; 6];
+                    }
+                    standby.eng.install_session(&s).unwrap()
+                }
+                _ => {}
+            }
         }
+        let back = standby
+            .forward(&from_internet(&ip4_udp(SERVER, out_src(&out), 53, out_sport(&out), 64, b"r")), Egress::Softwire);
+        assert_eq!(&back[0..6], &expect);
     }
-    let back = standby
-        .forward(&from_internet(&ip4_udp(SERVER, out_src(&out), 53, out_sport(&out), 64, b"r")), Egress::Softwire);
-    assert_eq!(&back[0..6], &B4_SIDE_NH);
     // Echo replies and errors go back to whoever sent the frame.
     let mut req = Vec::new();
     etherparse::PacketBuilder::ethernet2(router, AFTR_MAC)

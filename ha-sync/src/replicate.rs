@@ -241,6 +241,7 @@ mod tests {
             flags: 0,
             created,
             last_seen: created,
+            mac: [0; 6],
         }
     }
 

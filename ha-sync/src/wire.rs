@@ -15,7 +15,7 @@ pub const HEADER: usize = 40;
 pub const TAG: usize = 16;
 /// The largest datagram we send: fits a 1500-byte path with IPv6 and UDP headers.
 pub const MAX_DATAGRAM: usize = 1400;
-pub const SESSION_LEN: usize = 40;
+pub const SESSION_LEN: usize = 46;
 pub const BLOCK_LEN: usize = 30;
 
 /// What a message is.
@@ -190,6 +190,7 @@ impl Builder {
                 self.buf.push(s.flags);
                 self.buf.extend_from_slice(&s.created.to_be_bytes());
                 self.buf.extend_from_slice(&s.last_seen.to_be_bytes());
+                self.buf.extend_from_slice(&s.mac);
             }
             Record::Block(b) | Record::BlockReleased(b) => {
                 self.buf.push(if matches!(r, Record::Block(_)) { 3 } else { 4 });
@@ -294,6 +295,7 @@ pub fn records(payload: &[u8]) -> impl Iterator<Item = Result<Record, WireError>
                     flags: p[31],
                     created: be32(&p[32..36]),
                     last_seen: be32(&p[36..40]),
+                    mac: p[40..46].try_into().expect("6 bytes"),
                 };
                 at += SESSION_LEN;
                 if p[0] == 1 { Record::Session(s) } else { Record::SessionDeleted(s) }
@@ -335,6 +337,7 @@ mod tests {
             flags: 0,
             created: 1_700_000_000,
             last_seen: 1_700_000_100 + n,
+            mac: [2, 0, 0, 0, 0, n as u8],
         }
     }
 

@@ -111,7 +111,7 @@ fn run(file: &str, config: control::config::Config, slot: u32, socket: Option<Pa
     let ha = match ha_settings {
         Some(s) => {
             let desc = format!(
-                "hot backup with slot's peer at {} (this board {})",
+                "hot backup with the peer at {} (this board {})",
                 s.peer,
                 if s.preferred { "preferred" } else { "backup" }
             );

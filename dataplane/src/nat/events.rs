@@ -20,6 +20,9 @@ pub struct SessionRecord {
     /// Unix seconds.
     pub created: u32,
     pub last_seen: u32,
+    /// The subscriber's next hop towards its B4 (learned from its frames; zeros while
+    /// unknown), so a board that takes over reaches the B4 before hearing from it.
+    pub mac: [u8; 6],
 }
 
 /// A port block held by a subscriber.

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Builds (or removes) a hot-backup test topology: two AFTR boards that share the
+# subscriber segment and the Internet segment (one bridge each), and a direct HA link:
+#
+#   [PFXsub] b4 (2001:db8:b4::2/64; the AFTR endpoint 2001:db8::1 on-link)
+#        |                         bridge bsw (in PFXlan)
+#   [PFXa1] a1-sw  a1-in  a1-ha ---- a2-ha  a2-in  a2-sw [PFXa2]
+#        |      192.0.2.1/24   192.0.2.2/24      |
+#                                  bridge bin (in PFXlan)
+#   [PFXinet] srv (203.0.113.80/24; the pool 198.51.100.0/24 on-link)
+#
+# Neither board's kernel owns the endpoint or the pool: the active board answers ARP
+# and neighbour discovery for them (control/src/announce.rs). The boards' own Internet
+# addresses are 203.0.113.1 and .2, default route via 203.0.113.80. Offloads off and
+# multicast snooping off (the witness heartbeats are link-local multicast).
+#
+# Usage: ha-topology.sh up|down [PREFIX]   (PREFIX defaults to "ha-")
+set -euo pipefail
+cmd=${1:-}
+P=${2:-ha-}
+NSS=("${P}sub" "${P}a1" "${P}a2" "${P}inet" "${P}lan")
+
+ns_exists() { ip netns list | awk '{print $1}' | grep -qx "$1"; }
+
+down() {
+    for ns in "${NSS[@]}"; do
+        if ns_exists "$ns"; then ip netns del "$ns"; fi
+    done
+}
+
+link() { # NS1 IF1 NS2 IF2
+    ip link add "$2" netns "$1" type veth peer name "$4" netns "$3"
+    for end in "$1 $2" "$3 $4"; do
+        set -- $end
+        ip -n "$1" link set "$2" mtu 1600 up
+        ip netns exec "$1" ethtool -K "$2" tx off rx off gso off tso off gro off >/dev/null 2>&1 || true
+    done
+}
+
+up() {
+    down
+    trap 'down' ERR
+    for ns in "${NSS[@]}"; do
+        ip netns add "$ns"
+        ip -n "$ns" link set lo up
+    done
+    L=${P}lan
+    for br in bsw bin; do
+        ip -n "$L" link add "$br" type bridge forward_delay 0 mcast_snooping 0
+        ip -n "$L" link set "$br" up
+    done
+    link "${P}sub" b4 "$L" p-b4
+    link "${P}a1" a1-sw "$L" p-a1s
+    link "${P}a2" a2-sw "$L" p-a2s
+    link "${P}a1" a1-in "$L" p-a1i
+    link "${P}a2" a2-in "$L" p-a2i
+    link "${P}inet" srv "$L" p-srv
+    for p in p-b4 p-a1s p-a2s; do ip -n "$L" link set "$p" master bsw; done
+    for p in p-a1i p-a2i p-srv; do ip -n "$L" link set "$p" master bin; done
+    link "${P}a1" a1-ha "${P}a2" a2-ha
+    ip -n "${P}a1" addr add 192.0.2.1/24 dev a1-ha
+    ip -n "${P}a2" addr add 192.0.2.2/24 dev a2-ha
+    ip -n "${P}sub" -6 addr add 2001:db8:b4::2/64 dev b4 nodad
+    ip -n "${P}sub" -6 route add 2001:db8::1/128 dev b4
+    ip -n "${P}a1" addr add 203.0.113.1/24 dev a1-in
+    ip -n "${P}a2" addr add 203.0.113.2/24 dev a2-in
+    ip -n "${P}a1" route add default via 203.0.113.80
+    ip -n "${P}a2" route add default via 203.0.113.80
+    ip -n "${P}inet" addr add 203.0.113.80/24 dev srv
+    ip -n "${P}inet" route add 198.51.100.0/24 dev srv
+    trap - ERR
+}
+
+case "$cmd" in
+    up) up ;;
+    down) down ;;
+    *) echo "usage: $0 up|down [PREFIX]" >&2; exit 2 ;;
+esac
