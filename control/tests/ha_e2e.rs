@@ -249,7 +249,8 @@ fn hot_backup_between_two_boards() {
     wait_for("slot 2 standby", 5, || ha(&lab, 2).contains("role: standby"));
 
     // A switchover on command.
-    wait_for("slot 2 in sync", 10, || ha(&lab, 2).contains("in sync: yes"));
+    // Slot 1 (active) sees slot 2 in sync through its heartbeats.
+    wait_for("slot 2 in sync", 10, || ha(&lab, 2).contains("in sync: yes") && ha(&lab, 1).contains("in sync: yes"));
     let said = ctl(&lab, 1, &["switchover"]);
     assert!(said.contains("handed the role to the peer"), "{said}");
     wait_for("the switchover", 5, || ha(&lab, 2).contains("role: active") && ha(&lab, 1).contains("role: standby"));

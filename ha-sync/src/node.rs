@@ -33,6 +33,22 @@ pub trait Local: Send + 'static {
     fn set_active(&self, on: bool);
 }
 
+/// Data messages in flight (sent, not acknowledged) at most: the stream's window, so a
+/// fast active board never floods the standby's socket buffer into retransmissions.
+/// It shrinks to what the socket buffer holds (a datagram takes about 4 KiB of it),
+/// assuming the peer got the same buffer as this board.
+pub const WINDOW: usize = 256;
+
+fn window_for(sock: &UdpSocket) -> usize {
+    let granted = socket2::SockRef::from(sock).recv_buffer_size().unwrap_or(0);
+    (granted / 4096).clamp(16, WINDOW)
+}
+/// Socket buffers asked for the HA channel.
+const SOCKET_BUFFER: usize = 4 << 20;
+/// Live records waiting behind the window at most; beyond, the standby cannot keep up:
+/// counted as an overflow and repaired with a bulk sync.
+pub const MAX_BACKLOG: usize = 2_000_000;
+
 /// The multicast group of the witness heartbeats on the softwire segment (link-local).
 pub const WITNESS_GROUP: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0xaf7);
 
@@ -157,6 +173,11 @@ impl Node {
         }
     }
 
+    /// Events handed over and not yet taken by the HA thread.
+    pub fn event_backlog(&self) -> usize {
+        self.events.len()
+    }
+
     pub fn status(&self) -> Status {
         self.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -186,6 +207,11 @@ impl Drop for Node {
 fn bind(a: SocketAddr) -> io::Result<UdpSocket> {
     let sock = UdpSocket::bind(a)?;
     sock.set_nonblocking(true)?;
+    // Room for a window of datagrams on both sides (the kernel caps it at rmem_max and
+    // wmem_max; the window below fits the default too, only slower).
+    let s = socket2::SockRef::from(&sock);
+    let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = s.set_send_buffer_size(SOCKET_BUFFER);
     Ok(sock)
 }
 
@@ -208,6 +234,7 @@ struct State<L: Local> {
     key: Key,
     /// None while the HA address cannot be bound.
     sock: Option<UdpSocket>,
+    window: usize,
     last_bind: Instant,
     witness: Option<(UdpSocket, SocketAddr)>,
     local: L,
@@ -232,6 +259,8 @@ struct State<L: Local> {
     rx: stream::Receiver,
     last_bulk_request: Option<Instant>,
     release_at: Option<u64>,
+    /// When the release arrived (its deltas are waited for one dead interval at most).
+    released: Option<Instant>,
     ack_due: bool,
     status: Arc<Mutex<Status>>,
     st: Status,
@@ -273,7 +302,9 @@ impl<L: Local> State<L> {
             dropped_seen: 0,
             last_bulk_request: None,
             release_at: None,
+            released: None,
             ack_due: false,
+            window: sock.as_ref().map(window_for).unwrap_or(16),
             sock,
             last_bind: Instant::now().checked_sub(Duration::from_secs(2)).unwrap_or_else(Instant::now),
             witness,
@@ -323,6 +354,7 @@ impl<L: Local> State<L> {
                 self.last_bind = Instant::now();
                 match bind(self.s.bind) {
                     Ok(sock) => {
+                        self.window = window_for(&sock);
                         self.sock = Some(sock);
                         self.st.channel_error = None;
                         // The wait for a peer starts now.
@@ -375,6 +407,10 @@ impl<L: Local> State<L> {
             self.repl.tick(now_s);
             if replicate {
                 self.outq.extend(self.repl.drain());
+                if self.outq.len().saturating_sub(self.bulk_left) > MAX_BACKLOG {
+                    self.st.overflows += 1;
+                    self.bulk_sync();
+                }
             } else {
                 self.repl.drain();
             }
@@ -452,7 +488,7 @@ impl<L: Local> State<L> {
                             self.apply(&msg);
                         }
                     }
-                    Accepted::Dropped if !self.rx.started() => self.request_bulk(true),
+                    Accepted::Dropped if !self.rx.started() => self.request_bulk(false),
                     _ => {}
                 }
                 self.ack_due = true;
@@ -479,6 +515,7 @@ impl<L: Local> State<L> {
                 } else if h.flags & wire::FLAG_RELEASED != 0 {
                     // Take over once every delta sent before the release has arrived.
                     self.release_at = Some(h.ack);
+                    self.released = Some(Instant::now());
                     self.check_release();
                 }
             }
@@ -540,7 +577,10 @@ impl<L: Local> State<L> {
     fn check_release(&mut self) {
         if let Some(at) = self.release_at {
             let (next, _) = self.rx.ack(0);
-            if next >= at || !self.rx.started() {
+            // The deltas sent before the release are in; or they were lost with the
+            // peer's queue and waiting longer would only leave no board active.
+            let waited = self.released.is_some_and(|t| t.elapsed() >= Duration::from_millis(self.s.dead_ms()));
+            if next >= at || !self.rx.started() || waited {
                 self.release_at = None;
                 let now = self.now_ms();
                 if let Some(a) = self.role.on_released(now) {
@@ -616,7 +656,7 @@ impl<L: Local> State<L> {
     fn send_data(&mut self) -> bool {
         let mut any = false;
         for _ in 0..self.s.pace_per_ms.max(1) {
-            if !self.send_data_unpaced(false) {
+            if self.tx.depth() >= self.window || !self.send_data_unpaced(false) {
                 break;
             }
             any = true;
@@ -696,6 +736,9 @@ impl<L: Local> State<L> {
             b.raw(&stream::encode_missing(&missing));
             let d = b.finish(&self.key);
             self.send(&d);
+        }
+        if self.release_at.is_some() {
+            self.check_release();
         }
         if let Some(a) = self.role.tick(now) {
             self.act(a);

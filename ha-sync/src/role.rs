@@ -151,7 +151,13 @@ impl RoleMachine {
                 // configuration never has, goes to the peer: stepping down is safe).
                 self.go(Role::Standby, now, "both boards were active; the preferred one keeps the role")
             }
-            (Role::Standby, Role::Standby) if self.preferred => self.go(Role::Active, now, "no board was active"),
+            // Both standby, and not because this board just handed the role over (the
+            // peer's heartbeat may predate its taking it): the preferred one takes it.
+            (Role::Standby, Role::Standby)
+                if self.preferred && self.last_change.is_none_or(|(t, _)| now.saturating_sub(t) >= self.dead_ms) =>
+            {
+                self.go(Role::Active, now, "no board was active")
+            }
             _ => None,
         }
     }

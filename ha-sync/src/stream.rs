@@ -153,7 +153,9 @@ impl Receiver {
 
     /// Takes message `seq`; `reset` restarts the stream there.
     pub fn accept(&mut self, seq: u64, reset: bool, bytes: &[u8]) -> Accepted {
-        if reset {
+        // A reset moves the stream forward only: a retransmission of an older reset that
+        // arrives late must not take the receiver back to a base the sender has left.
+        if reset && (self.expected == 0 || seq >= self.expected) {
             self.expected = seq;
             self.held.retain(|&s, _| s > seq);
         }
@@ -308,6 +310,9 @@ mod tests {
         assert_eq!(rx.ack(8), (6, vec![(6, 6), (8, 8)]));
         assert_eq!(rx.accept(100, false, &msg(100)), Accepted::Dropped, "beyond the window");
         assert_eq!(rx.accept(6, false, &msg(6)), Accepted::Deliver(vec![msg(6), msg(7)]));
+        // A late copy of an older reset changes nothing.
+        assert_eq!(rx.accept(5, true, &msg(5)), Accepted::Duplicate);
+        assert_eq!(rx.ack(8).0, 8);
         assert_eq!(decode_missing(&encode_missing(&[(8, 8), (10, 12)])), Some(vec![(8, 8), (10, 12)]));
         assert_eq!(decode_missing(&[0, 3, 1]), None);
     }

@@ -216,7 +216,8 @@ fn sessions_survive_the_death_of_the_active_board() {
     assert_eq!((out_src(&out), out_sport(&out)), (ext, port));
 
     // A switchover on command goes back the other way, once the peer is in sync.
-    wait_for("the other board in sync", 5, || status(&nb).in_sync);
+    // The active board's view of its peer: in sync, as the peer's heartbeats say.
+    wait_for("the other board in sync", 5, || status(&nb).in_sync && status(&na2).in_sync);
     na2.switchover().unwrap();
     wait_for("switchover", 5, || b.active.load(Ordering::SeqCst) && !a2.active.load(Ordering::SeqCst));
 

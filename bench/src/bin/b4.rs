@@ -66,15 +66,20 @@ fn run(b4: Ipv6Addr, aftr: Ipv6Addr, name: &str, ipv4: Option<String>, mtu: u32)
         loop {
             let n = tun_rx.read(&mut buf)?;
             // Only IPv4 goes into the softwire (RFC 6333 section 6.1).
+            // A send refused for a moment (the endpoint's neighbour entry is being
+            // resolved again, an AFTR is failing over) loses that packet, as a router
+            // would, and never the B4.
             if n >= 20 && buf[0] >> 4 == 4 {
-                up.send(&buf[..n])?;
+                let _ = up.send(&buf[..n]);
             }
         }
     });
     let mut down = raw;
     let mut buf = vec![0u8; 65536];
     loop {
-        let n = down.read(&mut buf)?;
+        // A connected raw socket reports ICMPv6 errors about the path as read errors:
+        // they end no softwire.
+        let Ok(n) = down.read(&mut buf) else { continue };
         if n >= 20 && buf[0] >> 4 == 4 {
             tun_tx.write_all(&buf[..n])?;
         }
