@@ -39,6 +39,41 @@ pub fn render(slot: u32, workers: &[Arc<WorkerCounters>], gauges: &Gauges) -> St
     o
 }
 
+/// The hot-backup state of a board (`display service-ha` as metrics).
+pub fn render_ha(slot: u32, st: &ha_sync::node::Status) -> String {
+    use ha_sync::role::Role;
+    let mut o = String::new();
+    o.push_str("# HELP aftr_ha_role The board's role (1 for the current one).\n# TYPE aftr_ha_role gauge\n");
+    for r in [Role::Init, Role::Standby, Role::Active] {
+        o.push_str(&format!("aftr_ha_role{{slot=\"{slot}\",role=\"{}\"}} {}\n", r.name(), (st.role == r) as u8));
+    }
+    let gauges: [(&str, &str, u64); 5] = [
+        ("aftr_ha_peer_alive", "The peer is heard (1) or not (0).", st.peer_alive as u64),
+        ("aftr_ha_in_sync", "Standby: holds the whole eligible table; active: the peer says so.", st.in_sync as u64),
+        ("aftr_ha_queue_depth", "Data messages unacknowledged plus records waiting.", st.queue_depth as u64),
+        ("aftr_ha_lag_milliseconds", "Age of the oldest unacknowledged message.", st.lag_ms),
+        ("aftr_ha_sessions_replicated", "Sessions the standby holds, as the stream knows.", st.replicated as u64),
+    ];
+    for (name, help, v) in gauges {
+        o.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{slot=\"{slot}\"}} {v}\n"));
+    }
+    let counters: [(&str, u64); 8] = [
+        ("records_sent", st.records_sent),
+        ("records_received", st.records_received),
+        ("retransmitted", st.retransmitted),
+        ("bulk_syncs", st.bulk_syncs),
+        ("overflows", st.overflows),
+        ("rejected_unauthenticated", st.rejected_auth),
+        ("rejected_replayed", st.rejected_replay),
+        ("events_dropped", st.events_dropped),
+    ];
+    o.push_str("# HELP aftr_ha_total Hot-backup counters.\n# TYPE aftr_ha_total counter\n");
+    for (name, v) in counters {
+        o.push_str(&format!("aftr_ha_total{{slot=\"{slot}\",counter=\"{name}\"}} {v}\n"));
+    }
+    o
+}
+
 fn serve_one(mut s: TcpStream, body: &dyn Fn() -> String) -> std::io::Result<()> {
     s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
     let mut first = String::new();
@@ -88,6 +123,28 @@ pub fn serve(
 mod tests {
     use super::*;
     use std::io::Read;
+
+    #[test]
+    fn hot_backup_state_as_metrics() {
+        let st = ha_sync::node::Status {
+            role: ha_sync::role::Role::Standby,
+            peer_alive: true,
+            in_sync: true,
+            records_received: 42,
+            rejected_auth: 1,
+            ..Default::default()
+        };
+        let o = render_ha(2, &st);
+        for line in [
+            "aftr_ha_role{slot=\"2\",role=\"standby\"} 1",
+            "aftr_ha_role{slot=\"2\",role=\"active\"} 0",
+            "aftr_ha_in_sync{slot=\"2\"} 1",
+            "aftr_ha_total{slot=\"2\",counter=\"records_received\"} 42",
+            "aftr_ha_total{slot=\"2\",counter=\"rejected_unauthenticated\"} 1",
+        ] {
+            assert!(o.lines().any(|l| l == line), "{line} not in\n{o}");
+        }
+    }
 
     #[test]
     fn metrics_over_http() {

@@ -135,9 +135,14 @@ fn run(file: &str, config: control::config::Config, slot: u32, socket: Option<Pa
     signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())?;
     let counters = board.counters();
     let gauges = board.gauges.clone();
+    let ha_metrics = ha.clone();
     let metrics = match config.metrics {
         Some(addr) => Some(control::metrics::serve(addr, stop.clone(), move || {
-            control::metrics::render(slot, &counters, &gauges)
+            let mut o = control::metrics::render(slot, &counters, &gauges);
+            if let Some(n) = &ha_metrics {
+                o.push_str(&control::metrics::render_ha(slot, &n.status()));
+            }
+            o
         })?),
         None => None,
     };
