@@ -3,7 +3,7 @@
 //! (DNS, one-off probes) never costs the HA channel anything. After that its refreshes
 //! and its deletion follow, and the port block behind it goes first. The input is the
 //! engine's per-worker event rings, never a table scan; only a bulk sync (a standby
-//! joining) reads the tables, through [`eligible`].
+//! joining) reads the tables, through [`Replicator::restart`].
 
 use std::collections::VecDeque;
 
@@ -77,10 +77,6 @@ impl Replicator {
             out: Vec::new(),
             stats: ReplicatorStats::default(),
         }
-    }
-
-    pub fn set_delay(&mut self, secs: u32) {
-        self.delay = secs;
     }
 
     /// Sessions waiting for their delay-time.
@@ -181,11 +177,6 @@ impl Replicator {
         self.out.drain(..)
     }
 
-    /// Records waiting to be sent.
-    pub fn pending(&self) -> usize {
-        self.out.len()
-    }
-
     /// Starts over from a full table (a bulk sync): everything eligible in `sessions` is
     /// marked sent (the bulk carries it), everything younger waits for its delay-time.
     /// Returns the bulk's records: each block before the first of its sessions.
@@ -214,11 +205,6 @@ impl Replicator {
         }
         self.out.drain(..).collect()
     }
-}
-
-/// The eligible part of a table, for a bulk sync from scratch (see [`Replicator::restart`]).
-pub fn eligible(sessions: &[SessionRecord], blocks: &[BlockRecord], delay: u32, now: u32) -> Vec<Record> {
-    Replicator::new(delay).restart(sessions, blocks, now)
 }
 
 #[cfg(test)]

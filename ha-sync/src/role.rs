@@ -107,10 +107,6 @@ impl RoleMachine {
         self.role
     }
 
-    pub fn preferred(&self) -> bool {
-        self.preferred
-    }
-
     pub fn peer(&self) -> Option<PeerState> {
         self.peer
     }

@@ -124,7 +124,6 @@ impl Drop for Area {
 pub struct XskPair {
     sides: [Side; 2],
     free: Vec<u64>,
-    queue: u32,
     /// Frames dropped because a TX ring was full.
     tx_dropped: u64,
     _umem: Umem,
@@ -178,15 +177,10 @@ impl XskPair {
         let sw = open_side(softwire, true)?;
         let inet = open_side(internet, false)?;
         let free = (0..CHUNKS as u64).rev().map(|i| i * CHUNK as u64).collect();
-        let mut pair = XskPair { sides: [sw, inet], free, queue, tx_dropped: 0, _umem: umem, area };
+        let mut pair = XskPair { sides: [sw, inet], free, tx_dropped: 0, _umem: umem, area };
         pair.refill(0);
         pair.refill(1);
         Ok(pair)
-    }
-
-    /// The RX queue index the sockets are bound to.
-    pub fn queue(&self) -> u32 {
-        self.queue
     }
 
     /// The socket descriptors (softwire, Internet), for the XSKMAP.
