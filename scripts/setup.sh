@@ -12,6 +12,8 @@ command -v clang >/dev/null || need_apt+=(clang)
 # Test topologies: namespaces and veth pairs, offloads off.
 command -v ip >/dev/null || need_apt+=(iproute2)
 command -v ethtool >/dev/null || need_apt+=(ethtool)
+# kill and pgrep in the tests and benchmarks.
+command -v pgrep >/dev/null || need_apt+=(procps)
 # Real applications in the end-to-end tests.
 command -v curl >/dev/null || need_apt+=(curl)
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
