@@ -113,15 +113,8 @@ fn carry_over(
     let mut kept = 0;
     for s in old.subscribers() {
         let Some(inst) = map(s.inst) else { continue };
-        for (first, size) in &s.blocks {
-            let b = dataplane::nat::events::BlockRecord {
-                inst,
-                b4: s.b4,
-                ext_addr: s.ext_addr,
-                first_port: *first,
-                size: *size,
-                at: 0,
-            };
+        for mut b in s.block_records() {
+            b.inst = inst;
             let _ = new.install_block(&b);
         }
     }
@@ -567,20 +560,8 @@ impl BoardHandle {
 
     /// Every session and port block of the board (a bulk sync).
     pub fn table(&self) -> (Vec<SessionRecord>, Vec<BlockRecord>) {
-        let blocks = self
-            .subscribers()
-            .into_iter()
-            .flat_map(|s| {
-                s.blocks.into_iter().map(move |(first_port, size)| BlockRecord {
-                    inst: s.inst,
-                    b4: s.b4,
-                    ext_addr: s.ext_addr,
-                    first_port,
-                    size,
-                    at: 0,
-                })
-            })
-            .collect();
+        let subs = self.subscribers();
+        let blocks = subs.iter().flat_map(|s| s.block_records()).collect();
         (self.sessions(&SessionFilter::default()), blocks)
     }
 

@@ -976,6 +976,20 @@ pub struct SubscriberView {
     pub sessions: u32,
 }
 
+impl SubscriberView {
+    /// The subscriber's port blocks as records (to install elsewhere, or to bulk-sync).
+    pub fn block_records(&self) -> impl Iterator<Item = BlockRecord> + '_ {
+        self.blocks.iter().map(|&(first_port, size)| BlockRecord {
+            inst: self.inst,
+            b4: self.b4,
+            ext_addr: self.ext_addr,
+            first_port,
+            size,
+            at: 0,
+        })
+    }
+}
+
 #[inline]
 fn mix(a: u64, b: u64) -> u64 {
     // Folded multiply (as in wyhash and ahash's fallback): fast and well mixed.

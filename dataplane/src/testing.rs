@@ -89,3 +89,33 @@ impl Drop for Lab {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A bare network namespace for a test, deleted on drop (even when the test fails).
+pub struct Netns(pub String);
+
+impl Netns {
+    pub fn new(name: &str) -> Netns {
+        let _ = Command::new("ip").args(["netns", "del", name]).status();
+        let ok = Command::new("ip").args(["netns", "add", name]).status().expect("run ip").success();
+        assert!(ok, "ip netns add {name}");
+        Netns(name.to_string())
+    }
+
+    /// Runs `ip -n NAME ARGS`, which must succeed.
+    pub fn ip(&self, args: &[&str]) {
+        let ok = Command::new("ip").args(["-n", &self.0]).args(args).status().expect("run ip").success();
+        assert!(ok, "ip -n {} {args:?}", self.0);
+    }
+
+    /// The output of `ip -n NAME ARGS`.
+    pub fn output(&self, args: &[&str]) -> String {
+        let o = Command::new("ip").args(["-n", &self.0]).args(args).output().expect("run ip");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}

@@ -1,34 +1,11 @@
 //! The AF_PACKET TPACKET_V3 path over a veth pair in a namespace the test creates (and
 //! removes, even when it fails). Needs root, as CI has; elsewhere it says so and passes.
 
-use std::process::Command;
-
-use dataplane::testing::{is_root, skip};
+use dataplane::testing::{Netns, is_root, skip};
 use std::time::{Duration, Instant};
 
 use dataplane::HEADROOM;
 use dataplane::io::af_packet::{PacketRing, RingOptions};
-
-struct Netns(String);
-
-impl Netns {
-    fn new(name: &str) -> Netns {
-        let _ = Command::new("ip").args(["netns", "del", name]).status();
-        let ok = Command::new("ip").args(["netns", "add", name]).status().unwrap().success();
-        assert!(ok, "ip netns add {name}");
-        Netns(name.to_string())
-    }
-    fn ip(&self, args: &[&str]) {
-        let ok = Command::new("ip").args(["-n", &self.0]).args(args).status().unwrap().success();
-        assert!(ok, "ip -n {} {args:?}", self.0);
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
 
 /// A frame with a local experimental ethertype (the kernel ignores it) and a sequence
 /// number.

@@ -10,33 +10,8 @@ use dataplane::config::Ipv4Prefix;
 use dataplane::io::af_packet::{PacketRing, PacketTx, RingOptions};
 use dataplane::io::xdp::{Mode, Steering};
 use dataplane::io::xsk::{PollMode, XskPair};
-use dataplane::testing::{is_root, skip};
+use dataplane::testing::{Netns, is_root, skip};
 use dataplane::{Egress, Verdict};
-
-struct Netns(String);
-
-impl Netns {
-    fn new(name: &str) -> Netns {
-        let _ = Command::new("ip").args(["netns", "del", name]).status();
-        let ok = Command::new("ip").args(["netns", "add", name]).status().unwrap().success();
-        assert!(ok, "ip netns add {name}");
-        Netns(name.to_string())
-    }
-    fn ip(&self, args: &[&str]) {
-        let ok = Command::new("ip").args(["-n", &self.0]).args(args).status().unwrap().success();
-        assert!(ok, "ip -n {} {args:?}", self.0);
-    }
-    fn output(&self, args: &[&str]) -> String {
-        let o = Command::new("ip").args(["-n", &self.0]).args(args).output().unwrap();
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
 
 const ENDPOINT: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 const ELSEWHERE: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9];

@@ -92,7 +92,6 @@ pub struct Status {
     /// Standby: this board holds the peer's whole eligible table. Active: the peer says
     /// it does.
     pub in_sync: bool,
-    pub hot_backup: bool,
     pub records_sent: u64,
     pub records_received: u64,
     pub messages_sent: u64,
@@ -150,8 +149,7 @@ impl Node {
         let (cmd_tx, cmd_rx) = bounded(8);
         let (ev_tx, ev_rx) = bounded(1 << 16);
         let dropped = Arc::new(AtomicU64::new(0));
-        let status =
-            Arc::new(Mutex::new(Status { preferred: s.preferred, hot_backup: s.hot_backup, ..Default::default() }));
+        let status = Arc::new(Mutex::new(Status { preferred: s.preferred, ..Default::default() }));
         let stop = Arc::new(AtomicBool::new(false));
         let mut st = State::new(s, sock, witness, local, dropped.clone(), status.clone());
         let stop2 = stop.clone();
@@ -288,7 +286,7 @@ impl<L: Local> State<L> {
             repl: Replicator::new(s.delay_secs),
             tx: stream::Sender::new(s.queue, Duration::from_millis(s.rto_ms)),
             rx: stream::Receiver::new(s.queue as u64),
-            st: Status { preferred: s.preferred, hot_backup: s.hot_backup, ..Default::default() },
+            st: Status { preferred: s.preferred, ..Default::default() },
             epoch: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(1),
             ctl: 0,
             t0: Instant::now(),

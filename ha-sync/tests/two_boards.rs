@@ -65,20 +65,8 @@ impl Local for Board {
     }
     fn table(&self) -> (Vec<SessionRecord>, Vec<BlockRecord>) {
         let eng = self.eng.lock().unwrap();
-        let blocks = eng
-            .subscribers()
-            .into_iter()
-            .flat_map(|s| {
-                s.blocks.into_iter().map(move |(first, size)| BlockRecord {
-                    inst: s.inst,
-                    b4: s.b4,
-                    ext_addr: s.ext_addr,
-                    first_port: first,
-                    size,
-                    at: 0,
-                })
-            })
-            .collect();
+        let subs = eng.subscribers();
+        let blocks = subs.iter().flat_map(|s| s.block_records()).collect();
         (eng.sessions(), blocks)
     }
     fn set_active(&self, on: bool) {

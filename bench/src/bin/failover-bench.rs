@@ -19,6 +19,7 @@
 
 use std::io::BufRead;
 use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bench::measure::median;
 use dataplane::nat::events::{BlockRecord, SessionEvent, SessionRecord};
+use dataplane::testing::Lab;
 use ha_sync::node::{Local, Node, Settings};
 use ha_sync::role::Role;
 
@@ -230,47 +232,46 @@ for p in range(first, first + n):
     s.close()
 "#;
 
-struct Lab {
-    prefix: String,
-    dir: std::path::PathBuf,
-    children: Vec<Child>,
+/// The HA topology (`dataplane::testing::Lab` removes it, and what runs in it, on every
+/// way out) and the two boards, which are killed and started again.
+struct Bench {
     boards: [Option<Child>; 2],
+    lab: Lab,
 }
 
-impl Drop for Lab {
+impl Drop for Bench {
     fn drop(&mut self) {
-        for c in self.children.iter_mut().chain(self.boards.iter_mut().flatten()) {
+        for c in self.boards.iter_mut().flatten() {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let _ = Command::new("bash").args(["deploy/netns/ha-topology.sh", "down", &self.prefix]).status();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
-impl Lab {
+impl Bench {
     fn exec(&self, ns: &str, args: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &format!("{}{ns}", self.prefix)]).args(args);
-        c
+        self.lab.exec(ns, args)
     }
     fn bin(name: &str) -> String {
         std::env::current_exe().unwrap().with_file_name(name).to_string_lossy().into_owned()
     }
     fn ctl(&self, slot: usize, args: &[&str]) -> String {
-        Command::new(Lab::bin("aftrctl"))
+        Command::new(Bench::bin("aftrctl"))
             .arg("--socket")
-            .arg(self.dir.join(format!("s{slot}.sock")))
+            .arg(self.lab.dir.join(format!("s{slot}.sock")))
             .args(args)
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default()
     }
     fn start(&mut self, slot: usize) {
-        let sock = self.dir.join(format!("s{slot}.sock"));
+        let sock = self.lab.dir.join(format!("s{slot}.sock"));
         let _ = std::fs::remove_file(&sock);
         let c = self
-            .exec(&format!("a{slot}"), &[&Lab::bin("aftrd"), "--config", self.dir.join("aftr.conf").to_str().unwrap()])
+            .exec(
+                &format!("a{slot}"),
+                &[&Bench::bin("aftrd"), "--config", self.lab.dir.join("aftr.conf").to_str().unwrap()],
+            )
             .args(["--slot", &slot.to_string(), "--socket", sock.to_str().unwrap()])
             .stderr(Stdio::null())
             .spawn()
@@ -305,17 +306,8 @@ fn wait(secs: u64, mut ok: impl FnMut() -> bool) -> bool {
 
 /// (gaps in ms, kept, eligible) over `kills` kills.
 fn failovers(kills: usize) -> Result<(Vec<f64>, usize, usize), String> {
-    let prefix = format!("fb{}-", std::process::id() % 100_000);
-    let dir = std::env::temp_dir().join(format!("failover-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let mut lab = Lab { prefix: prefix.clone(), dir: dir.clone(), children: Vec::new(), boards: [None, None] };
-    let up = Command::new("bash")
-        .args(["deploy/netns/ha-topology.sh", "up", &prefix])
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !up.status.success() {
-        return Err(format!("topology: {}", String::from_utf8_lossy(&up.stderr)));
-    }
+    let mut lab = Bench { boards: [None, None], lab: Lab::of("deploy/netns/ha-topology.sh", "fb", Path::new(".")) };
+    let dir = lab.lab.dir.clone();
     std::fs::write(dir.join("aftr.conf"), CONFIG).map_err(|e| e.to_string())?;
     for (name, text) in [("echo.py", ECHO), ("probe.py", PROBE), ("flows.py", FLOWS)] {
         std::fs::write(dir.join(name), text).map_err(|e| e.to_string())?;
@@ -324,7 +316,7 @@ fn failovers(kills: usize) -> Result<(Vec<f64>, usize, usize), String> {
     let mut echo = lab.exec("inet", &["python3", &format!("{d}/echo.py")]).stdout(Stdio::piped()).spawn().unwrap();
     let out = echo.stdout.take();
     // Owned by the lab from here: killed and waited for on every way out.
-    lab.children.push(echo);
+    lab.lab.keep(echo);
     let mut line = String::new();
     std::io::BufReader::new(out.unwrap()).read_line(&mut line).map_err(|e| e.to_string())?;
     lab.start(1);
@@ -333,12 +325,12 @@ fn failovers(kills: usize) -> Result<(Vec<f64>, usize, usize), String> {
     }
     lab.start(2);
     let mut b4 = lab
-        .exec("sub", &[&Lab::bin("b4"), "--b4", "2001:db8:b4::2", "--aftr", "2001:db8::1", "--ipv4", "192.168.1.10"])
+        .exec("sub", &[&Bench::bin("b4"), "--b4", "2001:db8:b4::2", "--aftr", "2001:db8::1", "--ipv4", "192.168.1.10"])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let err = b4.stderr.take();
-    lab.children.push(b4);
+    lab.lab.keep(b4);
     std::io::BufReader::new(err.unwrap()).read_line(&mut line).map_err(|e| e.to_string())?;
     let probe_log = dir.join("probe.log");
     let probe = lab
@@ -346,7 +338,7 @@ fn failovers(kills: usize) -> Result<(Vec<f64>, usize, usize), String> {
         .stdout(std::fs::File::create(&probe_log).unwrap())
         .spawn()
         .unwrap();
-    lab.children.push(probe);
+    lab.lab.keep(probe);
     let (mut gaps, mut kept, mut eligible) = (Vec::new(), 0, 0);
     for round in 0..kills {
         // Settled: one active, the other standby and in sync.
