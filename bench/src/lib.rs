@@ -3,5 +3,7 @@
 #![deny(unsafe_code)]
 
 pub mod frames;
+pub mod generator;
 pub mod measure;
+pub mod tap;
 pub mod tun;

@@ -199,60 +199,98 @@ impl PacketRing {
         self.status(self.block).load(Ordering::Acquire) & libc::TP_STATUS_USER != 0
     }
 
-    /// Hands the frames of the next ready block to `each`, in batches of at most
-    /// [`BATCH`] (in place, with `HEADROOM` bytes before each), then returns the block
-    /// to the kernel. Returns the number of frames, 0 if no block is ready.
-    pub fn recv_block(&mut self, mut each: impl FnMut(&mut [Frame])) -> usize {
-        if !self.ready() {
-            return 0;
-        }
-        let b = self.block;
-        // SAFETY: the block is ours while its status says TP_STATUS_USER (the kernel
-        // does not write it until we hand it back below), and it lies inside the mapping.
-        let block =
-            unsafe { std::slice::from_raw_parts_mut(self.map.add(b * self.opts.block_size), self.opts.block_size) };
+    /// The frames of block `b` (ready, ours): where each starts (HEADROOM bytes before
+    /// its first byte), its length, and the kernel's receive time in ns (CLOCK_REALTIME).
+    fn spans(block: &[u8]) -> ArrayVec<(usize, usize, u64), 1024> {
         fn rd(b: &[u8], at: usize) -> usize {
             u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]) as usize
         }
         let num = rd(block, 12);
-        // First the frames' places (tpacket3_hdr: next_offset @0, snaplen @12, mac @24).
-        let mut spans: ArrayVec<(usize, usize), 1024> = ArrayVec::new();
+        // tpacket3_hdr: next_offset @0, sec @4, nsec @8, snaplen @12, mac @24.
+        let mut spans = ArrayVec::new();
         let mut at = rd(block, 16);
         for _ in 0..num {
             if at + 28 > block.len() || spans.is_full() {
                 break;
             }
             let next = rd(block, at);
+            let ts = rd(block, at + 4) as u64 * 1_000_000_000 + rd(block, at + 8) as u64;
             let snap = rd(block, at + 12);
             let mac = u16::from_ne_bytes([block[at + 24], block[at + 25]]) as usize;
             if mac >= HEADROOM && at + mac + snap <= block.len() {
-                spans.push((at + mac - HEADROOM, snap));
+                spans.push((at + mac - HEADROOM, snap, ts));
             }
             if next == 0 {
                 break;
             }
             at += next;
         }
-        // Then cut the block into disjoint frames, a batch at a time.
-        let mut n = 0;
-        let mut rest: &mut [u8] = block;
-        let mut consumed = 0;
-        for chunk in spans.chunks(BATCH) {
-            let mut frames: ArrayVec<Frame, BATCH> = ArrayVec::new();
-            for &(from, len) in chunk {
-                let r = std::mem::take(&mut rest);
-                let (_, tail) = r.split_at_mut(from - consumed);
-                let (frame, after) = tail.split_at_mut(HEADROOM + len);
-                frames.push(Frame::new(frame, HEADROOM, len));
-                consumed = from + HEADROOM + len;
-                rest = after;
-            }
-            n += frames.len();
-            each(&mut frames);
+        spans
+    }
+
+    /// The next ready block, if any: handed to `use_block` (ours while it runs), then
+    /// given back to the kernel.
+    fn with_block<R>(&mut self, use_block: impl FnOnce(&mut [u8]) -> R) -> Option<R> {
+        if !self.ready() {
+            return None;
         }
+        let b = self.block;
+        // SAFETY: the block is ours while its status says TP_STATUS_USER (the kernel
+        // does not write it until we hand it back below), and it lies inside the mapping.
+        let block =
+            unsafe { std::slice::from_raw_parts_mut(self.map.add(b * self.opts.block_size), self.opts.block_size) };
+        let r = use_block(block);
         self.status(b).store(libc::TP_STATUS_KERNEL, Ordering::Release);
         self.block = (b + 1) % self.opts.blocks;
-        n
+        Some(r)
+    }
+
+    /// Hands the frames of the next ready block to `each`, in batches of at most
+    /// [`BATCH`] (in place, with `HEADROOM` bytes before each), then returns the block
+    /// to the kernel. Returns the number of frames, 0 if no block is ready.
+    pub fn recv_block(&mut self, mut each: impl FnMut(&mut [Frame])) -> usize {
+        self.with_block(|block| {
+            let spans = Self::spans(block);
+            // Cut the block into disjoint frames, a batch at a time.
+            let mut n = 0;
+            let mut rest: &mut [u8] = block;
+            let mut consumed = 0;
+            for chunk in spans.chunks(BATCH) {
+                let mut frames: ArrayVec<Frame, BATCH> = ArrayVec::new();
+                for &(from, len, _) in chunk {
+                    let r = std::mem::take(&mut rest);
+                    let (_, tail) = r.split_at_mut(from - consumed);
+                    let (frame, after) = tail.split_at_mut(HEADROOM + len);
+                    frames.push(Frame::new(frame, HEADROOM, len));
+                    consumed = from + HEADROOM + len;
+                    rest = after;
+                }
+                n += frames.len();
+                each(&mut frames);
+            }
+            n
+        })
+        .unwrap_or(0)
+    }
+
+    /// Hands each frame of the next ready block to `each` with the time the kernel
+    /// received it (ns, CLOCK_REALTIME), then returns the block to the kernel. Returns
+    /// the number of frames, 0 if no block is ready. For taps, not for the data path.
+    pub fn recv_stamped(&mut self, mut each: impl FnMut(&[u8], u64)) -> usize {
+        self.with_block(|block| {
+            let spans = Self::spans(block);
+            for &(from, len, ts) in &spans {
+                each(&block[from + HEADROOM..from + HEADROOM + len], ts);
+            }
+            spans.len()
+        })
+        .unwrap_or(0)
+    }
+
+    /// Keeps only the frames `filter` (classic BPF) accepts; the others cost the kernel
+    /// one run of the filter and are not copied into the ring.
+    pub fn set_filter(&self, filter: &[FilterInsn]) -> io::Result<()> {
+        attach_filter(&self.fd, filter)
     }
 
     /// Sends frames out of this ring's interface; returns how many went out.
@@ -321,14 +359,18 @@ pub struct PacketRx {
 /// One instruction of a classic BPF socket filter.
 pub type FilterInsn = libc::sock_filter;
 
+fn attach_filter(fd: &OwnedFd, filter: &[FilterInsn]) -> io::Result<()> {
+    let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut libc::sock_filter };
+    // The kernel copies the program during the call; `filter` outlives it.
+    setopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)
+}
+
 impl PacketRx {
     pub fn open(ifname: &str, protocol: u16, filter: &[FilterInsn]) -> io::Result<PacketRx> {
         let ifindex = ifindex(ifname)?;
         let fd = packet_socket(protocol, libc::SOCK_NONBLOCK)?;
         if !filter.is_empty() {
-            let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut libc::sock_filter };
-            // The kernel copies the program during the call; `filter` outlives it.
-            setopt(&fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)?;
+            attach_filter(&fd, filter)?;
         }
         // SAFETY: sockaddr_ll is plain data; zeroed is a valid value, then filled in.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };

@@ -377,3 +377,95 @@ impl XskPair {
         }
     }
 }
+
+/// A transmit-only AF_XDP socket on one queue of one interface, with a UMEM of its own:
+/// the packet generator's (bench). Frames are written straight into free chunks by the
+/// caller and sent from there, so the only copy is the kernel's (copy mode).
+pub struct XskTx {
+    fq: DeviceQueue,
+    tx: RingTx,
+    free: Vec<u64>,
+    _umem: Umem,
+    area: Area,
+}
+
+// SAFETY: as for XskPair: the mapping and the rings belong to this value alone.
+unsafe impl Send for XskTx {}
+
+impl XskTx {
+    /// Opens a socket on TX queue `queue` of `ifname`. Needs no XDP program.
+    pub fn open(ifname: &str, queue: u32) -> io::Result<XskTx> {
+        let area = Area::new((CHUNKS * CHUNK) as usize)?;
+        let cfg = UmemConfig { fill_size: RING, complete_size: RING, frame_size: CHUNK, headroom: 0, flags: 0 };
+        let slice = NonNull::slice_from_raw_parts(area.ptr, area.len);
+        // SAFETY: `area` is page aligned (mmap), valid for `len` bytes, and outlives the
+        // UMEM: both live in the returned XskTx, where `area` is dropped last.
+        let umem = unsafe { Umem::new(cfg, slice) }.map_err(failed("UMEM registration"))?;
+        let info = ifinfo(ifname, queue)?;
+        let sock = Socket::with_shared(&info, &umem).map_err(failed("socket"))?;
+        let rings = SocketConfig {
+            rx_size: None,
+            tx_size: NonZeroU32::new(RING),
+            bind_flags: SocketConfig::XDP_BIND_NEED_WAKEUP,
+        };
+        let fq = umem.fq_cq(&sock).map_err(failed("fill and completion rings"))?;
+        let user = umem.rx_tx(&sock, &rings).map_err(failed("TX ring"))?;
+        let tx = user.map_tx().map_err(failed("TX ring mapping"))?;
+        umem.bind(&user).map_err(failed("bind"))?;
+        let free = (0..CHUNKS as u64).rev().map(|i| i * CHUNK as u64).collect();
+        Ok(XskTx { fq, tx, free, _umem: umem, area })
+    }
+
+    /// Writes up to `max` frames, each by `make` into a free chunk (it returns the
+    /// frame's length, at most 3840 bytes; 0 ends the batch early), puts them on the TX
+    /// ring and wakes the kernel until it took them. Returns the frames queued: fewer
+    /// than `max` when the ring or the free chunks ran out.
+    pub fn send(&mut self, max: usize, mut make: impl FnMut(&mut [u8]) -> usize) -> usize {
+        {
+            let mut c = self.fq.complete(RING);
+            while let Some(addr) = c.read() {
+                self.free.push(addr - addr % CHUNK as u64);
+            }
+            c.release();
+        }
+        let room = (RING - self.tx.pending()) as usize;
+        let n = max.min(self.free.len()).min(room);
+        let base = self.area.ptr.as_ptr();
+        let mut descs: ArrayVec<XdpDesc, BATCH> = ArrayVec::new();
+        for _ in 0..n.min(BATCH) {
+            let chunk = *self.free.last().expect("n <= free.len()");
+            // SAFETY: `chunk` is a free chunk (on no ring), inside the mapping; the slice
+            // ends before the chunk's end and lives only during `make`.
+            let buf = unsafe { std::slice::from_raw_parts_mut(base.add(chunk as usize), CHUNK as usize - TX_OFFSET) };
+            let len = make(buf).min(CHUNK as usize - TX_OFFSET);
+            if len == 0 {
+                break;
+            }
+            self.free.pop();
+            descs.push(XdpDesc { addr: chunk, len: len as u32, options: 0 });
+        }
+        let queued = {
+            let mut w = self.tx.transmit(descs.len() as u32);
+            let q = w.insert(descs.iter().copied());
+            w.commit();
+            q as usize
+        };
+        // Whatever the ring did not take goes back to the free chunks.
+        for d in &descs[queued..] {
+            self.free.push(d.addr);
+        }
+        // Copy mode sends at most 32 frames per wake-up.
+        for _ in 0..RING / 32 + 1 {
+            if self.tx.pending() == 0 || !self.tx.needs_wakeup() {
+                break;
+            }
+            self.tx.wake();
+        }
+        queued
+    }
+
+    /// Frames the kernel did not send because they were malformed (XDP_STATISTICS).
+    pub fn tx_invalid(&self) -> u64 {
+        self.fq.statistics_v2().map(|s| s.tx_invalid_descs).unwrap_or(0)
+    }
+}

@@ -1,0 +1,731 @@
+//! bench-report: the throughput benchmark of the AFTR and its report.
+//!
+//! In one run, side by side on the same veth pairs, with the same generator and sink:
+//! the bare AF_XDP forwarder (`xdp-forward`: the physical limit of these veths), `aftrd`
+//! with one worker and `aftrd` with two, softwire -> IPv4 and IPv4 -> softwire, at
+//! 64-byte-class and ~512-byte frames. For each, the highest rate without loss (RFC 2544
+//! section 26.1 style: a binary search over paced trials, with a stated loss tolerance),
+//! then the latency of sampled frames at that rate (section 26.2: the kernel's receive
+//! time minus the send time the generator wrote into the frame). Then, from their own
+//! programs, the in-memory engine figures (`engine-bench`) and the hot-backup figures
+//! (`failover-bench`). Prints a table and writes `bench/results/<date>.md` and `.svg`.
+//!
+//! Topology (made here, removed on exit, even on failure):
+//!   [gen] g-sw <-> d-sw [dut] d-in <-> g-in [gen]
+//! veths with two queues each way, so `aftrd` with two workers gets one RX queue per
+//! worker. The generator (AF_XDP transmit sockets) runs on core 0, the DUT's first
+//! worker on core 1 (the second, if any, on core 0: this machine has two).
+//!
+//! Usage: bench-report [--sizes 64,512] [--trial S] [--loss PCT] [--flows N] [--b4s N]
+//!   [--duts bare,aftrd1,aftrd2] [--skip-engine] [--skip-ha] [--kills N] [--out DIR]
+//! (as root, with the workspace binaries built: `bash scripts/bench-report.sh`)
+
+use std::fmt::Write as _;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bench::generator::{self, Direction, Io, L4, Mix, Plan, Sent, Traffic};
+use bench::measure::{arg, percentiles};
+use bench::tap::{self, Check, TapReport};
+
+/// The namespaces of the run; removed on drop.
+struct Topology {
+    gen_ns: String,
+    dut_ns: String,
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip").args(args).output().map_err(|e| format!("ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+impl Topology {
+    fn up() -> Result<Topology, String> {
+        let id = std::process::id();
+        let t = Topology { gen_ns: format!("br-gen-{id}"), dut_ns: format!("br-dut-{id}") };
+        let (g, d) = (t.gen_ns.as_str(), t.dut_ns.as_str());
+        for ns in [g, d] {
+            ip(&["netns", "add", ns])?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        let q = ["numtxqueues", "2", "numrxqueues", "2"];
+        for (a, b) in [("g-sw", "d-sw"), ("g-in", "d-in")] {
+            let mut args = vec!["-n", g, "link", "add", a];
+            args.extend(q);
+            args.extend(["type", "veth", "peer", "name", b]);
+            args.extend(q);
+            args.extend(["netns", d]);
+            ip(&args)?;
+        }
+        for (ns, dev) in [(g, "g-sw"), (g, "g-in"), (d, "d-sw"), (d, "d-in")] {
+            ip(&["-n", ns, "link", "set", dev, "mtu", "1600", "up"])?;
+            let _ = Command::new("ip")
+                .args(["netns", "exec", ns, "ethtool", "-K", dev, "tx", "off", "rx", "off", "gso", "off", "tso", "off"])
+                .args(["gro", "off"])
+                .output();
+        }
+        // The board's addresses and its upstream router (the generator's interface, by a
+        // permanent neighbour entry: the generator's kernel owns no address, so it
+        // answers nothing and sends nothing back).
+        let gmac =
+            Command::new("ip").args(["-n", g, "-br", "link", "show", "g-in"]).output().map_err(|e| e.to_string())?;
+        let gmac = String::from_utf8_lossy(&gmac.stdout).split_whitespace().nth(2).unwrap_or("").to_string();
+        ip(&["-n", d, "-6", "addr", "add", "2001:db8:b4::1/64", "dev", "d-sw", "nodad"])?;
+        ip(&["-n", d, "addr", "add", "203.0.113.1/24", "dev", "d-in"])?;
+        ip(&["-n", d, "neigh", "add", "203.0.113.80", "lladdr", &gmac, "dev", "d-in", "nud", "permanent"])?;
+        ip(&["-n", d, "route", "add", "default", "via", "203.0.113.80"])?;
+        Ok(t)
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        for ns in [&self.gen_ns, &self.dut_ns] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// The devices under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dut {
+    Bare,
+    Aftrd(u32),
+}
+
+impl Dut {
+    fn name(self) -> String {
+        match self {
+            Dut::Bare => "bare AF_XDP forwarder".into(),
+            Dut::Aftrd(1) => "aftrd, 1 worker".into(),
+            Dut::Aftrd(n) => format!("aftrd, {n} workers"),
+        }
+    }
+    fn short(self) -> String {
+        match self {
+            Dut::Bare => "bare".into(),
+            Dut::Aftrd(n) => format!("aftrd{n}"),
+        }
+    }
+    /// TX queues the generator spreads over (one per receiving worker).
+    fn queues(self) -> u32 {
+        match self {
+            Dut::Bare => 1,
+            Dut::Aftrd(n) => n,
+        }
+    }
+}
+
+/// A running DUT (with aftrd's management socket); stopped (SIGTERM) on drop, after
+/// aftrd's drop counters are shown.
+struct Running(Child, Option<PathBuf>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(sock) = &self.1 {
+            let out = Command::new(bin("aftrctl")).arg("--socket").arg(sock).args(["display", "statistics"]).output();
+            let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+            let drops: Vec<&str> = text
+                .lines()
+                .filter(|l| {
+                    let mut w = l.split_whitespace();
+                    w.next().is_some_and(|k| k.contains("drop")) && w.next().is_some_and(|v| v != "0")
+                })
+                .collect();
+            if !drops.is_empty() {
+                eprintln!("  aftrd counted: {}", drops.iter().map(|l| l.trim()).collect::<Vec<_>>().join("; "));
+            }
+        }
+        // Through kill(1): this crate keeps its unsafe code in `tun`.
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let _ = self.0.wait();
+    }
+}
+
+fn bin(name: &str) -> PathBuf {
+    std::env::current_exe().expect("own path").with_file_name(name)
+}
+
+fn start(t: &Topology, dir: &Path, dut: Dut) -> Result<Running, String> {
+    match dut {
+        Dut::Bare => {
+            let mut c = Command::new("ip")
+                .args(["netns", "exec", &t.dut_ns])
+                .arg(bin("xdp-forward"))
+                .args(["--softwire", "d-sw", "--internet", "d-in", "--core", "1"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|e| format!("xdp-forward: {e}"))?;
+            let mut line = String::new();
+            std::io::BufReader::new(c.stderr.as_mut().expect("piped"))
+                .read_line(&mut line)
+                .map_err(|e| e.to_string())?;
+            if !line.contains("XDP on") {
+                return Err(format!("xdp-forward did not start: {line}"));
+            }
+            Ok(Running(c, None))
+        }
+        Dut::Aftrd(workers) => {
+            // The backup slot (another board, never started here) has as many cores.
+            let (cores, backup) = if workers == 1 { ("1", "2") } else { ("1 0", "2 3") };
+            let cfg = dir.join("aftr.conf");
+            std::fs::write(
+                &cfg,
+                format!(
+                    "sysname bench\nslot 1\n worker-cores {cores}\n interface softwire d-sw\n interface internet d-in\n packet-io af-xdp\n\
+                     slot 2\n worker-cores {backup}\nservice-location 1\n location slot 1 backup slot 2\nservice-instance-group g\n service-location 1\n\
+                     ds-lite address-group pool\n section 0 198.51.100.0 mask 24\n\
+                     ds-lite instance d id 1\n service-instance-group g\n local-ipv6 2001:db8::1\n remote-ipv6 2001:db8:b400:: prefix-length 48\n\
+                     ds-lite address-group pool\n"
+                ),
+            )
+            .map_err(|e| e.to_string())?;
+            let sock = dir.join("slot1.sock");
+            let _ = std::fs::remove_file(&sock);
+            let c = Command::new("ip")
+                .args(["netns", "exec", &t.dut_ns])
+                .arg(bin("aftrd"))
+                .arg("--config")
+                .arg(&cfg)
+                .args(["--slot", "1", "--socket"])
+                .arg(&sock)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("aftrd: {e}"))?;
+            let running = Running(c, Some(sock.clone()));
+            let t0 = Instant::now();
+            while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+                if t0.elapsed() > Duration::from_secs(10) {
+                    return Err("aftrd did not start".into());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Ok(running)
+        }
+    }
+}
+
+/// The interfaces a direction sends on and receives from (generator side).
+fn ends(dir: Direction) -> (&'static str, &'static str) {
+    match dir {
+        Direction::In2Out => ("g-sw", "g-in"),
+        Direction::Out2In => ("g-in", "g-sw"),
+    }
+}
+
+/// One paced (or full-speed) trial.
+struct Trial {
+    sent: Sent,
+    received: u64,
+    tap: TapReport,
+}
+
+impl Trial {
+    fn loss(&self) -> f64 {
+        if self.sent.frames == 0 { 1.0 } else { (1.0 - self.received as f64 / self.sent.frames as f64).max(0.0) }
+    }
+}
+
+/// What a trial sends and how its frames are tapped.
+struct Load<'a> {
+    dir: Direction,
+    traffic: &'a Traffic,
+    queues: u32,
+    plan: Plan,
+    /// Tap: every marked frame (`all`) or the sampled ones, checked as given.
+    tap: Option<(bool, Check)>,
+}
+
+fn trial(t: &Topology, l: &Load) -> Result<Trial, String> {
+    let (tx_if, rx_if) = ends(l.dir);
+    let (stop, ready) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let h = l
+        .tap
+        .map(|(all, what)| tap::start(t.gen_ns.clone(), rx_if.to_string(), all, what, stop.clone(), ready.clone()));
+    while h.is_some() && !ready.load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let before = tap::rx_packets(&t.gen_ns, rx_if);
+    let sent = std::thread::scope(|s| {
+        s.spawn(|| {
+            dataplane::io::netns::enter(&t.gen_ns).map_err(|e| e.to_string())?;
+            core_affinity::set_for_current(core_affinity::CoreId { id: 0 });
+            generator::send(tx_if, Io::AfXdp, l.queues, l.traffic, &l.plan, |_, _| {}).map_err(|e| e.to_string())
+        })
+        .join()
+        .expect("generator thread")
+    })?;
+    // What is still in flight arrives within the drain time.
+    std::thread::sleep(Duration::from_millis(300));
+    let received = tap::rx_packets(&t.gen_ns, rx_if).saturating_sub(before);
+    stop.store(true, Ordering::Release);
+    let tap = h.map(|h| h.join().expect("tap thread")).unwrap_or_default();
+    Ok(Trial { sent, received, tap })
+}
+
+/// The result of one search.
+#[derive(Debug, Clone, Default)]
+struct Found {
+    /// Highest rate within the tolerance, frames per second (0: none).
+    rate: f64,
+    /// The generator's own limit was reached without loss: the DUT is at least this fast.
+    at_generator_limit: bool,
+    /// Loss at that rate in the search's trial.
+    loss: f64,
+    /// Latency percentiles (us) p50, p90, p99, p99.9 and the loss of the latency trial.
+    latency_us: [f64; 4],
+    latency_loss: f64,
+    samples: u64,
+    bad: u64,
+    trials: usize,
+}
+
+struct Settings {
+    trial_secs: f64,
+    tolerance: f64,
+    flows: usize,
+    b4s: u32,
+}
+
+/// RFC 2544-style search: a trial as fast as the generator goes, then bisection between
+/// the highest rate that passed and the lowest that failed, to 2% of the rate.
+fn search(t: &Topology, s: &Settings, dut: Dut, dir: Direction, traffic: &Traffic) -> Result<Found, String> {
+    let load = |rate: Option<f64>, tap: Option<(bool, Check)>, sample_every: u64| Load {
+        dir,
+        traffic,
+        queues: dut.queues(),
+        plan: Plan { rate, secs: s.trial_secs, count: u64::MAX, sample_every },
+        tap,
+    };
+    let mut f = Found::default();
+    let full = trial(t, &load(None, None, u64::MAX))?;
+    f.trials += 1;
+    let (top, forwarded) = (full.sent.rate(), full.received as f64 / full.sent.secs);
+    eprintln!(
+        "    full speed: offered {:.3} Mpps, forwarded {:.3} Mpps ({:.2}% lost)",
+        top / 1e6,
+        forwarded / 1e6,
+        full.loss() * 100.0
+    );
+    let (mut lo, mut hi) = (0.0f64, top);
+    let mut lo_loss = 0.0;
+    if full.loss() <= s.tolerance {
+        (lo, lo_loss, f.at_generator_limit) = (top * 0.999, full.loss(), true);
+    } else {
+        // The rate it forwarded under overload is the first guess.
+        let mut rate = (forwarded * 0.99).min(top * 0.98);
+        for _ in 0..10 {
+            if hi - lo <= 0.02 * hi || rate <= 0.0 {
+                break;
+            }
+            let tr = trial(t, &load(Some(rate), None, u64::MAX))?;
+            f.trials += 1;
+            let pass = tr.loss() <= s.tolerance;
+            eprintln!(
+                "    {:.3} Mpps: {:.3}% lost, {}",
+                rate / 1e6,
+                tr.loss() * 100.0,
+                if pass { "pass" } else { "fail" }
+            );
+            if pass {
+                (lo, lo_loss) = (rate, tr.loss());
+            } else {
+                hi = rate;
+            }
+            rate = (lo + hi) / 2.0;
+        }
+    }
+    (f.rate, f.loss) = (lo, lo_loss);
+    if lo > 0.0 {
+        // Latency at the rate found, of about one frame in 64.
+        let check = match dut {
+            Dut::Bare => Check::Mark,
+            Dut::Aftrd(_) => Check::Translated(dir),
+        };
+        let mut tr = trial(t, &load(Some(lo), Some((false, check)), 64))?;
+        f.trials += 1;
+        let p = percentiles(&mut tr.tap.latency_ns, &[50.0, 90.0, 99.0, 99.9]);
+        f.latency_us = [0, 1, 2, 3].map(|i| p[i] as f64 / 1e3);
+        (f.latency_loss, f.samples, f.bad) = (tr.loss(), tr.tap.frames, tr.tap.bad);
+    }
+    Ok(f)
+}
+
+/// One cell of the table.
+struct Cell {
+    size: usize,
+    dir: Direction,
+    dut: Dut,
+    found: Found,
+}
+
+/// The softwire frames of the run and, after aftrd's warm-up, the mapped flows.
+fn warm(t: &Topology, s: &Settings, sw: &Traffic, dut: Dut) -> Result<Vec<(L4, u32, u16)>, String> {
+    if dut == Dut::Bare {
+        // Any pool address and port will do for the bare forwarder.
+        return Ok((0..s.flows).map(|i| (L4::Udp, 0xc633_6400 + (i % 250) as u32 + 1, 2000 + i as u16)).collect());
+    }
+    // Every flow a few times at a pace the tap holds: the sessions, and their mappings.
+    let l = Load {
+        dir: Direction::In2Out,
+        traffic: sw,
+        queues: dut.queues(),
+        plan: Plan { rate: Some(100_000.0), secs: 5.0, count: 3 * s.flows as u64, sample_every: 1 },
+        tap: Some((true, Check::Translated(Direction::In2Out))),
+    };
+    let tr = trial(t, &l)?;
+    if tr.tap.bad > 0 {
+        return Err(format!("{} of the translated frames failed the check in the warm-up", tr.tap.bad));
+    }
+    let mapped: Vec<_> = tr.tap.mapped.into_iter().collect();
+    if mapped.len() < s.flows {
+        return Err(format!("{} mapped {} of {} flows in the warm-up", dut.name(), mapped.len(), s.flows));
+    }
+    Ok(mapped)
+}
+
+fn measure(t: &Topology, dir: &Path, s: &Settings, sizes: &[usize], duts: &[Dut]) -> Result<Vec<Cell>, String> {
+    let mut cells = Vec::new();
+    for &size in sizes {
+        for &dut in duts {
+            let sw = Traffic::softwire(s.flows, s.b4s, Mix::UDP, size, dut.queues());
+            let _running = start(t, dir, dut)?;
+            let mapped = warm(t, s, &sw, dut)?;
+            let back = Traffic::inbound(&mapped, size, dut.queues());
+            for (d, traffic) in [(Direction::In2Out, &sw), (Direction::Out2In, &back)] {
+                eprintln!(
+                    "{} {}, {}-byte frames ({} bytes on the softwire):",
+                    dut.name(),
+                    d.name(),
+                    size,
+                    sw.templates[0].bytes.len() + 4
+                );
+                let found = search(t, s, dut, d, traffic)?;
+                eprintln!(
+                    "  => {:.3} Mpps{} ({:.2}% lost); latency p50 {:.1} p99 {:.1} us",
+                    found.rate / 1e6,
+                    if found.at_generator_limit { " (generator limit)" } else { "" },
+                    found.loss * 100.0,
+                    found.latency_us[0],
+                    found.latency_us[2]
+                );
+                cells.push(Cell { size, dir: d, dut, found });
+            }
+        }
+    }
+    Ok(cells)
+}
+
+/// The `key=value` pairs of the `summary:` line a benchmark program prints.
+fn summary_of(program: &str, args: &[&str]) -> Result<Vec<(String, String)>, String> {
+    eprintln!("running {program} {}", args.join(" "));
+    let out = Command::new(bin(program))
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("{program}: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("summary:"))
+        .ok_or_else(|| format!("{program} printed no summary (exit {})", out.status))?;
+    Ok(line["summary:".len()..]
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect())
+}
+
+fn get<'a>(kv: &'a [(String, String)], k: &str) -> &'a str {
+    kv.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str()).unwrap_or("?")
+}
+
+fn sh(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The machine the run was on.
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        .unwrap_or(0);
+    format!(
+        "{} ({cores} vCPUs), {:.0} GiB, Linux {}, {}, commit {}",
+        cpu,
+        mem as f64 / (1 << 20) as f64,
+        sh("uname", &["-r"]),
+        sh("rustc", &["--version"]),
+        sh("git", &["rev-parse", "--short", "HEAD"])
+    )
+}
+
+fn mpps(f: &Found) -> String {
+    format!("{}{:.3}", if f.at_generator_limit { ">=" } else { "" }, f.rate / 1e6)
+}
+
+/// The (frame size, direction) pairs measured, in the order of the run.
+fn groups(cells: &[Cell]) -> Vec<(usize, Direction)> {
+    let mut g: Vec<(usize, Direction)> = Vec::new();
+    for c in cells {
+        if !g.contains(&(c.size, c.dir)) {
+            g.push((c.size, c.dir));
+        }
+    }
+    g
+}
+
+/// The table of the I/O figures, in Markdown (printed too).
+fn table(cells: &[Cell], duts: &[Dut]) -> String {
+    let mut o = String::new();
+    let _ = write!(o, "| frame (IPv4 / softwire bytes) | direction |");
+    for d in duts {
+        let _ = write!(o, " {} Mpps |", d.name());
+        if *d != Dut::Bare {
+            let _ = write!(o, " ratio |");
+        }
+    }
+    let _ = write!(o, " latency p50 / p99 us ({}) |", duts.iter().map(|d| d.short()).collect::<Vec<_>>().join(", "));
+    o.push('\n');
+    o.push_str(&"| --- ".repeat(3 + 2 * duts.len() - usize::from(duts.contains(&Dut::Bare))));
+    o.push_str("|\n");
+    for (size, dir) in groups(cells) {
+        let cell = |dut: Dut| cells.iter().find(|c| c.size == size && c.dir == dir && c.dut == dut);
+        let bare = cell(Dut::Bare).map(|c| c.found.rate).unwrap_or(0.0);
+        let _ = write!(o, "| {size} / {} | {} |", size + 40, dir.name());
+        let mut lat = Vec::new();
+        for &d in duts {
+            let Some(c) = cell(d) else { continue };
+            let _ = write!(o, " {} |", mpps(&c.found));
+            if d != Dut::Bare {
+                let r = if bare > 0.0 { format!("{:.2}", c.found.rate / bare) } else { "-".into() };
+                let _ = write!(o, " {r} |");
+            }
+            lat.push(format!("{:.0} / {:.0}", c.found.latency_us[0], c.found.latency_us[2]));
+        }
+        let _ = writeln!(o, " {} |", lat.join(", "));
+    }
+    o
+}
+
+/// A bar chart of the rates found, one group per (frame, direction), one bar per DUT.
+fn plot(path: &Path, cells: &[Cell], duts: &[Dut], title: &str) -> Result<(), String> {
+    use plotters::prelude::*;
+    let groups = groups(cells);
+    let top = cells.iter().map(|c| c.found.rate / 1e6).fold(0.0, f64::max).max(0.1) * 1.15;
+    let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let n = groups.len() as f64;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(16)
+        .x_label_area_size(50)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..n, 0.0..top)
+        .map_err(|e| e.to_string())?;
+    let names: Vec<String> = groups.iter().map(|(s, d)| format!("{} B, {}", s, d.name())).collect();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(groups.len() * 2 + 1)
+        .x_label_formatter(&|x| {
+            let i = x.floor() as usize;
+            if (x - x.floor() - 0.5).abs() < 0.01 && i < names.len() { names[i].clone() } else { String::new() }
+        })
+        .y_desc("Mpps without loss")
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let colours = [RGBColor(120, 120, 120), RGBColor(31, 119, 180), RGBColor(255, 127, 14)];
+    let w = 0.8 / duts.len() as f64;
+    for (k, &dut) in duts.iter().enumerate() {
+        let colour = colours[k % colours.len()];
+        let bars = groups.iter().enumerate().filter_map(|(g, &(size, dir))| {
+            let c = cells.iter().find(|c| c.size == size && c.dir == dir && c.dut == dut)?;
+            let x0 = g as f64 + 0.1 + k as f64 * w;
+            Some(Rectangle::new([(x0, 0.0), (x0 + w * 0.9, c.found.rate / 1e6)], colour.filled()))
+        });
+        chart
+            .draw_series(bars)
+            .map_err(|e| e.to_string())?
+            .label(dut.name())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], colour.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.9))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench-report: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<(), String> {
+    let sizes: Vec<usize> = arg::<String>(args, "--sizes")
+        .unwrap_or("64,512".into())
+        .split(',')
+        .map(|v| v.parse().map_err(|_| format!("--sizes: {v:?} is not a number")))
+        .collect::<Result<_, _>>()?;
+    if sizes.iter().any(|s| !(64..=1518).contains(s)) {
+        return Err("--sizes: frames of 64 to 1518 bytes".into());
+    }
+    let duts: Vec<Dut> = arg::<String>(args, "--duts")
+        .unwrap_or("bare,aftrd1,aftrd2".into())
+        .split(',')
+        .map(|d| match d {
+            "bare" => Ok(Dut::Bare),
+            "aftrd1" => Ok(Dut::Aftrd(1)),
+            "aftrd2" => Ok(Dut::Aftrd(2)),
+            _ => Err(format!("--duts: {d:?} is not bare, aftrd1 or aftrd2")),
+        })
+        .collect::<Result<_, _>>()?;
+    let s = Settings {
+        trial_secs: arg(args, "--trial").unwrap_or(2.0),
+        tolerance: arg::<f64>(args, "--loss").unwrap_or(0.5) / 100.0,
+        flows: arg(args, "--flows").unwrap_or(1024),
+        b4s: arg(args, "--b4s").unwrap_or(64),
+    };
+    let out_dir: PathBuf = arg(args, "--out").unwrap_or_else(|| PathBuf::from("bench/results"));
+    let kills: String = arg(args, "--kills").unwrap_or("5".into());
+    let flag = |f: &str| args.iter().any(|a| a == f);
+
+    let started = Instant::now();
+    let cells = {
+        let t = Topology::up()?;
+        let dir = std::env::temp_dir().join(format!("bench-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let r = measure(&t, &dir, &s, &sizes, &duts);
+        let _ = std::fs::remove_dir_all(&dir);
+        r?
+    };
+    let io_table = table(&cells, &duts);
+    println!("\n{io_table}");
+    let engine = if flag("--skip-engine") { None } else { Some(summary_of("engine-bench", &[])?) };
+    let ha = if flag("--skip-ha") { None } else { Some(summary_of("failover-bench", &["--kills", &kills])?) };
+
+    let date = sh("date", &["+%F"]);
+    std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
+    let svg = out_dir.join(format!("{date}.svg"));
+    plot(&svg, &cells, &duts, &format!("DS-Lite AFTR over veth, highest rate within {}% loss", s.tolerance * 100.0))?;
+
+    let mut md = String::new();
+    let _ = writeln!(md, "# Benchmark report, {date}\n");
+    let _ = writeln!(md, "Machine: {}.\n", machine());
+    let _ = writeln!(
+        md,
+        "Produced by `bash scripts/bench-report.sh{}` in {:.0} s. Every figure below is printed by that \
+         run; nothing is copied in by hand.\n",
+        if args.is_empty() { String::new() } else { format!(" {}", args.join(" ")) },
+        started.elapsed().as_secs_f64()
+    );
+    let _ = writeln!(md, "## Packet I/O: the AFTR against the bare forwarder\n");
+    let _ = writeln!(
+        md,
+        "Highest rate with at most {}% loss (RFC 2544 section 26.1 style: bisection over paced trials of {} s, to 2% \
+         of the rate), {} established UDP flows from {} B4s, in Mpps; ratio = aftrd / bare forwarder. `>=`: the \
+         generator's own limit was reached within the tolerance. Latency: the kernel's receive time at the sink \
+         minus the send time written into the frame, of one frame in 64, at the rate found (section 26.2), \
+         including the generator's batching (up to 32 frames).\n",
+        s.tolerance * 100.0,
+        s.trial_secs,
+        s.flows,
+        s.b4s
+    );
+    md.push_str(&io_table);
+    let _ = writeln!(md, "\n![rates]({date}.svg)\n");
+    let _ = writeln!(
+        md,
+        "Frame sizes are the IPv4 side on the wire with FCS; softwire frames are 40 bytes more. Translation \
+         checks: the tap kept {} sampled frames of aftrd in the latency trials and {} failed a check \
+         (addresses, IPv4 header and transport checksums).\n",
+        cells.iter().filter(|c| c.dut != Dut::Bare).map(|c| c.found.samples).sum::<u64>(),
+        cells.iter().filter(|c| c.dut != Dut::Bare).map(|c| c.found.bad).sum::<u64>()
+    );
+    let _ = writeln!(
+        md,
+        "Setting: generator (AF_XDP transmit sockets), DUT and sink share this machine's cores: generator on \
+         core 0, the DUT's first worker on core 1, a second worker on core 0 with the generator. On veth the \
+         receive side's XDP program and copy into the DUT's UMEM run in the sender's softirq. Copy-mode \
+         AF_XDP (veth has no zero-copy). With two workers, the generator spreads B4s over two RX queues \
+         (B4 n on queue n mod 2, as RSS on the outer header would), independent of aftrd's owner hash, so \
+         about half the frames are handed to the other worker.\n"
+    );
+    if let Some(e) = &engine {
+        let _ = writeln!(md, "## Engine, in memory (`engine-bench`, one core, no I/O)\n");
+        let _ = writeln!(md, "| figure | value | goal |\n| --- | --- | --- |");
+        for (k, name, goal) in [
+            ("est10k_in2out_mpps", "established, 10k sessions, softwire -> IPv4, Mpps", ">= 15"),
+            ("est10k_out2in_mpps", "established, 10k sessions, IPv4 -> softwire, Mpps", ">= 15"),
+            ("est1m_in2out_mpps", "established, 1M sessions, softwire -> IPv4, Mpps", ">= 8"),
+            ("est1m_out2in_mpps", "established, 1M sessions, IPv4 -> softwire, Mpps", ">= 8"),
+            ("baseline_mpps", "baseline (parse and copy only), Mpps", ""),
+            ("new_sessions_per_sec", "new sessions per second", ">= 2000000"),
+            ("bytes_per_session_1m", "memory per session at 1M sessions, bytes", "<= 128"),
+            ("bytes_per_session_10m", "memory per session at 10M sessions, bytes", "<= 128"),
+        ] {
+            let _ = writeln!(md, "| {name} | {} | {goal} |", get(e, k));
+        }
+        md.push('\n');
+    }
+    if let Some(h) = &ha {
+        let _ = writeln!(md, "## Hot backup (`failover-bench --kills {kills}`)\n");
+        let _ = writeln!(md, "| figure | value |\n| --- | --- |");
+        for (k, name) in [
+            ("gap_ms", "traffic gap at a kill -9 of the active board, median, ms"),
+            ("gap_worst_ms", "worst gap, ms"),
+            ("preserved", "sessions older than delay-time kept with their mapping"),
+            ("replication_records_per_s", "replication, session records per second"),
+            ("bulk_sync_s", "bulk synchronisation of a new standby, seconds"),
+            ("bulk_sessions", "sessions in that bulk synchronisation"),
+        ] {
+            let _ = writeln!(md, "| {name} | {} |", get(h, k));
+        }
+        md.push('\n');
+    }
+    let report = out_dir.join(format!("{date}.md"));
+    std::fs::write(&report, md).map_err(|e| format!("{}: {e}", report.display()))?;
+    let summary: Vec<String> = cells
+        .iter()
+        .map(|c| {
+            let dir = if c.dir == Direction::In2Out { "in2out" } else { "out2in" };
+            format!("{}_{}_{}_mpps={:.3}", c.dut.short(), dir, c.size, c.found.rate / 1e6)
+        })
+        .collect();
+    println!("report: {} and {}", report.display(), svg.display());
+    println!("summary: {}", summary.join(" "));
+    Ok(())
+}

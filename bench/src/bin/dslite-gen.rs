@@ -1,0 +1,155 @@
+//! dslite-gen: the DS-Lite packet generator on its own (pktgen-style), with a sink.
+//! Sends softwire frames from many B4s (`--dir in2out`) or IPv4 frames from a server to
+//! mapped ports (`--dir out2in`) out of an interface, with AF_XDP (default) or AF_PACKET,
+//! at a rate or as fast as it goes, printing each second what it sent and, with
+//! `--sink`, what arrived there (interface counter) and the latency of sampled frames.
+//!
+//! Usage: dslite-gen --iface IF [--netns NS] [--dir in2out|out2in] [--size BYTES]
+//!   [--flows N] [--b4s N] [--mix udp=70,tcp=25,icmp=5] [--new-flows]
+//!   [--to ADDR:FIRST-LAST] [--rate PPS] [--seconds S] [--count N]
+//!   [--io af-xdp|af-packet] [--queues N] [--sample N]
+//!   [--sink IF [--sink-netns NS] [--check]]
+//! `--size` is the IPv4-side frame on the wire with FCS (64: the smallest; softwire
+//! frames are 40 bytes more). `--to` (out2in) names the mapped address and ports.
+//! `--check` checks kept frames as translated by the AFTR.
+
+use std::net::Ipv4Addr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bench::generator::{self, Direction, Io, L4, Mix, Plan, Traffic};
+use bench::measure::{arg, percentiles};
+use bench::tap::{self, Check};
+
+const USAGE: &str = "usage: dslite-gen --iface IF [--netns NS] [--dir in2out|out2in] [--size BYTES] [--flows N] \
+[--b4s N] [--mix udp=70,tcp=25,icmp=5] [--new-flows] [--to ADDR:FIRST-LAST] [--rate PPS] [--seconds S] [--count N] \
+[--io af-xdp|af-packet] [--queues N] [--sample N] [--sink IF [--sink-netns NS] [--check]]";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.is_empty() || args.iter().any(|a| a == "--help" || a == "-h") {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    }
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dslite-gen: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `ADDR:FIRST-LAST`.
+fn parse_to(s: &str) -> Result<(u32, u16, u16), String> {
+    let bad = || format!("--to {s:?}: expected ADDR:FIRST-LAST");
+    let (a, ports) = s.split_once(':').ok_or_else(bad)?;
+    let (lo, hi) = ports.split_once('-').ok_or_else(bad)?;
+    let a: Ipv4Addr = a.parse().map_err(|_| bad())?;
+    let (lo, hi): (u16, u16) = (lo.parse().map_err(|_| bad())?, hi.parse().map_err(|_| bad())?);
+    if lo > hi {
+        return Err(bad());
+    }
+    Ok((u32::from(a), lo, hi))
+}
+
+fn run(args: &[String]) -> Result<(), String> {
+    let iface: String = arg(args, "--iface").ok_or("--iface is required")?;
+    let dir = match arg::<String>(args, "--dir").as_deref() {
+        None | Some("in2out") => Direction::In2Out,
+        Some("out2in") => Direction::Out2In,
+        Some(d) => return Err(format!("--dir {d:?}: in2out or out2in")),
+    };
+    let size: usize = arg(args, "--size").unwrap_or(64);
+    if !(64..=1518).contains(&size) {
+        return Err(format!("--size {size}: 64 to 1518"));
+    }
+    let flows: usize = arg(args, "--flows").unwrap_or(1024);
+    let b4s: u32 = arg(args, "--b4s").unwrap_or(64);
+    let mix = match arg::<String>(args, "--mix") {
+        Some(m) => Mix::parse(&m)?,
+        None => Mix::UDP,
+    };
+    let io_kind = match arg::<String>(args, "--io").as_deref() {
+        None | Some("af-xdp") => Io::AfXdp,
+        Some("af-packet") => Io::AfPacket,
+        Some(o) => return Err(format!("--io {o:?}: af-xdp or af-packet")),
+    };
+    let queues: u32 = arg(args, "--queues").unwrap_or(1);
+    let traffic = match dir {
+        Direction::In2Out if args.iter().any(|a| a == "--new-flows") => Traffic::new_flows(b4s, size),
+        Direction::In2Out => Traffic::softwire(flows, b4s, mix, size, queues),
+        Direction::Out2In => {
+            let (addr, lo, hi) = parse_to(&arg::<String>(args, "--to").ok_or("out2in needs --to ADDR:FIRST-LAST")?)?;
+            let mapped: Vec<(L4, u32, u16)> = (lo..=hi).enumerate().map(|(i, p)| (mix.pick(i), addr, p)).collect();
+            Traffic::inbound(&mapped, size, queues)
+        }
+    };
+    let plan = Plan {
+        rate: arg(args, "--rate"),
+        secs: arg(args, "--seconds").unwrap_or(10.0),
+        count: arg(args, "--count").unwrap_or(u64::MAX),
+        sample_every: arg(args, "--sample").unwrap_or(1024),
+    };
+    let netns: Option<String> = arg(args, "--netns");
+    let sink: Option<String> = arg(args, "--sink");
+    let sink_ns: String = arg(args, "--sink-netns").or_else(|| netns.clone()).unwrap_or_default();
+    let what = if args.iter().any(|a| a == "--check") { Check::Translated(dir) } else { Check::Mark };
+    let (stop, ready) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let tap = sink.clone().map(|s| tap::start(sink_ns.clone(), s, false, what, stop.clone(), ready.clone()));
+    while tap.is_some() && !ready.load(Ordering::Acquire) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let count_sink = |s: &str| if sink_ns.is_empty() { 0 } else { tap::rx_packets(&sink_ns, s) };
+    let base = sink.as_deref().map(count_sink).unwrap_or(0);
+    println!(
+        "dslite-gen: {} frames of {} bytes ({} templates) out of {iface} by {io_kind:?}, {}",
+        dir.name(),
+        traffic.templates[0].bytes.len(),
+        traffic.templates.len(),
+        plan.rate.map(|r| format!("{:.3} Mpps", r / 1e6)).unwrap_or("as fast as it goes".into())
+    );
+    let sent = std::thread::scope(|s| {
+        s.spawn(|| {
+            if let Some(ns) = &netns {
+                dataplane::io::netns::enter(ns).map_err(|e| format!("netns {ns}: {e}"))?;
+            }
+            let (mut last_t, mut last_n, mut last_rx) = (0.0, 0u64, base);
+            generator::send(&iface, io_kind, queues, &traffic, &plan, |t, n| {
+                let rate = (n - last_n) as f64 / (t - last_t) / 1e6;
+                let mut line = format!("{t:5.1} s  sent {rate:.3} Mpps  (total {n})");
+                if let Some(s) = &sink {
+                    let rx = count_sink(s);
+                    line += &format!("  sink {:.3} Mpps", (rx - last_rx) as f64 / (t - last_t) / 1e6);
+                    last_rx = rx;
+                }
+                println!("{line}");
+                (last_t, last_n) = (t, n);
+            })
+            .map_err(|e| format!("{iface}: {e}"))
+        })
+        .join()
+        .expect("generator thread")
+    })?;
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    print!("sent {} frames in {:.2} s: {:.3} Mpps", sent.frames, sent.secs, sent.rate() / 1e6);
+    if let (Some(s), Some(tap)) = (&sink, tap) {
+        let got = count_sink(s) - base;
+        stop.store(true, Ordering::Release);
+        let mut r = tap.join().expect("tap thread");
+        let loss = (100.0 * (1.0 - got as f64 / sent.frames.max(1) as f64)).max(0.0);
+        let p = percentiles(&mut r.latency_ns, &[50.0, 90.0, 99.0, 99.9]);
+        print!(
+            "; sink received {got} ({loss:.2}% lost); {} sampled frames, {} failed the check; latency p50 {:.1} p90 {:.1} p99 {:.1} p99.9 {:.1} us",
+            r.frames,
+            r.bad,
+            p[0] as f64 / 1e3,
+            p[1] as f64 / 1e3,
+            p[2] as f64 / 1e3,
+            p[3] as f64 / 1e3
+        );
+    }
+    println!();
+    Ok(())
+}

@@ -1,0 +1,547 @@
+//! The packet generator of the benchmarks (pktgen-style; the kernel here has no pktgen):
+//! DS-Lite traffic from many B4s and flows, softwire frames towards the AFTR or IPv4
+//! frames from servers towards mapped ports, UDP, TCP and ICMP echo in a given mix, at
+//! a given frame size, established flows or a new flow in every frame; sent with AF_XDP
+//! (a transmit-only socket per queue, frames written straight into its UMEM) or, as a
+//! fallback, AF_PACKET `sendmmsg`, at a given rate or as fast as it goes.
+//!
+//! Every frame ends with an 18-byte tail that crosses translation and encapsulation
+//! unchanged: `[sample flag][0][send time, ns since the epoch, big-endian u64][MARK]`.
+//! The flag, and the time on sampled frames, are written as the frame is made and the transport checksum is
+//! adjusted for them (RFC 1624), so every frame on the wire is valid. A tap at the other
+//! end (`crate::tap`) keeps the sampled frames and measures their latency.
+
+use std::io;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use dataplane::io::af_packet::PacketTx;
+use dataplane::io::xsk::XskTx;
+use dataplane::wire::{checksum, ethernet, ipv4, ipv6, proto};
+
+use crate::frames::{AFTR_MAC, ENDPOINT, HOST, PEER_MAC, SERVER, b4};
+
+/// The last bytes of every generated frame.
+pub const MARK: &[u8; 8] = b"AFTRBNCH";
+/// Bytes of the tail: sample flag, zero, send time, mark.
+pub const TAIL: usize = 18;
+/// Frames per batch handed to the socket.
+const BATCH: usize = 32;
+
+/// Which way the traffic goes through the AFTR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Softwire frames from B4s, out as IPv4.
+    In2Out,
+    /// IPv4 frames from servers to mapped ports, out into the softwires.
+    Out2In,
+}
+
+impl Direction {
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::In2Out => "softwire -> IPv4",
+            Direction::Out2In => "IPv4 -> softwire",
+        }
+    }
+}
+
+/// The transport of a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum L4 {
+    Udp,
+    Tcp,
+    /// ICMP echo: request from the B4 side, reply from the server side; the identifier
+    /// is the port.
+    Icmp,
+}
+
+impl L4 {
+    fn header_len(self) -> usize {
+        match self {
+            L4::Tcp => 20,
+            L4::Udp | L4::Icmp => 8,
+        }
+    }
+    fn checksum_at(self) -> usize {
+        match self {
+            L4::Udp => 6,
+            L4::Tcp => 16,
+            L4::Icmp => 2,
+        }
+    }
+    fn proto(self) -> u8 {
+        match self {
+            L4::Udp => proto::UDP,
+            L4::Tcp => proto::TCP,
+            L4::Icmp => proto::ICMP,
+        }
+    }
+    pub fn of_proto(p: u8) -> Option<L4> {
+        match p {
+            proto::UDP => Some(L4::Udp),
+            proto::TCP => Some(L4::Tcp),
+            proto::ICMP => Some(L4::Icmp),
+            _ => None,
+        }
+    }
+    /// The server's port of the flows (53 for UDP, 80 for TCP; none for ICMP).
+    fn server_port(self) -> u16 {
+        match self {
+            L4::Udp => 53,
+            L4::Tcp => 80,
+            L4::Icmp => 0,
+        }
+    }
+}
+
+/// Shares of UDP, TCP and ICMP flows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mix {
+    pub udp: u32,
+    pub tcp: u32,
+    pub icmp: u32,
+}
+
+impl Mix {
+    pub const UDP: Mix = Mix { udp: 1, tcp: 0, icmp: 0 };
+
+    /// `udp=70,tcp=25,icmp=5` (any subset; missing ones are 0).
+    pub fn parse(s: &str) -> Result<Mix, String> {
+        let mut m = Mix { udp: 0, tcp: 0, icmp: 0 };
+        for part in s.split(',') {
+            let (k, v) = part.split_once('=').ok_or_else(|| format!("mix {s:?}: {part:?} is not NAME=SHARE"))?;
+            let v: u32 = v.parse().map_err(|_| format!("mix {s:?}: {v:?} is not a number"))?;
+            match k {
+                "udp" => m.udp = v,
+                "tcp" => m.tcp = v,
+                "icmp" => m.icmp = v,
+                _ => return Err(format!("mix {s:?}: {k:?} is not udp, tcp or icmp")),
+            }
+        }
+        if m.udp + m.tcp + m.icmp == 0 {
+            return Err(format!("mix {s:?}: all shares are 0"));
+        }
+        Ok(m)
+    }
+
+    /// The transport of flow `i`: the shares spread evenly over the flows.
+    pub fn pick(&self, i: usize) -> L4 {
+        let total = (self.udp + self.tcp + self.icmp) as usize;
+        // A stride coprime with most totals interleaves the kinds.
+        let k = (i * 37 + i / total) % total;
+        if k < self.udp as usize {
+            L4::Udp
+        } else if k < (self.udp + self.tcp) as usize {
+            L4::Tcp
+        } else {
+            L4::Icmp
+        }
+    }
+}
+
+/// A frame to send, and where its parts are.
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub bytes: Vec<u8>,
+    /// Offset of the transport header.
+    pub l4_at: usize,
+    pub l4: L4,
+    /// The TX queue it goes out on (as RSS would keep a B4 or a flow on one queue).
+    pub queue: u32,
+}
+
+/// Payload bytes for an IPv4 frame of `size` bytes on the wire (with the 4-byte FCS),
+/// at least the tail, and even (so the tail's words line up with the checksum's).
+pub fn payload_len(l4: L4, size: usize) -> usize {
+    let p = size.saturating_sub(4 + 14 + 20 + l4.header_len()).max(TAIL);
+    p + p % 2
+}
+
+/// An IPv4 packet with a correct header and transport checksum, payload zero but for
+/// the mark at its end.
+fn ipv4_packet(l4: L4, src: u32, dst: u32, sport: u16, dport: u16, outbound: bool, size: usize) -> Vec<u8> {
+    let payload = payload_len(l4, size);
+    let seg_len = l4.header_len() + payload;
+    let mut p = vec![0u8; 20 + seg_len];
+    ipv4::write_header(&mut p, 0, (20 + seg_len) as u16, 0, ipv4::FLAG_DF, 64, l4.proto(), src, dst);
+    let s = &mut p[20..];
+    match l4 {
+        L4::Udp => {
+            s[0..2].copy_from_slice(&sport.to_be_bytes());
+            s[2..4].copy_from_slice(&dport.to_be_bytes());
+            s[4..6].copy_from_slice(&(seg_len as u16).to_be_bytes());
+        }
+        L4::Tcp => {
+            s[0..2].copy_from_slice(&sport.to_be_bytes());
+            s[2..4].copy_from_slice(&dport.to_be_bytes());
+            s[4..8].copy_from_slice(&1u32.to_be_bytes());
+            s[8..12].copy_from_slice(&1u32.to_be_bytes());
+            s[12] = 5 << 4;
+            s[13] = 0x18; // ACK, PSH: data of an established connection
+            s[14..16].copy_from_slice(&0xffffu16.to_be_bytes());
+        }
+        L4::Icmp => {
+            s[0] = if outbound { 8 } else { 0 }; // echo request / echo reply
+            let id = if outbound { sport } else { dport };
+            s[4..6].copy_from_slice(&id.to_be_bytes());
+            s[6..8].copy_from_slice(&1u16.to_be_bytes());
+        }
+    }
+    let n = s.len();
+    s[n - MARK.len()..].copy_from_slice(MARK);
+    let c = l4_checksum(&p);
+    let at = 20 + l4.checksum_at();
+    p[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+/// The transport checksum the IPv4 packet `p` should carry (its field read as zero).
+pub fn l4_checksum(p: &[u8]) -> u16 {
+    let hl = ((p[0] & 0x0f) as usize) * 4;
+    let proto = p[9];
+    let seg = &p[hl..];
+    let Some(l4) = L4::of_proto(proto) else { return 0 };
+    let at = l4.checksum_at();
+    let initial = match l4 {
+        L4::Icmp => 0,
+        _ => checksum::pseudo_v4(p[12..16].try_into().unwrap(), p[16..20].try_into().unwrap(), proto, seg.len() as u16),
+    };
+    // The sum without the checksum field.
+    let s = checksum::sum(&seg[at + 2..], checksum::sum(&seg[..at], initial));
+    let c = !checksum::fold(s);
+    if c == 0 && l4 == L4::Udp { 0xffff } else { c }
+}
+
+/// A softwire frame from B4 number `b4n` (host HOST, port or echo identifier `port`)
+/// to the server, of `size` bytes on the IPv4 side (40 more here).
+pub fn softwire(b4n: u32, l4: L4, port: u16, size: usize) -> Template {
+    let inner = ipv4_packet(l4, HOST, SERVER, port, l4.server_port(), true, size);
+    let mut f = vec![0u8; 14 + 40 + inner.len()];
+    ethernet::write_header(&mut f, AFTR_MAC, PEER_MAC, None, ethernet::ETHERTYPE_IPV6);
+    ipv6::write_header(&mut f[14..], 0, 0, inner.len() as u16, proto::IPV4_IN_IP, 64, &b4(b4n), &ENDPOINT);
+    f[54..].copy_from_slice(&inner);
+    Template { bytes: f, l4_at: 74, l4, queue: 0 }
+}
+
+/// An IPv4 frame from the server to the mapped `addr`:`port` (echo reply to identifier
+/// `port` for ICMP), of `size` bytes on the wire.
+pub fn inbound(l4: L4, addr: u32, port: u16, size: usize) -> Template {
+    let p = ipv4_packet(l4, SERVER, addr, l4.server_port(), port, false, size);
+    let mut f = vec![0u8; 14 + p.len()];
+    ethernet::write_header(&mut f, AFTR_MAC, PEER_MAC, None, ethernet::ETHERTYPE_IPV4);
+    f[14..].copy_from_slice(&p);
+    Template { bytes: f, l4_at: 34, l4, queue: 0 }
+}
+
+/// Writes the tail's sample flag and send time into `f` (a copy of `t`'s bytes) and
+/// adjusts the transport checksum for them.
+pub fn stamp(f: &mut [u8], t: &Template, sample: bool, ts_ns: u64) {
+    let at = f.len() - TAIL;
+    let mut new = [0u8; 10];
+    new[0] = sample as u8;
+    new[2..10].copy_from_slice(&ts_ns.to_be_bytes());
+    let old: [u8; 10] = f[at..at + 10].try_into().expect("a frame holds its tail");
+    f[at..at + 10].copy_from_slice(&new);
+    let c_at = t.l4_at + t.l4.checksum_at();
+    let c = u16::from_be_bytes([f[c_at], f[c_at + 1]]);
+    let mut n = checksum::adjust_bytes(c, &old, &new);
+    if n == 0 && t.l4 == L4::Udp {
+        n = 0xffff;
+    }
+    f[c_at..c_at + 2].copy_from_slice(&n.to_be_bytes());
+}
+
+/// Turns a softwire template into the frame of a new flow: B4 number `b4n`, source
+/// port `port` (checksum adjusted).
+pub fn renew(f: &mut [u8], t: &Template, b4n: u32, port: u16) {
+    f[22 + 8..22 + 12].copy_from_slice(&b4n.to_be_bytes());
+    let at = t.l4_at;
+    let old = u16::from_be_bytes([f[at], f[at + 1]]);
+    f[at..at + 2].copy_from_slice(&port.to_be_bytes());
+    let c_at = at + t.l4.checksum_at();
+    let c = u16::from_be_bytes([f[c_at], f[c_at + 1]]);
+    let mut n = checksum::adjust_u16(c, old, port);
+    if n == 0 && t.l4 == L4::Udp {
+        n = 0xffff;
+    }
+    f[c_at..c_at + 2].copy_from_slice(&n.to_be_bytes());
+}
+
+/// What to send.
+#[derive(Debug, Clone)]
+pub struct Traffic {
+    pub templates: Vec<Template>,
+    /// Each frame a new flow: B4 `k % b4s` (of the softwire template's family), source
+    /// port from 1024 up. Only for softwire UDP templates; `templates[0]` is the base.
+    pub new_flows: Option<u32>,
+}
+
+impl Traffic {
+    /// `flows` established flows from `b4s` B4s in the given mix, B4 `n` on queue
+    /// `n % queues` (RSS hashes the outer header: a B4 stays on one queue).
+    pub fn softwire(flows: usize, b4s: u32, mix: Mix, size: usize, queues: u32) -> Traffic {
+        let templates = (0..flows)
+            .map(|i| {
+                let n = i as u32 % b4s.max(1);
+                let mut t = softwire(n, mix.pick(i), 10_000 + (i / b4s.max(1) as usize) as u16, size);
+                t.queue = n % queues.max(1);
+                t
+            })
+            .collect();
+        Traffic { templates, new_flows: None }
+    }
+
+    /// Frames from the server to each mapped `(transport, address, port)`.
+    pub fn inbound(mapped: &[(L4, u32, u16)], size: usize, queues: u32) -> Traffic {
+        let templates = mapped
+            .iter()
+            .enumerate()
+            .map(|(i, &(l4, a, p))| {
+                let mut t = inbound(l4, a, p, size);
+                t.queue = i as u32 % queues.max(1);
+                t
+            })
+            .collect();
+        Traffic { templates, new_flows: None }
+    }
+
+    /// A new UDP flow in every frame, over `b4s` B4s.
+    pub fn new_flows(b4s: u32, size: usize) -> Traffic {
+        Traffic { templates: vec![softwire(0, L4::Udp, 1024, size)], new_flows: Some(b4s.max(1)) }
+    }
+}
+
+/// How to send it.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    /// Frames per second; `None`: as fast as the socket takes them.
+    pub rate: Option<f64>,
+    pub secs: f64,
+    /// Stop after this many frames.
+    pub count: u64,
+    /// Every n-th frame carries the sample flag (1: all).
+    pub sample_every: u64,
+}
+
+/// The socket family the generator sends with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Io {
+    AfXdp,
+    AfPacket,
+}
+
+/// What a run sent.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sent {
+    pub frames: u64,
+    pub secs: f64,
+}
+
+impl Sent {
+    pub fn rate(&self) -> f64 {
+        if self.secs > 0.0 { self.frames as f64 / self.secs } else { 0.0 }
+    }
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+/// The frames of a run in order: which template, and for new flows which B4 and port.
+struct Cursor<'a> {
+    traffic: &'a Traffic,
+    /// Template indices per queue.
+    per_queue: Vec<Vec<usize>>,
+    at: Vec<usize>,
+    k: u64,
+    sample_every: u64,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(traffic: &'a Traffic, queues: u32, sample_every: u64) -> Cursor<'a> {
+        let nq = queues.max(1) as usize;
+        let mut per_queue = vec![Vec::new(); nq];
+        for (i, t) in traffic.templates.iter().enumerate() {
+            per_queue[t.queue as usize % nq].push(i);
+        }
+        let at = vec![0; per_queue.len()];
+        Cursor { traffic, per_queue, at, k: 0, sample_every: sample_every.max(1) }
+    }
+
+    /// Writes the next frame for queue `q` into `buf`; its length (0: none for `q`).
+    /// A sampled frame carries the time `clock` tells as it is written.
+    fn next(&mut self, q: usize, buf: &mut [u8], clock: impl Fn() -> u64) -> usize {
+        let list = &self.per_queue[q];
+        if list.is_empty() {
+            return 0;
+        }
+        let t = &self.traffic.templates[list[self.at[q]]];
+        self.at[q] = (self.at[q] + 1) % list.len();
+        let len = t.bytes.len();
+        if buf.len() < len {
+            return 0;
+        }
+        let f = &mut buf[..len];
+        f.copy_from_slice(&t.bytes);
+        if let Some(b4s) = self.traffic.new_flows {
+            let n = (self.k % b4s as u64) as u32;
+            let port = 1024 + ((self.k / b4s as u64) % 64_512) as u16;
+            renew(f, t, n, port);
+        }
+        self.k += 1;
+        let sample = self.k.is_multiple_of(self.sample_every);
+        stamp(f, t, sample, if sample { clock() } else { 0 });
+        len
+    }
+}
+
+/// Sends `traffic` out of `ifname` (in the calling thread's namespace) as `plan` says,
+/// over `queues` TX queues (AF_XDP; AF_PACKET leaves the queue to the kernel).
+/// `progress` is called about once a second with the seconds elapsed and frames sent.
+pub fn send(
+    ifname: &str,
+    io_kind: Io,
+    queues: u32,
+    traffic: &Traffic,
+    plan: &Plan,
+    mut progress: impl FnMut(f64, u64),
+) -> io::Result<Sent> {
+    if traffic.templates.is_empty() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "no frames to send"));
+    }
+    let queues = if io_kind == Io::AfXdp { queues.max(1) } else { 1 };
+    let mut cursor = Cursor::new(traffic, queues, plan.sample_every);
+    enum Out {
+        Xdp(Vec<XskTx>),
+        Packet(PacketTx, Vec<Vec<u8>>),
+    }
+    let mut out = match io_kind {
+        Io::AfXdp => Out::Xdp((0..queues).map(|q| XskTx::open(ifname, q)).collect::<io::Result<_>>()?),
+        Io::AfPacket => {
+            let max = traffic.templates.iter().map(|t| t.bytes.len()).max().unwrap_or(0);
+            Out::Packet(PacketTx::open(ifname)?, vec![vec![0u8; max]; BATCH])
+        }
+    };
+    let t0 = Instant::now();
+    let (mut sent, mut next_report, mut q) = (0u64, 1.0, 0usize);
+    loop {
+        let elapsed = t0.elapsed().as_secs_f64();
+        if elapsed >= plan.secs || sent >= plan.count {
+            break;
+        }
+        if elapsed >= next_report {
+            progress(elapsed, sent);
+            next_report += 1.0;
+        }
+        if let Some(r) = plan.rate {
+            // Not due yet: sleep while the wait is long (leaving the core to others: on
+            // a small machine the DUT may share it), spin through the last stretch.
+            let wait = sent as f64 / r - elapsed;
+            if wait > 0.0 {
+                if wait > 200e-6 {
+                    std::thread::sleep(std::time::Duration::from_secs_f64(wait - 100e-6));
+                } else {
+                    std::hint::spin_loop();
+                }
+                continue;
+            }
+        }
+        let want = (BATCH as u64).min(plan.count - sent) as usize;
+        let n = match &mut out {
+            Out::Xdp(socks) => {
+                let n = socks[q].send(want, |buf| cursor.next(q, buf, now_ns));
+                q = (q + 1) % socks.len();
+                n
+            }
+            Out::Packet(tx, bufs) => {
+                let mut lens = [0usize; BATCH];
+                let mut m = 0;
+                for (b, l) in bufs.iter_mut().zip(lens.iter_mut()).take(want) {
+                    *l = cursor.next(0, b, now_ns);
+                    if *l == 0 {
+                        break;
+                    }
+                    m += 1;
+                }
+                let refs: Vec<&[u8]> = bufs.iter().zip(&lens).take(m).map(|(b, &l)| &b[..l]).collect();
+                tx.send_batch(&refs).unwrap_or(0)
+            }
+        };
+        sent += n as u64;
+    }
+    Ok(Sent { frames: sent, secs: t0.elapsed().as_secs_f64() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid(f: &[u8], ip_at: usize) -> bool {
+        let p = &f[ip_at..];
+        let at = 20 + L4::of_proto(p[9]).unwrap().checksum_at();
+        u16::from_be_bytes([p[at], p[at + 1]]) == l4_checksum(p) && checksum::checksum(&p[..20]) == 0
+    }
+
+    #[test]
+    fn frames_have_the_size_and_checksums_asked_for() {
+        for l4 in [L4::Udp, L4::Tcp, L4::Icmp] {
+            for size in [64, 512, 1518] {
+                let s = softwire(7, l4, 4242, size);
+                let i = inbound(l4, 0xc633_6405, 4242, size);
+                assert!(valid(&s.bytes, 54) && valid(&i.bytes, 14), "{l4:?} {size}");
+                assert_eq!(s.bytes.len(), i.bytes.len() + 40);
+                let want = if l4 == L4::Tcp && size == 64 { 72 } else { size - 4 };
+                assert_eq!(i.bytes.len(), want, "{l4:?} {size}");
+                assert!(s.bytes.ends_with(MARK) && i.bytes.ends_with(MARK));
+            }
+        }
+    }
+
+    #[test]
+    fn stamping_and_new_flows_keep_checksums_valid() {
+        for l4 in [L4::Udp, L4::Tcp, L4::Icmp] {
+            for (t, ip_at) in [(softwire(3, l4, 1000, 64), 54), (inbound(l4, 0xc633_6401, 5000, 511), 14)] {
+                for (sample, ts) in [(true, 0x1234_5678_9abc_def0), (false, u64::MAX), (true, 0)] {
+                    let mut f = t.bytes.clone();
+                    if ip_at == 54 && l4 == L4::Udp {
+                        renew(&mut f, &t, 99_999, 65_000);
+                        assert_eq!(&f[30..34], &99_999u32.to_be_bytes());
+                    }
+                    stamp(&mut f, &t, sample, ts);
+                    assert!(valid(&f, ip_at), "{l4:?} {sample} {ts:x}");
+                    let n = f.len();
+                    assert_eq!(f[n - TAIL], sample as u8);
+                    assert_eq!(u64::from_be_bytes(f[n - 16..n - 8].try_into().unwrap()), ts);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn mix_parses_and_spreads() {
+        let m = Mix::parse("udp=70,tcp=25,icmp=5").unwrap();
+        let n: Vec<L4> = (0..1000).map(|i| m.pick(i)).collect();
+        let count = |k| n.iter().filter(|&&x| x == k).count();
+        assert_eq!((count(L4::Udp), count(L4::Tcp), count(L4::Icmp)), (700, 250, 50));
+        assert!(Mix::parse("udp=1,sctp=2").is_err());
+        assert!(Mix::parse("udp=0").is_err());
+        assert!(Mix::parse("udp").is_err());
+        assert_eq!(Mix::parse("tcp=3").unwrap().pick(5), L4::Tcp);
+    }
+
+    #[test]
+    fn cursor_keeps_each_queue_to_its_b4s_and_samples() {
+        let t = Traffic::softwire(8, 4, Mix::UDP, 64, 2);
+        let mut c = Cursor::new(&t, 2, 4);
+        let mut buf = vec![0u8; 2048];
+        let mut sampled = 0;
+        for k in 0..16 {
+            let q = k % 2;
+            let n = c.next(q, &mut buf, || 5);
+            assert!(n > 0);
+            assert_eq!(u32::from_be_bytes(buf[30..34].try_into().unwrap()) % 2, q as u32);
+            sampled += buf[n - TAIL] as usize;
+        }
+        assert_eq!(sampled, 4);
+    }
+}

@@ -1,0 +1,216 @@
+//! The generator's sink: what arrives on the far interface. Counting is the kernel's
+//! (the interface's receive counter, [`rx_packets`]); the tap here keeps the frames the
+//! generator flagged as samples (a classic BPF filter drops the rest in the kernel, so
+//! the tap costs the receiving path little), checks them (mark, addresses, every
+//! checksum, as translated by the AFTR) and measures their latency: the kernel's receive
+//! time of the frame (TPACKET_V3) minus the send time in its tail.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+use dataplane::io::af_packet::{FilterInsn, PacketRing, RingOptions};
+use dataplane::wire::checksum;
+
+use crate::frames::{ENDPOINT, HOST};
+use crate::generator::{Direction, L4, MARK, TAIL, l4_checksum};
+
+/// Frames received by `iface` in namespace `ns` so far (the kernel's interface counter).
+pub fn rx_packets(ns: &str, iface: &str) -> u64 {
+    let out = Command::new("ip").args(["-n", ns, "-s", "link", "show", iface]).output();
+    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    // "RX:  bytes packets errors ..." then the figures.
+    let mut lines = text.lines().skip_while(|l| !l.trim_start().starts_with("RX:"));
+    lines.nth(1).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// What to check of the frames the tap keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// Nothing but the mark (the bare forwarder does not translate).
+    Mark,
+    /// Translated by the AFTR in this direction: IPv4 from the pool, or a softwire
+    /// frame from the endpoint to a B4, with every checksum right.
+    Translated(Direction),
+}
+
+/// What the tap saw.
+#[derive(Debug, Default, Clone)]
+pub struct TapReport {
+    /// Frames kept (flagged, with the mark).
+    pub frames: u64,
+    /// Frames that failed the check.
+    pub bad: u64,
+    /// Latency of each kept frame, ns.
+    pub latency_ns: Vec<u64>,
+    /// The mappings of translated IPv4 frames: (transport, source address, source port
+    /// or echo identifier).
+    pub mapped: BTreeSet<(L4, u32, u16)>,
+}
+
+/// The classic BPF program keeping frames whose sample flag (TAIL bytes before the end)
+/// is set.
+fn sample_filter() -> Vec<FilterInsn> {
+    let op = |code: u16, jt: u8, jf: u8, k: u32| FilterInsn { code, jt, jf, k };
+    vec![
+        op(0x80, 0, 0, 0),           // ld  #len
+        op(0x14, 0, 0, TAIL as u32), // sub #TAIL
+        op(0x07, 0, 0, 0),           // tax
+        op(0x50, 0, 0, 0),           // ldb [x + 0]
+        op(0x15, 0, 1, 1),           // jeq #1, keep, drop
+        op(0x06, 0, 0, 0xffff),      // keep
+        op(0x06, 0, 0, 0),           // drop
+    ]
+}
+
+/// Checks a translated frame; for IPv4 out of the AFTR, also returns its mapping.
+fn check(f: &[u8], dir: Direction) -> Result<Option<(L4, u32, u16)>, ()> {
+    let ip = match dir {
+        Direction::In2Out => {
+            if f.len() < 34 + 8 || f[12..14] != [8, 0] {
+                return Err(());
+            }
+            &f[14..]
+        }
+        Direction::Out2In => {
+            if f.len() < 54 + 28 || f[12..14] != [0x86, 0xdd] || f[20] != 4 {
+                return Err(());
+            }
+            // From the endpoint to a B4 of 2001:db8:b400::/48 (`frames::b4`).
+            if f[22..38] != ENDPOINT || f[38..44] != [0x20, 0x01, 0x0d, 0xb8, 0xb4, 0] {
+                return Err(());
+            }
+            &f[54..]
+        }
+    };
+    let hl = ((ip[0] & 0x0f) as usize) * 4;
+    if ip[0] >> 4 != 4 || hl < 20 || ip.len() < hl + 8 || checksum::checksum(&ip[..hl]) != 0 {
+        return Err(());
+    }
+    let l4 = L4::of_proto(ip[9]).ok_or(())?;
+    let at = hl + [6, 16, 2][l4 as usize];
+    if ip.len() < at + 2 || u16::from_be_bytes([ip[at], ip[at + 1]]) != l4_checksum(ip) {
+        return Err(());
+    }
+    let src = u32::from_be_bytes(ip[12..16].try_into().unwrap());
+    let dst = u32::from_be_bytes(ip[16..20].try_into().unwrap());
+    let seg = &ip[hl..];
+    match dir {
+        Direction::In2Out => {
+            // From the pool, 198.51.100.0/24.
+            if src >> 8 != 0x00c6_3364 {
+                return Err(());
+            }
+            let port = if l4 == L4::Icmp { [seg[4], seg[5]] } else { [seg[0], seg[1]] };
+            Ok(Some((l4, src, u16::from_be_bytes(port))))
+        }
+        Direction::Out2In => {
+            if dst != HOST {
+                return Err(());
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// A tap on `iface` in namespace `ns`, keeping the sampled frames (or, with `all`, every
+/// frame with the mark) until `stop`; `ready` is set once it listens.
+pub fn start(
+    ns: String,
+    iface: String,
+    all: bool,
+    what: Check,
+    stop: Arc<AtomicBool>,
+    ready: Arc<AtomicBool>,
+) -> JoinHandle<TapReport> {
+    std::thread::spawn(move || {
+        let mut r = TapReport::default();
+        let opened = dataplane::io::netns::enter(&ns).and_then(|()| {
+            let opts = RingOptions { block_size: 1 << 20, blocks: 64, block_timeout_ms: 2, fanout: None };
+            let ring = PacketRing::open(&iface, opts)?;
+            if !all {
+                ring.set_filter(&sample_filter())?;
+            }
+            Ok(ring)
+        });
+        let mut ring = match opened {
+            Ok(ring) => ring,
+            Err(e) => {
+                eprintln!("tap on {iface}: {e}");
+                ready.store(true, Ordering::Release);
+                return r;
+            }
+        };
+        // Frames that arrived before the filter was on are read and left out below.
+        ready.store(true, Ordering::Release);
+        let drain = |ring: &mut PacketRing, r: &mut TapReport| {
+            while ring.recv_stamped(|f, at| {
+                if f.len() < TAIL || !f.ends_with(MARK) || (!all && f[f.len() - TAIL] != 1) {
+                    return;
+                }
+                r.frames += 1;
+                let n = f.len();
+                let sent = u64::from_be_bytes(f[n - 16..n - 8].try_into().unwrap());
+                r.latency_ns.push(at.saturating_sub(sent));
+                if let Check::Translated(dir) = what {
+                    match check(f, dir) {
+                        Ok(Some(m)) if r.mapped.len() < 1 << 20 => {
+                            r.mapped.insert(m);
+                        }
+                        Ok(_) => {}
+                        Err(()) => r.bad += 1,
+                    }
+                }
+            }) > 0
+            {}
+        };
+        while !stop.load(Ordering::Acquire) {
+            let _ = ring.wait(20);
+            drain(&mut ring, &mut r);
+        }
+        drain(&mut ring, &mut r);
+        r
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generator::{inbound, softwire};
+
+    /// What the AFTR would make of a softwire frame: the IPv4 packet from the pool.
+    fn translated(l4: L4) -> Vec<u8> {
+        let mut t = inbound(l4, 0xcb00_7150, 0, 64);
+        // Same layout as an IPv4 frame out of the AFTR: source from the pool.
+        let f = &mut t.bytes;
+        f[26..30].copy_from_slice(&0xc633_6407u32.to_be_bytes());
+        f[30..34].copy_from_slice(&0xcb00_7150u32.to_be_bytes());
+        let c = checksum::checksum(&{
+            let mut h = f[14..34].to_vec();
+            h[10] = 0;
+            h[11] = 0;
+            h
+        });
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+        let l4c = l4_checksum(&f[14..]);
+        let at = 34 + [6, 16, 2][l4 as usize];
+        f[at..at + 2].copy_from_slice(&l4c.to_be_bytes());
+        t.bytes
+    }
+
+    #[test]
+    fn checks_find_translations_right_and_wrong() {
+        for l4 in [L4::Udp, L4::Tcp, L4::Icmp] {
+            let f = translated(l4);
+            assert_eq!(check(&f, Direction::In2Out).map(|m| m.map(|m| (m.0, m.1))), Ok(Some((l4, 0xc633_6407))));
+            let mut bad = f.clone();
+            let n = bad.len();
+            bad[n - 12] ^= 1; // the payload changed in flight: the checksum says so
+            assert_eq!(check(&bad, Direction::In2Out), Err(()));
+            // An untranslated softwire frame is not a translated one.
+            assert_eq!(check(&softwire(1, l4, 1, 64).bytes, Direction::In2Out), Err(()));
+        }
+    }
+}
