@@ -533,10 +533,10 @@ fn table(cells: &[Cell], duts: &[Dut]) -> String {
 }
 
 /// A bar chart of the rates found, one group per (frame, direction), one bar per DUT.
-fn plot(path: &Path, cells: &[Cell], duts: &[Dut], title: &str) -> Result<(), String> {
+fn plot(path: &Path, cells: &[Cell], duts: &[Dut], title: &str, y_desc: &str) -> Result<(), String> {
     use plotters::prelude::*;
     let groups = groups(cells);
-    let top = cells.iter().map(|c| c.found.rate / 1e6).fold(0.0, f64::max).max(0.1) * 1.15;
+    let top = cells.iter().map(|c| c.found.rate / 1e6).fold(0.0, f64::max).max(0.1) * 1.4;
     let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let n = groups.len() as f64;
@@ -556,7 +556,7 @@ fn plot(path: &Path, cells: &[Cell], duts: &[Dut], title: &str) -> Result<(), St
             let i = x.floor() as usize;
             if (x - x.floor() - 0.5).abs() < 0.01 && i < names.len() { names[i].clone() } else { String::new() }
         })
-        .y_desc("Mpps without loss")
+        .y_desc(y_desc)
         .draw()
         .map_err(|e| e.to_string())?;
     let colours = [RGBColor(120, 120, 120), RGBColor(31, 119, 180), RGBColor(255, 127, 14)];
@@ -576,6 +576,7 @@ fn plot(path: &Path, cells: &[Cell], duts: &[Dut], title: &str) -> Result<(), St
     }
     chart
         .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
         .border_style(BLACK)
         .background_style(WHITE.mix(0.9))
         .draw()
@@ -640,7 +641,14 @@ fn run(args: &[String]) -> Result<(), String> {
     let date = sh("date", &["+%F"]);
     std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
     let svg = out_dir.join(format!("{date}.svg"));
-    plot(&svg, &cells, &duts, &format!("DS-Lite AFTR over veth, highest rate within {}% loss", s.tolerance * 100.0))?;
+    let within = format!("within {}% loss", s.tolerance * 100.0);
+    plot(
+        &svg,
+        &cells,
+        &duts,
+        &format!("DS-Lite AFTR over veth, {date}: highest rate {within}"),
+        &format!("Mpps {within}"),
+    )?;
 
     let mut md = String::new();
     let _ = writeln!(md, "# Benchmark report, {date}\n");
