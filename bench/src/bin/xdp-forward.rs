@@ -1,5 +1,5 @@
 //! xdp-forward: the bare AF_XDP forwarder, the physical limit against which `aftrd` is
-//! measured (`io-bench`). The same XDP program, sockets, batching and poll strategy as
+//! measured (`bench-report`). The same XDP program, sockets, batching and poll strategy as
 //! `aftrd`, and nothing of the AFTR: every frame the program steers to it is sent out of
 //! the other interface with its MAC addresses swapped.
 //!
