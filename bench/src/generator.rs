@@ -463,8 +463,11 @@ pub fn send(
                     }
                     m += 1;
                 }
-                let refs: Vec<&[u8]> = bufs.iter().zip(&lens).take(m).map(|(b, &l)| &b[..l]).collect();
-                tx.send_batch(&refs).unwrap_or(0)
+                let mut refs: [&[u8]; BATCH] = [&[]; BATCH];
+                for ((r, b), &l) in refs.iter_mut().zip(bufs.iter()).zip(&lens).take(m) {
+                    *r = &b[..l];
+                }
+                tx.send_batch(&refs[..m]).unwrap_or(0)
             }
         };
         sent += n as u64;

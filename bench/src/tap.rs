@@ -17,9 +17,14 @@ use dataplane::wire::checksum;
 use crate::frames::{ENDPOINT, HOST};
 use crate::generator::{Direction, L4, MARK, TAIL, l4_checksum};
 
-/// Frames received by `iface` in namespace `ns` so far (the kernel's interface counter).
+/// Frames received by `iface` in namespace `ns` (empty: this process's) so far (the
+/// kernel's interface counter).
 pub fn rx_packets(ns: &str, iface: &str) -> u64 {
-    let out = Command::new("ip").args(["-n", ns, "-s", "link", "show", iface]).output();
+    let mut ip = Command::new("ip");
+    if !ns.is_empty() {
+        ip.args(["-n", ns]);
+    }
+    let out = ip.args(["-s", "link", "show", iface]).output();
     let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
     // "RX:  bytes packets errors ..." then the figures.
     let mut lines = text.lines().skip_while(|l| !l.trim_start().starts_with("RX:"));
@@ -115,7 +120,7 @@ fn check(f: &[u8], dir: Direction) -> Result<Option<(L4, u32, u16)>, ()> {
     }
 }
 
-/// A tap on `iface` in namespace `ns`, keeping the sampled frames (or, with `all`, every
+/// A tap on `iface` in namespace `ns` (empty: this process's), keeping the sampled frames (or, with `all`, every
 /// frame with the mark) until `stop`; `ready` is set once it listens.
 pub fn start(
     ns: String,
@@ -127,7 +132,8 @@ pub fn start(
 ) -> JoinHandle<TapReport> {
     std::thread::spawn(move || {
         let mut r = TapReport::default();
-        let opened = dataplane::io::netns::enter(&ns).and_then(|()| {
+        let entered = if ns.is_empty() { Ok(()) } else { dataplane::io::netns::enter(&ns) };
+        let opened = entered.and_then(|()| {
             let opts = RingOptions { block_size: 1 << 20, blocks: 64, block_timeout_ms: 2, fanout: None };
             let ring = PacketRing::open(&iface, opts)?;
             if !all {

@@ -9,15 +9,12 @@
 //! With `--ipv4`, it configures the namespace: the TUN device up with that address,
 //! MTU (default 1460: a 1500-byte IPv6 path less 40) and the IPv4 default route.
 
+use bench::measure::arg;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV6};
 use std::process::{Command, ExitCode};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-
-fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
-}
 
 fn ip(args: &[&str]) -> std::io::Result<()> {
     let s = Command::new("ip").args(args).status()?;
@@ -26,7 +23,7 @@ fn ip(args: &[&str]) -> std::io::Result<()> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (Some(b4), Some(aftr)) = (arg(&args, "--b4"), arg(&args, "--aftr")) else {
+    let (Some(b4), Some(aftr)) = (arg::<String>(&args, "--b4"), arg::<String>(&args, "--aftr")) else {
         eprintln!("usage: b4 --b4 ADDR6 --aftr ADDR6 [--tun NAME] [--ipv4 ADDR] [--mtu N]");
         return ExitCode::from(2);
     };
@@ -34,8 +31,8 @@ fn main() -> ExitCode {
         eprintln!("b4: --b4 and --aftr take IPv6 addresses");
         return ExitCode::from(2);
     };
-    let name = arg(&args, "--tun").unwrap_or_else(|| "b4tun".into());
-    match run(b4, aftr, &name, arg(&args, "--ipv4"), arg(&args, "--mtu").and_then(|m| m.parse().ok()).unwrap_or(1460)) {
+    let name = arg::<String>(&args, "--tun").unwrap_or_else(|| "b4tun".into());
+    match run(b4, aftr, &name, arg::<String>(&args, "--ipv4"), arg(&args, "--mtu").unwrap_or(1460)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("b4: {e}");

@@ -101,7 +101,7 @@ fn run(args: &[String]) -> Result<(), String> {
     while tap.is_some() && !ready.load(Ordering::Acquire) {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    let count_sink = |s: &str| if sink_ns.is_empty() { 0 } else { tap::rx_packets(&sink_ns, s) };
+    let count_sink = |s: &str| tap::rx_packets(&sink_ns, s);
     let base = sink.as_deref().map(count_sink).unwrap_or(0);
     println!(
         "dslite-gen: {} frames of {} bytes ({} templates) out of {iface} by {io_kind:?}, {}",

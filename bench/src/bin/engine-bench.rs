@@ -15,7 +15,8 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use bench::frames::{self, SW_B4_AT, SW_SPORT_AT};
+use bench::frames;
+use bench::generator::{self, L4};
 use bench::measure::{median, rss_bytes, shuffle};
 use dataplane::config::{EgressL2, EngineConfig, InstanceConfig, Ipv4Prefix, Ipv6Prefix};
 use dataplane::wire::ethernet;
@@ -28,7 +29,8 @@ impl Sink for NullSink {
 }
 
 const STRIDE: usize = 128;
-const PAYLOAD: usize = 18; // 64-byte class frames: 14 + 20 + 8 + 18 = 60 on the IPv4 side
+/// 64-byte class frames: 60 bytes (and the FCS) on the IPv4 side, 100 on the softwire.
+const SIZE: usize = 64;
 const SESSIONS_PER_SUB: u32 = 100;
 
 fn config(max_sessions: u32, subscribers: u32) -> EngineConfig {
@@ -60,7 +62,8 @@ fn engine(max_sessions: u32, subscribers: u32) -> Engine {
 /// Creates `n` sessions (100 per subscriber) and returns, if `keep`, the flows' frames:
 /// (in2out templates, out2in templates), each `STRIDE` bytes apart.
 fn populate(e: &mut Engine, n: u32, keep: bool) -> (Vec<u8>, Vec<u8>, Duration) {
-    let mut tmpl = frames::softwire_udp(&frames::b4(0), 1024, PAYLOAD);
+    let base = generator::softwire(0, L4::Udp, 1024, SIZE);
+    let mut tmpl = base.bytes.clone();
     let len = tmpl.len();
     let mut buf = vec![0u8; HEADROOM + STRIDE];
     let (mut ins, mut outs) = (Vec::new(), Vec::new());
@@ -71,8 +74,7 @@ fn populate(e: &mut Engine, n: u32, keep: bool) -> (Vec<u8>, Vec<u8>, Duration) 
     let t = Instant::now();
     for k in 0..n {
         let (sub, flow) = (k / SESSIONS_PER_SUB, k % SESSIONS_PER_SUB);
-        tmpl[SW_B4_AT..SW_B4_AT + 16].copy_from_slice(&frames::b4(sub));
-        frames::patch_udp_port(&mut tmpl, 54, SW_SPORT_AT, 1024 + flow as u16 * 2);
+        generator::renew(&mut tmpl, &base, sub, 1024 + flow as u16 * 2);
         buf[HEADROOM..HEADROOM + len].copy_from_slice(&tmpl);
         let mut f = Frame::new(&mut buf, HEADROOM, len);
         let v = e.process(&mut f, &mut NullSink);
@@ -84,7 +86,7 @@ fn populate(e: &mut Engine, n: u32, keep: bool) -> (Vec<u8>, Vec<u8>, Duration) 
             let mut a = tmpl.clone();
             a.resize(STRIDE, 0);
             ins.extend_from_slice(&a);
-            let mut b = frames::inbound_udp(ext, port, PAYLOAD);
+            let mut b = generator::inbound(L4::Udp, ext, port, SIZE).bytes;
             b.resize(STRIDE, 0);
             outs.extend_from_slice(&b);
         }
@@ -165,8 +167,8 @@ struct Est {
 fn established(n: u32, rounds: usize, budget: Duration) -> Est {
     let mut e = engine(n, n / SESSIONS_PER_SUB + 1);
     let (ins, outs, _) = populate(&mut e, n, true);
-    let in_len = frames::softwire_udp(&frames::b4(0), 1, PAYLOAD).len();
-    let out_len = frames::inbound_udp(0, 1, PAYLOAD).len();
+    let in_len = generator::softwire(0, L4::Udp, 1, SIZE).bytes.len();
+    let out_len = generator::inbound(L4::Udp, 0, 1, SIZE).bytes.len();
     // Flows arrive in a random order, but a receive ring is read front to back: lay the
     // frames out in arrival order and read them in sequence, so only the engine's
     // tables see random access.
@@ -249,7 +251,7 @@ fn main() {
     let (small, large) = if quick { (10_000, 100_000) } else { (10_000, 1_000_000) };
 
     println!(
-        "engine-bench: one core, frames in memory, {PAYLOAD}-byte UDP payload (60-byte IPv4 frames), {rounds} rounds, medians"
+        "engine-bench: one core, frames in memory, 60-byte IPv4 frames (UDP, {SIZE}-byte class), {rounds} rounds, medians"
     );
     let s = established(small, rounds, budget);
     println!(

@@ -17,6 +17,7 @@
 //! Usage: failover-bench [--kills N] [--records N] [--bulk N]   (root, binaries built)
 //! Ends with `summary: gap_ms=... preserved=KEPT/ELIGIBLE ...`.
 
+use bench::measure::arg;
 use std::io::BufRead;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
@@ -30,10 +31,6 @@ use dataplane::nat::events::{BlockRecord, SessionEvent, SessionRecord};
 use dataplane::testing::Lab;
 use ha_sync::node::{Local, Node, Settings};
 use ha_sync::role::Role;
-
-fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 fn unix_s() -> u32 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(0)
@@ -404,9 +401,9 @@ fn failovers(kills: usize) -> Result<(Vec<f64>, usize, usize), String> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let kills: usize = arg(&args, "--kills", 20);
-    let records: u32 = arg(&args, "--records", 2_000_000);
-    let bulk: u32 = arg(&args, "--bulk", 1_000_000);
+    let kills: usize = arg(&args, "--kills").unwrap_or(20);
+    let records: u32 = arg(&args, "--records").unwrap_or(2_000_000);
+    let bulk: u32 = arg(&args, "--bulk").unwrap_or(1_000_000);
     let rate = replication_rate(records);
     println!("replication on loopback: {:.0} records/s ({records} session records)", rate);
     let bulk_s = bulk_sync_secs(bulk);

@@ -7,6 +7,7 @@
 //! Steers traffic to the benchmark endpoint (2001:db8::1) and pool (198.51.100.0/24).
 //! Stops on SIGTERM or SIGINT, detaching the program, and prints what it forwarded.
 
+use bench::measure::arg;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,18 +17,15 @@ use dataplane::io::xdp::{Mode, Steering};
 use dataplane::io::xsk::{PollMode, XskPair};
 use dataplane::{Egress, Verdict};
 
-fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
-}
-
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (Some(sw), Some(inet)) = (arg(&args, "--softwire"), arg(&args, "--internet")) else {
+    let (Some(sw), Some(inet)) = (arg::<String>(&args, "--softwire"), arg::<String>(&args, "--internet")) else {
         eprintln!("usage: xdp-forward --softwire IF --internet IF [--core N] [--poll busy|blocking]");
         return ExitCode::from(2);
     };
-    let poll = if arg(&args, "--poll").as_deref() == Some("blocking") { PollMode::Block } else { PollMode::Busy };
-    if let Some(core) = arg(&args, "--core").and_then(|c| c.parse().ok()) {
+    let poll =
+        if arg::<String>(&args, "--poll").as_deref() == Some("blocking") { PollMode::Block } else { PollMode::Busy };
+    if let Some(core) = arg::<usize>(&args, "--core") {
         core_affinity::set_for_current(core_affinity::CoreId { id: core });
     }
     match run(&sw, &inet, poll) {

@@ -10,6 +10,7 @@
 #![no_main]
 
 use bench::frames;
+use bench::generator::{self, L4};
 use dataplane::config::{EngineConfig, FragLimits, InstanceConfig, Ipv4Prefix, Ipv6Prefix};
 use dataplane::{Egress, Engine, Frame, HEADROOM, VecSink, Verdict};
 use libfuzzer_sys::fuzz_target;
@@ -50,10 +51,10 @@ fuzz_target!(|data: &[u8]| {
             bytes.to_vec()
         } else {
             let mut f = match (kind >> 1) % 3 {
-                0 | 1 => frames::softwire_udp(&frames::b4((kind >> 3) as u32 % 4), 1024 + (kind as u16 >> 5), 16),
+                0 | 1 => generator::softwire((kind >> 3) as u32 % 4, L4::Udp, 1024 + (kind as u16 >> 5), 64).bytes,
                 _ => {
                     let (ext, port) = mapping.unwrap_or((0xc633_6400, 1024));
-                    frames::inbound_udp(ext, port, 16)
+                    generator::inbound(L4::Udp, ext, port, 64).bytes
                 }
             };
             for (d, s) in f.iter_mut().zip(bytes) {

@@ -51,6 +51,28 @@ fn side_of(e: Egress) -> usize {
     }
 }
 
+/// Gives the chunks the kernel finished transmitting (completion ring of `fq`) back to
+/// `free`, each as its chunk's start whatever offset the frame was sent from.
+fn reap(fq: &mut DeviceQueue, free: &mut Vec<u64>) {
+    let mut c = fq.complete(RING);
+    while let Some(addr) = c.read() {
+        free.push(addr - addr % CHUNK as u64);
+    }
+    c.release();
+}
+
+/// Wakes the kernel until it took what is on `tx`. In copy mode each wake-up sends at
+/// most 32 frames (the kernel's budget per call); bounded, so that a stuck device does
+/// not hold the caller.
+fn kick(tx: &RingTx) {
+    for _ in 0..RING / 32 + 1 {
+        if tx.pending() == 0 || !tx.needs_wakeup() {
+            break;
+        }
+        tx.wake();
+    }
+}
+
 /// How a worker waits for frames (measured in docs/decisions/0006-io.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PollMode {
@@ -238,11 +260,7 @@ impl XskPair {
     /// Takes back the chunks both sides finished transmitting.
     fn reap(&mut self) {
         for s in &mut self.sides {
-            let mut c = s.fq.complete(RING);
-            while let Some(addr) = c.read() {
-                self.free.push(addr);
-            }
-            c.release();
+            reap(&mut s.fq, &mut self.free);
         }
     }
 
@@ -359,21 +377,17 @@ impl XskPair {
         self.push_tx(side_of(to), XdpDesc { addr: chunk + TX_OFFSET as u64, len: frame.len() as u32, options: 0 })
     }
 
-    /// Sends what is on the TX rings. In copy mode each wake-up sends at most 32 frames
-    /// (the kernel's budget per call), so a side wakes until its ring is drained, within
-    /// a bound that keeps a stuck device from holding the worker.
+    /// Sends what is on the TX rings ([`kick`]), after taking back what was sent
+    /// before: the kernel stops sending while a completion ring is full, so a worker
+    /// that only transmits (hand-offs, frames made on the side) must reap too.
     pub fn flush(&mut self) {
+        self.reap();
         for s in &mut self.sides {
             if s.tx_unsent == 0 {
                 continue;
             }
             s.tx_unsent = 0;
-            for _ in 0..RING / 32 + 1 {
-                if s.tx.pending() == 0 || !s.tx.needs_wakeup() {
-                    break;
-                }
-                s.tx.wake();
-            }
+            kick(&s.tx);
         }
     }
 }
@@ -417,17 +431,11 @@ impl XskTx {
     }
 
     /// Writes up to `max` frames, each by `make` into a free chunk (it returns the
-    /// frame's length, at most 3840 bytes; 0 ends the batch early), puts them on the TX
+    /// frame's length, at most the chunk's 4096 bytes; 0 ends the batch early), puts them on the TX
     /// ring and wakes the kernel until it took them. Returns the frames queued: fewer
     /// than `max` when the ring or the free chunks ran out.
     pub fn send(&mut self, max: usize, mut make: impl FnMut(&mut [u8]) -> usize) -> usize {
-        {
-            let mut c = self.fq.complete(RING);
-            while let Some(addr) = c.read() {
-                self.free.push(addr - addr % CHUNK as u64);
-            }
-            c.release();
-        }
+        reap(&mut self.fq, &mut self.free);
         let room = (RING - self.tx.pending()) as usize;
         let n = max.min(self.free.len()).min(room);
         let base = self.area.ptr.as_ptr();
@@ -435,9 +443,9 @@ impl XskTx {
         for _ in 0..n.min(BATCH) {
             let chunk = *self.free.last().expect("n <= free.len()");
             // SAFETY: `chunk` is a free chunk (on no ring), inside the mapping; the slice
-            // ends before the chunk's end and lives only during `make`.
-            let buf = unsafe { std::slice::from_raw_parts_mut(base.add(chunk as usize), CHUNK as usize - TX_OFFSET) };
-            let len = make(buf).min(CHUNK as usize - TX_OFFSET);
+            // is that chunk and lives only during `make`.
+            let buf = unsafe { std::slice::from_raw_parts_mut(base.add(chunk as usize), CHUNK as usize) };
+            let len = make(buf).min(CHUNK as usize);
             if len == 0 {
                 break;
             }
@@ -454,18 +462,7 @@ impl XskTx {
         for d in &descs[queued..] {
             self.free.push(d.addr);
         }
-        // Copy mode sends at most 32 frames per wake-up.
-        for _ in 0..RING / 32 + 1 {
-            if self.tx.pending() == 0 || !self.tx.needs_wakeup() {
-                break;
-            }
-            self.tx.wake();
-        }
+        kick(&self.tx);
         queued
-    }
-
-    /// Frames the kernel did not send because they were malformed (XDP_STATISTICS).
-    pub fn tx_invalid(&self) -> u64 {
-        self.fq.statistics_v2().map(|s| s.tx_invalid_descs).unwrap_or(0)
     }
 }
