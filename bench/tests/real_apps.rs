@@ -218,5 +218,5 @@ fn real_apps(cores: &str, name: &str) -> u64 {
     let stats = String::from_utf8_lossy(&o.stdout).to_string();
     let value = |k: &str| statistic(&stats, k);
     assert_eq!(value("drop_handoff_full"), 0, "{stats}");
-    value("handed_off")
+    value("handed_off_softwire") + value("handed_off_internet")
 }

@@ -89,6 +89,8 @@ pub struct BoardHandle {
     /// stopped, which detaches it.
     steering: Arc<std::sync::Mutex<Vec<Steering>>>,
     announce: Option<Arc<crate::announce::Announce>>,
+    /// Port block size of each instance: which worker owns a port.
+    block_sizes: Arc<std::sync::RwLock<Vec<u16>>>,
 }
 
 fn now_ms() -> u64 {
@@ -291,21 +293,24 @@ fn control(engine: &mut Engine, ctx: &mut WorkerCtx, c: Control) -> bool {
         Control::Subscribers(reply) => {
             let _ = reply.send(engine.subscribers());
         }
-        Control::Reconfigure(new_cfg, keep, reply) => match Engine::new(&new_cfg, ctx.id, ctx.seed) {
-            Ok((mut fresh, events)) => {
-                fresh.set_clock(now_ms());
-                let kept = carry_over(engine, &ctx.cfg, &mut fresh, &new_cfg, &keep);
-                let (sw, inet) = (engine.softwire_l2(), engine.internet_l2());
-                fresh.set_l2(sw, inet);
-                *engine = fresh;
-                ctx.cfg = *new_cfg;
-                let _ = ctx.events_out.send(events);
-                let _ = reply.send(Ok(kept));
+        Control::Reconfigure(new_cfg, keep, reply) => {
+            match Engine::with_owners(&new_cfg, ctx.id, ctx.seed, engine.owners()) {
+                Ok((mut fresh, events)) => {
+                    fresh.set_clock(now_ms());
+                    let kept = carry_over(engine, &ctx.cfg, &mut fresh, &new_cfg, &keep);
+                    fresh.release_claims_of(engine);
+                    let (sw, inet) = (engine.softwire_l2(), engine.internet_l2());
+                    fresh.set_l2(sw, inet);
+                    *engine = fresh;
+                    ctx.cfg = *new_cfg;
+                    let _ = ctx.events_out.send(events);
+                    let _ = reply.send(Ok(kept));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e.to_string()));
+                }
             }
-            Err(e) => {
-                let _ = reply.send(Err(e.to_string()));
-            }
-        },
+        }
         Control::Install(blocks, sessions, reply) => {
             engine.set_clock(now_ms());
             let bad_blocks = blocks.iter().filter(|b| engine.install_block(b).is_err()).count();
@@ -410,6 +415,8 @@ fn worker_io_loop(
         for (w, f, hint) in sink.handed.drain(..) {
             hand_over(&mailbox, &counters, w, &f, hint);
         }
+        // What was handed over in this round leaves now: a frame waits one round at most.
+        mailbox.flush();
         // Frames made on the side: outer fragments, released IPv4 fragments.
         for (e, f) in sink.emitted.drain(..) {
             port.send(e, &f);
@@ -508,16 +515,25 @@ impl BoardHandle {
         out
     }
 
+    /// The worker that owns external `port` of instance `inst` (the owner of its port
+    /// block, which holds the block's subscriber too).
+    fn worker_of(&self, inst: u8, port: u16) -> usize {
+        let sizes = self.block_sizes.read().unwrap_or_else(|e| e.into_inner());
+        let size = sizes.get(inst as usize).copied().unwrap_or(1);
+        dataplane::nat::ports::worker_of_port(size, self.txs.len() as u16, port) as usize
+    }
+
     /// Installs blocks and sessions (from the peer board), each on the worker that owns
-    /// its subscriber. Returns how many blocks and sessions were refused.
+    /// its port block (and so its subscriber). Returns how many blocks and sessions were
+    /// refused.
     pub fn install(&self, blocks: Vec<BlockRecord>, sessions: Vec<SessionRecord>) -> (usize, usize) {
         let n = self.txs.len() as u16;
         let mut per: Vec<(Vec<BlockRecord>, Vec<SessionRecord>)> = (0..n).map(|_| (Vec::new(), Vec::new())).collect();
         for b in blocks {
-            per[dataplane::engine::owner_of_b4(&b.b4, n) as usize].0.push(b);
+            per[self.worker_of(b.inst, b.first_port)].0.push(b);
         }
         for r in sessions {
-            per[dataplane::engine::owner_of_b4(&r.b4, n) as usize].1.push(r);
+            per[self.worker_of(r.inst, r.ext_port)].1.push(r);
         }
         let mut refused = (0, 0);
         for (w, (b, s)) in self.txs.iter().zip(per) {
@@ -546,7 +562,7 @@ impl BoardHandle {
         let n = self.txs.len() as u16;
         let mut per: Vec<Vec<SessionRecord>> = (0..n).map(|_| Vec::new()).collect();
         for r in sessions {
-            per[dataplane::engine::owner_of_b4(&r.b4, n) as usize].push(r);
+            per[self.worker_of(r.inst, r.ext_port)].push(r);
         }
         let mut found = 0;
         for (w, s) in self.txs.iter().zip(per) {
@@ -627,8 +643,10 @@ impl Board {
         };
         let mut workers = Vec::new();
         let mut pinned = 0;
+        // The workers' claims on subscribers: each holds those whose frames reach it.
+        let owners = Arc::new(dataplane::nat::owners::Owners::new());
         for id in 0..n as u16 {
-            let (engine, events) = Engine::new(&cfg, id, seed).map_err(|e| e.to_string())?;
+            let (engine, events) = Engine::with_owners(&cfg, id, seed, owners.clone()).map_err(|e| e.to_string())?;
             let _ = ev_tx.send(events);
             let counters = engine.counters();
             let (tx, rx) = bounded(64);
@@ -694,6 +712,7 @@ impl Board {
             active,
             steering: Arc::new(std::sync::Mutex::new(steering)),
             announce: io.as_ref().map(|i| Arc::new(crate::announce::Announce::new(i, &cfg))),
+            block_sizes: Arc::new(std::sync::RwLock::new(cfg.instances.iter().map(|i| i.port_block_size).collect())),
         };
         Ok(Board {
             slot,
@@ -753,6 +772,8 @@ impl Board {
         for r in results {
             kept += r?;
         }
+        *self.handle.block_sizes.write().unwrap_or_else(|e| e.into_inner()) =
+            new.instances.iter().map(|i| i.port_block_size).collect();
         self.config = new;
         Ok(kept)
     }

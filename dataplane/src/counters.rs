@@ -46,7 +46,9 @@ counters! {
     BlocksReleased = "blocks_released",
     SubscribersCreated = "subscribers_created",
     PassedToKernel = "passed_to_kernel",
-    HandedOff = "handed_off",
+    /// Handed to the worker that owns them, by the side they came from.
+    HandedOffSoftwire = "handed_off_softwire",
+    HandedOffInternet = "handed_off_internet",
     EventsDropped = "events_dropped",
     // Drops, one per reason.
     DropMalformedL2 = "drop_malformed_l2",

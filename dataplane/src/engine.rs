@@ -1,11 +1,12 @@
 //! One worker's engine: its tables, counters and event ring, and the entry point that
 //! takes a frame and says what to do with it ([`Engine::process`]).
 //!
-//! Ownership (DESIGN.md, Sessions and ports): a subscriber lives on the worker chosen by
-//! hashing its B4 address ([`Engine::owner_of_b4`]); an inbound IPv4 packet belongs to
-//! the worker that owns the port block of its destination port
-//! ([`Engine::owner_of_frame`]). A packet that reaches the wrong worker comes back as
-//! [`Verdict::Handoff`]; the I/O layer sends it to the owner. No lock is shared.
+//! Ownership (DESIGN.md, Sessions and ports): a subscriber lives on the worker that
+//! created it, the worker whose receive queue its frames reach (claimed in the board's
+//! [`Owners`], see `nat::owners`); an inbound IPv4 packet belongs to the worker that owns
+//! the port block of its destination port ([`Engine::owner_of_frame`]). A packet that
+//! reaches the wrong worker comes back as [`Verdict::Handoff`]; the I/O layer sends it to
+//! the owner. The packet path of an established flow takes no shared lock.
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use crate::config::{ConfigError, EgressL2, EngineConfig, Filtering, InstanceConf
 use crate::counters::{Counter, WorkerCounters};
 use crate::nat::events::{BlockRecord, InstallError, SessionEvent, SessionRecord};
 use crate::nat::filter::FilterTable;
+use crate::nat::owners::Owners;
 use crate::nat::ports::{PortClass, PortSpace};
 use crate::nat::session::{KeyHashes, Session, SessionTable, TimerClass};
 use crate::nat::subscriber::{MAX_BLOCKS, Subscriber, SubscriberTable};
@@ -161,6 +163,8 @@ pub struct Engine {
     /// in the instance pool), sorted; pools do not overlap.
     pool_ranges: Vec<(u32, u32, u8, u32)>,
     pub(crate) subs: SubscriberTable,
+    /// The board's claims on subscribers, shared by its workers.
+    owners: Arc<Owners>,
     pub(crate) sessions: SessionTable,
     /// Keys of the table hash, from the board's seed (against crafted collisions).
     keys: [u64; 4],
@@ -225,11 +229,22 @@ pub fn validate(cfg: &EngineConfig) -> Result<(), ConfigError> {
 }
 
 impl Engine {
-    /// The engine of worker `id`, with the receiving end of its event ring.
+    /// The engine of worker `id`, with the receiving end of its event ring, and claims of
+    /// its own (a board's workers share theirs: [`Engine::with_owners`]).
     pub fn new(
         cfg: &EngineConfig,
         id: WorkerId,
         hash_seed: u64,
+    ) -> Result<(Engine, Receiver<SessionEvent>), ConfigError> {
+        Engine::with_owners(cfg, id, hash_seed, Arc::new(Owners::new()))
+    }
+
+    /// The engine of worker `id` of a board whose workers claim subscribers in `owners`.
+    pub fn with_owners(
+        cfg: &EngineConfig,
+        id: WorkerId,
+        hash_seed: u64,
+        owners: Arc<Owners>,
     ) -> Result<(Engine, Receiver<SessionEvent>), ConfigError> {
         validate(cfg)?;
         if id >= cfg.workers {
@@ -274,6 +289,7 @@ impl Engine {
                 k
             },
             subs: SubscriberTable::new(cfg.max_subscribers),
+            owners,
             sessions: SessionTable::new(cfg.max_sessions, cfg.instances.len()),
             hasher: ahash::RandomState::with_seeds(
                 hash_seed,
@@ -369,10 +385,20 @@ impl Engine {
         }
     }
 
-    /// The worker that owns the subscriber with this B4 address. The same on every worker
-    /// of a board (it does not depend on the table hash seed).
-    pub fn owner_of_b4(&self, b4: &[u8; 16]) -> WorkerId {
-        owner_of_b4(b4, self.workers)
+    /// The board's claims on subscribers (shared with the other workers).
+    pub fn owners(&self) -> Arc<Owners> {
+        self.owners.clone()
+    }
+
+    /// Another worker that holds subscriber `b4` (of instance `inst`), if one does: the
+    /// frame goes there. A worker's own subscribers are found in its own table, so an
+    /// established flow never reads the shared claims.
+    #[inline]
+    pub(crate) fn foreign_owner(&self, inst: u8, b4: &[u8; 16]) -> Option<WorkerId> {
+        if self.workers <= 1 || self.subs.find(self.sub_hash(inst, b4), inst, b4).is_some() {
+            return None;
+        }
+        self.owners.owner(b4).filter(|&w| w != self.id)
     }
 
     /// The instance whose AFTR endpoint is `addr`.
@@ -497,11 +523,16 @@ impl Engine {
             return Ok(i);
         }
         let Some(class) = create else { return Err(Counter::DropNoSession) };
+        // Two workers meeting a new B4 at once: the first claim wins, the other drops.
+        if self.workers > 1 && self.owners.claim(b4, self.id) != self.id {
+            return Err(Counter::DropWrongWorker);
+        }
         let ins = &self.inst[inst as usize];
         let n = ins.addrs.len();
         // Paired pooling (RFC 6888 REQ-2): pick the address once, spread by the B4 hash.
         let start = h as usize % n;
         let Some(a) = (0..n).map(|k| (start + k) % n).find(|&a| ins.ports.free_blocks(a, class) > 0) else {
+            self.release_claim(b4);
             return Err(Counter::DropPortsExhausted);
         };
         let rate = ins.cfg.limits.new_sessions_per_sec;
@@ -521,9 +552,40 @@ impl Engine {
             // set theirs from the record).
             mac: self.rx_mac,
         };
-        let i = self.subs.insert(h, s).ok_or(Counter::DropSubscriberTableFull)?;
+        let Some(i) = self.subs.insert(h, s) else {
+            self.release_claim(b4);
+            return Err(Counter::DropSubscriberTableFull);
+        };
         self.count(Counter::SubscribersCreated);
         Ok(i)
+    }
+
+    /// Gives up the claim on `b4` unless this worker holds it for another instance.
+    fn release_claim(&self, b4: &[u8; 16]) {
+        if self.workers > 1
+            && !(0..self.inst.len() as u8).any(|i| self.subs.find(self.sub_hash(i, b4), i, b4).is_some())
+        {
+            self.owners.release(b4, self.id);
+        }
+    }
+
+    /// After a reconfiguration that replaced engine `old` by this one: gives up the
+    /// claims on `old`'s subscribers that did not come over.
+    pub fn release_claims_of(&self, old: &Engine) {
+        for (_, s) in old.subs.iter() {
+            self.release_claim(&s.b4);
+        }
+    }
+
+    /// Removes subscriber `si` once it has neither sessions nor blocks (a subscriber made
+    /// for a flow that was then refused, or one whose last session went).
+    pub(crate) fn drop_if_idle(&mut self, si: u32) {
+        let s = *self.subs.get(si);
+        if s.sessions == 0 && s.nblocks == 0 {
+            let h = self.sub_hash(s.inst, &s.b4);
+            self.subs.remove(h, si);
+            self.release_claim(&s.b4);
+        }
     }
 
     /// Picks a free external port for a new session of subscriber `si`, allocating a port
@@ -747,9 +809,7 @@ impl Engine {
             while self.subs.get(si).nblocks > 0 {
                 self.release_block(si, 0);
             }
-            let (inst, b4) = (self.subs.get(si).inst, self.subs.get(si).b4);
-            let h = self.sub_hash(inst, &b4);
-            self.subs.remove(h, si);
+            self.drop_if_idle(si);
         }
     }
 
@@ -850,14 +910,6 @@ impl Engine {
         s.used[n] = 0;
         s.nblocks += 1;
         Ok(())
-    }
-
-    fn drop_if_idle(&mut self, si: u32) {
-        let s = *self.subs.get(si);
-        if s.sessions == 0 && s.nblocks == 0 {
-            let h = self.sub_hash(s.inst, &s.b4);
-            self.subs.remove(h, si);
-        }
     }
 
     /// Installs (or updates) a session received from the peer. Its block must have been
@@ -1000,18 +1052,4 @@ fn mix(a: u64, b: u64) -> u64 {
 #[inline]
 fn fold32(h: u64) -> u32 {
     (h ^ (h >> 32)) as u32
-}
-
-/// Subscriber to worker, shared by all workers (and the I/O layer's dispatcher).
-pub fn owner_of_b4(b4: &[u8; 16], workers: u16) -> WorkerId {
-    if workers <= 1 {
-        return 0;
-    }
-    // FNV-1a over the address: stable across processes, cheap, good enough to spread
-    // subscribers (the tables use a seeded hash against flooding).
-    let mut h: u32 = 0x811c_9dc5;
-    for &b in b4 {
-        h = (h ^ b as u32).wrapping_mul(0x0100_0193);
-    }
-    (h % workers as u32) as WorkerId
 }

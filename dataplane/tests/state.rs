@@ -255,26 +255,18 @@ fn installing_sessions_from_a_peer() {
 fn two_workers_own_subscribers_and_ports() {
     let mut cfg = config(instance());
     cfg.workers = 2;
-    let mut w = [Harness::worker(cfg.clone(), 0), Harness::worker(cfg, 1)];
-    // Find one B4 owned by each worker.
-    let b4s: Vec<[u8; 16]> = (1u8..40)
-        .map(|k| {
-            let mut b = B4_A;
-            b[7] = k;
-            b
-        })
-        .collect();
-    let owner = |b: &[u8; 16]| dataplane::engine::owner_of_b4(b, 2);
-    let b0 = *b4s.iter().find(|b| owner(b) == 0).unwrap();
-    let b1 = *b4s.iter().find(|b| owner(b) == 1).unwrap();
+    let mut w = Harness::board(cfg);
+    let (b0, b1) = (B4_A, B4_B);
     for (b4, me) in [(b0, 0usize), (b1, 1usize)] {
         let frame = softwire(b4, &ip4_udp(HOST, SERVER, 5000, 53, 64, b""));
-        assert_eq!(w[me].eng.owner_of_frame(&frame), Some(me as u16));
-        // At the wrong worker it is handed off, untouched.
+        assert_eq!(w[me].eng.owner_of_frame(&frame), None, "nobody holds a new B4");
+        // The worker whose queue the B4's first frame reaches makes and holds it.
+        let out = w[me].forward(&frame, Egress::Internet);
+        assert_eq!(w[1 - me].eng.owner_of_frame(&frame), Some(me as u16));
+        // At the other worker a frame of it is handed off, untouched.
         let o = w[1 - me].run(&frame);
         assert_eq!(o.verdict, Verdict::Handoff(me as u16));
         assert_eq!(o.frame, frame);
-        let out = w[me].forward(&frame, Egress::Internet);
         let (ext, port) = (out_src(&out), out_sport(&out));
         let reply = from_internet(&ip4_udp(SERVER, ext, 53, port, 64, b""));
         assert_eq!(w[0].eng.owner_of_frame(&reply), Some(me as u16), "the port tells the owner");
@@ -284,23 +276,45 @@ fn two_workers_own_subscribers_and_ports() {
 }
 
 #[test]
+fn a_claim_goes_with_its_subscriber() {
+    let mut cfg = config(instance());
+    cfg.workers = 2;
+    let mut w = Harness::board(cfg);
+    let frame = softwire(B4_A, &ip4_udp(HOST, SERVER, 5000, 53, 64, b""));
+    w[0].forward(&frame, Egress::Internet);
+    assert_eq!(w[1].run(&frame).verdict, Verdict::Handoff(0));
+    assert_eq!(w[0].eng.owners().len(), 1);
+    // The session times out, the subscriber goes, and so does the claim: the B4's
+    // frames now reach worker 1 (say, the NIC moved it), which takes it over.
+    w[0].advance(400);
+    w[0].eng.expire(1000);
+    assert_eq!(w[0].eng.session_count(), 0);
+    assert!(w[0].eng.owners().is_empty(), "claim released");
+    w[1].forward(&frame, Egress::Internet);
+    assert_eq!(w[0].run(&frame).verdict, Verdict::Handoff(1));
+}
+
+#[test]
 fn frames_at_the_wrong_worker_reach_the_owner_through_the_mesh() {
     use dataplane::handoff::mesh;
     let mut cfg = config(instance());
     cfg.workers = 2;
-    let mut w = [Harness::worker(cfg.clone(), 0), Harness::worker(cfg, 1)];
+    let mut w = Harness::board(cfg);
     let boxes = mesh(2, 64, 2048);
     let mut delivered = Vec::new();
-    // Twenty subscribers; every frame first lands on the worker that does not own it.
+    // Twenty subscribers, each made by the worker its first frame reaches (k % 2); a
+    // later frame of each lands on the other worker.
     for k in 1u8..=20 {
         let mut b4 = B4_A;
         b4[7] = k;
+        let owner = k as usize % 2;
+        w[owner].forward(&softwire(b4, &ip4_udp(HOST, SERVER, 4000, 53, 64, b"first")), Egress::Internet);
         let frame = softwire(b4, &ip4_udp(HOST, SERVER, 5000, 53, 64, b"x"));
-        let owner = dataplane::engine::owner_of_b4(&b4, 2) as usize;
         let o = w[1 - owner].run(&frame);
         let Verdict::Handoff(to) = o.verdict else { panic!("{:?}", o.verdict) };
         assert_eq!(to as usize, owner);
         boxes[1 - owner].send(to, &o.frame, None).unwrap();
+        boxes[1 - owner].flush();
         let mut sink = dataplane::VecSink::default();
         let h = &mut w[owner];
         boxes[owner].receive(64, |f| delivered.push((owner, h.eng.process(f, &mut sink), f.bytes().to_vec())));
@@ -313,7 +327,7 @@ fn frames_at_the_wrong_worker_reach_the_owner_through_the_mesh() {
         let reply = from_internet(&ip4_udp(SERVER, out_src(out), 53, out_sport(out), 64, b""));
         assert_eq!(w[0].eng.owner_of_frame(&reply), Some(*owner as u16));
     }
-    assert_eq!(w[0].eng.session_count() + w[1].eng.session_count(), 20);
+    assert_eq!(w[0].eng.session_count() + w[1].eng.session_count(), 40);
     assert!(w[0].eng.session_count() > 0 && w[1].eng.session_count() > 0, "both workers own some");
 }
 
@@ -321,10 +335,12 @@ fn frames_at_the_wrong_worker_reach_the_owner_through_the_mesh() {
 fn icmpv6_errors_go_to_the_worker_of_the_quoted_b4() {
     let mut cfg = config(instance());
     cfg.workers = 2;
-    let w = Harness::worker(cfg, 0);
+    let mut w = Harness::board(cfg);
     for k in 1u8..=8 {
         let mut b4 = B4_A;
         b4[7] = k;
+        let owner = k as usize % 2;
+        w[owner].forward(&softwire(b4, &ip4_udp(HOST, SERVER, 5000, 53, 64, b"")), Egress::Internet);
         let mut quoted = ip6_header(ENDPOINT, b4, etherparse::IpNumber::IPV4, 28, 64, 0, 0);
         quoted.extend(ip4_udp(SERVER, HOST, 53, 5000, 63, b""));
         let mut ptb = Vec::new();
@@ -333,7 +349,8 @@ fn icmpv6_errors_go_to_the_worker_of_the_quoted_b4() {
             .icmpv6(etherparse::Icmpv6Type::PacketTooBig { mtu: 1280 })
             .write(&mut ptb, &quoted)
             .unwrap();
-        assert_eq!(w.eng.owner_of_frame(&ptb), Some(dataplane::engine::owner_of_b4(&b4, 2)));
+        assert_eq!(w[0].eng.owner_of_frame(&ptb), Some(owner as u16));
+        assert_eq!(w[1 - owner].run(&ptb).verdict, Verdict::Handoff(owner as u16));
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod events;
 pub mod filter;
 pub mod index;
+pub mod owners;
 pub mod ports;
 pub mod session;
 pub mod subscriber;

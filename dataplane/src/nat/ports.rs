@@ -157,6 +157,13 @@ impl PortSpace {
     }
 }
 
+/// The worker that owns external port `port` when `workers` workers share port blocks
+/// of `block_size` ports: what [`PortSpace::owner_of_port`] says, without a port space
+/// (the board places the peer's blocks and sessions with it).
+pub fn worker_of_port(block_size: u16, workers: u16, port: u16) -> u16 {
+    ((port as u32 >> block_size.max(1).trailing_zeros()) % workers.max(1) as u32) as u16
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,8 +1,9 @@
 //! Subscribers: one per B4 address and instance, owning its port blocks and limits.
 //!
-//! A subscriber lives on the worker chosen by hashing its B4 address, so its sessions,
-//! blocks and limits are all in one place (RFC 6888 REQ-2 paired pooling: one external
-//! address for all of a subscriber's sessions). Fixed arrays, no allocation after start.
+//! A subscriber lives on one worker, the one whose receive queue its frames reach
+//! (`nat::owners`), so its sessions, blocks and limits are all in one place (RFC 6888
+//! REQ-2 paired pooling: one external address for all of a subscriber's sessions).
+//! Fixed arrays, no allocation after start.
 
 use super::index::IndexTable;
 

@@ -234,7 +234,7 @@ impl Engine {
             && let Some(w) = self.owner_of_port(q.src, q.sport)
             && w != self.id
         {
-            return self.handoff_to(w, f);
+            return self.handoff_to(w, Counter::HandedOffInternet);
         }
         let h = self.outside_hash(q.src, q.sport, q.proto);
         let Some(i) = self.sessions.outside.find(h, |i| {
@@ -326,8 +326,8 @@ impl Engine {
         if esrc != self.hot[inst as usize].endpoint || enh != proto::IPV4_IN_IP {
             return self.drop(Counter::DropIcmpErrorNoSession);
         }
-        if self.workers > 1 && self.owner_of_b4(&edst) != self.id {
-            return self.handoff_to(self.owner_of_b4(&edst), f);
+        if let Some(w) = self.foreign_owner(inst, &edst) {
+            return self.handoff_to(w, Counter::HandedOffSoftwire);
         }
         let q = match quoted(f.buf, e6 + ipv6::HEADER_LEN, end) {
             Ok(q) => q,

@@ -38,16 +38,17 @@ impl Engine {
         };
         if up.frag.is_some() {
             // A fragment of a softwire packet (RFC 6333 section 5.3: the AFTR reassembles).
-            if self.workers > 1 && self.owner_of_b4(&src) != self.id {
-                return self.handoff_to(self.owner_of_b4(&src), f);
+            if let Some(w) = self.foreign_owner(inst, &src) {
+                return self.handoff_to(w, Counter::HandedOffSoftwire);
             }
             return self.reassemble6(f, l3, total, up, inst, sink);
         }
         self.softwire_upper(f, l3, total, up.protocol, up.offset, inst, sink)
     }
 
-    pub(crate) fn handoff_to(&mut self, w: u16, _f: &mut Frame) -> Verdict {
-        self.count(Counter::HandedOff);
+    /// Gives the frame to worker `w`, counted by the side it came from (`counter`).
+    pub(crate) fn handoff_to(&mut self, w: u16, counter: Counter) -> Verdict {
+        self.count(counter);
         Verdict::Handoff(w)
     }
 
@@ -73,12 +74,12 @@ impl Engine {
             let p = Ipv6Packet::new_unchecked(&f.buf[l3..]);
             (p.src(), p.traffic_class())
         };
-        if self.workers > 1 && self.owner_of_b4(&b4) != self.id {
-            return self.handoff_to(self.owner_of_b4(&b4), f);
-        }
         // RFC 6333 section 5.2 / 7: only authorised B4s.
         if !self.b4_authorised(inst, &b4) {
             return self.drop(Counter::DropB4NotAuthorised);
+        }
+        if let Some(w) = self.foreign_owner(inst, &b4) {
+            return self.handoff_to(w, Counter::HandedOffSoftwire);
         }
         let ip_at = l3 + off;
         let avail = l3 + total - ip_at;
@@ -272,19 +273,9 @@ impl Engine {
         let flags = if protocol == proto::TCP { tcp_track(0, tflags, true) } else { 0 };
         let r = self.create_session(si, src, sport, protocol, dst, dport, flags);
         if r.is_err() {
-            self.drop_if_unused(si);
+            self.drop_if_idle(si);
         }
         r
-    }
-
-    /// A subscriber created for a flow that was then refused must not linger.
-    fn drop_if_unused(&mut self, si: u32) {
-        let s = self.subs.get(si);
-        if s.sessions == 0 && s.nblocks == 0 {
-            let (inst, b4) = (s.inst, s.b4);
-            let h = self.sub_hash(inst, &b4);
-            self.subs.remove(h, si);
-        }
     }
 
     /// ICMP echo request from a subscriber host: the identifier is the port (RFC 5508

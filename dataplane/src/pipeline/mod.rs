@@ -57,7 +57,8 @@ impl Engine {
     }
 
     /// The worker that should process `frame`, or None if no worker needs it (the I/O
-    /// layer then processes it where it landed). Used to dispatch received frames.
+    /// layer then processes it where it landed): for softwire frames the worker holding
+    /// the B4 (none for a B4 no worker holds yet), for IPv4 the owner of the port.
     pub fn owner_of_frame(&self, frame: &[u8]) -> Option<WorkerId> {
         if self.workers == 1 {
             return Some(0);
@@ -73,9 +74,9 @@ impl Engine {
                     && matches!(l3[40], wicmp::v6::DEST_UNREACH | wicmp::v6::PACKET_TOO_BIG | wicmp::v6::TIME_EXCEEDED)
                 {
                     let quoted: [u8; 16] = l3[48 + 24..48 + 40].try_into().ok()?;
-                    return Some(self.owner_of_b4(&quoted));
+                    return self.owners().owner(&quoted);
                 }
-                Some(self.owner_of_b4(&p.src()))
+                self.owners().owner(&p.src())
             }
             ETHERTYPE_IPV4 => {
                 let p = Ipv4Packet::new_checked(l3).ok()?;

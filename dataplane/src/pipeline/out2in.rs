@@ -87,7 +87,7 @@ impl Engine {
             && w != self.id
         {
             f.hint = is_frag.then_some(port);
-            return self.handoff_to(w, f);
+            return self.handoff_to(w, Counter::HandedOffInternet);
         }
         let first_piece = frag_off == 0;
         if first_piece {

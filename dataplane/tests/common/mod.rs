@@ -62,7 +62,15 @@ impl Harness {
         Self::worker(cfg, 0)
     }
     pub fn worker(cfg: EngineConfig, id: u16) -> Self {
-        let (mut eng, events) = Engine::new(&cfg, id, 42).expect("valid config");
+        Self::of_board(cfg, id, std::sync::Arc::new(dataplane::nat::owners::Owners::new()))
+    }
+    /// The `cfg.workers` workers of one board, sharing their claims on subscribers.
+    pub fn board(cfg: EngineConfig) -> Vec<Self> {
+        let owners = std::sync::Arc::new(dataplane::nat::owners::Owners::new());
+        (0..cfg.workers).map(|id| Self::of_board(cfg.clone(), id, owners.clone())).collect()
+    }
+    fn of_board(cfg: EngineConfig, id: u16, owners: std::sync::Arc<dataplane::nat::owners::Owners>) -> Self {
+        let (mut eng, events) = Engine::with_owners(&cfg, id, 42, owners).expect("valid config");
         let now_ms = 1_700_000_000_000;
         eng.set_clock(now_ms);
         Harness { eng, events, now_ms }
