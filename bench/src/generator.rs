@@ -62,7 +62,7 @@ impl L4 {
             L4::Udp | L4::Icmp => 8,
         }
     }
-    fn checksum_at(self) -> usize {
+    pub fn checksum_at(self) -> usize {
         match self {
             L4::Udp => 6,
             L4::Tcp => 16,

@@ -1,26 +1,49 @@
-//! engine-bench: the packet engine's figures on one core, frames already in memory.
+//! engine-bench: the packet engine's figures, frames already in memory, doing what a
+//! worker of `aftrd` does around the engine (but the I/O):
+//! - the clock is read and set before every batch, and expiry runs after it, as in the
+//!   worker loop; each timed pass contains the second in which the 10-second refresh
+//!   interval rolls over, so every session touched is relinked in its timer list and
+//!   emits one refresh event: the heaviest second of a steady run;
+//! - the session event ring is drained by a thread of its own that behaves as the
+//!   board's event thread does (up to 4096 events a round, a 10 ms nap when empty);
+//! - frames carry real checksums, which the engine updates incrementally.
 //!
-//! Frames carry real UDP checksums, which the engine updates incrementally.
-//!
-//! Prints, each beside the baseline measured in the same run (copy the frame into the
+//! Rows, each beside the baseline measured in the same run (copy the frame into the
 //! receive buffer, parse Ethernet, swap MACs: what any forwarder does):
-//! - established flows, softwire to IPv4 (in2out) and IPv4 to softwire (out2in), with
-//!   10k and 1M sessions, in a random order over the sessions;
+//! - established UDP flows, softwire to IPv4 (in2out) and IPv4 to softwire (out2in),
+//!   with 10k and 1M sessions, in a random order over the sessions;
+//! - a mix: UDP/TCP/ICMP 70/25/5, address-and-port-dependent filtering, four remote
+//!   endpoints per mapping (so four filter entries per session);
 //! - new sessions per second;
-//! - memory per session at 1M and 10M sessions, measured as resident memory.
+//! - memory per session at 1M and 10M sessions, measured as resident memory;
+//! - scaling: two workers pinned to two cores, each fed its own frames, hand-offs
+//!   through the workers' mailboxes (`dataplane::handoff`), against one worker alone,
+//!   with 0% and 50% of each worker's frames belonging to the other.
 //!
-//! Ends with one `summary:` line (DESIGN.md). Options: `--quick` (smaller, for a smoke
-//! run), `--rounds N`, `--skip-10m`.
+//! Any pass that forwards less than every frame fails the run: a figure is printed only
+//! from a measurement that happened. Ends with one `summary:` line (DESIGN.md).
+//! Options: `--quick` (smaller, for a smoke run), `--rounds N`, `--skip-10m`,
+//! `--seconds S` (length of one timed pass, default 1).
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, TryRecvError};
+use dataplane::config::{EgressL2, EngineConfig, Filtering, InstanceConfig, Ipv4Prefix, Ipv6Prefix};
+use dataplane::counters::Counter;
+use dataplane::handoff::{self, Mailbox};
+use dataplane::nat::events::SessionEvent;
+use dataplane::nat::owners::Owners;
+use dataplane::wire::{checksum, ethernet};
+use dataplane::{Egress, Engine, Frame, HEADROOM, Sink, Verdict, WorkerId};
 
 use bench::frames;
-use bench::generator::{self, L4};
-use bench::measure::{median, rss_bytes, shuffle};
-use dataplane::config::{EgressL2, EngineConfig, InstanceConfig, Ipv4Prefix, Ipv6Prefix};
-use dataplane::wire::ethernet;
-use dataplane::{Egress, Engine, Frame, HEADROOM, Sink, Verdict, WorkerId};
+use bench::generator::{self, L4, Mix};
+use bench::measure::{arg, median, rss_bytes, shuffle};
 
 struct NullSink;
 impl Sink for NullSink {
@@ -32,8 +55,32 @@ const STRIDE: usize = 128;
 /// 64-byte class frames: 60 bytes (and the FCS) on the IPv4 side, 100 on the softwire.
 const SIZE: usize = 64;
 const SESSIONS_PER_SUB: u32 = 100;
+const BATCH: usize = 32;
+/// The engine's refresh event interval (`EngineConfig::refresh_event_interval`).
+const REFRESH_S: u64 = 10;
 
-fn config(max_sessions: u32, subscribers: u32) -> EngineConfig {
+/// A failed measurement: the run stops and exits non-zero with this reason.
+type Outcome<T> = Result<T, String>;
+
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// How the engine is set up for a workload.
+#[derive(Clone, Copy)]
+struct Shape {
+    mix: Mix,
+    filtering: Filtering,
+    /// Remote endpoints per mapping.
+    remotes: u32,
+}
+
+const UDP: Shape =
+    Shape { mix: Mix { udp: 1, tcp: 0, icmp: 0 }, filtering: Filtering::EndpointIndependent, remotes: 1 };
+const MIXED: Shape =
+    Shape { mix: Mix { udp: 70, tcp: 25, icmp: 5 }, filtering: Filtering::AddressAndPortDependent, remotes: 4 };
+
+fn config(max_sessions: u32, subscribers: u32, shape: Shape, workers: u16) -> EngineConfig {
     let b4net = frames::b4(0);
     let mut inst = InstanceConfig::new(
         "bench",
@@ -42,95 +89,264 @@ fn config(max_sessions: u32, subscribers: u32) -> EngineConfig {
         Ipv4Prefix { addr: 0xc633_6000, len: 20 },
     );
     inst.limits.max_sessions = 1 << 20;
+    inst.filtering = shape.filtering;
     let mut c = EngineConfig::new(vec![inst]);
+    c.workers = workers;
     c.max_sessions = max_sessions;
     c.max_subscribers = subscribers + 16;
-    c.event_ring = 1024;
     c.softwire_l2 = EgressL2 { src: frames::AFTR_MAC, dst: frames::PEER_MAC, vlan: None };
     c.internet_l2 = EgressL2 { src: frames::AFTR_MAC, dst: frames::PEER_MAC, vlan: None };
+    assert_eq!(c.refresh_event_interval as u64, REFRESH_S, "the passes are timed around this interval");
     c
 }
 
-fn engine(max_sessions: u32, subscribers: u32) -> Engine {
-    let (mut e, events) = Engine::new(&config(max_sessions, subscribers), 0, 1).expect("config");
-    // Nobody consumes events here: the ring fills and further events are counted.
-    drop(events);
-    e.set_clock(1_700_000_000_000);
-    e
+/// Drains an engine's event ring as the board's event thread does.
+struct Drain {
+    stop: Arc<AtomicBool>,
+    seen: Arc<AtomicU64>,
+    thread: JoinHandle<()>,
 }
 
-/// Creates `n` sessions (100 per subscriber) and returns, if `keep`, the flows' frames:
-/// (in2out templates, out2in templates), each `STRIDE` bytes apart.
-fn populate(e: &mut Engine, n: u32, keep: bool) -> (Vec<u8>, Vec<u8>, Duration) {
-    let base = generator::softwire(0, L4::Udp, 1024, SIZE);
-    let mut tmpl = base.bytes.clone();
-    let len = tmpl.len();
-    let mut buf = vec![0u8; HEADROOM + STRIDE];
-    let (mut ins, mut outs) = (Vec::new(), Vec::new());
-    if keep {
-        ins.reserve(n as usize * STRIDE);
-        outs.reserve(n as usize * STRIDE);
-    }
-    let t = Instant::now();
-    for k in 0..n {
-        let (sub, flow) = (k / SESSIONS_PER_SUB, k % SESSIONS_PER_SUB);
-        generator::renew(&mut tmpl, &base, sub, 1024 + flow as u16 * 2);
-        buf[HEADROOM..HEADROOM + len].copy_from_slice(&tmpl);
-        let mut f = Frame::new(&mut buf, HEADROOM, len);
-        let v = e.process(&mut f, &mut NullSink);
-        assert_eq!(v, Verdict::Forward(Egress::Internet), "flow {k}: {:?}", e.counters().nonzero());
-        if keep {
-            let out = f.bytes();
-            let ext = u32::from_be_bytes(out[26..30].try_into().unwrap());
-            let port = u16::from_be_bytes([out[34], out[35]]);
-            let mut a = tmpl.clone();
-            a.resize(STRIDE, 0);
-            ins.extend_from_slice(&a);
-            let mut b = generator::inbound(L4::Udp, ext, port, SIZE).bytes;
-            b.resize(STRIDE, 0);
-            outs.extend_from_slice(&b);
-        }
-    }
-    (ins, outs, t.elapsed())
-}
-
-const BATCH: usize = 32;
-
-/// Runs the frames in `order`, `BATCH` at a time, through `step` for about `budget`;
-/// returns Mpps. Each frame is first copied into its receive buffer, as a NIC would.
-fn pump(
-    templates: &[u8],
-    len: usize,
-    order: &[u32],
-    budget: Duration,
-    mut step: impl FnMut(&mut [Frame], &mut [Verdict]) -> usize,
-) -> f64 {
-    let slot = HEADROOM + STRIDE;
-    let mut bufs = vec![0u8; slot * BATCH];
-    let mut frames: Vec<Frame> = bufs.chunks_mut(slot).map(|b| Frame::new(b, HEADROOM, len)).collect();
-    let mut verdicts = [Verdict::Pass; BATCH];
-    let t = Instant::now();
-    let (mut done, mut ok) = (0u64, 0u64);
-    while t.elapsed() < budget {
-        for batch in order.chunks(BATCH) {
-            for (f, &i) in frames.iter_mut().zip(batch) {
-                let at = i as usize * STRIDE;
-                f.buf[HEADROOM..HEADROOM + len].copy_from_slice(&templates[at..at + len]);
-                f.start = HEADROOM;
-                f.len = len;
-                f.hint = None;
+impl Drain {
+    fn start(rx: Receiver<SessionEvent>) -> Drain {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(AtomicU64::new(0));
+        let (s, n) = (stop.clone(), seen.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let mut got = 0u64;
+                for _ in 0..4096 {
+                    match rx.try_recv() {
+                        Ok(e) => {
+                            black_box(e);
+                            got += 1;
+                        }
+                        Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                    }
+                }
+                n.fetch_add(got, Ordering::Relaxed);
+                if got == 0 {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
             }
-            let n = batch.len();
-            ok += step(&mut frames[..n], &mut verdicts[..n]) as u64;
-            done += n as u64;
-        }
+        });
+        Drain { stop, seen, thread }
     }
-    assert_eq!(ok, done, "every frame forwarded");
-    done as f64 / t.elapsed().as_secs_f64() / 1e6
+
+    fn events(&self) -> u64 {
+        self.seen.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Drain {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // A napping drainer wakes within 10 ms; the thread is not joined from Drop.
+        let _ = &self.thread;
+    }
+}
+
+/// A worker's engine with its clock offset and its event drain.
+struct Worker {
+    e: Engine,
+    /// Added to the real clock: the passes are placed around a refresh rollover.
+    skew_ms: u64,
+    drain: Drain,
+}
+
+impl Worker {
+    fn new(max_sessions: u32, subscribers: u32, shape: Shape, workers: u16, id: WorkerId) -> Worker {
+        Worker::of_board(max_sessions, subscribers, shape, workers, id, Arc::new(Owners::new()))
+    }
+
+    /// Worker `id` of a board whose workers claim subscribers in `owners`.
+    fn of_board(
+        max_sessions: u32,
+        subscribers: u32,
+        shape: Shape,
+        workers: u16,
+        id: WorkerId,
+        owners: Arc<Owners>,
+    ) -> Worker {
+        let cfg = config(max_sessions, subscribers, shape, workers);
+        let (mut e, events) = Engine::with_owners(&cfg, id, 1, owners).expect("bench configuration");
+        e.set_clock(unix_ms());
+        Worker { e, skew_ms: 0, drain: Drain::start(events) }
+    }
+
+    /// What the worker loop does around each received batch: set the clock, process,
+    /// run expiry. Returns the frames forwarded.
+    #[inline]
+    fn batch(&mut self, fs: &mut [Frame], vs: &mut [Verdict], to: Egress) -> usize {
+        self.e.set_clock(unix_ms() + self.skew_ms);
+        self.e.process_batch(fs, vs, &mut NullSink);
+        self.e.expire(4096);
+        forwarded(vs, to)
+    }
+
+    /// Moves the clock so that a refresh interval rolls over `lead` into the next pass.
+    fn before_rollover(&mut self, lead: Duration) {
+        let now = unix_ms() + self.skew_ms;
+        let period = REFRESH_S * 1000;
+        let next = (now / period + 1) * period;
+        self.skew_ms += (next - now).saturating_sub(lead.as_millis() as u64);
+    }
 }
 
 fn forwarded(v: &[Verdict], e: Egress) -> usize {
     v.iter().filter(|&&x| x == Verdict::Forward(e)).count()
+}
+
+/// Frames laid out `STRIDE` bytes apart, each with its length.
+#[derive(Default)]
+struct Frames {
+    bytes: Vec<u8>,
+    lens: Vec<u16>,
+}
+
+impl Frames {
+    fn push(&mut self, f: &[u8]) {
+        let at = self.bytes.len();
+        self.bytes.resize(at + STRIDE, 0);
+        self.bytes[at..at + f.len()].copy_from_slice(f);
+        self.lens.push(f.len() as u16);
+    }
+    fn get(&self, i: usize) -> &[u8] {
+        &self.bytes[i * STRIDE..i * STRIDE + self.lens[i] as usize]
+    }
+    fn len(&self) -> usize {
+        self.lens.len()
+    }
+    /// The frames in the order `arrival`.
+    fn permute(&self, arrival: &[u32]) -> Frames {
+        let mut out = Frames::default();
+        for &i in arrival {
+            out.push(self.get(i as usize));
+        }
+        out
+    }
+    /// Frames of `self` and `other` alternately (as many as the shorter has, twice).
+    fn interleave(&self, other: &Frames) -> Frames {
+        let mut out = Frames::default();
+        for i in 0..self.len().min(other.len()) {
+            out.push(self.get(i));
+            out.push(other.get(i));
+        }
+        out
+    }
+}
+
+/// Rewrites the IPv4 address at `at` (source or destination of the packet whose header
+/// starts at `ip`) and adjusts both checksums (RFC 1624).
+fn set_addr(f: &mut [u8], ip: usize, at: usize, l4: L4, addr: u32) {
+    let old: [u8; 4] = f[at..at + 4].try_into().expect("an address");
+    let new = addr.to_be_bytes();
+    f[at..at + 4].copy_from_slice(&new);
+    let c = u16::from_be_bytes([f[ip + 10], f[ip + 11]]);
+    f[ip + 10..ip + 12].copy_from_slice(&checksum::adjust_bytes(c, &old, &new).to_be_bytes());
+    if l4 != L4::Icmp {
+        // UDP and TCP checksums cover the addresses (pseudo-header); ICMP's does not.
+        let c_at = ip + 20 + l4.checksum_at();
+        let c = u16::from_be_bytes([f[c_at], f[c_at + 1]]);
+        let mut n = checksum::adjust_bytes(c, &old, &new);
+        if n == 0 && l4 == L4::Udp {
+            n = 0xffff;
+        }
+        f[c_at..c_at + 2].copy_from_slice(&n.to_be_bytes());
+    }
+}
+
+/// Sessions of a workload on one engine and the frames that use them.
+struct Flows {
+    in2out: Frames,
+    out2in: Frames,
+}
+
+/// Creates `n` mappings (100 per subscriber, of subscribers `subs`), each used towards
+/// `shape.remotes` servers, through the engine; returns the frames of every (mapping,
+/// remote) each way, in a random arrival order.
+fn flows(w: &mut Worker, n: u32, shape: Shape, subs: &[u32]) -> Outcome<Flows> {
+    let (mut ins, mut outs) = (Frames::default(), Frames::default());
+    let mut buf = vec![0u8; HEADROOM + STRIDE];
+    for k in 0..n {
+        let (sub, flow) = (subs[(k / SESSIONS_PER_SUB) as usize], k % SESSIONS_PER_SUB);
+        let l4 = shape.mix.pick(k as usize);
+        let base = generator::softwire(sub, l4, 1024 + flow as u16 * 2, SIZE);
+        for r in 0..shape.remotes {
+            let mut t = base.bytes.clone();
+            set_addr(&mut t, 54, 54 + 16, l4, frames::SERVER + r);
+            let len = t.len();
+            buf[HEADROOM..HEADROOM + len].copy_from_slice(&t);
+            let mut f = Frame::new(&mut buf, HEADROOM, len);
+            let v = w.e.process(&mut f, &mut NullSink);
+            if v != Verdict::Forward(Egress::Internet) {
+                return Err(format!("set-up of flow {k} remote {r}: {v:?}, {:?}", w.e.counters().nonzero()));
+            }
+            let out = f.bytes();
+            let ext = u32::from_be_bytes(out[26..30].try_into().expect("IPv4 source"));
+            let port = match l4 {
+                L4::Icmp => u16::from_be_bytes([out[38], out[39]]),
+                _ => u16::from_be_bytes([out[34], out[35]]),
+            };
+            ins.push(&t);
+            let mut back = generator::inbound(l4, ext, port, SIZE).bytes;
+            set_addr(&mut back, 14, 14 + 12, l4, frames::SERVER + r);
+            outs.push(&back);
+        }
+    }
+    // Flows arrive in a random order, but a receive ring is read front to back: lay the
+    // frames out in arrival order, so only the engine's tables see random access.
+    let mut arrival: Vec<u32> = (0..ins.len() as u32).collect();
+    shuffle(&mut arrival, 0x9e37_79b9_7f4a_7c15);
+    Ok(Flows { in2out: ins.permute(&arrival), out2in: outs.permute(&arrival) })
+}
+
+/// Receive buffers for one batch, as a NIC ring would give them.
+struct Rx {
+    bufs: Vec<u8>,
+}
+
+impl Rx {
+    fn new() -> Rx {
+        Rx { bufs: vec![0u8; (HEADROOM + STRIDE) * BATCH] }
+    }
+
+    /// Copies frames `at..at + n` of `src` into the buffers and hands them to `step`.
+    fn fill<R>(&mut self, src: &Frames, at: usize, n: usize, step: impl FnOnce(&mut [Frame]) -> R) -> R {
+        let slot = HEADROOM + STRIDE;
+        let mut frames: arrayvec::ArrayVec<Frame, BATCH> = self
+            .bufs
+            .chunks_mut(slot)
+            .zip(at..at + n)
+            .map(|(b, i)| {
+                let len = src.lens[i] as usize;
+                b[HEADROOM..HEADROOM + len].copy_from_slice(&src.bytes[i * STRIDE..i * STRIDE + len]);
+                Frame::new(b, HEADROOM, len)
+            })
+            .collect();
+        step(&mut frames)
+    }
+}
+
+/// Runs all of `src`, `BATCH` at a time, through `step` for about `budget`; returns
+/// Mpps. Every frame must be forwarded.
+fn pump(src: &Frames, budget: Duration, mut step: impl FnMut(&mut [Frame], &mut [Verdict]) -> usize) -> Outcome<f64> {
+    let mut rx = Rx::new();
+    let mut verdicts = [Verdict::Pass; BATCH];
+    let t = Instant::now();
+    let (mut done, mut ok) = (0u64, 0u64);
+    while t.elapsed() < budget {
+        for at in (0..src.len()).step_by(BATCH) {
+            let n = BATCH.min(src.len() - at);
+            ok += rx.fill(src, at, n, |fs| step(fs, &mut verdicts[..n])) as u64;
+            done += n as u64;
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    if ok != done {
+        return Err(format!("{} of {done} frames not forwarded", done - ok));
+    }
+    Ok(done as f64 / secs / 1e6)
 }
 
 /// Parse the Ethernet header and swap the MACs of each frame: the floor any forwarder pays.
@@ -148,59 +364,74 @@ fn baseline(fs: &mut [Frame], _: &mut [Verdict]) -> usize {
     ok
 }
 
-/// The frames of `t` (STRIDE apart) in the order `arrival`.
-fn permute(t: &[u8], arrival: &[u32]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(t.len());
-    for &i in arrival {
-        out.extend_from_slice(&t[i as usize * STRIDE..(i as usize + 1) * STRIDE]);
-    }
-    out
-}
-
 struct Est {
     base: f64,
     in2out: f64,
     out2in: f64,
+    /// Session events the drain received over the timed passes.
+    events: u64,
+    dropped_events: u64,
 }
 
-/// Established-flow throughput with `n` sessions, `rounds` interleaved rounds.
-fn established(n: u32, rounds: usize, budget: Duration) -> Est {
-    let mut e = engine(n, n / SESSIONS_PER_SUB + 1);
-    let (ins, outs, _) = populate(&mut e, n, true);
-    let in_len = generator::softwire(0, L4::Udp, 1, SIZE).bytes.len();
-    let out_len = generator::inbound(L4::Udp, 0, 1, SIZE).bytes.len();
-    // Flows arrive in a random order, but a receive ring is read front to back: lay the
-    // frames out in arrival order and read them in sequence, so only the engine's
-    // tables see random access.
-    let mut arrival: Vec<u32> = (0..n).collect();
-    shuffle(&mut arrival, 0x9e37_79b9_7f4a_7c15);
-    let ins = permute(&ins, &arrival);
-    let outs = permute(&outs, &arrival);
-    let order: Vec<u32> = (0..n).collect();
+/// Established-flow throughput with `n` mappings of `shape`, `rounds` interleaved
+/// rounds; each timed pass holds a refresh rollover.
+fn established(n: u32, shape: Shape, rounds: usize, budget: Duration) -> Outcome<Est> {
+    let subs: Vec<u32> = (0..n.div_ceil(SESSIONS_PER_SUB)).collect();
+    // The filter table is sized by the session capacity: room for every remote.
+    let mut w = Worker::new(n * shape.remotes, subs.len() as u32, shape, 1, 0);
+    let fl = flows(&mut w, n, shape, &subs)?;
+    let before = w.drain.events();
     let (mut b, mut i, mut o) = (vec![], vec![], vec![]);
     for _ in 0..rounds {
-        b.push(pump(&ins, in_len, &order, budget, baseline));
-        i.push(pump(&ins, in_len, &order, budget, |f, v| {
-            e.process_batch(f, v, &mut NullSink);
-            forwarded(v, Egress::Internet)
-        }));
-        o.push(pump(&outs, out_len, &order, budget, |f, v| {
-            e.process_batch(f, v, &mut NullSink);
-            forwarded(v, Egress::Softwire)
-        }));
+        b.push(pump(&fl.in2out, budget, baseline)?);
+        w.before_rollover(budget / 2);
+        i.push(pump(&fl.in2out, budget, |f, v| w.batch(f, v, Egress::Internet)).map_err(|e| format!("in2out: {e}"))?);
+        w.before_rollover(budget / 2);
+        o.push(pump(&fl.out2in, budget, |f, v| w.batch(f, v, Egress::Softwire)).map_err(|e| format!("out2in: {e}"))?);
     }
-    Est { base: median(&mut b), in2out: median(&mut i), out2in: median(&mut o) }
+    // Let the drain catch up before reading it.
+    std::thread::sleep(Duration::from_millis(50));
+    let events = w.drain.events() - before;
+    if events == 0 {
+        return Err("no session events were emitted: the clock did not roll over a refresh".into());
+    }
+    let dropped_events = w.e.counters().get(Counter::EventsDropped);
+    Ok(Est { base: median(&mut b), in2out: median(&mut i), out2in: median(&mut o), events, dropped_events })
+}
+
+/// Creates `n` sessions (100 per subscriber) one frame at a time, the clock set and the
+/// event ring drained as in a worker; returns the time taken.
+fn populate_timed(w: &mut Worker, n: u32) -> Outcome<Duration> {
+    let base = generator::softwire(0, L4::Udp, 1024, SIZE);
+    let mut tmpl = base.bytes.clone();
+    let len = tmpl.len();
+    let mut buf = vec![0u8; HEADROOM + STRIDE];
+    let t = Instant::now();
+    for k in 0..n {
+        if (k as usize).is_multiple_of(BATCH) {
+            w.e.set_clock(unix_ms());
+        }
+        let (sub, flow) = (k / SESSIONS_PER_SUB, k % SESSIONS_PER_SUB);
+        generator::renew(&mut tmpl, &base, sub, 1024 + flow as u16 * 2);
+        buf[HEADROOM..HEADROOM + len].copy_from_slice(&tmpl);
+        let mut f = Frame::new(&mut buf, HEADROOM, len);
+        let v = w.e.process(&mut f, &mut NullSink);
+        if v != Verdict::Forward(Egress::Internet) {
+            return Err(format!("new flow {k}: {v:?}, {:?}", w.e.counters().nonzero()));
+        }
+    }
+    Ok(t.elapsed())
 }
 
 /// New sessions per second, median of `rounds` fresh engines creating `n` each.
-fn new_sessions(n: u32, rounds: usize) -> f64 {
+fn new_sessions(n: u32, rounds: usize) -> Outcome<f64> {
     let mut r = vec![];
     for _ in 0..rounds {
-        let mut e = engine(n, n / SESSIONS_PER_SUB + 1);
-        let (_, _, d) = populate(&mut e, n, false);
+        let mut w = Worker::new(n, n / SESSIONS_PER_SUB + 1, UDP, 1, 0);
+        let d = populate_timed(&mut w, n)?;
         r.push(n as f64 / d.as_secs_f64());
     }
-    median(&mut r)
+    Ok(median(&mut r))
 }
 
 /// Resident bytes per session with `n` sessions (the engine sized for exactly `n`),
@@ -217,63 +448,216 @@ fn memory(n: u32) -> (f64, f64) {
 
 fn memory_child(n: u32) {
     let before = rss_bytes();
-    let mut e = engine(n, n / SESSIONS_PER_SUB + 1);
-    populate(&mut e, n, false);
+    let mut w = Worker::new(n, n / SESSIONS_PER_SUB + 1, UDP, 1, 0);
+    populate_timed(&mut w, n).expect("sessions");
     let after = rss_bytes();
-    assert_eq!(e.session_count(), n);
-    println!("{} {}", after.saturating_sub(before) as f64 / n as f64, e.table_memory() as f64 / n as f64);
+    assert_eq!(w.e.session_count(), n);
+    println!("{} {}", after.saturating_sub(before) as f64 / n as f64, w.e.table_memory() as f64 / n as f64);
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(n) =
-        args.iter().position(|a| a == "--memory-child").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok())
-    {
-        return memory_child(n);
+// ----- Scaling: workers on their own cores, hand-offs through the mailboxes -----
+
+/// What one worker thread did in a timed pass.
+#[derive(Default, Clone, Copy)]
+struct Done {
+    forwarded: u64,
+    received: u64,
+    handed: u64,
+    handoff_full: u64,
+}
+
+/// The worker loop without I/O: receive a batch of `src` (copied in, as from a ring),
+/// process it, hand the others' frames over, then process what the others handed to
+/// this worker; until `stop`.
+fn worker_pass(w: &mut Worker, mailbox: Option<&Mailbox>, src: &Frames, to: Egress, stop: &AtomicBool) -> Done {
+    let mut rx = Rx::new();
+    let mut verdicts = [Verdict::Pass; handoff::BATCH];
+    let mut d = Done::default();
+    let full = w.e.counters().get(Counter::DropHandoffFull);
+    while !stop.load(Ordering::Relaxed) {
+        for at in (0..src.len()).step_by(BATCH) {
+            let n = BATCH.min(src.len() - at);
+            d.forwarded += rx.fill(src, at, n, |fs| {
+                let ok = w.batch(fs, &mut verdicts[..n], to);
+                if let Some(m) = mailbox {
+                    for (f, v) in fs.iter().zip(&verdicts[..n]) {
+                        if let Verdict::Handoff(owner) = v
+                            && m.send(*owner, f.bytes(), f.hint).is_err()
+                        {
+                            w.e.counters().inc(Counter::DropHandoffFull);
+                        }
+                    }
+                }
+                if let Some(m) = mailbox {
+                    m.flush();
+                }
+                ok
+            }) as u64;
+            d.received += n as u64;
+            if let Some(m) = mailbox {
+                m.receive_batch(4 * BATCH, |fs| {
+                    let n = fs.len();
+                    d.handed += n as u64;
+                    d.forwarded += w.batch(fs, &mut verdicts[..n], to) as u64;
+                });
+            }
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+        }
     }
-    if let Some(n) =
-        args.iter().position(|a| a == "--established").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok())
-    {
-        // One figure only, for profiling.
-        let e = established(n, 3, Duration::from_millis(500));
-        println!("established {n}: baseline {:.2} in2out {:.2} out2in {:.2} Mpps", e.base, e.in2out, e.out2in);
-        return;
+    d.handoff_full = w.e.counters().get(Counter::DropHandoffFull) - full;
+    d
+}
+
+/// Runs each worker on its own core (`cores[i]`), fed `inputs[i]`, for `budget`;
+/// returns the total forwarded Mpps and what each did.
+fn parallel(
+    workers: &mut [Worker],
+    inputs: &[Frames],
+    mailboxes: &mut [Mailbox],
+    to: Egress,
+    budget: Duration,
+) -> (f64, Vec<Done>) {
+    let stop = AtomicBool::new(false);
+    let go = Barrier::new(workers.len() + 1);
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let mut boxes: Vec<Option<&mut Mailbox>> = mailboxes.iter_mut().map(Some).collect();
+    boxes.resize_with(workers.len(), || None);
+    let (done, secs) = std::thread::scope(|s| {
+        let threads: Vec<_> = workers
+            .iter_mut()
+            .zip(inputs)
+            .zip(boxes)
+            .enumerate()
+            .map(|(i, ((w, src), m))| {
+                let (stop, go, core) = (&stop, &go, cores.get(i).copied());
+                s.spawn(move || {
+                    if let Some(c) = core {
+                        core_affinity::set_for_current(c);
+                    }
+                    go.wait();
+                    worker_pass(w, m.as_deref(), src, to, stop)
+                })
+            })
+            .collect();
+        go.wait();
+        let t = Instant::now();
+        std::thread::sleep(budget);
+        stop.store(true, Ordering::Relaxed);
+        let done: Vec<Done> = threads.into_iter().map(|t| t.join().expect("worker thread")).collect();
+        (done, t.elapsed().as_secs_f64())
+    });
+    let total: u64 = done.iter().map(|d| d.forwarded).sum();
+    (total as f64 / secs / 1e6, done)
+}
+
+struct Scaling {
+    one: f64,
+    two: f64,
+    two_half: f64,
+    /// Share of frames handed over in the 50% pass, as measured.
+    handed_share: f64,
+    handoff_full: u64,
+}
+
+/// One worker alone against two workers on two cores, with none and half of each
+/// worker's frames belonging to the other, `n` sessions per worker, direction `dir`.
+fn scaling(n: u32, dir: Egress, rounds: usize, budget: Duration) -> Outcome<Scaling> {
+    let pick = |f: Flows| if dir == Egress::Internet { f.in2out } else { f.out2in };
+    let subs = n.div_ceil(SESSIONS_PER_SUB);
+    let mut single = vec![Worker::new(n, subs, UDP, 1, 0)];
+    let one_in = [pick(flows(&mut single[0], n, UDP, &(0..subs).collect::<Vec<_>>())?)];
+    // Each worker of the pair creates (and so holds) subscribers of its own.
+    let owners = Arc::new(Owners::new());
+    let mut pair: Vec<Worker> = (0..2).map(|id| Worker::of_board(n, subs, UDP, 2, id, owners.clone())).collect();
+    let own: Vec<Frames> = (0..2u16)
+        .map(|id| {
+            let mine: Vec<u32> = (id as u32 * subs..(id as u32 + 1) * subs).collect();
+            flows(&mut pair[id as usize], n, UDP, &mine).map(pick)
+        })
+        .collect::<Outcome<_>>()?;
+    let half = [own[0].interleave(&own[1]), own[1].interleave(&own[0])];
+    let mut mailboxes = handoff::mesh(2, 1024, 2048);
+    let (mut one, mut two, mut two_half) = (vec![], vec![], vec![]);
+    let (mut handed, mut received, mut full) = (0u64, 0u64, 0u64);
+    let check = |what: &str, done: &[Done]| -> Outcome<()> {
+        if done.iter().any(|d| d.forwarded == 0) {
+            return Err(format!("scaling {what}: a worker forwarded nothing"));
+        }
+        Ok(())
+    };
+    for _ in 0..rounds {
+        let (r, d) = parallel(&mut single, &one_in, &mut [], dir, budget);
+        check("one worker", &d)?;
+        one.push(r);
+        let (r, d) = parallel(&mut pair, &own, &mut mailboxes, dir, budget);
+        check("two workers, no hand-off", &d)?;
+        if d.iter().any(|d| d.handed > 0) {
+            return Err("scaling: frames were handed over where none belong to another worker".into());
+        }
+        two.push(r);
+        let (r, d) = parallel(&mut pair, &half, &mut mailboxes, dir, budget);
+        check("two workers, half handed over", &d)?;
+        handed += d.iter().map(|d| d.handed + d.handoff_full).sum::<u64>();
+        received += d.iter().map(|d| d.received).sum::<u64>();
+        full += d.iter().map(|d| d.handoff_full).sum::<u64>();
+        two_half.push(r);
     }
+    let handed_share = handed as f64 / received.max(1) as f64;
+    if handed == 0 {
+        return Err("scaling: no frame was handed over in the 50% pass".into());
+    }
+    Ok(Scaling {
+        one: median(&mut one),
+        two: median(&mut two),
+        two_half: median(&mut two_half),
+        handed_share,
+        handoff_full: full,
+    })
+}
+
+fn row(label: &str, e: &Est) {
+    println!(
+        "{label}: baseline {:6.2} Mpps | in2out {:6.2} Mpps ({:.3}x baseline) | out2in {:6.2} Mpps ({:.3}x) | {} refresh and other events drained, {} dropped",
+        e.base,
+        e.in2out,
+        e.in2out / e.base,
+        e.out2in,
+        e.out2in / e.base,
+        e.events,
+        e.dropped_events
+    );
+}
+
+fn run(args: &[String]) -> Outcome<()> {
     let quick = args.iter().any(|a| a == "--quick");
     let skip_10m = quick || args.iter().any(|a| a == "--skip-10m");
-    let rounds = args
-        .iter()
-        .position(|a| a == "--rounds")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if quick { 1 } else { 5 });
-    let budget = Duration::from_millis(if quick { 100 } else { 400 });
-    let (small, large) = if quick { (10_000, 100_000) } else { (10_000, 1_000_000) };
+    let rounds: usize = arg(args, "--rounds").unwrap_or(if quick { 1 } else { 3 });
+    let secs: f64 = arg(args, "--seconds").unwrap_or(if quick { 0.2 } else { 1.0 });
+    if rounds == 0 || secs.is_nan() || secs <= 0.0 {
+        return Err("--rounds and --seconds must be positive".into());
+    }
+    let budget = Duration::from_secs_f64(secs);
+    let (small, large, mixed, per_worker) =
+        if quick { (10_000, 100_000, 25_000, 10_000) } else { (10_000, 1_000_000, 250_000, 100_000) };
 
     println!(
-        "engine-bench: one core, frames in memory, 60-byte IPv4 frames (UDP, {SIZE}-byte class), {rounds} rounds, medians"
+        "engine-bench: frames in memory, 60-byte IPv4 frames ({SIZE}-byte class), {rounds} rounds of {secs} s passes, medians"
     );
-    let s = established(small, rounds, budget);
-    println!(
-        "established {:>8} sessions: baseline {:6.2} Mpps | in2out {:6.2} Mpps ({:.2}x baseline) | out2in {:6.2} Mpps ({:.2}x)",
-        small,
-        s.base,
-        s.in2out,
-        s.in2out / s.base,
-        s.out2in,
-        s.out2in / s.base
+    let s = established(small, UDP, rounds, budget)?;
+    row(&format!("established UDP, {small:>8} sessions"), &s);
+    let l = established(large, UDP, rounds, budget)?;
+    row(&format!("established UDP, {large:>8} sessions"), &l);
+    let m = established(mixed, MIXED, rounds, budget)?;
+    row(
+        &format!(
+            "mix UDP/TCP/ICMP 70/25/5, address-and-port-dependent filtering, {mixed} sessions x {} remotes",
+            MIXED.remotes
+        ),
+        &m,
     );
-    let l = established(large, rounds, budget);
-    println!(
-        "established {:>8} sessions: baseline {:6.2} Mpps | in2out {:6.2} Mpps ({:.2}x baseline) | out2in {:6.2} Mpps ({:.2}x)",
-        large,
-        l.base,
-        l.in2out,
-        l.in2out / l.base,
-        l.out2in,
-        l.out2in / l.base
-    );
-    let ns = new_sessions(if quick { 200_000 } else { 2_000_000 }, rounds.min(3));
+    let ns = new_sessions(if quick { 200_000 } else { 2_000_000 }, rounds.min(3))?;
     println!("new sessions: {:.2} M/s ({:.3}x baseline packet rate)", ns / 1e6, ns / 1e6 / s.base);
     let (m1, t1) = memory(large);
     println!("memory at {large} sessions: {m1:.1} B/session resident ({t1:.1} B/session of table capacity)");
@@ -281,8 +665,28 @@ fn main() {
     if !skip_10m {
         println!("memory at 10000000 sessions: {m10:.1} B/session resident ({t10:.1} B/session of table capacity)");
     }
+    let cores = core_affinity::get_core_ids().map_or(0, |c| c.len());
+    if cores < 2 {
+        return Err(format!("scaling needs two cores; this machine has {cores}"));
+    }
+    let mut scale = Vec::new();
+    for dir in [Egress::Internet, Egress::Softwire] {
+        let name = if dir == Egress::Internet { "in2out" } else { "out2in" };
+        let sc = scaling(per_worker, dir, rounds, budget).map_err(|e| format!("{name}: {e}"))?;
+        println!(
+            "scaling {name}, {per_worker} sessions per worker: one worker {:.2} Mpps | two workers {:.2} Mpps ({:.2}x) | two workers, {:.0}% handed over: {:.2} Mpps ({:.2}x), {} lost to full lanes",
+            sc.one,
+            sc.two,
+            sc.two / sc.one,
+            sc.handed_share * 100.0,
+            sc.two_half,
+            sc.two_half / sc.one,
+            sc.handoff_full
+        );
+        scale.push(sc);
+    }
     println!(
-        "summary: baseline_mpps={:.2} est10k_in2out_mpps={:.2} est10k_out2in_mpps={:.2} est10k_ratio={:.3} est1m_in2out_mpps={:.2} est1m_out2in_mpps={:.2} est1m_ratio={:.3} new_sessions_per_sec={:.0} bytes_per_session_1m={:.1} bytes_per_session_10m={:.1}",
+        "summary: baseline_mpps={:.2} est10k_in2out_mpps={:.2} est10k_out2in_mpps={:.2} est10k_ratio={:.3} est1m_in2out_mpps={:.2} est1m_out2in_mpps={:.2} est1m_ratio={:.3} mix_in2out_mpps={:.2} mix_out2in_mpps={:.2} mix_ratio={:.3} new_sessions_per_sec={:.0} bytes_per_session_1m={:.1} bytes_per_session_10m={:.1} scale2_in2out={:.2} scale2_half_in2out={:.2} scale2_out2in={:.2} scale2_half_out2in={:.2}",
         s.base,
         s.in2out,
         s.out2in,
@@ -290,8 +694,31 @@ fn main() {
         l.in2out,
         l.out2in,
         (l.in2out.min(l.out2in)) / l.base,
+        m.in2out,
+        m.out2in,
+        (m.in2out.min(m.out2in)) / m.base,
         ns,
         m1,
-        m10
+        m10,
+        scale[0].two / scale[0].one,
+        scale[0].two_half / scale[0].one,
+        scale[1].two / scale[1].one,
+        scale[1].two_half / scale[1].one,
     );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(n) = arg::<u32>(&args, "--memory-child") {
+        memory_child(n);
+        return ExitCode::SUCCESS;
+    }
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("engine-bench: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
