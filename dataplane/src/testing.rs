@@ -115,7 +115,8 @@ pub struct Netns(pub String);
 
 impl Netns {
     pub fn new(name: &str) -> Netns {
-        let _ = Command::new("ip").args(["netns", "del", name]).status();
+        // A leftover of an earlier run, if any (usually none: no message about that).
+        let _ = Command::new("ip").args(["netns", "del", name]).stderr(Stdio::null()).status();
         let ok = Command::new("ip").args(["netns", "add", name]).status().expect("run ip").success();
         assert!(ok, "ip netns add {name}");
         Netns(name.to_string())
