@@ -16,11 +16,48 @@ command -v ethtool >/dev/null || need_apt+=(ethtool)
 command -v pgrep >/dev/null || need_apt+=(procps)
 # Real applications in the end-to-end tests.
 command -v curl >/dev/null || need_apt+=(curl)
-command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
+# End-to-end tests record packets with tcpdump, then read them with scapy (Python).
+command -v tcpdump >/dev/null || need_apt+=(tcpdump)
+if ! command -v python3 >/dev/null; then
+    need_apt+=(python3 python3-pip)
+elif ! python3 -m pip --version >/dev/null 2>&1; then
+    need_apt+=(python3-pip)
+fi
 if ((${#need_apt[@]})); then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
 fi
-# End-to-end tests craft and check packets with scapy.
-python3 -c "import scapy" 2>/dev/null || python3 -m pip install -q scapy
+# The Python packages of the tests, at the versions pinned in requirements.txt, for the
+# python3 that the tests run (the first on PATH: a venv's, if one is active).
+requirements="$(dirname "$0")/requirements.txt"
+pinned_present() {
+    python3 - "$requirements" <<'PY'
+import sys
+from importlib.metadata import PackageNotFoundError, version
+for line in open(sys.argv[1]):
+    line = line.split("#")[0].strip()
+    if line:
+        name, want = (w.strip() for w in line.split("=="))
+        try:
+            if version(name) != want:
+                sys.exit(1)
+        except PackageNotFoundError:
+            sys.exit(1)
+PY
+}
+if ! pinned_present; then
+    # (Root is who runs the tests here: no warning about it.)
+    pip_install=(env PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check -r "$requirements")
+    if ! said=$("${pip_install[@]}" 2>&1); then
+        # Debian's own python3 refuses outside a venv (PEP 668, "externally managed"):
+        # these are tools for the tests, installed for root, so override it there only.
+        if grep -q externally-managed-environment <<<"$said"; then
+            "${pip_install[@]}" --break-system-packages
+        else
+            printf '%s\n' "$said" >&2
+            exit 1
+        fi
+    fi
+    pinned_present || { echo "setup: $requirements not satisfied after pip install" >&2; exit 1; }
+fi
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy

@@ -1,16 +1,31 @@
-//! End to end over real namespaces and veth pairs: `aftrd` (AF_PACKET rings) between a
-//! subscriber namespace and an Internet namespace. Packets are crafted and checked by
-//! an independent tool (scapy); the servers are real applications (Python sockets).
-//! Needs root and scapy, as CI has (the set-up installs scapy); elsewhere it says so
-//! and passes. Everything it creates is removed, even when it fails.
+//! End to end over real namespaces and veth pairs: `aftrd` (AF_XDP or AF_PACKET rings)
+//! between a subscriber namespace and an Internet namespace. Packets are crafted by an
+//! independent tool (scapy); what comes back is recorded by tcpdump and then read and
+//! checked by scapy (record first, analyse afterwards: decision 0009); the servers are
+//! real applications (Python sockets). Needs root, scapy and tcpdump, as CI has (the
+//! set-up installs them); elsewhere it says so and passes. Everything it creates is
+//! removed, even when it fails.
 
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
-
-use dataplane::testing::{Lab, is_root, skip, statistic};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-fn have_scapy() -> bool {
-    Command::new("python3").args(["-c", "import scapy"]).status().map(|s| s.success()).unwrap_or(false)
+use dataplane::testing::{Capture, Lab, can_capture, skip, statistic};
+
+/// Records in namespace `ns` on `iface` the frames matching `filter` that `send` brings
+/// about: waits for `n` of them (10 s at most), then `linger` longer where a frame too
+/// many would matter; returns the capture file (in the lab's directory).
+fn capture(lab: &Lab, ns: &str, iface: &str, filter: &str, n: usize, linger: Duration, send: impl FnOnce()) -> PathBuf {
+    static CAPTURES: AtomicUsize = AtomicUsize::new(0);
+    let path = lab.dir.join(format!("capture-{}.pcap", CAPTURES.fetch_add(1, Ordering::Relaxed)));
+    let cap = Capture::start(&lab.name(ns), iface, filter, &path);
+    send();
+    let got = cap.wait_for(n, Duration::from_secs(10));
+    if got >= n && !linger.is_zero() {
+        cap.wait_for(n + 1, linger);
+    }
+    cap.stop()
 }
 
 const SERVERS: &str = r#"
@@ -32,13 +47,20 @@ while True:
     u.sendto(data, peer)
 "#;
 
+/// `send IFACE`: one packet of each protocol from the B4 through the softwire;
+/// `read PCAP`: what came back.
 const SUBSCRIBER: &str = r#"
 import sys
 from scapy.all import *
 conf.verb = 0
-iface = sys.argv[1]
-def outer(p):
-    return IPv6 in p and p[IPv6].nh == 4 and p[IPv6].src == "2001:db8::1"
+side = sys.argv[1]
+if side == "send":
+    iface = sys.argv[2]
+    base = Ether()/IPv6(src="2001:db8:b4::2", dst="2001:db8::1")
+    sendp(base/IP(src="192.168.1.10", dst="203.0.113.80")/UDP(sport=5000, dport=7)/Raw(b"echo me"), iface=iface)
+    sendp(base/IP(src="192.168.1.10", dst="203.0.113.80")/TCP(sport=40000, dport=80, flags="S", seq=1000, options=[("MSS", 1460)]), iface=iface)
+    sendp(base/IP(src="192.168.1.10", dst="203.0.113.80")/ICMP(type=8, id=0x4242, seq=1)/Raw(b"ping"), iface=iface)
+    sys.exit()
 def fresh(p):
     # The checksums the packet should carry, computed by scapy itself.
     c = IP(bytes(p[IP])); del c.chksum
@@ -46,18 +68,7 @@ def fresh(p):
     if hasattr(l4, "chksum"):
         del l4.chksum
     return IP(bytes(c))
-import threading
-ready = threading.Event()
-sniffer = AsyncSniffer(iface=iface, lfilter=outer, started_callback=ready.set)
-sniffer.start()
-ready.wait(10)
-base = Ether()/IPv6(src="2001:db8:b4::2", dst="2001:db8::1")
-sendp(base/IP(src="192.168.1.10", dst="203.0.113.80")/UDP(sport=5000, dport=7)/Raw(b"echo me"), iface=iface)
-sendp(base/IP(src="192.168.1.10", dst="203.0.113.80")/TCP(sport=40000, dport=80, flags="S", seq=1000, options=[("MSS", 1460)]), iface=iface)
-sendp(base/IP(src="192.168.1.10", dst="203.0.113.80")/ICMP(type=8, id=0x4242, seq=1)/Raw(b"ping"), iface=iface)
-time.sleep(2)
-pk = sniffer.stop()
-for p in pk:
+for p in rdpcap(sys.argv[2]):
     i = p[IP]
     f = fresh(p)
     ok = i.chksum == f.chksum and (not hasattr(i.payload, "chksum") or i.payload.chksum == f.payload.chksum)
@@ -97,8 +108,8 @@ fn udp_tcp_and_icmp_across_aftrd_both_ways_over_af_packet() {
 
 /// One exchange of each protocol through `aftrd` with `packet-io IO`.
 fn udp_tcp_and_icmp_both_ways(name: &str, io: &str) {
-    if !is_root() || !have_scapy() {
-        return skip("needs root and scapy");
+    if let Err(why) = can_capture() {
+        return skip(why);
     }
     let mut lab = Lab::up(name, std::path::Path::new(".."));
     let (prefix, dir) = (lab.prefix.clone(), lab.dir.clone());
@@ -140,9 +151,17 @@ fn udp_tcp_and_icmp_both_ways(name: &str, io: &str) {
 
     let sub = dir.join("subscriber.py");
     std::fs::write(&sub, SUBSCRIBER).unwrap();
-    let out = lab.exec("sub", &["python3", sub.to_str().unwrap(), &format!("{prefix}b4")]).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let python = |args: &[&str]| {
+        let out = lab.exec("sub", &[&["python3", sub.to_str().unwrap()], args].concat()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let b4 = format!("{prefix}b4");
+    // The three replies: IPv4 in IPv6 from the AFTR's endpoint.
+    let pcap = capture(&lab, "sub", &b4, "ip6 proto 4 and src host 2001:db8::1", 3, Duration::ZERO, || {
+        python(&["send", &b4]);
+    });
+    let text = python(&["read", pcap.to_str().unwrap()]);
 
     // The UDP echo came back to the host, through the softwire, checksums right, the
     // TTL decremented once by the AFTR (the server sends 64).
@@ -178,18 +197,13 @@ fn udp_tcp_and_icmp_both_ways(name: &str, io: &str) {
     assert!(!String::from_utf8_lossy(&left.stdout).contains(&prefix), "namespaces removed");
 }
 
+/// `SIDE IFACE ...` sends from the subscriber (`sub-*`) or the Internet (`inet-*`);
+/// `read-* PCAP` reads what a capture recorded.
 const CRAFTED: &str = r#"
-import sys, time
+import sys
 from scapy.all import *
 conf.verb = 0
 side, iface = sys.argv[1], sys.argv[2]
-import threading
-def start(f):
-    ready = threading.Event()
-    s = AsyncSniffer(iface=iface, lfilter=f, started_callback=ready.set)
-    s.start()
-    ready.wait(10)
-    return s
 def inner(p):
     return IP(bytes(p[IPv6].payload))
 EP = "2001:db8::1"
@@ -212,19 +226,17 @@ if side == "sub-bad":
     sendp(frames, iface=iface)
     print("sent")
 elif side == "sub-flow":
-    s = start(lambda p: IPv6 in p and p[IPv6].nh == 4 and p[IPv6].src == EP)
     sendp(Ether()/IPv6(src="2001:db8:b4::2", dst=EP)/IP(src="192.168.1.10", dst="203.0.113.80")/UDP(sport=5000, dport=7)/Raw(b"still forwarding"), iface=iface)
-    time.sleep(1.5)
-    for p in s.stop():
+elif side == "read-flow":
+    for p in rdpcap(sys.argv[2]):
         i = inner(p)
         if UDP in i: print("UDP", i.dst, i[UDP].dport, bytes(i[UDP].payload).decode())
 elif side == "sub-hairpin":
     # B4 ::3 opens a mapping; the test reads it from aftrctl, then ::2 sends to it.
     ext, port = sys.argv[3], int(sys.argv[4])
-    s = start(lambda p: IPv6 in p and p[IPv6].nh == 4 and p[IPv6].dst == "2001:db8:b4::3")
     sendp(Ether()/IPv6(src="2001:db8:b4::2", dst=EP)/IP(src="192.168.1.10", dst=ext)/UDP(sport=5001, dport=port)/Raw(b"hairpin"), iface=iface)
-    time.sleep(1.5)
-    for p in s.stop():
+elif side == "read-hairpin":
+    for p in rdpcap(sys.argv[2]):
         i = inner(p)
         if UDP in i:
             c = IP(bytes(i)); del c.chksum; del c[UDP].chksum; c = IP(bytes(c))
@@ -232,16 +244,9 @@ elif side == "sub-hairpin":
 elif side == "sub-open":
     sendp(Ether()/IPv6(src="2001:db8:b4::3", dst=EP)/IP(src="192.168.1.10", dst="203.0.113.80")/UDP(sport=5002, dport=9)/Raw(b"open"), iface=iface)
     print("opened")
-elif side == "sub-frags":
-    s = start(lambda p: IPv6 in p and p[IPv6].nh == 4 and p[IPv6].src == EP)
-    print("ready", flush=True)
-    # Until both fragments came (or a time limit).
-    t = time.time()
-    while time.time() - t < 10 and sum(1 for p in s.results or [] if IP(bytes(p[IPv6].payload)).flags.MF or IP(bytes(p[IPv6].payload)).frag) < 2:
-        time.sleep(0.1)
-    time.sleep(0.3)
+elif side == "read-frags":
     got = []
-    for p in s.stop():
+    for p in rdpcap(sys.argv[2]):
         i = inner(p)
         if i.flags.MF or i.frag > 0: got.append(i)
     data = b"".join(bytes(i.payload) for i in sorted(got, key=lambda i: i.frag))
@@ -255,17 +260,16 @@ elif side == "inet-frags":
     print("sent", len(frags))
 elif side == "inet-big":
     ext, port = sys.argv[3], int(sys.argv[4])
-    s = start(lambda p: ICMP in p and p[ICMP].type == 3)
     sendp(Ether()/IP(src="203.0.113.80", dst=ext, flags="DF")/UDP(sport=7, dport=port)/Raw(b"B" * 1400), iface=iface)
-    time.sleep(1.5)
-    for p in s.stop():
+elif side == "read-big":
+    for p in rdpcap(sys.argv[2]):
         print("ICMP", p[IP].src, p[ICMP].type, p[ICMP].code, p[ICMP].nexthopmtu)
 "#;
 
 #[test]
 fn crafted_cases_against_the_running_aftrd() {
-    if !is_root() || !have_scapy() {
-        return skip("needs root and scapy");
+    if let Err(why) = can_capture() {
+        return skip(why);
     }
     let mut lab = Lab::up("c", std::path::Path::new(".."));
     let (p, dir) = (lab.prefix.clone(), lab.dir.clone());
@@ -326,7 +330,13 @@ fn crafted_cases_against_the_running_aftrd() {
     assert!(counter("drop_inner_source_policy") >= 1);
     assert!(counter("drop_malformed_ipv6") + counter("drop_malformed_ipv4") + counter("drop_malformed_l2") > 20);
     assert!(counter("drop_bad_ipv4_checksum") >= 1);
-    let out = py(&lab, "sub", &["sub-flow", &sub_if]);
+    // The echo's reply to the B4 (inner UDP destination port at 40 + 20 + 2 in the IPv6
+    // packet: the mutated frames above may have brought replies to port 6000).
+    let to_5000 = "ip6 proto 4 and src host 2001:db8::1 and ip6[62:2] = 5000";
+    let pcap = capture(&lab, "sub", &sub_if, to_5000, 1, Duration::ZERO, || {
+        py(&lab, "sub", &["sub-flow", &sub_if]);
+    });
+    let out = py(&lab, "sub", &["read-flow", pcap.to_str().unwrap()]);
     assert!(out.contains("UDP 192.168.1.10 5000 still forwarding"), "{out}");
 
     // The mapping of B4 ::2, UDP 5000 (the echo reply above used it).
@@ -339,28 +349,19 @@ fn crafted_cases_against_the_running_aftrd() {
         .to_string();
     let (ext_addr, ext_port) = ext.split_once(':').unwrap();
 
-    // Inbound IPv4 fragments, last first: both reach the B4, whole.
-    let mut sniff = lab
-        .exec("sub", &["python3", script.to_str().unwrap(), "sub-frags", &sub_if])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Sent only once the sniffer runs.
-    let mut out = std::io::BufReader::new(sniff.stdout.take().unwrap());
-    {
-        use std::io::BufRead;
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), "ready");
-    }
-    assert!(py(&lab, "inet", &["inet-frags", &inet_if, ext_addr, ext_port]).starts_with("sent"));
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
-    sniff.wait().unwrap();
-    assert_eq!(rest.trim(), "FRAGS 2 1008 1000");
+    // Inbound IPv4 fragments, last first: both reach the B4, whole, and no more (the
+    // inner IPv4 flags and offset at 40 + 6: more fragments or an offset).
+    let fragments = "ip6 proto 4 and src host 2001:db8::1 and ip6[46:2] & 0x3fff != 0";
+    let pcap = capture(&lab, "sub", &sub_if, fragments, 2, Duration::from_millis(300), || {
+        assert!(py(&lab, "inet", &["inet-frags", &inet_if, ext_addr, ext_port]).starts_with("sent"));
+    });
+    assert_eq!(py(&lab, "sub", &["read-frags", pcap.to_str().unwrap()]).trim(), "FRAGS 2 1008 1000");
 
     // DF and too big for the 1300-byte tunnel: ICMPv4 3/4 with MTU 1260 to the sender.
-    let out = py(&lab, "inet", &["inet-big", &inet_if, ext_addr, ext_port]);
+    let pcap = capture(&lab, "inet", &inet_if, "icmp[icmptype] = icmp-unreach", 1, Duration::ZERO, || {
+        py(&lab, "inet", &["inet-big", &inet_if, ext_addr, ext_port]);
+    });
+    let out = py(&lab, "inet", &["read-big", pcap.to_str().unwrap()]);
     assert!(out.contains(&format!("ICMP {ext_addr} 3 4 1260")), "{out}");
     assert_eq!(counter("frag_needed_sent"), 1);
 
@@ -375,7 +376,13 @@ fn crafted_cases_against_the_running_aftrd() {
         .expect("session of ::3")
         .to_string();
     let (a3, p3) = ext3.split_once(':').unwrap();
-    let out = py(&lab, "sub", &["sub-hairpin", &sub_if, a3, p3]);
+    // To B4 ::3, UDP inside (inner protocol at 40 + 9; its first packet to port 9 was
+    // answered with an ICMP error).
+    let to_b4_3 = "ip6 proto 4 and dst host 2001:db8:b4::3 and ip6[49] = 17";
+    let pcap = capture(&lab, "sub", &sub_if, to_b4_3, 1, Duration::ZERO, || {
+        py(&lab, "sub", &["sub-hairpin", &sub_if, a3, p3]);
+    });
+    let out = py(&lab, "sub", &["read-hairpin", pcap.to_str().unwrap()]);
     assert!(out.contains(&format!("HAIRPIN {ext_addr} 192.168.1.10 5002 hairpin True")), "{out}");
     assert_eq!(counter("hairpin"), 1);
 }
