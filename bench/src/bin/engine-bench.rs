@@ -548,6 +548,11 @@ fn parallel(
         let done: Vec<Done> = threads.into_iter().map(|t| t.join().expect("worker thread")).collect();
         (done, t.elapsed().as_secs_f64())
     });
+    // Frames still in the lanes when the pass stopped are not the next pass's.
+    mailboxes.iter().for_each(Mailbox::flush);
+    for m in mailboxes.iter() {
+        m.receive(usize::MAX, |_| {});
+    }
     let total: u64 = done.iter().map(|d| d.forwarded).sum();
     (total as f64 / secs / 1e6, done)
 }
