@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bench::generator::{self, Direction, Io, L4, Mix, Plan, Sent, Traffic};
-use bench::measure::{arg, percentiles};
+use bench::measure::{arg, known_options, percentiles};
 use bench::tap::{self, Check, TapReport};
 
 /// The namespaces of the run; removed on drop.
@@ -586,17 +586,40 @@ fn plot(path: &Path, cells: &[Cell], duts: &[Dut], title: &str, y_desc: &str) ->
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
+    let o = match options(&args) {
+        Ok(o) => o,
         Err(e) => {
             eprintln!("bench-report: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&args, o) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench-report: FAILED: {e}");
             ExitCode::from(1)
         }
     }
 }
 
-fn run(args: &[String]) -> Result<(), String> {
-    let sizes: Vec<usize> = arg::<String>(args, "--sizes")
+/// The run the command line asks for.
+struct Options {
+    sizes: Vec<usize>,
+    duts: Vec<Dut>,
+    s: Settings,
+    out_dir: PathBuf,
+    kills: usize,
+    skip_engine: bool,
+    skip_ha: bool,
+}
+
+fn options(args: &[String]) -> Result<Options, String> {
+    known_options(
+        args,
+        &["--sizes", "--trial", "--loss", "--flows", "--b4s", "--duts", "--kills", "--out"],
+        &["--skip-engine", "--skip-ha"],
+    )?;
+    let sizes: Vec<usize> = arg::<String>(args, "--sizes")?
         .unwrap_or("64,512".into())
         .split(',')
         .map(|v| v.parse().map_err(|_| format!("--sizes: {v:?} is not a number")))
@@ -604,7 +627,7 @@ fn run(args: &[String]) -> Result<(), String> {
     if sizes.iter().any(|s| !(64..=1518).contains(s)) {
         return Err("--sizes: frames of 64 to 1518 bytes".into());
     }
-    let duts: Vec<Dut> = arg::<String>(args, "--duts")
+    let duts: Vec<Dut> = arg::<String>(args, "--duts")?
         .unwrap_or("bare,aftrd1,aftrd2".into())
         .split(',')
         .map(|d| match d {
@@ -615,15 +638,33 @@ fn run(args: &[String]) -> Result<(), String> {
         })
         .collect::<Result<_, _>>()?;
     let s = Settings {
-        trial_secs: arg(args, "--trial").unwrap_or(2.0),
-        tolerance: arg::<f64>(args, "--loss").unwrap_or(0.5) / 100.0,
-        flows: arg(args, "--flows").unwrap_or(1024),
-        b4s: arg(args, "--b4s").unwrap_or(64),
+        trial_secs: arg(args, "--trial")?.unwrap_or(2.0),
+        tolerance: arg::<f64>(args, "--loss")?.unwrap_or(0.5) / 100.0,
+        flows: arg(args, "--flows")?.unwrap_or(1024),
+        b4s: arg(args, "--b4s")?.unwrap_or(64),
     };
-    let out_dir: PathBuf = arg(args, "--out").unwrap_or_else(|| PathBuf::from("bench/results"));
-    let kills: String = arg(args, "--kills").unwrap_or("5".into());
-    let flag = |f: &str| args.iter().any(|a| a == f);
+    if s.trial_secs.is_nan() || s.trial_secs <= 0.0 || !(0.0..1.0).contains(&s.tolerance) || s.flows == 0 || s.b4s == 0
+    {
+        return Err("--trial, --flows and --b4s: more than 0; --loss: 0 to less than 100".into());
+    }
+    let kills = arg(args, "--kills")?.unwrap_or(5);
+    if kills == 0 {
+        return Err("--kills: 1 or more".into());
+    }
+    Ok(Options {
+        sizes,
+        duts,
+        s,
+        out_dir: arg(args, "--out")?.unwrap_or_else(|| PathBuf::from("bench/results")),
+        kills,
+        skip_engine: args.iter().any(|a| a == "--skip-engine"),
+        skip_ha: args.iter().any(|a| a == "--skip-ha"),
+    })
+}
 
+fn run(args: &[String], o: Options) -> Result<(), String> {
+    let Options { sizes, duts, s, out_dir, kills, skip_engine, skip_ha } = o;
+    let kills = kills.to_string();
     let started = Instant::now();
     let cells = {
         let t = Topology::up()?;
@@ -635,8 +676,8 @@ fn run(args: &[String]) -> Result<(), String> {
     };
     let io_table = table(&cells, &duts);
     println!("\n{io_table}");
-    let engine = if flag("--skip-engine") { None } else { Some(summary_of("engine-bench", &[])?) };
-    let ha = if flag("--skip-ha") { None } else { Some(summary_of("failover-bench", &["--kills", &kills])?) };
+    let engine = if skip_engine { None } else { Some(summary_of("engine-bench", &[])?) };
+    let ha = if skip_ha { None } else { Some(summary_of("failover-bench", &["--kills", &kills])?) };
 
     let date = sh("date", &["+%F"]);
     std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bench::generator::{self, Direction, Io, L4, Mix, Plan, Traffic};
-use bench::measure::{arg, percentiles};
+use bench::measure::{arg, known_options, percentiles};
 use bench::tap::{self, Check};
 
 const USAGE: &str = "usage: dslite-gen --iface IF [--netns NS] [--dir in2out|out2in] [--size BYTES] [--flows N] \
@@ -32,7 +32,14 @@ fn main() -> ExitCode {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     }
-    match run(&args) {
+    let o = match options(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("dslite-gen: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(o) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("dslite-gen: {e}");
@@ -54,48 +61,100 @@ fn parse_to(s: &str) -> Result<(u32, u16, u16), String> {
     Ok((u32::from(a), lo, hi))
 }
 
-fn run(args: &[String]) -> Result<(), String> {
-    let iface: String = arg(args, "--iface").ok_or("--iface is required")?;
-    let dir = match arg::<String>(args, "--dir").as_deref() {
+/// A run as the command line asks for it.
+struct Options {
+    iface: String,
+    dir: Direction,
+    io: Io,
+    queues: u32,
+    traffic: Traffic,
+    plan: Plan,
+    netns: Option<String>,
+    sink: Option<String>,
+    sink_ns: String,
+    check: Check,
+}
+
+const WITH_VALUE: &[&str] = &[
+    "--iface",
+    "--netns",
+    "--dir",
+    "--size",
+    "--flows",
+    "--b4s",
+    "--mix",
+    "--to",
+    "--rate",
+    "--seconds",
+    "--count",
+    "--io",
+    "--queues",
+    "--sample",
+    "--sink",
+    "--sink-netns",
+];
+
+fn options(args: &[String]) -> Result<Options, String> {
+    known_options(args, WITH_VALUE, &["--new-flows", "--check"])?;
+    let iface: String = arg(args, "--iface")?.ok_or("--iface is required")?;
+    let dir = match arg::<String>(args, "--dir")?.as_deref() {
         None | Some("in2out") => Direction::In2Out,
         Some("out2in") => Direction::Out2In,
         Some(d) => return Err(format!("--dir {d:?}: in2out or out2in")),
     };
-    let size: usize = arg(args, "--size").unwrap_or(64);
+    let size: usize = arg(args, "--size")?.unwrap_or(64);
     if !(64..=1518).contains(&size) {
         return Err(format!("--size {size}: 64 to 1518"));
     }
-    let flows: usize = arg(args, "--flows").unwrap_or(1024);
-    let b4s: u32 = arg(args, "--b4s").unwrap_or(64);
-    let mix = match arg::<String>(args, "--mix") {
+    let flows: usize = arg(args, "--flows")?.unwrap_or(1024);
+    let b4s: u32 = arg(args, "--b4s")?.unwrap_or(64);
+    if flows == 0 || b4s == 0 {
+        return Err("--flows and --b4s: 1 or more".into());
+    }
+    let mix = match arg::<String>(args, "--mix")? {
         Some(m) => Mix::parse(&m)?,
         None => Mix::UDP,
     };
-    let io_kind = match arg::<String>(args, "--io").as_deref() {
+    let io = match arg::<String>(args, "--io")?.as_deref() {
         None | Some("af-xdp") => Io::AfXdp,
         Some("af-packet") => Io::AfPacket,
         Some(o) => return Err(format!("--io {o:?}: af-xdp or af-packet")),
     };
-    let queues: u32 = arg(args, "--queues").unwrap_or(1);
+    let queues: u32 = arg(args, "--queues")?.unwrap_or(1);
+    if queues == 0 {
+        return Err("--queues: 1 or more".into());
+    }
     let traffic = match dir {
         Direction::In2Out if args.iter().any(|a| a == "--new-flows") => Traffic::new_flows(b4s, size),
         Direction::In2Out => Traffic::softwire(flows, b4s, mix, size, queues),
         Direction::Out2In => {
-            let (addr, lo, hi) = parse_to(&arg::<String>(args, "--to").ok_or("out2in needs --to ADDR:FIRST-LAST")?)?;
+            let (addr, lo, hi) = parse_to(&arg::<String>(args, "--to")?.ok_or("out2in needs --to ADDR:FIRST-LAST")?)?;
             let mapped: Vec<(L4, u32, u16)> = (lo..=hi).enumerate().map(|(i, p)| (mix.pick(i), addr, p)).collect();
             Traffic::inbound(&mapped, size, queues)
         }
     };
     let plan = Plan {
-        rate: arg(args, "--rate"),
-        secs: arg(args, "--seconds").unwrap_or(10.0),
-        count: arg(args, "--count").unwrap_or(u64::MAX),
-        sample_every: arg(args, "--sample").unwrap_or(1024),
+        rate: arg(args, "--rate")?,
+        secs: arg(args, "--seconds")?.unwrap_or(10.0),
+        count: arg(args, "--count")?.unwrap_or(u64::MAX),
+        sample_every: arg(args, "--sample")?.unwrap_or(1024),
     };
-    let netns: Option<String> = arg(args, "--netns");
-    let sink: Option<String> = arg(args, "--sink");
-    let sink_ns: String = arg(args, "--sink-netns").or_else(|| netns.clone()).unwrap_or_default();
-    let what = if args.iter().any(|a| a == "--check") { Check::Translated(dir) } else { Check::Mark };
+    if plan.rate.is_some_and(|r| !(r > 0.0 && r.is_finite()))
+        || plan.secs.is_nan()
+        || plan.secs <= 0.0
+        || plan.sample_every == 0
+    {
+        return Err("--rate, --seconds and --sample: more than 0".into());
+    }
+    let netns: Option<String> = arg(args, "--netns")?;
+    let sink: Option<String> = arg(args, "--sink")?;
+    let sink_ns: String = arg(args, "--sink-netns")?.or_else(|| netns.clone()).unwrap_or_default();
+    let check = if args.iter().any(|a| a == "--check") { Check::Translated(dir) } else { Check::Mark };
+    Ok(Options { iface, dir, io, queues, traffic, plan, netns, sink, sink_ns, check })
+}
+
+fn run(o: Options) -> Result<(), String> {
+    let Options { iface, dir, io: io_kind, queues, traffic, plan, netns, sink, sink_ns, check: what } = o;
     let (stop, ready) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
     let tap = sink.clone().map(|s| tap::start(sink_ns.clone(), s, false, what, stop.clone(), ready.clone()));
     while tap.is_some() && !ready.load(Ordering::Acquire) {

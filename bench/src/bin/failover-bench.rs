@@ -17,7 +17,7 @@
 //! Usage: failover-bench [--kills N] [--records N] [--bulk N]   (root, binaries built)
 //! Ends with `summary: gap_ms=... preserved=KEPT/ELIGIBLE ...`.
 
-use bench::measure::arg;
+use bench::measure::{arg, known_options};
 use std::io::BufRead;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
@@ -401,9 +401,21 @@ fn failovers(kills: usize) -> Result<(Vec<f64>, usize, usize), String> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let kills: usize = arg(&args, "--kills").unwrap_or(20);
-    let records: u32 = arg(&args, "--records").unwrap_or(2_000_000);
-    let bulk: u32 = arg(&args, "--bulk").unwrap_or(1_000_000);
+    let options = || -> Result<(usize, u32, u32), String> {
+        known_options(&args, &["--kills", "--records", "--bulk"], &[])?;
+        Ok((
+            arg(&args, "--kills")?.unwrap_or(20),
+            arg(&args, "--records")?.unwrap_or(2_000_000),
+            arg(&args, "--bulk")?.unwrap_or(1_000_000),
+        ))
+    };
+    let (kills, records, bulk) = match options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("failover-bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let rate = replication_rate(records);
     println!("replication on loopback: {:.0} records/s ({records} session records)", rate);
     let bulk_s = bulk_sync_secs(bulk);
