@@ -18,17 +18,20 @@ use crate::frames::{ENDPOINT, HOST};
 use crate::generator::{Direction, L4, MARK, TAIL, l4_checksum};
 
 /// Frames received by `iface` in namespace `ns` (empty: this process's) so far (the
-/// kernel's interface counter).
-pub fn rx_packets(ns: &str, iface: &str) -> u64 {
+/// kernel's interface counter). An error when the counter cannot be read: a count of 0
+/// in its place would turn into a loss of everything, or one of nothing.
+pub fn rx_packets(ns: &str, iface: &str) -> Result<u64, String> {
     let mut ip = Command::new("ip");
     if !ns.is_empty() {
         ip.args(["-n", ns]);
     }
-    let out = ip.args(["-s", "link", "show", iface]).output();
-    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    let out = ip.args(["-s", "link", "show", iface]).output().map_err(|e| format!("ip: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
     // "RX:  bytes packets errors ..." then the figures.
     let mut lines = text.lines().skip_while(|l| !l.trim_start().starts_with("RX:"));
-    lines.nth(1).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
+    lines.nth(1).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).ok_or_else(|| {
+        format!("no receive counter of {iface} in namespace {ns:?}: {}", String::from_utf8_lossy(&out.stderr).trim())
+    })
 }
 
 /// What to check of the frames the tap keeps.
@@ -120,17 +123,27 @@ fn check(f: &[u8], dir: Direction) -> Result<Option<(L4, u32, u16)>, ()> {
     }
 }
 
-/// A tap on `iface` in namespace `ns` (empty: this process's), keeping the sampled frames (or, with `all`, every
-/// frame with the mark) until `stop`; `ready` is set once it listens.
-pub fn start(
-    ns: String,
-    iface: String,
-    all: bool,
-    what: Check,
+/// A running tap; [`Tap::finish`] stops it and gives what it saw.
+pub struct Tap {
     stop: Arc<AtomicBool>,
-    ready: Arc<AtomicBool>,
-) -> JoinHandle<TapReport> {
-    std::thread::spawn(move || {
+    thread: JoinHandle<TapReport>,
+}
+
+impl Tap {
+    pub fn finish(self) -> TapReport {
+        self.stop.store(true, Ordering::Release);
+        self.thread.join().expect("tap thread")
+    }
+}
+
+/// A tap on `iface` in namespace `ns` (empty: this process's), keeping the sampled
+/// frames (or, with `all`, every frame with the mark); returns once it listens, or why
+/// it cannot.
+pub fn start(ns: String, iface: String, all: bool, what: Check) -> Result<Tap, String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (opened_tx, opened_rx) = std::sync::mpsc::channel();
+    let stop2 = stop.clone();
+    let thread = std::thread::spawn(move || {
         let mut r = TapReport::default();
         let entered = if ns.is_empty() { Ok(()) } else { dataplane::io::netns::enter(&ns) };
         let opened = entered.and_then(|()| {
@@ -144,13 +157,12 @@ pub fn start(
         let mut ring = match opened {
             Ok(ring) => ring,
             Err(e) => {
-                eprintln!("tap on {iface}: {e}");
-                ready.store(true, Ordering::Release);
+                let _ = opened_tx.send(Err(format!("tap on {iface}: {e}")));
                 return r;
             }
         };
         // Frames that arrived before the filter was on are read and left out below.
-        ready.store(true, Ordering::Release);
+        let _ = opened_tx.send(Ok(()));
         let drain = |ring: &mut PacketRing, r: &mut TapReport| {
             while ring.recv_stamped(|f, at| {
                 if f.len() < TAIL || !f.ends_with(MARK) || (!all && f[f.len() - TAIL] != 1) {
@@ -172,13 +184,18 @@ pub fn start(
             }) > 0
             {}
         };
-        while !stop.load(Ordering::Acquire) {
+        while !stop2.load(Ordering::Acquire) {
             let _ = ring.wait(20);
             drain(&mut ring, &mut r);
         }
         drain(&mut ring, &mut r);
         r
-    })
+    });
+    match opened_rx.recv() {
+        Ok(Ok(())) => Ok(Tap { stop, thread }),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err("the tap's thread ended before it listened".into()),
+    }
 }
 
 #[cfg(test)]

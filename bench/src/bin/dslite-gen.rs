@@ -15,8 +15,6 @@
 
 use std::net::Ipv4Addr;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use bench::generator::{self, Direction, Io, L4, Mix, Plan, Traffic};
 use bench::measure::{arg, known_options, percentiles};
@@ -155,13 +153,9 @@ fn options(args: &[String]) -> Result<Options, String> {
 
 fn run(o: Options) -> Result<(), String> {
     let Options { iface, dir, io: io_kind, queues, traffic, plan, netns, sink, sink_ns, check: what } = o;
-    let (stop, ready) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
-    let tap = sink.clone().map(|s| tap::start(sink_ns.clone(), s, false, what, stop.clone(), ready.clone()));
-    while tap.is_some() && !ready.load(Ordering::Acquire) {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    let tap = sink.clone().map(|s| tap::start(sink_ns.clone(), s, false, what)).transpose()?;
     let count_sink = |s: &str| tap::rx_packets(&sink_ns, s);
-    let base = sink.as_deref().map(count_sink).unwrap_or(0);
+    let base = sink.as_deref().map(count_sink).transpose()?.unwrap_or(0);
     println!(
         "dslite-gen: {} frames of {} bytes ({} templates) out of {iface} by {io_kind:?}, {}",
         dir.name(),
@@ -179,9 +173,14 @@ fn run(o: Options) -> Result<(), String> {
                 let rate = (n - last_n) as f64 / (t - last_t) / 1e6;
                 let mut line = format!("{t:5.1} s  sent {rate:.3} Mpps  (total {n})");
                 if let Some(s) = &sink {
-                    let rx = count_sink(s);
-                    line += &format!("  sink {:.3} Mpps", (rx - last_rx) as f64 / (t - last_t) / 1e6);
-                    last_rx = rx;
+                    match count_sink(s) {
+                        Ok(rx) => {
+                            line +=
+                                &format!("  sink {:.3} Mpps", rx.saturating_sub(last_rx) as f64 / (t - last_t) / 1e6);
+                            last_rx = rx;
+                        }
+                        Err(e) => line += &format!("  sink: {e}"),
+                    }
                 }
                 println!("{line}");
                 (last_t, last_n) = (t, n);
@@ -193,16 +192,22 @@ fn run(o: Options) -> Result<(), String> {
     })?;
     std::thread::sleep(std::time::Duration::from_millis(200));
     print!("sent {} frames in {:.2} s: {:.3} Mpps", sent.frames, sent.secs, sent.rate() / 1e6);
-    if let (Some(s), Some(tap)) = (&sink, tap) {
-        let got = count_sink(s) - base;
-        stop.store(true, Ordering::Release);
-        let mut r = tap.join().expect("tap thread");
-        let loss = (100.0 * (1.0 - got as f64 / sent.frames.max(1) as f64)).max(0.0);
+    if sent.frames == 0 {
+        println!();
+        return Err(format!("nothing was sent out of {iface}"));
+    }
+    let (Some(s), Some(tap)) = (&sink, tap) else {
+        println!();
+        return Ok(());
+    };
+    let got = count_sink(s)?.saturating_sub(base);
+    let mut r = tap.finish();
+    let loss = (100.0 * (1.0 - got as f64 / sent.frames as f64)).max(0.0);
+    print!("; sink received {got} ({loss:.2}% lost); {} sampled frames, {} failed the check", r.frames, r.bad);
+    if r.frames > 0 {
         let p = percentiles(&mut r.latency_ns, &[50.0, 90.0, 99.0, 99.9]);
         print!(
-            "; sink received {got} ({loss:.2}% lost); {} sampled frames, {} failed the check; latency p50 {:.1} p90 {:.1} p99 {:.1} p99.9 {:.1} us",
-            r.frames,
-            r.bad,
+            "; latency p50 {:.1} p90 {:.1} p99 {:.1} p99.9 {:.1} us",
             p[0] as f64 / 1e3,
             p[1] as f64 / 1e3,
             p[2] as f64 / 1e3,
@@ -210,5 +215,12 @@ fn run(o: Options) -> Result<(), String> {
         );
     }
     println!();
+    if got == 0 {
+        return Err(format!("the sink {s} counted nothing"));
+    }
+    // A run long enough to sample must have kept samples: else there is no latency.
+    if r.frames == 0 && sent.frames >= plan.sample_every {
+        return Err(format!("the tap on {s} kept no sampled frame: no latency"));
+    }
     Ok(())
 }

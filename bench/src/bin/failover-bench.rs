@@ -25,12 +25,12 @@
 //! `--break no-b4|echo-stops|wrong-key` breaks a run on purpose (for the tests).
 
 use bench::measure::{arg, known_options};
-use std::io::{BufRead, BufReader, Read};
+use bench::start::{first_line, tail};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bench::measure::median;
@@ -311,32 +311,6 @@ impl Drop for Bench {
             let _ = c.wait();
         }
     }
-}
-
-/// The first line `from` gives within `secs` (read on a thread of its own: a process
-/// that hangs must not hang the benchmark); later lines go on to our stderr, so that
-/// what the process says afterwards is seen and its pipe never fills or breaks.
-fn first_line(from: impl Read + Send + 'static, what: &str, secs: u64) -> Result<String, String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = BufReader::new(from).lines().map_while(Result::ok);
-        let _ = tx.send(lines.next());
-        for l in lines {
-            eprintln!("{l}");
-        }
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(Some(line)) => Ok(line),
-        Ok(None) => Err(format!("{what} ended without a word")),
-        Err(_) => Err(format!("{what} said nothing within {secs} s")),
-    }
-}
-
-/// The last lines of a file (a board's log), on one line.
-fn tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(5)..].join(" | ")
 }
 
 impl Bench {
