@@ -14,8 +14,7 @@ use std::thread::JoinHandle;
 use dataplane::io::af_packet::{FilterInsn, PacketRing, RingOptions};
 use dataplane::wire::checksum;
 
-use crate::frames::{ENDPOINT, HOST};
-use crate::generator::{Direction, L4, MARK, TAIL, l4_checksum};
+use crate::generator::{Addresses, Direction, L4, MARK, TAIL, l4_checksum};
 
 /// Frames received by `iface` in namespace `ns` (empty: this process's) so far (the
 /// kernel's interface counter). An error when the counter cannot be read: a count of 0
@@ -40,8 +39,9 @@ pub enum Check {
     /// Nothing but the mark (the bare forwarder does not translate).
     Mark,
     /// Translated by the AFTR in this direction: IPv4 from the pool, or a softwire
-    /// frame from the endpoint to a B4, with every checksum right.
-    Translated(Direction),
+    /// frame from the endpoint to a B4 for one of its hosts, with every checksum right
+    /// (pool, endpoint, B4s and hosts those of the addresses).
+    Translated(Direction, Addresses),
 }
 
 /// What the tap saw.
@@ -74,7 +74,7 @@ fn sample_filter() -> Vec<FilterInsn> {
 }
 
 /// Checks a translated frame; for IPv4 out of the AFTR, also returns its mapping.
-fn check(f: &[u8], dir: Direction) -> Result<Option<(L4, u32, u16)>, ()> {
+fn check(f: &[u8], dir: Direction, a: &Addresses) -> Result<Option<(L4, u32, u16)>, ()> {
     let ip = match dir {
         Direction::In2Out => {
             if f.len() < 34 + 8 || f[12..14] != [8, 0] {
@@ -86,8 +86,7 @@ fn check(f: &[u8], dir: Direction) -> Result<Option<(L4, u32, u16)>, ()> {
             if f.len() < 54 + 28 || f[12..14] != [0x86, 0xdd] || f[20] != 4 {
                 return Err(());
             }
-            // From the endpoint to a B4 of 2001:db8:b400::/48 (`frames::b4`).
-            if f[22..38] != ENDPOINT || f[38..44] != [0x20, 0x01, 0x0d, 0xb8, 0xb4, 0] {
+            if f[22..38] != a.aftr || !a.is_b4(&f[38..54]) {
                 return Err(());
             }
             &f[54..]
@@ -107,15 +106,14 @@ fn check(f: &[u8], dir: Direction) -> Result<Option<(L4, u32, u16)>, ()> {
     let seg = &ip[hl..];
     match dir {
         Direction::In2Out => {
-            // From the pool, 198.51.100.0/24.
-            if src >> 8 != 0x00c6_3364 {
+            if !a.in_pool(src) {
                 return Err(());
             }
             let port = if l4 == L4::Icmp { [seg[4], seg[5]] } else { [seg[0], seg[1]] };
             Ok(Some((l4, src, u16::from_be_bytes(port))))
         }
         Direction::Out2In => {
-            if dst != HOST {
+            if !a.is_inner(dst) {
                 return Err(());
             }
             Ok(None)
@@ -172,8 +170,8 @@ pub fn start(ns: String, iface: String, all: bool, what: Check) -> Result<Tap, S
                 let n = f.len();
                 let sent = u64::from_be_bytes(f[n - 16..n - 8].try_into().unwrap());
                 r.latency_ns.push(at.saturating_sub(sent));
-                if let Check::Translated(dir) = what {
-                    match check(f, dir) {
+                if let Check::Translated(dir, a) = &what {
+                    match check(f, *dir, a) {
                         Ok(Some(m)) if r.mapped.len() < 1 << 20 => {
                             r.mapped.insert(m);
                         }
@@ -201,7 +199,8 @@ pub fn start(ns: String, iface: String, all: bool, what: Check) -> Result<Tap, S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::generator::{inbound, softwire};
+    use crate::generator::{inbound, softwire, softwire_from};
+    use dataplane::config::Ipv4Prefix;
 
     /// What the AFTR would make of a softwire frame: the IPv4 packet from the pool.
     fn translated(l4: L4) -> Vec<u8> {
@@ -227,13 +226,49 @@ mod tests {
     fn checks_find_translations_right_and_wrong() {
         for l4 in [L4::Udp, L4::Tcp, L4::Icmp] {
             let f = translated(l4);
-            assert_eq!(check(&f, Direction::In2Out).map(|m| m.map(|m| (m.0, m.1))), Ok(Some((l4, 0xc633_6407))));
+            let lab = Addresses::default();
+            assert_eq!(check(&f, Direction::In2Out, &lab).map(|m| m.map(|m| (m.0, m.1))), Ok(Some((l4, 0xc633_6407))));
             let mut bad = f.clone();
             let n = bad.len();
             bad[n - 12] ^= 1; // the payload changed in flight: the checksum says so
-            assert_eq!(check(&bad, Direction::In2Out), Err(()));
+            assert_eq!(check(&bad, Direction::In2Out, &lab), Err(()));
             // An untranslated softwire frame is not a translated one.
-            assert_eq!(check(&softwire(1, l4, 1, 64).bytes, Direction::In2Out), Err(()));
+            assert_eq!(check(&softwire(1, l4, 1, 64).bytes, Direction::In2Out, &lab), Err(()));
+            // Another pool: the same frame is not from it.
+            let other = Addresses { pool: Ipv4Prefix { addr: 0x0a00_0000, len: 8 }, ..lab };
+            assert_eq!(check(&f, Direction::In2Out, &other), Err(()));
+        }
+    }
+
+    /// What the AFTR would send a B4 of `a`: a softwire frame from the endpoint to B4 5
+    /// with the server's packet to the host (a generated softwire frame turned round:
+    /// swapping sources and destinations keeps every checksum).
+    fn to_b4(a: &Addresses, l4: L4) -> Vec<u8> {
+        let mut f = softwire_from(a, 5, 0, l4, 7, 64).bytes;
+        for (x, y, n) in [(22, 38, 16), (54 + 12, 54 + 16, 4)] {
+            let tmp = f[x..x + n].to_vec();
+            f.copy_within(y..y + n, x);
+            f[y..y + n].copy_from_slice(&tmp);
+        }
+        f
+    }
+
+    #[test]
+    fn checks_follow_the_addresses_given() {
+        let lab = Addresses::default();
+        let a = Addresses {
+            aftr: "2001:db8:ffff::9".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+            b4_first: "2001:db8:4444::".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+            b4_shift: 0,
+            inner_first: 0x0a00_0001,
+            inner_count: 4,
+            ..lab
+        };
+        for l4 in [L4::Udp, L4::Tcp, L4::Icmp] {
+            assert_eq!(check(&to_b4(&a, l4), Direction::Out2In, &a), Ok(None), "{l4:?}");
+            assert_eq!(check(&to_b4(&lab, l4), Direction::Out2In, &lab), Ok(None), "{l4:?}");
+            assert_eq!(check(&to_b4(&a, l4), Direction::Out2In, &lab), Err(()), "{l4:?}");
+            assert_eq!(check(&to_b4(&lab, l4), Direction::Out2In, &a), Err(()), "{l4:?}");
         }
     }
 }

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use bench::generator::{self, Direction, Io, L4, Mix, Plan, Sent, Traffic};
+use bench::generator::{self, Addresses, Direction, Io, L4, Mix, Plan, Sent, Traffic};
 use bench::measure::{arg, known_options, percentiles};
 use bench::start::{first_line, tail};
 use bench::tap::{self, Check, Tap, TapReport};
@@ -375,7 +375,7 @@ fn search(t: &Topology, s: &Settings, dut: Dut, dir: Direction, traffic: &Traffi
     // Latency at the rate found, of about one frame in 64.
     let check = match dut {
         Dut::Bare => Check::Mark,
-        Dut::Aftrd(_) => Check::Translated(dir),
+        Dut::Aftrd(_) => Check::Translated(dir, Addresses::default()),
     };
     let mut tr = trial(t, &load(Some(lo), Some((false, check)), 64))?;
     f.trials += 1;
@@ -415,7 +415,7 @@ fn warm(t: &Topology, s: &Settings, sw: &Traffic, dut: Dut) -> Result<Vec<(L4, u
         traffic: sw,
         queues: dut.queues(),
         plan: Plan { rate: Some(100_000.0), secs: 5.0, count: 3 * s.flows as u64, sample_every: 1 },
-        tap: Some((true, Check::Translated(Direction::In2Out))),
+        tap: Some((true, Check::Translated(Direction::In2Out, Addresses::default()))),
     };
     let tr = trial(t, &l)?;
     if tr.tap.bad > 0 {
@@ -432,10 +432,10 @@ fn measure(t: &Topology, dir: &Path, s: &Settings, sizes: &[usize], duts: &[Dut]
     let mut cells = Vec::new();
     for &size in sizes {
         for &dut in duts {
-            let sw = Traffic::softwire(s.flows, s.b4s, Mix::UDP, size, dut.queues());
+            let sw = Traffic::softwire(&Addresses::default(), s.flows, s.b4s, Mix::UDP, size, dut.queues());
             let mut running = start(t, dir, dut)?;
             let mapped = warm(t, s, &sw, dut)?;
-            let back = Traffic::inbound(&mapped, size, dut.queues());
+            let back = Traffic::inbound(&Addresses::default(), &mapped, size, dut.queues());
             for (d, traffic) in [(Direction::In2Out, &sw), (Direction::Out2In, &back)] {
                 eprintln!(
                     "{} {}, {}-byte frames ({} bytes on the softwire):",
