@@ -192,6 +192,25 @@ impl Addresses {
     }
 }
 
+#[cfg(test)]
+impl Addresses {
+    /// Another AFTR than the lab's, every address different (for the tests).
+    pub(crate) fn elsewhere() -> Addresses {
+        Addresses {
+            aftr: "2001:db8:ffff::9".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+            b4_first: "2001:db8:4444::100".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+            b4_shift: 8,
+            inner_first: 0x0a00_0001,
+            inner_count: 3,
+            server: 0x0808_0808,
+            server_port: Some(4433),
+            pool: Ipv4Prefix { addr: 0xc000_0200, len: 28 },
+            src_mac: [0xaa, 1, 2, 3, 4, 5],
+            dst_mac: [0xbb, 6, 7, 8, 9, 10],
+        }
+    }
+}
+
 /// Shares of UDP, TCP and ICMP flows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mix {
@@ -644,18 +663,7 @@ mod tests {
         for n in [0, 1, 77, 65_536] {
             assert_eq!(lab.b4(n), b4(n), "the lab's B4 numbering is frames::b4");
         }
-        let a = Addresses {
-            aftr: "2001:db8:ffff::9".parse::<std::net::Ipv6Addr>().unwrap().octets(),
-            b4_first: "2001:db8:4444::100".parse::<std::net::Ipv6Addr>().unwrap().octets(),
-            b4_shift: 8,
-            inner_first: 0x0a00_0001,
-            inner_count: 3,
-            server: 0x0808_0808,
-            server_port: Some(4433),
-            pool: Ipv4Prefix { addr: 0xc000_0200, len: 28 },
-            src_mac: [0xaa, 1, 2, 3, 4, 5],
-            dst_mac: [0xbb, 6, 7, 8, 9, 10],
-        };
+        let a = Addresses::elsewhere();
         let b4_3: std::net::Ipv6Addr = "2001:db8:4444::400".parse().unwrap();
         assert_eq!(a.b4(3), b4_3.octets());
         assert!(a.is_b4(&b4_3.octets()) && !a.is_b4(&lab.b4(3)) && !a.is_b4(&a.b4(3)[..15]));

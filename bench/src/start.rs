@@ -3,9 +3,11 @@
 //! what came instead (a benchmark must not measure around a process that is not there).
 
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::process::Child;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The first line `from` gives within `secs`, read on a thread of its own (a process
 /// that hangs must not hang the benchmark); later lines go on to this process's stderr,
@@ -24,6 +26,23 @@ pub fn first_line(from: impl Read + Send + 'static, what: &str, secs: u64) -> Re
         Ok(None) => Err(format!("{what} ended without a word")),
         Err(_) => Err(format!("{what} said nothing within {secs} s")),
     }
+}
+
+/// Waits until the management socket `sock` of the daemon `child` (`what`, writing to
+/// `log`) answers, within 10 s; an error with the end of its log when it ends before,
+/// or never opens the socket.
+pub fn wait_for_socket(child: &mut Child, sock: &Path, log: &Path, what: &str) -> Result<(), String> {
+    let t = Instant::now();
+    while UnixStream::connect(sock).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("{what} ended ({status}): {}", tail(log)));
+        }
+        if t.elapsed() > Duration::from_secs(10) {
+            return Err(format!("{what} opened no management socket within 10 s: {}", tail(log)));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
 }
 
 /// The last lines of a file (a daemon's log), on one line, for an error message.

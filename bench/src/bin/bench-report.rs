@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use bench::generator::{self, Addresses, Direction, Io, L4, Mix, Plan, Sent, Traffic};
 use bench::measure::{arg, known_options, percentiles};
-use bench::start::{first_line, tail};
+use bench::start::{first_line, wait_for_socket};
 use bench::tap::{self, Check, Tap, TapReport};
 
 /// The namespaces of the run; removed on drop.
@@ -213,14 +213,7 @@ fn start(t: &Topology, dir: &Path, dut: Dut) -> Result<Running, String> {
                 .spawn()
                 .map_err(|e| format!("aftrd: {e}"))?;
             let mut running = Running(c, Some(sock.clone()));
-            let t0 = Instant::now();
-            while std::os::unix::net::UnixStream::connect(&sock).is_err() {
-                running.alive(dut).map_err(|e| format!("{e}: {}", tail(&log)))?;
-                if t0.elapsed() > Duration::from_secs(10) {
-                    return Err(format!("aftrd opened no management socket within 10 s: {}", tail(&log)));
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            wait_for_socket(&mut running.0, &sock, &log, &dut.name())?;
             Ok(running)
         }
     }

@@ -25,7 +25,7 @@
 //! `--break no-b4|echo-stops|wrong-key` breaks a run on purpose (for the tests).
 
 use bench::measure::{arg, known_options};
-use bench::start::{first_line, tail};
+use bench::start::{first_line, tail, wait_for_socket};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -355,18 +355,7 @@ impl Bench {
             .stderr(std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?)
             .spawn()
             .map_err(|e| format!("slot {slot}: aftrd: {e}"))?;
-        let c = self.boards[slot - 1].insert(c);
-        let t = Instant::now();
-        while std::os::unix::net::UnixStream::connect(&sock).is_err() {
-            if let Ok(Some(status)) = c.try_wait() {
-                return Err(format!("slot {slot}: aftrd ended ({status}): {}", tail(&log)));
-            }
-            if t.elapsed() > Duration::from_secs(10) {
-                return Err(format!("slot {slot}: aftrd opened no management socket within 10 s: {}", tail(&log)));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Ok(())
+        wait_for_socket(self.boards[slot - 1].insert(c), &sock, &log, &format!("slot {slot}: aftrd"))
     }
     /// Mappings (B4, inside, external) of sessions older than `age` seconds on `slot`.
     fn sessions(&self, slot: usize, min_age: u32) -> Result<Vec<String>, String> {
