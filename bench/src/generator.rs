@@ -14,11 +14,12 @@
 use std::io;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use dataplane::config::Ipv4Prefix;
 use dataplane::io::af_packet::PacketTx;
 use dataplane::io::xsk::XskTx;
 use dataplane::wire::{checksum, ethernet, ipv4, ipv6, proto};
 
-use crate::frames::{AFTR_MAC, ENDPOINT, HOST, PEER_MAC, SERVER, b4};
+use crate::frames::{AFTR_MAC, ENDPOINT, HOST, PEER_MAC, POOL, SERVER, b4};
 
 /// The last bytes of every generated frame.
 pub const MARK: &[u8; 8] = b"AFTRBNCH";
@@ -90,6 +91,122 @@ impl L4 {
             L4::Udp => 53,
             L4::Tcp => 80,
             L4::Icmp => 0,
+        }
+    }
+}
+
+/// Where the traffic goes and comes from. The defaults are the benchmarks' lab
+/// (`crate::frames`: endpoint 2001:db8::1, B4s in 2001:db8:b400::/48, host
+/// 192.168.1.10, server 203.0.113.80, pool 198.51.100.0/24); `dslite-gen` sets each
+/// from an option, to aim at any AFTR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Addresses {
+    /// The AFTR's softwire endpoint: the destination of softwire frames.
+    pub aftr: [u8; 16],
+    /// B4 number 0; B4 n is `b4_first + n * 2^b4_shift` (as 128-bit numbers).
+    pub b4_first: [u8; 16],
+    pub b4_shift: u32,
+    /// The hosts behind every B4 (inner IPv4 sources): `inner_count` addresses from
+    /// `inner_first`, one after the other over a B4's flows.
+    pub inner_first: u32,
+    pub inner_count: u32,
+    /// The server (remote IPv4 address) and its port (`None`: 53 for UDP, 80 for TCP).
+    pub server: u32,
+    pub server_port: Option<u16>,
+    /// The AFTR's pool: where translated frames come from (the tap checks it).
+    pub pool: Ipv4Prefix,
+    /// Ethernet source and destination of every frame.
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+}
+
+impl Default for Addresses {
+    fn default() -> Addresses {
+        Addresses {
+            aftr: ENDPOINT,
+            b4_first: b4(0),
+            b4_shift: 32,
+            inner_first: HOST,
+            inner_count: 1,
+            server: SERVER,
+            server_port: None,
+            pool: POOL,
+            src_mac: PEER_MAC,
+            dst_mac: AFTR_MAC,
+        }
+    }
+}
+
+impl Addresses {
+    /// Whether `b4s` B4s and the inner sources fit in their address spaces.
+    pub fn check(&self, b4s: u32) -> Result<(), String> {
+        let last = ((b4s.max(1) - 1) as u128).checked_shl(self.b4_shift).filter(|_| self.b4_shift <= 96);
+        if last.and_then(|l| u128::from_be_bytes(self.b4_first).checked_add(l)).is_none() {
+            return Err(format!(
+                "{b4s} B4s {} apart from the first do not fit in IPv6",
+                1u128 << self.b4_shift.min(127)
+            ));
+        }
+        if self.inner_count == 0 || self.inner_first.checked_add(self.inner_count - 1).is_none() {
+            return Err("the inner sources: 1 or more, all in IPv4".into());
+        }
+        if self.pool.len > 32 {
+            return Err("the pool's prefix length: 0 to 32".into());
+        }
+        Ok(())
+    }
+
+    /// The address of B4 number `n`.
+    pub fn b4(&self, n: u32) -> [u8; 16] {
+        u128::from_be_bytes(self.b4_first).wrapping_add((n as u128) << self.b4_shift.min(127)).to_be_bytes()
+    }
+
+    /// Whether `a` is the address of a B4 (of any number).
+    pub fn is_b4(&self, a: &[u8]) -> bool {
+        let Ok(a) = <[u8; 16]>::try_from(a) else { return false };
+        let d = u128::from_be_bytes(a).wrapping_sub(u128::from_be_bytes(self.b4_first));
+        d.trailing_zeros() >= self.b4_shift && d >> self.b4_shift.min(127) <= u32::MAX as u128
+    }
+
+    /// The inner source of a B4's flow number `k`.
+    pub fn inner(&self, k: usize) -> u32 {
+        self.inner_first.wrapping_add((k % self.inner_count.max(1) as usize) as u32)
+    }
+
+    pub fn is_inner(&self, a: u32) -> bool {
+        a.wrapping_sub(self.inner_first) < self.inner_count
+    }
+
+    pub fn in_pool(&self, a: u32) -> bool {
+        let (first, last) = self.pool.range();
+        (first..=last).contains(&a)
+    }
+
+    /// The server's port for `l4` (none for ICMP).
+    fn server_port(&self, l4: L4) -> u16 {
+        match (l4, self.server_port) {
+            (L4::Icmp, _) => 0,
+            (_, Some(p)) => p,
+            (_, None) => l4.server_port(),
+        }
+    }
+}
+
+#[cfg(test)]
+impl Addresses {
+    /// Another AFTR than the lab's, every address different (for the tests).
+    pub(crate) fn elsewhere() -> Addresses {
+        Addresses {
+            aftr: "2001:db8:ffff::9".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+            b4_first: "2001:db8:4444::100".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+            b4_shift: 8,
+            inner_first: 0x0a00_0001,
+            inner_count: 3,
+            server: 0x0808_0808,
+            server_port: Some(4433),
+            pool: Ipv4Prefix { addr: 0xc000_0200, len: 28 },
+            src_mac: [0xaa, 1, 2, 3, 4, 5],
+            dst_mac: [0xbb, 6, 7, 8, 9, 10],
         }
     }
 }
@@ -213,22 +330,33 @@ pub fn l4_checksum(p: &[u8]) -> u16 {
 }
 
 /// A softwire frame from B4 number `b4n` (host HOST, port or echo identifier `port`)
-/// to the server, of `size` bytes on the IPv4 side (40 more here).
+/// to the server, of `size` bytes on the IPv4 side (40 more here); the lab's addresses.
 pub fn softwire(b4n: u32, l4: L4, port: u16, size: usize) -> Template {
-    let inner = ipv4_packet(l4, HOST, SERVER, port, l4.server_port(), true, size);
+    softwire_from(&Addresses::default(), b4n, 0, l4, port, size)
+}
+
+/// A softwire frame from B4 number `b4n`, its inner source number `host`, port or echo
+/// identifier `port`, to the server, of `size` bytes on the IPv4 side (40 more here).
+pub fn softwire_from(a: &Addresses, b4n: u32, host: usize, l4: L4, port: u16, size: usize) -> Template {
+    let inner = ipv4_packet(l4, a.inner(host), a.server, port, a.server_port(l4), true, size);
     let mut f = vec![0u8; 14 + 40 + inner.len()];
-    ethernet::write_header(&mut f, AFTR_MAC, PEER_MAC, None, ethernet::ETHERTYPE_IPV6);
-    ipv6::write_header(&mut f[14..], 0, 0, inner.len() as u16, proto::IPV4_IN_IP, 64, &b4(b4n), &ENDPOINT);
+    ethernet::write_header(&mut f, a.dst_mac, a.src_mac, None, ethernet::ETHERTYPE_IPV6);
+    ipv6::write_header(&mut f[14..], 0, 0, inner.len() as u16, proto::IPV4_IN_IP, 64, &a.b4(b4n), &a.aftr);
     f[54..].copy_from_slice(&inner);
     Template { bytes: f, l4_at: 74, l4, queue: 0 }
 }
 
 /// An IPv4 frame from the server to the mapped `addr`:`port` (echo reply to identifier
-/// `port` for ICMP), of `size` bytes on the wire.
+/// `port` for ICMP), of `size` bytes on the wire; the lab's addresses.
 pub fn inbound(l4: L4, addr: u32, port: u16, size: usize) -> Template {
-    let p = ipv4_packet(l4, SERVER, addr, l4.server_port(), port, false, size);
+    inbound_from(&Addresses::default(), l4, addr, port, size)
+}
+
+/// The same from the server and MACs of `a`.
+pub fn inbound_from(a: &Addresses, l4: L4, addr: u32, port: u16, size: usize) -> Template {
+    let p = ipv4_packet(l4, a.server, addr, a.server_port(l4), port, false, size);
     let mut f = vec![0u8; 14 + p.len()];
-    ethernet::write_header(&mut f, AFTR_MAC, PEER_MAC, None, ethernet::ETHERTYPE_IPV4);
+    ethernet::write_header(&mut f, a.dst_mac, a.src_mac, None, ethernet::ETHERTYPE_IPV4);
     f[14..].copy_from_slice(&p);
     Template { bytes: f, l4_at: 34, l4, queue: 0 }
 }
@@ -251,10 +379,15 @@ pub fn stamp(f: &mut [u8], t: &Template, sample: bool, ts_ns: u64) {
     f[c_at..c_at + 2].copy_from_slice(&n.to_be_bytes());
 }
 
-/// Turns a softwire template into the frame of a new flow: B4 number `b4n`, source
-/// port `port` (checksum adjusted).
+/// Turns a softwire template into the frame of a new flow: B4 number `b4n` (of the
+/// lab's addresses), source port `port` (checksum adjusted).
 pub fn renew(f: &mut [u8], t: &Template, b4n: u32, port: u16) {
-    f[22 + 8..22 + 12].copy_from_slice(&b4n.to_be_bytes());
+    renew_from(&Addresses::default(), f, t, b4n, port)
+}
+
+/// The same with B4 number `b4n` of `a` (the outer header has no checksum to adjust).
+pub fn renew_from(a: &Addresses, f: &mut [u8], t: &Template, b4n: u32, port: u16) {
+    f[22..38].copy_from_slice(&a.b4(b4n));
     let at = t.l4_at;
     let old = u16::from_be_bytes([f[at], f[at + 1]]);
     f[at..at + 2].copy_from_slice(&port.to_be_bytes());
@@ -271,43 +404,47 @@ pub fn renew(f: &mut [u8], t: &Template, b4n: u32, port: u16) {
 #[derive(Debug, Clone)]
 pub struct Traffic {
     pub templates: Vec<Template>,
-    /// Each frame a new flow: B4 `k % b4s` (of the softwire template's family), source
-    /// port from 1024 up. Only for softwire UDP templates; `templates[0]` is the base.
+    /// Each frame a new flow: B4 `k % b4s`, source port from 1024 up. Only for softwire
+    /// UDP templates; `templates[0]` is the base.
     pub new_flows: Option<u32>,
+    /// The addresses of the frames (the new flows' B4s are numbered by them).
+    pub addrs: Addresses,
 }
 
 impl Traffic {
     /// `flows` established flows from `b4s` B4s in the given mix, B4 `n` on queue
-    /// `n % queues` (RSS hashes the outer header: a B4 stays on one queue).
-    pub fn softwire(flows: usize, b4s: u32, mix: Mix, size: usize, queues: u32) -> Traffic {
+    /// `n % queues` (RSS hashes the outer header: a B4 stays on one queue). Flow `i` is
+    /// B4 `i % b4s`'s flow number `k = i / b4s`: port `10000 + k`, inner source `k`.
+    pub fn softwire(a: &Addresses, flows: usize, b4s: u32, mix: Mix, size: usize, queues: u32) -> Traffic {
         let templates = (0..flows)
             .map(|i| {
                 let n = i as u32 % b4s.max(1);
-                let mut t = softwire(n, mix.pick(i), 10_000 + (i / b4s.max(1) as usize) as u16, size);
+                let k = i / b4s.max(1) as usize;
+                let mut t = softwire_from(a, n, k, mix.pick(i), 10_000 + k as u16, size);
                 t.queue = n % queues.max(1);
                 t
             })
             .collect();
-        Traffic { templates, new_flows: None }
+        Traffic { templates, new_flows: None, addrs: *a }
     }
 
     /// Frames from the server to each mapped `(transport, address, port)`.
-    pub fn inbound(mapped: &[(L4, u32, u16)], size: usize, queues: u32) -> Traffic {
+    pub fn inbound(a: &Addresses, mapped: &[(L4, u32, u16)], size: usize, queues: u32) -> Traffic {
         let templates = mapped
             .iter()
             .enumerate()
-            .map(|(i, &(l4, a, p))| {
-                let mut t = inbound(l4, a, p, size);
+            .map(|(i, &(l4, addr, p))| {
+                let mut t = inbound_from(a, l4, addr, p, size);
                 t.queue = i as u32 % queues.max(1);
                 t
             })
             .collect();
-        Traffic { templates, new_flows: None }
+        Traffic { templates, new_flows: None, addrs: *a }
     }
 
     /// A new UDP flow in every frame, over `b4s` B4s.
-    pub fn new_flows(b4s: u32, size: usize) -> Traffic {
-        Traffic { templates: vec![softwire(0, L4::Udp, 1024, size)], new_flows: Some(b4s.max(1)) }
+    pub fn new_flows(a: &Addresses, b4s: u32, size: usize) -> Traffic {
+        Traffic { templates: vec![softwire_from(a, 0, 0, L4::Udp, 1024, size)], new_flows: Some(b4s.max(1)), addrs: *a }
     }
 }
 
@@ -386,7 +523,7 @@ impl<'a> Cursor<'a> {
         if let Some(b4s) = self.traffic.new_flows {
             let n = (self.k % b4s as u64) as u32;
             let port = 1024 + ((self.k / b4s as u64) % 64_512) as u16;
-            renew(f, t, n, port);
+            renew_from(&self.traffic.addrs, f, t, n, port);
         }
         self.k += 1;
         let sample = self.k.is_multiple_of(self.sample_every);
@@ -521,6 +658,52 @@ mod tests {
     }
 
     #[test]
+    fn frames_carry_the_addresses_given_with_valid_checksums() {
+        let lab = Addresses::default();
+        for n in [0, 1, 77, 65_536] {
+            assert_eq!(lab.b4(n), b4(n), "the lab's B4 numbering is frames::b4");
+        }
+        let a = Addresses::elsewhere();
+        let b4_3: std::net::Ipv6Addr = "2001:db8:4444::400".parse().unwrap();
+        assert_eq!(a.b4(3), b4_3.octets());
+        assert!(a.is_b4(&b4_3.octets()) && !a.is_b4(&lab.b4(3)) && !a.is_b4(&a.b4(3)[..15]));
+        for l4 in [L4::Udp, L4::Tcp, L4::Icmp] {
+            // B4 3's flow number 4: inner source 10.0.0.1 + 4 % 3.
+            let s = softwire_from(&a, 3, 4, l4, 5555, 100);
+            let f = &s.bytes;
+            assert!(valid(f, 54), "{l4:?}");
+            assert_eq!((&f[0..6], &f[6..12]), (&a.dst_mac[..], &a.src_mac[..]));
+            assert_eq!((&f[22..38], &f[38..54]), (&b4_3.octets()[..], &a.aftr[..]));
+            assert_eq!(&f[54 + 12..54 + 20], &[10, 0, 0, 2, 8, 8, 8, 8]);
+            if l4 == L4::Icmp {
+                assert_eq!((f[74], &f[78..80]), (8, &[0x15, 0xb3][..]), "echo request, identifier 5555");
+            } else {
+                assert_eq!(&f[74..78], &[0x15, 0xb3, 0x11, 0x51], "{l4:?}: ports 5555 -> 4433");
+            }
+            let i = inbound_from(&a, l4, 0xc000_0203, 2000, 100);
+            assert!(valid(&i.bytes, 14), "{l4:?}");
+            assert_eq!((&i.bytes[0..6], &i.bytes[6..12]), (&a.dst_mac[..], &a.src_mac[..]));
+            assert_eq!(&i.bytes[14 + 12..14 + 20], &[8, 8, 8, 8, 192, 0, 2, 3]);
+            // The same frames from the lab differ only where the addresses are.
+            assert_ne!(softwire(3, l4, 5555, 100).bytes, s.bytes);
+        }
+        // New flows are numbered as the addresses say.
+        let t = Traffic::new_flows(&a, 10, 64);
+        let mut c = Cursor::new(&t, 1, 2);
+        let mut buf = vec![0u8; 256];
+        for k in 0..12u32 {
+            let len = c.next(0, &mut buf, || 1);
+            assert_eq!(&buf[22..38], &a.b4(k % 10), "frame {k}");
+            assert!(valid(&buf[..len], 54), "frame {k}");
+        }
+        assert!(a.check(1 << 24).is_ok());
+        assert!(Addresses { b4_shift: 97, ..a }.check(2).is_err());
+        assert!(Addresses { b4_first: [0xff; 16], ..a }.check(2).is_err());
+        assert!(Addresses { inner_count: 0, ..a }.check(2).is_err());
+        assert!(Addresses { inner_first: u32::MAX, ..a }.check(2).is_err());
+    }
+
+    #[test]
     fn mix_parses_and_spreads() {
         let m = Mix::parse("udp=70,tcp=25,icmp=5").unwrap();
         let n: Vec<L4> = (0..1000).map(|i| m.pick(i)).collect();
@@ -534,7 +717,7 @@ mod tests {
 
     #[test]
     fn cursor_keeps_each_queue_to_its_b4s_and_samples() {
-        let t = Traffic::softwire(8, 4, Mix::UDP, 64, 2);
+        let t = Traffic::softwire(&Addresses::default(), 8, 4, Mix::UDP, 64, 2);
         let mut c = Cursor::new(&t, 2, 4);
         let mut buf = vec![0u8; 2048];
         let mut sampled = 0;

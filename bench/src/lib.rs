@@ -5,5 +5,6 @@
 pub mod frames;
 pub mod generator;
 pub mod measure;
+pub mod start;
 pub mod tap;
 pub mod tun;

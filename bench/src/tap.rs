@@ -14,21 +14,23 @@ use std::thread::JoinHandle;
 use dataplane::io::af_packet::{FilterInsn, PacketRing, RingOptions};
 use dataplane::wire::checksum;
 
-use crate::frames::{ENDPOINT, HOST};
-use crate::generator::{Direction, L4, MARK, TAIL, l4_checksum};
+use crate::generator::{Addresses, Direction, L4, MARK, TAIL, l4_checksum};
 
 /// Frames received by `iface` in namespace `ns` (empty: this process's) so far (the
-/// kernel's interface counter).
-pub fn rx_packets(ns: &str, iface: &str) -> u64 {
+/// kernel's interface counter). An error when the counter cannot be read: a count of 0
+/// in its place would turn into a loss of everything, or one of nothing.
+pub fn rx_packets(ns: &str, iface: &str) -> Result<u64, String> {
     let mut ip = Command::new("ip");
     if !ns.is_empty() {
         ip.args(["-n", ns]);
     }
-    let out = ip.args(["-s", "link", "show", iface]).output();
-    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    let out = ip.args(["-s", "link", "show", iface]).output().map_err(|e| format!("ip: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
     // "RX:  bytes packets errors ..." then the figures.
     let mut lines = text.lines().skip_while(|l| !l.trim_start().starts_with("RX:"));
-    lines.nth(1).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
+    lines.nth(1).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).ok_or_else(|| {
+        format!("no receive counter of {iface} in namespace {ns:?}: {}", String::from_utf8_lossy(&out.stderr).trim())
+    })
 }
 
 /// What to check of the frames the tap keeps.
@@ -37,8 +39,9 @@ pub enum Check {
     /// Nothing but the mark (the bare forwarder does not translate).
     Mark,
     /// Translated by the AFTR in this direction: IPv4 from the pool, or a softwire
-    /// frame from the endpoint to a B4, with every checksum right.
-    Translated(Direction),
+    /// frame from the endpoint to a B4 for one of its hosts, with every checksum right
+    /// (pool, endpoint, B4s and hosts those of the addresses).
+    Translated(Direction, Addresses),
 }
 
 /// What the tap saw.
@@ -71,7 +74,7 @@ fn sample_filter() -> Vec<FilterInsn> {
 }
 
 /// Checks a translated frame; for IPv4 out of the AFTR, also returns its mapping.
-fn check(f: &[u8], dir: Direction) -> Result<Option<(L4, u32, u16)>, ()> {
+fn check(f: &[u8], dir: Direction, a: &Addresses) -> Result<Option<(L4, u32, u16)>, ()> {
     let ip = match dir {
         Direction::In2Out => {
             if f.len() < 34 + 8 || f[12..14] != [8, 0] {
@@ -83,8 +86,7 @@ fn check(f: &[u8], dir: Direction) -> Result<Option<(L4, u32, u16)>, ()> {
             if f.len() < 54 + 28 || f[12..14] != [0x86, 0xdd] || f[20] != 4 {
                 return Err(());
             }
-            // From the endpoint to a B4 of 2001:db8:b400::/48 (`frames::b4`).
-            if f[22..38] != ENDPOINT || f[38..44] != [0x20, 0x01, 0x0d, 0xb8, 0xb4, 0] {
+            if f[22..38] != a.aftr || !a.is_b4(&f[38..54]) {
                 return Err(());
             }
             &f[54..]
@@ -104,15 +106,14 @@ fn check(f: &[u8], dir: Direction) -> Result<Option<(L4, u32, u16)>, ()> {
     let seg = &ip[hl..];
     match dir {
         Direction::In2Out => {
-            // From the pool, 198.51.100.0/24.
-            if src >> 8 != 0x00c6_3364 {
+            if !a.in_pool(src) {
                 return Err(());
             }
             let port = if l4 == L4::Icmp { [seg[4], seg[5]] } else { [seg[0], seg[1]] };
             Ok(Some((l4, src, u16::from_be_bytes(port))))
         }
         Direction::Out2In => {
-            if dst != HOST {
+            if !a.is_inner(dst) {
                 return Err(());
             }
             Ok(None)
@@ -120,17 +121,27 @@ fn check(f: &[u8], dir: Direction) -> Result<Option<(L4, u32, u16)>, ()> {
     }
 }
 
-/// A tap on `iface` in namespace `ns` (empty: this process's), keeping the sampled frames (or, with `all`, every
-/// frame with the mark) until `stop`; `ready` is set once it listens.
-pub fn start(
-    ns: String,
-    iface: String,
-    all: bool,
-    what: Check,
+/// A running tap; [`Tap::finish`] stops it and gives what it saw.
+pub struct Tap {
     stop: Arc<AtomicBool>,
-    ready: Arc<AtomicBool>,
-) -> JoinHandle<TapReport> {
-    std::thread::spawn(move || {
+    thread: JoinHandle<TapReport>,
+}
+
+impl Tap {
+    pub fn finish(self) -> TapReport {
+        self.stop.store(true, Ordering::Release);
+        self.thread.join().expect("tap thread")
+    }
+}
+
+/// A tap on `iface` in namespace `ns` (empty: this process's), keeping the sampled
+/// frames (or, with `all`, every frame with the mark); returns once it listens, or why
+/// it cannot.
+pub fn start(ns: String, iface: String, all: bool, what: Check) -> Result<Tap, String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (opened_tx, opened_rx) = std::sync::mpsc::channel();
+    let stop2 = stop.clone();
+    let thread = std::thread::spawn(move || {
         let mut r = TapReport::default();
         let entered = if ns.is_empty() { Ok(()) } else { dataplane::io::netns::enter(&ns) };
         let opened = entered.and_then(|()| {
@@ -144,13 +155,12 @@ pub fn start(
         let mut ring = match opened {
             Ok(ring) => ring,
             Err(e) => {
-                eprintln!("tap on {iface}: {e}");
-                ready.store(true, Ordering::Release);
+                let _ = opened_tx.send(Err(format!("tap on {iface}: {e}")));
                 return r;
             }
         };
         // Frames that arrived before the filter was on are read and left out below.
-        ready.store(true, Ordering::Release);
+        let _ = opened_tx.send(Ok(()));
         let drain = |ring: &mut PacketRing, r: &mut TapReport| {
             while ring.recv_stamped(|f, at| {
                 if f.len() < TAIL || !f.ends_with(MARK) || (!all && f[f.len() - TAIL] != 1) {
@@ -160,8 +170,8 @@ pub fn start(
                 let n = f.len();
                 let sent = u64::from_be_bytes(f[n - 16..n - 8].try_into().unwrap());
                 r.latency_ns.push(at.saturating_sub(sent));
-                if let Check::Translated(dir) = what {
-                    match check(f, dir) {
+                if let Check::Translated(dir, a) = &what {
+                    match check(f, *dir, a) {
                         Ok(Some(m)) if r.mapped.len() < 1 << 20 => {
                             r.mapped.insert(m);
                         }
@@ -172,19 +182,25 @@ pub fn start(
             }) > 0
             {}
         };
-        while !stop.load(Ordering::Acquire) {
+        while !stop2.load(Ordering::Acquire) {
             let _ = ring.wait(20);
             drain(&mut ring, &mut r);
         }
         drain(&mut ring, &mut r);
         r
-    })
+    });
+    match opened_rx.recv() {
+        Ok(Ok(())) => Ok(Tap { stop, thread }),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err("the tap's thread ended before it listened".into()),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::generator::{inbound, softwire};
+    use crate::generator::{inbound, softwire, softwire_from};
+    use dataplane::config::Ipv4Prefix;
 
     /// What the AFTR would make of a softwire frame: the IPv4 packet from the pool.
     fn translated(l4: L4) -> Vec<u8> {
@@ -210,13 +226,42 @@ mod tests {
     fn checks_find_translations_right_and_wrong() {
         for l4 in [L4::Udp, L4::Tcp, L4::Icmp] {
             let f = translated(l4);
-            assert_eq!(check(&f, Direction::In2Out).map(|m| m.map(|m| (m.0, m.1))), Ok(Some((l4, 0xc633_6407))));
+            let lab = Addresses::default();
+            assert_eq!(check(&f, Direction::In2Out, &lab).map(|m| m.map(|m| (m.0, m.1))), Ok(Some((l4, 0xc633_6407))));
             let mut bad = f.clone();
             let n = bad.len();
             bad[n - 12] ^= 1; // the payload changed in flight: the checksum says so
-            assert_eq!(check(&bad, Direction::In2Out), Err(()));
+            assert_eq!(check(&bad, Direction::In2Out, &lab), Err(()));
             // An untranslated softwire frame is not a translated one.
-            assert_eq!(check(&softwire(1, l4, 1, 64).bytes, Direction::In2Out), Err(()));
+            assert_eq!(check(&softwire(1, l4, 1, 64).bytes, Direction::In2Out, &lab), Err(()));
+            // Another pool: the same frame is not from it.
+            let other = Addresses { pool: Ipv4Prefix { addr: 0x0a00_0000, len: 8 }, ..lab };
+            assert_eq!(check(&f, Direction::In2Out, &other), Err(()));
+        }
+    }
+
+    /// What the AFTR would send a B4 of `a`: a softwire frame from the endpoint to B4 5
+    /// with the server's packet to the host (a generated softwire frame turned round:
+    /// swapping sources and destinations keeps every checksum).
+    fn to_b4(a: &Addresses, l4: L4) -> Vec<u8> {
+        let mut f = softwire_from(a, 5, 0, l4, 7, 64).bytes;
+        for (x, y, n) in [(22, 38, 16), (54 + 12, 54 + 16, 4)] {
+            let tmp = f[x..x + n].to_vec();
+            f.copy_within(y..y + n, x);
+            f[y..y + n].copy_from_slice(&tmp);
+        }
+        f
+    }
+
+    #[test]
+    fn checks_follow_the_addresses_given() {
+        let lab = Addresses::default();
+        let a = Addresses::elsewhere();
+        for l4 in [L4::Udp, L4::Tcp, L4::Icmp] {
+            assert_eq!(check(&to_b4(&a, l4), Direction::Out2In, &a), Ok(None), "{l4:?}");
+            assert_eq!(check(&to_b4(&lab, l4), Direction::Out2In, &lab), Ok(None), "{l4:?}");
+            assert_eq!(check(&to_b4(&a, l4), Direction::Out2In, &lab), Err(()), "{l4:?}");
+            assert_eq!(check(&to_b4(&lab, l4), Direction::Out2In, &a), Err(()), "{l4:?}");
         }
     }
 }

@@ -38,6 +38,13 @@ link() { # NS1 IF1 NS2 IF2
 }
 
 up() {
+    # Without ethtool the veths keep their offloads: what a kernel sends on them (an
+    # echo server's UDP reply) carries a partial checksum, which the AFTR translates
+    # as it is and the receiver then drops, so no reply ever comes back.
+    if ! command -v ethtool >/dev/null; then
+        echo "$0: ethtool is missing (bash scripts/setup.sh installs it); offloads cannot be turned off" >&2
+        exit 1
+    fi
     down
     trap 'down' ERR
     for ns in "${NSS[@]}"; do

@@ -9,7 +9,7 @@
 //! With `--ipv4`, it configures the namespace: the TUN device up with that address,
 //! MTU (default 1460: a 1500-byte IPv6 path less 40) and the IPv4 default route.
 
-use bench::measure::arg;
+use bench::measure::{arg, known_options};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV6};
 use std::process::{Command, ExitCode};
@@ -21,18 +21,30 @@ fn ip(args: &[&str]) -> std::io::Result<()> {
     if s.success() { Ok(()) } else { Err(std::io::Error::other(format!("ip {} failed", args.join(" ")))) }
 }
 
+const USAGE: &str = "usage: b4 --b4 ADDR6 --aftr ADDR6 [--tun NAME] [--ipv4 ADDR] [--mtu N]";
+
+/// The B4 address, the AFTR endpoint, the TUN name, the IPv4 address and the MTU.
+type Options = (Ipv6Addr, Ipv6Addr, String, Option<Ipv4Addr>, u32);
+
+fn options(args: &[String]) -> Result<Options, String> {
+    known_options(args, &["--b4", "--aftr", "--tun", "--ipv4", "--mtu"], &[])?;
+    let (Some(b4), Some(aftr)) = (arg(args, "--b4")?, arg(args, "--aftr")?) else {
+        return Err(USAGE.into());
+    };
+    let name = arg(args, "--tun")?.unwrap_or_else(|| "b4tun".into());
+    Ok((b4, aftr, name, arg(args, "--ipv4")?, arg(args, "--mtu")?.unwrap_or(1460)))
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (Some(b4), Some(aftr)) = (arg::<String>(&args, "--b4"), arg::<String>(&args, "--aftr")) else {
-        eprintln!("usage: b4 --b4 ADDR6 --aftr ADDR6 [--tun NAME] [--ipv4 ADDR] [--mtu N]");
-        return ExitCode::from(2);
+    let (b4, aftr, name, ipv4, mtu) = match options(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("b4: {e}");
+            return ExitCode::from(2);
+        }
     };
-    let (Ok(b4), Ok(aftr)) = (b4.parse::<Ipv6Addr>(), aftr.parse::<Ipv6Addr>()) else {
-        eprintln!("b4: --b4 and --aftr take IPv6 addresses");
-        return ExitCode::from(2);
-    };
-    let name = arg::<String>(&args, "--tun").unwrap_or_else(|| "b4tun".into());
-    match run(b4, aftr, &name, arg::<String>(&args, "--ipv4"), arg(&args, "--mtu").unwrap_or(1460)) {
+    match run(b4, aftr, &name, ipv4, mtu) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("b4: {e}");
@@ -41,11 +53,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(b4: Ipv6Addr, aftr: Ipv6Addr, name: &str, ipv4: Option<String>, mtu: u32) -> std::io::Result<()> {
+fn run(b4: Ipv6Addr, aftr: Ipv6Addr, name: &str, ipv4: Option<Ipv4Addr>, mtu: u32) -> std::io::Result<()> {
     let mut tun_rx = bench::tun::open(name)?;
     let mut tun_tx = tun_rx.try_clone()?;
     if let Some(a) = ipv4 {
-        let a: Ipv4Addr = a.parse().map_err(|_| std::io::Error::other("--ipv4 takes an IPv4 address"))?;
         ip(&["link", "set", name, "mtu", &mtu.to_string(), "up"])?;
         ip(&["addr", "add", &format!("{a}/32"), "dev", name])?;
         ip(&["route", "add", "default", "dev", name])?;

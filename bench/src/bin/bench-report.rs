@@ -21,16 +21,14 @@
 //! (as root, with the workspace binaries built: `bash scripts/bench-report.sh`)
 
 use std::fmt::Write as _;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use bench::generator::{self, Direction, Io, L4, Mix, Plan, Sent, Traffic};
-use bench::measure::{arg, percentiles};
-use bench::tap::{self, Check, TapReport};
+use bench::generator::{self, Addresses, Direction, Io, L4, Mix, Plan, Sent, Traffic};
+use bench::measure::{arg, known_options, percentiles};
+use bench::start::{first_line, wait_for_socket};
+use bench::tap::{self, Check, Tap, TapReport};
 
 /// The namespaces of the run; removed on drop.
 struct Topology {
@@ -145,8 +143,19 @@ impl Drop for Running {
             }
         }
         // Through kill(1): this crate keeps its unsafe code in `tun`.
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).stderr(Stdio::null()).status();
         let _ = self.0.wait();
+    }
+}
+
+impl Running {
+    /// Whether the DUT still runs: one that ended mid-run measured nothing after.
+    fn alive(&mut self, dut: Dut) -> Result<(), String> {
+        match self.0.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => Err(format!("{} ended during the run ({status})", dut.name())),
+            Err(e) => Err(format!("{}: {e}", dut.name())),
+        }
     }
 }
 
@@ -165,14 +174,14 @@ fn start(t: &Topology, dir: &Path, dut: Dut) -> Result<Running, String> {
                 .stderr(Stdio::piped())
                 .spawn()
                 .map_err(|e| format!("xdp-forward: {e}"))?;
-            let mut line = String::new();
-            std::io::BufReader::new(c.stderr.as_mut().expect("piped"))
-                .read_line(&mut line)
-                .map_err(|e| e.to_string())?;
+            let err = c.stderr.take().expect("piped");
+            let running = Running(c, None);
+            // It says "XDP on ..." once its program is attached and its sockets open.
+            let line = first_line(err, "xdp-forward", 10)?;
             if !line.contains("XDP on") {
                 return Err(format!("xdp-forward did not start: {line}"));
             }
-            Ok(Running(c, None))
+            Ok(running)
         }
         Dut::Aftrd(workers) => {
             // The backup slot (another board, never started here) has as many cores.
@@ -190,6 +199,7 @@ fn start(t: &Topology, dir: &Path, dut: Dut) -> Result<Running, String> {
             )
             .map_err(|e| e.to_string())?;
             let sock = dir.join("slot1.sock");
+            let log = dir.join("aftrd.log");
             let _ = std::fs::remove_file(&sock);
             let c = Command::new("ip")
                 .args(["netns", "exec", &t.dut_ns])
@@ -199,17 +209,11 @@ fn start(t: &Topology, dir: &Path, dut: Dut) -> Result<Running, String> {
                 .args(["--slot", "1", "--socket"])
                 .arg(&sock)
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?)
                 .spawn()
                 .map_err(|e| format!("aftrd: {e}"))?;
-            let running = Running(c, Some(sock.clone()));
-            let t0 = Instant::now();
-            while std::os::unix::net::UnixStream::connect(&sock).is_err() {
-                if t0.elapsed() > Duration::from_secs(10) {
-                    return Err("aftrd did not start".into());
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            let mut running = Running(c, Some(sock.clone()));
+            wait_for_socket(&mut running.0, &sock, &log, &dut.name())?;
             Ok(running)
         }
     }
@@ -248,14 +252,8 @@ struct Load<'a> {
 
 fn trial(t: &Topology, l: &Load) -> Result<Trial, String> {
     let (tx_if, rx_if) = ends(l.dir);
-    let (stop, ready) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
-    let h = l
-        .tap
-        .map(|(all, what)| tap::start(t.gen_ns.clone(), rx_if.to_string(), all, what, stop.clone(), ready.clone()));
-    while h.is_some() && !ready.load(Ordering::Acquire) {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let before = tap::rx_packets(&t.gen_ns, rx_if);
+    let tap = l.tap.map(|(all, what)| tap::start(t.gen_ns.clone(), rx_if.to_string(), all, what)).transpose()?;
+    let before = tap::rx_packets(&t.gen_ns, rx_if)?;
     let sent = std::thread::scope(|s| {
         s.spawn(|| {
             dataplane::io::netns::enter(&t.gen_ns).map_err(|e| e.to_string())?;
@@ -267,16 +265,24 @@ fn trial(t: &Topology, l: &Load) -> Result<Trial, String> {
     })?;
     // What is still in flight arrives within the drain time.
     std::thread::sleep(Duration::from_millis(300));
-    let received = tap::rx_packets(&t.gen_ns, rx_if).saturating_sub(before);
-    stop.store(true, Ordering::Release);
-    let tap = h.map(|h| h.join().expect("tap thread")).unwrap_or_default();
+    let received = tap::rx_packets(&t.gen_ns, rx_if)?.saturating_sub(before);
+    let tap = tap.map(Tap::finish).unwrap_or_default();
+    let at = l.plan.rate.map(|r| format!("{:.3} Mpps", r / 1e6)).unwrap_or("full speed".into());
+    if sent.frames == 0 {
+        return Err(format!("trial at {at}: the generator sent nothing out of {tx_if}"));
+    }
+    // Nothing at all through is no loss figure: the DUT is not forwarding.
+    if received == 0 {
+        return Err(format!("trial at {at}: the sink ({rx_if}) counted none of the {} frames sent", sent.frames));
+    }
     Ok(Trial { sent, received, tap })
 }
 
 /// The result of one search.
 #[derive(Debug, Clone, Default)]
 struct Found {
-    /// Highest rate within the tolerance, frames per second (0: none).
+    /// Highest rate within the tolerance, frames per second (a search that finds none
+    /// fails).
     rate: f64,
     /// The generator's own limit was reached without loss: the DUT is at least this fast.
     at_generator_limit: bool,
@@ -319,6 +325,8 @@ fn search(t: &Topology, s: &Settings, dut: Dut, dir: Direction, traffic: &Traffi
     );
     let (mut lo, mut hi) = (0.0f64, top);
     let mut lo_loss = 0.0;
+    // The lowest rate that failed, and its loss.
+    let mut failed = (top, full.loss());
     if full.loss() <= s.tolerance {
         (lo, lo_loss, f.at_generator_limit) = (top * 0.999, full.loss(), true);
     } else {
@@ -341,23 +349,42 @@ fn search(t: &Topology, s: &Settings, dut: Dut, dir: Direction, traffic: &Traffi
                 (lo, lo_loss) = (rate, tr.loss());
             } else {
                 hi = rate;
+                failed = (rate, tr.loss());
             }
             rate = (lo + hi) / 2.0;
         }
     }
-    (f.rate, f.loss) = (lo, lo_loss);
-    if lo > 0.0 {
-        // Latency at the rate found, of about one frame in 64.
-        let check = match dut {
-            Dut::Bare => Check::Mark,
-            Dut::Aftrd(_) => Check::Translated(dir),
-        };
-        let mut tr = trial(t, &load(Some(lo), Some((false, check)), 64))?;
-        f.trials += 1;
-        let p = percentiles(&mut tr.tap.latency_ns, &[50.0, 90.0, 99.0, 99.9]);
-        f.latency_us = [0, 1, 2, 3].map(|i| p[i] as f64 / 1e3);
-        (f.latency_loss, f.samples, f.bad) = (tr.loss(), tr.tap.frames, tr.tap.bad);
+    if lo <= 0.0 {
+        return Err(format!(
+            "{} {}: no rate within {}% loss found (the lowest tried, {:.3} Mpps, lost {:.2}%)",
+            dut.name(),
+            dir.name(),
+            s.tolerance * 100.0,
+            failed.0 / 1e6,
+            failed.1 * 100.0
+        ));
     }
+    (f.rate, f.loss) = (lo, lo_loss);
+    // Latency at the rate found, of about one frame in 64.
+    let check = match dut {
+        Dut::Bare => Check::Mark,
+        Dut::Aftrd(_) => Check::Translated(dir, Addresses::default()),
+    };
+    let mut tr = trial(t, &load(Some(lo), Some((false, check)), 64))?;
+    f.trials += 1;
+    if tr.tap.frames == 0 {
+        return Err(format!(
+            "{} {}: the latency trial at {:.3} Mpps kept no sampled frame ({} of {} frames arrived)",
+            dut.name(),
+            dir.name(),
+            lo / 1e6,
+            tr.received,
+            tr.sent.frames
+        ));
+    }
+    let p = percentiles(&mut tr.tap.latency_ns, &[50.0, 90.0, 99.0, 99.9]);
+    f.latency_us = [0, 1, 2, 3].map(|i| p[i] as f64 / 1e3);
+    (f.latency_loss, f.samples, f.bad) = (tr.loss(), tr.tap.frames, tr.tap.bad);
     Ok(f)
 }
 
@@ -381,7 +408,7 @@ fn warm(t: &Topology, s: &Settings, sw: &Traffic, dut: Dut) -> Result<Vec<(L4, u
         traffic: sw,
         queues: dut.queues(),
         plan: Plan { rate: Some(100_000.0), secs: 5.0, count: 3 * s.flows as u64, sample_every: 1 },
-        tap: Some((true, Check::Translated(Direction::In2Out))),
+        tap: Some((true, Check::Translated(Direction::In2Out, Addresses::default()))),
     };
     let tr = trial(t, &l)?;
     if tr.tap.bad > 0 {
@@ -398,10 +425,10 @@ fn measure(t: &Topology, dir: &Path, s: &Settings, sizes: &[usize], duts: &[Dut]
     let mut cells = Vec::new();
     for &size in sizes {
         for &dut in duts {
-            let sw = Traffic::softwire(s.flows, s.b4s, Mix::UDP, size, dut.queues());
-            let _running = start(t, dir, dut)?;
+            let sw = Traffic::softwire(&Addresses::default(), s.flows, s.b4s, Mix::UDP, size, dut.queues());
+            let mut running = start(t, dir, dut)?;
             let mapped = warm(t, s, &sw, dut)?;
-            let back = Traffic::inbound(&mapped, size, dut.queues());
+            let back = Traffic::inbound(&Addresses::default(), &mapped, size, dut.queues());
             for (d, traffic) in [(Direction::In2Out, &sw), (Direction::Out2In, &back)] {
                 eprintln!(
                     "{} {}, {}-byte frames ({} bytes on the softwire):",
@@ -411,6 +438,7 @@ fn measure(t: &Topology, dir: &Path, s: &Settings, sizes: &[usize], duts: &[Dut]
                     sw.templates[0].bytes.len() + 4
                 );
                 let found = search(t, s, dut, d, traffic)?;
+                running.alive(dut)?;
                 eprintln!(
                     "  => {:.3} Mpps{} ({:.2}% lost); latency p50 {:.1} p99 {:.1} us",
                     found.rate / 1e6,
@@ -426,24 +454,74 @@ fn measure(t: &Topology, dir: &Path, s: &Settings, sizes: &[usize], duts: &[Dut]
     Ok(cells)
 }
 
-/// The `key=value` pairs of the `summary:` line a benchmark program prints.
-fn summary_of(program: &str, args: &[&str]) -> Result<Vec<(String, String)>, String> {
+/// The engine figures of the report: key in `engine-bench`'s summary, what it is, goal.
+const ENGINE_FIGURES: &[(&str, &str, &str)] = &[
+    ("est10k_in2out_mpps", "established, 10k sessions, softwire -> IPv4, Mpps", ">= 15"),
+    ("est10k_out2in_mpps", "established, 10k sessions, IPv4 -> softwire, Mpps", ">= 15"),
+    ("est1m_in2out_mpps", "established, 1M sessions, softwire -> IPv4, Mpps", ">= 8"),
+    ("est1m_out2in_mpps", "established, 1M sessions, IPv4 -> softwire, Mpps", ">= 8"),
+    ("baseline_mpps", "baseline (parse and copy only), Mpps", ""),
+    ("new_sessions_per_sec", "new sessions per second", ">= 2000000"),
+    ("bytes_per_session_1m", "memory per session at 1M sessions, bytes", "<= 128"),
+    ("bytes_per_session_10m", "memory per session at 10M sessions, bytes", "<= 128"),
+];
+
+/// The hot-backup figures: key in `failover-bench`'s summary, what it is.
+const HA_FIGURES: &[(&str, &str)] = &[
+    ("gap_ms", "traffic gap at a kill -9 of the active board, median, ms"),
+    ("gap_worst_ms", "worst gap, ms"),
+    ("preserved", "sessions older than delay-time kept with their mapping"),
+    ("replication_records_per_s", "replication, session records per second"),
+    ("bulk_sync_s", "bulk synchronisation of a new standby, seconds"),
+    ("bulk_sessions", "sessions in that bulk synchronisation"),
+];
+
+/// The `key=value` pairs of the `summary:` line a benchmark program prints, which
+/// must hold a measurement for each of `keys`; a program that fails (even after a
+/// summary) or prints none fails the report.
+fn summary_of(program: &str, args: &[&str], keys: &[&str]) -> Result<Vec<(String, String)>, String> {
     eprintln!("running {program} {}", args.join(" "));
     let out = Command::new(bin(program))
         .args(args)
         .stderr(Stdio::inherit())
         .output()
         .map_err(|e| format!("{program}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("{program} {} failed ({}); its messages are above", args.join(" "), out.status));
+    }
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text
         .lines()
         .rev()
         .find(|l| l.starts_with("summary:"))
-        .ok_or_else(|| format!("{program} printed no summary (exit {})", out.status))?;
-    Ok(line["summary:".len()..]
+        .ok_or_else(|| format!("{program} printed no summary line"))?;
+    let kv: Vec<(String, String)> = line["summary:".len()..]
         .split_whitespace()
         .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
-        .collect())
+        .collect();
+    check_summary(program, &kv, keys)?;
+    Ok(kv)
+}
+
+/// Each of `keys` is in the summary and is a measurement: a number above 0, or a count
+/// `KEPT/OF` of something (OF above 0). A figure of 0 or NaN is a benchmark that
+/// measured nothing.
+fn check_summary(program: &str, kv: &[(String, String)], keys: &[&str]) -> Result<(), String> {
+    for k in keys {
+        let v = kv
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+            .ok_or_else(|| format!("{program}'s summary has no {k}"))?;
+        let measured = match v.split_once('/') {
+            Some((a, b)) => a.parse::<u64>().is_ok() && b.parse::<u64>().is_ok_and(|b| b > 0),
+            None => v.parse::<f64>().is_ok_and(|x| x.is_finite() && x > 0.0),
+        };
+        if !measured {
+            return Err(format!("{program} reported {k}={v}: not a measurement"));
+        }
+    }
+    Ok(())
 }
 
 fn get<'a>(kv: &'a [(String, String)], k: &str) -> &'a str {
@@ -586,17 +664,40 @@ fn plot(path: &Path, cells: &[Cell], duts: &[Dut], title: &str, y_desc: &str) ->
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
+    let o = match options(&args) {
+        Ok(o) => o,
         Err(e) => {
             eprintln!("bench-report: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&args, o) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench-report: FAILED: {e}");
             ExitCode::from(1)
         }
     }
 }
 
-fn run(args: &[String]) -> Result<(), String> {
-    let sizes: Vec<usize> = arg::<String>(args, "--sizes")
+/// The run the command line asks for.
+struct Options {
+    sizes: Vec<usize>,
+    duts: Vec<Dut>,
+    s: Settings,
+    out_dir: PathBuf,
+    kills: usize,
+    skip_engine: bool,
+    skip_ha: bool,
+}
+
+fn options(args: &[String]) -> Result<Options, String> {
+    known_options(
+        args,
+        &["--sizes", "--trial", "--loss", "--flows", "--b4s", "--duts", "--kills", "--out"],
+        &["--skip-engine", "--skip-ha"],
+    )?;
+    let sizes: Vec<usize> = arg::<String>(args, "--sizes")?
         .unwrap_or("64,512".into())
         .split(',')
         .map(|v| v.parse().map_err(|_| format!("--sizes: {v:?} is not a number")))
@@ -604,7 +705,7 @@ fn run(args: &[String]) -> Result<(), String> {
     if sizes.iter().any(|s| !(64..=1518).contains(s)) {
         return Err("--sizes: frames of 64 to 1518 bytes".into());
     }
-    let duts: Vec<Dut> = arg::<String>(args, "--duts")
+    let duts: Vec<Dut> = arg::<String>(args, "--duts")?
         .unwrap_or("bare,aftrd1,aftrd2".into())
         .split(',')
         .map(|d| match d {
@@ -615,15 +716,33 @@ fn run(args: &[String]) -> Result<(), String> {
         })
         .collect::<Result<_, _>>()?;
     let s = Settings {
-        trial_secs: arg(args, "--trial").unwrap_or(2.0),
-        tolerance: arg::<f64>(args, "--loss").unwrap_or(0.5) / 100.0,
-        flows: arg(args, "--flows").unwrap_or(1024),
-        b4s: arg(args, "--b4s").unwrap_or(64),
+        trial_secs: arg(args, "--trial")?.unwrap_or(2.0),
+        tolerance: arg::<f64>(args, "--loss")?.unwrap_or(0.5) / 100.0,
+        flows: arg(args, "--flows")?.unwrap_or(1024),
+        b4s: arg(args, "--b4s")?.unwrap_or(64),
     };
-    let out_dir: PathBuf = arg(args, "--out").unwrap_or_else(|| PathBuf::from("bench/results"));
-    let kills: String = arg(args, "--kills").unwrap_or("5".into());
-    let flag = |f: &str| args.iter().any(|a| a == f);
+    if s.trial_secs.is_nan() || s.trial_secs <= 0.0 || !(0.0..1.0).contains(&s.tolerance) || s.flows == 0 || s.b4s == 0
+    {
+        return Err("--trial, --flows and --b4s: more than 0; --loss: 0 to less than 100".into());
+    }
+    let kills = arg(args, "--kills")?.unwrap_or(5);
+    if kills == 0 {
+        return Err("--kills: 1 or more".into());
+    }
+    Ok(Options {
+        sizes,
+        duts,
+        s,
+        out_dir: arg(args, "--out")?.unwrap_or_else(|| PathBuf::from("bench/results")),
+        kills,
+        skip_engine: args.iter().any(|a| a == "--skip-engine"),
+        skip_ha: args.iter().any(|a| a == "--skip-ha"),
+    })
+}
 
+fn run(args: &[String], o: Options) -> Result<(), String> {
+    let Options { sizes, duts, s, out_dir, kills, skip_engine, skip_ha } = o;
+    let kills = kills.to_string();
     let started = Instant::now();
     let cells = {
         let t = Topology::up()?;
@@ -635,8 +754,10 @@ fn run(args: &[String]) -> Result<(), String> {
     };
     let io_table = table(&cells, &duts);
     println!("\n{io_table}");
-    let engine = if flag("--skip-engine") { None } else { Some(summary_of("engine-bench", &[])?) };
-    let ha = if flag("--skip-ha") { None } else { Some(summary_of("failover-bench", &["--kills", &kills])?) };
+    let engine_keys: Vec<&str> = ENGINE_FIGURES.iter().map(|f| f.0).collect();
+    let ha_keys: Vec<&str> = HA_FIGURES.iter().map(|f| f.0).collect();
+    let engine = if skip_engine { None } else { Some(summary_of("engine-bench", &[], &engine_keys)?) };
+    let ha = if skip_ha { None } else { Some(summary_of("failover-bench", &["--kills", &kills], &ha_keys)?) };
 
     let date = sh("date", &["+%F"]);
     std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
@@ -695,16 +816,7 @@ fn run(args: &[String]) -> Result<(), String> {
     if let Some(e) = &engine {
         let _ = writeln!(md, "## Engine, in memory (`engine-bench`, one core, no I/O)\n");
         let _ = writeln!(md, "| figure | value | goal |\n| --- | --- | --- |");
-        for (k, name, goal) in [
-            ("est10k_in2out_mpps", "established, 10k sessions, softwire -> IPv4, Mpps", ">= 15"),
-            ("est10k_out2in_mpps", "established, 10k sessions, IPv4 -> softwire, Mpps", ">= 15"),
-            ("est1m_in2out_mpps", "established, 1M sessions, softwire -> IPv4, Mpps", ">= 8"),
-            ("est1m_out2in_mpps", "established, 1M sessions, IPv4 -> softwire, Mpps", ">= 8"),
-            ("baseline_mpps", "baseline (parse and copy only), Mpps", ""),
-            ("new_sessions_per_sec", "new sessions per second", ">= 2000000"),
-            ("bytes_per_session_1m", "memory per session at 1M sessions, bytes", "<= 128"),
-            ("bytes_per_session_10m", "memory per session at 10M sessions, bytes", "<= 128"),
-        ] {
+        for (k, name, goal) in ENGINE_FIGURES {
             let _ = writeln!(md, "| {name} | {} | {goal} |", get(e, k));
         }
         md.push('\n');
@@ -712,14 +824,7 @@ fn run(args: &[String]) -> Result<(), String> {
     if let Some(h) = &ha {
         let _ = writeln!(md, "## Hot backup (`failover-bench --kills {kills}`)\n");
         let _ = writeln!(md, "| figure | value |\n| --- | --- |");
-        for (k, name) in [
-            ("gap_ms", "traffic gap at a kill -9 of the active board, median, ms"),
-            ("gap_worst_ms", "worst gap, ms"),
-            ("preserved", "sessions older than delay-time kept with their mapping"),
-            ("replication_records_per_s", "replication, session records per second"),
-            ("bulk_sync_s", "bulk synchronisation of a new standby, seconds"),
-            ("bulk_sessions", "sessions in that bulk synchronisation"),
-        ] {
+        for (k, name) in HA_FIGURES {
             let _ = writeln!(md, "| {name} | {} |", get(h, k));
         }
         md.push('\n');
@@ -736,4 +841,22 @@ fn run(args: &[String]) -> Result<(), String> {
     println!("report: {} and {}", report.display(), svg.display());
     println!("summary: {}", summary.join(" "));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_summary_of_nothing_fails_the_report() {
+        let kv = |s: &str| -> Vec<(String, String)> {
+            s.split_whitespace().filter_map(|p| p.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect()
+        };
+        let keys = ["gap_ms", "preserved"];
+        assert!(check_summary("f", &kv("gap_ms=296 preserved=303/303"), &keys).is_ok());
+        assert!(check_summary("f", &kv("gap_ms=296 preserved=0/303"), &keys).is_ok());
+        for bad in ["gap_ms=0 preserved=0/0", "gap_ms=296 preserved=0/0", "gap_ms=NaN preserved=1/1", "preserved=1/1"] {
+            assert!(check_summary("f", &kv(bad), &keys).is_err(), "{bad}");
+        }
+    }
 }

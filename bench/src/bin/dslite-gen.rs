@@ -9,22 +9,27 @@
 //!   [--to ADDR:FIRST-LAST] [--rate PPS] [--seconds S] [--count N]
 //!   [--io af-xdp|af-packet] [--queues N] [--sample N]
 //!   [--sink IF [--sink-netns NS] [--check]]
+//!   [--aftr ADDR6] [--b4-first ADDR6] [--b4-shift BITS] [--inner-src ADDR] [--inner-srcs N]
+//!   [--server ADDR] [--server-port PORT] [--pool PREFIX] [--src-mac MAC] [--dst-mac MAC]
 //! `--size` is the IPv4-side frame on the wire with FCS (64: the smallest; softwire
 //! frames are 40 bytes more). `--to` (out2in) names the mapped address and ports.
-//! `--check` checks kept frames as translated by the AFTR.
+//! `--check` checks kept frames as translated by the AFTR. The addresses default to the
+//! benchmarks' lab; with them it can be aimed at any AFTR (bench/README.md lists every
+//! option and its default).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use bench::generator::{self, Direction, Io, L4, Mix, Plan, Traffic};
-use bench::measure::{arg, percentiles};
+use bench::generator::{self, Addresses, Direction, Io, L4, Mix, Plan, Traffic};
+use bench::measure::{arg, known_options, percentiles};
 use bench::tap::{self, Check};
+use dataplane::config::Ipv4Prefix;
 
 const USAGE: &str = "usage: dslite-gen --iface IF [--netns NS] [--dir in2out|out2in] [--size BYTES] [--flows N] \
 [--b4s N] [--mix udp=70,tcp=25,icmp=5] [--new-flows] [--to ADDR:FIRST-LAST] [--rate PPS] [--seconds S] [--count N] \
-[--io af-xdp|af-packet] [--queues N] [--sample N] [--sink IF [--sink-netns NS] [--check]]";
+[--io af-xdp|af-packet] [--queues N] [--sample N] [--sink IF [--sink-netns NS] [--check]] \
+[--aftr ADDR6] [--b4-first ADDR6] [--b4-shift BITS] [--inner-src ADDR] [--inner-srcs N] [--server ADDR] \
+[--server-port PORT] [--pool PREFIX] [--src-mac MAC] [--dst-mac MAC]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -32,7 +37,14 @@ fn main() -> ExitCode {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     }
-    match run(&args) {
+    let o = match options(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("dslite-gen: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(o) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("dslite-gen: {e}");
@@ -54,55 +66,159 @@ fn parse_to(s: &str) -> Result<(u32, u16, u16), String> {
     Ok((u32::from(a), lo, hi))
 }
 
-fn run(args: &[String]) -> Result<(), String> {
-    let iface: String = arg(args, "--iface").ok_or("--iface is required")?;
-    let dir = match arg::<String>(args, "--dir").as_deref() {
+/// `aa:bb:cc:dd:ee:ff`.
+fn parse_mac(name: &str, s: &str) -> Result<[u8; 6], String> {
+    let bytes: Vec<u8> = s.split(':').filter_map(|b| u8::from_str_radix(b, 16).ok().filter(|_| b.len() == 2)).collect();
+    bytes.try_into().map_err(|_| format!("{name} {s:?}: not a MAC address (aa:bb:cc:dd:ee:ff)"))
+}
+
+/// `A.B.C.D/LEN`.
+fn parse_prefix(name: &str, s: &str) -> Result<Ipv4Prefix, String> {
+    let bad = || format!("{name} {s:?}: not an IPv4 prefix (A.B.C.D/LEN)");
+    let (a, len) = s.split_once('/').ok_or_else(bad)?;
+    let (a, len): (Ipv4Addr, u8) = (a.parse().map_err(|_| bad())?, len.parse().map_err(|_| bad())?);
+    if len > 32 {
+        return Err(bad());
+    }
+    Ok(Ipv4Prefix { addr: u32::from(a), len })
+}
+
+/// The addresses of the traffic: the lab's, but for those the options give.
+fn addresses(args: &[String], b4s: u32) -> Result<Addresses, String> {
+    let lab = Addresses::default();
+    let a = Addresses {
+        aftr: arg::<Ipv6Addr>(args, "--aftr")?.map(|a| a.octets()).unwrap_or(lab.aftr),
+        b4_first: arg::<Ipv6Addr>(args, "--b4-first")?.map(|a| a.octets()).unwrap_or(lab.b4_first),
+        b4_shift: arg(args, "--b4-shift")?.unwrap_or(lab.b4_shift),
+        inner_first: arg::<Ipv4Addr>(args, "--inner-src")?.map(u32::from).unwrap_or(lab.inner_first),
+        inner_count: arg(args, "--inner-srcs")?.unwrap_or(lab.inner_count),
+        server: arg::<Ipv4Addr>(args, "--server")?.map(u32::from).unwrap_or(lab.server),
+        server_port: arg(args, "--server-port")?.or(lab.server_port),
+        pool: arg::<String>(args, "--pool")?.map(|p| parse_prefix("--pool", &p)).transpose()?.unwrap_or(lab.pool),
+        src_mac: arg::<String>(args, "--src-mac")?
+            .map(|m| parse_mac("--src-mac", &m))
+            .transpose()?
+            .unwrap_or(lab.src_mac),
+        dst_mac: arg::<String>(args, "--dst-mac")?
+            .map(|m| parse_mac("--dst-mac", &m))
+            .transpose()?
+            .unwrap_or(lab.dst_mac),
+    };
+    if a.b4_shift > 96 {
+        return Err(format!("--b4-shift {}: 0 to 96 (B4 n is --b4-first + n * 2^BITS)", a.b4_shift));
+    }
+    a.check(b4s).map_err(|e| format!("--b4-first, --b4-shift, --inner-src, --inner-srcs: {e}"))?;
+    Ok(a)
+}
+
+/// A run as the command line asks for it.
+struct Options {
+    iface: String,
+    dir: Direction,
+    io: Io,
+    queues: u32,
+    traffic: Traffic,
+    plan: Plan,
+    netns: Option<String>,
+    sink: Option<String>,
+    sink_ns: String,
+    check: Check,
+}
+
+const WITH_VALUE: &[&str] = &[
+    "--iface",
+    "--netns",
+    "--dir",
+    "--size",
+    "--flows",
+    "--b4s",
+    "--mix",
+    "--to",
+    "--rate",
+    "--seconds",
+    "--count",
+    "--io",
+    "--queues",
+    "--sample",
+    "--sink",
+    "--sink-netns",
+    "--aftr",
+    "--b4-first",
+    "--b4-shift",
+    "--inner-src",
+    "--inner-srcs",
+    "--server",
+    "--server-port",
+    "--pool",
+    "--src-mac",
+    "--dst-mac",
+];
+
+fn options(args: &[String]) -> Result<Options, String> {
+    known_options(args, WITH_VALUE, &["--new-flows", "--check"])?;
+    let iface: String = arg(args, "--iface")?.ok_or("--iface is required")?;
+    let dir = match arg::<String>(args, "--dir")?.as_deref() {
         None | Some("in2out") => Direction::In2Out,
         Some("out2in") => Direction::Out2In,
         Some(d) => return Err(format!("--dir {d:?}: in2out or out2in")),
     };
-    let size: usize = arg(args, "--size").unwrap_or(64);
+    let size: usize = arg(args, "--size")?.unwrap_or(64);
     if !(64..=1518).contains(&size) {
         return Err(format!("--size {size}: 64 to 1518"));
     }
-    let flows: usize = arg(args, "--flows").unwrap_or(1024);
-    let b4s: u32 = arg(args, "--b4s").unwrap_or(64);
-    let mix = match arg::<String>(args, "--mix") {
+    let flows: usize = arg(args, "--flows")?.unwrap_or(1024);
+    let b4s: u32 = arg(args, "--b4s")?.unwrap_or(64);
+    if flows == 0 || b4s == 0 {
+        return Err("--flows and --b4s: 1 or more".into());
+    }
+    let mix = match arg::<String>(args, "--mix")? {
         Some(m) => Mix::parse(&m)?,
         None => Mix::UDP,
     };
-    let io_kind = match arg::<String>(args, "--io").as_deref() {
+    let io = match arg::<String>(args, "--io")?.as_deref() {
         None | Some("af-xdp") => Io::AfXdp,
         Some("af-packet") => Io::AfPacket,
         Some(o) => return Err(format!("--io {o:?}: af-xdp or af-packet")),
     };
-    let queues: u32 = arg(args, "--queues").unwrap_or(1);
+    let queues: u32 = arg(args, "--queues")?.unwrap_or(1);
+    if queues == 0 {
+        return Err("--queues: 1 or more".into());
+    }
+    let a = addresses(args, b4s)?;
     let traffic = match dir {
-        Direction::In2Out if args.iter().any(|a| a == "--new-flows") => Traffic::new_flows(b4s, size),
-        Direction::In2Out => Traffic::softwire(flows, b4s, mix, size, queues),
+        Direction::In2Out if args.iter().any(|a| a == "--new-flows") => Traffic::new_flows(&a, b4s, size),
+        Direction::In2Out => Traffic::softwire(&a, flows, b4s, mix, size, queues),
         Direction::Out2In => {
-            let (addr, lo, hi) = parse_to(&arg::<String>(args, "--to").ok_or("out2in needs --to ADDR:FIRST-LAST")?)?;
+            let (addr, lo, hi) = parse_to(&arg::<String>(args, "--to")?.ok_or("out2in needs --to ADDR:FIRST-LAST")?)?;
             let mapped: Vec<(L4, u32, u16)> = (lo..=hi).enumerate().map(|(i, p)| (mix.pick(i), addr, p)).collect();
-            Traffic::inbound(&mapped, size, queues)
+            Traffic::inbound(&a, &mapped, size, queues)
         }
     };
     let plan = Plan {
-        rate: arg(args, "--rate"),
-        secs: arg(args, "--seconds").unwrap_or(10.0),
-        count: arg(args, "--count").unwrap_or(u64::MAX),
-        sample_every: arg(args, "--sample").unwrap_or(1024),
+        rate: arg(args, "--rate")?,
+        secs: arg(args, "--seconds")?.unwrap_or(10.0),
+        count: arg(args, "--count")?.unwrap_or(u64::MAX),
+        sample_every: arg(args, "--sample")?.unwrap_or(1024),
     };
-    let netns: Option<String> = arg(args, "--netns");
-    let sink: Option<String> = arg(args, "--sink");
-    let sink_ns: String = arg(args, "--sink-netns").or_else(|| netns.clone()).unwrap_or_default();
-    let what = if args.iter().any(|a| a == "--check") { Check::Translated(dir) } else { Check::Mark };
-    let (stop, ready) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
-    let tap = sink.clone().map(|s| tap::start(sink_ns.clone(), s, false, what, stop.clone(), ready.clone()));
-    while tap.is_some() && !ready.load(Ordering::Acquire) {
-        std::thread::sleep(std::time::Duration::from_millis(5));
+    if plan.rate.is_some_and(|r| !(r > 0.0 && r.is_finite()))
+        || plan.secs.is_nan()
+        || plan.secs <= 0.0
+        || plan.sample_every == 0
+    {
+        return Err("--rate, --seconds and --sample: more than 0".into());
     }
+    let netns: Option<String> = arg(args, "--netns")?;
+    let sink: Option<String> = arg(args, "--sink")?;
+    let sink_ns: String = arg(args, "--sink-netns")?.or_else(|| netns.clone()).unwrap_or_default();
+    let check = if args.iter().any(|a| a == "--check") { Check::Translated(dir, a) } else { Check::Mark };
+    Ok(Options { iface, dir, io, queues, traffic, plan, netns, sink, sink_ns, check })
+}
+
+fn run(o: Options) -> Result<(), String> {
+    let Options { iface, dir, io: io_kind, queues, traffic, plan, netns, sink, sink_ns, check: what } = o;
+    let tap = sink.clone().map(|s| tap::start(sink_ns.clone(), s, false, what)).transpose()?;
     let count_sink = |s: &str| tap::rx_packets(&sink_ns, s);
-    let base = sink.as_deref().map(count_sink).unwrap_or(0);
+    let base = sink.as_deref().map(count_sink).transpose()?.unwrap_or(0);
     println!(
         "dslite-gen: {} frames of {} bytes ({} templates) out of {iface} by {io_kind:?}, {}",
         dir.name(),
@@ -120,9 +236,14 @@ fn run(args: &[String]) -> Result<(), String> {
                 let rate = (n - last_n) as f64 / (t - last_t) / 1e6;
                 let mut line = format!("{t:5.1} s  sent {rate:.3} Mpps  (total {n})");
                 if let Some(s) = &sink {
-                    let rx = count_sink(s);
-                    line += &format!("  sink {:.3} Mpps", (rx - last_rx) as f64 / (t - last_t) / 1e6);
-                    last_rx = rx;
+                    match count_sink(s) {
+                        Ok(rx) => {
+                            line +=
+                                &format!("  sink {:.3} Mpps", rx.saturating_sub(last_rx) as f64 / (t - last_t) / 1e6);
+                            last_rx = rx;
+                        }
+                        Err(e) => line += &format!("  sink: {e}"),
+                    }
                 }
                 println!("{line}");
                 (last_t, last_n) = (t, n);
@@ -134,16 +255,22 @@ fn run(args: &[String]) -> Result<(), String> {
     })?;
     std::thread::sleep(std::time::Duration::from_millis(200));
     print!("sent {} frames in {:.2} s: {:.3} Mpps", sent.frames, sent.secs, sent.rate() / 1e6);
-    if let (Some(s), Some(tap)) = (&sink, tap) {
-        let got = count_sink(s) - base;
-        stop.store(true, Ordering::Release);
-        let mut r = tap.join().expect("tap thread");
-        let loss = (100.0 * (1.0 - got as f64 / sent.frames.max(1) as f64)).max(0.0);
+    if sent.frames == 0 {
+        println!();
+        return Err(format!("nothing was sent out of {iface}"));
+    }
+    let (Some(s), Some(tap)) = (&sink, tap) else {
+        println!();
+        return Ok(());
+    };
+    let got = count_sink(s)?.saturating_sub(base);
+    let mut r = tap.finish();
+    let loss = (100.0 * (1.0 - got as f64 / sent.frames as f64)).max(0.0);
+    print!("; sink received {got} ({loss:.2}% lost); {} sampled frames, {} failed the check", r.frames, r.bad);
+    if r.frames > 0 {
         let p = percentiles(&mut r.latency_ns, &[50.0, 90.0, 99.0, 99.9]);
         print!(
-            "; sink received {got} ({loss:.2}% lost); {} sampled frames, {} failed the check; latency p50 {:.1} p90 {:.1} p99 {:.1} p99.9 {:.1} us",
-            r.frames,
-            r.bad,
+            "; latency p50 {:.1} p90 {:.1} p99 {:.1} p99.9 {:.1} us",
             p[0] as f64 / 1e3,
             p[1] as f64 / 1e3,
             p[2] as f64 / 1e3,
@@ -151,5 +278,97 @@ fn run(args: &[String]) -> Result<(), String> {
         );
     }
     println!();
+    if got == 0 {
+        return Err(format!("the sink {s} counted nothing"));
+    }
+    // A run long enough to sample must have kept samples: else there is no latency.
+    if r.frames == 0 && sent.frames >= plan.sample_every {
+        return Err(format!("the tap on {s} kept no sampled frame: no latency"));
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dataplane::wire::checksum;
+
+    fn opts(line: &str) -> Result<Options, String> {
+        options(&line.split_whitespace().map(String::from).collect::<Vec<_>>())
+    }
+
+    /// The IPv4 header and transport checksums of the packet at `at` are right.
+    fn valid(f: &[u8], at: usize) -> bool {
+        let p = &f[at..];
+        let c = 20 + [6, 16, 2][L4::of_proto(p[9]).unwrap() as usize];
+        checksum::checksum(&p[..20]) == 0 && u16::from_be_bytes([p[c], p[c + 1]]) == generator::l4_checksum(p)
+    }
+
+    #[test]
+    fn the_defaults_are_the_lab() {
+        let o = opts("--iface x").unwrap();
+        assert_eq!(o.traffic.addrs, Addresses::default());
+        let lab = Traffic::softwire(&Addresses::default(), 1024, 64, Mix::UDP, 64, 1);
+        assert!(o.traffic.templates.iter().zip(&lab.templates).all(|(a, b)| a.bytes == b.bytes));
+    }
+
+    #[test]
+    fn the_address_options_change_the_frames_and_keep_them_valid() {
+        let o = opts(
+            "--iface x --b4s 4 --flows 8 --mix udp=1,tcp=1,icmp=1 --aftr 2001:db8:aaaa::1 --b4-first 2001:db8:bbbb::10 \
+             --b4-shift 4 --inner-src 10.1.1.1 --inner-srcs 2 --server 192.0.2.9 --server-port 8080 \
+             --src-mac 0a:0b:0c:0d:0e:0f --dst-mac 02:aa:bb:cc:dd:ee",
+        )
+        .unwrap();
+        for (i, t) in o.traffic.templates.iter().enumerate() {
+            let f = &t.bytes;
+            assert!(valid(f, 54), "flow {i}");
+            assert_eq!(&f[0..12], &[2, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f]);
+            // Flow i: B4 i % 4 (2001:db8:bbbb::10 + 16 n), its flow i / 4, host 10.1.1.1 + (i / 4) % 2.
+            let b4: Ipv6Addr = format!("2001:db8:bbbb::{:x}", 0x10 + 16 * (i % 4)).parse().unwrap();
+            assert_eq!(&f[22..38], &b4.octets(), "flow {i}");
+            assert_eq!(&f[38..54], &"2001:db8:aaaa::1".parse::<Ipv6Addr>().unwrap().octets());
+            assert_eq!(&f[54 + 12..54 + 20], &[10, 1, 1, 1 + (i / 4 % 2) as u8, 192, 0, 2, 9], "flow {i}");
+            if t.l4 != L4::Icmp {
+                assert_eq!(&f[76..78], &8080u16.to_be_bytes(), "flow {i}");
+            }
+        }
+        let o =
+            opts("--iface x --dir out2in --to 192.0.2.100:5000-5003 --server 192.0.2.9 --server-port 8080").unwrap();
+        for t in &o.traffic.templates {
+            assert!(valid(&t.bytes, 14));
+            assert_eq!(&t.bytes[26..34], &[192, 0, 2, 9, 192, 0, 2, 100]);
+            assert_eq!(&t.bytes[34..36], &8080u16.to_be_bytes());
+        }
+        let o = opts("--iface x --check --pool 100.64.0.0/10").unwrap();
+        assert!(
+            matches!(o.check, Check::Translated(Direction::In2Out, a) if a.in_pool(0x647f_ffff) && !a.in_pool(0xc633_6401))
+        );
+    }
+
+    #[test]
+    fn bad_address_options_are_errors() {
+        for bad in [
+            "--aftr 10.0.0.1",
+            "--b4-first 2001:db8::zz",
+            "--b4-shift 97",
+            "--b4-first ffff:ffff:ffff:ffff:ffff:ffff:ffff:fff0 --b4-shift 4",
+            "--inner-src 10.0.0",
+            "--inner-srcs 0",
+            "--inner-src 255.255.255.255 --inner-srcs 2",
+            "--server ::1",
+            "--server-port 70000",
+            "--pool 10.0.0.0",
+            "--pool 10.0.0.0/33",
+            "--src-mac 02:00:00:00:00",
+            "--dst-mac 02:00:00:00:00:0g",
+            "--dst-mac 2:0:0:0:0:1",
+            "--size 63",
+            "--rate 0",
+        ] {
+            let e = opts(&format!("--iface x {bad}")).err();
+            let option = bad.split_whitespace().next().unwrap();
+            assert!(e.as_ref().is_some_and(|e| e.contains(option) || e.contains("--b4-first")), "{bad}: {e:?}");
+        }
+    }
 }

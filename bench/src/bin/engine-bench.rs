@@ -442,8 +442,21 @@ fn memory(n: u32) -> (f64, f64) {
         .output()
         .expect("run memory child");
     let text = String::from_utf8_lossy(&out.stdout);
-    let mut v = text.split_whitespace().filter_map(|x| x.parse::<f64>().ok());
-    (v.next().unwrap_or(f64::NAN), v.next().unwrap_or(f64::NAN))
+    let v: Vec<f64> = text.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    match v[..] {
+        // A child that failed, or printed no figures, measured nothing: no NaN or 0 in
+        // the summary.
+        [resident, table] if out.status.success() && resident > 0.0 && table > 0.0 => (resident, table),
+        _ => {
+            eprintln!(
+                "engine-bench: the memory measurement at {n} sessions failed ({}; it printed {:?}): {}",
+                out.status,
+                text.trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            std::process::exit(1);
+        }
+    }
 }
 
 fn memory_child(n: u32) {

@@ -7,7 +7,7 @@
 //! Steers traffic to the benchmark endpoint (2001:db8::1) and pool (198.51.100.0/24).
 //! Stops on SIGTERM or SIGINT, detaching the program, and prints what it forwarded.
 
-use bench::measure::arg;
+use bench::measure::{arg, known_options};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,15 +17,32 @@ use dataplane::io::xdp::{Mode, Steering};
 use dataplane::io::xsk::{PollMode, XskPair};
 use dataplane::{Egress, Verdict};
 
+const USAGE: &str = "usage: xdp-forward --softwire IF --internet IF [--core N] [--poll busy|blocking]";
+
+/// The interfaces, the core and the poll mode from the command line.
+fn options(args: &[String]) -> Result<(String, String, Option<usize>, PollMode), String> {
+    known_options(args, &["--softwire", "--internet", "--core", "--poll"], &[])?;
+    let (Some(sw), Some(inet)) = (arg::<String>(args, "--softwire")?, arg::<String>(args, "--internet")?) else {
+        return Err(USAGE.into());
+    };
+    let poll = match arg::<String>(args, "--poll")?.as_deref() {
+        None | Some("busy") => PollMode::Busy,
+        Some("blocking") => PollMode::Block,
+        Some(p) => return Err(format!("--poll {p:?}: busy or blocking")),
+    };
+    Ok((sw, inet, arg(args, "--core")?, poll))
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (Some(sw), Some(inet)) = (arg::<String>(&args, "--softwire"), arg::<String>(&args, "--internet")) else {
-        eprintln!("usage: xdp-forward --softwire IF --internet IF [--core N] [--poll busy|blocking]");
-        return ExitCode::from(2);
+    let (sw, inet, core, poll) = match options(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("xdp-forward: {e}");
+            return ExitCode::from(2);
+        }
     };
-    let poll =
-        if arg::<String>(&args, "--poll").as_deref() == Some("blocking") { PollMode::Block } else { PollMode::Busy };
-    if let Some(core) = arg::<usize>(&args, "--core") {
+    if let Some(core) = core {
         core_affinity::set_for_current(core_affinity::CoreId { id: core });
     }
     match run(&sw, &inet, poll) {
