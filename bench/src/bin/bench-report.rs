@@ -148,7 +148,28 @@ impl Drop for Running {
     }
 }
 
+/// aftrd's hand-off counters: (handed_off_softwire, handed_off_internet, rx_frames).
+#[derive(Debug, Clone, Copy, Default)]
+struct Handed(u64, u64, u64);
+
 impl Running {
+    /// aftrd's hand-off counters now (None for the bare forwarder).
+    fn handed(&self) -> Result<Option<Handed>, String> {
+        let Some(sock) = &self.1 else { return Ok(None) };
+        let out = Command::new(bin("aftrctl"))
+            .arg("--socket")
+            .arg(sock)
+            .args(["display", "statistics"])
+            .output()
+            .map_err(|e| format!("aftrctl: {e}"))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() || !text.contains("rx_frames") {
+            return Err(format!("aftrctl display statistics: {}{}", text, String::from_utf8_lossy(&out.stderr)));
+        }
+        let v = |k| dataplane::testing::statistic(&text, k);
+        Ok(Some(Handed(v("handed_off_softwire"), v("handed_off_internet"), v("rx_frames"))))
+    }
+
     /// Whether the DUT still runs: one that ended mid-run measured nothing after.
     fn alive(&mut self, dut: Dut) -> Result<(), String> {
         match self.0.try_wait() {
@@ -394,6 +415,19 @@ struct Cell {
     dir: Direction,
     dut: Dut,
     found: Found,
+    /// Share of the frames received from the network that aftrd handed to another
+    /// worker during this direction's search (None for the bare forwarder).
+    handed: Option<f64>,
+}
+
+/// The share of frames from the network handed over between `before` and `after`, of
+/// the side `dir`'s frames come from. Every frame from the network counts once in
+/// `rx_frames` where it lands, and once more at its owner if it was handed over.
+fn handed_share(before: Handed, after: Handed, dir: Direction) -> Option<f64> {
+    let (sw, inet, rx) = (after.0 - before.0, after.1 - before.1, after.2 - before.2);
+    let from_network = rx.checked_sub(sw + inet).filter(|&n| n > 0)?;
+    let side = if dir == Direction::In2Out { sw } else { inet };
+    Some(side as f64 / from_network as f64)
 }
 
 /// The softwire frames of the run and, after aftrd's warm-up, the mapped flows.
@@ -437,8 +471,16 @@ fn measure(t: &Topology, dir: &Path, s: &Settings, sizes: &[usize], duts: &[Dut]
                     size,
                     sw.templates[0].bytes.len() + 4
                 );
+                let before = running.handed()?;
                 let found = search(t, s, dut, d, traffic)?;
                 running.alive(dut)?;
+                let handed = match (before, running.handed()?) {
+                    (Some(b), Some(a)) => Some(
+                        handed_share(b, a, d)
+                            .ok_or_else(|| format!("{}: aftrd counted no received frame in the search", dut.name()))?,
+                    ),
+                    _ => None,
+                };
                 eprintln!(
                     "  => {:.3} Mpps{} ({:.2}% lost); latency p50 {:.1} p99 {:.1} us",
                     found.rate / 1e6,
@@ -447,7 +489,10 @@ fn measure(t: &Topology, dir: &Path, s: &Settings, sizes: &[usize], duts: &[Dut]
                     found.latency_us[0],
                     found.latency_us[2]
                 );
-                cells.push(Cell { size, dir: d, dut, found });
+                if let Some(h) = handed {
+                    eprintln!("  {:.1}% of the frames handed to another worker", h * 100.0);
+                }
+                cells.push(Cell { size, dir: d, dut, found, handed });
             }
         }
     }
@@ -464,6 +509,16 @@ const ENGINE_FIGURES: &[(&str, &str, &str)] = &[
     ("new_sessions_per_sec", "new sessions per second", ">= 2000000"),
     ("bytes_per_session_1m", "memory per session at 1M sessions, bytes", "<= 128"),
     ("bytes_per_session_10m", "memory per session at 10M sessions, bytes", "<= 128"),
+    (
+        "mix_in2out_mpps",
+        "mix UDP/TCP/ICMP 70/25/5, address-and-port-dependent filtering, 4 remotes per mapping, softwire -> IPv4, Mpps",
+        "",
+    ),
+    ("mix_out2in_mpps", "the same mix, IPv4 -> softwire, Mpps", ""),
+    ("scale2_in2out", "two workers on two cores / one worker, softwire -> IPv4, no hand-off", ">= 1.8"),
+    ("scale2_half_in2out", "the same, 50% of the frames handed to the other worker", ">= 1.5"),
+    ("scale2_out2in", "two workers / one worker, IPv4 -> softwire, no hand-off", ">= 1.8"),
+    ("scale2_half_out2in", "the same, 50% handed over", ">= 1.5"),
 ];
 
 /// The hot-backup figures: key in `failover-bench`'s summary, what it is.
@@ -810,11 +865,42 @@ fn run(args: &[String], o: Options) -> Result<(), String> {
          core 0, the DUT's first worker on core 1, a second worker on core 0 with the generator. On veth the \
          receive side's XDP program and copy into the DUT's UMEM run in the sender's softirq. Copy-mode \
          AF_XDP (veth has no zero-copy). With two workers, the generator spreads B4s over two RX queues \
-         (B4 n on queue n mod 2, as RSS on the outer header would), independent of aftrd's owner hash, so \
-         about half the frames are handed to the other worker.\n"
+         (B4 n on queue n mod 2, as RSS on the outer header would keep a B4 on one queue); worker i reads \
+         queue i.\n"
     );
+    let multi: Vec<&Cell> = cells.iter().filter(|c| matches!(c.dut, Dut::Aftrd(n) if n > 1)).collect();
+    if !multi.is_empty() {
+        let _ = writeln!(md, "### Hand-offs between workers\n");
+        let _ = writeln!(
+            md,
+            "Share of the frames from the network that the receiving worker handed to the worker owning them, over \
+             each search (`handed_off_softwire` or `handed_off_internet` against `rx_frames`). A subscriber belongs \
+             to the worker its frames reach (decision 0010), so softwire frames stay where they land; IPv4 frames \
+             belong to the owner of their port, which the generator's queue choice (mapped port n on queue n mod 2) \
+             ignores.\n"
+        );
+        let _ = writeln!(md, "| frame | direction | DUT | handed over |\n| --- | --- | --- | --- |");
+        for c in &multi {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {:.1}% |",
+                c.size,
+                c.dir.name(),
+                c.dut.name(),
+                c.handed.unwrap_or(0.0) * 100.0
+            );
+        }
+        md.push('\n');
+    }
     if let Some(e) = &engine {
-        let _ = writeln!(md, "## Engine, in memory (`engine-bench`, one core, no I/O)\n");
+        let _ = writeln!(md, "## Engine, in memory (`engine-bench`, no I/O)\n");
+        let _ = writeln!(
+            md,
+            "One worker on one core but for the scaling rows (two workers pinned to two cores). Around every \
+             batch the clock is set and expiry runs; each timed pass holds a refresh-interval rollover, so every \
+             session is relinked and emits a refresh event, which a thread drains as the board's event thread \
+             does.\n"
+        );
         let _ = writeln!(md, "| figure | value | goal |\n| --- | --- | --- |");
         for (k, name, goal) in ENGINE_FIGURES {
             let _ = writeln!(md, "| {name} | {} | {goal} |", get(e, k));
@@ -831,13 +917,16 @@ fn run(args: &[String], o: Options) -> Result<(), String> {
     }
     let report = out_dir.join(format!("{date}.md"));
     std::fs::write(&report, md).map_err(|e| format!("{}: {e}", report.display()))?;
-    let summary: Vec<String> = cells
-        .iter()
-        .map(|c| {
-            let dir = if c.dir == Direction::In2Out { "in2out" } else { "out2in" };
-            format!("{}_{}_{}_mpps={:.3}", c.dut.short(), dir, c.size, c.found.rate / 1e6)
-        })
-        .collect();
+    let mut summary: Vec<String> = Vec::new();
+    for c in &cells {
+        let dir = if c.dir == Direction::In2Out { "in2out" } else { "out2in" };
+        summary.push(format!("{}_{}_{}_mpps={:.3}", c.dut.short(), dir, c.size, c.found.rate / 1e6));
+        if let (Some(h), Dut::Aftrd(n)) = (c.handed, c.dut)
+            && n > 1
+        {
+            summary.push(format!("{}_{}_{}_handed_pct={:.1}", c.dut.short(), dir, c.size, h * 100.0));
+        }
+    }
     println!("report: {} and {}", report.display(), svg.display());
     println!("summary: {}", summary.join(" "));
     Ok(())
@@ -846,6 +935,16 @@ fn run(args: &[String], o: Options) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hand_off_shares_count_each_frame_from_the_network_once() {
+        // 1000 softwire frames arrived, 250 of them at the wrong worker (each then
+        // counted again by its owner).
+        let (b, a) = (Handed(5, 7, 100), Handed(255, 7, 1350));
+        assert_eq!(handed_share(b, a, Direction::In2Out), Some(0.25));
+        assert_eq!(handed_share(b, a, Direction::Out2In), Some(0.0));
+        assert_eq!(handed_share(b, b, Direction::In2Out), None, "nothing received: no figure");
+    }
 
     #[test]
     fn a_summary_of_nothing_fails_the_report() {

@@ -43,7 +43,7 @@ use dataplane::{Egress, Engine, Frame, HEADROOM, Sink, Verdict, WorkerId};
 
 use bench::frames;
 use bench::generator::{self, L4, Mix};
-use bench::measure::{arg, median, rss_bytes, shuffle};
+use bench::measure::{arg, known_options, median, rss_bytes, shuffle};
 
 struct NullSink;
 impl Sink for NullSink {
@@ -648,14 +648,35 @@ fn row(label: &str, e: &Est) {
     );
 }
 
-fn run(args: &[String]) -> Outcome<()> {
+const USAGE: &str = "usage: engine-bench [--quick] [--skip-10m] [--rounds N] [--seconds S]";
+
+/// What the command line asks for.
+struct Options {
+    quick: bool,
+    skip_10m: bool,
+    rounds: usize,
+    secs: f64,
+}
+
+fn options(args: &[String]) -> Result<Options, String> {
+    known_options(args, &["--rounds", "--seconds"], &["--quick", "--skip-10m"])?;
     let quick = args.iter().any(|a| a == "--quick");
     let skip_10m = quick || args.iter().any(|a| a == "--skip-10m");
-    let rounds: usize = arg(args, "--rounds").unwrap_or(if quick { 1 } else { 3 });
-    let secs: f64 = arg(args, "--seconds").unwrap_or(if quick { 0.2 } else { 1.0 });
+    let rounds: usize = arg(args, "--rounds")?.unwrap_or(if quick { 1 } else { 3 });
+    let secs: f64 = arg(args, "--seconds")?.unwrap_or(if quick { 0.2 } else { 1.0 });
     if rounds == 0 || secs.is_nan() || secs <= 0.0 {
         return Err("--rounds and --seconds must be positive".into());
     }
+    Ok(Options { quick, skip_10m, rounds, secs })
+}
+
+/// `1m` for 1,000,000, `100k` for 100,000: how the summary names a table size.
+fn size_label(n: u32) -> String {
+    if n >= 1_000_000 && n.is_multiple_of(1_000_000) { format!("{}m", n / 1_000_000) } else { format!("{}k", n / 1000) }
+}
+
+fn run(o: &Options) -> Outcome<()> {
+    let Options { quick, skip_10m, rounds, secs } = *o;
     let budget = Duration::from_secs_f64(secs);
     let (small, large, mixed, per_worker) =
         if quick { (10_000, 100_000, 25_000, 10_000) } else { (10_000, 1_000_000, 250_000, 100_000) };
@@ -679,9 +700,11 @@ fn run(args: &[String]) -> Outcome<()> {
     println!("new sessions: {:.2} M/s ({:.3}x baseline packet rate)", ns / 1e6, ns / 1e6 / s.base);
     let (m1, t1) = memory(large);
     println!("memory at {large} sessions: {m1:.1} B/session resident ({t1:.1} B/session of table capacity)");
-    let (m10, t10) = if skip_10m { (0.0, 0.0) } else { memory(10_000_000) };
+    let mut ten_million = String::new();
     if !skip_10m {
+        let (m10, t10) = memory(10_000_000);
         println!("memory at 10000000 sessions: {m10:.1} B/session resident ({t10:.1} B/session of table capacity)");
+        ten_million = format!(" bytes_per_session_10m={m10:.1}");
     }
     let cores = core_affinity::get_core_ids().map_or(0, |c| c.len());
     if cores < 2 {
@@ -703,8 +726,9 @@ fn run(args: &[String]) -> Outcome<()> {
         );
         scale.push(sc);
     }
+    let (k, big) = (size_label(small), size_label(large));
     println!(
-        "summary: baseline_mpps={:.2} est10k_in2out_mpps={:.2} est10k_out2in_mpps={:.2} est10k_ratio={:.3} est1m_in2out_mpps={:.2} est1m_out2in_mpps={:.2} est1m_ratio={:.3} mix_in2out_mpps={:.2} mix_out2in_mpps={:.2} mix_ratio={:.3} new_sessions_per_sec={:.0} bytes_per_session_1m={:.1} bytes_per_session_10m={:.1} scale2_in2out={:.2} scale2_half_in2out={:.2} scale2_out2in={:.2} scale2_half_out2in={:.2}",
+        "summary: baseline_mpps={:.2} est{k}_in2out_mpps={:.2} est{k}_out2in_mpps={:.2} est{k}_ratio={:.3} est{big}_in2out_mpps={:.2} est{big}_out2in_mpps={:.2} est{big}_ratio={:.3} mix_in2out_mpps={:.2} mix_out2in_mpps={:.2} mix_ratio={:.3} new_sessions_per_sec={:.0} bytes_per_session_{big}={:.1}{ten_million} scale2_in2out={:.2} scale2_half_in2out={:.2} scale2_out2in={:.2} scale2_half_out2in={:.2}",
         s.base,
         s.in2out,
         s.out2in,
@@ -717,7 +741,6 @@ fn run(args: &[String]) -> Outcome<()> {
         (m.in2out.min(m.out2in)) / m.base,
         ns,
         m1,
-        m10,
         scale[0].two / scale[0].one,
         scale[0].two_half / scale[0].one,
         scale[1].two / scale[1].one,
@@ -728,11 +751,21 @@ fn run(args: &[String]) -> Outcome<()> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Some(n) = arg::<u32>(&args, "--memory-child") {
+    if let [flag, n] = &args[..]
+        && flag == "--memory-child"
+        && let Ok(n) = n.parse()
+    {
         memory_child(n);
         return ExitCode::SUCCESS;
     }
-    match run(&args) {
+    let o = match options(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("engine-bench: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&o) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("engine-bench: {e}");
