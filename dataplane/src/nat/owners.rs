@@ -15,15 +15,25 @@
 //! subscriber is created or goes: never on the path of an established flow. Bounded by
 //! the subscriber tables: a claim exists only while its subscriber does.
 
-use dashmap::DashMap;
-use dashmap::mapref::entry::Entry;
-
 use crate::engine::WorkerId;
 
 /// The board's claims: B4 address to owning worker.
-#[derive(Debug, Default)]
 pub struct Owners {
-    claims: DashMap<[u8; 16], WorkerId, ahash::RandomState>,
+    /// Lock-free reads (papaya): a worker looking up a claim writes nothing shared, so
+    /// workers reading the map do not pull a lock's cache line back and forth.
+    claims: papaya::HashMap<[u8; 16], WorkerId, ahash::RandomState>,
+}
+
+impl Default for Owners {
+    fn default() -> Self {
+        Owners { claims: papaya::HashMap::with_hasher(ahash::RandomState::new()) }
+    }
+}
+
+impl std::fmt::Debug for Owners {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Owners").field("claims", &self.len()).finish()
+    }
 }
 
 impl Owners {
@@ -32,22 +42,22 @@ impl Owners {
     }
 
     /// The worker holding subscriber `b4`, if any does.
+    #[inline]
     pub fn owner(&self, b4: &[u8; 16]) -> Option<WorkerId> {
-        self.claims.get(b4).map(|w| *w)
+        self.claims.pin().get(b4).copied()
     }
 
     /// Claims `b4` for worker `me` unless another worker holds it; returns the owner.
     pub fn claim(&self, b4: &[u8; 16], me: WorkerId) -> WorkerId {
-        *self.claims.entry(*b4).or_insert(me)
+        match self.claims.pin().try_insert(*b4, me) {
+            Ok(_) => me,
+            Err(taken) => *taken.current,
+        }
     }
 
     /// Gives up `me`'s claim on `b4` (nothing if another worker holds it).
     pub fn release(&self, b4: &[u8; 16], me: WorkerId) {
-        if let Entry::Occupied(e) = self.claims.entry(*b4)
-            && *e.get() == me
-        {
-            e.remove();
-        }
+        let _ = self.claims.pin().remove_if(b4, |_, &w| w == me);
     }
 
     /// How many subscribers are claimed.

@@ -59,6 +59,8 @@ struct Reassembly {
 pub struct Reassembler {
     slots: Vec<Reassembly>,
     limits: FragLimits,
+    /// No live slot has an earlier deadline: expiry skips the walk until then.
+    earliest: u64,
 }
 
 impl Reassembler {
@@ -75,14 +77,20 @@ impl Reassembler {
                 buf: vec![0; REASM_HEADROOM + ipv6::HEADER_LEN + limits.max_datagram],
             })
             .collect();
-        Reassembler { slots, limits }
+        Reassembler { slots, limits, earliest: u64::MAX }
     }
 
+    /// Drops the reassemblies whose time ran out. Runs between every batch, so it walks
+    /// the slots only when a deadline has passed.
     pub fn expire(&mut self, now_ms: u64, c: &WorkerCounters) {
+        if now_ms < self.earliest {
+            return;
+        }
         for s in self.slots.iter_mut().filter(|s| s.live && s.deadline <= now_ms) {
             s.live = false;
             c.inc(Counter::DropFragTimeout);
         }
+        self.earliest = self.slots.iter().filter(|s| s.live).map(|s| s.deadline).min().unwrap_or(u64::MAX);
     }
 
     pub fn in_progress(&self) -> usize {
@@ -115,6 +123,8 @@ pub struct FragTracker4 {
     datagrams: Vec<Datagram>,
     held: Vec<Held>,
     limits: FragLimits,
+    /// No live datagram or held fragment has an earlier deadline.
+    earliest: u64,
 }
 
 /// Largest inbound fragment that can be held.
@@ -145,10 +155,16 @@ impl FragTracker4 {
                 })
                 .collect(),
             limits,
+            earliest: u64::MAX,
         }
     }
 
+    /// Drops the datagrams and held fragments whose time ran out; walks the tables only
+    /// when a deadline has passed.
     pub fn expire(&mut self, now_ms: u64, c: &WorkerCounters) {
+        if now_ms < self.earliest {
+            return;
+        }
         for d in self.datagrams.iter_mut().filter(|d| d.live && d.deadline <= now_ms) {
             d.live = false;
         }
@@ -156,6 +172,8 @@ impl FragTracker4 {
             h.live = false;
             c.inc(Counter::DropFragTimeout);
         }
+        let live = self.datagrams.iter().filter(|d| d.live).map(|d| d.deadline);
+        self.earliest = live.chain(self.held.iter().filter(|h| h.live).map(|h| h.deadline)).min().unwrap_or(u64::MAX);
     }
 
     fn find(&self, key: (u32, u32, u16, u8)) -> Option<usize> {
@@ -201,6 +219,7 @@ impl Engine {
                 s.live = true;
                 s.key = key;
                 s.deadline = self.now_ms + limits.timeout_ms;
+                self.frag6.earliest = self.frag6.earliest.min(s.deadline);
                 s.npieces = 0;
                 s.total = None;
                 i
@@ -306,6 +325,7 @@ impl Engine {
                 dg.total = None;
                 dg.seen = 0;
                 dg.deadline = self.now_ms + limits.timeout_ms;
+                self.frag4.earliest = self.frag4.earliest.min(dg.deadline);
                 d
             }
         };
@@ -367,6 +387,7 @@ impl Engine {
         hs.live = true;
         hs.key = key;
         hs.deadline = self.now_ms + limits.timeout_ms;
+        self.frag4.earliest = self.frag4.earliest.min(hs.deadline);
         hs.len = flen;
         hs.buf[HEADROOM..HEADROOM + flen].copy_from_slice(f.bytes());
         Verdict::Consumed
