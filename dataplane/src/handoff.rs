@@ -60,6 +60,8 @@ pub struct Mailbox {
     frame_size: usize,
     /// Slots per batch.
     slots: usize,
+    /// Batches per lane.
+    batches: usize,
 }
 
 /// Builds the mailboxes of `workers` workers: up to `depth` frames of up to
@@ -75,6 +77,7 @@ pub fn mesh(workers: u16, depth: usize, frame_size: usize) -> Vec<Mailbox> {
             inbox: (0..n).map(|_| None).collect(),
             frame_size,
             slots,
+            batches,
         })
         .collect();
     for from in 0..n {
@@ -127,8 +130,22 @@ impl Mailbox {
         Ok(())
     }
 
-    /// Sends every lane's open batch.
+    /// Sends every lane's open batch, unless the receiver is behind: while half of a
+    /// lane's batches wait for it, the open batch stays open and fills up, so that a
+    /// slow receiver gets full batches (the lane then holds its whole depth in frames,
+    /// not one frame a batch) and a frame waits no longer than the receiver makes it.
     pub fn flush(&self) {
+        for lane in self.out.iter().flatten() {
+            let mut open = lane.open.borrow_mut();
+            if open.is_some() && lane.tx.len() * 2 < self.batches {
+                let _ = lane.tx.try_send(open.take().expect("a batch is open"));
+            }
+        }
+    }
+
+    /// Sends every lane's open batch, whatever the receiver's backlog (at the end of a
+    /// run, or in tests).
+    pub fn flush_all(&self) {
         for lane in self.out.iter().flatten() {
             if let Some(b) = lane.open.borrow_mut().take() {
                 let _ = lane.tx.try_send(b);
@@ -232,6 +249,21 @@ mod tests {
     }
 
     #[test]
+    fn a_receiver_that_is_behind_gets_full_batches() {
+        // 4 batches of 32: flushing after every frame while nobody receives sends two
+        // one-frame batches, then keeps filling the open one instead of wasting more.
+        let m = mesh(2, 128, 256);
+        let mut sent = 0;
+        while m[0].send(1, &[1; 60], None).is_ok() {
+            m[0].flush();
+            sent += 1;
+        }
+        assert_eq!(sent, 2 + 32 + 32, "two flushed singles, then full batches");
+        m[0].flush_all();
+        assert_eq!(m[1].receive(usize::MAX, |_| {}), sent);
+    }
+
+    #[test]
     fn lanes_work_across_threads() {
         let mut m = mesh(2, 64, 128);
         let rx = m.pop().unwrap();
@@ -245,7 +277,7 @@ mod tests {
                     Err(_) => full += 1,
                 }
             }
-            tx.flush();
+            tx.flush_all();
             (sent, full)
         });
         let mut got = 0u32;

@@ -489,7 +489,7 @@ fn measure(t: &Topology, dir: &Path, s: &Settings, sizes: &[usize], duts: &[Dut]
                     found.latency_us[0],
                     found.latency_us[2]
                 );
-                if let Some(h) = handed {
+                if let (Some(h), Dut::Aftrd(2..)) = (handed, dut) {
                     eprintln!("  {:.1}% of the frames handed to another worker", h * 100.0);
                 }
                 cells.push(Cell { size, dir: d, dut, found, handed });

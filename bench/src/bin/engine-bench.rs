@@ -562,7 +562,7 @@ fn parallel(
         (done, t.elapsed().as_secs_f64())
     });
     // Frames still in the lanes when the pass stopped are not the next pass's.
-    mailboxes.iter().for_each(Mailbox::flush);
+    mailboxes.iter().for_each(Mailbox::flush_all);
     for m in mailboxes.iter() {
         m.receive(usize::MAX, |_| {});
     }
