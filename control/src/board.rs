@@ -415,7 +415,8 @@ fn worker_io_loop(
         for (w, f, hint) in sink.handed.drain(..) {
             hand_over(&mailbox, &counters, w, &f, hint);
         }
-        // What was handed over in this round leaves now: a frame waits one round at most.
+        // What was handed over in this round leaves now (unless its owner is behind:
+        // then the batch fills up first, see `handoff`).
         mailbox.flush();
         // Frames made on the side: outer fragments, released IPv4 fragments.
         for (e, f) in sink.emitted.drain(..) {
@@ -644,7 +645,7 @@ impl Board {
         let mut workers = Vec::new();
         let mut pinned = 0;
         // The workers' claims on subscribers: each holds those whose frames reach it.
-        let owners = Arc::new(dataplane::nat::owners::Owners::new());
+        let owners = Arc::new(dataplane::nat::owners::Owners::with_capacity(n * cfg.max_subscribers as usize));
         for id in 0..n as u16 {
             let (engine, events) = Engine::with_owners(&cfg, id, seed, owners.clone()).map_err(|e| e.to_string())?;
             let _ = ev_tx.send(events);
@@ -742,7 +743,7 @@ impl Board {
     }
 
     /// Installs blocks and sessions (from the peer board), each on the worker that owns
-    /// its subscriber. Returns how many blocks and sessions were refused.
+    /// its ports (and so its subscriber). Returns how many were refused.
     pub fn install(&self, blocks: Vec<BlockRecord>, sessions: Vec<SessionRecord>) -> (usize, usize) {
         self.handle.install(blocks, sessions)
     }

@@ -164,7 +164,7 @@ pub struct Engine {
     pool_ranges: Vec<(u32, u32, u8, u32)>,
     pub(crate) subs: SubscriberTable,
     /// The board's claims on subscribers, shared by its workers.
-    owners: Arc<Owners>,
+    pub(crate) owners: Arc<Owners>,
     pub(crate) sessions: SessionTable,
     /// Keys of the table hash, from the board's seed (against crafted collisions).
     keys: [u64; 4],
@@ -887,7 +887,11 @@ impl Engine {
                 if self.inst[inst as usize].ports.is_allocated(a as usize, b) {
                     return Err(InstallError::BlockCollision);
                 }
-                let si = self.subscriber(inst, &r.b4, Some(class)).map_err(|_| InstallError::Full)?;
+                let si = self.subscriber(inst, &r.b4, Some(class)).map_err(|c| match c {
+                    // Another worker of this board holds the B4.
+                    Counter::DropWrongWorker => InstallError::WrongWorker,
+                    _ => InstallError::Full,
+                })?;
                 // Pair the new subscriber with the peer's address.
                 let s = self.subs.get_mut(si);
                 s.addr_idx = a;

@@ -5,7 +5,9 @@
 //! two senders. Frames travel in batches: the sender copies each frame into a slot of
 //! the lane's open batch, and a batch crosses to the receiver when it is full or when
 //! the sender [`Mailbox::flush`]es (the worker does after each round of received
-//! batches, so a frame waits at most one round). Batches come from a pool allocated at start and go
+//! batches). A frame waits for the end of its sender's round, and, while the receiver
+//! is behind (half the lane's batches queued), until its batch fills or the receiver
+//! catches up: never longer than the receiver makes it wait anyway. Batches come from a pool allocated at start and go
 //! back through a second channel once the receiver is done, so nothing is allocated
 //! while packets flow, and the channels' synchronisation is paid once a batch rather
 //! than once a frame (measured by engine-bench's scaling rows: per-frame sends cost

@@ -276,6 +276,26 @@ fn two_workers_own_subscribers_and_ports() {
 }
 
 #[test]
+fn the_peer_block_of_a_b4_another_worker_holds_is_refused_as_such() {
+    let mut cfg = config(instance());
+    cfg.workers = 2;
+    // The peer's board: worker 0 makes B4_A's subscriber and a block from its ports.
+    let mut peer = Harness::board(cfg.clone());
+    peer[0].forward(&softwire(B4_A, &ip4_udp(HOST, SERVER, 5000, 53, 64, b"")), Egress::Internet);
+    let block = peer[0]
+        .drain_events()
+        .into_iter()
+        .find_map(|e| if let SessionEvent::BlockAllocated(b) = e { Some(b) } else { None })
+        .expect("a block");
+    // This board: worker 1 already holds B4_A; worker 0, which owns the block's ports, may
+    // not make a second subscriber for it.
+    let mut w = Harness::board(cfg);
+    w[1].forward(&softwire(B4_A, &ip4_udp(HOST, SERVER, 6000, 53, 64, b"")), Egress::Internet);
+    assert_eq!(w[0].eng.install_block(&block), Err(InstallError::WrongWorker));
+    assert_eq!(w[0].eng.owners().owner(&B4_A), Some(1), "the claim stays with worker 1");
+}
+
+#[test]
 fn a_claim_goes_with_its_subscriber() {
     let mut cfg = config(instance());
     cfg.workers = 2;

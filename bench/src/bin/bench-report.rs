@@ -148,9 +148,10 @@ impl Drop for Running {
     }
 }
 
-/// aftrd's hand-off counters: (handed_off_softwire, handed_off_internet, rx_frames).
+/// aftrd's hand-off counters: (handed_off_softwire, handed_off_internet, rx_frames,
+/// drop_handoff_full).
 #[derive(Debug, Clone, Copy, Default)]
-struct Handed(u64, u64, u64);
+struct Handed(u64, u64, u64, u64);
 
 impl Running {
     /// aftrd's hand-off counters now (None for the bare forwarder).
@@ -167,7 +168,7 @@ impl Running {
             return Err(format!("aftrctl display statistics: {}{}", text, String::from_utf8_lossy(&out.stderr)));
         }
         let v = |k| dataplane::testing::statistic(&text, k);
-        Ok(Some(Handed(v("handed_off_softwire"), v("handed_off_internet"), v("rx_frames"))))
+        Ok(Some(Handed(v("handed_off_softwire"), v("handed_off_internet"), v("rx_frames"), v("drop_handoff_full"))))
     }
 
     /// Whether the DUT still runs: one that ended mid-run measured nothing after.
@@ -422,10 +423,11 @@ struct Cell {
 
 /// The share of frames from the network handed over between `before` and `after`, of
 /// the side `dir`'s frames come from. Every frame from the network counts once in
-/// `rx_frames` where it lands, and once more at its owner if it was handed over.
+/// `rx_frames` where it lands, and once more at its owner if it was handed over, but
+/// not if its lane was full (`drop_handoff_full`).
 fn handed_share(before: Handed, after: Handed, dir: Direction) -> Option<f64> {
-    let (sw, inet, rx) = (after.0 - before.0, after.1 - before.1, after.2 - before.2);
-    let from_network = rx.checked_sub(sw + inet).filter(|&n| n > 0)?;
+    let (sw, inet, rx, full) = (after.0 - before.0, after.1 - before.1, after.2 - before.2, after.3 - before.3);
+    let from_network = (rx + full).checked_sub(sw + inet).filter(|&n| n > 0)?;
     let side = if dir == Direction::In2Out { sw } else { inet };
     Some(side as f64 / from_network as f64)
 }
@@ -939,8 +941,8 @@ mod tests {
     #[test]
     fn hand_off_shares_count_each_frame_from_the_network_once() {
         // 1000 softwire frames arrived, 250 of them at the wrong worker (each then
-        // counted again by its owner).
-        let (b, a) = (Handed(5, 7, 100), Handed(255, 7, 1350));
+        // counted again by its owner, but for 50 that found the lane full).
+        let (b, a) = (Handed(5, 7, 100, 3), Handed(255, 7, 1300, 53));
         assert_eq!(handed_share(b, a, Direction::In2Out), Some(0.25));
         assert_eq!(handed_share(b, a, Direction::Out2In), Some(0.0));
         assert_eq!(handed_share(b, b, Direction::In2Out), None, "nothing received: no figure");

@@ -20,8 +20,10 @@
 //!   through the workers' mailboxes (`dataplane::handoff`), against one worker alone,
 //!   with 0% and 50% of each worker's frames belonging to the other.
 //!
-//! Any pass that forwards less than every frame fails the run: a figure is printed only
-//! from a measurement that happened. Ends with one `summary:` line (DESIGN.md).
+//! A single-worker pass that forwards less than every frame fails the run, and so does a
+//! scaling pass in which a worker forwarded nothing: a figure is printed only from a
+//! measurement that happened. In the scaling rows, frames refused by a full lane are
+//! counted and printed beside the rate (the rate counts forwarded frames only). Ends with one `summary:` line (DESIGN.md).
 //! Options: `--quick` (smaller, for a smoke run), `--rounds N`, `--skip-10m`,
 //! `--seconds S` (length of one timed pass, default 1).
 

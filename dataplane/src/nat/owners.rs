@@ -41,6 +41,12 @@ impl Owners {
         Owners::default()
     }
 
+    /// Room for `subscribers` claims (the board's subscriber capacity), so that claiming
+    /// a new B4 on the packet path does not grow the map.
+    pub fn with_capacity(subscribers: usize) -> Owners {
+        Owners { claims: papaya::HashMap::builder().capacity(subscribers).hasher(ahash::RandomState::new()).build() }
+    }
+
     /// The worker holding subscriber `b4`, if any does.
     #[inline]
     pub fn owner(&self, b4: &[u8; 16]) -> Option<WorkerId> {

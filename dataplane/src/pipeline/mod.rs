@@ -74,9 +74,9 @@ impl Engine {
                     && matches!(l3[40], wicmp::v6::DEST_UNREACH | wicmp::v6::PACKET_TOO_BIG | wicmp::v6::TIME_EXCEEDED)
                 {
                     let quoted: [u8; 16] = l3[48 + 24..48 + 40].try_into().ok()?;
-                    return self.owners().owner(&quoted);
+                    return self.owners.owner(&quoted);
                 }
-                self.owners().owner(&p.src())
+                self.owners.owner(&p.src())
             }
             ETHERTYPE_IPV4 => {
                 let p = Ipv4Packet::new_checked(l3).ok()?;
