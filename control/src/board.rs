@@ -2,10 +2,12 @@
 //! control requests they answer between ticks.
 //!
 //! Workers are pinned to the slot's cores (`worker-cores`) when this machine has them.
-//! A worker answers control requests (sessions, subscribers, reconfiguration, stop),
-//! keeps its clock and amortised expiry going, and hands its session events to the
-//! board's event thread (NAT logging now, hot backup later). Until the I/O layer lands,
-//! workers have no interfaces attached: the control plane is complete, packets are not.
+//! A worker receives and sends frames on its port (AF_XDP sockets on both interfaces,
+//! or AF_PACKET rings), hands frames that belong to another worker over the mailbox
+//! mesh, answers control requests (sessions, subscribers, reconfiguration, installs
+//! from the peer, stop) between rounds, keeps its clock and amortised expiry going, and
+//! hands its session events to the board's event thread (NAT logging, hot backup). A
+//! board without interfaces runs its workers without packets.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

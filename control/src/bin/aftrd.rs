@@ -6,8 +6,9 @@
 //! - `aftrd --config FILE --slot N [--socket PATH]`: runs board N: its workers (pinned
 //!   to the slot's cores), NAT event logging, metrics, and the management socket for
 //!   `aftrctl` (default `/run/aftrd/slotN.sock`, mode 0600). SIGTERM and SIGINT stop it
-//!   cleanly; SIGHUP reloads the file (all or nothing). Packet I/O (AF_XDP) is the next
-//!   piece of work: until then the workers have no interfaces attached.
+//!   cleanly; SIGHUP reloads the file (all or nothing). With the slot's interfaces
+//!   set, the workers carry traffic over AF_XDP (AF_PACKET as the fallback), and a
+//!   paired slot with an `ha-address` runs hot backup with its peer.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
