@@ -395,7 +395,19 @@ impl Engine {
     /// established flow never reads the shared claims.
     #[inline]
     pub(crate) fn foreign_owner(&self, inst: u8, b4: &[u8; 16]) -> Option<WorkerId> {
-        if self.workers <= 1 || self.subs.find(self.sub_hash(inst, b4), inst, b4).is_some() {
+        if self.workers <= 1 {
+            return None;
+        }
+        // An established flow: the batch's first stages found a session under this
+        // frame's key and brought it and its subscriber into the cache. A session of this
+        // B4 here means the subscriber is here, without a lookup of its own.
+        if let Some(h) = self.prehash
+            && let Some(i) = self.sessions.inside.peek(h)
+            && self.subs.get(self.sessions.get(i).sub).b4 == *b4
+        {
+            return None;
+        }
+        if self.subs.find(self.sub_hash(inst, b4), inst, b4).is_some() {
             return None;
         }
         self.owners.owner(b4).filter(|&w| w != self.id)
