@@ -14,7 +14,7 @@ use dataplane::config::{EngineConfig, Ipv4Prefix};
 use dataplane::io::af_packet::{FilterInsn, PacketRx, PacketTx};
 use dataplane::wire::checksum;
 
-use crate::board::Interfaces;
+use crate::config::Interfaces;
 use crate::nexthop::{Mac, interface_mac};
 
 const ETH_P_ARP: u16 = 0x0806;

@@ -21,6 +21,7 @@ use dataplane::counters::WorkerCounters;
 use dataplane::engine::SubscriberView;
 use dataplane::nat::events::{BlockRecord, SessionEvent, SessionRecord};
 
+pub use crate::config::Interfaces;
 use crate::config::{PacketIo, PollMode, XdpMode};
 use crate::metrics::Gauges;
 use dataplane::handoff::Mailbox;
@@ -130,15 +131,6 @@ fn carry_over(
         }
     }
     kept
-}
-
-/// Packet interfaces of a board and how to drive them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Interfaces {
-    pub softwire: String,
-    pub internet: String,
-    pub packet_io: PacketIo,
-    pub poll: PollMode,
 }
 
 /// A worker's packet I/O.

@@ -169,6 +169,15 @@ pub struct Config {
     pub metrics: Option<SocketAddr>,
 }
 
+/// Packet interfaces of a board and how to drive them (from its slot's configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interfaces {
+    pub softwire: String,
+    pub internet: String,
+    pub packet_io: PacketIo,
+    pub poll: PollMode,
+}
+
 /// Where a statement came from, for errors found when the configuration is checked as a
 /// whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

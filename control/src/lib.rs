@@ -12,6 +12,7 @@ pub mod announce;
 pub mod board;
 pub mod config;
 pub mod display;
+pub mod error;
 pub mod ha;
 pub mod metrics;
 pub mod mgmt;

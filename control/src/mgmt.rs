@@ -16,8 +16,8 @@ use dataplane::counters::Counter;
 
 use crate::board::{Board, SessionFilter};
 use crate::config::Config;
+use crate::error::ConfigError;
 use crate::natlog::NatLogger;
-use crate::parse::ConfigError;
 
 /// Everything the daemon serves.
 pub struct Daemon {

@@ -4,26 +4,11 @@
 //! one, or changes nothing. A command not known in the current view is tried in the
 //! system view, as routers do, so a printed configuration reads back without `quit`s.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::config::*;
+pub use crate::error::{ConfigError, Positions};
 use crate::validate;
-
-/// An error at a place in the text: `LINE:COLUMN: message`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{line}:{column}: {message}")]
-pub struct ConfigError {
-    pub line: usize,
-    pub column: usize,
-    pub message: String,
-}
-
-impl ConfigError {
-    pub fn at(pos: Pos, message: impl Into<String>) -> Self {
-        ConfigError { line: pos.line, column: pos.column, message: message.into() }
-    }
-}
 
 /// Where the editor is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,9 +48,6 @@ pub enum Outcome {
     /// `quit` or `return` from the system or user view: the session ends.
     Exit,
 }
-
-/// Positions of the statements that semantic checks refer to (key -> position).
-pub type Positions = BTreeMap<String, Pos>;
 
 /// An editing session: running and candidate configuration and the current view.
 #[derive(Debug, Clone)]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use crate::config::*;
-use crate::parse::{ConfigError, Positions};
+use crate::error::{ConfigError, Positions};
 
 pub fn validate(c: &Config, pos: &Positions) -> Result<(), Vec<ConfigError>> {
     let mut errs = Vec::new();
