@@ -20,7 +20,7 @@ use std::cell::RefCell;
 use arrayvec::ArrayVec;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
-use crate::engine::{Frame, HEADROOM, WorkerId};
+use crate::frame::{Frame, HEADROOM, WorkerId};
 
 /// The owner's lane is full (or all its buffers are in flight); the frame was not sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -12,6 +12,7 @@
 pub mod config;
 pub mod counters;
 pub mod engine;
+pub mod frame;
 pub mod handoff;
 pub mod io;
 pub mod memory;
@@ -21,4 +22,5 @@ pub mod prefetch;
 pub mod testing;
 pub mod wire;
 
-pub use engine::{Egress, Engine, Frame, HEADROOM, Sink, VecSink, Verdict, WorkerId};
+pub use engine::Engine;
+pub use frame::{Egress, Frame, HEADROOM, Sink, VecSink, Verdict, WorkerId};

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use arrayvec::ArrayVec;
 
-use crate::engine::{Frame, HEADROOM};
+use crate::frame::{Frame, HEADROOM};
 
 /// Frames handed to the engine at once.
 pub const BATCH: usize = 64;

@@ -20,7 +20,7 @@ use arrayvec::ArrayVec;
 use xdpilone::xdp::XdpDesc;
 use xdpilone::{DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, UmemConfig};
 
-use crate::engine::{Egress, Frame, Verdict};
+use crate::frame::{Egress, Frame, Verdict};
 
 /// Frames handed to the engine at once.
 pub const BATCH: usize = 64;

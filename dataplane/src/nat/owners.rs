@@ -15,7 +15,7 @@
 //! subscriber is created or goes: never on the path of an established flow. Bounded by
 //! the subscriber tables: a claim exists only while its subscriber does.
 
-use crate::engine::WorkerId;
+use crate::frame::WorkerId;
 
 /// The board's claims: B4 address to owning worker.
 pub struct Owners {

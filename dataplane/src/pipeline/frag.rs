@@ -14,175 +14,18 @@
 //! - Encapsulated packets larger than the tunnel MTU are fragmented in IPv6 (never inside
 //!   IPv4, RFC 6333 section 5.3).
 
-use crate::config::FragLimits;
-use crate::counters::{Counter, WorkerCounters};
+use crate::counters::Counter;
 use crate::engine::{Egress, Engine, Frame, HEADROOM, Sink, Verdict, WorkerId};
+use crate::nat::fragments::{HELD_MAX, MAX_PIECES, Piece, REASM_HEADROOM, overlaps};
 use crate::wire::ethernet;
 use crate::wire::ipv4::Ipv4Packet;
 use crate::wire::ipv6::{self, Ipv6Packet, Upper};
 use crate::wire::proto;
 
-/// Ranges (of 8-byte units) a datagram may arrive in.
-const MAX_PIECES: usize = 64;
-/// Room before a reassembled packet for the headers the pipeline writes.
-const REASM_HEADROOM: usize = HEADROOM + ethernet::HEADER_LEN + ethernet::VLAN_TAG_LEN;
-
 /// The worker that handles all fragments of an inbound IPv4 datagram.
 pub fn fragment_worker(src: u32, dst: u32, ident: u16, workers: u16) -> WorkerId {
     let h = (src ^ dst.rotate_left(16) ^ ident as u32).wrapping_mul(0x9e37_79b1);
     ((h >> 16) % workers as u32) as WorkerId
-}
-
-#[derive(Clone, Copy, Default)]
-struct Piece {
-    start: usize,
-    end: usize,
-}
-
-fn overlaps(pieces: &[Piece], start: usize, end: usize) -> bool {
-    pieces.iter().any(|p| start < p.end && p.start < end)
-}
-
-struct Reassembly {
-    live: bool,
-    key: ([u8; 16], [u8; 16], u32),
-    deadline: u64,
-    pieces: [Piece; MAX_PIECES],
-    npieces: usize,
-    /// Length of the fragmentable part, known once the last fragment came.
-    total: Option<usize>,
-    next_header: u8,
-    buf: Vec<u8>,
-}
-
-/// IPv6 reassembly of softwire packets.
-pub struct Reassembler {
-    slots: Vec<Reassembly>,
-    limits: FragLimits,
-    /// No live slot has an earlier deadline: expiry skips the walk until then.
-    earliest: u64,
-}
-
-impl Reassembler {
-    pub fn new(limits: FragLimits) -> Self {
-        let slots = (0..limits.max_reassemblies)
-            .map(|_| Reassembly {
-                live: false,
-                key: ([0; 16], [0; 16], 0),
-                deadline: 0,
-                pieces: [Piece::default(); MAX_PIECES],
-                npieces: 0,
-                total: None,
-                next_header: 0,
-                buf: vec![0; REASM_HEADROOM + ipv6::HEADER_LEN + limits.max_datagram],
-            })
-            .collect();
-        Reassembler { slots, limits, earliest: u64::MAX }
-    }
-
-    /// Drops the reassemblies whose time ran out. Runs between every batch, so it walks
-    /// the slots only when a deadline has passed.
-    pub fn expire(&mut self, now_ms: u64, c: &WorkerCounters) {
-        if now_ms < self.earliest {
-            return;
-        }
-        for s in self.slots.iter_mut().filter(|s| s.live && s.deadline <= now_ms) {
-            s.live = false;
-            c.inc(Counter::DropFragTimeout);
-        }
-        self.earliest = self.slots.iter().filter(|s| s.live).map(|s| s.deadline).min().unwrap_or(u64::MAX);
-    }
-
-    pub fn in_progress(&self) -> usize {
-        self.slots.iter().filter(|s| s.live).count()
-    }
-}
-
-struct Held {
-    live: bool,
-    key: (u32, u32, u16, u8),
-    deadline: u64,
-    len: usize,
-    buf: Vec<u8>,
-}
-
-struct Datagram {
-    live: bool,
-    key: (u32, u32, u16, u8),
-    port: Option<u16>,
-    deadline: u64,
-    pieces: [Piece; 16],
-    npieces: usize,
-    /// Payload length, known once the last fragment came.
-    total: Option<usize>,
-    seen: usize,
-}
-
-/// Inbound IPv4 fragment tracking.
-pub struct FragTracker4 {
-    datagrams: Vec<Datagram>,
-    held: Vec<Held>,
-    limits: FragLimits,
-    /// No live datagram or held fragment has an earlier deadline.
-    earliest: u64,
-}
-
-/// Largest inbound fragment that can be held.
-const HELD_MAX: usize = 2048;
-
-impl FragTracker4 {
-    pub fn new(limits: FragLimits) -> Self {
-        FragTracker4 {
-            datagrams: (0..limits.max_held)
-                .map(|_| Datagram {
-                    live: false,
-                    key: (0, 0, 0, 0),
-                    port: None,
-                    deadline: 0,
-                    pieces: [Piece::default(); 16],
-                    npieces: 0,
-                    total: None,
-                    seen: 0,
-                })
-                .collect(),
-            held: (0..limits.max_held)
-                .map(|_| Held {
-                    live: false,
-                    key: (0, 0, 0, 0),
-                    deadline: 0,
-                    len: 0,
-                    buf: vec![0; HEADROOM + HELD_MAX],
-                })
-                .collect(),
-            limits,
-            earliest: u64::MAX,
-        }
-    }
-
-    /// Drops the datagrams and held fragments whose time ran out; walks the tables only
-    /// when a deadline has passed.
-    pub fn expire(&mut self, now_ms: u64, c: &WorkerCounters) {
-        if now_ms < self.earliest {
-            return;
-        }
-        for d in self.datagrams.iter_mut().filter(|d| d.live && d.deadline <= now_ms) {
-            d.live = false;
-        }
-        for h in self.held.iter_mut().filter(|h| h.live && h.deadline <= now_ms) {
-            h.live = false;
-            c.inc(Counter::DropFragTimeout);
-        }
-        let live = self.datagrams.iter().filter(|d| d.live).map(|d| d.deadline);
-        self.earliest = live.chain(self.held.iter().filter(|h| h.live).map(|h| h.deadline)).min().unwrap_or(u64::MAX);
-    }
-
-    fn find(&self, key: (u32, u32, u16, u8)) -> Option<usize> {
-        self.datagrams.iter().position(|d| d.live && d.key == key)
-    }
-
-    pub fn held(&self) -> usize {
-        self.held.iter().filter(|h| h.live).count()
-    }
 }
 
 impl Engine {
