@@ -63,7 +63,7 @@ impl L4 {
             L4::Udp | L4::Icmp => 8,
         }
     }
-    pub fn checksum_at(self) -> usize {
+    fn checksum_at(self) -> usize {
         match self {
             L4::Udp => 6,
             L4::Tcp => 16,

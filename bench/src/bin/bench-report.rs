@@ -883,14 +883,8 @@ fn run(args: &[String], o: Options) -> Result<(), String> {
         );
         let _ = writeln!(md, "| frame | direction | DUT | handed over |\n| --- | --- | --- | --- |");
         for c in &multi {
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {:.1}% |",
-                c.size,
-                c.dir.name(),
-                c.dut.name(),
-                c.handed.unwrap_or(0.0) * 100.0
-            );
+            let share = c.handed.map_or("not measured".into(), |h| format!("{:.1}%", h * 100.0));
+            let _ = writeln!(md, "| {} | {} | {} | {share} |", c.size, c.dir.name(), c.dut.name());
         }
         md.push('\n');
     }

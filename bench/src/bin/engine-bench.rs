@@ -40,11 +40,11 @@ use dataplane::counters::Counter;
 use dataplane::handoff::{self, Mailbox};
 use dataplane::nat::events::SessionEvent;
 use dataplane::nat::owners::Owners;
-use dataplane::wire::{checksum, ethernet};
+use dataplane::wire::ethernet;
 use dataplane::{Egress, Engine, Frame, HEADROOM, Sink, Verdict, WorkerId};
 
 use bench::frames;
-use bench::generator::{self, L4, Mix};
+use bench::generator::{self, Addresses, L4, Mix};
 use bench::measure::{arg, known_options, median, rss_bytes, shuffle};
 
 struct NullSink;
@@ -106,7 +106,7 @@ fn config(max_sessions: u32, subscribers: u32, shape: Shape, workers: u16) -> En
 struct Drain {
     stop: Arc<AtomicBool>,
     seen: Arc<AtomicU64>,
-    thread: JoinHandle<()>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl Drain {
@@ -132,7 +132,7 @@ impl Drain {
                 }
             }
         });
-        Drain { stop, seen, thread }
+        Drain { stop, seen, thread: Some(thread) }
     }
 
     fn events(&self) -> u64 {
@@ -143,8 +143,10 @@ impl Drain {
 impl Drop for Drain {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        // A napping drainer wakes within 10 ms; the thread is not joined from Drop.
-        let _ = &self.thread;
+        // A napping drainer wakes within 10 ms.
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -238,26 +240,6 @@ impl Frames {
     }
 }
 
-/// Rewrites the IPv4 address at `at` (source or destination of the packet whose header
-/// starts at `ip`) and adjusts both checksums (RFC 1624).
-fn set_addr(f: &mut [u8], ip: usize, at: usize, l4: L4, addr: u32) {
-    let old: [u8; 4] = f[at..at + 4].try_into().expect("an address");
-    let new = addr.to_be_bytes();
-    f[at..at + 4].copy_from_slice(&new);
-    let c = u16::from_be_bytes([f[ip + 10], f[ip + 11]]);
-    f[ip + 10..ip + 12].copy_from_slice(&checksum::adjust_bytes(c, &old, &new).to_be_bytes());
-    if l4 != L4::Icmp {
-        // UDP and TCP checksums cover the addresses (pseudo-header); ICMP's does not.
-        let c_at = ip + 20 + l4.checksum_at();
-        let c = u16::from_be_bytes([f[c_at], f[c_at + 1]]);
-        let mut n = checksum::adjust_bytes(c, &old, &new);
-        if n == 0 && l4 == L4::Udp {
-            n = 0xffff;
-        }
-        f[c_at..c_at + 2].copy_from_slice(&n.to_be_bytes());
-    }
-}
-
 /// Sessions of a workload on one engine and the frames that use them.
 struct Flows {
     in2out: Frames,
@@ -273,10 +255,9 @@ fn flows(w: &mut Worker, n: u32, shape: Shape, subs: &[u32]) -> Outcome<Flows> {
     for k in 0..n {
         let (sub, flow) = (subs[(k / SESSIONS_PER_SUB) as usize], k % SESSIONS_PER_SUB);
         let l4 = shape.mix.pick(k as usize);
-        let base = generator::softwire(sub, l4, 1024 + flow as u16 * 2, SIZE);
         for r in 0..shape.remotes {
-            let mut t = base.bytes.clone();
-            set_addr(&mut t, 54, 54 + 16, l4, frames::SERVER + r);
+            let remote = Addresses { server: frames::SERVER + r, ..Addresses::default() };
+            let t = generator::softwire_from(&remote, sub, 0, l4, 1024 + flow as u16 * 2, SIZE).bytes;
             let len = t.len();
             buf[HEADROOM..HEADROOM + len].copy_from_slice(&t);
             let mut f = Frame::new(&mut buf, HEADROOM, len);
@@ -291,9 +272,7 @@ fn flows(w: &mut Worker, n: u32, shape: Shape, subs: &[u32]) -> Outcome<Flows> {
                 _ => u16::from_be_bytes([out[34], out[35]]),
             };
             ins.push(&t);
-            let mut back = generator::inbound(l4, ext, port, SIZE).bytes;
-            set_addr(&mut back, 14, 14 + 12, l4, frames::SERVER + r);
-            outs.push(&back);
+            outs.push(&generator::inbound_from(&remote, l4, ext, port, SIZE).bytes);
         }
     }
     // Flows arrive in a random order, but a receive ring is read front to back: lay the
