@@ -65,17 +65,7 @@ pub struct Slot {
 pub use dataplane::io::xdp::Mode as XdpMode;
 pub use dataplane::io::xsk::PollMode;
 
-/// How a board's workers move packets (docs/decisions/0006-io.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum PacketIo {
-    /// AF_XDP, and AF_PACKET where the XDP program cannot attach.
-    #[default]
-    Auto,
-    /// AF_XDP only, in this XDP mode (`Auto`: native, else generic).
-    AfXdp(XdpMode),
-    /// AF_PACKET only.
-    AfPacket,
-}
+pub use dataplane::io::port::PacketIo;
 
 /// `service-location ID` with `location slot S backup slot B`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -169,14 +159,7 @@ pub struct Config {
     pub metrics: Option<SocketAddr>,
 }
 
-/// Packet interfaces of a board and how to drive them (from its slot's configuration).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Interfaces {
-    pub softwire: String,
-    pub internet: String,
-    pub packet_io: PacketIo,
-    pub poll: PollMode,
-}
+pub use dataplane::io::port::Interfaces;
 
 /// Where a statement came from, for errors found when the configuration is checked as a
 /// whole.

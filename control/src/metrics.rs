@@ -4,16 +4,11 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use dataplane::counters::{Counter, WorkerCounters};
 
-/// What the metrics show, shared with the workers.
-#[derive(Default)]
-pub struct Gauges {
-    pub sessions: Vec<AtomicU64>,
-    pub subscribers: Vec<AtomicU64>,
-}
+pub use dataplane::worker::Gauges;
 
 /// Renders the exposition text.
 pub fn render(slot: u32, workers: &[Arc<WorkerCounters>], gauges: &Gauges) -> String {
@@ -151,7 +146,7 @@ mod tests {
         let c = Arc::new(WorkerCounters::default());
         c.add(Counter::In2Out, 42);
         c.inc(Counter::DropNoSession);
-        let g = Arc::new(Gauges { sessions: vec![AtomicU64::new(7)], subscribers: vec![AtomicU64::new(3)] });
+        let g = Arc::new(Gauges { sessions: vec![7.into()], subscribers: vec![3.into()] });
         let stop = Arc::new(AtomicBool::new(false));
         let (cc, gg) = (c.clone(), g.clone());
         let (addr, h) =

@@ -163,13 +163,13 @@ fn interactive_session_reload_and_clean_stop() {
 
 #[test]
 fn a_commit_keeps_the_sessions_of_untouched_instances() {
-    use control::board::{Board, SessionFilter};
+    use control::board::SessionFilter;
     use dataplane::nat::events::{BlockRecord, SessionRecord};
     let text = std::fs::read_to_string("../deploy/aftr-two-locations.conf").unwrap();
     let (c, _) = control::parse::parse(&text).unwrap();
     let p = control::plan::plan(&c);
     let ec = control::plan::engine_config(&c, &p, 4).unwrap();
-    let mut board = Board::start(4, ec.clone(), &[], None, 7, true, |_| {}).unwrap();
+    let mut board = control::board::start(4, ec.clone(), &[], None, 7, true, |_| {}).unwrap();
     // One session in each instance, as the peer board would send them.
     let mut installed = 0;
     for (inst_name, b4, pool) in

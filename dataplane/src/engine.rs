@@ -943,21 +943,35 @@ impl Engine {
         self.sessions.iter().map(|(i, _)| self.session_record(i)).collect()
     }
 
+    /// Up to `max` sessions from slot `from` on, and the slot where the next ones start
+    /// (None: no more). A bulk sync reads the table in such pieces.
+    pub fn sessions_from(&self, from: u32, max: usize) -> (Vec<SessionRecord>, Option<u32>) {
+        let mut it = self.sessions.iter_from(from);
+        let out: Vec<_> = it.by_ref().take(max).map(|(i, _)| self.session_record(i)).collect();
+        (out, it.next().map(|(i, _)| i))
+    }
+
     /// Every subscriber with its external address and blocks (slow path: display).
     pub fn subscribers(&self) -> Vec<SubscriberView> {
-        self.subs
-            .iter()
-            .map(|(_, s)| {
-                let ps = &self.inst[s.inst as usize].ports;
-                SubscriberView {
-                    inst: s.inst,
-                    b4: s.b4,
-                    ext_addr: s.ext_addr,
-                    blocks: s.blocks[..s.nblocks as usize].iter().map(|&b| ps.block_ports(b)).collect(),
-                    sessions: s.sessions,
-                }
-            })
-            .collect()
+        self.subscribers_from(0, usize::MAX).0
+    }
+
+    /// Up to `max` subscribers from slot `from` on, and the slot where the next ones
+    /// start (None: no more).
+    pub fn subscribers_from(&self, from: u32, max: usize) -> (Vec<SubscriberView>, Option<u32>) {
+        let view = |s: &crate::nat::subscriber::Subscriber| {
+            let ps = &self.inst[s.inst as usize].ports;
+            SubscriberView {
+                inst: s.inst,
+                b4: s.b4,
+                ext_addr: s.ext_addr,
+                blocks: s.blocks[..s.nblocks as usize].iter().map(|&b| ps.block_ports(b)).collect(),
+                sessions: s.sessions,
+            }
+        };
+        let mut it = self.subs.iter_from(from);
+        let out: Vec<_> = it.by_ref().take(max).map(|(_, s)| view(s)).collect();
+        (out, it.next().map(|(i, _)| i))
     }
 }
 

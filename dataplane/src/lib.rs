@@ -9,6 +9,7 @@
 // Unsafe code is denied everywhere but in `prefetch`, `memory` and the I/O rings (`io`).
 #![deny(unsafe_code)]
 
+pub mod board;
 pub mod config;
 pub mod counters;
 pub mod engine;
@@ -21,6 +22,7 @@ pub mod pipeline;
 pub mod prefetch;
 pub mod testing;
 pub mod wire;
+pub mod worker;
 
 pub use engine::Engine;
 pub use frame::{Egress, Frame, HEADROOM, Sink, VecSink, Verdict, WorkerId};

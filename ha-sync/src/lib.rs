@@ -6,9 +6,11 @@
 //! - `stream`: the sequenced, acknowledged, retransmitted replication stream;
 //! - `replicate`: which session events go out, and when (delay-time);
 //! - `role`: init, standby, active; failover, preempt, switchover;
-//! - `node`: the HA thread of a board, tying them to a socket and to the board.
+//! - `node`: the HA thread of a board, tying them to a socket and to the board;
+//! - `local`: the board's handle (`dataplane::board`) as the HA thread's local side.
 #![forbid(unsafe_code)]
 
+pub mod local;
 pub mod node;
 pub mod replicate;
 pub mod role;

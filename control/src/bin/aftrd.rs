@@ -100,7 +100,7 @@ fn run(file: &str, config: control::config::Config, slot: u32, socket: Option<Pa
     // it once it is there.
     let ha_cell: Arc<std::sync::OnceLock<Arc<ha_sync::node::Node>>> = Arc::new(std::sync::OnceLock::new());
     let ha_events = ha_cell.clone();
-    let board = control::board::Board::start(slot, ec, &cores, io, seed, ha_settings.is_none(), move |e| {
+    let board = control::board::start(slot, ec, &cores, io, seed, ha_settings.is_none(), move |e| {
         if let Some(n) = ha_events.get() {
             n.event(e);
         }

@@ -4,6 +4,7 @@
 //!   over one UMEM. The primary path.
 //! - `af_packet`: AF_PACKET with a TPACKET_V3 receive ring, the fallback for interfaces
 //!   where XDP cannot attach.
+//! - `port`: a worker's port over either, and the policy that opens a board's ports.
 //! - `netns`: entering a network namespace (tests and tools).
 //!
 //! These modules are the engine's I/O rings: the only other place, besides `prefetch`
@@ -11,5 +12,6 @@
 
 pub mod af_packet;
 pub mod netns;
+pub mod port;
 pub mod xdp;
 pub mod xsk;

@@ -263,7 +263,13 @@ impl SessionTable {
 
     /// Iterates over live sessions (slow path: display, bulk sync).
     pub fn iter(&self) -> impl Iterator<Item = (u32, &Session)> {
-        self.slab.iter().enumerate().filter(|(_, s)| s.proto != 0).map(|(i, s)| (i as u32, s))
+        self.iter_from(0)
+    }
+
+    /// Live entries from slot `from` on.
+    pub fn iter_from(&self, from: u32) -> impl Iterator<Item = (u32, &Session)> {
+        let skip = (from as usize).min(self.slab.len());
+        self.slab[skip..].iter().enumerate().filter(|(_, s)| s.proto != 0).map(move |(i, s)| ((skip + i) as u32, s))
     }
 
     /// Bytes held by the slab and the indices.

@@ -115,7 +115,13 @@ impl SubscriberTable {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (u32, &Subscriber)> {
-        self.slab.iter().enumerate().filter(|(_, s)| s.live).map(|(i, s)| (i as u32, s))
+        self.iter_from(0)
+    }
+
+    /// Live entries from slot `from` on.
+    pub fn iter_from(&self, from: u32) -> impl Iterator<Item = (u32, &Subscriber)> {
+        let skip = (from as usize).min(self.slab.len());
+        self.slab[skip..].iter().enumerate().filter(|(_, s)| s.live).map(move |(i, s)| ((skip + i) as u32, s))
     }
 
     pub fn memory(&self) -> usize {

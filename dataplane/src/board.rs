@@ -1,0 +1,389 @@
+//! A board: the workers of one slot with their shared claims and hand-off mesh, the
+//! thread that drains their session events and keeps their next hops, and the handle
+//! through which the daemon and hot backup drive them.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded};
+
+use crate::config::{EgressL2, EngineConfig};
+use crate::counters::WorkerCounters;
+use crate::engine::{Engine, SubscriberView};
+use crate::io::port::Ports;
+use crate::io::xdp::{Steering, SteeringStats};
+use crate::nat::events::{BlockRecord, SessionEvent, SessionRecord};
+use crate::nat::owners::Owners;
+use crate::worker::{Chunk, Command, Cursor, Gauges, SessionFilter, Spec, Worker};
+
+/// Records per snapshot chunk: a worker answers one chunk between two rounds.
+pub const CHUNK: usize = 16_384;
+
+/// Reads both sides' next hops (towards the B4s, towards the Internet) from the kernel.
+pub type NextHopSource = Box<dyn FnMut() -> (EgressL2, EgressL2) + Send>;
+/// Told when the board starts (true) or stops (false) forwarding.
+pub type RoleListener = Box<dyn Fn(bool) + Send + Sync>;
+
+/// What a board starts with.
+pub struct BoardSpec {
+    pub slot: u32,
+    pub cfg: EngineConfig,
+    /// `worker-cores`: the core of each worker (those this machine lacks stay unpinned).
+    pub cores: Vec<u32>,
+    /// The workers' ports (see [`Ports::open`]).
+    pub ports: Ports,
+    pub seed: u64,
+    /// Forward from the start (a board without hot backup), or wait for the role.
+    pub active: bool,
+    /// Polled every 200 ms off the workers' cores; None for a board without packets.
+    pub next_hops: Option<NextHopSource>,
+    /// Every session event of every worker, in order per worker.
+    pub on_event: Box<dyn FnMut(SessionEvent) + Send>,
+    /// Told of every change of role (announcements of the addresses).
+    pub on_role: Option<RoleListener>,
+}
+
+/// The workers of one slot.
+pub struct Board {
+    pub slot: u32,
+    workers: Vec<Worker>,
+    pub gauges: Arc<Gauges>,
+    pub config: EngineConfig,
+    house_stop: Arc<AtomicBool>,
+    house: Option<JoinHandle<()>>,
+    /// Workers pinned to a core.
+    pub pinned: usize,
+    /// How packets move, in words (for the log and `display`).
+    pub io: String,
+    handle: BoardHandle,
+}
+
+/// What other threads (hot backup, the daemon) may do with a running board: reach its
+/// workers, start and stop its forwarding. Cloned freely.
+#[derive(Clone)]
+pub struct BoardHandle {
+    txs: Vec<Sender<Command>>,
+    active: Arc<AtomicBool>,
+    /// The XDP program on each interface (AF_XDP boards); cleared after the workers
+    /// stopped, which detaches it.
+    steering: Arc<Mutex<Vec<Steering>>>,
+    on_role: Option<Arc<RoleListener>>,
+    /// Port block size of each instance: which worker owns a port.
+    block_sizes: Arc<RwLock<Vec<u16>>>,
+}
+
+impl Board {
+    /// Starts the workers of a slot, one per `cfg.workers`.
+    pub fn start(spec: BoardSpec) -> Result<Board, String> {
+        let BoardSpec { slot, cfg, cores, ports, seed, active: start_active, mut next_hops, on_event, on_role } = spec;
+        let n = cfg.workers as usize;
+        let active = Arc::new(AtomicBool::new(start_active));
+        let mut mailboxes = crate::handoff::mesh(n as u16, 1024, 2048).into_iter();
+        let gauges = Arc::new(Gauges::new(n));
+        let available: Vec<usize> =
+            core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect();
+        let (ev_tx, ev_rx) = bounded::<Receiver<SessionEvent>>(64);
+        let Ports { ports, steering, description } = ports;
+        let mut ports = ports.into_iter();
+        let l2 = next_hops.as_mut().map(|f| f());
+        // The workers' claims on subscribers: each holds those whose frames reach it.
+        let owners = Arc::new(Owners::with_capacity(n * cfg.max_subscribers as usize));
+        let mut workers = Vec::new();
+        let mut pinned = 0;
+        for id in 0..n as u16 {
+            let (mut engine, events) =
+                Engine::with_owners(&cfg, id, seed, owners.clone()).map_err(|e| e.to_string())?;
+            if let Some((sw, inet)) = l2 {
+                engine.set_l2(sw, inet);
+            }
+            let _ = ev_tx.send(events);
+            let core = cores.get(id as usize).map(|&c| c as usize).filter(|c| available.contains(c));
+            pinned += core.is_some() as usize;
+            let spec = Spec {
+                id,
+                engine,
+                cfg: cfg.clone(),
+                seed,
+                port: ports.next().flatten(),
+                mailbox: mailboxes.next().expect("one mailbox per worker"),
+                active: active.clone(),
+                gauges: gauges.clone(),
+                events_out: ev_tx.clone(),
+                core,
+            };
+            workers.push(Worker::spawn(spec, format!("aftr-slot{slot}-w{id}")).map_err(|e| e.to_string())?);
+        }
+        let txs: Vec<_> = workers.iter().map(Worker::commands).collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let house = {
+            let (stop, txs) = (stop.clone(), txs.clone());
+            std::thread::Builder::new()
+                .name(format!("aftr-slot{slot}-events"))
+                .spawn(move || housekeeping(ev_rx, on_event, next_hops, l2, &txs, &stop))
+                .map_err(|e| e.to_string())?
+        };
+        let handle = BoardHandle {
+            txs,
+            active,
+            steering: Arc::new(Mutex::new(steering)),
+            on_role: on_role.map(Arc::new),
+            block_sizes: Arc::new(RwLock::new(cfg.instances.iter().map(|i| i.port_block_size).collect())),
+        };
+        Ok(Board {
+            slot,
+            workers,
+            gauges,
+            config: cfg,
+            house_stop: stop,
+            house: Some(house),
+            pinned,
+            io: description,
+            handle,
+        })
+    }
+
+    /// What the XDP program on each interface (softwire, Internet) did; empty on an
+    /// AF_PACKET board.
+    pub fn steering_stats(&self) -> Vec<SteeringStats> {
+        self.handle.steering.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|s| s.stats()).collect()
+    }
+
+    pub fn handle(&self) -> BoardHandle {
+        self.handle.clone()
+    }
+
+    pub fn counters(&self) -> Vec<Arc<WorkerCounters>> {
+        self.workers.iter().map(Worker::counters).collect()
+    }
+
+    /// Installs blocks and sessions from the peer board (see [`BoardHandle::install`]).
+    pub fn install(&self, blocks: Vec<BlockRecord>, sessions: Vec<SessionRecord>) -> (usize, usize) {
+        self.handle.install(blocks, sessions)
+    }
+
+    pub fn sessions(&self, f: &SessionFilter) -> Vec<SessionRecord> {
+        self.handle.sessions(f)
+    }
+
+    pub fn subscribers(&self) -> Vec<SubscriberView> {
+        self.handle.subscribers()
+    }
+
+    /// Applies a new engine configuration; instances whose settings did not change keep
+    /// their sessions (when the number of workers stays the same). Returns sessions kept.
+    pub fn reconfigure(&mut self, new: EngineConfig) -> Result<usize, String> {
+        if new == self.config {
+            return Ok(self.gauges.sessions.iter().map(|g| g.load(Ordering::Relaxed) as usize).sum());
+        }
+        if new.workers != self.config.workers {
+            return Err("changing the number of worker cores needs a restart of the board".into());
+        }
+        crate::engine::validate(&new).map_err(|e| e.to_string())?;
+        let keep: Vec<String> =
+            new.instances.iter().filter(|i| self.config.instances.contains(i)).map(|i| i.name.clone()).collect();
+        let results = self.handle.ask(|tx| Command::Reconfigure(Box::new(new.clone()), keep.clone(), tx));
+        let mut kept = 0;
+        for r in results {
+            kept += r?;
+        }
+        *self.handle.block_sizes.write().unwrap_or_else(|e| e.into_inner()) =
+            new.instances.iter().map(|i| i.port_block_size).collect();
+        self.config = new;
+        Ok(kept)
+    }
+
+    /// Stops the workers, takes the XDP programs off the interfaces, withdraws the
+    /// addresses of an active board and drains the last events.
+    pub fn stop(mut self) {
+        for w in &self.workers {
+            w.stop();
+        }
+        for w in self.workers.drain(..) {
+            w.join();
+        }
+        // The sockets are closed: take the programs off the interfaces.
+        self.handle.steering.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        if let Some(listener) = &self.handle.on_role
+            && self.handle.is_active()
+        {
+            listener(false);
+        }
+        self.house_stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.house.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The board's own thread: drains the workers' event rings (those of engines made by a
+/// reconfiguration too) and polls the next hops, telling the workers when they change.
+fn housekeeping(
+    rings_in: Receiver<Receiver<SessionEvent>>,
+    mut on_event: Box<dyn FnMut(SessionEvent) + Send>,
+    mut next_hops: Option<NextHopSource>,
+    mut l2: Option<(EgressL2, EgressL2)>,
+    workers: &[Sender<Command>],
+    stop: &AtomicBool,
+) {
+    let mut rings: Vec<Receiver<SessionEvent>> = Vec::new();
+    let mut polled = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        rings.extend(rings_in.try_iter());
+        let mut any = false;
+        // Rings of replaced engines are dropped once drained and closed.
+        rings.retain(|r| {
+            for _ in 0..4096 {
+                match r.try_recv() {
+                    Ok(e) => {
+                        any = true;
+                        on_event(e);
+                    }
+                    Err(TryRecvError::Empty) => return true,
+                    Err(TryRecvError::Disconnected) => return false,
+                }
+            }
+            true
+        });
+        if let Some(f) = next_hops.as_mut()
+            && polled.elapsed() >= Duration::from_millis(200)
+        {
+            polled = Instant::now();
+            let now = f();
+            if l2 != Some(now) {
+                l2 = Some(now);
+                for w in workers {
+                    let _ = w.send(Command::NextHops(now.0, now.1));
+                }
+            }
+        }
+        if !any {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl BoardHandle {
+    /// Asks every worker, waiting up to 5 s for each answer.
+    fn ask<T>(&self, make: impl Fn(Sender<T>) -> Command) -> Vec<T> {
+        let mut out = Vec::new();
+        for w in &self.txs {
+            let (tx, rx) = bounded(1);
+            if w.send(make(tx)).is_ok()
+                && let Ok(v) = rx.recv_timeout(Duration::from_secs(5))
+            {
+                out.push(v);
+            }
+        }
+        out
+    }
+
+    /// The number of workers.
+    pub fn workers(&self) -> usize {
+        self.txs.len()
+    }
+
+    /// The worker that owns external `port` of instance `inst` (the owner of its port
+    /// block, which holds the block's subscriber too).
+    fn worker_of(&self, inst: u8, port: u16) -> usize {
+        let sizes = self.block_sizes.read().unwrap_or_else(|e| e.into_inner());
+        let size = sizes.get(inst as usize).copied().unwrap_or(1);
+        crate::nat::ports::worker_of_port(size, self.txs.len() as u16, port) as usize
+    }
+
+    /// Installs blocks and sessions (from the peer board), each on the worker that owns
+    /// its port block (and so its subscriber). Returns how many blocks and sessions were
+    /// refused.
+    pub fn install(&self, blocks: Vec<BlockRecord>, sessions: Vec<SessionRecord>) -> (usize, usize) {
+        let n = self.txs.len();
+        let mut per: Vec<(Vec<BlockRecord>, Vec<SessionRecord>)> = (0..n).map(|_| (Vec::new(), Vec::new())).collect();
+        for b in blocks {
+            per[self.worker_of(b.inst, b.first_port)].0.push(b);
+        }
+        for r in sessions {
+            per[self.worker_of(r.inst, r.ext_port)].1.push(r);
+        }
+        let mut refused = (0, 0);
+        for (w, (b, s)) in self.txs.iter().zip(per) {
+            let (tx, rx) = bounded(1);
+            let total = (b.len(), s.len());
+            if w.send(Command::Install(b, s, tx)).is_err() {
+                refused = (refused.0 + total.0, refused.1 + total.1);
+                continue;
+            }
+            let (x, y) = rx.recv_timeout(Duration::from_secs(10)).unwrap_or(total);
+            refused = (refused.0 + x, refused.1 + y);
+        }
+        refused
+    }
+
+    /// Removes sessions the peer deleted, each on its worker; returns how many were found.
+    pub fn remove(&self, sessions: Vec<SessionRecord>) -> usize {
+        let n = self.txs.len();
+        let mut per: Vec<Vec<SessionRecord>> = (0..n).map(|_| Vec::new()).collect();
+        for r in sessions {
+            per[self.worker_of(r.inst, r.ext_port)].push(r);
+        }
+        let mut found = 0;
+        for (w, s) in self.txs.iter().zip(per) {
+            let (tx, rx) = bounded(1);
+            if !s.is_empty() && w.send(Command::Remove(s, tx)).is_ok() {
+                found += rx.recv_timeout(Duration::from_secs(10)).unwrap_or(0);
+            }
+        }
+        found
+    }
+
+    pub fn sessions(&self, f: &SessionFilter) -> Vec<SessionRecord> {
+        self.ask(|tx| Command::Sessions(f.clone(), tx)).into_iter().flatten().collect()
+    }
+
+    pub fn subscribers(&self) -> Vec<SubscriberView> {
+        self.ask(Command::Subscribers).into_iter().flatten().collect()
+    }
+
+    /// A piece of worker `worker`'s table of at most `max` records from `from` on;
+    /// None when the worker does not answer within 5 s.
+    pub fn snapshot(&self, worker: usize, from: Cursor, max: usize) -> Option<Chunk> {
+        let w = self.txs.get(worker)?;
+        let (tx, rx) = bounded(1);
+        w.send(Command::Snapshot(from, max, tx)).ok()?;
+        rx.recv_timeout(Duration::from_secs(5)).ok()
+    }
+
+    /// Every session and port block of the board (a bulk sync), read in chunks of
+    /// [`CHUNK`] records so that no worker stops forwarding for long.
+    pub fn table(&self) -> (Vec<SessionRecord>, Vec<BlockRecord>) {
+        let (mut sessions, mut blocks) = (Vec::new(), Vec::new());
+        for w in 0..self.txs.len() {
+            let mut at = Some(Cursor::default());
+            while let Some(from) = at {
+                let Some(chunk) = self.snapshot(w, from, CHUNK) else { break };
+                sessions.extend(chunk.sessions);
+                blocks.extend(chunk.blocks);
+                at = chunk.next;
+            }
+        }
+        (sessions, blocks)
+    }
+
+    /// Whether the board forwards.
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Starts or stops forwarding: the workers' flag, the XDP programs' flag, and the
+    /// role listener (on start, the announcement of the addresses: decision 0007).
+    pub fn set_active(&self, on: bool) {
+        self.active.store(on, Ordering::Relaxed);
+        for s in self.steering.lock().unwrap_or_else(|e| e.into_inner()).iter_mut() {
+            if let Err(e) = s.set_active(on) {
+                eprintln!("aftrd: XDP on {}: {e}", s.ifname());
+            }
+        }
+        if let Some(listener) = &self.on_role {
+            listener(on);
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! A worker: the pinned thread that owns one engine with its port, mailbox, clock and
+//! expiry, forwards frames in rounds and answers typed commands between them.
+//!
+//! A round: commands first, then wait for frames (up to 10 ms), receive batches on both
+//! sides and process them in place, hand the other workers' frames over, take the
+//! batches handed to this worker, send what was made on the side, flush, and keep the
+//! clock and the amortised expiry going. A worker without a port (a board without
+//! interfaces) only answers commands and keeps its timers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
+
+use crate::config::{EgressL2, EngineConfig};
+use crate::counters::{Counter, WorkerCounters};
+use crate::engine::{Engine, SubscriberView};
+use crate::frame::{Frame, VecSink, Verdict};
+use crate::handoff::{BATCH, Mailbox};
+use crate::io::port::Port;
+use crate::nat::events::{BlockRecord, SessionEvent, SessionRecord};
+
+/// Which sessions to show (`display sessions ...`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionFilter {
+    pub b4: Option<[u8; 16]>,
+    pub inside: Option<u32>,
+    pub external: Option<u32>,
+    pub port: Option<u16>,
+}
+
+impl SessionFilter {
+    pub fn matches(&self, r: &SessionRecord) -> bool {
+        self.b4.is_none_or(|b| b == r.b4)
+            && self.inside.is_none_or(|a| a == r.inner_addr)
+            && self.external.is_none_or(|a| a == r.ext_addr)
+            && self.port.is_none_or(|p| p == r.ext_port)
+    }
+}
+
+/// Where a table snapshot goes on: port blocks (by subscriber slot) first, then
+/// sessions (by session slot).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cursor {
+    pub subscribers: u32,
+    pub sessions: u32,
+}
+
+/// One bounded piece of a worker's table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Chunk {
+    pub blocks: Vec<BlockRecord>,
+    pub sessions: Vec<SessionRecord>,
+    /// Where the next chunk starts; None when this was the last.
+    pub next: Option<Cursor>,
+}
+
+/// What a worker is asked between rounds. Each request carries its reply channel.
+pub enum Command {
+    Sessions(SessionFilter, Sender<Vec<SessionRecord>>),
+    Subscribers(Sender<Vec<SubscriberView>>),
+    /// Up to this many records of the table from the cursor on (a bulk sync reads the
+    /// table in pieces, so the worker never stops forwarding for long).
+    Snapshot(Cursor, usize, Sender<Chunk>),
+    /// A new engine configuration; sessions of the named instances (unchanged ones) move
+    /// over. Answers with how many sessions were kept.
+    Reconfigure(Box<EngineConfig>, Vec<String>, Sender<Result<usize, String>>),
+    /// State from the peer board: blocks first, then sessions. Answers with how many of
+    /// each were refused.
+    Install(Vec<BlockRecord>, Vec<SessionRecord>, Sender<(usize, usize)>),
+    /// Sessions the peer board deleted. Answers with how many were found.
+    Remove(Vec<SessionRecord>, Sender<usize>),
+    /// The layer-2 next hops of both sides changed: (towards the B4s, the Internet).
+    NextHops(EgressL2, EgressL2),
+    Stop,
+}
+
+/// Sessions and subscribers of each worker, published between rounds for metrics and
+/// `display`.
+#[derive(Default)]
+pub struct Gauges {
+    pub sessions: Vec<AtomicU64>,
+    pub subscribers: Vec<AtomicU64>,
+}
+
+impl Gauges {
+    pub fn new(workers: usize) -> Gauges {
+        Gauges {
+            sessions: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            subscribers: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+/// What a worker starts with.
+pub struct Spec {
+    pub id: u16,
+    pub engine: Engine,
+    /// The configuration `engine` was built from (a reconfiguration compares with it).
+    pub cfg: EngineConfig,
+    /// The seed of new engines on reconfiguration.
+    pub seed: u64,
+    pub port: Option<Port>,
+    pub mailbox: Mailbox,
+    /// False while the board is standby: frames are not the board's to forward.
+    pub active: Arc<AtomicBool>,
+    pub gauges: Arc<Gauges>,
+    /// Where the event rings of engines made by a reconfiguration go.
+    pub events_out: Sender<Receiver<SessionEvent>>,
+    /// The core to pin the thread to.
+    pub core: Option<usize>,
+}
+
+/// A running worker: its command channel, counters and thread.
+pub struct Worker {
+    tx: Sender<Command>,
+    counters: Arc<WorkerCounters>,
+    thread: JoinHandle<()>,
+}
+
+impl Worker {
+    /// Starts the worker thread `name`.
+    pub fn spawn(spec: Spec, name: String) -> std::io::Result<Worker> {
+        let (tx, rx) = bounded(64);
+        let counters = spec.engine.counters();
+        let thread = std::thread::Builder::new().name(name).spawn(move || {
+            if let Some(core) = spec.core {
+                pin(core);
+            }
+            run(spec, rx)
+        })?;
+        Ok(Worker { tx, counters, thread })
+    }
+
+    /// The channel that drives this worker (cloned into handles).
+    pub fn commands(&self) -> Sender<Command> {
+        self.tx.clone()
+    }
+
+    pub fn counters(&self) -> Arc<WorkerCounters> {
+        self.counters.clone()
+    }
+
+    /// Tells the worker to stop; `join` waits for it.
+    pub fn stop(&self) {
+        let _ = self.tx.send(Command::Stop);
+    }
+
+    pub fn join(self) {
+        let _ = self.thread.join();
+    }
+}
+
+/// Pins the calling thread to `core` (the board passes only cores this machine has).
+fn pin(core: usize) {
+    core_affinity::set_for_current(core_affinity::CoreId { id: core });
+}
+
+/// The worker's state besides the engine.
+struct Ctx {
+    id: u16,
+    active: Arc<AtomicBool>,
+    seed: u64,
+    cfg: EngineConfig,
+    gauges: Arc<Gauges>,
+    events_out: Sender<Receiver<SessionEvent>>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn run(spec: Spec, rx: Receiver<Command>) {
+    let Spec { id, engine, cfg, seed, port, mailbox, active, gauges, events_out, core: _ } = spec;
+    let ctx = Ctx { id, active, seed, cfg, gauges, events_out };
+    match port {
+        Some(port) => packet_loop(engine, ctx, rx, port, mailbox),
+        None => idle_loop(engine, ctx, rx),
+    }
+}
+
+/// Moves the sessions of `keep` instances from `old` to `new` (blocks first).
+fn carry_over(
+    old: &Engine,
+    old_cfg: &EngineConfig,
+    new: &mut Engine,
+    new_cfg: &EngineConfig,
+    keep: &[String],
+) -> usize {
+    let map = |inst: u8| -> Option<u8> {
+        let name = &old_cfg.instances.get(inst as usize)?.name;
+        if !keep.contains(name) {
+            return None;
+        }
+        new_cfg.instances.iter().position(|i| &i.name == name).map(|i| i as u8)
+    };
+    let mut kept = 0;
+    for s in old.subscribers() {
+        let Some(inst) = map(s.inst) else { continue };
+        for mut b in s.block_records() {
+            b.inst = inst;
+            let _ = new.install_block(&b);
+        }
+    }
+    for mut r in old.sessions() {
+        let Some(inst) = map(r.inst) else { continue };
+        r.inst = inst;
+        if new.install_session(&r).is_ok() {
+            kept += 1;
+        }
+    }
+    kept
+}
+
+/// Answers one command; false when the worker must stop.
+fn command(engine: &mut Engine, ctx: &mut Ctx, c: Command) -> bool {
+    match c {
+        Command::Stop => return false,
+        Command::Sessions(f, reply) => {
+            let _ = reply.send(engine.sessions().into_iter().filter(|r| f.matches(r)).collect());
+        }
+        Command::Subscribers(reply) => {
+            let _ = reply.send(engine.subscribers());
+        }
+        Command::Snapshot(from, max, reply) => {
+            let _ = reply.send(snapshot(engine, from, max));
+        }
+        Command::Reconfigure(new_cfg, keep, reply) => {
+            match Engine::with_owners(&new_cfg, ctx.id, ctx.seed, engine.owners()) {
+                Ok((mut fresh, events)) => {
+                    fresh.set_clock(now_ms());
+                    let kept = carry_over(engine, &ctx.cfg, &mut fresh, &new_cfg, &keep);
+                    fresh.release_claims_of(engine);
+                    let (sw, inet) = (engine.softwire_l2(), engine.internet_l2());
+                    fresh.set_l2(sw, inet);
+                    *engine = fresh;
+                    ctx.cfg = *new_cfg;
+                    let _ = ctx.events_out.send(events);
+                    let _ = reply.send(Ok(kept));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            }
+        }
+        Command::Install(blocks, sessions, reply) => {
+            engine.set_clock(now_ms());
+            let bad_blocks = blocks.iter().filter(|b| engine.install_block(b).is_err()).count();
+            let bad_sessions = sessions.iter().filter(|r| engine.install_session(r).is_err()).count();
+            let _ = reply.send((bad_blocks, bad_sessions));
+        }
+        Command::Remove(sessions, reply) => {
+            let _ = reply.send(sessions.iter().filter(|r| engine.remove_session(r)).count());
+        }
+        Command::NextHops(sw, inet) => engine.set_l2(sw, inet),
+    }
+    true
+}
+
+/// Up to `max` records of the table from `from` on: the blocks of every subscriber
+/// first, then the sessions. The blocks of one subscriber stay together, so a chunk
+/// holds more than `max` blocks only if a subscriber has that many.
+fn snapshot(engine: &Engine, from: Cursor, max: usize) -> Chunk {
+    let max = max.max(1);
+    let mut chunk = Chunk::default();
+    let mut at = from;
+    if at.subscribers != u32::MAX {
+        let (subs, next) = engine.subscribers_from(at.subscribers, max);
+        chunk.blocks = subs.iter().flat_map(|s| s.block_records()).collect();
+        match next {
+            Some(n) => {
+                chunk.next = Some(Cursor { subscribers: n, sessions: 0 });
+                return chunk;
+            }
+            None => at = Cursor { subscribers: u32::MAX, sessions: 0 },
+        }
+        if chunk.blocks.len() >= max {
+            chunk.next = Some(at);
+            return chunk;
+        }
+    }
+    let room = max - chunk.blocks.len();
+    let (sessions, next) = engine.sessions_from(at.sessions, room);
+    chunk.sessions = sessions;
+    chunk.next = next.map(|n| Cursor { subscribers: u32::MAX, sessions: n });
+    chunk
+}
+
+fn housekeeping(engine: &mut Engine, ctx: &Ctx) {
+    engine.set_clock(now_ms());
+    engine.expire(4096);
+    ctx.gauges.sessions[ctx.id as usize].store(engine.session_count() as u64, Ordering::Relaxed);
+    ctx.gauges.subscribers[ctx.id as usize].store(engine.subscriber_count() as u64, Ordering::Relaxed);
+}
+
+fn idle_loop(mut engine: Engine, mut ctx: Ctx, rx: Receiver<Command>) {
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(c) => {
+                if !command(&mut engine, &mut ctx, c) {
+                    return;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        housekeeping(&mut engine, &ctx);
+    }
+}
+
+/// Hands the frames of a processed batch that belong to other workers to their owners
+/// (copies: the batch's buffers are reused at once).
+fn hand_over_batch(frames: &[Frame], verdicts: &[Verdict], mailbox: &Mailbox, counters: &WorkerCounters) {
+    for (f, v) in frames.iter().zip(verdicts) {
+        if let Verdict::Handoff(w) = v {
+            hand_over(mailbox, counters, *w, f.bytes(), f.hint);
+        }
+    }
+}
+
+/// Sends a frame to the worker that owns it; a full lane is a counted drop.
+fn hand_over(m: &Mailbox, c: &WorkerCounters, to: u16, frame: &[u8], hint: Option<u16>) {
+    if m.send(to, frame, hint).is_err() {
+        c.inc(Counter::DropHandoffFull);
+    }
+}
+
+/// The packet loop: receive a batch, process it in place, transmit what is forwarded,
+/// hand the others' frames over; between rounds, commands.
+fn packet_loop(mut engine: Engine, mut ctx: Ctx, rx: Receiver<Command>, mut port: Port, mailbox: Mailbox) {
+    let mut sink = VecSink::default();
+    let mut verdicts = [Verdict::Pass; BATCH];
+    let counters = engine.counters();
+    let mut idle = false;
+    loop {
+        while let Ok(c) = rx.try_recv() {
+            if !command(&mut engine, &mut ctx, c) {
+                mailbox.flush_all();
+                return;
+            }
+        }
+        engine.set_clock(now_ms());
+        port.wait(10, idle);
+        let active = ctx.active.load(Ordering::Relaxed);
+        let mut work = port.receive(|frames, verdicts| {
+            if !active {
+                // AF_PACKET sees frames whatever the role (AF_XDP is told by the XDP
+                // program's flag): a standby forwards nothing.
+                verdicts.fill(Verdict::Drop(Counter::DropStandby));
+                counters.add(Counter::DropStandby, frames.len() as u64);
+                return;
+            }
+            engine.process_batch(frames, verdicts, &mut sink);
+            hand_over_batch(frames, verdicts, &mailbox, &counters);
+        });
+        // Frames handed to this worker by the others, processed and sent as batches.
+        work += mailbox.receive_batch(4 * BATCH, |frames| {
+            let n = frames.len();
+            engine.process_batch(frames, &mut verdicts[..n], &mut sink);
+            hand_over_batch(frames, &verdicts[..n], &mailbox, &counters);
+            port.send_batch(frames, &verdicts[..n]);
+        });
+        for (w, f, hint) in sink.handed.drain(..) {
+            hand_over(&mailbox, &counters, w, &f, hint);
+        }
+        // What was handed over in this round leaves now (unless its owner is behind:
+        // then the batch fills up first, see `handoff`).
+        mailbox.flush();
+        // Frames made on the side: outer fragments, released IPv4 fragments.
+        for (e, f) in sink.emitted.drain(..) {
+            port.send(e, &f);
+        }
+        port.flush();
+        idle = work == 0;
+        housekeeping(&mut engine, &ctx);
+    }
+}

@@ -1,0 +1,234 @@
+//! The packet path end to end without the daemon: a `dataplane::board::Board` with two
+//! workers on veth pairs in a namespace the test creates (and removes, even when it
+//! fails), driven through its handle. Frames go in on the B4's and the gateway's ends
+//! of the veths and are read back there: translated out and back, handed between the
+//! workers, dropped while standby, re-addressed when the next hop changes; the handle's
+//! typed commands (sessions, snapshot in chunks, install, remove) reach every worker.
+//! Needs root, as CI has.
+
+mod common;
+use common::*;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::unbounded;
+use dataplane::board::{Board, BoardSpec};
+use dataplane::config::EgressL2;
+use dataplane::counters::Counter;
+use dataplane::io::af_packet::{PacketRing, PacketTx, RingOptions};
+use dataplane::io::port::{Interfaces, PacketIo, Ports};
+use dataplane::io::xdp::Mode;
+use dataplane::io::xsk::PollMode;
+use dataplane::nat::events::SessionEvent;
+use dataplane::testing::{Netns, is_root, skip};
+use dataplane::worker::{Cursor, SessionFilter};
+
+const NEW_GW: [u8; 6] = [0x02, 0, 0, 0, 0, 0x98];
+
+fn mac(m: [u8; 6]) -> String {
+    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+/// Veths `sw`-`b4` and `in`-`gw`, with the MACs the frame builders use.
+fn lab(tag: &str) -> Netns {
+    let ns = Netns::new(&format!("dpboard-{tag}-{}", std::process::id()));
+    ns.ip(&["link", "add", "sw", "type", "veth", "peer", "name", "b4"]);
+    ns.ip(&["link", "add", "in", "type", "veth", "peer", "name", "gw"]);
+    for (d, m) in [("sw", AFTR_MAC), ("b4", B4_SIDE_NH), ("in", INET_MAC), ("gw", INET_GW)] {
+        ns.ip(&["link", "set", d, "address", &mac(m), "mtu", "1600", "up"]);
+    }
+    ns
+}
+
+/// Reads frames of one end until `want` matched `keep` or `wait` passed.
+fn collect(ring: &mut PacketRing, want: usize, wait: Duration, keep: impl Fn(&[u8]) -> bool) -> Vec<Vec<u8>> {
+    let mut got = Vec::new();
+    let t = Instant::now();
+    while got.len() < want && t.elapsed() < wait {
+        ring.wait(20).unwrap();
+        ring.recv_block(|fs| got.extend(fs.iter().map(|f| f.bytes().to_vec()).filter(|b| keep(b))));
+    }
+    got
+}
+
+fn is_ipv4(f: &[u8]) -> bool {
+    f.len() > 34 && f[12..14] == [0x08, 0x00] && f[23] == 17
+}
+
+fn is_softwire(f: &[u8]) -> bool {
+    f.len() > 54 && f[12..14] == [0x86, 0xdd] && f[20] == 4
+}
+
+/// B4 number `k` (distinct /64s inside the instance's /40).
+fn b4(k: u8) -> [u8; 16] {
+    let mut a = B4_A;
+    a[7] = k;
+    a
+}
+
+fn run(io: PacketIo, tag: &str) {
+    let ns = lab(tag);
+    let name = ns.0.clone();
+    let h = std::thread::spawn(move || {
+        dataplane::io::netns::enter(&name).unwrap();
+        let mut cfg = config(instance());
+        cfg.workers = 2;
+        let interfaces =
+            Interfaces { softwire: "sw".into(), internet: "in".into(), packet_io: io, poll: PollMode::Block };
+        let ports = Ports::open(&interfaces, &cfg, 9, 2, true).expect("ports open");
+        let (ev_tx, ev_rx) = unbounded();
+        let moved = Arc::new(AtomicBool::new(false));
+        let roles = Arc::new(Mutex::new(Vec::new()));
+        let (m, r) = (moved.clone(), roles.clone());
+        let (sw_l2, in_l2) = (cfg.softwire_l2, cfg.internet_l2);
+        let board = Board::start(BoardSpec {
+            slot: 9,
+            cfg: cfg.clone(),
+            cores: vec![],
+            ports,
+            seed: 7,
+            active: true,
+            next_hops: Some(Box::new(move || {
+                let gw = if m.load(Ordering::Relaxed) { NEW_GW } else { INET_GW };
+                (sw_l2, EgressL2 { dst: gw, ..in_l2 })
+            })),
+            on_event: Box::new(move |e: SessionEvent| {
+                let _ = ev_tx.send(e);
+            }),
+            on_role: Some(Box::new(move |on| r.lock().unwrap().push(on))),
+        })
+        .expect("board starts");
+        assert!(board.io.contains(if io == PacketIo::AfPacket { "AF_PACKET" } else { "AF_XDP" }), "{}", board.io);
+        let handle = board.handle();
+        let tx_b4 = PacketTx::open("b4").unwrap();
+        let tx_gw = PacketTx::open("gw").unwrap();
+        let opts = RingOptions { block_size: 1 << 16, blocks: 8, block_timeout_ms: 1, fanout: None };
+        let mut at_gw = PacketRing::open("gw", opts).unwrap();
+        let mut at_b4 = PacketRing::open("b4", opts).unwrap();
+
+        // Out: one datagram from each of 16 B4s (spread over both workers).
+        let inners: Vec<Vec<u8>> =
+            (0..16u8).map(|k| ip4_udp(HOST, SERVER, 5000 + k as u16, 53, 64, &[k; 12])).collect();
+        for (k, inner) in inners.iter().enumerate() {
+            tx_b4.send_batch(&[&softwire(b4(k as u8), inner)]).unwrap();
+        }
+        let out = collect(&mut at_gw, 16, Duration::from_secs(5), is_ipv4);
+        assert_eq!(out.len(), 16, "every datagram translated to the Internet");
+        let mut mapped = Vec::new();
+        for o in &out {
+            let (ext, port) = (out_src(o), out_sport(o));
+            let k = o[o.len() - 1];
+            assert_eq!(o, &to_internet(&ip4_udp(ext, SERVER, port, 53, 63, &[k; 12])), "datagram of B4 {k}");
+            assert_checksums(o);
+            mapped.push((k, ext, port));
+        }
+
+        // Back: a reply to each mapping reaches its B4 (the IPv4 side lands on one
+        // worker; the owner of the port block forwards).
+        for &(k, ext, port) in &mapped {
+            tx_gw.send_batch(&[&from_internet(&ip4_udp(SERVER, ext, 53, port, 50, &[k; 12]))]).unwrap();
+        }
+        let back = collect(&mut at_b4, 16, Duration::from_secs(5), is_softwire);
+        assert_eq!(back.len(), 16, "every reply encapsulated to its B4");
+        for f in &back {
+            let k = f[f.len() - 1];
+            let want = to_b4(b4(k), &ip4_udp(SERVER, HOST, 53, 5000 + k as u16, 49, &[k; 12]), f);
+            assert_eq!(f, &want, "reply to B4 {k}");
+        }
+
+        // The handle reaches every worker: sessions, a snapshot read in chunks of one.
+        let sessions = handle.sessions(&SessionFilter::default());
+        assert_eq!(sessions.len(), 16);
+        let (mut snap_sessions, mut snap_blocks) = (Vec::new(), Vec::new());
+        for w in 0..handle.workers() {
+            let mut at = Some(Cursor::default());
+            let mut chunks = 0;
+            while let Some(from) = at {
+                let c = handle.snapshot(w, from, 1).expect("worker answers");
+                assert!(c.blocks.len() + c.sessions.len() <= 1, "chunks are bounded");
+                snap_sessions.extend(c.sessions);
+                snap_blocks.extend(c.blocks);
+                at = c.next;
+                chunks += 1;
+                assert!(chunks < 100);
+            }
+        }
+        assert_eq!(snap_sessions.len(), 16);
+        assert_eq!(snap_blocks.len(), 16, "one block per subscriber");
+        let (t_sessions, t_blocks) = handle.table();
+        assert_eq!((t_sessions.len(), t_blocks.len()), (16, 16));
+        let counters = board.counters();
+        let sum = |c: Counter| counters.iter().map(|w| w.get(c)).sum::<u64>();
+        assert_eq!(sum(Counter::In2Out), 16);
+        assert_eq!(sum(Counter::Out2In), 16);
+        assert_eq!(sum(Counter::SessionsCreated), 16);
+
+        // Events: one creation per session.
+        let t = Instant::now();
+        let mut created = 0;
+        while created < 16 && t.elapsed() < Duration::from_secs(2) {
+            if let Ok(SessionEvent::Created(_)) = ev_rx.recv_timeout(Duration::from_millis(100)) {
+                created += 1;
+            }
+        }
+        assert_eq!(created, 16, "the board's event thread delivers every creation");
+
+        // Remove one session through the handle, then install it back (as from the peer).
+        let one = sessions[0];
+        assert_eq!(handle.remove(vec![one]), 1);
+        assert_eq!(handle.sessions(&SessionFilter::default()).len(), 15);
+        // Its subscriber went with its last session: its block comes back first.
+        let block = *t_blocks.iter().find(|b| b.b4 == one.b4).expect("the session's block");
+        assert_eq!(handle.install(vec![], vec![one]), (0, 1), "no session without its block");
+        assert_eq!(handle.install(vec![block], vec![one]), (0, 0));
+        assert_eq!(handle.sessions(&SessionFilter::default()).len(), 16);
+
+        // A new next hop reaches the workers (polled every 200 ms off their cores).
+        moved.store(true, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(600));
+        tx_b4.send_batch(&[&softwire(b4(0), &inners[0])]).unwrap();
+        let again = collect(&mut at_gw, 1, Duration::from_secs(5), is_ipv4);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0][0..6], NEW_GW, "the frame goes to the new next hop");
+
+        // Standby: nothing is forwarded, and the role listener hears of it.
+        handle.set_active(false);
+        let standby_before = sum(Counter::DropStandby);
+        for (k, inner) in inners.iter().enumerate() {
+            tx_b4.send_batch(&[&softwire(b4(k as u8), inner)]).unwrap();
+        }
+        assert!(collect(&mut at_gw, 1, Duration::from_millis(500), is_ipv4).is_empty(), "a standby forwards nothing");
+        if io == PacketIo::AfPacket {
+            // AF_PACKET sees the kernel's own frames (neighbour discovery) too.
+            let dropped = sum(Counter::DropStandby) - standby_before;
+            assert!(dropped >= 16, "counted as standby drops: {dropped}");
+        }
+        handle.set_active(true);
+        assert_eq!(*roles.lock().unwrap(), vec![false, true]);
+        board.stop();
+        assert_eq!(*roles.lock().unwrap(), vec![false, true, false], "an active board withdraws at stop");
+    });
+    let r = h.join();
+    drop(ns);
+    if let Err(e) = r {
+        std::panic::resume_unwind(e);
+    }
+}
+
+#[test]
+fn board_over_af_packet() {
+    if !is_root() {
+        return skip("needs root for network namespaces");
+    }
+    run(PacketIo::AfPacket, "pkt");
+}
+
+#[test]
+fn board_over_af_xdp() {
+    if !is_root() {
+        return skip("needs root for network namespaces");
+    }
+    run(PacketIo::AfXdp(Mode::Auto), "xdp");
+}

@@ -1,0 +1,22 @@
+//! The HA thread's local side: the board's handle from `dataplane`, driven through the
+//! same typed commands as the daemon's.
+
+use dataplane::board::BoardHandle;
+use dataplane::nat::events::{BlockRecord, SessionRecord};
+
+use crate::node::Local;
+
+impl Local for BoardHandle {
+    fn install(&self, blocks: Vec<BlockRecord>, sessions: Vec<SessionRecord>) -> (usize, usize) {
+        BoardHandle::install(self, blocks, sessions)
+    }
+    fn remove(&self, sessions: Vec<SessionRecord>) -> usize {
+        BoardHandle::remove(self, sessions)
+    }
+    fn table(&self) -> (Vec<SessionRecord>, Vec<BlockRecord>) {
+        BoardHandle::table(self)
+    }
+    fn set_active(&self, on: bool) {
+        BoardHandle::set_active(self, on)
+    }
+}
