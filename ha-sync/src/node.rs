@@ -459,16 +459,10 @@ impl<L: Local> State<L> {
         let now = self.now_ms();
         match h.kind {
             Kind::Heartbeat => {
-                let p = m.payload;
-                if p.len() < 3 {
-                    self.st.rejected_malformed += 1;
-                    return;
-                }
-                let Some(role) = Role::from_u8(p[0]) else {
+                let Ok(peer) = wire::decode_heartbeat(m.payload) else {
                     self.st.rejected_malformed += 1;
                     return;
                 };
-                let peer = PeerState { role, preferred: p[1] != 0, in_sync: p[2] != 0 };
                 if let Some(a) = self.role.on_heartbeat(peer, now) {
                     self.act(a);
                 }
@@ -715,10 +709,10 @@ impl<L: Local> State<L> {
         let now = self.now_ms();
         if self.last_hb.is_none_or(|t| t.elapsed() >= Duration::from_millis(self.s.heartbeat_ms)) {
             self.last_hb = Some(Instant::now());
-            let payload = [self.role.role().to_u8(), self.s.preferred as u8, self.role.in_sync as u8];
+            let me = PeerState { role: self.role.role(), preferred: self.s.preferred, in_sync: self.role.in_sync };
             let h = self.header(Kind::Heartbeat, 0);
             let mut b = Builder::new(&h);
-            b.raw(&payload);
+            b.raw(&wire::encode_heartbeat(&me));
             let d = b.finish(&self.key);
             self.send(&d);
             if let Some((w, to)) = &self.witness {
@@ -764,7 +758,7 @@ impl<L: Local> State<L> {
         st.messages_sent = self.tx.stats.sent;
         st.retransmitted = self.tx.stats.retransmitted;
         st.queue_depth = self.tx.depth() + self.outq.len();
-        st.lag_ms = self.tx.oldest_age().map(|d| d.as_millis() as u64).unwrap_or(0);
+        st.lag_ms = self.tx.oldest_age(Instant::now()).map(|d| d.as_millis() as u64).unwrap_or(0);
         st.young = self.repl.young();
         st.witness = self.witness.is_some();
         st.replicated = self.repl.replicated();
