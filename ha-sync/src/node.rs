@@ -1,10 +1,10 @@
-//! The HA thread of a board: heartbeats on the HA channel (and, as a witness, on the
-//! softwire segment), the role machine, the replication stream out of the board's
-//! session events while active, and the installation of the peer's stream while
-//! standby. The board is reached through [`Local`], so this crate knows nothing of the
-//! daemon around it.
+//! The HA thread of a board: the shell around [`Protocol`]. It owns the sockets (the
+//! HA channel and the witness on the softwire segment), the thread, the clock and the
+//! board (reached through [`Local`], so this crate knows nothing of the daemon around
+//! it): what the sockets and the board's event queue bring goes into the protocol, what
+//! the protocol asks for goes out to the sockets and the board. No protocol rule lives
+//! here.
 
-use std::collections::VecDeque;
 use std::io;
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,10 +15,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use dataplane::nat::events::{BlockRecord, SessionEvent, SessionRecord};
 
-use crate::replicate::Replicator;
-use crate::role::{Action, PeerState, Role, RoleMachine};
-use crate::stream::{self, Accepted};
-use crate::wire::{self, Builder, Header, Key, Kind, Record};
+use crate::protocol::{Channel, Now, Output, Protocol};
+pub use crate::protocol::{MAX_BACKLOG, Settings, Status};
 
 /// What the HA thread needs of its board.
 pub trait Local: Send + 'static {
@@ -45,77 +43,49 @@ fn window_for(sock: &UdpSocket) -> usize {
 }
 /// Socket buffers asked for the HA channel.
 const SOCKET_BUFFER: usize = 4 << 20;
-/// Live records waiting behind the window at most; beyond, the standby cannot keep up:
-/// counted as an overflow and repaired with a bulk sync.
-pub const MAX_BACKLOG: usize = 2_000_000;
+/// Session events waiting for the HA thread at most; beyond, they are counted as
+/// dropped and the next stream is a bulk sync.
+const EVENT_QUEUE: usize = 1 << 16;
 
 /// The multicast group of the witness heartbeats on the softwire segment (link-local).
 pub const WITNESS_GROUP: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0xaf7);
 
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub slot: u16,
-    /// Our end of the HA channel, and the peer's.
-    pub bind: SocketAddr,
-    pub peer: SocketAddr,
-    /// The softwire interface and UDP port for witness heartbeats (None: HA link only).
-    pub witness: Option<(String, u16)>,
-    pub key: Vec<u8>,
-    /// This board is the location's `slot` (the preferred active).
-    pub preferred: bool,
-    /// `service-ha hot-backup enable`: replicate sessions (otherwise cold standby).
-    pub hot_backup: bool,
-    pub delay_secs: u32,
-    pub preempt_ms: u64,
-    pub heartbeat_ms: u64,
-    pub dead_count: u32,
-    /// Data messages kept for retransmission before the stream resets.
-    pub queue: usize,
-    pub rto_ms: u64,
-    /// Data messages sent per millisecond at most (bulk sync pacing).
-    pub pace_per_ms: usize,
+/// The board's end of the HA thread's event input: cheap to clone, never blocks.
+#[derive(Clone)]
+pub struct EventSender {
+    tx: Sender<SessionEvent>,
+    dropped: Arc<AtomicU64>,
 }
 
-impl Settings {
-    pub fn dead_ms(&self) -> u64 {
-        self.heartbeat_ms * self.dead_count as u64
+impl EventSender {
+    /// Hands a session event of the board to the HA thread; never blocks. A full queue
+    /// is counted (`events_dropped`) and makes the next stream a bulk sync.
+    pub fn send(&self, e: SessionEvent) {
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(e) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Events handed over and not yet taken by the HA thread.
+    pub fn backlog(&self) -> usize {
+        self.tx.len()
     }
 }
 
-/// What `display service-ha` shows.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Status {
-    pub role: Role,
-    pub preferred: bool,
-    pub peer_alive: bool,
-    pub peer_role: Option<Role>,
-    /// Standby: this board holds the peer's whole eligible table. Active: the peer says
-    /// it does.
-    pub in_sync: bool,
-    pub records_sent: u64,
-    pub records_received: u64,
-    pub messages_sent: u64,
-    pub retransmitted: u64,
-    pub install_refused: u64,
-    /// Data messages unacknowledged plus records waiting to be sent.
-    pub queue_depth: usize,
-    /// Age of the oldest unacknowledged message, in milliseconds.
-    pub lag_ms: u64,
-    /// Sessions waiting for their delay-time.
-    pub young: usize,
-    pub replicated: usize,
-    pub bulk_syncs: u64,
-    pub overflows: u64,
-    pub rejected_auth: u64,
-    pub rejected_replay: u64,
-    pub rejected_malformed: u64,
-    pub events_dropped: u64,
-    /// Unix milliseconds and reason of the last change of role.
-    pub last_change: Option<(u64, String)>,
-    /// Why the HA channel is not up (its address cannot be bound).
-    pub channel_error: Option<String>,
-    /// Witness heartbeats on the softwire segment are sent and heard.
-    pub witness: bool,
+/// The HA thread's end of its event input; give it to [`Node::start_with`].
+pub struct EventReceiver {
+    rx: Receiver<SessionEvent>,
+    sender: EventSender,
+}
+
+/// The HA thread's event input, made before the thread: the board can start first and
+/// feed its events to the [`EventSender`] at once (they wait, up to 65536, and beyond
+/// are counted as dropped), then the node starts with the [`EventReceiver`]
+/// ([`Node::start_with`]).
+pub fn events() -> (EventSender, EventReceiver) {
+    let (tx, rx) = bounded(EVENT_QUEUE);
+    let sender = EventSender { tx, dropped: Arc::new(AtomicU64::new(0)) };
+    (sender.clone(), EventReceiver { rx, sender })
 }
 
 enum Cmd {
@@ -125,15 +95,16 @@ enum Cmd {
 /// A running HA thread.
 pub struct Node {
     cmd: Sender<Cmd>,
-    events: Sender<SessionEvent>,
-    dropped: Arc<AtomicU64>,
+    events: EventSender,
     status: Arc<Mutex<Status>>,
     stop: Arc<AtomicBool>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
-fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+/// The clock, read once per step of the thread: the protocol reads none.
+fn now() -> Now {
+    let unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    Now { at: Instant::now(), unix_ms }
 }
 
 impl Node {
@@ -142,38 +113,42 @@ impl Node {
     /// interface is not up) is retried every second, and the board stays inactive and
     /// says why in its status: a board that cannot hear its peer must not go active.
     pub fn start(s: Settings, local: impl Local) -> io::Result<Node> {
+        let (_, events) = events();
+        Node::start_with(s, local, events)
+    }
+
+    /// [`Node::start`], with an event input made beforehand by [`events`] (the board
+    /// may already be feeding it).
+    pub fn start_with(s: Settings, local: impl Local, events: EventReceiver) -> io::Result<Node> {
         let sock = bind(s.bind).ok();
         // Without its interface (not there yet) the witness is off: the HA link alone
         // decides, as the status says.
         let witness = s.witness.as_ref().and_then(|(ifname, port)| witness_socket(ifname, *port).ok());
         let (cmd_tx, cmd_rx) = bounded(8);
-        let (ev_tx, ev_rx) = bounded(1 << 16);
-        let dropped = Arc::new(AtomicU64::new(0));
         let status = Arc::new(Mutex::new(Status { preferred: s.preferred, ..Default::default() }));
         let stop = Arc::new(AtomicBool::new(false));
-        let mut st = State::new(s, sock, witness, local, dropped.clone(), status.clone());
+        let sender = events.sender.clone();
+        let mut shell = Shell::new(s, sock, witness, local, events, status.clone());
         let stop2 = stop.clone();
         let thread = std::thread::Builder::new().name("aftr-ha".into()).spawn(move || {
             while !stop2.load(Ordering::Relaxed) {
-                if !st.round(&cmd_rx, &ev_rx) {
+                if !shell.round(&cmd_rx) {
                     std::thread::sleep(Duration::from_millis(1));
                 }
             }
         })?;
-        Ok(Node { cmd: cmd_tx, events: ev_tx, dropped, status, stop, thread: Mutex::new(Some(thread)) })
+        Ok(Node { cmd: cmd_tx, events: sender, status, stop, thread: Mutex::new(Some(thread)) })
     }
 
     /// Hands a session event of the board to the HA thread; never blocks. A full queue
     /// is counted and makes the next stream a bulk sync.
     pub fn event(&self, e: SessionEvent) {
-        if let Err(TrySendError::Full(_)) = self.events.try_send(e) {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-        }
+        self.events.send(e);
     }
 
     /// Events handed over and not yet taken by the HA thread.
     pub fn event_backlog(&self) -> usize {
-        self.events.len()
+        self.events.backlog()
     }
 
     pub fn status(&self) -> Status {
@@ -213,8 +188,9 @@ fn bind(a: SocketAddr) -> io::Result<UdpSocket> {
     Ok(sock)
 }
 
-/// A UDP socket on the softwire interface for witness heartbeats (link-local multicast).
-fn witness_socket(ifname: &str, port: u16) -> io::Result<UdpSocket> {
+/// A UDP socket on the softwire interface for witness heartbeats (link-local
+/// multicast), and where they go: the group on that interface.
+fn witness_socket(ifname: &str, port: u16) -> io::Result<(UdpSocket, SocketAddr)> {
     let index = std::fs::read_to_string(format!("/sys/class/net/{ifname}/ifindex"))?
         .trim()
         .parse::<u32>()
@@ -224,552 +200,139 @@ fn witness_socket(ifname: &str, port: u16) -> io::Result<UdpSocket> {
     sock.set_multicast_loop_v6(false)?;
     sock.set_nonblocking(true)?;
     // Sends go out of that interface: the scope id of the destination says which.
-    Ok(sock)
+    Ok((sock, SocketAddr::V6(SocketAddrV6::new(WITNESS_GROUP, port, 0, index))))
 }
 
-struct State<L: Local> {
-    s: Settings,
-    key: Key,
+/// The thread's state: the protocol, and what it is tied to.
+struct Shell<L: Local> {
+    proto: Protocol,
+    bind: SocketAddr,
+    peer: SocketAddr,
     /// None while the HA address cannot be bound.
     sock: Option<UdpSocket>,
-    window: usize,
     last_bind: Instant,
+    channel_error: Option<String>,
     witness: Option<(UdpSocket, SocketAddr)>,
     local: L,
-    epoch: u64,
-    ctl: u64,
-    role: RoleMachine,
-    t0: Instant,
-    last_hb: Option<Instant>,
-    // The peer as heard.
-    peer_epoch: u64,
-    peer_ctl: [u64; 2],
-    // Sending side (active).
-    repl: Replicator,
-    tx: stream::Sender,
-    outq: VecDeque<Record>,
-    /// Records of `outq` that belong to the bulk sync under way.
-    bulk_left: usize,
-    reset_next: bool,
-    dropped: Arc<AtomicU64>,
-    dropped_seen: u64,
-    // Receiving side (standby).
-    rx: stream::Receiver,
-    last_bulk_request: Option<Instant>,
-    release_at: Option<u64>,
-    /// When the release arrived (its deltas are waited for one dead interval at most).
-    released: Option<Instant>,
-    ack_due: bool,
+    events: EventReceiver,
     status: Arc<Mutex<Status>>,
-    st: Status,
 }
 
-impl<L: Local> State<L> {
+impl<L: Local> Shell<L> {
     fn new(
         s: Settings,
         sock: Option<UdpSocket>,
-        witness: Option<UdpSocket>,
+        witness: Option<(UdpSocket, SocketAddr)>,
         local: L,
-        dropped: Arc<AtomicU64>,
+        events: EventReceiver,
         status: Arc<Mutex<Status>>,
     ) -> Self {
-        let now_ms = 0;
-        let witness = witness.and_then(|w| {
-            let (ifname, port) = s.witness.clone()?;
-            let index =
-                std::fs::read_to_string(format!("/sys/class/net/{ifname}/ifindex")).ok()?.trim().parse().ok()?;
-            Some((w, SocketAddr::V6(SocketAddrV6::new(WITNESS_GROUP, port, 0, index))))
-        });
-        State {
-            key: Key::new(&s.key),
-            role: RoleMachine::new(s.preferred, s.dead_ms(), s.preempt_ms, now_ms),
-            repl: Replicator::new(s.delay_secs),
-            tx: stream::Sender::new(s.queue, Duration::from_millis(s.rto_ms)),
-            rx: stream::Receiver::new(s.queue as u64),
-            st: Status { preferred: s.preferred, ..Default::default() },
-            epoch: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(1),
-            ctl: 0,
-            t0: Instant::now(),
-            last_hb: None,
-            peer_epoch: 0,
-            peer_ctl: [0; 2],
-            outq: VecDeque::new(),
-            bulk_left: 0,
-            reset_next: true,
-            dropped,
-            dropped_seen: 0,
-            last_bulk_request: None,
-            release_at: None,
-            released: None,
-            ack_due: false,
-            window: sock.as_ref().map(window_for).unwrap_or(16),
+        let epoch = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(1);
+        let window = sock.as_ref().map(window_for).unwrap_or(16);
+        Shell {
+            bind: s.bind,
+            peer: s.peer,
+            proto: Protocol::new(s, epoch, window, witness.is_some(), now()),
             sock,
             last_bind: Instant::now().checked_sub(Duration::from_secs(2)).unwrap_or_else(Instant::now),
+            channel_error: None,
             witness,
             local,
+            events,
             status,
-            s,
-        }
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.t0.elapsed().as_millis() as u64
-    }
-
-    fn header(&mut self, kind: Kind, flags: u8) -> Header {
-        self.ctl += 1;
-        Header { kind, flags, slot: self.s.slot, epoch: self.epoch, seq: self.ctl, ack: 0 }
-    }
-
-    fn send(&self, d: &[u8]) {
-        if let Some(sock) = &self.sock {
-            let _ = sock.send_to(d, self.s.peer);
         }
     }
 
     /// One round: commands, the peer's messages, the board's events, timers, sending.
     /// Returns whether there was anything to do.
-    fn round(&mut self, cmds: &Receiver<Cmd>, events: &Receiver<SessionEvent>) -> bool {
+    fn round(&mut self, cmds: &Receiver<Cmd>) -> bool {
         let mut work = false;
         while let Ok(Cmd::Switchover(reply)) = cmds.try_recv() {
-            let now = self.now_ms();
-            let r = match self.role.switchover(now) {
-                Ok(Some(a)) => {
-                    let what = match a {
-                        Action::Deactivate(_) => "handed the role to the peer",
-                        _ => "asked the peer for the role",
-                    };
-                    self.act(a);
-                    Ok(what.to_string())
-                }
-                Ok(None) => Ok("nothing to do".to_string()),
-                Err(e) => Err(e.to_string()),
-            };
+            let r = self.proto.switchover(now());
+            self.carry_out();
             let _ = reply.send(r);
         }
         if self.sock.is_none() {
             if self.last_bind.elapsed() >= Duration::from_secs(1) {
                 self.last_bind = Instant::now();
-                match bind(self.s.bind) {
+                match bind(self.bind) {
                     Ok(sock) => {
-                        self.window = window_for(&sock);
+                        self.proto.channel_up(window_for(&sock), now());
                         self.sock = Some(sock);
-                        self.st.channel_error = None;
-                        // The wait for a peer starts now.
-                        self.role =
-                            RoleMachine::new(self.s.preferred, self.s.dead_ms(), self.s.preempt_ms, self.now_ms());
+                        self.channel_error = None;
                     }
-                    Err(e) => self.st.channel_error = Some(format!("cannot bind {}: {e}", self.s.bind)),
+                    Err(e) => self.channel_error = Some(format!("cannot bind {}: {e}", self.bind)),
                 }
             }
             if self.sock.is_none() {
-                for _ in events.try_iter().take(1 << 16) {}
+                for _ in self.events.rx.try_iter().take(EVENT_QUEUE) {}
                 self.publish();
                 return false;
             }
         }
         let mut buf = [0u8; 2048];
-        for path in 0..2 {
+        for channel in [Channel::Link, Channel::Witness] {
             for _ in 0..512 {
-                let got = match (path, &self.sock, &self.witness) {
-                    (0, Some(sock), _) => sock.recv_from(&mut buf),
-                    (0, None, _) => break,
-                    (_, _, Some((w, _))) => w.recv_from(&mut buf),
+                let got = match (channel, &self.sock, &self.witness) {
+                    (Channel::Link, Some(sock), _) => sock.recv_from(&mut buf),
+                    (Channel::Witness, _, Some((w, _))) => w.recv_from(&mut buf),
                     _ => break,
                 };
                 let Ok((n, _)) = got else { break };
                 work = true;
-                let d = buf[..n].to_vec();
-                self.on_datagram(&d, path);
+                self.proto.handle_datagram(channel, &buf[..n], now());
+                self.carry_out();
             }
         }
-        let now_s = (unix_ms() / 1000) as u32;
-        let active = self.role.role() == Role::Active;
-        let replicate = active && self.s.hot_backup && self.role.peer_alive(self.now_ms());
-        for e in events.try_iter().take(1 << 16) {
+        let t = now();
+        for e in self.events.rx.try_iter().take(EVENT_QUEUE) {
             work = true;
-            if active {
-                self.repl.on_event(e, now_s);
-            }
+            self.proto.handle_event(e, t);
         }
-        let lost = self.dropped.load(Ordering::Relaxed);
-        if lost != self.dropped_seen {
-            self.st.events_dropped = lost;
-            self.dropped_seen = lost;
-            if replicate {
-                // Events were lost: what the standby has can no longer be trusted.
-                self.bulk_sync();
-            }
-        }
-        if active {
-            self.repl.tick(now_s);
-            if replicate {
-                self.outq.extend(self.repl.drain());
-                if self.outq.len().saturating_sub(self.bulk_left) > MAX_BACKLOG {
-                    self.st.overflows += 1;
-                    self.bulk_sync();
-                }
-            } else {
-                self.repl.drain();
-            }
-        }
-        work |= self.send_data();
-        self.timers();
+        self.proto.handle_events_dropped(self.events.sender.dropped.load(Ordering::Relaxed), t);
+        self.carry_out();
+        work |= self.proto.handle_timeout(now());
+        self.carry_out();
         self.publish();
         work
     }
 
-    fn on_datagram(&mut self, d: &[u8], path: usize) {
-        let m = match wire::open(&self.key, d) {
-            Ok(m) => m,
-            Err(wire::WireError::Auth) => {
-                self.st.rejected_auth += 1;
-                return;
-            }
-            Err(_) => {
-                self.st.rejected_malformed += 1;
-                return;
-            }
-        };
-        let h = m.header;
-        if h.slot == self.s.slot {
-            // Our own multicast, or a board with our slot number: never the peer.
-            return;
-        }
-        if h.epoch < self.peer_epoch {
-            self.st.rejected_replay += 1;
-            return;
-        }
-        if h.epoch > self.peer_epoch {
-            // The peer (re)started: its stream starts over.
-            self.peer_epoch = h.epoch;
-            self.peer_ctl = [0; 2];
-            self.rx.forget();
-            if self.role.role() != Role::Active {
-                self.role.in_sync = false;
-            }
-        }
-        if h.kind != Kind::Data {
-            if h.seq <= self.peer_ctl[path] {
-                self.st.rejected_replay += 1;
-                return;
-            }
-            self.peer_ctl[path] = h.seq;
-        }
-        let now = self.now_ms();
-        match h.kind {
-            Kind::Heartbeat => {
-                let p = m.payload;
-                if p.len() < 3 {
-                    self.st.rejected_malformed += 1;
-                    return;
-                }
-                let Some(role) = Role::from_u8(p[0]) else {
-                    self.st.rejected_malformed += 1;
-                    return;
-                };
-                let peer = PeerState { role, preferred: p[1] != 0, in_sync: p[2] != 0 };
-                if let Some(a) = self.role.on_heartbeat(peer, now) {
-                    self.act(a);
-                }
-            }
-            Kind::Data => {
-                if self.role.role() == Role::Active {
-                    return;
-                }
-                let mut stored = Vec::with_capacity(1 + m.payload.len());
-                stored.push(h.flags);
-                stored.extend_from_slice(m.payload);
-                match self.rx.accept(h.seq, h.flags & wire::FLAG_RESET != 0, &stored) {
-                    Accepted::Deliver(msgs) => {
-                        for msg in msgs {
-                            self.apply(&msg);
-                        }
+    /// Does what the protocol asks, in order: datagrams to the sockets, work to the
+    /// board, and the board's answers back.
+    fn carry_out(&mut self) {
+        while let Some(o) = self.proto.poll() {
+            match o {
+                Output::Transmit(Channel::Link, d) => {
+                    if let Some(sock) = &self.sock {
+                        let _ = sock.send_to(&d, self.peer);
                     }
-                    Accepted::Dropped if !self.rx.started() => self.request_bulk(false),
-                    _ => {}
                 }
-                self.ack_due = true;
-            }
-            Kind::Ack => {
-                let Some(missing) = stream::decode_missing(m.payload) else {
-                    self.st.rejected_malformed += 1;
-                    return;
-                };
-                for d in self.tx.on_ack(h.ack, &missing, Instant::now()) {
-                    self.send(&d);
-                }
-            }
-            Kind::BulkRequest => {
-                if self.role.role() == Role::Active && self.s.hot_backup {
-                    self.bulk_sync();
-                }
-            }
-            Kind::Switchover => {
-                if h.flags & wire::FLAG_TAKE_OVER != 0 {
-                    if let Some(a) = self.role.on_request(now) {
-                        self.act(a);
+                Output::Transmit(Channel::Witness, d) => {
+                    if let Some((w, to)) = &self.witness {
+                        let _ = w.send_to(&d, to);
                     }
-                } else if h.flags & wire::FLAG_RELEASED != 0 {
-                    // Take over once every delta sent before the release has arrived.
-                    self.release_at = Some(h.ack);
-                    self.released = Some(Instant::now());
-                    self.check_release();
+                }
+                Output::Install { blocks, sessions } => {
+                    let (b, s) = self.local.install(blocks, sessions);
+                    self.proto.installed(b + s);
+                }
+                Output::Remove(sessions) => {
+                    self.local.remove(sessions);
+                }
+                Output::SetActive(on) => self.local.set_active(on),
+                Output::TakeSnapshot => {
+                    let (sessions, blocks) = self.local.table();
+                    self.proto.handle_table(&sessions, &blocks, now());
                 }
             }
-        }
-    }
-
-    /// Applies one delivered Data message: runs of blocks and sessions installed, runs
-    /// of deletions removed, in order.
-    fn apply(&mut self, msg: &[u8]) {
-        let (flags, payload) = (msg[0], &msg[1..]);
-        let (mut blocks, mut sessions, mut gone) = (Vec::new(), Vec::new(), Vec::new());
-        let flush = |l: &L, b: &mut Vec<BlockRecord>, s: &mut Vec<SessionRecord>, g: &mut Vec<SessionRecord>| {
-            let mut refused = 0;
-            if !b.is_empty() || !s.is_empty() {
-                let (x, y) = l.install(std::mem::take(b), std::mem::take(s));
-                refused += (x + y) as u64;
-            }
-            if !g.is_empty() {
-                l.remove(std::mem::take(g));
-            }
-            refused
-        };
-        for r in wire::records(payload) {
-            let Ok(r) = r else {
-                self.st.rejected_malformed += 1;
-                break;
-            };
-            self.st.records_received += 1;
-            match r {
-                Record::Block(b) => {
-                    if !gone.is_empty() {
-                        self.st.install_refused += flush(&self.local, &mut blocks, &mut sessions, &mut gone);
-                    }
-                    blocks.push(b);
-                }
-                Record::Session(s) => {
-                    if !gone.is_empty() {
-                        self.st.install_refused += flush(&self.local, &mut blocks, &mut sessions, &mut gone);
-                    }
-                    sessions.push(s);
-                }
-                Record::SessionDeleted(s) => {
-                    if !blocks.is_empty() || !sessions.is_empty() {
-                        self.st.install_refused += flush(&self.local, &mut blocks, &mut sessions, &mut gone);
-                    }
-                    gone.push(s);
-                }
-                // The standby's engine releases a block with its last session.
-                Record::BlockReleased(_) => {}
-            }
-        }
-        self.st.install_refused += flush(&self.local, &mut blocks, &mut sessions, &mut gone);
-        if flags & wire::FLAG_BULK_END != 0 {
-            self.role.in_sync = true;
-        }
-        self.check_release();
-    }
-
-    fn check_release(&mut self) {
-        if let Some(at) = self.release_at {
-            let (next, _) = self.rx.ack(0);
-            // The deltas sent before the release are in; or they were lost with the
-            // peer's queue and waiting longer would only leave no board active.
-            let waited = self.released.is_some_and(|t| t.elapsed() >= Duration::from_millis(self.s.dead_ms()));
-            if next >= at || !self.rx.started() || waited {
-                self.release_at = None;
-                let now = self.now_ms();
-                if let Some(a) = self.role.on_released(now) {
-                    self.act(a);
-                }
-            }
-        }
-    }
-
-    /// Carries out what the role machine decided.
-    fn act(&mut self, a: Action) {
-        match a {
-            Action::Activate(why) => {
-                self.local.set_active(true);
-                self.st.last_change = Some((unix_ms(), format!("active: {why}")));
-                // Everything from now on is ours to replicate; a returning peer asks
-                // for a bulk sync.
-                self.rx.forget();
-                self.release_at = None;
-            }
-            Action::Deactivate(why) => {
-                if self.role.peer_alive(self.now_ms()) && self.s.hot_backup {
-                    // Final deltas first: everything queued goes before the release.
-                    while self.send_data_unpaced(true) {}
-                }
-                self.local.set_active(false);
-                self.st.last_change = Some((unix_ms(), format!("standby: {why}")));
-                self.outq.clear();
-                self.bulk_left = 0;
-                self.tx.reset();
-                self.reset_next = true;
-                let mut h = self.header(Kind::Switchover, wire::FLAG_RELEASED);
-                h.ack = self.tx.next_seq();
-                let d = Builder::new(&h).finish(&self.key);
-                self.send(&d);
-                self.request_bulk(true);
-            }
-            Action::RequestRole => {
-                let h = self.header(Kind::Switchover, wire::FLAG_TAKE_OVER);
-                let d = Builder::new(&h).finish(&self.key);
-                self.send(&d);
-            }
-        }
-    }
-
-    fn request_bulk(&mut self, force: bool) {
-        if !self.s.hot_backup {
-            return;
-        }
-        let due = self.last_bulk_request.is_none_or(|t| t.elapsed() >= Duration::from_millis(self.s.dead_ms()));
-        if force || due {
-            self.last_bulk_request = Some(Instant::now());
-            let h = self.header(Kind::BulkRequest, 0);
-            let d = Builder::new(&h).finish(&self.key);
-            self.send(&d);
-        }
-    }
-
-    /// Starts the stream over with the whole eligible table.
-    fn bulk_sync(&mut self) {
-        let (sessions, blocks) = self.local.table();
-        let now_s = (unix_ms() / 1000) as u32;
-        let bulk = self.repl.restart(&sessions, &blocks, now_s);
-        self.tx.reset();
-        self.outq.clear();
-        self.bulk_left = bulk.len();
-        self.outq.extend(bulk);
-        self.reset_next = true;
-        self.st.bulk_syncs += 1;
-    }
-
-    /// Sends queued records as Data messages, paced; false if there was nothing.
-    fn send_data(&mut self) -> bool {
-        let mut any = false;
-        for _ in 0..self.s.pace_per_ms.max(1) {
-            if self.tx.depth() >= self.window || !self.send_data_unpaced(false) {
-                break;
-            }
-            any = true;
-        }
-        if self.tx.depth() > 0 {
-            for d in self.tx.due(Instant::now(), 64) {
-                self.send(&d);
-            }
-        }
-        any
-    }
-
-    /// Sends one Data message of queued records (a bulk's end marked even when empty);
-    /// only an active board streams, but for the final deltas of a hand-over (`force`).
-    fn send_data_unpaced(&mut self, force: bool) -> bool {
-        if self.role.role() != Role::Active && !force {
-            return false;
-        }
-        let end_pending = self.reset_next && self.bulk_left == 0 && self.st.bulk_syncs > 0;
-        if self.outq.is_empty() && !end_pending {
-            return false;
-        }
-        let seq = self.tx.next_seq();
-        let mut h = Header { kind: Kind::Data, flags: 0, slot: self.s.slot, epoch: self.epoch, seq, ack: 0 };
-        if self.reset_next {
-            h.flags |= wire::FLAG_RESET;
-        }
-        let bulk = self.bulk_left > 0 || end_pending;
-        let mut b = Builder::new(&h);
-        while let Some(r) = self.outq.front() {
-            if !b.push(r) {
-                break;
-            }
-            self.outq.pop_front();
-            self.bulk_left = self.bulk_left.saturating_sub(1);
-        }
-        let mut flags = h.flags;
-        if bulk {
-            flags |= wire::FLAG_BULK;
-            if self.bulk_left == 0 {
-                flags |= wire::FLAG_BULK_END;
-            }
-        }
-        b.set_flags(flags);
-        self.st.records_sent += b.records() as u64;
-        let d = b.finish(&self.key);
-        self.send(&d);
-        self.reset_next = false;
-        if self.tx.sent(d, Instant::now()).is_err() {
-            // The standby fell too far behind: count it and start over with a bulk.
-            self.st.overflows += 1;
-            self.bulk_sync();
-        }
-        true
-    }
-
-    fn timers(&mut self) {
-        let now = self.now_ms();
-        if self.last_hb.is_none_or(|t| t.elapsed() >= Duration::from_millis(self.s.heartbeat_ms)) {
-            self.last_hb = Some(Instant::now());
-            let payload = [self.role.role().to_u8(), self.s.preferred as u8, self.role.in_sync as u8];
-            let h = self.header(Kind::Heartbeat, 0);
-            let mut b = Builder::new(&h);
-            b.raw(&payload);
-            let d = b.finish(&self.key);
-            self.send(&d);
-            if let Some((w, to)) = &self.witness {
-                let _ = w.send_to(&d, to);
-            }
-        }
-        if self.ack_due {
-            self.ack_due = false;
-            let (cum, missing) = self.rx.ack(64);
-            let mut h = self.header(Kind::Ack, 0);
-            h.ack = cum;
-            let mut b = Builder::new(&h);
-            b.raw(&stream::encode_missing(&missing));
-            let d = b.finish(&self.key);
-            self.send(&d);
-        }
-        if self.release_at.is_some() {
-            self.check_release();
-        }
-        if let Some(a) = self.role.tick(now) {
-            self.act(a);
-        }
-        // A standby out of sync keeps asking while the active peer is there.
-        if self.role.role() == Role::Standby
-            && !self.role.in_sync
-            && self.role.peer_alive(now)
-            && self.role.peer().is_some_and(|p| p.role == Role::Active)
-        {
-            self.request_bulk(false);
         }
     }
 
     fn publish(&mut self) {
-        let now = self.now_ms();
-        let st = &mut self.st;
-        st.role = self.role.role();
-        st.peer_alive = self.role.peer_alive(now);
-        st.peer_role = self.role.peer().map(|p| p.role);
-        st.in_sync = match st.role {
-            Role::Active => self.role.peer().is_some_and(|p| p.in_sync) && st.peer_alive,
-            _ => self.role.in_sync,
-        };
-        st.messages_sent = self.tx.stats.sent;
-        st.retransmitted = self.tx.stats.retransmitted;
-        st.queue_depth = self.tx.depth() + self.outq.len();
-        st.lag_ms = self.tx.oldest_age().map(|d| d.as_millis() as u64).unwrap_or(0);
-        st.young = self.repl.young();
-        st.witness = self.witness.is_some();
-        st.replicated = self.repl.replicated();
+        let mut st = self.proto.status(now());
+        st.channel_error = self.channel_error.clone();
         if let Ok(mut g) = self.status.try_lock() {
-            *g = st.clone();
+            *g = st;
         }
     }
 }

@@ -84,6 +84,11 @@ impl Replicator {
         self.young_rec.len()
     }
 
+    /// When (unix seconds) the next young session becomes eligible, if one waits.
+    pub fn next_eligible(&self) -> Option<u32> {
+        self.young.front().map(|&(at, _)| at)
+    }
+
     /// Sessions the standby holds (as far as this stream knows).
     pub fn replicated(&self) -> usize {
         self.sent.len()

@@ -191,6 +191,25 @@ impl RoleMachine {
         }
     }
 
+    /// When (`now`'s clock) [`RoleMachine::tick`] may next change something, if ever:
+    /// the end of the wait for a peer, the peer's dead interval, preempt.
+    pub fn next_tick(&self, now: u64) -> Option<u64> {
+        let silent = self.heard.map(|t| t + self.dead_ms);
+        match self.role {
+            Role::Init => Some(silent.unwrap_or(0).max(self.started + self.dead_ms)),
+            Role::Standby => {
+                let preempt = self.preferred && self.in_sync && self.peer.is_some_and(|p| p.role == Role::Active);
+                let ask = match self.ready_since {
+                    _ if !preempt => None,
+                    None => Some(now),
+                    Some(since) => Some((since + self.preempt_ms).max(self.requested.map_or(0, |t| t + self.dead_ms))),
+                };
+                [silent.or(Some(now)), ask].into_iter().flatten().min()
+            }
+            Role::Active => None,
+        }
+    }
+
     /// Time passes: takeover on a silent peer, preempt.
     pub fn tick(&mut self, now: u64) -> Option<Action> {
         let alive = self.peer_alive(now);

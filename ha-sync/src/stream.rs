@@ -52,9 +52,14 @@ impl Sender {
         self.unacked.len()
     }
 
-    /// How long the oldest unacknowledged message has waited.
-    pub fn oldest_age(&self) -> Option<Duration> {
-        self.unacked.front().map(|p| p.sent_at.elapsed())
+    /// How long the oldest unacknowledged message has waited, at `now`.
+    pub fn oldest_age(&self, now: Instant) -> Option<Duration> {
+        self.unacked.front().map(|p| now.saturating_duration_since(p.sent_at))
+    }
+
+    /// When the next retransmission is due, if anything waits for its acknowledgement.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.unacked.iter().map(|p| p.sent_at + self.rto).min()
     }
 
     /// Records a message just sent with `next_seq()`. A full queue refuses it: the

@@ -9,6 +9,8 @@ use dataplane::nat::events::{BlockRecord, SessionRecord};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
+use crate::role::{PeerState, Role};
+
 pub const MAGIC: [u8; 4] = *b"AFHA";
 pub const VERSION: u8 = 1;
 pub const HEADER: usize = 40;
@@ -101,6 +103,8 @@ pub enum WireError {
     Length,
     #[error("a record is malformed")]
     Record,
+    #[error("a heartbeat payload is malformed")]
+    Heartbeat,
 }
 
 /// The pre-shared key, ready to sign and verify.
@@ -271,6 +275,20 @@ pub fn open<'a>(key: &Key, d: &'a [u8]) -> Result<Message<'a>, WireError> {
     })
 }
 
+/// A heartbeat's payload: the sender's role (0 init, 1 standby, 2 active), whether it
+/// is the preferred board (0/1), and whether it, a standby, holds the whole eligible
+/// table (0/1).
+pub fn encode_heartbeat(me: &PeerState) -> [u8; 3] {
+    [me.role.to_u8(), me.preferred as u8, me.in_sync as u8]
+}
+
+/// Reads a heartbeat's payload (bytes after the first three are ignored).
+pub fn decode_heartbeat(p: &[u8]) -> Result<PeerState, WireError> {
+    let [role, preferred, in_sync, ..] = *p else { return Err(WireError::Heartbeat) };
+    let role = Role::from_u8(role).ok_or(WireError::Heartbeat)?;
+    Ok(PeerState { role, preferred: preferred != 0, in_sync: in_sync != 0 })
+}
+
 /// The records of a Data payload, in order; a malformed record ends the payload with
 /// an error (the message was authentic, so this is a bug of the peer, still counted).
 pub fn records(payload: &[u8]) -> impl Iterator<Item = Result<Record, WireError>> + '_ {
@@ -401,6 +419,16 @@ mod tests {
         let d = b.finish(&key);
         let m = open(&key, &d).unwrap();
         assert_eq!(records(m.payload).collect::<Vec<_>>(), vec![Err(WireError::Record)]);
+    }
+
+    #[test]
+    fn heartbeat_payloads_round_trip_and_bad_ones_are_refused() {
+        let me = PeerState { role: Role::Standby, preferred: true, in_sync: false };
+        assert_eq!(encode_heartbeat(&me), [1, 1, 0]);
+        assert_eq!(decode_heartbeat(&[1, 1, 0]), Ok(me));
+        assert_eq!(decode_heartbeat(&[2, 0, 1, 9]).map(|p| p.role), Ok(Role::Active));
+        assert_eq!(decode_heartbeat(&[2, 0]), Err(WireError::Heartbeat));
+        assert_eq!(decode_heartbeat(&[3, 0, 0]), Err(WireError::Heartbeat));
     }
 
     proptest::proptest! {

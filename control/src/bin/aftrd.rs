@@ -96,30 +96,29 @@ fn run(file: &str, config: control::config::Config, slot: u32, socket: Option<Pa
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
             ^ std::process::id() as u64;
     let ha_settings = control::ha::settings(&config, &plan, slot).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
-    // The HA thread starts after the board (it needs the board's handle); events go to
-    // it once it is there.
-    let ha_cell: Arc<std::sync::OnceLock<Arc<ha_sync::node::Node>>> = Arc::new(std::sync::OnceLock::new());
-    let ha_events = ha_cell.clone();
+    // The HA thread's event input exists before the board, which feeds it from its
+    // first event; the thread itself starts once the board's handle is there.
+    let (ha_events, ha_input) = ha_settings.as_ref().map(|_| ha_sync::node::events()).unzip();
     let board = control::board::start(slot, ec, &cores, io, seed, ha_settings.is_none(), move |e| {
-        if let Some(n) = ha_events.get() {
-            n.event(e);
+        if let Some(tx) = &ha_events {
+            tx.send(e);
         }
         if let Some(l) = l2.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
             l.log(&e);
         }
     })
     .map_err(|e| anyhow::anyhow!(e))?;
-    let ha = match ha_settings {
-        Some(s) => {
+    let ha = match ha_settings.zip(ha_input) {
+        Some((s, input)) => {
             let desc = format!(
                 "hot backup with the peer at {} (this board {})",
                 s.peer,
                 if s.preferred { "preferred" } else { "backup" }
             );
             let node = Arc::new(
-                ha_sync::node::Node::start(s, board.handle()).map_err(|e| anyhow::anyhow!("HA channel: {e}"))?,
+                ha_sync::node::Node::start_with(s, board.handle(), input)
+                    .map_err(|e| anyhow::anyhow!("HA channel: {e}"))?,
             );
-            let _ = ha_cell.set(node.clone());
             eprintln!("aftrd: slot {slot}: {desc}; inactive until the role is settled");
             Some(node)
         }

@@ -1,0 +1,714 @@
+//! One board's side of the HA protocol, without I/O (in the manner of quinn-proto): the
+//! peer's datagrams, the engine's session events, the board's answers and the time go
+//! in; datagrams to send and work for the board come out, in order. It drives the role
+//! machine, the replication stream both ways, bulk sync, pacing and the epoch, replay
+//! and authentication checks; it never touches a socket, a thread or a clock, so loss,
+//! reordering, a silent peer and a restart are tested with a simulated link and clock
+//! (`protocol/tests.rs`). `node` is the shell that ties it to sockets and the board.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use dataplane::nat::events::{BlockRecord, SessionEvent, SessionRecord};
+
+use crate::replicate::Replicator;
+use crate::role::{Action, PeerState, Role, RoleMachine};
+use crate::stream::{self, Accepted};
+use crate::wire::{self, Builder, Header, Key, Kind, Record};
+
+/// Live records waiting behind the window at most; beyond, the standby cannot keep up:
+/// counted as an overflow and repaired with a bulk sync.
+pub const MAX_BACKLOG: usize = 2_000_000;
+
+/// A board's hot-backup settings (`service-ha`, its slot and its peer).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub slot: u16,
+    /// Our end of the HA channel, and the peer's (for `node`; the protocol sends on a
+    /// [`Channel`]).
+    pub bind: SocketAddr,
+    pub peer: SocketAddr,
+    /// The softwire interface and UDP port for witness heartbeats (None: HA link only).
+    pub witness: Option<(String, u16)>,
+    pub key: Vec<u8>,
+    /// This board is the location's `slot` (the preferred active).
+    pub preferred: bool,
+    /// `service-ha hot-backup enable`: replicate sessions (otherwise cold standby).
+    pub hot_backup: bool,
+    pub delay_secs: u32,
+    pub preempt_ms: u64,
+    pub heartbeat_ms: u64,
+    pub dead_count: u32,
+    /// Data messages kept for retransmission before the stream resets.
+    pub queue: usize,
+    pub rto_ms: u64,
+    /// Data messages sent per millisecond at most (bulk sync pacing).
+    pub pace_per_ms: usize,
+}
+
+impl Settings {
+    pub fn dead_ms(&self) -> u64 {
+        self.heartbeat_ms * self.dead_count as u64
+    }
+}
+
+/// What `display service-ha` shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Status {
+    pub role: Role,
+    pub preferred: bool,
+    pub peer_alive: bool,
+    pub peer_role: Option<Role>,
+    /// Standby: this board holds the peer's whole eligible table. Active: the peer says
+    /// it does.
+    pub in_sync: bool,
+    pub records_sent: u64,
+    pub records_received: u64,
+    pub messages_sent: u64,
+    pub retransmitted: u64,
+    pub install_refused: u64,
+    /// Data messages unacknowledged plus records waiting to be sent.
+    pub queue_depth: usize,
+    /// Age of the oldest unacknowledged message, in milliseconds.
+    pub lag_ms: u64,
+    /// Sessions waiting for their delay-time.
+    pub young: usize,
+    pub replicated: usize,
+    pub bulk_syncs: u64,
+    pub overflows: u64,
+    pub rejected_auth: u64,
+    pub rejected_replay: u64,
+    pub rejected_malformed: u64,
+    pub events_dropped: u64,
+    /// Unix milliseconds and reason of the last change of role.
+    pub last_change: Option<(u64, String)>,
+    /// Why the HA channel is not up (its address cannot be bound).
+    pub channel_error: Option<String>,
+    /// Witness heartbeats on the softwire segment are sent and heard.
+    pub witness: bool,
+}
+
+/// The time of a call, read by the caller: the protocol reads no clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    /// Monotonic: heartbeats, dead intervals, retransmission, the role machine.
+    pub at: Instant,
+    /// Wall clock, unix milliseconds: session ages (the engine's records carry unix
+    /// seconds) and the time of a change of role.
+    pub unix_ms: u64,
+}
+
+impl Now {
+    fn unix_s(self) -> u32 {
+        (self.unix_ms / 1000) as u32
+    }
+}
+
+/// Where a datagram came from or goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// The HA channel to the peer's `ha-address`.
+    Link,
+    /// Witness heartbeats on the softwire segment (link-local multicast).
+    Witness,
+}
+
+impl Channel {
+    fn index(self) -> usize {
+        match self {
+            Channel::Link => 0,
+            Channel::Witness => 1,
+        }
+    }
+}
+
+/// What the protocol asks of its caller, in the order it must be done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send this datagram on this channel.
+    Transmit(Channel, Vec<u8>),
+    /// Install the peer's state, blocks first; answer with [`Protocol::installed`].
+    Install { blocks: Vec<BlockRecord>, sessions: Vec<SessionRecord> },
+    /// Remove sessions the peer deleted.
+    Remove(Vec<SessionRecord>),
+    /// Start (true) or stop forwarding; on start, announce the addresses.
+    SetActive(bool),
+    /// Take the board's whole table for a bulk sync; answer with
+    /// [`Protocol::handle_table`] before any other call. No Data goes out until then.
+    TakeSnapshot,
+}
+
+/// One board's side of the HA protocol.
+pub struct Protocol {
+    s: Settings,
+    key: Key,
+    /// This board's incarnation (microseconds since 1970 at its start).
+    epoch: u64,
+    /// The counter of our non-Data messages (replay protection at the peer).
+    ctl: u64,
+    role: RoleMachine,
+    /// The role machine's clock starts here (milliseconds since).
+    t0: Instant,
+    last_hb: Option<Instant>,
+    /// Witness heartbeats are sent too.
+    witness: bool,
+    // The peer as heard.
+    peer_epoch: u64,
+    peer_ctl: [u64; 2],
+    // Sending side (active).
+    repl: Replicator,
+    tx: stream::Sender,
+    /// Data messages in flight at most.
+    window: usize,
+    outq: VecDeque<Record>,
+    /// Records of `outq` that belong to the bulk sync under way.
+    bulk_left: usize,
+    reset_next: bool,
+    /// A table was asked for and has not come yet.
+    snapshot_pending: bool,
+    dropped_seen: u64,
+    // Receiving side (standby).
+    rx: stream::Receiver,
+    last_bulk_request: Option<Instant>,
+    release_at: Option<u64>,
+    /// When the release arrived (its deltas are waited for one dead interval at most).
+    released: Option<Instant>,
+    ack_due: bool,
+    st: Status,
+    out: VecDeque<Output>,
+}
+
+impl Protocol {
+    /// A board starting at `now` as incarnation `epoch`, in Init; `window`: Data
+    /// messages in flight at most; `witness`: witness heartbeats are sent too.
+    pub fn new(s: Settings, epoch: u64, window: usize, witness: bool, now: Now) -> Protocol {
+        Protocol {
+            key: Key::new(&s.key),
+            epoch,
+            ctl: 0,
+            role: RoleMachine::new(s.preferred, s.dead_ms(), s.preempt_ms, 0),
+            t0: now.at,
+            last_hb: None,
+            witness,
+            peer_epoch: 0,
+            peer_ctl: [0; 2],
+            repl: Replicator::new(s.delay_secs),
+            tx: stream::Sender::new(s.queue, Duration::from_millis(s.rto_ms)),
+            window,
+            outq: VecDeque::new(),
+            bulk_left: 0,
+            reset_next: true,
+            snapshot_pending: false,
+            dropped_seen: 0,
+            rx: stream::Receiver::new(s.queue as u64),
+            last_bulk_request: None,
+            release_at: None,
+            released: None,
+            ack_due: false,
+            st: Status { preferred: s.preferred, witness, ..Default::default() },
+            out: VecDeque::new(),
+            s,
+        }
+    }
+
+    /// The HA channel came up only now (its address could not be bound before): the
+    /// wait for a peer starts now.
+    pub fn channel_up(&mut self, window: usize, now: Now) {
+        self.window = window;
+        self.role = RoleMachine::new(self.s.preferred, self.s.dead_ms(), self.s.preempt_ms, self.ms(now));
+    }
+
+    /// The next thing to do, in order.
+    pub fn poll(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    fn ms(&self, now: Now) -> u64 {
+        now.at.saturating_duration_since(self.t0).as_millis() as u64
+    }
+
+    fn dead(&self) -> Duration {
+        Duration::from_millis(self.s.dead_ms())
+    }
+
+    fn header(&mut self, kind: Kind, flags: u8) -> Header {
+        self.ctl += 1;
+        Header { kind, flags, slot: self.s.slot, epoch: self.epoch, seq: self.ctl, ack: 0 }
+    }
+
+    fn transmit(&mut self, d: Vec<u8>) {
+        self.out.push_back(Output::Transmit(Channel::Link, d));
+    }
+
+    /// Active, with hot backup, and the peer there to take the stream.
+    fn replicating(&self, now: Now) -> bool {
+        self.role.role() == Role::Active && self.s.hot_backup && self.role.peer_alive(self.ms(now))
+    }
+
+    /// A datagram from `channel`: checked (tag, own slot, epoch, replay) before any of
+    /// it is believed; refusals are counted in the status.
+    pub fn handle_datagram(&mut self, channel: Channel, d: &[u8], now: Now) {
+        let m = match wire::open(&self.key, d) {
+            Ok(m) => m,
+            Err(wire::WireError::Auth) => {
+                self.st.rejected_auth += 1;
+                return;
+            }
+            Err(_) => {
+                self.st.rejected_malformed += 1;
+                return;
+            }
+        };
+        let h = m.header;
+        if h.slot == self.s.slot {
+            // Our own multicast, or a board with our slot number: never the peer.
+            return;
+        }
+        if h.epoch < self.peer_epoch {
+            self.st.rejected_replay += 1;
+            return;
+        }
+        if h.epoch > self.peer_epoch {
+            // The peer (re)started: its stream starts over.
+            self.peer_epoch = h.epoch;
+            self.peer_ctl = [0; 2];
+            self.rx.forget();
+            if self.role.role() != Role::Active {
+                self.role.in_sync = false;
+            }
+        }
+        if h.kind != Kind::Data {
+            let last = &mut self.peer_ctl[channel.index()];
+            if h.seq <= *last {
+                self.st.rejected_replay += 1;
+                return;
+            }
+            *last = h.seq;
+        }
+        let ms = self.ms(now);
+        match h.kind {
+            Kind::Heartbeat => {
+                let Ok(peer) = wire::decode_heartbeat(m.payload) else {
+                    self.st.rejected_malformed += 1;
+                    return;
+                };
+                if let Some(a) = self.role.on_heartbeat(peer, ms) {
+                    self.act(a, now);
+                }
+            }
+            Kind::Data => {
+                if self.role.role() == Role::Active {
+                    return;
+                }
+                let mut stored = Vec::with_capacity(1 + m.payload.len());
+                stored.push(h.flags);
+                stored.extend_from_slice(m.payload);
+                match self.rx.accept(h.seq, h.flags & wire::FLAG_RESET != 0, &stored) {
+                    Accepted::Deliver(msgs) => {
+                        for msg in msgs {
+                            self.apply(&msg, now);
+                        }
+                    }
+                    Accepted::Dropped if !self.rx.started() => self.request_bulk(false, now),
+                    _ => {}
+                }
+                self.ack_due = true;
+            }
+            Kind::Ack => {
+                let Some(missing) = stream::decode_missing(m.payload) else {
+                    self.st.rejected_malformed += 1;
+                    return;
+                };
+                for d in self.tx.on_ack(h.ack, &missing, now.at) {
+                    self.transmit(d);
+                }
+            }
+            Kind::BulkRequest => {
+                if self.role.role() == Role::Active && self.s.hot_backup {
+                    self.bulk_sync();
+                }
+            }
+            Kind::Switchover => {
+                if h.flags & wire::FLAG_TAKE_OVER != 0 {
+                    if let Some(a) = self.role.on_request(ms) {
+                        self.act(a, now);
+                    }
+                } else if h.flags & wire::FLAG_RELEASED != 0 {
+                    // Take over once every delta sent before the release has arrived.
+                    self.release_at = Some(h.ack);
+                    self.released = Some(now.at);
+                    self.check_release(now);
+                }
+            }
+        }
+    }
+
+    /// A session event of the board's engine (replicated while active).
+    pub fn handle_event(&mut self, e: SessionEvent, now: Now) {
+        if self.role.role() == Role::Active {
+            self.repl.on_event(e, now.unix_s());
+        }
+    }
+
+    /// The board's count of events it could not hand over (its queue was full): lost
+    /// events make what the standby holds untrustworthy, so a bulk sync follows.
+    pub fn handle_events_dropped(&mut self, total: u64, now: Now) {
+        if total == self.dropped_seen {
+            return;
+        }
+        self.st.events_dropped = total;
+        self.dropped_seen = total;
+        if self.replicating(now) {
+            self.bulk_sync();
+        }
+    }
+
+    /// The board's answer to [`Output::Install`]: how many blocks and sessions it refused.
+    pub fn installed(&mut self, refused: usize) {
+        self.st.install_refused += refused as u64;
+    }
+
+    /// The board's table, asked for by [`Output::TakeSnapshot`]: the bulk sync starts
+    /// with everything eligible in it. Ignored if the role was let go meanwhile.
+    pub fn handle_table(&mut self, sessions: &[SessionRecord], blocks: &[BlockRecord], now: Now) {
+        if !self.snapshot_pending {
+            return;
+        }
+        self.snapshot_pending = false;
+        let bulk = self.repl.restart(sessions, blocks, now.unix_s());
+        self.outq.clear();
+        self.bulk_left = bulk.len();
+        self.outq.extend(bulk);
+    }
+
+    /// Time passes: sessions reach their delay-time, Data goes out (paced, in the
+    /// window), retransmissions, heartbeats, acknowledgements, the role machine's
+    /// timers. Returns whether Data went out (call again at once: more may be waiting).
+    pub fn handle_timeout(&mut self, now: Now) -> bool {
+        if self.role.role() == Role::Active {
+            self.repl.tick(now.unix_s());
+            if self.replicating(now) {
+                self.outq.extend(self.repl.drain());
+                if self.outq.len().saturating_sub(self.bulk_left) > MAX_BACKLOG {
+                    self.st.overflows += 1;
+                    self.bulk_sync();
+                }
+            } else {
+                self.repl.drain();
+            }
+        }
+        let sent = self.send_data(now);
+        self.timers(now);
+        sent
+    }
+
+    /// A switchover on command: the active board hands over, a standby asks for the role.
+    pub fn switchover(&mut self, now: Now) -> Result<String, String> {
+        match self.role.switchover(self.ms(now)) {
+            Ok(Some(a)) => {
+                let what = match a {
+                    Action::Deactivate(_) => "handed the role to the peer",
+                    _ => "asked the peer for the role",
+                };
+                self.act(a, now);
+                Ok(what.to_string())
+            }
+            Ok(None) => Ok("nothing to do".to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// When [`Protocol::handle_timeout`] is due next at the latest (`now.at` or earlier:
+    /// at once). A caller may sleep until then or until a datagram or an event comes;
+    /// `node` keeps its one-millisecond rounds and calls it every round instead.
+    pub fn poll_timeout(&self, now: Now) -> Instant {
+        let at_once = now.at;
+        let active = self.role.role() == Role::Active;
+        let end_pending = self.reset_next && self.bulk_left == 0 && self.st.bulk_syncs > 0;
+        let data_ready = active && !self.snapshot_pending && (!self.outq.is_empty() || end_pending);
+        if !self.out.is_empty() || self.ack_due || (data_ready && self.tx.depth() < self.window) {
+            return at_once;
+        }
+        let hb = Duration::from_millis(self.s.heartbeat_ms);
+        let mut next = self.last_hb.map_or(at_once, |t| t + hb);
+        let mut upto = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = next.min(t);
+            }
+        };
+        upto(self.tx.next_due());
+        upto(self.release_at.and(self.released).map(|t| t + self.dead()));
+        upto(self.role.next_tick(self.ms(now)).map(|ms| self.t0 + Duration::from_millis(ms)));
+        if active && let Some(s) = self.repl.next_eligible() {
+            let wait = (s as u64 * 1000).saturating_sub(now.unix_ms);
+            upto(Some(now.at + Duration::from_millis(wait)));
+        }
+        if self.wants_bulk(self.ms(now)) {
+            upto(Some(self.last_bulk_request.map_or(at_once, |t| t + self.dead())));
+        }
+        next
+    }
+
+    /// The status (`display service-ha`), but for `channel_error`, which is the
+    /// caller's.
+    pub fn status(&self, now: Now) -> Status {
+        let ms = self.ms(now);
+        let mut st = self.st.clone();
+        st.role = self.role.role();
+        st.peer_alive = self.role.peer_alive(ms);
+        st.peer_role = self.role.peer().map(|p| p.role);
+        st.in_sync = match st.role {
+            Role::Active => self.role.peer().is_some_and(|p| p.in_sync) && st.peer_alive,
+            _ => self.role.in_sync,
+        };
+        st.messages_sent = self.tx.stats.sent;
+        st.retransmitted = self.tx.stats.retransmitted;
+        st.queue_depth = self.tx.depth() + self.outq.len();
+        st.lag_ms = self.tx.oldest_age(now.at).map(|d| d.as_millis() as u64).unwrap_or(0);
+        st.young = self.repl.young();
+        st.witness = self.witness;
+        st.replicated = self.repl.replicated();
+        st
+    }
+
+    /// Applies one delivered Data message: runs of blocks and sessions installed, runs
+    /// of deletions removed, in order.
+    fn apply(&mut self, msg: &[u8], now: Now) {
+        let Some((&flags, payload)) = msg.split_first() else { return };
+        let (mut blocks, mut sessions, mut gone) = (Vec::new(), Vec::new(), Vec::new());
+        for r in wire::records(payload) {
+            let Ok(r) = r else {
+                self.st.rejected_malformed += 1;
+                break;
+            };
+            self.st.records_received += 1;
+            match r {
+                Record::Block(b) => {
+                    if !gone.is_empty() {
+                        self.hand_over(&mut blocks, &mut sessions, &mut gone);
+                    }
+                    blocks.push(b);
+                }
+                Record::Session(s) => {
+                    if !gone.is_empty() {
+                        self.hand_over(&mut blocks, &mut sessions, &mut gone);
+                    }
+                    sessions.push(s);
+                }
+                Record::SessionDeleted(s) => {
+                    if !blocks.is_empty() || !sessions.is_empty() {
+                        self.hand_over(&mut blocks, &mut sessions, &mut gone);
+                    }
+                    gone.push(s);
+                }
+                // The standby's engine releases a block with its last session.
+                Record::BlockReleased(_) => {}
+            }
+        }
+        self.hand_over(&mut blocks, &mut sessions, &mut gone);
+        if flags & wire::FLAG_BULK_END != 0 {
+            self.role.in_sync = true;
+        }
+        self.check_release(now);
+    }
+
+    /// Gives the board the installs, then the removals, gathered so far.
+    fn hand_over(&mut self, b: &mut Vec<BlockRecord>, s: &mut Vec<SessionRecord>, g: &mut Vec<SessionRecord>) {
+        if !b.is_empty() || !s.is_empty() {
+            self.out.push_back(Output::Install { blocks: std::mem::take(b), sessions: std::mem::take(s) });
+        }
+        if !g.is_empty() {
+            self.out.push_back(Output::Remove(std::mem::take(g)));
+        }
+    }
+
+    fn check_release(&mut self, now: Now) {
+        if let Some(at) = self.release_at {
+            let (next, _) = self.rx.ack(0);
+            // The deltas sent before the release are in; or they were lost with the
+            // peer's queue and waiting longer would only leave no board active.
+            let waited = self.released.is_some_and(|t| now.at.saturating_duration_since(t) >= self.dead());
+            if next >= at || !self.rx.started() || waited {
+                self.release_at = None;
+                if let Some(a) = self.role.on_released(self.ms(now)) {
+                    self.act(a, now);
+                }
+            }
+        }
+    }
+
+    /// Carries out what the role machine decided.
+    fn act(&mut self, a: Action, now: Now) {
+        match a {
+            Action::Activate(why) => {
+                self.out.push_back(Output::SetActive(true));
+                self.st.last_change = Some((now.unix_ms, format!("active: {why}")));
+                // Everything from now on is ours to replicate; a returning peer asks
+                // for a bulk sync.
+                self.rx.forget();
+                self.release_at = None;
+            }
+            Action::Deactivate(why) => {
+                if self.role.peer_alive(self.ms(now)) && self.s.hot_backup {
+                    // Final deltas first: everything queued goes before the release.
+                    while self.send_data_unpaced(true, now) {}
+                }
+                self.out.push_back(Output::SetActive(false));
+                self.st.last_change = Some((now.unix_ms, format!("standby: {why}")));
+                self.outq.clear();
+                self.bulk_left = 0;
+                self.snapshot_pending = false;
+                self.tx.reset();
+                self.reset_next = true;
+                let mut h = self.header(Kind::Switchover, wire::FLAG_RELEASED);
+                h.ack = self.tx.next_seq();
+                let d = Builder::new(&h).finish(&self.key);
+                self.transmit(d);
+                self.request_bulk(true, now);
+            }
+            Action::RequestRole => {
+                let h = self.header(Kind::Switchover, wire::FLAG_TAKE_OVER);
+                let d = Builder::new(&h).finish(&self.key);
+                self.transmit(d);
+            }
+        }
+    }
+
+    fn request_bulk(&mut self, force: bool, now: Now) {
+        if !self.s.hot_backup {
+            return;
+        }
+        let due = self.last_bulk_request.is_none_or(|t| now.at.saturating_duration_since(t) >= self.dead());
+        if force || due {
+            self.last_bulk_request = Some(now.at);
+            let h = self.header(Kind::BulkRequest, 0);
+            let d = Builder::new(&h).finish(&self.key);
+            self.transmit(d);
+        }
+    }
+
+    /// A standby out of sync keeps asking while the active peer is there.
+    fn wants_bulk(&self, ms: u64) -> bool {
+        self.role.role() == Role::Standby
+            && !self.role.in_sync
+            && self.role.peer_alive(ms)
+            && self.role.peer().is_some_and(|p| p.role == Role::Active)
+    }
+
+    /// Starts the stream over with the whole eligible table: the stream resets now, the
+    /// table comes from the board ([`Output::TakeSnapshot`]).
+    fn bulk_sync(&mut self) {
+        self.tx.reset();
+        self.outq.clear();
+        self.bulk_left = 0;
+        self.reset_next = true;
+        self.st.bulk_syncs += 1;
+        if !self.snapshot_pending {
+            self.snapshot_pending = true;
+            self.out.push_back(Output::TakeSnapshot);
+        }
+    }
+
+    /// Sends queued records as Data messages, paced; false if there was nothing.
+    fn send_data(&mut self, now: Now) -> bool {
+        let mut any = false;
+        for _ in 0..self.s.pace_per_ms.max(1) {
+            if self.tx.depth() >= self.window || !self.send_data_unpaced(false, now) {
+                break;
+            }
+            any = true;
+        }
+        if self.tx.depth() > 0 {
+            for d in self.tx.due(now.at, 64) {
+                self.transmit(d);
+            }
+        }
+        any
+    }
+
+    /// Sends one Data message of queued records (a bulk's end marked even when empty);
+    /// only an active board streams, but for the final deltas of a hand-over (`force`).
+    fn send_data_unpaced(&mut self, force: bool, now: Now) -> bool {
+        if (self.role.role() != Role::Active && !force) || self.snapshot_pending {
+            return false;
+        }
+        let end_pending = self.reset_next && self.bulk_left == 0 && self.st.bulk_syncs > 0;
+        if self.outq.is_empty() && !end_pending {
+            return false;
+        }
+        let seq = self.tx.next_seq();
+        let mut h = Header { kind: Kind::Data, flags: 0, slot: self.s.slot, epoch: self.epoch, seq, ack: 0 };
+        if self.reset_next {
+            h.flags |= wire::FLAG_RESET;
+        }
+        let bulk = self.bulk_left > 0 || end_pending;
+        let mut b = Builder::new(&h);
+        while let Some(r) = self.outq.front() {
+            if !b.push(r) {
+                break;
+            }
+            self.outq.pop_front();
+            self.bulk_left = self.bulk_left.saturating_sub(1);
+        }
+        let mut flags = h.flags;
+        if bulk {
+            flags |= wire::FLAG_BULK;
+            if self.bulk_left == 0 {
+                flags |= wire::FLAG_BULK_END;
+            }
+        }
+        b.set_flags(flags);
+        self.st.records_sent += b.records() as u64;
+        let d = b.finish(&self.key);
+        self.transmit(d.clone());
+        self.reset_next = false;
+        if self.tx.sent(d, now.at).is_err() {
+            // The standby fell too far behind: count it and start over with a bulk.
+            self.st.overflows += 1;
+            self.bulk_sync();
+        }
+        true
+    }
+
+    fn timers(&mut self, now: Now) {
+        let ms = self.ms(now);
+        if self
+            .last_hb
+            .is_none_or(|t| now.at.saturating_duration_since(t) >= Duration::from_millis(self.s.heartbeat_ms))
+        {
+            self.last_hb = Some(now.at);
+            let me = PeerState { role: self.role.role(), preferred: self.s.preferred, in_sync: self.role.in_sync };
+            let h = self.header(Kind::Heartbeat, 0);
+            let mut b = Builder::new(&h);
+            b.raw(&wire::encode_heartbeat(&me));
+            let d = b.finish(&self.key);
+            self.transmit(d.clone());
+            if self.witness {
+                self.out.push_back(Output::Transmit(Channel::Witness, d));
+            }
+        }
+        if self.ack_due {
+            self.ack_due = false;
+            let (cum, missing) = self.rx.ack(64);
+            let mut h = self.header(Kind::Ack, 0);
+            h.ack = cum;
+            let mut b = Builder::new(&h);
+            b.raw(&stream::encode_missing(&missing));
+            let d = b.finish(&self.key);
+            self.transmit(d);
+        }
+        if self.release_at.is_some() {
+            self.check_release(now);
+        }
+        if let Some(a) = self.role.tick(ms) {
+            self.act(a, now);
+        }
+        if self.wants_bulk(ms) {
+            self.request_bulk(false, now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

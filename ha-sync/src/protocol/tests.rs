@@ -1,0 +1,625 @@
+//! Two protocol cores over a simulated link and clock: no sockets, no threads, no
+//! sleeps. The link loses, delays (so reorders) and duplicates datagrams from a seeded
+//! generator, so every run is the same; the boards are maps of sessions that record
+//! what they were asked to do.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use dataplane::nat::events::{BlockRecord, SessionEvent, SessionRecord};
+
+use super::*;
+use crate::wire::{Builder, Header, Key, Kind};
+
+const UNIX0_MS: u64 = 1_700_000_000_000;
+const HEARTBEAT: u64 = 20;
+const DEAD_COUNT: u32 = 5;
+const DEAD: u64 = HEARTBEAT * DEAD_COUNT as u64;
+const PREEMPT: u64 = 1500;
+const DELAY_S: u32 = 1;
+const KEY: &[u8] = b"lab-only-secret";
+
+fn settings(slot: u16, preferred: bool, dead_count: u32) -> Settings {
+    let addr: SocketAddr = "127.0.0.1:4789".parse().expect("an address");
+    Settings {
+        slot,
+        bind: addr,
+        peer: addr,
+        witness: None,
+        key: KEY.to_vec(),
+        preferred,
+        hot_backup: true,
+        delay_secs: DELAY_S,
+        preempt_ms: PREEMPT,
+        heartbeat_ms: HEARTBEAT,
+        dead_count,
+        queue: 4096,
+        rto_ms: 50,
+        pace_per_ms: 16,
+    }
+}
+
+/// splitmix64: a deterministic generator for the link's faults.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next() % n }
+    }
+}
+
+/// What the link does to each datagram.
+#[derive(Clone, Copy)]
+struct Faults {
+    loss_percent: u64,
+    dup_percent: u64,
+    /// Extra delay, 0 to this many milliseconds, on top of one: datagrams overtake.
+    jitter_ms: u64,
+}
+
+const CLEAN: Faults = Faults { loss_percent: 0, dup_percent: 0, jitter_ms: 0 };
+const LOSSY: Faults = Faults { loss_percent: 20, dup_percent: 10, jitter_ms: 8 };
+
+type SessionKey = (u8, [u8; 16], u32, u16, u8);
+
+fn key_of(s: &SessionRecord) -> SessionKey {
+    (s.inst, s.b4, s.inner_addr, s.inner_port, s.proto)
+}
+
+/// A board: its table, whether it forwards, and everything it was asked, with when.
+#[derive(Default)]
+struct Board {
+    sessions: BTreeMap<SessionKey, SessionRecord>,
+    blocks: Vec<BlockRecord>,
+    active: bool,
+    done: Vec<(u64, Output)>,
+}
+
+impl Board {
+    fn table(&self) -> (Vec<SessionRecord>, Vec<BlockRecord>) {
+        (self.sessions.values().copied().collect(), self.blocks.clone())
+    }
+    fn activations(&self) -> Vec<(u64, bool)> {
+        self.done
+            .iter()
+            .filter_map(|(t, o)| match o {
+                Output::SetActive(on) => Some((*t, *on)),
+                _ => None,
+            })
+            .collect()
+    }
+    fn snapshots(&self) -> usize {
+        self.done.iter().filter(|(_, o)| *o == Output::TakeSnapshot).count()
+    }
+}
+
+struct InFlight {
+    at: u64,
+    order: u64,
+    channel: Channel,
+    bytes: Vec<u8>,
+}
+
+/// One side: its protocol (None: the board is down), board, and what is on its way
+/// to it.
+struct Side {
+    proto: Option<Protocol>,
+    board: Board,
+    inbox: Vec<InFlight>,
+    /// Every datagram it sent, with when.
+    sent: Vec<(u64, Channel, Vec<u8>)>,
+}
+
+struct Sim {
+    t0: Instant,
+    ms: u64,
+    rng: Rng,
+    faults: Faults,
+    /// Channels cut (Link, Witness).
+    cut: [bool; 2],
+    order: u64,
+    sides: [Side; 2],
+    /// Calls of `handle_timeout`, to see that `poll_timeout` saves most of them.
+    timeouts: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Drive {
+    /// Every millisecond, as the node's thread does.
+    EveryMs,
+    /// Only when `poll_timeout` or a datagram says so.
+    PollTimeout,
+}
+
+impl Sim {
+    fn new(seed: u64, faults: Faults) -> Sim {
+        let side = || Side { proto: None, board: Board::default(), inbox: Vec::new(), sent: Vec::new() };
+        Sim {
+            t0: Instant::now(),
+            ms: 0,
+            rng: Rng(seed),
+            faults,
+            cut: [false; 2],
+            order: 0,
+            sides: [side(), side()],
+            timeouts: 0,
+        }
+    }
+
+    fn now(&self) -> Now {
+        Now { at: self.t0 + Duration::from_millis(self.ms), unix_ms: UNIX0_MS + self.ms }
+    }
+
+    fn unix_s(&self) -> u32 {
+        self.now().unix_s()
+    }
+
+    /// Starts (or restarts, as a new incarnation) side `i`; side 0 is slot 1, the
+    /// preferred board.
+    fn start(&mut self, i: usize, dead_count: u32, witness: bool) {
+        let s = settings(i as u16 + 1, i == 0, dead_count);
+        let epoch = (UNIX0_MS + self.ms) * 1000 + i as u64;
+        self.sides[i].proto = Some(Protocol::new(s, epoch, 64, witness, self.now()));
+    }
+
+    fn stop(&mut self, i: usize) {
+        self.sides[i].proto = None;
+        self.sides[i].board.active = false;
+    }
+
+    fn proto(&mut self, i: usize) -> &mut Protocol {
+        self.sides[i].proto.as_mut().expect("a running side")
+    }
+
+    fn status(&self, i: usize) -> Status {
+        self.sides[i].proto.as_ref().expect("a running side").status(self.now())
+    }
+
+    /// Hands a datagram to side `i` now, outside the link.
+    fn inject(&mut self, i: usize, channel: Channel, d: &[u8]) {
+        let now = self.now();
+        self.proto(i).handle_datagram(channel, d, now);
+        self.carry_out(i);
+    }
+
+    /// A session event on side `i`'s engine: its table changes and the protocol hears.
+    fn event(&mut self, i: usize, e: SessionEvent) {
+        let b = &mut self.sides[i].board;
+        match e {
+            SessionEvent::Created(s) | SessionEvent::Refreshed(s) => {
+                b.sessions.insert(key_of(&s), s);
+            }
+            SessionEvent::Deleted(s) => {
+                b.sessions.remove(&key_of(&s));
+            }
+            SessionEvent::BlockAllocated(k) => b.blocks.push(k),
+            SessionEvent::BlockReleased(k) => b.blocks.retain(|x| *x != k),
+        }
+        let now = self.now();
+        self.proto(i).handle_event(e, now);
+    }
+
+    fn carry_out(&mut self, i: usize) {
+        let now = self.now();
+        while let Some(o) = self.sides[i].proto.as_mut().and_then(|p| p.poll()) {
+            let side = &mut self.sides[i];
+            match &o {
+                Output::Transmit(ch, d) => {
+                    side.sent.push((self.ms, *ch, d.clone()));
+                    self.send(1 - i, *ch, d.clone());
+                    continue;
+                }
+                Output::Install { blocks, sessions } => {
+                    side.board.blocks.extend(blocks);
+                    for s in sessions {
+                        side.board.sessions.insert(key_of(s), *s);
+                    }
+                    side.proto.as_mut().expect("running").installed(0);
+                }
+                Output::Remove(sessions) => {
+                    for s in sessions {
+                        side.board.sessions.remove(&key_of(s));
+                    }
+                }
+                Output::SetActive(on) => side.board.active = *on,
+                Output::TakeSnapshot => {
+                    let (sessions, blocks) = side.board.table();
+                    side.proto.as_mut().expect("running").handle_table(&sessions, &blocks, now);
+                }
+            }
+            side.board.done.push((self.ms, o));
+        }
+    }
+
+    /// Puts a datagram on the link to side `to`: lost, delayed, duplicated.
+    fn send(&mut self, to: usize, channel: Channel, bytes: Vec<u8>) {
+        if self.cut[channel.index()] {
+            return;
+        }
+        let copies = if self.rng.chance(self.faults.dup_percent) { 2 } else { 1 };
+        for _ in 0..copies {
+            if self.rng.chance(self.faults.loss_percent) {
+                continue;
+            }
+            let at = self.ms + 1 + self.rng.below(self.faults.jitter_ms + 1);
+            self.order += 1;
+            self.sides[to].inbox.push(InFlight { at, order: self.order, channel, bytes: bytes.clone() });
+        }
+    }
+
+    /// One moment for side `i`: what arrived by now, then its timers.
+    fn visit(&mut self, i: usize) {
+        let mut due: Vec<InFlight> = Vec::new();
+        let inbox = std::mem::take(&mut self.sides[i].inbox);
+        let (now_due, later): (Vec<_>, Vec<_>) = inbox.into_iter().partition(|d| d.at <= self.ms);
+        self.sides[i].inbox = later;
+        due.extend(now_due);
+        due.sort_by_key(|d| (d.at, d.order));
+        if self.sides[i].proto.is_none() {
+            return;
+        }
+        for d in due {
+            self.inject(i, d.channel, &d.bytes);
+        }
+        let now = self.now();
+        self.timeouts += 1;
+        while self.proto(i).handle_timeout(now) {
+            self.carry_out(i);
+        }
+        self.carry_out(i);
+    }
+
+    /// Runs until `end` (milliseconds since the start), driven as `drive` says.
+    fn run_until(&mut self, end: u64, drive: Drive) {
+        self.run_while(end, drive, |_| true);
+    }
+
+    /// Runs until `end` or until `go_on` says stop (checked after each moment).
+    fn run_while(&mut self, end: u64, drive: Drive, mut go_on: impl FnMut(&Sim) -> bool) {
+        let mut same_ms = 0;
+        while self.ms <= end {
+            self.visit(0);
+            self.visit(1);
+            if !go_on(self) {
+                return;
+            }
+            let next = match drive {
+                Drive::EveryMs => self.ms + 1,
+                Drive::PollTimeout => self.next_moment(),
+            };
+            if next == self.ms {
+                same_ms += 1;
+                assert!(same_ms < 10_000, "poll_timeout keeps saying now at {} ms", self.ms);
+            } else {
+                same_ms = 0;
+            }
+            self.ms = next;
+        }
+    }
+
+    /// The next millisecond at which anything is due: a datagram or a timer.
+    fn next_moment(&self) -> u64 {
+        let now = self.now();
+        let mut next = u64::MAX;
+        for side in &self.sides {
+            if let Some(p) = &side.proto {
+                let t = p.poll_timeout(now).saturating_duration_since(self.t0);
+                next = next.min(t.as_millis() as u64 + u64::from(t.subsec_nanos() % 1_000_000 != 0));
+            }
+            next = side.inbox.iter().map(|d| d.at).fold(next, u64::min);
+        }
+        next.max(self.ms)
+    }
+}
+
+fn block(n: u32) -> BlockRecord {
+    BlockRecord {
+        inst: 0,
+        b4: b4(n),
+        ext_addr: 0xc633_6401,
+        first_port: 1024 + (n as u16 % 60) * 512,
+        size: 512,
+        at: 0,
+    }
+}
+
+fn b4(n: u32) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    a[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+    a[12..].copy_from_slice(&n.to_be_bytes());
+    a
+}
+
+fn session(n: u32, created: u32) -> SessionRecord {
+    SessionRecord {
+        inst: 0,
+        b4: b4(n),
+        inner_addr: 0xc0a8_0002,
+        inner_port: 5000,
+        ext_addr: 0xc633_6401,
+        ext_port: block(n).first_port + 7,
+        proto: 17,
+        flags: 0,
+        created,
+        last_seen: created,
+        mac: [2, 0, 0, 0, 0, 1],
+    }
+}
+
+/// Side 0 (preferred) and side 1 started together, settled.
+fn settled(seed: u64, faults: Faults, dead_count: u32, drive: Drive) -> Sim {
+    let mut sim = Sim::new(seed, faults);
+    sim.start(0, dead_count, false);
+    sim.start(1, dead_count, false);
+    sim.run_until(1000, drive);
+    sim
+}
+
+#[test]
+fn the_preferred_board_takes_the_role_and_the_other_goes_standby() {
+    for drive in [Drive::EveryMs, Drive::PollTimeout] {
+        let sim = settled(1, CLEAN, DEAD_COUNT, drive);
+        let (a, b) = (sim.status(0), sim.status(1));
+        assert_eq!((a.role, b.role), (Role::Active, Role::Standby));
+        assert_eq!(sim.sides[0].board.activations(), vec![(1, true)], "on the peer's first heartbeat");
+        assert_eq!(sim.sides[1].board.activations(), vec![(1, false)]);
+        assert_eq!(a.last_change.as_ref().map(|c| c.1.as_str()), Some("active: the preferred board of the location"));
+        assert_eq!(b.last_change.as_ref().map(|c| c.1.as_str()), Some("standby: the peer is the preferred board"));
+        assert_eq!((a.peer_role, b.peer_role), (Some(Role::Standby), Some(Role::Active)));
+        assert!(a.peer_alive && b.peer_alive);
+        // The new standby asked for the table at once and holds it (empty here).
+        assert_eq!((a.bulk_syncs, sim.sides[0].board.snapshots()), (1, 1));
+        assert!(a.in_sync && b.in_sync, "{a:?} {b:?}");
+        assert_eq!(a.rejected_auth + a.rejected_replay + a.rejected_malformed, 0);
+        assert_eq!(b.rejected_auth + b.rejected_replay + b.rejected_malformed, 0);
+    }
+}
+
+#[test]
+fn the_standby_takes_over_after_dead_count_heartbeats_of_silence() {
+    for drive in [Drive::EveryMs, Drive::PollTimeout] {
+        let mut sim = settled(2, CLEAN, DEAD_COUNT, drive);
+        // The active board's last heartbeat went out at 1000 ms (one every 20 ms).
+        let last = sim.sides[0].sent.iter().rev().find(|(_, ch, d)| {
+            *ch == Channel::Link && wire::open(&Key::new(KEY), d).is_ok_and(|m| m.header.kind == Kind::Heartbeat)
+        });
+        assert_eq!(last.map(|l| l.0), Some(1000));
+        sim.ms = 1001;
+        sim.stop(0);
+        sim.run_until(1099, drive);
+        assert_eq!(sim.status(1).role, Role::Standby, "not before the dead interval");
+        sim.run_until(1200, drive);
+        // Heard at 1001; silent for the dead interval at 1101.
+        assert_eq!(sim.sides[1].board.activations(), vec![(1, false), (1001 + DEAD, true)]);
+        let st = sim.status(1);
+        assert_eq!(st.last_change.map(|c| c.1), Some("active: the peer went silent".to_string()));
+        assert!(!st.peer_alive);
+    }
+}
+
+#[test]
+fn a_cut_ha_link_alone_makes_no_second_active_board() {
+    let mut sim = Sim::new(3, CLEAN);
+    sim.start(0, DEAD_COUNT, true);
+    sim.start(1, DEAD_COUNT, true);
+    sim.run_until(1000, Drive::EveryMs);
+    assert!(sim.status(1).witness);
+    sim.cut[Channel::Link.index()] = true;
+    sim.run_until(3000, Drive::EveryMs);
+    assert_eq!((sim.status(0).role, sim.status(1).role), (Role::Active, Role::Standby), "the witness still hears");
+    assert!(sim.status(1).peer_alive);
+    sim.cut[Channel::Witness.index()] = true;
+    sim.run_until(3200, Drive::EveryMs);
+    assert_eq!(sim.status(1).role, Role::Active, "both silent: takeover");
+}
+
+#[test]
+fn the_preferred_board_returns_syncs_and_preempts_after_preempt_time() {
+    for drive in [Drive::EveryMs, Drive::PollTimeout] {
+        let mut sim = settled(4, CLEAN, DEAD_COUNT, drive);
+        let old = sim.unix_s() - 10;
+        for n in 0..50 {
+            sim.event(0, SessionEvent::BlockAllocated(block(n)));
+            sim.event(0, SessionEvent::Created(session(n, old)));
+        }
+        sim.run_until(1500, drive);
+        assert_eq!(sim.sides[1].board.sessions.len(), 50);
+        sim.stop(0);
+        sim.run_until(2000, drive);
+        assert_eq!(sim.status(1).role, Role::Active);
+        // The preferred board comes back, empty, as a new incarnation.
+        sim.sides[0].board = Board::default();
+        sim.start(0, DEAD_COUNT, false);
+        sim.run_while(10_000, drive, |s| !s.status(0).in_sync);
+        let synced = sim.ms;
+        assert_eq!(sim.status(0).role, Role::Standby);
+        assert_eq!(sim.sides[0].board.sessions.len(), 50, "the bulk sync carried the table");
+        assert_eq!(sim.sides[0].board.activations(), vec![(2001, false)], "the peer is active");
+        sim.run_until(synced + 3000, drive);
+        let a = sim.sides[0].board.activations();
+        assert_eq!(a.len(), 2, "{a:?}");
+        let took = a[1].0;
+        assert!(a[1].1 && took >= synced + PREEMPT && took <= synced + PREEMPT + 10, "{took} {synced}");
+        assert_eq!(sim.sides[1].board.activations().last().map(|x| x.1), Some(false));
+        let (sa, sb) = (sim.status(0), sim.status(1));
+        assert_eq!((sa.role, sb.role), (Role::Active, Role::Standby));
+        assert_eq!(sa.last_change.map(|c| c.1), Some("active: the peer handed the role over".to_string()));
+        assert_eq!(sb.last_change.map(|c| c.1), Some("standby: handed the role to the peer".to_string()));
+    }
+}
+
+#[test]
+fn sessions_go_after_delay_time_and_all_arrive_over_a_lossy_link() {
+    // A longer dead interval: 20% loss must not look like a dead peer here.
+    let mut sim = settled(5, LOSSY, 20, Drive::EveryMs);
+    assert_eq!((sim.status(0).role, sim.status(1).role), (Role::Active, Role::Standby));
+    let created = sim.unix_s();
+    const N: u32 = 600;
+    for n in 0..N {
+        sim.event(0, SessionEvent::BlockAllocated(block(n)));
+        sim.event(0, SessionEvent::Created(session(n, created)));
+    }
+    assert_eq!(sim.status(0).young, N as usize);
+    // Eligible once surely `delay` seconds old: whole seconds, so at created + delay + 1.
+    let eligible_ms = (created + DELAY_S + 1) as u64 * 1000 - UNIX0_MS;
+    sim.run_while(eligible_ms - 1, Drive::EveryMs, |s| s.sides[1].board.sessions.is_empty());
+    assert_eq!(sim.ms, eligible_ms, "nothing reached the standby before delay-time");
+    assert_eq!(sim.sides[1].board.sessions.len(), 0);
+    sim.run_until(eligible_ms + 3000, Drive::EveryMs);
+    assert_eq!(sim.sides[1].board.sessions, sim.sides[0].board.sessions, "all, despite loss");
+    let (a, b) = (sim.status(0), sim.status(1));
+    assert_eq!((a.replicated, a.young), (N as usize, 0));
+    assert!(a.retransmitted > 0 && a.records_sent >= 2 * N as u64, "{a:?}");
+    assert!(b.records_received >= 2 * N as u64, "{b:?}");
+    assert_eq!(a.queue_depth, 0, "everything acknowledged");
+    assert!(b.rejected_replay > 0, "duplicated control messages are refused as replays");
+    assert_eq!(b.rejected_auth + b.rejected_malformed, 0);
+
+    // Removals follow, over the same link.
+    for n in (0..N).step_by(3) {
+        sim.event(0, SessionEvent::Deleted(session(n, created)));
+    }
+    sim.run_until(sim.ms + 3000, Drive::EveryMs);
+    assert_eq!(sim.sides[1].board.sessions.len(), (N - N.div_ceil(3)) as usize);
+    assert_eq!(sim.sides[1].board.sessions, sim.sides[0].board.sessions);
+    assert_eq!(sim.status(0).replicated, (N - N.div_ceil(3)) as usize);
+    assert!(sim.sides[1].board.done.iter().any(|(_, o)| matches!(o, Output::Remove(_))));
+    // No role changed on the way.
+    assert_eq!(sim.sides[0].board.activations().iter().map(|x| x.1).collect::<Vec<_>>(), vec![true]);
+    assert_eq!(sim.sides[1].board.activations().iter().map(|x| x.1).collect::<Vec<_>>(), vec![false]);
+}
+
+/// The last datagram of `kind` side `i` sent on the HA link.
+fn last_sent(sim: &Sim, i: usize, kind: Kind) -> Vec<u8> {
+    let key = Key::new(KEY);
+    let found = sim.sides[i]
+        .sent
+        .iter()
+        .rev()
+        .find(|(_, ch, d)| *ch == Channel::Link && wire::open(&key, d).is_ok_and(|m| m.header.kind == kind));
+    found.expect("such a datagram").2.clone()
+}
+
+#[test]
+fn replayed_forged_and_truncated_datagrams_are_refused_and_counted() {
+    let mut sim = settled(6, CLEAN, DEAD_COUNT, Drive::EveryMs);
+    // The heartbeat sent at 1000 ms arrives at 1001.
+    sim.run_until(1005, Drive::EveryMs);
+    let before = sim.status(1);
+    // A replay: the peer's last heartbeat again.
+    let hb = last_sent(&sim, 0, Kind::Heartbeat);
+    let epoch = wire::open(&Key::new(KEY), &hb).expect("authentic").header.epoch;
+    sim.inject(1, Channel::Link, &hb);
+    assert_eq!(sim.status(1).rejected_replay, before.rejected_replay + 1);
+    // A forged release: the right shape, another key.
+    let h = Header { kind: Kind::Switchover, flags: wire::FLAG_RELEASED, slot: 1, epoch: u64::MAX, seq: 1, ack: 0 };
+    sim.inject(1, Channel::Link, &Builder::new(&h).finish(&Key::new(b"guessed")));
+    assert_eq!(sim.status(1).rejected_auth, before.rejected_auth + 1);
+    // Truncated: shorter than a header and a tag.
+    sim.inject(1, Channel::Link, &hb[..30]);
+    assert_eq!(sim.status(1).rejected_malformed, before.rejected_malformed + 1);
+    // Authentic, but a heartbeat with a role that does not exist (on the witness path,
+    // whose counter nothing else moves here).
+    let h = Header { kind: Kind::Heartbeat, flags: 0, slot: 1, epoch, seq: 1, ack: 0 };
+    let mut b = Builder::new(&h);
+    b.raw(&[9, 1, 1]);
+    sim.inject(1, Channel::Witness, &b.finish(&Key::new(KEY)));
+    assert_eq!(sim.status(1).rejected_malformed, before.rejected_malformed + 2);
+    // None of it changed a role or reached the board.
+    assert!(sim.sides[1].proto.as_mut().expect("running").poll().is_none());
+    sim.run_until(1200, Drive::EveryMs);
+    assert_eq!(sim.status(1).role, Role::Standby);
+    assert_eq!(sim.sides[1].board.activations(), vec![(1, false)]);
+}
+
+#[test]
+fn a_peer_restart_starts_its_stream_over_and_old_incarnations_are_replays() {
+    let mut sim = settled(7, CLEAN, DEAD_COUNT, Drive::EveryMs);
+    let old = sim.unix_s() - 10;
+    for n in 0..20 {
+        sim.event(0, SessionEvent::BlockAllocated(block(n)));
+        sim.event(0, SessionEvent::Created(session(n, old)));
+    }
+    sim.run_until(1100, Drive::EveryMs);
+    assert_eq!(sim.sides[1].board.sessions.len(), 20);
+    let old_hb = last_sent(&sim, 0, Kind::Heartbeat);
+    // The active board restarts within the dead interval, with a smaller table.
+    sim.stop(0);
+    sim.run_until(1120, Drive::EveryMs);
+    sim.sides[0].board = Board::default();
+    sim.start(0, DEAD_COUNT, false);
+    for n in 100..105 {
+        sim.event(0, SessionEvent::BlockAllocated(block(n)));
+        sim.event(0, SessionEvent::Created(session(n, old)));
+    }
+    let mut lost_sync = false;
+    sim.run_while(1125, Drive::EveryMs, |s| {
+        lost_sync |= !s.status(1).in_sync;
+        true
+    });
+    assert!(lost_sync, "the standby forgot the old stream: out of sync until a bulk");
+    sim.run_until(1500, Drive::EveryMs);
+    let (a, b) = (sim.status(0), sim.status(1));
+    assert_eq!((a.role, b.role), (Role::Active, Role::Standby));
+    assert_eq!(a.last_change.map(|c| c.1), Some("active: the preferred board of the location".to_string()));
+    assert!(b.in_sync, "the new incarnation's bulk sync");
+    assert!(sim.sides[0].board.snapshots() >= 1);
+    for n in 100..105 {
+        assert!(sim.sides[1].board.sessions.contains_key(&key_of(&session(n, old))));
+    }
+    assert_eq!(sim.sides[1].board.activations(), vec![(1, false)], "the standby never went active");
+    // A datagram of the old incarnation is a replay now.
+    let before = b.rejected_replay;
+    sim.inject(1, Channel::Link, &old_hb);
+    assert_eq!(sim.status(1).rejected_replay, before + 1);
+}
+
+#[test]
+fn a_standby_that_joins_late_gets_a_bulk_sync_and_ends_in_sync() {
+    for drive in [Drive::EveryMs, Drive::PollTimeout] {
+        let mut sim = Sim::new(8, LOSSY);
+        sim.start(0, 20, false);
+        let old = sim.unix_s() - 10;
+        for n in 0..300 {
+            sim.event(0, SessionEvent::BlockAllocated(block(n)));
+            sim.event(0, SessionEvent::Created(session(n, old)));
+        }
+        sim.run_until(3000, drive);
+        let a = sim.status(0);
+        assert_eq!((a.role, a.bulk_syncs, a.records_sent), (Role::Active, 0, 0), "alone: nothing to stream");
+        assert_eq!(a.last_change.map(|c| c.1), Some("active: no peer answered".to_string()));
+        sim.start(1, 20, false);
+        sim.run_until(6000, drive);
+        let (a, b) = (sim.status(0), sim.status(1));
+        assert_eq!(b.role, Role::Standby);
+        assert!(b.in_sync && a.in_sync, "{a:?} {b:?}");
+        assert!(a.bulk_syncs >= 1 && sim.sides[0].board.snapshots() >= 1);
+        assert_eq!(sim.sides[1].board.sessions, sim.sides[0].board.sessions);
+        assert_eq!(a.replicated, 300);
+    }
+}
+
+#[test]
+fn poll_timeout_saves_most_wakeups() {
+    let mut every = settled(9, CLEAN, DEAD_COUNT, Drive::EveryMs);
+    let mut polled = settled(9, CLEAN, DEAD_COUNT, Drive::PollTimeout);
+    every.run_until(5000, Drive::EveryMs);
+    polled.run_until(5000, Drive::PollTimeout);
+    assert_eq!(polled.status(0).role, every.status(0).role);
+    assert!(polled.timeouts * 5 < every.timeouts, "{} vs {}", polled.timeouts, every.timeouts);
+    // Between two heartbeats, nothing is due.
+    let now = polled.now();
+    let next = polled.sides[0].proto.as_ref().expect("running").poll_timeout(now);
+    assert!(next > now.at && next <= now.at + Duration::from_millis(HEARTBEAT), "{next:?} {now:?}");
+}
