@@ -29,7 +29,8 @@ const fn number(name: &'static str, what: &'static str, (min, max): (u32, u32)) 
 /// The words after `location`.
 const PAIR: &[Word] = &[Key("slot"), SLOT, Key("backup"), Key("slot"), BACKUP];
 const SLOT: Word = number("SLOT", "a slot number", (1, 64));
-const BACKUP: Word = number("BACKUP", "a backup slot number", (1, 64));
+// Both are `SLOT` in the syntax, as the help has always shown them.
+const BACKUP: Word = number("SLOT", "a backup slot number", (1, 64));
 const LOCATION_ID: Word = number("ID", "a service-location ID", (1, 128));
 
 pub static LOCATION: &[Command] = &[Command {
@@ -40,7 +41,8 @@ pub static LOCATION: &[Command] = &[Command {
         apply: |e, a| {
             let at = e.at;
             let (id, l) = e.location()?;
-            *l = Location { slot: Some(a.number("SLOT")), backup: Some(a.number("BACKUP")) };
+            let mut pair = a.numbers("SLOT").map(|(n, _)| n);
+            *l = Location { slot: pair.next(), backup: pair.next() };
             e.positions.insert(format!("service-location {id} location"), at);
             Ok(())
         },
