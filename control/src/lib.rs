@@ -2,10 +2,11 @@
 //!
 //! The operator's model is the router's (`../shared/reference/seed-vsm-ha-dslite.txt`):
 //! `service-ha` hot backup, service-location groups pairing an active and a standby
-//! slot, weighted service-instance groups, DS-Lite instances. `parse` turns text into a
+//! slot, weighted service-instance groups, DS-Lite instances. `grammar` holds the
+//! language as one table of commands per view; `parse` turns text into a
 //! [`config::Config`] through an editing [`parse::Session`] (candidate and running
-//! configuration, atomic commit); `display` prints it back; `plan` computes what each
-//! board does and the engine settings it runs with.
+//! configuration, atomic commit); `display` prints it back from the same tables; `plan`
+//! computes what each board does and the engine settings it runs with.
 #![forbid(unsafe_code)]
 
 pub mod announce;
@@ -13,6 +14,7 @@ pub mod board;
 pub mod config;
 pub mod display;
 pub mod error;
+pub mod grammar;
 pub mod ha;
 pub mod metrics;
 pub mod mgmt;

@@ -2,7 +2,8 @@
 //! error class with its line and column, commit atomicity, and the display round trip.
 
 use control::config::*;
-use control::parse::{ConfigError, Outcome, Session, View, parse};
+use control::error::ConfigError;
+use control::parse::{Outcome, Session, View, parse};
 
 /// Runs lines in a session, failing the test on the first error.
 fn run(s: &mut Session, lines: &[&str]) {

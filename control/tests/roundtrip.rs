@@ -117,6 +117,27 @@ proptest! {
     }
 }
 
+/// Every example of `deploy/` (the seed's procedure among them), printed, reads back to
+/// the same configuration, and printing that again gives the same text.
+#[test]
+fn the_examples_print_and_read_back() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir("../deploy").unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "conf") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let (c, _) = control::parse::parse(&text).unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+        let printed = control::display::render(&c);
+        assert_eq!(reparse(&printed), c, "{}:\n{printed}", path.display());
+        let (committed, _) = control::parse::parse(&printed).unwrap_or_else(|e| panic!("{e:?}\n{printed}"));
+        assert_eq!(control::display::render(&committed), printed);
+        seen += 1;
+    }
+    assert!(seen >= 2, "the examples are in deploy/");
+}
+
 fn aftrd(args: &[&str]) -> (i32, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_aftrd")).args(args).output().unwrap();
     (

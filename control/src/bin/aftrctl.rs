@@ -6,7 +6,8 @@
 //!   nothing).
 //! - `aftrctl [--socket PATH] switchover`
 //! - `aftrctl [--socket PATH]` alone: an interactive session in the router's way:
-//!   `system-view`, commands, `commit`, `quit`, `?` for the commands of the view.
+//!   `system-view`, commands, `commit`, `quit`, `?` for the commands of the view,
+//!   `WORDS ?` for what may follow them.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -99,9 +100,16 @@ fn interactive(socket: &std::path::Path) -> ExitCode {
         }
         n += 1;
         let l = line.trim();
-        if l == "?" || l.ends_with(" ?") {
+        if l == "?" {
             for c in commands_of(&s.view) {
                 let _ = writeln!(out, "  {c}");
+            }
+            continue;
+        }
+        if let Some(typed) = l.strip_suffix('?') {
+            // `service-ha ?`: what may come next; `service-ha de?`: the keywords so begun.
+            for w in control::grammar::complete(&s.view, typed) {
+                let _ = writeln!(out, "  {w}");
             }
             continue;
         }

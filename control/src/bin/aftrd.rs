@@ -15,9 +15,9 @@ use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
+use control::error::ConfigError;
 use control::mgmt::{self, Daemon};
 use control::natlog::NatLogger;
-use control::parse::ConfigError;
 
 fn usage() -> ExitCode {
     eprintln!(

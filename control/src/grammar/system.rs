@@ -1,0 +1,319 @@
+//! The system view's commands: the host name, `service-ha`, the commands that open the
+//! views of slots, service locations, groups, pools and instances, NAT logs, metrics.
+
+use std::net::SocketAddr;
+
+use super::Word::*;
+use super::{Action, Arg, Command, Kind, Print, View, Word};
+use crate::config::*;
+
+const fn number(name: &'static str, what: &'static str, (min, max): (u32, u32)) -> Word {
+    Arg(Arg { name, what, kind: Kind::Number { min, max } })
+}
+const fn name(name: &'static str, what: &'static str) -> Word {
+    Arg(Arg { name, what, kind: Kind::Name })
+}
+const fn ip(name: &'static str, what: &'static str) -> Word {
+    Arg(Arg { name, what, kind: Kind::Ip })
+}
+
+const DELAY: Word = number("SECONDS", "a delay time in seconds", DELAY_TIME_RANGE);
+const PREEMPT: Word = number("SECONDS", "a preemption delay in seconds", PREEMPT_TIME_RANGE);
+const SYSLOG_PORT: u16 = 514;
+
+/// The lines of an optional setting.
+fn line_of<T>(v: &Option<T>, f: impl Fn(&T) -> String) -> Vec<String> {
+    v.iter().map(f).collect()
+}
+
+pub static COMMANDS: &[Command] = &[
+    Command {
+        syntax: &[Key("sysname"), name("NAME", "a system name")],
+        undo: Some(&[Key("sysname")]),
+        help: "host name in logs and prompts",
+        action: Action::Edit {
+            apply: |e, a| {
+                e.config.sysname = Some(a.text("NAME"));
+                Ok(())
+            },
+            undo: |e, _| {
+                e.config.sysname = None;
+                Ok(())
+            },
+        },
+        print: Print::Paragraph(|c, _| line_of(&c.sysname, |n| format!("sysname {n}"))),
+    },
+    Command {
+        syntax: &[Key("service-ha"), Key("hot-backup"), Key("enable")],
+        undo: Some(&[Key("service-ha"), Key("hot-backup"), Key("enable")]),
+        help: "replicate sessions to the standby board; off",
+        action: Action::Edit {
+            apply: |e, _| {
+                e.config.ha.hot_backup = true;
+                Ok(())
+            },
+            undo: |e, _| {
+                e.config.ha.hot_backup = false;
+                Ok(())
+            },
+        },
+        print: Print::Lines(|c, _| if c.ha.hot_backup { vec!["service-ha hot-backup enable".into()] } else { vec![] }),
+    },
+    Command {
+        syntax: &[Key("service-ha"), Key("delay-time"), DELAY],
+        undo: Some(&[Key("service-ha"), Key("delay-time"), Optional(&[DELAY])]),
+        help: "back up only sessions older than this, 0-3600 s; 10",
+        action: Action::Edit {
+            apply: |e, a| {
+                e.config.ha.delay_time = a.number("SECONDS");
+                Ok(())
+            },
+            undo: |e, _| {
+                e.config.ha.delay_time = DEFAULT_DELAY_TIME;
+                Ok(())
+            },
+        },
+        print: Print::Lines(|c, _| differs(c.ha.delay_time, DEFAULT_DELAY_TIME, "service-ha delay-time")),
+    },
+    Command {
+        syntax: &[Key("service-ha"), Key("preempt-time"), PREEMPT],
+        undo: Some(&[Key("service-ha"), Key("preempt-time"), Optional(&[PREEMPT])]),
+        help: "a recovered preferred board waits this long, 0-3600 s; 60",
+        action: Action::Edit {
+            apply: |e, a| {
+                e.config.ha.preempt_time = a.number("SECONDS");
+                Ok(())
+            },
+            undo: |e, _| {
+                e.config.ha.preempt_time = DEFAULT_PREEMPT_TIME;
+                Ok(())
+            },
+        },
+        print: Print::Lines(|c, _| differs(c.ha.preempt_time, DEFAULT_PREEMPT_TIME, "service-ha preempt-time")),
+    },
+    Command {
+        syntax: &[
+            Key("service-ha"),
+            Key("preshared-key"),
+            Arg(Arg { name: "KEY", what: "a key", kind: Kind::Text { min: 8, max: 128 } }),
+        ],
+        undo: Some(&[Key("service-ha"), Key("preshared-key")]),
+        help: "authenticates the HA channel, 8-128 characters",
+        action: Action::Edit {
+            apply: |e, a| {
+                e.config.ha.key = Some(a.text("KEY"));
+                Ok(())
+            },
+            undo: |e, _| {
+                e.config.ha.key = None;
+                Ok(())
+            },
+        },
+        print: Print::Lines(|c, _| line_of(&c.ha.key, |k| format!("service-ha preshared-key {k}"))),
+    },
+    Command {
+        syntax: &[
+            Key("service-ha"),
+            Key("heartbeat"),
+            Key("interval"),
+            number("MILLISECONDS", "a heartbeat interval in milliseconds", (10, 10_000)),
+            Key("dead-count"),
+            number("N", "a number of missed heartbeats", (2, 100)),
+        ],
+        undo: Some(&[Key("service-ha"), Key("heartbeat")]),
+        help: "heartbeat every 10-10000 ms, peer dead after 2-100 missed; 100 ms, 3",
+        action: Action::Edit {
+            apply: |e, a| {
+                (e.config.ha.heartbeat_ms, e.config.ha.dead_count) = (a.number("MILLISECONDS"), a.number("N"));
+                Ok(())
+            },
+            undo: |e, _| {
+                let d = Ha::default();
+                (e.config.ha.heartbeat_ms, e.config.ha.dead_count) = (d.heartbeat_ms, d.dead_count);
+                Ok(())
+            },
+        },
+        print: Print::Paragraph(|c, _| {
+            let (ha, d) = (&c.ha, Ha::default());
+            if (ha.heartbeat_ms, ha.dead_count) == (d.heartbeat_ms, d.dead_count) {
+                return vec![];
+            }
+            vec![format!("service-ha heartbeat interval {} dead-count {}", ha.heartbeat_ms, ha.dead_count)]
+        }),
+    },
+    Command {
+        syntax: &[Key("slot"), number("ID", "a slot number", (1, 64))],
+        undo: Some(&[Key("slot"), number("ID", "a slot number", (1, 64))]),
+        help: "a board (one aftrd), 1-64: enters its view",
+        action: Action::Edit {
+            apply: |e, a| {
+                let id = a.number("ID");
+                e.config.slots.entry(id).or_default();
+                e.positions.insert(format!("slot {id}"), e.at);
+                e.enter = Some(View::Slot(id));
+                Ok(())
+            },
+            undo: |e, a| {
+                e.config.slots.remove(&a.number("ID"));
+                Ok(())
+            },
+        },
+        print: Print::Blocks(|c| c.slots.keys().map(|id| (format!("slot {id}"), View::Slot(*id))).collect()),
+    },
+    Command {
+        syntax: &[Key("service-location"), number("ID", "a service-location ID", (1, 128))],
+        undo: Some(&[Key("service-location"), number("ID", "a service-location ID", (1, 128))]),
+        help: "a pair of active and standby boards, 1-128: enters its view",
+        action: Action::Edit {
+            apply: |e, a| {
+                let id = a.number("ID");
+                e.config.locations.entry(id).or_default();
+                e.positions.insert(format!("service-location {id}"), e.at);
+                e.enter = Some(View::Location(id));
+                Ok(())
+            },
+            undo: |e, a| {
+                e.config.locations.remove(&a.number("ID"));
+                Ok(())
+            },
+        },
+        print: Print::Blocks(|c| {
+            c.locations.keys().map(|id| (format!("service-location {id}"), View::Location(*id))).collect()
+        }),
+    },
+    Command {
+        syntax: &[Key("service-instance-group"), name("NAME", "a service-instance group name")],
+        undo: Some(&[Key("service-instance-group"), name("NAME", "a service-instance group name")]),
+        help: "service locations with weights: enters its view",
+        action: Action::Edit {
+            apply: |e, a| {
+                let name = a.text("NAME");
+                e.config.groups.entry(name.clone()).or_default();
+                e.positions.insert(format!("service-instance-group {name}"), e.at);
+                e.enter = Some(View::Group(name));
+                Ok(())
+            },
+            undo: |e, a| {
+                e.config.groups.remove(&a.text("NAME"));
+                Ok(())
+            },
+        },
+        print: Print::Blocks(|c| {
+            c.groups.keys().map(|n| (format!("service-instance-group {n}"), View::Group(n.clone()))).collect()
+        }),
+    },
+    Command {
+        syntax: &[Key("ds-lite"), Key("address-group"), name("NAME", "an address group name")],
+        undo: Some(&[Key("ds-lite"), Key("address-group"), name("NAME", "an address group name")]),
+        help: "an external address pool: enters its view",
+        action: Action::Edit {
+            apply: |e, a| {
+                let name = a.text("NAME");
+                e.config.address_groups.entry(name.clone()).or_default();
+                e.positions.insert(format!("ds-lite address-group {name}"), e.at);
+                e.enter = Some(View::AddressGroup(name));
+                Ok(())
+            },
+            undo: |e, a| {
+                e.config.address_groups.remove(&a.text("NAME"));
+                Ok(())
+            },
+        },
+        print: Print::Blocks(|c| {
+            let pools = c.address_groups.keys();
+            pools.map(|n| (format!("ds-lite address-group {n}"), View::AddressGroup(n.clone()))).collect()
+        }),
+    },
+    Command {
+        syntax: INSTANCE,
+        undo: Some(INSTANCE),
+        help: "a DS-Lite instance, id 1-255: enters its view",
+        action: Action::Edit {
+            apply: |e, a| {
+                let name = a.text("NAME");
+                let inst = e.config.instances.entry(name.clone()).or_default();
+                if a.has("ID") {
+                    inst.id = Some(a.number("ID"));
+                }
+                e.positions.insert(format!("ds-lite instance {name}"), e.at);
+                e.enter = Some(View::DsLite(name));
+                Ok(())
+            },
+            undo: |e, a| {
+                e.config.instances.remove(&a.text("NAME"));
+                Ok(())
+            },
+        },
+        print: Print::Blocks(|c| {
+            let line = |name: &String, i: &DsLite| match i.id {
+                Some(id) => format!("ds-lite instance {name} id {id}"),
+                None => format!("ds-lite instance {name}"),
+            };
+            c.instances.iter().map(|(n, i)| (line(n, i), View::DsLite(n.clone()))).collect()
+        }),
+    },
+    Command {
+        syntax: SYSLOG,
+        undo: Some(SYSLOG),
+        help: "send RFC 5424 NAT logs to a collector; port 514; repeatable",
+        action: Action::Edit {
+            apply: |e, a| {
+                let to = syslog(a);
+                e.config.syslog.retain(|x| *x != to);
+                e.config.syslog.push(to);
+                Ok(())
+            },
+            undo: |e, a| {
+                let to = syslog(a);
+                e.config.syslog.retain(|x| *x != to);
+                Ok(())
+            },
+        },
+        print: Print::Lines(|c, _| {
+            c.syslog.iter().map(|s| format!("nat log syslog {} port {}", s.ip(), s.port())).collect()
+        }),
+    },
+    Command {
+        syntax: METRICS,
+        undo: Some(&[Key("metrics"), Key("http"), Optional(&[METRICS_AT, Key("port"), METRICS_PORT])]),
+        help: "serve Prometheus metrics at /metrics",
+        action: Action::Edit {
+            apply: |e, a| {
+                e.config.metrics = Some(SocketAddr::new(a.ip("ADDRESS"), a.number("PORT") as u16));
+                Ok(())
+            },
+            undo: |e, _| {
+                e.config.metrics = None;
+                Ok(())
+            },
+        },
+        print: Print::Paragraph(|c, _| line_of(&c.metrics, |m| format!("metrics http {} port {}", m.ip(), m.port()))),
+    },
+];
+
+const INSTANCE: &[Word] = &[
+    Key("ds-lite"),
+    Key("instance"),
+    name("NAME", "a DS-Lite instance name"),
+    Optional(&[Key("id"), number("ID", "an instance ID", (1, 255))]),
+];
+const SYSLOG: &[Word] = &[
+    Key("nat"),
+    Key("log"),
+    Key("syslog"),
+    ip("ADDRESS", "a syslog server"),
+    Optional(&[Key("port"), number("PORT", "a UDP port", (1, 65535))]),
+];
+const METRICS: &[Word] = &[Key("metrics"), Key("http"), METRICS_AT, Key("port"), METRICS_PORT];
+const METRICS_AT: Word = ip("ADDRESS", "the address to serve metrics on");
+const METRICS_PORT: Word = number("PORT", "a TCP port", (1, 65535));
+
+fn syslog(a: &super::Args) -> SocketAddr {
+    let port = if a.has("PORT") { a.number("PORT") as u16 } else { SYSLOG_PORT };
+    SocketAddr::new(a.ip("ADDRESS"), port)
+}
+
+/// `KEYWORDS VALUE` where the value is not the default.
+pub(super) fn differs<T: PartialEq + std::fmt::Display>(v: T, default: T, keywords: &str) -> Vec<String> {
+    if v == default { vec![] } else { vec![format!("{keywords} {v}")] }
+}
