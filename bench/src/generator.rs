@@ -17,7 +17,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use dataplane::config::Ipv4Prefix;
 use dataplane::io::af_packet::PacketTx;
 use dataplane::io::xsk::XskTx;
-use dataplane::wire::{checksum, ethernet, ipv4, ipv6, proto};
+use dataplane::testing::frames;
+pub use dataplane::testing::frames::{L4, l4_checksum};
+use dataplane::wire::checksum;
 
 use crate::frames::{AFTR_MAC, ENDPOINT, HOST, PEER_MAC, POOL, SERVER, b4};
 
@@ -46,55 +48,6 @@ impl Direction {
     }
 }
 
-/// The transport of a flow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum L4 {
-    Udp,
-    Tcp,
-    /// ICMP echo: request from the B4 side, reply from the server side; the identifier
-    /// is the port.
-    Icmp,
-}
-
-impl L4 {
-    fn header_len(self) -> usize {
-        match self {
-            L4::Tcp => 20,
-            L4::Udp | L4::Icmp => 8,
-        }
-    }
-    fn checksum_at(self) -> usize {
-        match self {
-            L4::Udp => 6,
-            L4::Tcp => 16,
-            L4::Icmp => 2,
-        }
-    }
-    fn proto(self) -> u8 {
-        match self {
-            L4::Udp => proto::UDP,
-            L4::Tcp => proto::TCP,
-            L4::Icmp => proto::ICMP,
-        }
-    }
-    pub fn of_proto(p: u8) -> Option<L4> {
-        match p {
-            proto::UDP => Some(L4::Udp),
-            proto::TCP => Some(L4::Tcp),
-            proto::ICMP => Some(L4::Icmp),
-            _ => None,
-        }
-    }
-    /// The server's port of the flows (53 for UDP, 80 for TCP; none for ICMP).
-    fn server_port(self) -> u16 {
-        match self {
-            L4::Udp => 53,
-            L4::Tcp => 80,
-            L4::Icmp => 0,
-        }
-    }
-}
-
 /// Where the traffic goes and comes from. The defaults are the benchmarks' lab
 /// (`crate::frames`: endpoint 2001:db8::1, B4s in 2001:db8:b400::/48, host
 /// 192.168.1.10, server 203.0.113.80, pool 198.51.100.0/24); `dslite-gen` sets each
@@ -110,7 +63,8 @@ pub struct Addresses {
     /// `inner_first`, one after the other over a B4's flows.
     pub inner_first: u32,
     pub inner_count: u32,
-    /// The server (remote IPv4 address) and its port (`None`: 53 for UDP, 80 for TCP).
+    /// The server (remote IPv4 address) and its port (`None`: 53 for UDP, 80 for TCP;
+    /// none for ICMP).
     pub server: u32,
     pub server_port: Option<u16>,
     /// The AFTR's pool: where translated frames come from (the tap checks it).
@@ -187,7 +141,8 @@ impl Addresses {
         match (l4, self.server_port) {
             (L4::Icmp, _) => 0,
             (_, Some(p)) => p,
-            (_, None) => l4.server_port(),
+            (L4::Udp, None) => 53,
+            (L4::Tcp, None) => 80,
         }
     }
 }
@@ -277,56 +232,10 @@ pub fn payload_len(l4: L4, size: usize) -> usize {
 /// An IPv4 packet with a correct header and transport checksum, payload zero but for
 /// the mark at its end.
 fn ipv4_packet(l4: L4, src: u32, dst: u32, sport: u16, dport: u16, outbound: bool, size: usize) -> Vec<u8> {
-    let payload = payload_len(l4, size);
-    let seg_len = l4.header_len() + payload;
-    let mut p = vec![0u8; 20 + seg_len];
-    ipv4::write_header(&mut p, 0, (20 + seg_len) as u16, 0, ipv4::FLAG_DF, 64, l4.proto(), src, dst);
-    let s = &mut p[20..];
-    match l4 {
-        L4::Udp => {
-            s[0..2].copy_from_slice(&sport.to_be_bytes());
-            s[2..4].copy_from_slice(&dport.to_be_bytes());
-            s[4..6].copy_from_slice(&(seg_len as u16).to_be_bytes());
-        }
-        L4::Tcp => {
-            s[0..2].copy_from_slice(&sport.to_be_bytes());
-            s[2..4].copy_from_slice(&dport.to_be_bytes());
-            s[4..8].copy_from_slice(&1u32.to_be_bytes());
-            s[8..12].copy_from_slice(&1u32.to_be_bytes());
-            s[12] = 5 << 4;
-            s[13] = 0x18; // ACK, PSH: data of an established connection
-            s[14..16].copy_from_slice(&0xffffu16.to_be_bytes());
-        }
-        L4::Icmp => {
-            s[0] = if outbound { 8 } else { 0 }; // echo request / echo reply
-            let id = if outbound { sport } else { dport };
-            s[4..6].copy_from_slice(&id.to_be_bytes());
-            s[6..8].copy_from_slice(&1u16.to_be_bytes());
-        }
-    }
-    let n = s.len();
-    s[n - MARK.len()..].copy_from_slice(MARK);
-    let c = l4_checksum(&p);
-    let at = 20 + l4.checksum_at();
-    p[at..at + 2].copy_from_slice(&c.to_be_bytes());
-    p
-}
-
-/// The transport checksum the IPv4 packet `p` should carry (its field read as zero).
-pub fn l4_checksum(p: &[u8]) -> u16 {
-    let hl = ((p[0] & 0x0f) as usize) * 4;
-    let proto = p[9];
-    let seg = &p[hl..];
-    let Some(l4) = L4::of_proto(proto) else { return 0 };
-    let at = l4.checksum_at();
-    let initial = match l4 {
-        L4::Icmp => 0,
-        _ => checksum::pseudo_v4(p[12..16].try_into().unwrap(), p[16..20].try_into().unwrap(), proto, seg.len() as u16),
-    };
-    // The sum without the checksum field.
-    let s = checksum::sum(&seg[at + 2..], checksum::sum(&seg[..at], initial));
-    let c = !checksum::fold(s);
-    if c == 0 && l4 == L4::Udp { 0xffff } else { c }
+    let mut payload = vec![0u8; payload_len(l4, size)];
+    let n = payload.len();
+    payload[n - MARK.len()..].copy_from_slice(MARK);
+    frames::ipv4_packet(l4, src, dst, sport, dport, outbound, &payload)
 }
 
 /// A softwire frame from B4 number `b4n` (host HOST, port or echo identifier `port`)
@@ -339,10 +248,7 @@ pub fn softwire(b4n: u32, l4: L4, port: u16, size: usize) -> Template {
 /// identifier `port`, to the server, of `size` bytes on the IPv4 side (40 more here).
 pub fn softwire_from(a: &Addresses, b4n: u32, host: usize, l4: L4, port: u16, size: usize) -> Template {
     let inner = ipv4_packet(l4, a.inner(host), a.server, port, a.server_port(l4), true, size);
-    let mut f = vec![0u8; 14 + 40 + inner.len()];
-    ethernet::write_header(&mut f, a.dst_mac, a.src_mac, None, ethernet::ETHERTYPE_IPV6);
-    ipv6::write_header(&mut f[14..], 0, 0, inner.len() as u16, proto::IPV4_IN_IP, 64, &a.b4(b4n), &a.aftr);
-    f[54..].copy_from_slice(&inner);
+    let f = frames::softwire_frame(a.dst_mac, a.src_mac, &a.b4(b4n), &a.aftr, &inner);
     Template { bytes: f, l4_at: 74, l4, queue: 0 }
 }
 
@@ -355,10 +261,7 @@ pub fn inbound(l4: L4, addr: u32, port: u16, size: usize) -> Template {
 /// The same from the server and MACs of `a`.
 pub fn inbound_from(a: &Addresses, l4: L4, addr: u32, port: u16, size: usize) -> Template {
     let p = ipv4_packet(l4, a.server, addr, a.server_port(l4), port, false, size);
-    let mut f = vec![0u8; 14 + p.len()];
-    ethernet::write_header(&mut f, a.dst_mac, a.src_mac, None, ethernet::ETHERTYPE_IPV4);
-    f[14..].copy_from_slice(&p);
-    Template { bytes: f, l4_at: 34, l4, queue: 0 }
+    Template { bytes: frames::ipv4_frame(a.dst_mac, a.src_mac, &p), l4_at: 34, l4, queue: 0 }
 }
 
 /// Writes the tail's sample flag and send time into `f` (a copy of `t`'s bytes) and

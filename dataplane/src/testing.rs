@@ -1,7 +1,11 @@
-//! Support for the project's network tests (here, in `control` and in `bench`): a lab
-//! of namespaces built by `deploy/netns/topology.sh`, processes started inside it,
-//! packet captures (tcpdump writes, the test analyses afterwards: decision 0009), and
-//! the rule for prerequisites. Not used by the packet path.
+//! Support for the project's tests (here, in `control` and in `bench`): a lab of
+//! namespaces built by `deploy/netns/topology.sh`, processes started inside it, packet
+//! captures (tcpdump writes, the test analyses afterwards: decision 0009), the rule for
+//! prerequisites; frame builders (`frames`) and the body of the fuzz target (`fuzz`).
+//! Not used by the packet path.
+
+pub mod frames;
+pub mod fuzz;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -9,3 +9,4 @@ pub mod owners;
 pub mod ports;
 pub mod session;
 pub mod subscriber;
+pub mod table;

@@ -9,7 +9,8 @@
 //! in cache.
 //! A frame the stages cannot read is simply processed without prefetch.
 
-use crate::engine::{Engine, Frame, Sink, Verdict};
+use super::BatchCtx;
+use crate::frame::{Frame, Sink, Verdict};
 use crate::wire::ethernet::{self, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 use crate::wire::{get_u16, get_u32, proto};
 
@@ -24,9 +25,9 @@ enum Hint {
     Record(u32),
 }
 
-impl Engine {
+impl BatchCtx<'_> {
     /// Processes `frames`, writing one verdict per frame into `verdicts` (which must be
-    /// at least as long). Same results as calling [`Engine::process`] on each in turn.
+    /// at least as long). Same results as calling `process` on each in turn.
     ///
     /// A rolling software pipeline: while frame `k` is processed, the records of frame
     /// `k + STEP` and the index slots of frame `k + 2 * STEP` are being fetched, so a
@@ -50,10 +51,10 @@ impl Engine {
                 if let Some(j) = k.checked_sub(2 * STEP).filter(|&j| j < n)
                     && let Hint::Record(i) = hints[j]
                 {
-                    self.subs.prefetch(self.sessions.get(i).sub);
+                    self.nat.subs.prefetch(self.nat.sessions.get(i).sub);
                 }
                 if let Some(j) = k.checked_sub(3 * STEP).filter(|&j| j < n) {
-                    vs[j] = self.process_counted(&mut fs[j], sink);
+                    vs[j] = self.process(&mut fs[j], sink);
                 }
             }
         }
@@ -63,16 +64,16 @@ impl Engine {
     #[inline]
     fn batch_records(&self, h: Hint) -> Hint {
         match h {
-            Hint::Inside { sess } => match self.sessions.inside.peek(sess) {
+            Hint::Inside { sess } => match self.nat.sessions.inside.peek(sess) {
                 Some(i) => {
-                    self.sessions.prefetch(i);
+                    self.nat.sessions.prefetch(i);
                     Hint::Record(i)
                 }
                 None => Hint::None,
             },
-            Hint::Outside { sess } => match self.sessions.outside.peek(sess) {
+            Hint::Outside { sess } => match self.nat.sessions.outside.peek(sess) {
                 Some(i) => {
-                    self.sessions.prefetch(i);
+                    self.nat.sessions.prefetch(i);
                     Hint::Record(i)
                 }
                 None => Hint::None,
@@ -108,8 +109,8 @@ impl Engine {
                     }
                     _ => return Hint::None,
                 };
-                let sess = self.inside_hash(inst, &b4, src, port, protocol);
-                self.sessions.inside.prefetch(sess);
+                let sess = self.nat.inside_hash(inst, &b4, src, port, protocol);
+                self.nat.sessions.inside.prefetch(sess);
                 Hint::Inside { sess }
             }
             ETHERTYPE_IPV4 => {
@@ -123,8 +124,8 @@ impl Engine {
                 let (protocol, dst) = (b[l3 + 9], get_u32(b, l3 + 16));
                 let Some(l4) = b.get(l3 + ihl..) else { return Hint::None };
                 let Some(port) = super::inbound_port(protocol, l4) else { return Hint::None };
-                let sess = self.outside_hash(dst, port, protocol);
-                self.sessions.outside.prefetch(sess);
+                let sess = self.nat.outside_hash(dst, port, protocol);
+                self.nat.sessions.outside.prefetch(sess);
                 Hint::Outside { sess }
             }
             _ => Hint::None,
@@ -134,9 +135,16 @@ impl Engine {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::config::{EngineConfig, InstanceConfig, Ipv4Prefix, Ipv6Prefix};
-    use crate::engine::{HEADROOM, VecSink};
+    use crate::counters::WorkerCounters;
+    use crate::frame::{HEADROOM, VecSink};
+    use crate::nat::fragments::{FragTracker4, Reassembler};
+    use crate::nat::owners::Owners;
+    use crate::nat::table::NatState;
+    use crate::pipeline::PathConfig;
     use crate::wire::{ethernet, ipv4, ipv6};
 
     #[test]
@@ -148,7 +156,12 @@ mod tests {
             InstanceConfig::new("t", ep, Ipv6Prefix { addr: ep, len: 32 }, Ipv4Prefix { addr: 0xc6336400, len: 30 });
         let mut cfg = EngineConfig::new(vec![inst]);
         cfg.internet_l2.dst = [2, 0, 0, 0, 0, 1];
-        let (mut e, _rx) = Engine::new(&cfg, 0, 3).unwrap();
+        let (tx, _rx) = crossbeam_channel::bounded(cfg.event_ring);
+        let counters = Arc::new(WorkerCounters::default());
+        let mut nat = NatState::new(&cfg, 0, 3, Arc::new(Owners::new()), counters.clone(), tx);
+        let (mut frag6, mut frag4) = (Reassembler::new(cfg.frag), FragTracker4::new(cfg.frag));
+        let path = PathConfig::new(&cfg);
+        let mut e = BatchCtx::new(&path, &mut nat, &mut frag6, &mut frag4, &counters, 0);
         let mut f = vec![0u8; 14 + 40 + 28];
         ethernet::write_header(&mut f, [0; 6], [0; 6], None, ethernet::ETHERTYPE_IPV6);
         ipv6::write_header(&mut f[14..], 0, 0, 28, 4, 64, &b4, &ep);
@@ -156,7 +169,7 @@ mod tests {
         f[74..76].copy_from_slice(&1234u16.to_be_bytes());
         f[76..78].copy_from_slice(&53u16.to_be_bytes());
         f[78..80].copy_from_slice(&8u16.to_be_bytes());
-        let run = |e: &mut Engine| {
+        let run = |e: &mut BatchCtx| {
             let mut buf = vec![0u8; HEADROOM + f.len()];
             buf[HEADROOM..].copy_from_slice(&f);
             let fr = Frame::new(&mut buf, HEADROOM, f.len());
@@ -170,6 +183,6 @@ mod tests {
         let (h, v) = run(&mut e);
         assert!(matches!(v, Verdict::Forward(_)));
         let Hint::Inside { sess } = h else { panic!("no hint") };
-        assert_eq!(e.sessions.inside.peek(sess), Some(0));
+        assert_eq!(e.nat.sessions.inside.peek(sess), Some(0));
     }
 }

@@ -14,8 +14,9 @@
 //! - Encapsulated packets larger than the tunnel MTU are fragmented in IPv6 (never inside
 //!   IPv4, RFC 6333 section 5.3).
 
+use super::BatchCtx;
 use crate::counters::Counter;
-use crate::engine::{Egress, Engine, Frame, HEADROOM, Sink, Verdict, WorkerId};
+use crate::frame::{Egress, Frame, HEADROOM, Sink, Verdict, WorkerId};
 use crate::nat::fragments::{HELD_MAX, MAX_PIECES, Piece, REASM_HEADROOM, overlaps};
 use crate::wire::ethernet;
 use crate::wire::ipv4::Ipv4Packet;
@@ -28,7 +29,7 @@ pub fn fragment_worker(src: u32, dst: u32, ident: u16, workers: u16) -> WorkerId
     ((h >> 16) % workers as u32) as WorkerId
 }
 
-impl Engine {
+impl BatchCtx<'_> {
     /// Adds an IPv6 fragment of a softwire packet; processes the packet once whole.
     pub(crate) fn reassemble6(
         &mut self,
@@ -125,11 +126,13 @@ impl Engine {
         b4: &[u8; 16],
         dst: u32,
     ) -> Verdict {
-        let Ok(si) = self.subscriber(inst, b4, None) else { return self.drop(Counter::DropFragNoSubscriber) };
-        if self.pool_lookup(dst).is_some() {
+        let Ok(si) = self.nat.subscriber(inst, b4, None, self.rx_mac) else {
+            return self.drop(Counter::DropFragNoSubscriber);
+        };
+        if self.nat.pool_lookup(dst).is_some() {
             return self.drop(Counter::DropFragHairpin);
         }
-        let ext = self.subs.get(si).ext_addr;
+        let ext = self.nat.subs.get(si).ext_addr;
         let mut p = Ipv4Packet::new_unchecked(&mut f.buf[ip_at..]);
         p.set_src_adjust(ext);
         p.decrement_ttl();
@@ -272,7 +275,7 @@ impl Engine {
         mtu: usize,
         sink: &mut dyn Sink,
     ) -> Verdict {
-        let ident = self.random();
+        let ident = self.nat.random();
         let payload = len - ipv6::HEADER_LEN;
         let chunk = (mtu - ipv6::HEADER_LEN - ipv6::FRAG_HEADER_LEN) & !7;
         let nh = Ipv6Packet::new_unchecked(&f.buf[v6_at..]).next_header();

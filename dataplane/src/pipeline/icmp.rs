@@ -4,8 +4,9 @@
 //! the errors the AFTR generates (time exceeded, fragmentation needed). An ICMP error
 //! never creates, refreshes or deletes a session. Slow path but allocation-free.
 
+use super::BatchCtx;
 use crate::counters::Counter;
-use crate::engine::{Egress, Engine, Frame, Sink, Verdict};
+use crate::frame::{Egress, Frame, Sink, Verdict};
 use crate::wire::checksum;
 use crate::wire::icmp::{self as wicmp, v4, v6};
 use crate::wire::ipv4::{self, Ipv4Packet};
@@ -96,7 +97,7 @@ fn fix_icmp4_checksum(m: &mut [u8]) {
     wicmp::set_checksum(m, c);
 }
 
-impl Engine {
+impl BatchCtx<'_> {
     /// Writes, in front of the IPv4 packet at `ip_at`, an ICMPv4 error from `src` to that
     /// packet's source quoting up to `MAX_ICMP4_ERROR` bytes. Returns (start, length).
     fn icmp4_error_in_place(
@@ -112,7 +113,7 @@ impl Engine {
         let to = Ipv4Packet::new_unchecked(&f.buf[ip_at..]).src();
         let q = avail.min(MAX_ICMP4_ERROR - 28);
         let at = ip_at - 28;
-        let id = self.random() as u16;
+        let id = self.nat.random() as u16;
         ipv4::write_header(&mut f.buf[at..], 0, (28 + q) as u16, id, 0, 64, proto::ICMP, src, to);
         let m = &mut f.buf[at + 20..at + 28 + q];
         m[0] = ty;
@@ -202,10 +203,10 @@ impl Engine {
             Ok(q) => q,
             Err(c) => return self.drop(c),
         };
-        let Some(i) = self.find_inside(inst, b4, q.dst, q.dport, q.proto) else {
+        let Some(i) = self.nat.find_inside(inst, b4, q.dst, q.dport, q.proto) else {
             return self.drop(Counter::DropIcmpErrorNoSession);
         };
-        let s = *self.sessions.get(i);
+        let s = *self.nat.sessions.get(i);
         Ipv4Packet::new_unchecked(&mut f.buf[ip_at..]).set_src_adjust(s.ext_addr);
         rewrite_quoted(f.buf, &q, false, s.ext_addr, s.ext_port);
         fix_icmp4_checksum(&mut f.buf[l4..l4_end]);
@@ -230,22 +231,15 @@ impl Engine {
             Ok(q) => q,
             Err(c) => return self.drop(c),
         };
-        if self.workers > 1
-            && let Some(w) = self.owner_of_port(q.src, q.sport)
-            && w != self.id
-        {
+        if let Some(w) = self.nat.foreign_port_owner(q.src, q.sport) {
             return self.handoff_to(w, Counter::HandedOffInternet);
         }
-        let h = self.outside_hash(q.src, q.sport, q.proto);
-        let Some(i) = self.sessions.outside.find(h, |i| {
-            let s = self.sessions.get(i);
-            s.ext_addr == q.src && s.ext_port == q.sport && s.proto == q.proto
-        }) else {
+        let Some(i) = self.nat.find_outside(q.src, q.sport, q.proto) else {
             return self.drop(Counter::DropIcmpErrorNoSession);
         };
-        let s = *self.sessions.get(i);
+        let s = *self.nat.sessions.get(i);
         let (inst, b4) = {
-            let sub = self.subs.get(s.sub);
+            let sub = self.nat.subs.get(s.sub);
             (sub.inst, sub.b4)
         };
         Ipv4Packet::new_unchecked(&mut f.buf[ip_at..]).set_dst_adjust(s.inner_addr);
@@ -326,17 +320,17 @@ impl Engine {
         if esrc != self.hot[inst as usize].endpoint || enh != proto::IPV4_IN_IP {
             return self.drop(Counter::DropIcmpErrorNoSession);
         }
-        if let Some(w) = self.foreign_owner(inst, &edst) {
+        if let Some(w) = self.nat.foreign_owner(self.prehash, inst, &edst) {
             return self.handoff_to(w, Counter::HandedOffSoftwire);
         }
         let q = match quoted(f.buf, e6 + ipv6::HEADER_LEN, end) {
             Ok(q) => q,
             Err(c) => return self.drop(c),
         };
-        let Some(i) = self.find_inside(inst, &edst, q.dst, q.dport, q.proto) else {
+        let Some(i) = self.nat.find_inside(inst, &edst, q.dst, q.dport, q.proto) else {
             return self.drop(Counter::DropIcmpErrorNoSession);
         };
-        let s = *self.sessions.get(i);
+        let s = *self.nat.sessions.get(i);
         let (ty, c4, rest4) = match t {
             v6::PACKET_TOO_BIG => {
                 (v4::DEST_UNREACH, v4::CODE_FRAG_NEEDED, rest.saturating_sub(ipv6::HEADER_LEN as u32).clamp(68, 65535))

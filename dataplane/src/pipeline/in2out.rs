@@ -1,8 +1,9 @@
 //! Softwire from a B4 to the Internet: validation, decapsulation, NAT inside to outside.
 //! Hot path (see `pipeline/mod.rs`).
 
+use super::BatchCtx;
 use crate::counters::Counter;
-use crate::engine::{Egress, Engine, Frame, Sink, Verdict};
+use crate::frame::{Egress, Frame, Sink, Verdict};
 use crate::nat::ports::PortClass;
 use crate::nat::session::tcp_flags;
 use crate::wire::checksum;
@@ -15,7 +16,7 @@ use crate::wire::{proto, tcp, udp};
 /// of ICMPv4 errors the AFTR sends to a B4's hosts.
 pub const AFTR_IPV4: u32 = 0xc000_0001;
 
-impl Engine {
+impl BatchCtx<'_> {
     /// An IPv6 frame: softwire traffic or ICMPv6 to one of our endpoints; anything else
     /// goes to the kernel.
     pub(crate) fn softwire(&mut self, f: &mut Frame, l3: usize, sink: &mut dyn Sink) -> Verdict {
@@ -38,18 +39,12 @@ impl Engine {
         };
         if up.frag.is_some() {
             // A fragment of a softwire packet (RFC 6333 section 5.3: the AFTR reassembles).
-            if let Some(w) = self.foreign_owner(inst, &src) {
+            if let Some(w) = self.nat.foreign_owner(self.prehash, inst, &src) {
                 return self.handoff_to(w, Counter::HandedOffSoftwire);
             }
             return self.reassemble6(f, l3, total, up, inst, sink);
         }
         self.softwire_upper(f, l3, total, up.protocol, up.offset, inst, sink)
-    }
-
-    /// Gives the frame to worker `w`, counted by the side it came from (`counter`).
-    pub(crate) fn handoff_to(&mut self, w: u16, counter: Counter) -> Verdict {
-        self.count(counter);
-        Verdict::Handoff(w)
     }
 
     /// A whole (unfragmented or reassembled) IPv6 packet to endpoint `inst`.
@@ -78,7 +73,7 @@ impl Engine {
         if !self.b4_authorised(inst, &b4) {
             return self.drop(Counter::DropB4NotAuthorised);
         }
-        if let Some(w) = self.foreign_owner(inst, &b4) {
+        if let Some(w) = self.nat.foreign_owner(self.prehash, inst, &b4) {
             return self.handoff_to(w, Counter::HandedOffSoftwire);
         }
         let ip_at = l3 + off;
@@ -166,7 +161,7 @@ impl Engine {
         dst: u32,
         sink: &mut dyn Sink,
     ) -> Verdict {
-        if self.pool_lookup(dst).is_some() {
+        if self.nat.pool_lookup(dst).is_some() {
             self.count(Counter::Hairpin);
             let v = self.nat_out2in(f, ip_at, sink);
             if let Verdict::Handoff(_) = v {
@@ -213,11 +208,11 @@ impl Engine {
         }
         let tflags = if protocol == proto::TCP { tcp::flags(seg) } else { 0 };
         let i = self.find_or_create(inst, b4, src, sport, protocol, dst, dport, tflags)?;
-        let s = *self.sessions.get(i);
-        self.learn_mac(s.sub);
+        let s = *self.nat.sessions.get(i);
+        self.nat.learn_mac(s.sub, self.rx_mac);
         let flags = if protocol == proto::TCP { tcp_track(s.flags, tflags, true) } else { s.flags };
-        self.touch(i, inst, flags);
-        self.remember_remote(i, dst, dport);
+        self.nat.touch(i, inst, flags);
+        self.nat.remember_remote(i, dst, dport);
         // Rewrite source address and port, fix the IPv4 and transport checksums (RFC 1624).
         Ipv4Packet::new_unchecked(&mut f.buf[ip_at..]).set_src_adjust(s.ext_addr);
         let seg = &mut f.buf[l4..l4_end];
@@ -262,18 +257,18 @@ impl Engine {
         // The batch's first stage hashed this same key (see `batch_hash`).
         let h = match self.prehash.take() {
             Some(h) => h,
-            None => self.inside_hash(inst, b4, src, sport, protocol),
+            None => self.nat.inside_hash(inst, b4, src, sport, protocol),
         };
-        if let Some(i) = self.find_inside_hashed(h, inst, b4, src, sport, protocol) {
+        if let Some(i) = self.nat.find_inside_hashed(h, inst, b4, src, sport, protocol) {
             return Ok(i);
         }
         // ICMP identifiers have no range class.
         let class = if protocol == proto::ICMP { PortClass::Dynamic } else { PortClass::of(sport) };
-        let si = self.subscriber(inst, b4, Some(class))?;
+        let si = self.nat.subscriber(inst, b4, Some(class), self.rx_mac)?;
         let flags = if protocol == proto::TCP { tcp_track(0, tflags, true) } else { 0 };
-        let r = self.create_session(si, src, sport, protocol, dst, dport, flags);
+        let r = self.nat.create_session(si, src, sport, protocol, dst, dport, flags);
         if r.is_err() {
-            self.drop_if_idle(si);
+            self.nat.drop_if_idle(si);
         }
         r
     }
@@ -293,10 +288,10 @@ impl Engine {
     ) -> Result<(), Counter> {
         let id = wicmp::echo_ident(&f.buf[l4..]);
         let i = self.find_or_create(inst, b4, src, id, proto::ICMP, dst, 0, 0)?;
-        let s = *self.sessions.get(i);
-        self.learn_mac(s.sub);
-        self.touch(i, inst, s.flags);
-        self.remember_remote(i, dst, 0);
+        let s = *self.nat.sessions.get(i);
+        self.nat.learn_mac(s.sub, self.rx_mac);
+        self.nat.touch(i, inst, s.flags);
+        self.nat.remember_remote(i, dst, 0);
         Ipv4Packet::new_unchecked(&mut f.buf[ip_at..]).set_src_adjust(s.ext_addr);
         let m = &mut f.buf[l4..];
         wicmp::set_echo_ident(m, s.ext_port);

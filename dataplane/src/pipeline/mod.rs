@@ -1,6 +1,13 @@
 //! The packet path. Hot path: every function here runs per packet, works in place on
 //! the frame's buffer, allocates nothing, and returns a [`Verdict`].
 //!
+//! The stages are methods of [`BatchCtx`], which the engine builds for each batch from
+//! its parts: the NAT state (`nat::table`), the fragment tables (`nat::fragments`), the
+//! counters and the settings the path reads ([`PathConfig`]); the values of the frame
+//! being processed (its prehashed key, the MAC it came from, the next hop towards the
+//! B4) are fields of the context, reset for every frame, never of the engine.
+//!
+//! - `batch.rs`: a batch: hash keys, prefetch index slots, then records, then process.
 //! - `in2out.rs`: softwire from a B4 -> decapsulation -> NAT inside to outside (and
 //!   hairpinning back into `out2in`).
 //! - `out2in.rs`: IPv4 to a pool address -> NAT outside to inside -> encapsulation
@@ -15,28 +22,128 @@ pub mod icmp;
 pub mod in2out;
 pub mod out2in;
 
-use crate::counters::Counter;
-use crate::engine::{Egress, Engine, Frame, HEADROOM, Sink, Verdict, WorkerId};
-use crate::wire::ethernet::{self, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
+use crate::config::{EgressL2, EngineConfig, InstanceConfig};
+use crate::counters::{Counter, WorkerCounters};
+use crate::frame::{Egress, Frame, HEADROOM, Sink, Verdict};
+use crate::nat::fragments::{FragTracker4, Reassembler};
+use crate::nat::table::NatState;
+use crate::wire::ethernet::{self, ETHERTYPE_IPV4, ETHERTYPE_IPV6, Mac};
 use crate::wire::ipv4::{self, Ipv4Packet};
-use crate::wire::ipv6::{self, Ipv6Packet};
+use crate::wire::ipv6;
 use crate::wire::{icmp as wicmp, proto, tcp, udp};
 
-impl Engine {
-    /// Processes one received frame: the whole data plane for that frame.
-    pub fn process(&mut self, f: &mut Frame, sink: &mut dyn Sink) -> Verdict {
-        self.count(Counter::RxFrames);
-        self.process_counted(f, sink)
-    }
+/// What the packet path reads of an instance, copied into one small contiguous array
+/// so it stays in cache (the full configuration sits behind several pointers).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HotInstance {
+    pub endpoint: [u8; 16],
+    /// Authorised B4 prefixes as (masked address, mask); the rest, if more, in the
+    /// instance's configuration.
+    prefixes: [(u128, u128); HOT_PREFIXES],
+    nprefixes: u8,
+    more_prefixes: bool,
+    pub tunnel_mtu: u16,
+    pub hop_limit: u8,
+    pub allow_public_inner: bool,
+    pub mss_clamp: bool,
+}
 
-    /// [`Engine::process`] for a frame already counted in `rx_frames`.
+const HOT_PREFIXES: usize = 4;
+
+impl HotInstance {
+    fn new(c: &InstanceConfig) -> Self {
+        let mut prefixes = [(0u128, u128::MAX); HOT_PREFIXES];
+        for (slot, p) in prefixes.iter_mut().zip(&c.b4_prefixes) {
+            let len = p.len.min(128) as u32;
+            let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+            *slot = (u128::from_be_bytes(p.addr) & mask, mask);
+        }
+        HotInstance {
+            endpoint: c.endpoint,
+            prefixes,
+            nprefixes: c.b4_prefixes.len().min(HOT_PREFIXES) as u8,
+            more_prefixes: c.b4_prefixes.len() > HOT_PREFIXES,
+            tunnel_mtu: c.tunnel_mtu,
+            hop_limit: c.hop_limit,
+            allow_public_inner: c.allow_public_inner,
+            mss_clamp: c.mss_clamp,
+        }
+    }
+}
+
+/// The settings the packet path reads: the instances' hot part and the next hops.
+pub(crate) struct PathConfig {
+    hot: Vec<HotInstance>,
+    pub softwire_l2: EgressL2,
+    pub internet_l2: EgressL2,
+}
+
+impl PathConfig {
+    pub fn new(cfg: &EngineConfig) -> Self {
+        PathConfig {
+            hot: cfg.instances.iter().map(HotInstance::new).collect(),
+            softwire_l2: cfg.softwire_l2,
+            internet_l2: cfg.internet_l2,
+        }
+    }
+}
+
+/// One batch's view of a worker's engine: the parts the stages work on, borrowed for
+/// the batch, and the values of the frame being processed.
+pub(crate) struct BatchCtx<'e> {
+    hot: &'e [HotInstance],
+    softwire_l2: EgressL2,
+    internet_l2: EgressL2,
+    nat: &'e mut NatState,
+    frag6: &'e mut Reassembler,
+    frag4: &'e mut FragTracker4,
+    counters: &'e WorkerCounters,
+    now_ms: u64,
+    // ----- The frame being processed (reset by `process`) -----
+    /// Its inside-key hash, from the batch's first stage.
+    prehash: Option<u32>,
+    /// Its source MAC.
+    rx_mac: Mac,
+    /// The destination MAC of what it sends towards the B4s.
+    softwire_dst: Mac,
+}
+
+impl<'e> BatchCtx<'e> {
+    pub fn new(
+        path: &'e PathConfig,
+        nat: &'e mut NatState,
+        frag6: &'e mut Reassembler,
+        frag4: &'e mut FragTracker4,
+        counters: &'e WorkerCounters,
+        now_ms: u64,
+    ) -> Self {
+        BatchCtx {
+            hot: &path.hot,
+            softwire_l2: path.softwire_l2,
+            internet_l2: path.internet_l2,
+            nat,
+            frag6,
+            frag4,
+            counters,
+            now_ms,
+            prehash: None,
+            rx_mac: [0; 6],
+            softwire_dst: path.softwire_l2.dst,
+        }
+    }
+}
+
+impl BatchCtx<'_> {
+    /// Processes one received frame, already counted in `rx_frames`: the whole data
+    /// plane for that frame.
     #[inline]
-    pub(crate) fn process_counted(&mut self, f: &mut Frame, sink: &mut dyn Sink) -> Verdict {
+    pub(crate) fn process(&mut self, f: &mut Frame, sink: &mut dyn Sink) -> Verdict {
         // Valid only for the frame as the batch's first stage saw it: taken here, once.
         self.prehash = f.prehash.take();
-        if f.len >= 12 && f.start + 12 <= f.buf.len() {
-            self.rx_mac.copy_from_slice(&f.buf[f.start + 6..f.start + 12]);
-        }
+        self.rx_mac = match f.buf.get(f.start + 6..f.start + 12) {
+            Some(mac) if f.len >= 12 => mac.try_into().unwrap_or_default(),
+            _ => [0; 6],
+        };
         self.softwire_dst = self.softwire_l2.dst;
         if f.start < HEADROOM || f.start + f.len > f.buf.len() {
             self.count(Counter::DropNoHeadroom);
@@ -56,38 +163,38 @@ impl Engine {
         }
     }
 
-    /// The worker that should process `frame`, or None if no worker needs it (the I/O
-    /// layer then processes it where it landed): for softwire frames the worker holding
-    /// the B4 (none for a B4 no worker holds yet), for IPv4 the owner of the port.
-    pub fn owner_of_frame(&self, frame: &[u8]) -> Option<WorkerId> {
-        if self.workers == 1 {
-            return Some(0);
-        }
-        let l2 = ethernet::parse(frame).ok()?;
-        let l3 = &frame[l2.l3_offset..];
-        match l2.ethertype {
-            ETHERTYPE_IPV6 => {
-                let p = Ipv6Packet::new_checked(l3).ok()?;
-                // An ICMPv6 error about a softwire packet belongs to the B4 it was sent to.
-                if p.next_header() == proto::ICMPV6
-                    && l3.len() >= 40 + 8 + 40
-                    && matches!(l3[40], wicmp::v6::DEST_UNREACH | wicmp::v6::PACKET_TOO_BIG | wicmp::v6::TIME_EXCEEDED)
-                {
-                    let quoted: [u8; 16] = l3[48 + 24..48 + 40].try_into().ok()?;
-                    return self.owners.owner(&quoted);
-                }
-                self.owners.owner(&p.src())
-            }
-            ETHERTYPE_IPV4 => {
-                let p = Ipv4Packet::new_checked(l3).ok()?;
-                if p.is_fragment() {
-                    return Some(frag::fragment_worker(p.src(), p.dst(), p.ident(), self.workers));
-                }
-                let port = inbound_port(p.protocol(), p.payload())?;
-                self.owner_of_port(p.dst(), port)
-            }
-            _ => None,
-        }
+    #[inline]
+    pub(crate) fn count(&self, c: Counter) {
+        self.counters.inc(c)
+    }
+
+    /// Gives the frame to worker `w`, counted by the side it came from (`counter`).
+    pub(crate) fn handoff_to(&mut self, w: u16, counter: Counter) -> Verdict {
+        self.count(counter);
+        Verdict::Handoff(w)
+    }
+
+    /// The instance whose AFTR endpoint is `addr`.
+    #[inline]
+    pub(crate) fn instance_of_endpoint(&self, addr: &[u8; 16]) -> Option<u8> {
+        self.hot.iter().position(|h| h.endpoint == *addr).map(|i| i as u8)
+    }
+
+    /// Is `b4` inside an authorised prefix of instance `inst` (RFC 6333 section 5.2)?
+    #[inline]
+    pub(crate) fn b4_authorised(&self, inst: u8, b4: &[u8; 16]) -> bool {
+        let h = &self.hot[inst as usize];
+        let a = u128::from_be_bytes(*b4);
+        h.prefixes[..h.nprefixes as usize].iter().any(|&(p, m)| a & m == p)
+            || (h.more_prefixes && self.nat.config(inst).b4_prefixes.iter().any(|p| p.contains(b4)))
+    }
+
+    /// Sends what follows to the subscriber's learned next hop (its B4, or the router
+    /// in front of it), or to the default next hop while none is learned.
+    #[inline]
+    pub(crate) fn towards_subscriber(&mut self, si: u32) {
+        let mac = self.nat.subs.get(si).mac;
+        self.softwire_dst = if mac == [0; 6] { self.softwire_l2.dst } else { mac };
     }
 
     #[inline]

@@ -1,8 +1,9 @@
 //! IPv4 from the Internet to a pool address: NAT outside to inside, then encapsulation
 //! towards the session's B4. Hot path (see `pipeline/mod.rs`).
 
+use super::BatchCtx;
 use crate::counters::Counter;
-use crate::engine::{Engine, Frame, Sink, Verdict};
+use crate::frame::{Frame, Sink, Verdict};
 use crate::wire::checksum;
 use crate::wire::icmp as wicmp;
 use crate::wire::ipv4::Ipv4Packet;
@@ -12,7 +13,7 @@ use crate::wire::{proto, tcp, udp};
 use super::in2out::tcp_track;
 use super::{flow_label, inbound_port};
 
-impl Engine {
+impl BatchCtx<'_> {
     /// An IPv4 frame: ours if its destination is a pool address, else the kernel's.
     #[inline]
     pub(crate) fn inbound(&mut self, f: &mut Frame, l3: usize, sink: &mut dyn Sink) -> Verdict {
@@ -21,7 +22,7 @@ impl Engine {
             Ok(p) => (p.dst(), p.verify_checksum()),
             Err(_) => return self.drop(Counter::DropMalformedIpv4),
         };
-        if self.pool_lookup(dst).is_none() {
+        if self.nat.pool_lookup(dst).is_none() {
             self.count(Counter::PassedToKernel);
             return Verdict::Pass;
         }
@@ -82,10 +83,7 @@ impl Engine {
                 None => return self.drop(Counter::DropMalformedL4),
             }
         };
-        if self.workers > 1
-            && let Some(w) = self.owner_of_port(dst, port)
-            && w != self.id
-        {
+        if let Some(w) = self.nat.foreign_port_owner(dst, port) {
             f.hint = is_frag.then_some(port);
             return self.handoff_to(w, Counter::HandedOffInternet);
         }
@@ -100,21 +98,17 @@ impl Engine {
                 return self.drop(Counter::DropMalformedL4);
             }
         }
-        let h = self.outside_hash(dst, port, protocol);
-        let Some(i) = self.sessions.outside.find(h, |i| {
-            let s = self.sessions.get(i);
-            s.ext_addr == dst && s.ext_port == port && s.proto == protocol
-        }) else {
+        let Some(i) = self.nat.find_outside(dst, port, protocol) else {
             // RFC 5382 REQ-4: an unsolicited SYN gets no answer; silently dropped.
             return self.drop(Counter::DropNoSession);
         };
-        let s = *self.sessions.get(i);
+        let s = *self.nat.sessions.get(i);
         let (inst, b4) = {
-            let sub = self.subs.get(s.sub);
+            let sub = self.nat.subs.get(s.sub);
             (sub.inst, sub.b4)
         };
         let sport = if first_piece && protocol != proto::ICMP { udp::src_port(&f.buf[l4..]) } else { 0 };
-        if first_piece && !self.permitted(i, inst, src, sport) {
+        if first_piece && !self.nat.permitted(i, inst, src, sport) {
             return self.drop(Counter::DropFiltered);
         }
         // DF packets that do not fit the tunnel get ICMPv4 3/4 (RFC 6333 section 5.3),
@@ -126,7 +120,7 @@ impl Engine {
         let tflags = if protocol == proto::TCP && first_piece { tcp::flags(&f.buf[l4..]) } else { 0 };
         let flags = if protocol == proto::TCP { tcp_track(s.flags, tflags, false) } else { s.flags };
         // Inbound traffic refreshes too: a receiving subscriber keeps its mapping.
-        self.touch(i, inst, flags);
+        self.nat.touch(i, inst, flags);
         Ipv4Packet::new_unchecked(&mut f.buf[ip_at..]).set_dst_adjust(s.inner_addr);
         if first_piece {
             let seg = &mut f.buf[l4..l4_end];

@@ -1,0 +1,887 @@
+//! One worker's NAT state: its subscribers, sessions, port blocks and their index, the
+//! expiry timers, the events it emits, and what comes from the peer board (installs)
+//! or goes to display (snapshots). Nothing here parses packets: the pipeline calls in
+//! with keys, and per-packet values (a prehashed key, a next-hop MAC) come as arguments.
+//!
+//! Hot path for lookups, creation and refresh: no allocation after [`NatState::new`].
+
+use std::sync::Arc;
+
+use crossbeam_channel::Sender;
+
+use crate::config::{EngineConfig, Filtering, InstanceConfig, Timeouts};
+use crate::counters::{Counter, WorkerCounters};
+use crate::frame::WorkerId;
+use crate::nat::events::{BlockRecord, InstallError, SessionEvent, SessionRecord};
+use crate::nat::filter::FilterTable;
+use crate::nat::owners::Owners;
+use crate::nat::ports::{PortClass, PortSpace};
+use crate::nat::session::{CLASSES, KeyHashes, Session, SessionTable, TimerClass};
+use crate::nat::subscriber::{MAX_BLOCKS, Subscriber, SubscriberTable};
+use crate::wire::ethernet::Mac;
+use crate::wire::proto;
+
+/// An instance as the NAT state needs it: its settings, pool and port space.
+pub(crate) struct Instance {
+    pub cfg: InstanceConfig,
+    pub addrs: Vec<u32>,
+    pub ports: PortSpace,
+}
+
+impl Instance {
+    pub fn timeout(&self, c: TimerClass) -> u32 {
+        let t: &Timeouts = &self.cfg.timeouts;
+        match c {
+            TimerClass::Udp => t.udp,
+            TimerClass::TcpEstablished => t.tcp_established,
+            TimerClass::TcpTransitory => t.tcp_transitory,
+            TimerClass::Icmp => t.icmp,
+        }
+    }
+}
+
+/// The NAT tables of one worker (decision 0002) and the board's claims it shares.
+pub struct NatState {
+    id: WorkerId,
+    workers: u16,
+    inst: Vec<Instance>,
+    /// Pool ranges: (first address, last address, instance, index of the first address
+    /// in the instance pool), sorted; pools do not overlap.
+    pool_ranges: Vec<(u32, u32, u8, u32)>,
+    pub(crate) subs: SubscriberTable,
+    /// The board's claims on subscribers, shared by its workers.
+    owners: Arc<Owners>,
+    pub(crate) sessions: SessionTable,
+    /// Keys of the table hash, from the board's seed (against crafted collisions).
+    keys: [u64; 4],
+    /// For the address-and-port-dependent filter entries.
+    hasher: ahash::RandomState,
+    /// The clock, in whole seconds (session times are in seconds).
+    now: u32,
+    counters: Arc<WorkerCounters>,
+    events: Sender<SessionEvent>,
+    refresh_interval: u32,
+    rng: u64,
+    /// Remotes of address-and-port-dependent mappings (when an instance filters so).
+    filter: Option<FilterTable>,
+    /// Expiry resumes at this list on the next call.
+    expiry_cursor: usize,
+}
+
+impl NatState {
+    /// The state of worker `id` of a board whose workers claim subscribers in `owners`,
+    /// counting into `counters` and emitting into `events`. `cfg` is valid
+    /// (`engine::validate`).
+    pub fn new(
+        cfg: &EngineConfig,
+        id: WorkerId,
+        hash_seed: u64,
+        owners: Arc<Owners>,
+        counters: Arc<WorkerCounters>,
+        events: Sender<SessionEvent>,
+    ) -> NatState {
+        let mut pool_ranges = Vec::new();
+        let inst: Vec<Instance> = cfg
+            .instances
+            .iter()
+            .enumerate()
+            .map(|(n, c)| {
+                let mut addrs: Vec<u32> = Vec::new();
+                for p in &c.pool {
+                    let (first, last) = p.range();
+                    pool_ranges.push((first, last, n as u8, addrs.len() as u32));
+                    addrs.extend(p.addresses());
+                }
+                let ports = PortSpace::new(addrs.len(), c.port_block_size, cfg.workers, id);
+                Instance { cfg: c.clone(), addrs, ports }
+            })
+            .collect();
+        pool_ranges.sort_unstable();
+        NatState {
+            id,
+            workers: cfg.workers,
+            inst,
+            pool_ranges,
+            subs: SubscriberTable::new(cfg.max_subscribers),
+            owners,
+            sessions: SessionTable::new(cfg.max_sessions, cfg.instances.len()),
+            keys: {
+                let mut k = [0u64; 4];
+                let mut x = hash_seed;
+                for v in &mut k {
+                    // splitmix64
+                    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                    let mut z = x;
+                    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                    *v = (z ^ (z >> 31)) | 1;
+                }
+                k
+            },
+            hasher: ahash::RandomState::with_seeds(
+                hash_seed,
+                hash_seed ^ 0x5bd1_e995,
+                0x2545_f491_4f6c_dd1d,
+                0x9e37_79b9_7f4a_7c15,
+            ),
+            now: 0,
+            counters,
+            events,
+            refresh_interval: cfg.refresh_event_interval.max(1),
+            rng: hash_seed ^ ((id as u64) << 32) ^ 0x853c_49e6_748f_ea9b,
+            filter: cfg
+                .instances
+                .iter()
+                .any(|i| i.filtering == Filtering::AddressAndPortDependent)
+                .then(|| FilterTable::new(cfg.max_sessions as usize)),
+            expiry_cursor: 0,
+        }
+    }
+
+    pub fn id(&self) -> WorkerId {
+        self.id
+    }
+
+    /// The number of workers of the board.
+    pub fn workers(&self) -> u16 {
+        self.workers
+    }
+
+    /// Sets the clock (Unix seconds).
+    pub fn set_clock(&mut self, now: u32) {
+        self.now = now;
+    }
+
+    pub fn session_count(&self) -> u32 {
+        self.sessions.len()
+    }
+    pub fn subscriber_count(&self) -> u32 {
+        self.subs.len()
+    }
+
+    /// Bytes held by the tables.
+    pub fn table_memory(&self) -> usize {
+        self.sessions.memory() + self.subs.memory() + self.inst.iter().map(|i| i.ports.memory()).sum::<usize>()
+    }
+
+    /// The settings of instance `inst`.
+    #[inline]
+    pub(crate) fn config(&self, inst: u8) -> &InstanceConfig {
+        &self.inst[inst as usize].cfg
+    }
+
+    /// The session of an outside endpoint: (external address, port, protocol).
+    #[inline]
+    pub(crate) fn find_outside(&self, addr: u32, port: u16, proto: u8) -> Option<u32> {
+        self.find_outside_hashed(self.outside_hash(addr, port, proto), addr, port, proto)
+    }
+
+    #[inline]
+    fn find_outside_hashed(&self, h: u32, addr: u32, port: u16, proto: u8) -> Option<u32> {
+        self.sessions.outside.find(h, |i| {
+            let s = self.sessions.get(i);
+            s.ext_addr == addr && s.ext_port == port && s.proto == proto
+        })
+    }
+
+    /// Another worker of the board that owns external port `port` of pool address
+    /// `addr`, if one does: the frame goes there.
+    #[inline]
+    pub(crate) fn foreign_port_owner(&self, addr: u32, port: u16) -> Option<WorkerId> {
+        if self.workers <= 1 {
+            return None;
+        }
+        self.owner_of_port(addr, port).filter(|&w| w != self.id)
+    }
+
+    #[inline]
+    pub(crate) fn sub_hash(&self, inst: u8, b4: &[u8; 16]) -> u32 {
+        let x = u128::from_be_bytes(*b4);
+        fold32(mix((x as u64) ^ self.keys[0], ((x >> 64) as u64) ^ self.keys[1] ^ inst as u64))
+    }
+    /// The inside key (B4, inner address, inner port or identifier, protocol) hashed from
+    /// the packet alone, so a batch can prefetch it before the subscriber is known.
+    #[inline]
+    pub(crate) fn inside_hash(&self, inst: u8, b4: &[u8; 16], addr: u32, port: u16, proto: u8) -> u32 {
+        let x = u128::from_be_bytes(*b4);
+        let a = mix((x as u64) ^ self.keys[2], ((x >> 64) as u64) ^ self.keys[1]);
+        let b = (addr as u64) << 32 | (port as u64) << 16 | (proto as u64) << 8 | inst as u64;
+        fold32(mix(a ^ self.keys[0], b ^ self.keys[3]))
+    }
+    #[inline]
+    pub(crate) fn outside_hash(&self, addr: u32, port: u16, proto: u8) -> u32 {
+        fold32(mix(((addr as u64) << 32 | (port as u64) << 8 | proto as u64) ^ self.keys[2], self.keys[3]))
+    }
+    fn key_hashes(&self, s: &Session) -> KeyHashes {
+        let sub = self.subs.get(s.sub);
+        KeyHashes {
+            inside: self.inside_hash(sub.inst, &sub.b4, s.inner_addr, s.inner_port, s.proto),
+            outside: self.outside_hash(s.ext_addr, s.ext_port, s.proto),
+        }
+    }
+
+    /// The board's claims on subscribers (shared with the other workers).
+    pub fn owners(&self) -> &Arc<Owners> {
+        &self.owners
+    }
+
+    /// Another worker that holds subscriber `b4` (of instance `inst`), if one does: the
+    /// frame goes there. A worker's own subscribers are found in its own table, so an
+    /// established flow never reads the shared claims.
+    /// `prehash` is the frame's inside-key hash from the batch's first stage, if any.
+    #[inline]
+    pub(crate) fn foreign_owner(&self, prehash: Option<u32>, inst: u8, b4: &[u8; 16]) -> Option<WorkerId> {
+        if self.workers <= 1 {
+            return None;
+        }
+        // An established flow: the batch's first stages found a session under this
+        // frame's key and brought it and its subscriber into the cache. A session of this
+        // B4 here means the subscriber is here, without a lookup of its own.
+        if let Some(h) = prehash
+            && let Some(i) = self.sessions.inside.peek(h)
+            && self.subs.get(self.sessions.get(i).sub).b4 == *b4
+        {
+            return None;
+        }
+        if self.subs.find(self.sub_hash(inst, b4), inst, b4).is_some() {
+            return None;
+        }
+        self.owners.owner(b4).filter(|&w| w != self.id)
+    }
+
+    /// The session of an inside endpoint: (instance, B4, inner address, inner port or
+    /// identifier, protocol). One index probe; the B4 is checked through the session's
+    /// subscriber, so the subscriber table is only consulted for new flows.
+    #[inline]
+    pub(crate) fn find_inside(&self, inst: u8, b4: &[u8; 16], addr: u32, port: u16, proto: u8) -> Option<u32> {
+        let h = self.inside_hash(inst, b4, addr, port, proto);
+        self.find_inside_hashed(h, inst, b4, addr, port, proto)
+    }
+
+    /// [`NatState::find_inside`] with the hash already computed.
+    #[inline]
+    pub(crate) fn find_inside_hashed(
+        &self,
+        h: u32,
+        inst: u8,
+        b4: &[u8; 16],
+        addr: u32,
+        port: u16,
+        proto: u8,
+    ) -> Option<u32> {
+        self.sessions.inside.find(h, |i| {
+            let s = self.sessions.get(i);
+            s.inner_addr == addr && s.inner_port == port && s.proto == proto && {
+                let sub = self.subs.get(s.sub);
+                sub.inst == inst && sub.b4 == *b4
+            }
+        })
+    }
+
+    /// Instance and pool index of an external address.
+    #[inline]
+    pub(crate) fn pool_lookup(&self, addr: u32) -> Option<(u8, u32)> {
+        let r = &self.pool_ranges;
+        // Usually one to a few ranges: the first test settles most non-pool addresses.
+        if r.is_empty() || addr < r[0].0 || addr > r[r.len() - 1].1 {
+            return None;
+        }
+        let i = r.partition_point(|e| e.0 <= addr).checked_sub(1)?;
+        let (first, last, inst, base) = r[i];
+        (addr <= last).then_some((inst, base + (addr - first)))
+    }
+
+    /// The worker owning external port `port` of pool address `addr`.
+    pub fn owner_of_port(&self, addr: u32, port: u16) -> Option<WorkerId> {
+        if self.workers == 1 {
+            return Some(0);
+        }
+        self.pool_lookup(addr).map(|(i, _)| self.inst[i as usize].ports.owner_of_port(port))
+    }
+
+    #[inline]
+    pub(crate) fn random(&mut self) -> u32 {
+        // xorshift64*: port randomisation (RFC 6056 section 3.3.1 algorithm 1 in spirit),
+        // seeded per worker from the board's seed.
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32
+    }
+
+    #[inline]
+    pub(crate) fn count(&self, c: Counter) {
+        self.counters.inc(c)
+    }
+
+    fn push_event(&self, e: SessionEvent) {
+        if self.events.try_send(e).is_err() {
+            self.count(Counter::EventsDropped);
+        }
+    }
+
+    pub(crate) fn session_record(&self, i: u32) -> SessionRecord {
+        let s = self.sessions.get(i);
+        let sub = self.subs.get(s.sub);
+        SessionRecord {
+            inst: sub.inst,
+            b4: sub.b4,
+            inner_addr: s.inner_addr,
+            inner_port: s.inner_port,
+            ext_addr: s.ext_addr,
+            ext_port: s.ext_port,
+            proto: s.proto,
+            flags: s.flags,
+            created: s.created,
+            last_seen: s.last_seen,
+            mac: sub.mac,
+        }
+    }
+
+    fn block_record(&self, sub: &Subscriber, block: u16) -> BlockRecord {
+        let ps = &self.inst[sub.inst as usize].ports;
+        let (first, size) = ps.block_ports(block);
+        BlockRecord { inst: sub.inst, b4: sub.b4, ext_addr: sub.ext_addr, first_port: first, size, at: self.now }
+    }
+
+    // ----- Subscribers and sessions (called by the pipeline) -----
+
+    /// Finds the subscriber of a B4, creating it when `create` (with its paired address
+    /// chosen for the port class `class` and its next hop `mac`).
+    pub(crate) fn subscriber(
+        &mut self,
+        inst: u8,
+        b4: &[u8; 16],
+        create: Option<PortClass>,
+        mac: Mac,
+    ) -> Result<u32, Counter> {
+        let h = self.sub_hash(inst, b4);
+        if let Some(i) = self.subs.find(h, inst, b4) {
+            return Ok(i);
+        }
+        let Some(class) = create else { return Err(Counter::DropNoSession) };
+        // Two workers meeting a new B4 at once: the first claim wins, the other drops.
+        if self.workers > 1 && self.owners.claim(b4, self.id) != self.id {
+            return Err(Counter::DropWrongWorker);
+        }
+        let ins = &self.inst[inst as usize];
+        let n = ins.addrs.len();
+        // Paired pooling (RFC 6888 REQ-2): pick the address once, spread by the B4 hash.
+        let start = h as usize % n;
+        let Some(a) = (0..n).map(|k| (start + k) % n).find(|&a| ins.ports.free_blocks(a, class) > 0) else {
+            self.release_claim(b4);
+            return Err(Counter::DropPortsExhausted);
+        };
+        let rate = ins.cfg.limits.new_sessions_per_sec;
+        let s = Subscriber {
+            b4: *b4,
+            inst,
+            nblocks: 0,
+            live: true,
+            addr_idx: a as u32,
+            ext_addr: ins.addrs[a],
+            sessions: 0,
+            tokens: rate,
+            refilled: self.now,
+            blocks: [0; MAX_BLOCKS],
+            used: [0; MAX_BLOCKS],
+            // The frame that makes a subscriber comes from its next hop (peer installs
+            // set theirs from the record).
+            mac,
+        };
+        let Some(i) = self.subs.insert(h, s) else {
+            self.release_claim(b4);
+            return Err(Counter::DropSubscriberTableFull);
+        };
+        self.count(Counter::SubscribersCreated);
+        Ok(i)
+    }
+
+    /// Gives up the claim on `b4` unless this worker holds it for another instance.
+    fn release_claim(&self, b4: &[u8; 16]) {
+        if self.workers > 1
+            && !(0..self.inst.len() as u8).any(|i| self.subs.find(self.sub_hash(i, b4), i, b4).is_some())
+        {
+            self.owners.release(b4, self.id);
+        }
+    }
+
+    /// After a reconfiguration that replaced state `old` by this one: gives up the
+    /// claims on `old`'s subscribers that did not come over.
+    pub fn release_claims_of(&self, old: &NatState) {
+        for (_, s) in old.subs.iter() {
+            self.release_claim(&s.b4);
+        }
+    }
+
+    /// Removes subscriber `si` once it has neither sessions nor blocks (a subscriber made
+    /// for a flow that was then refused, or one whose last session went).
+    pub(crate) fn drop_if_idle(&mut self, si: u32) {
+        let s = *self.subs.get(si);
+        if s.sessions == 0 && s.nblocks == 0 {
+            let h = self.sub_hash(s.inst, &s.b4);
+            self.subs.remove(h, si);
+            self.release_claim(&s.b4);
+        }
+    }
+
+    /// Picks a free external port for a new session of subscriber `si`, allocating a port
+    /// block if needed. Returns (port, block slot).
+    fn pick_port(&mut self, si: u32, inner_port: u16, proto: u8) -> Result<(u16, usize), Counter> {
+        // ICMP identifiers have no range class.
+        let class = if proto == proto::ICMP { PortClass::Dynamic } else { PortClass::of(inner_port) };
+        let (inst, addr_idx, ext, nblocks) = {
+            let s = self.subs.get(si);
+            (s.inst, s.addr_idx as usize, s.ext_addr, s.nblocks as usize)
+        };
+        for slot in 0..nblocks {
+            let b = self.subs.get(si).blocks[slot];
+            if self.inst[inst as usize].ports.class_of_block(b) != class {
+                continue;
+            }
+            if let Some(p) = self.free_port_in(inst, b, ext, inner_port, proto) {
+                return Ok((p, slot));
+            }
+        }
+        let max = self.inst[inst as usize].cfg.limits.max_blocks as usize;
+        if nblocks >= max {
+            return Err(Counter::DropBlockLimit);
+        }
+        let hint = self.random();
+        let b = self.inst[inst as usize].ports.allocate(addr_idx, class, hint).ok_or(Counter::DropPortsExhausted)?;
+        let sub = self.subs.get_mut(si);
+        sub.blocks[nblocks] = b;
+        sub.used[nblocks] = 0;
+        sub.nblocks += 1;
+        let rec = self.block_record(self.subs.get(si), b);
+        self.push_event(SessionEvent::BlockAllocated(rec));
+        self.count(Counter::BlocksAllocated);
+        let p = self.free_port_in(inst, b, ext, inner_port, proto).ok_or(Counter::DropPortsExhausted)?;
+        Ok((p, nblocks))
+    }
+
+    /// A random free port of block `b` for `proto`, keeping the parity of the inside port
+    /// when it can (RFC 4787 REQ-4 recommends parity; RFC 6056 randomisation).
+    fn free_port_in(&mut self, inst: u8, b: u16, ext: u32, inner_port: u16, proto: u8) -> Option<u16> {
+        let (first, count) = self.inst[inst as usize].ports.block_ports(b);
+        let count = count as u32;
+        let r = self.random();
+        let parity = (inner_port as u32) & 1;
+        for pass in 0..2 {
+            for k in 0..count {
+                let off = (r.wrapping_add(k)) % count;
+                let p = (first as u32 + off) as u16;
+                if pass == 0 && (p as u32 & 1) != parity {
+                    continue;
+                }
+                if self.find_outside(ext, p, proto).is_none() {
+                    return Some(p);
+                }
+            }
+        }
+        None
+    }
+
+    /// Creates the session of an outbound packet. `flags` is the initial TCP state.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn create_session(
+        &mut self,
+        si: u32,
+        inner_addr: u32,
+        inner_port: u16,
+        proto: u8,
+        remote_addr: u32,
+        remote_port: u16,
+        flags: u8,
+    ) -> Result<u32, Counter> {
+        if self.sessions.is_full() {
+            return Err(Counter::DropSessionTableFull);
+        }
+        let (inst, sessions) = {
+            let s = self.subs.get(si);
+            (s.inst as usize, s.sessions)
+        };
+        let limits = self.inst[inst].cfg.limits;
+        if sessions >= limits.max_sessions {
+            return Err(Counter::DropSessionLimit);
+        }
+        if limits.new_sessions_per_sec > 0 {
+            let now = self.now;
+            let s = self.subs.get_mut(si);
+            if s.refilled != now {
+                let add = (now.wrapping_sub(s.refilled) as u64).saturating_mul(limits.new_sessions_per_sec as u64);
+                s.tokens = (s.tokens as u64 + add).min(limits.new_sessions_per_sec as u64) as u32;
+                s.refilled = now;
+            }
+            if s.tokens == 0 {
+                return Err(Counter::DropRateLimited);
+            }
+        }
+        let (port, slot) = self.pick_port(si, inner_port, proto)?;
+        let ext = self.subs.get(si).ext_addr;
+        let s = Session {
+            sub: si,
+            inner_addr,
+            ext_addr: ext,
+            remote_addr,
+            inner_port,
+            ext_port: port,
+            remote_port,
+            proto,
+            flags,
+            last_seen: self.now,
+            created: self.now,
+            ..Default::default()
+        };
+        let h = self.key_hashes(&s);
+        let i = self.sessions.insert(s, h, inst as u8).ok_or(Counter::DropSessionTableFull)?;
+        let sub = self.subs.get_mut(si);
+        sub.sessions += 1;
+        sub.used[slot] += 1;
+        if limits.new_sessions_per_sec > 0 {
+            sub.tokens -= 1;
+        }
+        self.count(Counter::SessionsCreated);
+        self.push_event(SessionEvent::Created(self.session_record(i)));
+        Ok(i)
+    }
+
+    /// Records traffic on session `i`; emits a refresh event at most once per interval.
+    #[inline]
+    pub(crate) fn touch(&mut self, i: u32, inst: u8, flags: u8) {
+        let before = self.sessions.get(i).last_seen;
+        if self.sessions.touch(i, self.now, flags, inst)
+            && before / self.refresh_interval != self.now / self.refresh_interval
+        {
+            self.push_event(SessionEvent::Refreshed(self.session_record(i)));
+        }
+    }
+
+    /// Notes that session `i` sent to a remote; the previous remote stays permitted for
+    /// address-and-port-dependent filtering (see `nat::filter`).
+    #[inline]
+    pub(crate) fn remember_remote(&mut self, i: u32, addr: u32, port: u16) {
+        let s = *self.sessions.get(i);
+        if s.remote_addr == addr && s.remote_port == port {
+            return;
+        }
+        if let Some(ft) = &mut self.filter
+            && s.remote_addr != 0
+        {
+            let h = (self.hasher.hash_one((i, s.created, s.remote_addr, s.remote_port)) >> 32) as u32;
+            ft.remember(h, i, s.created, s.remote_addr, s.remote_port, self.now);
+        }
+        let s = self.sessions.get_mut(i);
+        s.remote_addr = addr;
+        s.remote_port = port;
+    }
+
+    /// May the remote (`addr`, `port`) send to session `i` (RFC 4787 section 5)?
+    #[inline]
+    pub(crate) fn permitted(&self, i: u32, inst: u8, addr: u32, port: u16) -> bool {
+        let ins = &self.inst[inst as usize];
+        if ins.cfg.filtering == Filtering::EndpointIndependent {
+            return true;
+        }
+        let s = self.sessions.get(i);
+        if s.remote_addr == addr && s.remote_port == port {
+            return true;
+        }
+        let Some(ft) = &self.filter else { return false };
+        let h = (self.hasher.hash_one((i, s.created, addr, port)) >> 32) as u32;
+        match ft.last_sent(h, i, s.created, addr, port) {
+            Some(t) => self.now.wrapping_sub(t) < ins.timeout(s.class()),
+            None => false,
+        }
+    }
+
+    /// Learns the subscriber's next-hop MAC from a frame it sent (source `rx`).
+    #[inline]
+    pub(crate) fn learn_mac(&mut self, si: u32, rx: Mac) {
+        let s = self.subs.get_mut(si);
+        if s.mac != rx {
+            s.mac = rx;
+        }
+    }
+
+    /// Deletes session `i`, releasing its block when empty and its subscriber when idle.
+    pub fn delete_session(&mut self, i: u32) {
+        let rec = self.session_record(i);
+        let s = *self.sessions.get(i);
+        let h = self.key_hashes(&s);
+        let inst = rec.inst;
+        self.sessions.remove(i, h, inst);
+        self.push_event(SessionEvent::Deleted(rec));
+        let si = s.sub;
+        let b = self.inst[inst as usize].ports.block_of_port(s.ext_port);
+        let sub = self.subs.get_mut(si);
+        sub.sessions -= 1;
+        if let Some(slot) = sub.block_slot(b) {
+            sub.used[slot] = sub.used[slot].saturating_sub(1);
+            // Keep one block while the subscriber lives, so its ports stay stable.
+            if sub.used[slot] == 0 && sub.nblocks > 1 {
+                self.release_block(si, slot);
+            }
+        }
+        if self.subs.get(si).sessions == 0 {
+            while self.subs.get(si).nblocks > 0 {
+                self.release_block(si, 0);
+            }
+            self.drop_if_idle(si);
+        }
+    }
+
+    fn release_block(&mut self, si: u32, slot: usize) {
+        let sub = *self.subs.get(si);
+        let b = sub.blocks[slot];
+        self.inst[sub.inst as usize].ports.release(sub.addr_idx as usize, b);
+        let rec = self.block_record(&sub, b);
+        let s = self.subs.get_mut(si);
+        let last = s.nblocks as usize - 1;
+        s.blocks[slot] = s.blocks[last];
+        s.used[slot] = s.used[last];
+        s.nblocks -= 1;
+        self.push_event(SessionEvent::BlockReleased(rec));
+        self.count(Counter::BlocksReleased);
+    }
+
+    /// Expires at most `budget` sessions whose timer ran out; returns how many. Called
+    /// by the worker between batches, so expiry cost is spread (no table walk).
+    pub fn expire(&mut self, budget: usize) -> usize {
+        let lists = self.inst.len() * CLASSES;
+        let mut done = 0;
+        for k in 0..lists {
+            let l = (self.expiry_cursor + k) % lists;
+            let (inst, class) = (l / CLASSES, TimerClass::from_index(l % CLASSES));
+            let timeout = self.inst[inst].timeout(class);
+            while done < budget {
+                let Some(i) = self.sessions.oldest_in(inst as u8, class) else { break };
+                if self.now.wrapping_sub(self.sessions.get(i).last_seen) < timeout {
+                    break;
+                }
+                self.delete_session(i);
+                self.count(Counter::SessionsExpired);
+                done += 1;
+            }
+            if done >= budget {
+                self.expiry_cursor = l;
+                break;
+            }
+        }
+        done
+    }
+
+    // ----- State from the peer (hot backup) and for display -----
+
+    /// Installs a port block received from the peer. Refused if it collides with what
+    /// this worker allocated.
+    pub fn install_block(&mut self, r: &BlockRecord) -> Result<(), InstallError> {
+        let inst = r.inst;
+        let ins = self.inst.get(inst as usize).ok_or(InstallError::NoInstance)?;
+        let (pinst, a) = self.pool_lookup(r.ext_addr).ok_or(InstallError::NotInPool)?;
+        if pinst != inst {
+            return Err(InstallError::NotInPool);
+        }
+        let b = ins.ports.block_of_port(r.first_port);
+        if !ins.ports.is_mine(b) {
+            return Err(InstallError::WrongWorker);
+        }
+        let class = ins.ports.class_of_block(b);
+        let si = match self.subscriber(inst, &r.b4, None, [0; 6]) {
+            Ok(si) => {
+                let s = self.subs.get(si);
+                if s.ext_addr != r.ext_addr {
+                    return Err(InstallError::AddressMismatch);
+                }
+                if s.block_slot(b).is_some() {
+                    return Ok(());
+                }
+                si
+            }
+            Err(_) => {
+                if self.inst[inst as usize].ports.is_allocated(a as usize, b) {
+                    return Err(InstallError::BlockCollision);
+                }
+                let si = self.subscriber(inst, &r.b4, Some(class), [0; 6]).map_err(|c| match c {
+                    // Another worker of this board holds the B4.
+                    Counter::DropWrongWorker => InstallError::WrongWorker,
+                    _ => InstallError::Full,
+                })?;
+                // Pair the new subscriber with the peer's address.
+                let s = self.subs.get_mut(si);
+                s.addr_idx = a;
+                s.ext_addr = r.ext_addr;
+                s.mac = [0; 6];
+                si
+            }
+        };
+        let n = self.subs.get(si).nblocks as usize;
+        if n >= MAX_BLOCKS {
+            self.drop_if_idle(si);
+            return Err(InstallError::Full);
+        }
+        if !self.inst[inst as usize].ports.claim(a as usize, b) {
+            self.drop_if_idle(si);
+            return Err(InstallError::BlockCollision);
+        }
+        let s = self.subs.get_mut(si);
+        s.blocks[n] = b;
+        s.used[n] = 0;
+        s.nblocks += 1;
+        Ok(())
+    }
+
+    /// Installs (or updates) a session received from the peer. Its block must have been
+    /// installed first; a port taken by another session is a collision.
+    pub fn install_session(&mut self, r: &SessionRecord) -> Result<(), InstallError> {
+        if !matches!(r.proto, proto::TCP | proto::UDP | proto::ICMP) {
+            return Err(InstallError::Malformed);
+        }
+        let ins = self.inst.get(r.inst as usize).ok_or(InstallError::NoInstance)?;
+        let b = ins.ports.block_of_port(r.ext_port);
+        let si = self.subscriber(r.inst, &r.b4, None, [0; 6]).map_err(|_| InstallError::NoBlock)?;
+        let slot = self.subs.get(si).block_slot(b).ok_or(InstallError::NoBlock)?;
+        if self.subs.get(si).ext_addr != r.ext_addr {
+            return Err(InstallError::AddressMismatch);
+        }
+        if r.mac != [0; 6] {
+            self.subs.get_mut(si).mac = r.mac;
+        }
+        let hi = self.inside_hash(r.inst, &r.b4, r.inner_addr, r.inner_port, r.proto);
+        let existing = self.sessions.inside.find(hi, |i| {
+            let s = self.sessions.get(i);
+            s.sub == si && s.inner_addr == r.inner_addr && s.inner_port == r.inner_port && s.proto == r.proto
+        });
+        let ho = self.outside_hash(r.ext_addr, r.ext_port, r.proto);
+        let port_owner = self.find_outside_hashed(ho, r.ext_addr, r.ext_port, r.proto);
+        // A peer whose clock runs ahead must not make sessions look ancient to the
+        // wrapping age arithmetic of expiry: times are clamped to this clock.
+        let clamp = |t: u32| if self.now > 0 { t.min(self.now) } else { t };
+        let (last_seen, created) = (clamp(r.last_seen), clamp(r.created));
+        if let Some(i) = existing {
+            if self.sessions.get(i).ext_port != r.ext_port {
+                return Err(InstallError::PortCollision);
+            }
+            let last = last_seen.max(self.sessions.get(i).last_seen);
+            self.sessions.touch(i, last, r.flags, r.inst);
+            return Ok(());
+        }
+        if port_owner.is_some() {
+            return Err(InstallError::PortCollision);
+        }
+        if self.sessions.is_full() {
+            return Err(InstallError::Full);
+        }
+        let s = Session {
+            sub: si,
+            inner_addr: r.inner_addr,
+            ext_addr: r.ext_addr,
+            inner_port: r.inner_port,
+            ext_port: r.ext_port,
+            proto: r.proto,
+            flags: r.flags,
+            last_seen,
+            created,
+            ..Default::default()
+        };
+        self.sessions.insert(s, KeyHashes { inside: hi, outside: ho }, r.inst).ok_or(InstallError::Full)?;
+        let sub = self.subs.get_mut(si);
+        sub.sessions += 1;
+        sub.used[slot] += 1;
+        self.count(Counter::SessionsInstalled);
+        Ok(())
+    }
+
+    /// Removes the session `r` names (the peer deleted it); false if there is none with
+    /// that inside key and external port.
+    pub fn remove_session(&mut self, r: &SessionRecord) -> bool {
+        let Ok(si) = self.subscriber(r.inst, &r.b4, None, [0; 6]) else { return false };
+        let hi = self.inside_hash(r.inst, &r.b4, r.inner_addr, r.inner_port, r.proto);
+        let found = self.sessions.inside.find(hi, |i| {
+            let s = self.sessions.get(i);
+            s.sub == si && s.inner_addr == r.inner_addr && s.inner_port == r.inner_port && s.proto == r.proto
+        });
+        match found {
+            Some(i) if self.sessions.get(i).ext_port == r.ext_port => {
+                self.delete_session(i);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Every live session as a record (display, bulk sync; walks the table).
+    pub fn sessions(&self) -> Vec<SessionRecord> {
+        self.sessions_from(0, usize::MAX).0
+    }
+
+    /// Up to `max` sessions from slot `from` on, and the slot where the next ones start
+    /// (None: no more).
+    pub fn sessions_from(&self, from: u32, max: usize) -> (Vec<SessionRecord>, Option<u32>) {
+        let mut it = self.sessions.iter_from(from);
+        let out: Vec<_> = it.by_ref().take(max).map(|(i, _)| self.session_record(i)).collect();
+        (out, it.next().map(|(i, _)| i))
+    }
+
+    /// Every subscriber with its external address and blocks (slow path: display).
+    pub fn subscribers(&self) -> Vec<SubscriberView> {
+        self.subscribers_from(0, usize::MAX).0
+    }
+
+    /// Up to `max` subscribers from slot `from` on, and the slot where the next ones
+    /// start (None: no more).
+    pub fn subscribers_from(&self, from: u32, max: usize) -> (Vec<SubscriberView>, Option<u32>) {
+        let view = |s: &crate::nat::subscriber::Subscriber| {
+            let ps = &self.inst[s.inst as usize].ports;
+            SubscriberView {
+                inst: s.inst,
+                b4: s.b4,
+                ext_addr: s.ext_addr,
+                blocks: s.blocks[..s.nblocks as usize].iter().map(|&b| ps.block_ports(b)).collect(),
+                sessions: s.sessions,
+            }
+        };
+        let mut it = self.subs.iter_from(from);
+        let out: Vec<_> = it.by_ref().take(max).map(|(_, s)| view(s)).collect();
+        (out, it.next().map(|(i, _)| i))
+    }
+}
+
+/// A subscriber as `display` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriberView {
+    pub inst: u8,
+    pub b4: [u8; 16],
+    pub ext_addr: u32,
+    /// (first port, ports) of each block.
+    pub blocks: Vec<(u16, u16)>,
+    pub sessions: u32,
+}
+
+impl SubscriberView {
+    /// The subscriber's port blocks as records (to install elsewhere, or to bulk-sync).
+    pub fn block_records(&self) -> impl Iterator<Item = BlockRecord> + '_ {
+        self.blocks.iter().map(|&(first_port, size)| BlockRecord {
+            inst: self.inst,
+            b4: self.b4,
+            ext_addr: self.ext_addr,
+            first_port,
+            size,
+            at: 0,
+        })
+    }
+}
+
+#[inline]
+fn mix(a: u64, b: u64) -> u64 {
+    // Folded multiply (as in wyhash and ahash's fallback): fast and well mixed.
+    let r = (a as u128).wrapping_mul(b as u128);
+    (r as u64) ^ ((r >> 64) as u64)
+}
+
+#[inline]
+fn fold32(h: u64) -> u32 {
+    (h ^ (h >> 32)) as u32
+}
