@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, and every test of the workspace. Every test
-# package runs even after a failure; the end names each failed test and the command to
-# rerun its target, then one line of totals ("tests: N passed, N failed"), last. Exits
-# non-zero if anything failed.
+# The whole test suite: formatting, lints, no import loop between modules
+# (scripts/check-imports.py), and every test of the workspace. Every test package runs
+# even after a failure; the end names each failed test and the command to rerun its
+# target, then one line of totals ("tests: N passed, N failed"), last. Exits non-zero if
+# anything failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+python3 scripts/check-imports.py
 # The end-to-end tests run the binaries (aftrd, aftrctl, b4): build them all first.
 cargo build --workspace --release --bins
 log=$(mktemp)
