@@ -90,6 +90,7 @@ pub fn events() -> (EventSender, EventReceiver) {
 
 enum Cmd {
     Switchover(Sender<Result<String, String>>),
+    Reconfigure(Box<Settings>, Sender<Result<(), String>>),
 }
 
 /// A running HA thread.
@@ -159,6 +160,14 @@ impl Node {
     pub fn switchover(&self) -> Result<String, String> {
         let (tx, rx) = bounded(1);
         self.cmd.send(Cmd::Switchover(tx)).map_err(|_| "the HA thread is gone".to_string())?;
+        rx.recv_timeout(Duration::from_secs(5)).map_err(|_| "the HA thread did not answer".to_string())?
+    }
+
+    /// Applies new settings from a commit (see `Protocol::reconfigure`: timers,
+    /// delay-time and key at once; what cannot change while running is refused).
+    pub fn reconfigure(&self, s: Settings) -> Result<(), String> {
+        let (tx, rx) = bounded(1);
+        self.cmd.send(Cmd::Reconfigure(Box::new(s), tx)).map_err(|_| "the HA thread is gone".to_string())?;
         rx.recv_timeout(Duration::from_secs(5)).map_err(|_| "the HA thread did not answer".to_string())?
     }
 
@@ -247,10 +256,17 @@ impl<L: Local> Shell<L> {
     /// Returns whether there was anything to do.
     fn round(&mut self, cmds: &Receiver<Cmd>) -> bool {
         let mut work = false;
-        while let Ok(Cmd::Switchover(reply)) = cmds.try_recv() {
-            let r = self.proto.switchover(now());
-            self.carry_out();
-            let _ = reply.send(r);
+        while let Ok(cmd) = cmds.try_recv() {
+            match cmd {
+                Cmd::Switchover(reply) => {
+                    let r = self.proto.switchover(now());
+                    self.carry_out();
+                    let _ = reply.send(r);
+                }
+                Cmd::Reconfigure(s, reply) => {
+                    let _ = reply.send(self.proto.reconfigure(*s));
+                }
+            }
         }
         if self.sock.is_none() {
             if self.last_bind.elapsed() >= Duration::from_secs(1) {

@@ -139,6 +139,22 @@ pub enum Output {
     TakeSnapshot,
 }
 
+/// Why `new` cannot replace `old` while the board runs (see
+/// [`Protocol::reconfigure`]), or None if it can.
+pub fn unchangeable(old: &Settings, new: &Settings) -> Option<String> {
+    let fixed = [
+        (new.bind != old.bind, "ha-address of this board"),
+        (new.peer != old.peer, "ha-address of the peer"),
+        (new.slot != old.slot || new.preferred != old.preferred, "service-location of this board"),
+        (new.witness != old.witness, "softwire interface (the witness)"),
+        (new.hot_backup != old.hot_backup, "service-ha hot-backup"),
+    ];
+    fixed
+        .iter()
+        .find(|(changed, _)| *changed)
+        .map(|(_, what)| format!("changing the {what} needs a restart of the board"))
+}
+
 /// One board's side of the HA protocol.
 pub struct Protocol {
     s: Settings,
@@ -217,6 +233,22 @@ impl Protocol {
     pub fn channel_up(&mut self, window: usize, now: Now) {
         self.window = window;
         self.role = RoleMachine::new(self.s.preferred, self.s.dead_ms(), self.s.preempt_ms, self.ms(now));
+    }
+
+    /// New settings from a commit. The timers (heartbeat, dead count, preempt-time),
+    /// delay-time, retransmission and the key apply at once. Where the channel is (the
+    /// addresses, the witness), which board is preferred and whether sessions are
+    /// replicated at all cannot change while the board runs: refused with the reason.
+    pub fn reconfigure(&mut self, s: Settings) -> Result<(), String> {
+        if let Some(why) = unchangeable(&self.s, &s) {
+            return Err(why);
+        }
+        self.key = Key::new(&s.key);
+        self.role.set_timers(s.dead_ms(), s.preempt_ms);
+        self.repl.set_delay(s.delay_secs);
+        self.tx.set_rto(Duration::from_millis(s.rto_ms));
+        self.s = s;
+        Ok(())
     }
 
     /// The next thing to do, in order.

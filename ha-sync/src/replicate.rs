@@ -79,6 +79,15 @@ impl Replicator {
         }
     }
 
+    /// A new delay-time (a commit): the sessions waiting now wait for the new one, from
+    /// their creation.
+    pub fn set_delay(&mut self, delay_secs: u32) {
+        self.delay = delay_secs;
+        let mut young: Vec<(u32, Key)> = self.young_rec.iter().map(|(k, r)| (eligible_at(r, delay_secs), *k)).collect();
+        young.sort_unstable_by_key(|&(at, _)| at);
+        self.young = young.into();
+    }
+
     /// Sessions waiting for their delay-time.
     pub fn young(&self) -> usize {
         self.young_rec.len()

@@ -103,6 +103,13 @@ impl RoleMachine {
         }
     }
 
+    /// New timers (a commit): the peer is dead after `dead_ms` of silence, and a
+    /// recovered preferred board waits `preempt_ms`, from now on.
+    pub fn set_timers(&mut self, dead_ms: u64, preempt_ms: u64) {
+        self.dead_ms = dead_ms;
+        self.preempt_ms = preempt_ms;
+    }
+
     pub fn role(&self) -> Role {
         self.role
     }

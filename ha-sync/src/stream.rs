@@ -42,6 +42,11 @@ impl Sender {
         Sender { next: 1, unacked: VecDeque::new(), capacity, rto, stats: SenderStats::default() }
     }
 
+    /// A new retransmission timeout (the heartbeat changed).
+    pub fn set_rto(&mut self, rto: Duration) {
+        self.rto = rto;
+    }
+
     /// The sequence number the next message will carry.
     pub fn next_seq(&self) -> u64 {
         self.next

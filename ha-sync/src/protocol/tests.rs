@@ -623,3 +623,41 @@ fn poll_timeout_saves_most_wakeups() {
     let next = polled.sides[0].proto.as_ref().expect("running").poll_timeout(now);
     assert!(next > now.at && next <= now.at + Duration::from_millis(HEARTBEAT), "{next:?} {now:?}");
 }
+
+#[test]
+fn a_commit_changes_delay_time_and_timers_at_once_and_refuses_the_channel() {
+    let mut sim = settled(8, CLEAN, DEAD_COUNT, Drive::EveryMs);
+    let created = sim.unix_s();
+    for n in 0..10 {
+        sim.event(0, SessionEvent::BlockAllocated(block(n)));
+        sim.event(0, SessionEvent::Created(session(n, created)));
+    }
+    // delay-time 1 -> 5 on the active board: the sessions waiting now wait for 5 s.
+    let mut s = settings(1, true, DEAD_COUNT);
+    s.delay_secs = 5;
+    sim.proto(0).reconfigure(s.clone()).expect("timers and delay-time change live");
+    let eligible_ms = (created + 5 + 1) as u64 * 1000 - UNIX0_MS;
+    sim.run_while(eligible_ms - 1, Drive::EveryMs, |s| s.sides[1].board.sessions.is_empty());
+    assert_eq!(sim.ms, eligible_ms, "nothing reached the standby before the new delay-time");
+    sim.run_until(eligible_ms + 500, Drive::EveryMs);
+    assert_eq!(sim.sides[1].board.sessions.len(), 10);
+
+    // A longer dead interval on the standby: silence that was fatal before is not now.
+    let mut t = settings(2, false, DEAD_COUNT * 10);
+    t.delay_secs = 5;
+    sim.proto(1).reconfigure(t).expect("heartbeat settings change live");
+    sim.cut[Channel::Link.index()] = true;
+    sim.run_until(sim.ms + DEAD * 5, Drive::EveryMs);
+    assert_eq!(sim.status(1).role, Role::Standby, "5 old dead intervals of silence, under 1 new one");
+    sim.run_until(sim.ms + DEAD * 6, Drive::EveryMs);
+    assert_eq!(sim.status(1).role, Role::Active, "the new dead interval ran out");
+
+    // Where the channel is, and who is preferred, cannot change while running.
+    let mut moved = s.clone();
+    moved.bind = "127.0.0.1:4790".parse().expect("an address");
+    let err = sim.proto(0).reconfigure(moved).expect_err("refused");
+    assert!(err.contains("ha-address of this board"), "{err}");
+    let mut other = s;
+    other.preferred = false;
+    assert!(sim.proto(0).reconfigure(other).is_err());
+}
