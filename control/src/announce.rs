@@ -7,8 +7,8 @@
 //! (gratuitous ARP, unsolicited neighbour advertisements with the override flag) so the
 //! neighbours' caches move to it at once. A standby answers nothing.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 
 use dataplane::config::{EngineConfig, Ipv4Prefix};
 use dataplane::io::af_packet::{FilterInsn, PacketRx, PacketTx};
@@ -23,21 +23,39 @@ const ETH_P_IPV6: u16 = 0x86dd;
 /// others are learned on the next ARP request, which the new active answers.
 const MAX_GRATUITOUS: usize = 4096;
 
-struct Inner {
-    softwire: String,
-    internet: String,
+/// The addresses answered for: the endpoints (softwire side) and the pools (Internet
+/// side).
+struct Addresses {
     endpoints: Vec<[u8; 16]>,
     pools: Vec<Ipv4Prefix>,
-    active: AtomicBool,
-    stop: AtomicBool,
 }
 
-impl Inner {
+impl Addresses {
+    fn of(cfg: &EngineConfig) -> Addresses {
+        let (endpoints, pools) = dataplane::io::port::targets(cfg);
+        Addresses { endpoints, pools }
+    }
+
     fn in_pool(&self, a: u32) -> bool {
         self.pools.iter().any(|p| {
             let (first, last) = p.range();
             (first..=last).contains(&a)
         })
+    }
+}
+
+struct Inner {
+    softwire: String,
+    internet: String,
+    /// Replaced by a commit.
+    addresses: RwLock<Addresses>,
+    active: AtomicBool,
+    stop: AtomicBool,
+}
+
+impl Inner {
+    fn addresses(&self) -> std::sync::RwLockReadGuard<'_, Addresses> {
+        self.addresses.read().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -52,8 +70,7 @@ impl Announce {
         let inner = Arc::new(Inner {
             softwire: io.softwire.clone(),
             internet: io.internet.clone(),
-            endpoints: cfg.instances.iter().map(|i| i.endpoint).collect(),
-            pools: cfg.instances.iter().flat_map(|i| i.pool.iter().copied()).collect(),
+            addresses: RwLock::new(Addresses::of(cfg)),
             active: AtomicBool::new(false),
             stop: AtomicBool::new(false),
         });
@@ -65,9 +82,16 @@ impl Announce {
     /// Takes the addresses: answer for them from now on, and tell the neighbours.
     pub fn claim(&self) {
         self.inner.active.store(true, Ordering::SeqCst);
+        self.announce();
+    }
+
+    /// Tells the neighbours that the addresses are here (gratuitous ARP, unsolicited
+    /// neighbour advertisements).
+    fn announce(&self) {
         let inner = &self.inner;
+        let addresses = inner.addresses();
         if let (Ok(tx), Some(mac)) = (PacketTx::open(&inner.internet), interface_mac(&inner.internet)) {
-            let addrs: Vec<u32> = inner.pools.iter().flat_map(|p| p.addresses()).take(MAX_GRATUITOUS).collect();
+            let addrs: Vec<u32> = addresses.pools.iter().flat_map(|p| p.addresses()).take(MAX_GRATUITOUS).collect();
             let frames: Vec<Vec<u8>> = addrs.iter().map(|a| arp(1, mac, *a, [0xff; 6], [0; 6], *a)).collect();
             for chunk in frames.chunks(64) {
                 let refs: Vec<&[u8]> = chunk.iter().map(|f| f.as_slice()).collect();
@@ -75,7 +99,7 @@ impl Announce {
             }
         }
         if let (Ok(tx), Some(mac)) = (PacketTx::open(&inner.softwire), interface_mac(&inner.softwire)) {
-            for ep in &inner.endpoints {
+            for ep in &addresses.endpoints {
                 let _ = tx.send_batch(&[&neighbour_advert(mac, ep, None)]);
             }
         }
@@ -84,6 +108,24 @@ impl Announce {
     /// Lets the addresses go: no more answers.
     pub fn release(&self) {
         self.inner.active.store(false, Ordering::SeqCst);
+    }
+
+    /// Answers for the addresses of `cfg` from now on (a commit); an active board
+    /// announces them at once.
+    pub fn set_addresses(&self, cfg: &EngineConfig) {
+        *self.inner.addresses.write().unwrap_or_else(|e| e.into_inner()) = Addresses::of(cfg);
+        if self.inner.active.load(Ordering::SeqCst) {
+            self.announce();
+        }
+    }
+}
+
+impl dataplane::board::Neighbours for Announce {
+    fn set_active(&self, on: bool) {
+        if on { self.claim() } else { self.release() }
+    }
+    fn set_addresses(&self, cfg: &EngineConfig) {
+        Announce::set_addresses(self, cfg)
     }
 }
 
@@ -172,7 +214,7 @@ fn respond(inner: &Inner) {
             // A request (op 1) for an address of our pools: reply from our MAC.
             if active && n >= 42 && f[20..22] == [0, 1] {
                 let tpa = u32::from_be_bytes([f[38], f[39], f[40], f[41]]);
-                if inner.in_pool(tpa)
+                if inner.addresses().in_pool(tpa)
                     && let Some(mac) = interface_mac(&inner.internet)
                 {
                     let (sha, spa) =
@@ -185,7 +227,7 @@ fn respond(inner: &Inner) {
             let f = &buf[..n];
             if active && n >= 14 + 40 + 24 {
                 let target: [u8; 16] = f[62..78].try_into().expect("16 bytes");
-                if inner.endpoints.contains(&target)
+                if inner.addresses().endpoints.contains(&target)
                     && let Some(mac) = interface_mac(&inner.softwire)
                 {
                     let src_mac: Mac = f[6..12].try_into().expect("6 bytes");

@@ -1,13 +1,15 @@
 //! Starts a board as its slot's configuration says: the workers' ports on the slot's
 //! interfaces, next hops from the kernel's tables, and the ARP/ND announcer that follows
-//! the board's role. The board itself (workers, hand-offs, the handle hot backup uses)
+//! the board's role and addresses. The board itself (workers, hand-offs, the handle hot backup uses)
 //! is `dataplane::board`.
+
+use std::sync::Arc;
 
 pub use dataplane::board::{Board, BoardHandle};
 pub use dataplane::worker::SessionFilter;
 
 pub use crate::config::Interfaces;
-use dataplane::board::{BoardSpec, NextHopSource, RoleListener};
+use dataplane::board::{BoardSpec, Neighbours, NextHopSource};
 use dataplane::config::EngineConfig;
 use dataplane::io::port::Ports;
 use dataplane::nat::events::SessionEvent;
@@ -32,10 +34,7 @@ pub fn start(
         let hops = crate::nexthop::NextHops::new(&io.softwire, &io.internet);
         Box::new(move || hops.resolve()) as NextHopSource
     });
-    let on_role = io.as_ref().map(|io| {
-        let a = crate::announce::Announce::new(io, &cfg);
-        Box::new(move |on| if on { a.claim() } else { a.release() }) as RoleListener
-    });
+    let neighbours = io.as_ref().map(|io| Arc::new(crate::announce::Announce::new(io, &cfg)) as Arc<dyn Neighbours>);
     Board::start(BoardSpec {
         slot,
         cfg,
@@ -45,6 +44,6 @@ pub fn start(
         active,
         next_hops,
         on_event: Box::new(on_event),
-        on_role,
+        neighbours,
     })
 }

@@ -114,6 +114,34 @@ pub fn serve(
     Ok((local, h))
 }
 
+/// What the metrics page shows, rendered on each request.
+pub type Body = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// A metrics listener that a commit can move to another address: its own thread and
+/// stop flag; stopped when dropped.
+pub struct Listener {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Listener {
+    pub fn start(addr: SocketAddr, body: Body) -> std::io::Result<Listener> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (addr, thread) = serve(addr, stop.clone(), move || body())?;
+        Ok(Listener { addr, stop, thread: Some(thread) })
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,6 +27,9 @@ pub struct Daemon {
     /// The hot-backup thread, when this board is paired with another.
     pub ha: Option<std::sync::Arc<ha_sync::node::Node>>,
     pub logger: Arc<Mutex<Option<NatLogger>>>,
+    /// The Prometheus listener (`metrics http`), moved by a commit.
+    pub metrics: Option<crate::metrics::Listener>,
+    pub metrics_body: crate::metrics::Body,
 }
 
 pub enum Reply {
@@ -113,8 +116,40 @@ impl Daemon {
         o
     }
 
-    /// Applies a complete new configuration: checked as a whole, then the engines are
-    /// reconfigured (unchanged instances keep their sessions); nothing changes on error.
+    /// What the running board cannot take from `new` without a restart: its interfaces,
+    /// how it moves packets, its cores, its HA channel and pairing.
+    fn unchangeable(&self, new: &Config, new_ha: &Option<ha_sync::node::Settings>) -> Option<String> {
+        let slot = self.slot;
+        let (Some(a), Some(b)) = (self.running.slots.get(&slot), new.slots.get(&slot)) else {
+            return Some(format!("slot {slot} is no longer defined"));
+        };
+        let fields = [
+            (a.softwire_if != b.softwire_if, "interface softwire"),
+            (a.internet_if != b.internet_if, "interface internet"),
+            (a.packet_io != b.packet_io, "packet-io"),
+            (a.poll != b.poll, "packet-poll"),
+            (a.cores != b.cores, "worker-cores"),
+            (a.ha_address != b.ha_address, "ha-address"),
+        ];
+        if let Some((_, what)) = fields.iter().find(|(changed, _)| *changed) {
+            return Some(format!("slot {slot}: changing `{what}` needs a restart of the board"));
+        }
+        let old_plan = crate::plan::plan(&self.running);
+        let old_ha = crate::ha::settings(&self.running, &old_plan, slot).ok().flatten();
+        match (old_ha, new_ha) {
+            (Some(old), Some(new)) => ha_sync::protocol::unchangeable(&old, new),
+            (None, None) => None,
+            _ => Some(format!(
+                "slot {slot}: pairing it with a peer board, or unpairing it, needs a restart of the board"
+            )),
+        }
+    }
+
+    /// Applies a complete new configuration to every part of the running board: checked
+    /// as a whole first (syntax, semantics, what cannot change while running, the new
+    /// metrics address), then the engines (every session the new settings allow is
+    /// kept; counters go on), the XDP programs and ARP/ND answers, the hot-backup
+    /// timers and delay-time, NAT logging and metrics. Nothing changes on error.
     pub fn commit(&mut self, text: &str) -> Reply {
         let config = match crate::parse::parse(text) {
             Ok((c, _)) => c,
@@ -130,18 +165,45 @@ impl Daemon {
         let Some(ec) = crate::plan::engine_config(&config, &plan, self.slot) else {
             return Reply::Error(format!("slot {} would serve no DS-Lite instance\n", self.slot));
         };
-        match self.board.reconfigure(ec) {
-            Ok(kept) => {
-                if config.syslog != self.running.syslog {
-                    let host = config.sysname.clone().unwrap_or_else(|| "aftr".into());
-                    *self.logger.lock().unwrap_or_else(|e| e.into_inner()) =
-                        if config.syslog.is_empty() { None } else { NatLogger::new(config.syslog.clone(), &host).ok() };
-                }
-                self.running = config;
-                Reply::Ok(format!("committed; {kept} sessions kept\n"))
-            }
-            Err(e) => Reply::Error(format!("{e}\n")),
+        let ha = match crate::ha::settings(&config, &plan, self.slot) {
+            Ok(s) => s,
+            Err(e) => return Reply::Error(format!("{e}\n")),
+        };
+        if let Some(why) = self.unchangeable(&config, &ha) {
+            return Reply::Error(format!("{why}; nothing was applied\n"));
         }
+        // The new listener is bound before anything changes: an address in use refuses
+        // the commit.
+        let metrics = match config.metrics {
+            Some(addr) if config.metrics != self.running.metrics => {
+                match crate::metrics::Listener::start(addr, self.metrics_body.clone()) {
+                    Ok(l) => Some(Some(l)),
+                    Err(e) => return Reply::Error(format!("metrics http {addr}: {e}; nothing was applied\n")),
+                }
+            }
+            None if self.running.metrics.is_some() => Some(None),
+            _ => None,
+        };
+        let carried = match self.board.reconfigure(ec) {
+            Ok(c) => c,
+            Err(e) => return Reply::Error(format!("{e}\n")),
+        };
+        if let (Some(node), Some(s)) = (&self.ha, ha)
+            && let Err(e) = node.reconfigure(s)
+        {
+            eprintln!("aftrd: slot {}: hot backup settings: {e}", self.slot);
+        }
+        if config.syslog != self.running.syslog || config.sysname != self.running.sysname {
+            let host = config.sysname.clone().unwrap_or_else(|| "aftr".into());
+            *self.logger.lock().unwrap_or_else(|e| e.into_inner()) =
+                if config.syslog.is_empty() { None } else { NatLogger::new(config.syslog.clone(), &host).ok() };
+        }
+        if let Some(m) = metrics {
+            // The old listener stops as it is dropped.
+            self.metrics = m;
+        }
+        self.running = config;
+        Reply::Ok(format!("committed; {} sessions kept, {} ended\n", carried.kept, carried.ended))
     }
 
     fn sessions(&self, words: &[&str]) -> Reply {

@@ -1,6 +1,7 @@
 //! A running aftrd and aftrctl against it: the management socket, commits through the
-//! daemon (all or nothing), the interactive session, SIGHUP reload, clean stop; and the
-//! board keeping the sessions of instances a commit does not touch.
+//! daemon (all or nothing, refused with the reason where the running board cannot take
+//! it), metrics moved by a commit, the interactive session, SIGHUP reload, clean stop;
+//! and the board keeping every session a commit still allows.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -107,6 +108,58 @@ fn aftrctl_displays_and_commits_through_the_daemon() {
     assert!(now.contains("role: init (preferred board of the location)"), "{now}");
     let (ok, _, err) = d.ctl(&["switchover"]);
     assert!(!ok && err.contains("switchover refused: the peer is not there"), "{err}");
+
+    // What the running board cannot take is refused with the reason; nothing changes.
+    let moved = d.dir.join("moved.conf");
+    std::fs::write(&moved, example().replace("interface softwire aftr1-sw", "interface softwire other0")).unwrap();
+    let (ok, _, err) = d.ctl(&["commit", moved.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        err.contains("slot 1: changing `interface softwire` needs a restart of the board; nothing was applied"),
+        "{err}"
+    );
+    let (_, after, _) = d.ctl(&["display", "current-configuration"]);
+    assert!(after.contains("interface softwire aftr1-sw") && !after.contains("other0"), "{after}");
+}
+
+/// A free TCP port on the loopback.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The metrics page at `port`, or the error of connecting.
+fn scrape(port: u16) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")?;
+    let mut body = String::new();
+    s.read_to_string(&mut body)?;
+    Ok(body)
+}
+
+#[test]
+fn a_commit_moves_the_metrics_listener() {
+    let d = Aftrd::start("metrics", &example());
+    let with_metrics = |port: u16| {
+        example().replace("sysname aftr-lab\n", &format!("sysname aftr-lab\nmetrics http 127.0.0.1 port {port}\n"))
+    };
+    let (p1, p2) = (free_port(), free_port());
+    let file = d.dir.join("metrics.conf");
+    std::fs::write(&file, with_metrics(p1)).unwrap();
+    let (ok, _, err) = d.ctl(&["commit", file.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let page = scrape(p1).expect("metrics where the commit put them");
+    assert!(page.contains("aftr_packets_total{slot=\"1\""), "{page}");
+    std::fs::write(&file, with_metrics(p2)).unwrap();
+    let (ok, _, err) = d.ctl(&["commit", file.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(scrape(p2).expect("metrics at the new address").contains("aftr_sessions"));
+    assert!(scrape(p1).is_err(), "the old address is closed");
+    // Without `metrics http` the listener goes.
+    std::fs::write(&file, example()).unwrap();
+    let (ok, _, err) = d.ctl(&["commit", file.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(scrape(p2).is_err());
 }
 
 #[test]
@@ -162,7 +215,7 @@ fn interactive_session_reload_and_clean_stop() {
 }
 
 #[test]
-fn a_commit_keeps_the_sessions_of_untouched_instances() {
+fn a_commit_keeps_every_session_the_new_settings_allow() {
     use control::board::SessionFilter;
     use dataplane::nat::events::{BlockRecord, SessionRecord};
     let text = std::fs::read_to_string("../deploy/aftr-two-locations.conf").unwrap();
@@ -202,10 +255,20 @@ fn a_commit_keeps_the_sessions_of_untouched_instances() {
         installed += 1;
     }
     assert_eq!(board.sessions(&SessionFilter::default()).len(), installed);
-    // Change dslite-b only: dslite-a keeps its session, dslite-b starts afresh.
-    let (c2, _) = control::parse::parse(&text.replace(" inner-source public permit\n", "")).unwrap();
-    let ec2 = control::plan::engine_config(&c2, &control::plan::plan(&c2), 4).unwrap();
-    assert_eq!(board.reconfigure(ec2).unwrap(), 1);
+    let commit = |board: &mut control::board::Board, text: &str| {
+        let (c, _) = control::parse::parse(text).unwrap();
+        let carried = board.reconfigure(control::plan::engine_config(&c, &control::plan::plan(&c), 4).unwrap());
+        let carried = carried.unwrap();
+        (carried.kept, carried.ended)
+    };
+    // A policy change of dslite-b: its session is still allowed, so both stay.
+    let text2 = text.replace(" inner-source public permit\n", "");
+    assert_eq!(commit(&mut board, &text2), (2, 0));
+    assert_eq!(board.sessions(&SessionFilter::default()).len(), installed);
+    // dslite-b's pool moves: its session's address is no longer the instance's, so that
+    // session ends; dslite-a keeps its own.
+    let text3 = text2.replace("section 0 192.0.2.128 mask 25", "section 0 192.0.2.0 mask 25");
+    assert_eq!(commit(&mut board, &text3), (1, 1));
     let left = board.sessions(&SessionFilter::default());
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].b4, "2001:db8:1000::1".parse::<std::net::Ipv6Addr>().unwrap().octets());

@@ -12,19 +12,25 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded};
 use crate::config::{EgressL2, EngineConfig};
 use crate::counters::WorkerCounters;
 use crate::engine::{Engine, SubscriberView};
-use crate::io::port::Ports;
+use crate::io::port::{Ports, targets};
 use crate::io::xdp::{Steering, SteeringStats};
 use crate::nat::events::{BlockRecord, SessionEvent, SessionRecord};
 use crate::nat::owners::Owners;
-use crate::worker::{Chunk, Command, Cursor, Gauges, SessionFilter, Spec, Worker};
+use crate::worker::{Carried, Chunk, Command, Cursor, Gauges, SessionFilter, Spec, Worker};
 
 /// Records per snapshot chunk: a worker answers one chunk between two rounds.
 pub const CHUNK: usize = 16_384;
 
 /// Reads both sides' next hops (towards the B4s, towards the Internet) from the kernel.
 pub type NextHopSource = Box<dyn FnMut() -> (EgressL2, EgressL2) + Send>;
-/// Told when the board starts (true) or stops (false) forwarding.
-pub type RoleListener = Box<dyn Fn(bool) + Send + Sync>;
+/// Who answers for the board's addresses on its segments (ARP/ND, announcements after
+/// a takeover): `control`'s announcer.
+pub trait Neighbours: Send + Sync {
+    /// The board starts (true) or stops (false) forwarding.
+    fn set_active(&self, on: bool);
+    /// The board's endpoints and pools are now those of `cfg` (a commit).
+    fn set_addresses(&self, cfg: &EngineConfig);
+}
 
 /// What a board starts with.
 pub struct BoardSpec {
@@ -41,8 +47,8 @@ pub struct BoardSpec {
     pub next_hops: Option<NextHopSource>,
     /// Every session event of every worker, in order per worker.
     pub on_event: Box<dyn FnMut(SessionEvent) + Send>,
-    /// Told of every change of role (announcements of the addresses).
-    pub on_role: Option<RoleListener>,
+    /// Told of every change of role and of addresses.
+    pub neighbours: Option<Arc<dyn Neighbours>>,
 }
 
 /// The workers of one slot.
@@ -69,7 +75,7 @@ pub struct BoardHandle {
     /// The XDP program on each interface (AF_XDP boards); cleared after the workers
     /// stopped, which detaches it.
     steering: Arc<Mutex<Vec<Steering>>>,
-    on_role: Option<Arc<RoleListener>>,
+    neighbours: Option<Arc<dyn Neighbours>>,
     /// Port block size of each instance: which worker owns a port.
     block_sizes: Arc<RwLock<Vec<u16>>>,
 }
@@ -77,7 +83,8 @@ pub struct BoardHandle {
 impl Board {
     /// Starts the workers of a slot, one per `cfg.workers`.
     pub fn start(spec: BoardSpec) -> Result<Board, String> {
-        let BoardSpec { slot, cfg, cores, ports, seed, active: start_active, mut next_hops, on_event, on_role } = spec;
+        let BoardSpec { slot, cfg, cores, ports, seed, active: start_active, mut next_hops, on_event, neighbours } =
+            spec;
         let n = cfg.workers as usize;
         let active = Arc::new(AtomicBool::new(start_active));
         let mut mailboxes = crate::handoff::mesh(n as u16, 1024, 2048).into_iter();
@@ -128,7 +135,7 @@ impl Board {
             txs,
             active,
             steering: Arc::new(Mutex::new(steering)),
-            on_role: on_role.map(Arc::new),
+            neighbours,
             block_sizes: Arc::new(RwLock::new(cfg.instances.iter().map(|i| i.port_block_size).collect())),
         };
         Ok(Board {
@@ -171,27 +178,39 @@ impl Board {
         self.handle.subscribers()
     }
 
-    /// Applies a new engine configuration; instances whose settings did not change keep
-    /// their sessions (when the number of workers stays the same). Returns sessions kept.
-    pub fn reconfigure(&mut self, new: EngineConfig) -> Result<usize, String> {
+    /// Applies a new engine configuration to every part of the running board: each
+    /// worker's engine (every session the new settings allow moves over, see
+    /// [`Carried`]; counters go on), the XDP programs' endpoints and pools, the
+    /// neighbours' addresses, and where ports belong. Nothing changes if it is refused.
+    pub fn reconfigure(&mut self, new: EngineConfig) -> Result<Carried, String> {
         if new == self.config {
-            return Ok(self.gauges.sessions.iter().map(|g| g.load(Ordering::Relaxed) as usize).sum());
+            let kept = self.gauges.sessions.iter().map(|g| g.load(Ordering::Relaxed) as usize).sum();
+            return Ok(Carried { kept, ended: 0 });
         }
         if new.workers != self.config.workers {
             return Err("changing the number of worker cores needs a restart of the board".into());
         }
         crate::engine::validate(&new).map_err(|e| e.to_string())?;
-        let keep: Vec<String> =
-            new.instances.iter().filter(|i| self.config.instances.contains(i)).map(|i| i.name.clone()).collect();
-        let results = self.handle.ask(|tx| Command::Reconfigure(Box::new(new.clone()), keep.clone(), tx));
-        let mut kept = 0;
+        let results = self.handle.ask(|tx| Command::Reconfigure(Box::new(new.clone()), tx));
+        let mut total = Carried::default();
         for r in results {
-            kept += r?;
+            let c = r?;
+            total.kept += c.kept;
+            total.ended += c.ended;
         }
         *self.handle.block_sizes.write().unwrap_or_else(|e| e.into_inner()) =
             new.instances.iter().map(|i| i.port_block_size).collect();
+        for s in self.handle.steering.lock().unwrap_or_else(|e| e.into_inner()).iter_mut() {
+            let (endpoints, pools) = targets(&new);
+            if let Err(e) = s.set_targets(&endpoints, &pools) {
+                eprintln!("aftrd: XDP on {}: {e}", s.ifname());
+            }
+        }
+        if let Some(n) = &self.handle.neighbours {
+            n.set_addresses(&new);
+        }
         self.config = new;
-        Ok(kept)
+        Ok(total)
     }
 
     /// Stops the workers, takes the XDP programs off the interfaces, withdraws the
@@ -205,10 +224,10 @@ impl Board {
         }
         // The sockets are closed: take the programs off the interfaces.
         self.handle.steering.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        if let Some(listener) = &self.handle.on_role
+        if let Some(n) = &self.handle.neighbours
             && self.handle.is_active()
         {
-            listener(false);
+            n.set_active(false);
         }
         self.house_stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.house.take() {
@@ -374,7 +393,7 @@ impl BoardHandle {
     }
 
     /// Starts or stops forwarding: the workers' flag, the XDP programs' flag, and the
-    /// role listener (on start, the announcement of the addresses: decision 0007).
+    /// neighbours (on start, the announcement of the addresses: decision 0007).
     pub fn set_active(&self, on: bool) {
         self.active.store(on, Ordering::Relaxed);
         for s in self.steering.lock().unwrap_or_else(|e| e.into_inner()).iter_mut() {
@@ -382,8 +401,8 @@ impl BoardHandle {
                 eprintln!("aftrd: XDP on {}: {e}", s.ifname());
             }
         }
-        if let Some(listener) = &self.on_role {
-            listener(on);
+        if let Some(n) = &self.neighbours {
+            n.set_active(on);
         }
     }
 }

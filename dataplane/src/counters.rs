@@ -42,6 +42,8 @@ counters! {
     SessionsCreated = "sessions_created",
     SessionsExpired = "sessions_expired",
     SessionsInstalled = "sessions_installed",
+    /// Sessions a commit no longer allowed (another pool, block size or B4 prefix).
+    SessionsEndedByCommit = "sessions_ended_by_commit",
     BlocksAllocated = "blocks_allocated",
     BlocksReleased = "blocks_released",
     SubscribersCreated = "subscribers_created",
@@ -111,6 +113,11 @@ impl WorkerCounters {
     pub fn add(&self, c: Counter, n: u64) {
         let v = &self.values[c as usize];
         v.store(v.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+    /// Sets a counter back to `v` (a commit moving state into a new engine must not
+    /// count it as new); only the owning worker calls this.
+    pub fn set(&self, c: Counter, v: u64) {
+        self.values[c as usize].store(v, Ordering::Relaxed);
     }
     pub fn get(&self, c: Counter) -> u64 {
         self.values[c as usize].load(Ordering::Relaxed)

@@ -93,12 +93,35 @@ impl Engine {
         hash_seed: u64,
         owners: Arc<Owners>,
     ) -> Result<(Engine, Receiver<SessionEvent>), ConfigError> {
+        Engine::build(cfg, id, hash_seed, owners, Arc::new(WorkerCounters::default()))
+    }
+
+    /// An empty engine for the same worker under a new configuration, to move the state
+    /// into (a commit): the same claims, the same counters (they go on counting across
+    /// the commit), the same clock and next hops.
+    pub fn successor(
+        &self,
+        cfg: &EngineConfig,
+        hash_seed: u64,
+    ) -> Result<(Engine, Receiver<SessionEvent>), ConfigError> {
+        let (mut e, events) = Engine::build(cfg, self.id(), hash_seed, self.owners(), self.counters.clone())?;
+        e.set_clock(self.now_ms);
+        e.set_l2(self.path.softwire_l2, self.path.internet_l2);
+        Ok((e, events))
+    }
+
+    fn build(
+        cfg: &EngineConfig,
+        id: WorkerId,
+        hash_seed: u64,
+        owners: Arc<Owners>,
+        counters: Arc<WorkerCounters>,
+    ) -> Result<(Engine, Receiver<SessionEvent>), ConfigError> {
         validate(cfg)?;
         if id >= cfg.workers {
             return Err(ConfigError::Workers);
         }
         let (tx, rx) = crossbeam_channel::bounded(cfg.event_ring);
-        let counters = Arc::new(WorkerCounters::default());
         let engine = Engine {
             path: PathConfig::new(cfg),
             nat: NatState::new(cfg, id, hash_seed, owners, counters.clone(), tx),
@@ -183,6 +206,13 @@ impl Engine {
     /// claims on `old`'s subscribers that did not come over.
     pub fn release_claims_of(&self, old: &Engine) {
         self.nat.release_claims_of(&old.nat)
+    }
+
+    /// Reports sessions and port blocks that ended without expiring (a commit that no
+    /// longer allows them) as deleted and released: the NAT log records their end and
+    /// the peer board removes them.
+    pub fn report_ended(&self, sessions: &[SessionRecord], blocks: &[BlockRecord]) {
+        self.nat.report_ended(sessions, blocks)
     }
 
     /// Deletes session `i`, releasing its block when empty and its subscriber when idle.

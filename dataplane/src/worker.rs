@@ -64,9 +64,9 @@ pub enum Command {
     /// Up to this many records of the table from the cursor on (a bulk sync reads the
     /// table in pieces, so the worker never stops forwarding for long).
     Snapshot(Cursor, usize, Sender<Chunk>),
-    /// A new engine configuration; sessions of the named instances (unchanged ones) move
-    /// over. Answers with how many sessions were kept.
-    Reconfigure(Box<EngineConfig>, Vec<String>, Sender<Result<usize, String>>),
+    /// A new engine configuration: every session it still allows moves over (see
+    /// [`Carried`]).
+    Reconfigure(Box<EngineConfig>, Sender<Result<Carried, String>>),
     /// State from the peer board: blocks first, then sessions. Answers with how many of
     /// each were refused.
     Install(Vec<BlockRecord>, Vec<SessionRecord>, Sender<(usize, usize)>),
@@ -181,37 +181,49 @@ fn run(spec: Spec, rx: Receiver<Command>) {
     }
 }
 
-/// Moves the sessions of `keep` instances from `old` to `new` (blocks first).
-fn carry_over(
-    old: &Engine,
-    old_cfg: &EngineConfig,
-    new: &mut Engine,
-    new_cfg: &EngineConfig,
-    keep: &[String],
-) -> usize {
+/// What a reconfiguration did with a worker's sessions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Carried {
+    /// Sessions the new configuration still allows, moved over with their blocks.
+    pub kept: usize,
+    /// Sessions it no longer allows (their instance went, or their block or B4 no longer
+    /// fits it): ended, logged and removed from the peer.
+    pub ended: usize,
+}
+
+/// Moves the state of `old` into `new` (blocks first), instance by instance name:
+/// everything the new settings still allow comes over and runs under the new timers
+/// and limits; the rest is reported as ended. Counters do not count the move.
+fn carry_over(old: &Engine, old_cfg: &EngineConfig, new: &mut Engine, new_cfg: &EngineConfig) -> Carried {
     let map = |inst: u8| -> Option<u8> {
         let name = &old_cfg.instances.get(inst as usize)?.name;
-        if !keep.contains(name) {
-            return None;
-        }
         new_cfg.instances.iter().position(|i| &i.name == name).map(|i| i as u8)
     };
-    let mut kept = 0;
+    let counters = new.counters();
+    let moved = [Counter::SessionsInstalled, Counter::SubscribersCreated, Counter::BlocksAllocated];
+    let before = moved.map(|c| counters.get(c));
+    let (mut ended_blocks, mut ended_sessions) = (Vec::new(), Vec::new());
     for s in old.subscribers() {
-        let Some(inst) = map(s.inst) else { continue };
-        for mut b in s.block_records() {
-            b.inst = inst;
-            let _ = new.install_block(&b);
+        for b in s.block_records() {
+            let fits = map(b.inst).is_some_and(|inst| new.install_block(&BlockRecord { inst, ..b }).is_ok());
+            if !fits {
+                ended_blocks.push(b);
+            }
         }
     }
-    for mut r in old.sessions() {
-        let Some(inst) = map(r.inst) else { continue };
-        r.inst = inst;
-        if new.install_session(&r).is_ok() {
+    let mut kept = 0;
+    for r in old.sessions() {
+        if map(r.inst).is_some_and(|inst| new.install_session(&SessionRecord { inst, ..r }).is_ok()) {
             kept += 1;
+        } else {
+            ended_sessions.push(r);
         }
     }
-    kept
+    for (c, v) in moved.into_iter().zip(before) {
+        counters.set(c, v);
+    }
+    new.report_ended(&ended_sessions, &ended_blocks);
+    Carried { kept, ended: ended_sessions.len() }
 }
 
 /// Answers one command; false when the worker must stop.
@@ -227,24 +239,20 @@ fn command(engine: &mut Engine, ctx: &mut Ctx, c: Command) -> bool {
         Command::Snapshot(from, max, reply) => {
             let _ = reply.send(snapshot(engine, from, max));
         }
-        Command::Reconfigure(new_cfg, keep, reply) => {
-            match Engine::with_owners(&new_cfg, ctx.id, ctx.seed, engine.owners()) {
-                Ok((mut fresh, events)) => {
-                    fresh.set_clock(now_ms());
-                    let kept = carry_over(engine, &ctx.cfg, &mut fresh, &new_cfg, &keep);
-                    fresh.release_claims_of(engine);
-                    let (sw, inet) = (engine.softwire_l2(), engine.internet_l2());
-                    fresh.set_l2(sw, inet);
-                    *engine = fresh;
-                    ctx.cfg = *new_cfg;
-                    let _ = ctx.events_out.send(events);
-                    let _ = reply.send(Ok(kept));
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(e.to_string()));
-                }
+        Command::Reconfigure(new_cfg, reply) => match engine.successor(&new_cfg, ctx.seed) {
+            Ok((mut fresh, events)) => {
+                fresh.set_clock(now_ms());
+                let carried = carry_over(engine, &ctx.cfg, &mut fresh, &new_cfg);
+                fresh.release_claims_of(engine);
+                *engine = fresh;
+                ctx.cfg = *new_cfg;
+                let _ = ctx.events_out.send(events);
+                let _ = reply.send(Ok(carried));
             }
-        }
+            Err(e) => {
+                let _ = reply.send(Err(e.to_string()));
+            }
+        },
         Command::Install(blocks, sessions, reply) => {
             engine.set_clock(now_ms());
             let bad_blocks = blocks.iter().filter(|b| engine.install_block(b).is_err()).count();

@@ -3,7 +3,8 @@
 //! fails), driven through its handle. Frames go in on the B4's and the gateway's ends
 //! of the veths and are read back there: translated out and back, handed between the
 //! workers, dropped while standby, re-addressed when the next hop changes; the handle's
-//! typed commands (sessions, snapshot in chunks, install, remove) reach every worker.
+//! typed commands (sessions, snapshot in chunks, install, remove) reach every worker,
+//! and a commit reaches every part of the running board.
 //! Needs root, as CI has.
 
 mod common;
@@ -14,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::unbounded;
-use dataplane::board::{Board, BoardSpec};
-use dataplane::config::EgressL2;
+use dataplane::board::{Board, BoardSpec, Neighbours};
+use dataplane::config::{EgressL2, EngineConfig, InstanceConfig, Ipv4Prefix};
 use dataplane::counters::Counter;
 use dataplane::io::af_packet::{PacketRing, PacketTx, RingOptions};
 use dataplane::io::port::{Interfaces, PacketIo, Ports};
@@ -26,6 +27,47 @@ use dataplane::testing::{Netns, is_root, skip};
 use dataplane::worker::{Cursor, SessionFilter};
 
 const NEW_GW: [u8; 6] = [0x02, 0, 0, 0, 0, 0x98];
+const ENDPOINT2: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+const POOL2: [u8; 4] = [198, 51, 100, 64];
+
+/// What the board told its neighbours: changes of role, and the endpoints of each new
+/// set of addresses.
+#[derive(Default)]
+struct Told {
+    roles: Mutex<Vec<bool>>,
+    endpoints: Mutex<Vec<Vec<[u8; 16]>>>,
+}
+
+impl Neighbours for Told {
+    fn set_active(&self, on: bool) {
+        self.roles.lock().unwrap().push(on);
+    }
+    fn set_addresses(&self, cfg: &EngineConfig) {
+        self.endpoints.lock().unwrap().push(cfg.instances.iter().map(|i| i.endpoint).collect());
+    }
+}
+
+/// The lab's configuration plus a second instance with its own endpoint and pool.
+fn with_second_instance(mut cfg: EngineConfig) -> EngineConfig {
+    let first = cfg.instances[0].clone();
+    let mut second = InstanceConfig::new(
+        "dslite2",
+        ENDPOINT2,
+        first.b4_prefixes[0],
+        Ipv4Prefix { addr: u32::from_be_bytes(POOL2), len: 30 },
+    );
+    second.port_block_size = first.port_block_size;
+    cfg.instances.push(second);
+    cfg
+}
+
+/// A softwire frame from `b4` to the second instance's endpoint.
+fn softwire_to_second(b4: [u8; 16], inner: &[u8]) -> Vec<u8> {
+    let mut f = eth(AFTR_MAC, B4_SIDE_NH, etherparse::EtherType::IPV6);
+    f.extend(ip6_header(b4, ENDPOINT2, etherparse::IpNumber::IPV4, inner.len(), 64, 0, 0));
+    f.extend_from_slice(inner);
+    f
+}
 
 fn mac(m: [u8; 6]) -> String {
     m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
@@ -80,10 +122,10 @@ fn run(io: PacketIo, tag: &str) {
         let ports = Ports::open(&interfaces, &cfg, 9, 2, true).expect("ports open");
         let (ev_tx, ev_rx) = unbounded();
         let moved = Arc::new(AtomicBool::new(false));
-        let roles = Arc::new(Mutex::new(Vec::new()));
-        let (m, r) = (moved.clone(), roles.clone());
+        let told = Arc::new(Told::default());
+        let m = moved.clone();
         let (sw_l2, in_l2) = (cfg.softwire_l2, cfg.internet_l2);
-        let board = Board::start(BoardSpec {
+        let mut board = Board::start(BoardSpec {
             slot: 9,
             cfg: cfg.clone(),
             cores: vec![],
@@ -97,7 +139,7 @@ fn run(io: PacketIo, tag: &str) {
             on_event: Box::new(move |e: SessionEvent| {
                 let _ = ev_tx.send(e);
             }),
-            on_role: Some(Box::new(move |on| r.lock().unwrap().push(on))),
+            neighbours: Some(told.clone()),
         })
         .expect("board starts");
         assert!(board.io.contains(if io == PacketIo::AfPacket { "AF_PACKET" } else { "AF_XDP" }), "{}", board.io);
@@ -193,11 +235,53 @@ fn run(io: PacketIo, tag: &str) {
         assert_eq!(again.len(), 1);
         assert_eq!(again[0][0..6], NEW_GW, "the frame goes to the new next hop");
 
-        // Standby: nothing is forwarded, and the role listener hears of it.
+        // A commit reaches every part of the running board. A second instance with its
+        // own endpoint and pool, and a new UDP timer for the first: every session stays,
+        // the counters go on, the XDP program steers the new endpoint, the neighbours
+        // answer for it.
+        let in2out_before = sum(Counter::In2Out);
+        let mut two = with_second_instance(cfg.clone());
+        two.instances[0].timeouts.udp = 120;
+        let carried = board.reconfigure(two.clone()).expect("commit applies");
+        assert_eq!((carried.kept, carried.ended), (16, 0), "every session the new settings allow stays");
+        assert_eq!(handle.sessions(&SessionFilter::default()).len(), 16);
+        assert_eq!(told.endpoints.lock().unwrap().last().unwrap(), &vec![ENDPOINT, ENDPOINT2]);
+        for k in 0..5u8 {
+            let inner = ip4_udp(HOST, SERVER, 7000 + k as u16, 53, 64, &[k; 12]);
+            tx_b4.send_batch(&[&softwire_to_second(b4(k), &inner)]).unwrap();
+        }
+        let second = collect(&mut at_gw, 5, Duration::from_secs(5), is_ipv4);
+        assert_eq!(second.len(), 5, "the new instance forwards at once");
+        for o in &second {
+            assert_eq!(out_src(o)[..3], POOL2[..3], "from the new instance's pool");
+            assert_checksums(o);
+        }
+        assert_eq!(sum(Counter::In2Out), in2out_before + 5, "the counters go on counting");
+        while ev_rx.try_recv().is_ok() {}
+
+        // A commit that removes the first instance ends its sessions, and says so.
+        let only_second = EngineConfig { instances: vec![two.instances[1].clone()], ..two };
+        let carried = board.reconfigure(only_second).expect("commit applies");
+        assert_eq!((carried.kept, carried.ended), (5, 16));
+        assert_eq!(sum(Counter::SessionsEndedByCommit), 16);
+        let t = Instant::now();
+        let mut deleted = 0;
+        while deleted < 16 && t.elapsed() < Duration::from_secs(2) {
+            if let Ok(SessionEvent::Deleted(r)) = ev_rx.recv_timeout(Duration::from_millis(100)) {
+                assert_eq!(r.ext_addr.to_be_bytes()[..3], POOL[..3], "an ended session of the first pool");
+                deleted += 1;
+            }
+        }
+        assert_eq!(deleted, 16, "every ended session is logged as deleted");
+        tx_b4.send_batch(&[&softwire(b4(0), &inners[0])]).unwrap();
+        assert!(collect(&mut at_gw, 1, Duration::from_millis(500), is_ipv4).is_empty(), "the old endpoint is gone");
+
+        // Standby: nothing is forwarded, and the neighbours hear of it.
         handle.set_active(false);
         let standby_before = sum(Counter::DropStandby);
-        for (k, inner) in inners.iter().enumerate() {
-            tx_b4.send_batch(&[&softwire(b4(k as u8), inner)]).unwrap();
+        for k in 0..16u8 {
+            let inner = ip4_udp(HOST, SERVER, 7000 + k as u16, 53, 64, &[k; 12]);
+            tx_b4.send_batch(&[&softwire_to_second(b4(k), &inner)]).unwrap();
         }
         assert!(collect(&mut at_gw, 1, Duration::from_millis(500), is_ipv4).is_empty(), "a standby forwards nothing");
         if io == PacketIo::AfPacket {
@@ -206,9 +290,9 @@ fn run(io: PacketIo, tag: &str) {
             assert!(dropped >= 16, "counted as standby drops: {dropped}");
         }
         handle.set_active(true);
-        assert_eq!(*roles.lock().unwrap(), vec![false, true]);
+        assert_eq!(*told.roles.lock().unwrap(), vec![false, true]);
         board.stop();
-        assert_eq!(*roles.lock().unwrap(), vec![false, true, false], "an active board withdraws at stop");
+        assert_eq!(*told.roles.lock().unwrap(), vec![false, true, false], "an active board withdraws at stop");
     });
     let r = h.join();
     drop(ns);

@@ -136,20 +136,21 @@ fn run(file: &str, config: control::config::Config, slot: u32, socket: Option<Pa
     let counters = board.counters();
     let gauges = board.gauges.clone();
     let ha_metrics = ha.clone();
+    let metrics_body: control::metrics::Body = Arc::new(move || {
+        let mut o = control::metrics::render(slot, &counters, &gauges);
+        if let Some(n) = &ha_metrics {
+            o.push_str(&control::metrics::render_ha(slot, &n.status()));
+        }
+        o
+    });
     let metrics = match config.metrics {
-        Some(addr) => Some(control::metrics::serve(addr, stop.clone(), move || {
-            let mut o = control::metrics::render(slot, &counters, &gauges);
-            if let Some(n) = &ha_metrics {
-                o.push_str(&control::metrics::render_ha(slot, &n.status()));
-            }
-            o
-        })?),
+        Some(addr) => Some(control::metrics::Listener::start(addr, metrics_body.clone())?),
         None => None,
     };
     let path = socket.unwrap_or_else(|| PathBuf::from(format!("/run/aftrd/slot{slot}.sock")));
     let listener = mgmt::bind(&path)?;
     eprintln!("aftrd: management socket {}", path.display());
-    let mut d = Daemon { slot, running: config, board, ha, logger };
+    let mut d = Daemon { slot, running: config, board, ha, logger, metrics, metrics_body };
     mgmt::serve(&listener, &mut d, &stop, &reload, &PathBuf::from(file));
     drop(listener);
     let _ = std::fs::remove_file(&path);
@@ -157,9 +158,7 @@ fn run(file: &str, config: control::config::Config, slot: u32, socket: Option<Pa
         n.stop();
     }
     d.board.stop();
-    if let Some((_, h)) = metrics {
-        let _ = h.join();
-    }
+    drop(d.metrics.take());
     eprintln!("aftrd: slot {slot} stopped");
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use arrayvec::ArrayVec;
 
-use crate::config::EngineConfig;
+use crate::config::{EngineConfig, Ipv4Prefix};
 use crate::frame::{Egress, Frame, Verdict};
 use crate::io::af_packet::{BATCH, PacketRing, PacketTx, RingOptions, wait_any};
 use crate::io::xdp::{Mode as XdpMode, Steering, rx_queues};
@@ -166,14 +166,20 @@ fn packet_port(io: &Interfaces, slot: u32, workers: usize, receive: bool) -> std
     Ok(Port::Packet { rings, sw: PacketTx::open(&io.softwire)?, inet: PacketTx::open(&io.internet)? })
 }
 
+/// What the XDP programs steer to the workers: the endpoints and the pools.
+pub fn targets(cfg: &EngineConfig) -> (Vec<[u8; 16]>, Vec<Ipv4Prefix>) {
+    let endpoints = cfg.instances.iter().map(|i| i.endpoint).collect();
+    let pools = cfg.instances.iter().flat_map(|i| i.pool.iter().copied()).collect();
+    (endpoints, pools)
+}
+
 /// Attaches the XDP program to both interfaces and tells it what the board owns.
 fn attach_xdp(io: &Interfaces, cfg: &EngineConfig) -> std::io::Result<[Steering; 2]> {
     let mode = match io.packet_io {
         PacketIo::AfXdp(m) => m,
         _ => XdpMode::Auto,
     };
-    let endpoints: Vec<[u8; 16]> = cfg.instances.iter().map(|i| i.endpoint).collect();
-    let pools: Vec<_> = cfg.instances.iter().flat_map(|i| i.pool.iter().copied()).collect();
+    let (endpoints, pools) = targets(cfg);
     let mut sides = [Steering::attach(&io.softwire, mode)?, Steering::attach(&io.internet, mode)?];
     for s in &mut sides {
         s.set_targets(&endpoints, &pools)?;

@@ -66,4 +66,8 @@ pub enum InstallError {
     Full,
     #[error("the record is malformed")]
     Malformed,
+    #[error("the port block's size or start differs from the instance's blocks")]
+    BlockSize,
+    #[error("the B4 is not in the instance's authorised prefixes")]
+    NotAuthorised,
 }

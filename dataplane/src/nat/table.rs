@@ -322,6 +322,19 @@ impl NatState {
         }
     }
 
+    /// Reports sessions and blocks that ended without expiring (see
+    /// `Engine::report_ended`).
+    pub fn report_ended(&self, sessions: &[SessionRecord], blocks: &[BlockRecord]) {
+        for r in sessions {
+            self.push_event(SessionEvent::Deleted(*r));
+            self.count(Counter::SessionsEndedByCommit);
+        }
+        for b in blocks {
+            self.push_event(SessionEvent::BlockReleased(BlockRecord { at: self.now, ..*b }));
+            self.count(Counter::BlocksReleased);
+        }
+    }
+
     pub(crate) fn session_record(&self, i: u32) -> SessionRecord {
         let s = self.sessions.get(i);
         let sub = self.subs.get(s.sub);
@@ -683,6 +696,14 @@ impl NatState {
         let (pinst, a) = self.pool_lookup(r.ext_addr).ok_or(InstallError::NotInPool)?;
         if pinst != inst {
             return Err(InstallError::NotInPool);
+        }
+        if r.size != ins.cfg.port_block_size
+            || ins.ports.block_ports(ins.ports.block_of_port(r.first_port)).0 != r.first_port
+        {
+            return Err(InstallError::BlockSize);
+        }
+        if !ins.cfg.b4_prefixes.iter().any(|p| p.contains(&r.b4)) {
+            return Err(InstallError::NotAuthorised);
         }
         let b = ins.ports.block_of_port(r.first_port);
         if !ins.ports.is_mine(b) {
