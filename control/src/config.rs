@@ -36,9 +36,10 @@ impl Default for Ha {
     }
 }
 
-pub const DEFAULT_DELAY_TIME: u32 = 10;
+/// `service-ha delay-time`: the vendor's range and default (huawei-command-facts.md).
+pub const DEFAULT_DELAY_TIME: u32 = 1;
 pub const DEFAULT_PREEMPT_TIME: u32 = 60;
-pub const DELAY_TIME_RANGE: (u32, u32) = (0, 3600);
+pub const DELAY_TIME_RANGE: (u32, u32) = (1, 300);
 pub const PREEMPT_TIME_RANGE: (u32, u32) = (0, 3600);
 pub const WEIGHT_RANGE: (u32, u32) = (1, 100);
 pub const DEFAULT_WEIGHT: u32 = 1;

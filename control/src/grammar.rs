@@ -113,6 +113,8 @@ pub enum SessionCommand {
     Commit,
     /// `display current-configuration` or `display candidate-configuration`.
     Display,
+    /// `save`: the daemon writes its running configuration to its file.
+    Save,
 }
 
 /// How a command appears in a printed configuration.

@@ -22,6 +22,8 @@ use crate::natlog::NatLogger;
 /// Everything the daemon serves.
 pub struct Daemon {
     pub slot: u32,
+    /// The configuration file the daemon started with (`save` writes it, SIGHUP reads it).
+    pub file: PathBuf,
     pub running: Config,
     pub board: Board,
     /// The hot-backup thread, when this board is paired with another.
@@ -206,6 +208,19 @@ impl Daemon {
         Reply::Ok(format!("committed; {} sessions kept, {} ended\n", carried.kept, carried.ended))
     }
 
+    /// `save`: writes the running configuration to the daemon's file, atomically; the
+    /// previous file is kept beside it as `FILE.bak`.
+    fn save(&self) -> Reply {
+        match write_keeping_previous(&self.file, &crate::display::render(&self.running)) {
+            Ok(bak) => Reply::Ok(format!(
+                "Info: the running configuration is saved to {} (the previous file is {})\n",
+                self.file.display(),
+                bak.display()
+            )),
+            Err(e) => Reply::Error(format!("Error: save to {}: {e}; the file is unchanged\n", self.file.display())),
+        }
+    }
+
     fn sessions(&self, words: &[&str]) -> Reply {
         let mut f = SessionFilter::default();
         let mut i = 0;
@@ -273,6 +288,7 @@ impl Daemon {
         let words: Vec<&str> = first.split_whitespace().collect();
         match words[..] {
             ["commit"] => self.commit(body),
+            ["save"] => self.save(),
             ["display", "current-configuration"] => Reply::Ok(crate::display::render(&self.running)),
             ["display", "plan"] => {
                 Reply::Ok(crate::plan::describe(&self.running, &crate::plan::plan(&self.running), Some(self.slot)))
@@ -329,10 +345,41 @@ impl Daemon {
                 ),
             },
             _ => Reply::Error(format!(
-                "unknown request `{first}`; one of: display current-configuration | plan | sessions [b4 A] [inside A] [external A] [port P] | subscribers | statistics | service-ha; commit; switchover\n"
+                "unknown request `{first}`; one of: display current-configuration | plan | sessions [b4 A] [inside A] [external A] [port P] | subscribers | statistics | service-ha; commit; save; switchover\n"
             )),
         }
     }
+}
+
+/// Writes `text` to `path` so that a reader (or a crash) sees the old file or the new
+/// one, never a part: a temporary file in the same directory, synced, renamed over it,
+/// the directory synced. The old file is first copied to `path.bak`, which is returned.
+fn write_keeping_previous(path: &Path, text: &str) -> std::io::Result<PathBuf> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "aftr.conf".into());
+    let bak = dir.join(format!("{name}.bak"));
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        if let Ok(meta) = std::fs::metadata(path) {
+            f.set_permissions(meta.permissions())?;
+        }
+        f.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    if path.exists() {
+        std::fs::copy(path, &bak)?;
+    }
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(bak)
 }
 
 /// Binds the management socket with mode 0600, replacing a stale one.

@@ -19,6 +19,8 @@ pub enum Outcome {
     Display(String),
     /// `quit` or `return` from the system or user view: the session ends.
     Exit,
+    /// `save`: the running configuration is to be written to the daemon's file.
+    Save,
 }
 
 /// An editing session: running and candidate configuration and the current view.
@@ -108,6 +110,7 @@ impl Session {
                 self.commit().map_err(|mut e| e.remove(0))?;
                 return Ok(Outcome::Committed);
             }
+            SessionCommand::Save => return Ok(Outcome::Save),
             SessionCommand::Display => {
                 let c = if args.has("current-configuration") { &self.running } else { &self.candidate };
                 return Ok(Outcome::Display(crate::display::render(c)));

@@ -128,7 +128,7 @@ fn syntax_errors_name_line_column_and_what_was_expected() {
     run(&mut s, &["system-view"]);
     let e = err(&mut s, "service-ha delay-time 99999");
     assert_eq!((e.line, e.column), (1, 23));
-    assert!(e.message.contains("from 0 to 3600"), "{e}");
+    assert!(e.message.contains("from 1 to 300"), "{e}");
     let e = err(&mut s, "service-ha preempt-time soon");
     assert_eq!(e.column, 25);
     assert!(e.message.contains("preemption delay"), "{e}");

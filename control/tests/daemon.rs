@@ -1,6 +1,6 @@
 //! A running aftrd and aftrctl against it: the management socket, commits through the
 //! daemon (all or nothing, refused with the reason where the running board cannot take
-//! it), metrics moved by a commit, the interactive session, SIGHUP reload, clean stop;
+//! it), `save`, metrics moved by a commit, the interactive session, SIGHUP reload, clean stop;
 //! and the board keeping every session a commit still allows.
 
 use std::io::Write;
@@ -91,7 +91,7 @@ fn aftrctl_displays_and_commits_through_the_daemon() {
     std::fs::write(&bad, example().replace("service-ha delay-time 10", "service-ha delay-time 10000")).unwrap();
     let (ok, _, err) = d.ctl(&["commit", bad.to_str().unwrap()]);
     assert!(!ok);
-    assert!(err.contains(":23: expected a delay time in seconds from 0 to 3600, found `10000`"), "{err}");
+    assert!(err.contains(":23: expected a delay time in seconds from 1 to 300, found `10000`"), "{err}");
     let (_, now, _) = d.ctl(&["display", "current-configuration"]);
     assert_eq!(now, text);
 
@@ -120,6 +120,36 @@ fn aftrctl_displays_and_commits_through_the_daemon() {
     );
     let (_, after, _) = d.ctl(&["display", "current-configuration"]);
     assert!(after.contains("interface softwire aftr1-sw") && !after.contains("other0"), "{after}");
+}
+
+#[test]
+fn save_writes_the_running_configuration_and_keeps_the_previous_file() {
+    let d = Aftrd::start("save", &example());
+    let before = std::fs::read_to_string(&d.config).unwrap();
+    let changed = d.dir.join("changed.conf");
+    std::fs::write(&changed, example().replace("service-ha delay-time 10", "service-ha delay-time 20")).unwrap();
+    let (ok, _, err) = d.ctl(&["commit", changed.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert_eq!(std::fs::read_to_string(&d.config).unwrap(), before, "a commit alone does not write the file");
+    let (ok, out, err) = d.ctl(&["save"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("saved to"), "{out}");
+    let saved = std::fs::read_to_string(&d.config).unwrap();
+    let running = d.ctl(&["display", "current-configuration"]).1;
+    assert_eq!(saved, running, "the file is the running configuration");
+    assert_eq!(control::parse::parse(&saved).unwrap().0.ha.delay_time, 20);
+    let bak = d.dir.join("aftr.conf.bak");
+    assert_eq!(std::fs::read_to_string(&bak).unwrap(), before, "the previous file is kept");
+    let leftovers: Vec<_> = std::fs::read_dir(&d.dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "no temporary file left");
+    // A reload (SIGHUP) of the saved file changes nothing.
+    d.signal("HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(d.ctl(&["display", "current-configuration"]).1, running);
 }
 
 /// A free TCP port on the loopback.

@@ -51,7 +51,7 @@ fn instance() -> impl Strategy<Value = DsLite> {
 prop_compose! {
     fn config()(
         sysname in proptest::option::of(name()),
-        hot in any::<bool>(), delay in 0u32..=3600, preempt in 0u32..=3600,
+        hot in any::<bool>(), delay in 1u32..=300, preempt in 0u32..=3600,
         key in proptest::option::of("[a-zA-Z0-9]{8,20}"), hb in 10u32..=10000, dead in 2u32..=100,
         slots in proptest::collection::btree_map(1u32..=64, (proptest::option::of(name()), proptest::collection::btree_set(0u32..64, 0..4), proptest::option::of(name()), proptest::option::of(any::<[u8; 4]>()), 0u8..5, any::<bool>()), 0..5),
         locations in proptest::collection::btree_map(1u32..=128, proptest::option::of((1u32..=64, 1u32..=64)), 0..4),
@@ -166,7 +166,7 @@ fn aftrd_check_accepts_the_examples_and_reports_errors_with_position() {
     assert_eq!(code, 1);
     assert_eq!(
         err.lines().next().unwrap(),
-        format!("{}:5:23: expected a delay time in seconds from 0 to 3600, found `4000`", bad.display())
+        format!("{}:5:23: expected a delay time in seconds from 1 to 300, found `4000`", bad.display())
     );
     std::fs::write(&bad, "slot 1\n worker-cores 0\nservice-location 1\n location slot 1 backup slot 2\n").unwrap();
     let (code, _, err) = aftrd(&["--check", "--config", bad.to_str().unwrap()]);

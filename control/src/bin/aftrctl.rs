@@ -125,6 +125,17 @@ fn interactive(socket: &std::path::Path) -> ExitCode {
             }
             continue;
         }
+        if words == ["save"] {
+            match request(socket, "save") {
+                Ok((_, text)) => {
+                    let _ = write!(out, "{text}");
+                }
+                Err(e) => {
+                    let _ = writeln!(out, "Error: {e}");
+                }
+            }
+            continue;
+        }
         if words == ["commit"] && s.view != View::User {
             // Checked here first (line numbers of this session), then applied by the
             // daemon, which checks again and applies all or nothing.

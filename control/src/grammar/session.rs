@@ -17,6 +17,11 @@ pub static ANY_VIEW: &[Command] = &[
         SessionCommand::Display,
     ),
     session(&[Key("quit")], "back one view; from the user view, leave", SessionCommand::Quit),
+    session(
+        &[Key("save")],
+        "write the running configuration to the daemon's file (the previous one kept as FILE.bak)",
+        SessionCommand::Save,
+    ),
     session(&[Key("return")], "back to the user view", SessionCommand::Return),
 ];
 

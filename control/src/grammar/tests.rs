@@ -130,7 +130,7 @@ fn help_lists_exactly_the_commands_of_the_view() {
     for v in all_views() {
         let listed = help(&v);
         let own = table(&v).len();
-        let session = if v == View::User { 4 } else { 5 };
+        let session = if v == View::User { 5 } else { 6 };
         assert_eq!(listed.len(), own + session, "{v:?}");
         for (line, c) in listed.iter().zip(commands(&v)) {
             assert!(line.starts_with(&syntax(c.syntax)) && line.ends_with(c.help), "{line}");
@@ -165,7 +165,7 @@ fn completion_offers_the_next_keywords_and_values() {
     // The instance's own `ds-lite address-group`, and the system view's commands.
     assert_eq!(c(&View::DsLite("d".into()), "ds-lite "), ["address-group", "instance"]);
     assert!(c(&View::DsLite("d".into()), "sl").contains(&"slot".to_string()));
-    assert_eq!(c(&View::User, ""), ["system-view", "display", "quit", "return"]);
+    assert_eq!(c(&View::User, ""), ["system-view", "display", "quit", "save", "return"]);
     assert!(c(&sys, "service-ha delay-time x ").is_empty(), "nothing follows a wrong word");
 }
 
