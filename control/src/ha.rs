@@ -7,6 +7,14 @@ use ha_sync::node::Settings;
 use crate::config::Config;
 use crate::plan::Plan;
 
+/// A digest of a whole configuration, as it prints (the first 8 bytes of its SHA-256):
+/// two boards that run the same configuration have the same digest.
+pub fn digest(c: &Config) -> u64 {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(crate::display::render(c).as_bytes());
+    u64::from_be_bytes(h[..8].try_into().expect("32 bytes"))
+}
+
 /// The HA settings of `slot`: None when it runs alone (no location pairs it with
 /// another board, or it has no `ha-address`); an error when the pairing cannot work.
 pub fn settings(c: &Config, p: &Plan, slot: u32) -> Result<Option<Settings>, String> {
@@ -48,5 +56,6 @@ pub fn settings(c: &Config, p: &Plan, slot: u32) -> Result<Option<Settings>, Str
         queue: 16_384,
         rto_ms: (c.ha.heartbeat_ms as u64).clamp(20, 200),
         pace_per_ms: 32,
+        config_digest: digest(c),
     }))
 }

@@ -42,12 +42,17 @@ pub fn render_ha(slot: u32, st: &ha_sync::node::Status) -> String {
     for r in [Role::Init, Role::Standby, Role::Active] {
         o.push_str(&format!("aftr_ha_role{{slot=\"{slot}\",role=\"{}\"}} {}\n", r.name(), (st.role == r) as u8));
     }
-    let gauges: [(&str, &str, u64); 5] = [
+    let gauges: [(&str, &str, u64); 6] = [
         ("aftr_ha_peer_alive", "The peer is heard (1) or not (0).", st.peer_alive as u64),
         ("aftr_ha_in_sync", "Standby: holds the whole eligible table; active: the peer says so.", st.in_sync as u64),
         ("aftr_ha_queue_depth", "Data messages unacknowledged plus records waiting.", st.queue_depth as u64),
         ("aftr_ha_lag_milliseconds", "Age of the oldest unacknowledged message.", st.lag_ms),
         ("aftr_ha_sessions_replicated", "Sessions the standby holds, as the stream knows.", st.replicated as u64),
+        (
+            "aftr_ha_config_differs",
+            "The peer's heartbeats carry another configuration digest than this board's (1) or not (0).",
+            st.config_differs() as u64,
+        ),
     ];
     for (name, help, v) in gauges {
         o.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{slot=\"{slot}\"}} {v}\n"));
@@ -155,6 +160,8 @@ mod tests {
             in_sync: true,
             records_received: 42,
             rejected_auth: 1,
+            config_digest: 7,
+            peer_config_digest: Some(8),
             ..Default::default()
         };
         let o = render_ha(2, &st);
@@ -162,6 +169,7 @@ mod tests {
             "aftr_ha_role{slot=\"2\",role=\"standby\"} 1",
             "aftr_ha_role{slot=\"2\",role=\"active\"} 0",
             "aftr_ha_in_sync{slot=\"2\"} 1",
+            "aftr_ha_config_differs{slot=\"2\"} 1",
             "aftr_ha_total{slot=\"2\",counter=\"records_received\"} 42",
             "aftr_ha_total{slot=\"2\",counter=\"rejected_unauthenticated\"} 1",
         ] {

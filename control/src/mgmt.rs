@@ -91,6 +91,18 @@ impl Daemon {
             }
         );
         let _ = writeln!(o, "in sync: {}", if st.in_sync { "yes" } else { "no" });
+        let _ = writeln!(
+            o,
+            "configuration: {}",
+            match st.peer_config_digest {
+                None => format!("digest {:016x}; the peer's not heard yet", st.config_digest),
+                Some(_) if !st.config_differs() => format!("the same as the peer's (digest {:016x})", st.config_digest),
+                Some(p) => format!(
+                    "DIFFERS from the peer's (digest {:016x}, the peer's {p:016x}): commit the same on both boards",
+                    st.config_digest
+                ),
+            }
+        );
         let _ = writeln!(o, "sessions replicated: {} (waiting for delay-time: {})", st.replicated, st.young);
         let _ = writeln!(
             o,

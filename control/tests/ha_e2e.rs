@@ -6,7 +6,8 @@
 //! peer); after `kill -9` of the active board the standby takes over, the UDP flow goes
 //! on from the same external address and port, and a TCP download through the B4
 //! completes intact; the returning preferred board syncs and gets its role back after
-//! preempt-time; `aftrctl switchover` hands the role over. Needs root, as CI has.
+//! preempt-time; `aftrctl switchover` hands the role over; heartbeats tell whether both
+//! boards run the same configuration, before and after a commit. Needs root, as CI has.
 
 use std::io::BufRead;
 use std::process::{Command, Stdio};
@@ -165,6 +166,11 @@ fn hot_backup_between_two_boards() {
         let s = ha(&lab, 2);
         s.contains("role: standby") && s.contains("in sync: yes")
     });
+    // Both boards run the file's configuration, and their heartbeats say so.
+    for slot in [1, 2] {
+        let s = ha(&lab, slot);
+        assert!(s.contains("configuration: the same as the peer's"), "slot {slot}: {s}");
+    }
 
     let mut b4 = lab
         .exec("sub", &[&b4_path(), "--b4", "2001:db8:b4::2", "--aftr", "2001:db8::1", "--ipv4", "192.168.1.10"])
@@ -254,4 +260,21 @@ fn hot_backup_between_two_boards() {
     let said = ctl(&lab, 1, &["switchover"]);
     assert!(said.contains("handed the role to the peer"), "{said}");
     wait_for("the switchover", 5, || ha(&lab, 2).contains("role: active") && ha(&lab, 1).contains("role: standby"));
+
+    // A commit on one board only: both say their configurations differ; the same commit
+    // on the other makes them agree again. The commit reaches the HA thread at once.
+    let changed = lab.dir.join("changed.conf");
+    std::fs::write(&changed, CONFIG.replace("service-ha delay-time 1", "service-ha delay-time 2")).unwrap();
+    let said = ctl(&lab, 2, &["commit", changed.to_str().unwrap()]);
+    assert!(said.contains("committed"), "{said}");
+    assert!(ha(&lab, 2).contains("delay-time: 2 s"));
+    for slot in [1, 2] {
+        wait_for("the digests to differ", 5, || ha(&lab, slot).contains("configuration: DIFFERS from the peer's"));
+    }
+    let said = ctl(&lab, 1, &["commit", changed.to_str().unwrap()]);
+    assert!(said.contains("committed"), "{said}");
+    for slot in [1, 2] {
+        wait_for("the digests to agree", 5, || ha(&lab, slot).contains("configuration: the same as the peer's"));
+    }
+    assert!(ha(&lab, 2).contains("role: active") && ha(&lab, 1).contains("role: standby"), "no role moved");
 }

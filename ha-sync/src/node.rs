@@ -225,6 +225,9 @@ struct Shell<L: Local> {
     local: L,
     events: EventReceiver,
     status: Arc<Mutex<Status>>,
+    slot: u16,
+    /// The peer's configuration differed at the last publication (said once per change).
+    config_differed: bool,
 }
 
 impl<L: Local> Shell<L> {
@@ -241,6 +244,8 @@ impl<L: Local> Shell<L> {
         Shell {
             bind: s.bind,
             peer: s.peer,
+            slot: s.slot,
+            config_differed: false,
             proto: Protocol::new(s, epoch, window, witness.is_some(), now()),
             sock,
             last_bind: Instant::now().checked_sub(Duration::from_secs(2)).unwrap_or_else(Instant::now),
@@ -347,6 +352,19 @@ impl<L: Local> Shell<L> {
     fn publish(&mut self) {
         let mut st = self.proto.status(now());
         st.channel_error = self.channel_error.clone();
+        if st.config_differs() != self.config_differed {
+            self.config_differed = st.config_differs();
+            if self.config_differed {
+                eprintln!(
+                    "aftrd: slot {}: the peer runs another configuration (digest {:016x}, ours {:016x}): commit the same on both boards",
+                    self.slot,
+                    st.peer_config_digest.unwrap_or(0),
+                    st.config_digest
+                );
+            } else {
+                eprintln!("aftrd: slot {}: the peer runs the same configuration again", self.slot);
+            }
+        }
         if let Ok(mut g) = self.status.try_lock() {
             *g = st;
         }

@@ -45,6 +45,9 @@ pub struct Settings {
     pub rto_ms: u64,
     /// Data messages sent per millisecond at most (bulk sync pacing).
     pub pace_per_ms: usize,
+    /// A digest of this board's running configuration, carried in every heartbeat
+    /// (0: none given).
+    pub config_digest: u64,
 }
 
 impl Settings {
@@ -87,6 +90,17 @@ pub struct Status {
     pub channel_error: Option<String>,
     /// Witness heartbeats on the softwire segment are sent and heard.
     pub witness: bool,
+    /// The digest of this board's running configuration, and the peer's as its last
+    /// heartbeat gave it (None: not heard, or a peer that sends none).
+    pub config_digest: u64,
+    pub peer_config_digest: Option<u64>,
+}
+
+impl Status {
+    /// The peer runs another configuration than this board (as far as heard).
+    pub fn config_differs(&self) -> bool {
+        self.peer_config_digest.is_some_and(|d| d != self.config_digest)
+    }
 }
 
 /// The time of a call, read by the caller: the protocol reads no clock.
@@ -321,10 +335,11 @@ impl Protocol {
         let ms = self.ms(now);
         match h.kind {
             Kind::Heartbeat => {
-                let Ok(peer) = wire::decode_heartbeat(m.payload) else {
+                let Ok((peer, digest)) = wire::decode_heartbeat(m.payload) else {
                     self.st.rejected_malformed += 1;
                     return;
                 };
+                self.st.peer_config_digest = digest;
                 if let Some(a) = self.role.on_heartbeat(peer, ms) {
                     self.act(a, now);
                 }
@@ -500,6 +515,7 @@ impl Protocol {
         st.lag_ms = self.tx.oldest_age(now.at).map(|d| d.as_millis() as u64).unwrap_or(0);
         st.young = self.repl.young();
         st.witness = self.witness;
+        st.config_digest = self.s.config_digest;
         st.replicated = self.repl.replicated();
         st
     }
@@ -713,7 +729,7 @@ impl Protocol {
             let me = PeerState { role: self.role.role(), preferred: self.s.preferred, in_sync: self.role.in_sync };
             let h = self.header(Kind::Heartbeat, 0);
             let mut b = Builder::new(&h);
-            b.raw(&wire::encode_heartbeat(&me));
+            b.raw(&wire::encode_heartbeat(&me, self.s.config_digest));
             let d = b.finish(&self.key);
             self.transmit(d.clone());
             if self.witness {

@@ -276,17 +276,23 @@ pub fn open<'a>(key: &Key, d: &'a [u8]) -> Result<Message<'a>, WireError> {
 }
 
 /// A heartbeat's payload: the sender's role (0 init, 1 standby, 2 active), whether it
-/// is the preferred board (0/1), and whether it, a standby, holds the whole eligible
-/// table (0/1).
-pub fn encode_heartbeat(me: &PeerState) -> [u8; 3] {
-    [me.role.to_u8(), me.preferred as u8, me.in_sync as u8]
+/// is the preferred board (0/1), whether it, a standby, holds the whole eligible table
+/// (0/1), then the digest of its running configuration (8 bytes, big-endian), so that
+/// boards whose configurations drifted apart say so.
+pub fn encode_heartbeat(me: &PeerState, config_digest: u64) -> [u8; 11] {
+    let mut p = [0u8; 11];
+    p[..3].copy_from_slice(&[me.role.to_u8(), me.preferred as u8, me.in_sync as u8]);
+    p[3..].copy_from_slice(&config_digest.to_be_bytes());
+    p
 }
 
-/// Reads a heartbeat's payload (bytes after the first three are ignored).
-pub fn decode_heartbeat(p: &[u8]) -> Result<PeerState, WireError> {
-    let [role, preferred, in_sync, ..] = *p else { return Err(WireError::Heartbeat) };
+/// Reads a heartbeat's payload: the sender's state and its configuration digest (None
+/// from a sender that sends none; bytes after the eleventh are ignored).
+pub fn decode_heartbeat(p: &[u8]) -> Result<(PeerState, Option<u64>), WireError> {
+    let [role, preferred, in_sync, ref rest @ ..] = *p else { return Err(WireError::Heartbeat) };
     let role = Role::from_u8(role).ok_or(WireError::Heartbeat)?;
-    Ok(PeerState { role, preferred: preferred != 0, in_sync: in_sync != 0 })
+    let digest = rest.get(..8).map(|d| u64::from_be_bytes(d.try_into().expect("8 bytes")));
+    Ok((PeerState { role, preferred: preferred != 0, in_sync: in_sync != 0 }, digest))
 }
 
 /// The records of a Data payload, in order; a malformed record ends the payload with
@@ -424,9 +430,11 @@ mod tests {
     #[test]
     fn heartbeat_payloads_round_trip_and_bad_ones_are_refused() {
         let me = PeerState { role: Role::Standby, preferred: true, in_sync: false };
-        assert_eq!(encode_heartbeat(&me), [1, 1, 0]);
-        assert_eq!(decode_heartbeat(&[1, 1, 0]), Ok(me));
-        assert_eq!(decode_heartbeat(&[2, 0, 1, 9]).map(|p| p.role), Ok(Role::Active));
+        let p = encode_heartbeat(&me, 0x0102_0304_0506_0708);
+        assert_eq!(p, [1, 1, 0, 1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(decode_heartbeat(&p), Ok((me, Some(0x0102_0304_0506_0708))));
+        assert_eq!(decode_heartbeat(&[1, 1, 0]), Ok((me, None)), "a sender without a digest");
+        assert_eq!(decode_heartbeat(&[2, 0, 1, 9]).map(|p| p.0.role), Ok(Role::Active));
         assert_eq!(decode_heartbeat(&[2, 0]), Err(WireError::Heartbeat));
         assert_eq!(decode_heartbeat(&[3, 0, 0]), Err(WireError::Heartbeat));
     }

@@ -94,6 +94,7 @@ fn settings(slot: u16, bind: SocketAddr, peer: SocketAddr, preferred: bool) -> S
         queue: 4096,
         rto_ms: 50,
         pace_per_ms: 16,
+        config_digest: 0,
     }
 }
 

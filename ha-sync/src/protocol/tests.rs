@@ -37,6 +37,7 @@ fn settings(slot: u16, preferred: bool, dead_count: u32) -> Settings {
         queue: 4096,
         rto_ms: 50,
         pace_per_ms: 16,
+        config_digest: 0,
     }
 }
 
@@ -660,4 +661,29 @@ fn a_commit_changes_delay_time_and_timers_at_once_and_refuses_the_channel() {
     let mut other = s;
     other.preferred = false;
     assert!(sim.proto(0).reconfigure(other).is_err());
+}
+
+#[test]
+fn heartbeats_carry_the_configuration_digest_and_a_commit_changes_it() {
+    let mut sim = Sim::new(9, CLEAN);
+    for i in 0..2 {
+        let mut s = settings(i as u16 + 1, i == 0, DEAD_COUNT);
+        s.config_digest = 0xaaaa;
+        let epoch = UNIX0_MS * 1000 + i as u64;
+        sim.sides[i].proto = Some(Protocol::new(s, epoch, 64, false, sim.now()));
+    }
+    sim.run_until(200, Drive::EveryMs);
+    let (a, b) = (sim.status(0), sim.status(1));
+    assert_eq!((a.peer_config_digest, b.peer_config_digest), (Some(0xaaaa), Some(0xaaaa)));
+    assert!(!a.config_differs() && !b.config_differs());
+    // A commit on one board only: both see that they differ, and nothing else changes.
+    let mut s = settings(1, true, DEAD_COUNT);
+    s.config_digest = 0xbbbb;
+    sim.proto(0).reconfigure(s).expect("the digest changes with every commit");
+    sim.run_until(400, Drive::EveryMs);
+    let (a, b) = (sim.status(0), sim.status(1));
+    assert_eq!((a.config_digest, a.peer_config_digest), (0xbbbb, Some(0xaaaa)));
+    assert_eq!((b.config_digest, b.peer_config_digest), (0xaaaa, Some(0xbbbb)));
+    assert!(a.config_differs() && b.config_differs());
+    assert_eq!((a.role, b.role), (Role::Active, Role::Standby));
 }
