@@ -159,6 +159,63 @@ impl Daemon {
         }
     }
 
+    /// `display service-ha global-information [delay-time]`, as the vendor names it: the
+    /// running `service-ha` settings.
+    fn display_ha_global(&self, only_delay: bool) -> String {
+        let ha = &self.running.ha;
+        let delay = format!("  Delay-time          : {} (s)\n", ha.delay_time);
+        if only_delay {
+            return format!("Service-HA global information:\n{delay}");
+        }
+        format!(
+            "Service-HA global information:\n  Hot-backup          : {}\n{delay}  Preempt-time        : {} (s)\n  Heartbeat           : {} (ms), dead-count {}\n  Preshared-key       : {}\n",
+            if ha.hot_backup { "enable" } else { "disable" },
+            ha.preempt_time,
+            ha.heartbeat_ms,
+            ha.dead_count,
+            if ha.key.is_some() { "configured" } else { "not configured" },
+        )
+    }
+
+    /// `display service-location [ID]`: each location of the running configuration with
+    /// its slots and, for this board's locations, its role there and whether the batch
+    /// backup (bulk sync) finished.
+    fn display_locations(&self, only: Option<u32>) -> Reply {
+        if let Some(id) = only
+            && !self.running.locations.contains_key(&id)
+        {
+            return Reply::Error(format!("Error: service-location {id} is not configured\n"));
+        }
+        let st = self.ha.as_ref().map(|n| n.status());
+        let mut o = String::new();
+        for (id, l) in self.running.locations.iter().filter(|(id, _)| only.is_none_or(|o| o == **id)) {
+            let slot = |s: Option<u32>| s.map_or("-".to_string(), |s| s.to_string());
+            let _ = writeln!(o, "Service-location {id}:");
+            let _ = writeln!(o, "  Location slot ID    : {}", slot(l.slot));
+            let _ = writeln!(o, "  Backup slot ID      : {}", slot(l.backup));
+            let here = l.slot == Some(self.slot) || l.backup == Some(self.slot);
+            let (role, batch) = match (&st, here) {
+                (_, false) => ("not on this board".to_string(), "-"),
+                (None, true) => ("standalone".to_string(), "-"),
+                (Some(s), true) => (s.role.name().to_string(), if s.in_sync { "finished" } else { "unfinished" }),
+            };
+            let _ = writeln!(o, "  State on slot {:<5}: {role}", self.slot);
+            let _ = writeln!(o, "  Batch-backup state  : {batch}");
+            let groups: Vec<&str> = self
+                .running
+                .groups
+                .iter()
+                .filter(|(_, g)| g.locations.contains_key(id))
+                .map(|(n, _)| n.as_str())
+                .collect();
+            let _ = writeln!(o, "  Bound service-instance-group number: {} ({})", groups.len(), groups.join(", "));
+        }
+        if o.is_empty() {
+            o.push_str("no service-location is configured\n");
+        }
+        Reply::Ok(o)
+    }
+
     /// Applies a complete new configuration to every part of the running board: checked
     /// as a whole first (syntax, semantics, what cannot change while running, the new
     /// metrics address), then the engines (every session the new settings allow is
@@ -347,6 +404,13 @@ impl Daemon {
                 Reply::Ok(o)
             }
             ["display", "service-ha"] => Reply::Ok(self.display_ha()),
+            ["display", "service-ha", "global-information"] => Reply::Ok(self.display_ha_global(false)),
+            ["display", "service-ha", "global-information", "delay-time"] => Reply::Ok(self.display_ha_global(true)),
+            ["display", "service-location"] => self.display_locations(None),
+            ["display", "service-location", id] => match id.parse() {
+                Ok(id) => self.display_locations(Some(id)),
+                Err(_) => Reply::Error(format!("display service-location: bad id `{id}`\n")),
+            },
             ["switchover"] => match &self.ha {
                 Some(n) => match n.switchover() {
                     Ok(what) => Reply::Ok(format!("Info: {what}\n")),
@@ -357,7 +421,7 @@ impl Daemon {
                 ),
             },
             _ => Reply::Error(format!(
-                "unknown request `{first}`; one of: display current-configuration | plan | sessions [b4 A] [inside A] [external A] [port P] | subscribers | statistics | service-ha; commit; save; switchover\n"
+                "unknown request `{first}`; one of: display current-configuration | plan | sessions [b4 A] [inside A] [external A] [port P] | subscribers | statistics | service-ha [global-information [delay-time]] | service-location [ID]; commit; save; switchover\n"
             )),
         }
     }

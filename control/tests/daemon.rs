@@ -109,6 +109,24 @@ fn aftrctl_displays_and_commits_through_the_daemon() {
     let (ok, _, err) = d.ctl(&["switchover"]);
     assert!(!ok && err.contains("switchover refused: the peer is not there"), "{err}");
 
+    // The vendor's display commands.
+    let (ok, g, _) = d.ctl(&["display", "service-ha", "global-information"]);
+    assert!(ok && g.contains("Hot-backup          : enable") && g.contains("Delay-time          : 20 (s)"), "{g}");
+    let (ok, g, _) = d.ctl(&["display", "service-ha", "global-information", "delay-time"]);
+    assert!(ok && g.contains("Delay-time          : 20 (s)") && !g.contains("Preempt"), "{g}");
+    let (ok, l, _) = d.ctl(&["display", "service-location", "1"]);
+    assert!(ok, "{l}");
+    for line in [
+        "Location slot ID    : 1",
+        "Backup slot ID      : 2",
+        "State on slot 1    : init",
+        "Batch-backup state  : unfinished",
+    ] {
+        assert!(l.contains(line), "{line} not in {l}");
+    }
+    let (ok, _, err) = d.ctl(&["display", "service-location", "9"]);
+    assert!(!ok && err.contains("service-location 9 is not configured"), "{err}");
+
     // What the running board cannot take is refused with the reason; nothing changes.
     let moved = d.dir.join("moved.conf");
     std::fs::write(&moved, example().replace("interface softwire aftr1-sw", "interface softwire other0")).unwrap();
