@@ -523,12 +523,16 @@ fn failovers(kills: usize, broken: Option<Break>) -> Result<Failovers, String> {
         {
             let _ = c.kill();
             let _ = c.wait();
+            // Echoes the server sent before it died are still on their way through the
+            // active board: they must not count as echoes after the kill.
+            std::thread::sleep(Duration::from_millis(200));
         }
-        let killed = now_s();
         if let Some(mut c) = lab.boards[active - 1].take() {
             let _ = c.kill();
             let _ = c.wait();
         }
+        // From the board's death on: an echo after this went through the other board.
+        let killed = now_s();
         if !wait(10, || lab.is_active(other)) {
             return Err(format!("round {round}: no takeover by slot {other} within 10 s: {}", lab.ha(other)));
         }
