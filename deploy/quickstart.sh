@@ -31,11 +31,11 @@ slot 1
  worker-cores 0
  interface softwire ${P}sw
  interface internet ${P}in
-slot 2
- worker-cores 1
 #
+# One board without backup (a pair needs both boards' ha-address and a key:
+# deploy/aftr-ha.conf).
 service-location 1
- location slot 1 backup slot 2
+ location slot 1
 service-instance-group group1
  service-location 1 weight 100
 #

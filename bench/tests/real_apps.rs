@@ -101,8 +101,8 @@ fn real_apps(cores: &str, name: &str) -> u64 {
     std::fs::write(
         &cfg,
         format!(
-            "slot 1\n worker-cores {cores}\n interface softwire {p}sw\n interface internet {p}in\nslot 2\n host standby\n worker-cores 0\n\
-             service-location 1\n location slot 1 backup slot 2\nservice-instance-group g\n service-location 1\n\
+            "slot 1\n worker-cores {cores}\n interface softwire {p}sw\n interface internet {p}in\n\
+             service-location 1\n location slot 1\nservice-instance-group g\n service-location 1\n\
              ds-lite address-group pool\n section 0 198.51.100.0 mask 24\n\
              ds-lite instance d id 1\n service-instance-group g\n local-ipv6 2001:db8::1\n remote-ipv6 2001:db8:b4:: prefix-length 64\n ds-lite address-group pool\n",
             p = prefix,

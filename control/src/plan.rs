@@ -84,15 +84,16 @@ pub fn plan(c: &Config) -> Plan {
         p.slots.insert(*id, SlotPlan { cores: s.cores.clone(), ..Default::default() });
     }
     for (lid, l) in &c.locations {
-        if let (Some(a), Some(b)) = (l.slot, l.backup) {
-            if let Some(sp) = p.slots.get_mut(&a) {
-                sp.active_for.push(*lid);
-                sp.peers.insert(b);
-            }
-            if let Some(sp) = p.slots.get_mut(&b) {
-                sp.standby_for.push(*lid);
-                sp.peers.insert(a);
-            }
+        let Some(a) = l.slot else { continue };
+        if let Some(sp) = p.slots.get_mut(&a) {
+            sp.active_for.push(*lid);
+            sp.peers.extend(l.backup);
+        }
+        if let Some(b) = l.backup
+            && let Some(sp) = p.slots.get_mut(&b)
+        {
+            sp.standby_for.push(*lid);
+            sp.peers.insert(a);
         }
     }
     let mut next_id = 1u8;

@@ -15,14 +15,30 @@ pub fn validate(c: &Config, pos: &Positions) -> Result<(), Vec<ConfigError>> {
     for (id, l) in &c.locations {
         let k = format!("service-location {id}");
         let lk = format!("{k} location");
-        if let (Some(s), Some(b)) = (l.slot, l.backup) {
-            if s == b {
+        if let Some(s) = l.slot {
+            if l.backup == Some(s) {
                 err(&lk, format!("service-location {id}: the slot and the backup slot are both {s}; they must differ"));
             }
-            for x in [s, b] {
-                if !c.slots.contains_key(&x) {
-                    err(&lk, format!("service-location {id}: slot {x} is not defined (`slot {x}`)"));
+            let paired = l.backup.is_some_and(|b| b != s);
+            for x in std::iter::once(s).chain(l.backup.filter(|_| paired)) {
+                match c.slots.get(&x) {
+                    None => err(&lk, format!("service-location {id}: slot {x} is not defined (`slot {x}`)")),
+                    // Without its HA channel a paired board would run alone and active,
+                    // with the same endpoint and pool as its peer.
+                    Some(slot) if slot.ha_address.is_none() && paired => err(
+                        &lk,
+                        format!("service-location {id}: slot {x} is paired but has no `ha-address` (its HA channel)"),
+                    ),
+                    Some(_) => {}
                 }
+            }
+            if c.ha.key.is_none() && paired {
+                err(
+                    &lk,
+                    format!(
+                        "service-location {id}: a paired location needs `service-ha preshared-key` (the HA channel is authenticated)"
+                    ),
+                );
             }
         }
     }

@@ -18,13 +18,17 @@ fn err(s: &mut Session, line: &str) -> ConfigError {
     s.execute(1, line).expect_err(line)
 }
 
-/// The boards and instance details the seed's procedure takes for granted.
+/// The boards (with their HA channels and key) and instance details the seed's
+/// procedure takes for granted.
 const BOARDS: &[&str] = &[
     "system-view",
+    "service-ha preshared-key lab-only-secret",
     "slot 1",
     " worker-cores 0",
+    " ha-address 192.0.2.1",
     "slot 2",
     " worker-cores 1",
+    " ha-address 192.0.2.2",
     "ds-lite address-group pool1",
     " section 0 198.51.100.0 198.51.100.255",
     "ds-lite instance dslite1 id 1",
@@ -219,6 +223,12 @@ fn semantic_errors_point_at_the_statement() {
     // Lines: 1-4 are the boards.
     has(&commit_errors("service-location 1\n location slot 1 backup slot 1\n"), 6, "must differ");
     has(&commit_errors("service-location 1\n location slot 1 backup slot 9\n"), 6, "slot 9 is not defined");
+    // A paired board without its HA channel would run alone and active, with its peer's
+    // endpoint and pool; an unauthenticated channel is refused too.
+    let unpaired = commit_errors("service-location 1\n location slot 1 backup slot 2\n");
+    has(&unpaired, 6, "slot 1 is paired but has no `ha-address`");
+    has(&unpaired, 6, "slot 2 is paired but has no `ha-address`");
+    has(&unpaired, 6, "needs `service-ha preshared-key`");
     has(&commit_errors("service-instance-group g\n service-location 7\n"), 6, "service-location 7 does not exist");
     has(&commit_errors("ds-lite instance d\n service-instance-group nosuch\n"), 6, "does not exist");
     has(

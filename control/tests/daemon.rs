@@ -229,7 +229,7 @@ fn interactive_session_reload_and_clean_stop() {
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("<aftr-lab>") && text.contains("[aftr-lab-service-location-1]"), "{text}");
-    assert!(text.contains("location slot SLOT backup slot SLOT"), "? lists the view's commands: {text}");
+    assert!(text.contains("location slot SLOT [ backup slot SLOT ]"), "? lists the view's commands: {text}");
     assert!(text.contains("Error: service-location 1: the slot and the backup slot are both 1"), "{text}");
     assert!(text.contains("Info: committed"), "{text}");
     let (_, ha, _) = d.ctl(&["display", "service-ha"]);

@@ -115,7 +115,7 @@ fn udp_tcp_and_icmp_both_ways(name: &str, io: &str) {
     let (prefix, dir) = (lab.prefix.clone(), lab.dir.clone());
     let config = format!(
         "sysname e2e\nslot 1\n worker-cores 0\n interface softwire {p}sw\n interface internet {p}in\n packet-io {io}\nslot 2\n worker-cores 1\n\
-         service-location 1\n location slot 1 backup slot 2\nservice-instance-group g\n service-location 1\n\
+         service-location 1\n location slot 1\nservice-instance-group g\n service-location 1\n\
          ds-lite address-group pool\n section 0 198.51.100.0 mask 24\n\
          ds-lite instance d id 1\n service-instance-group g\n local-ipv6 2001:db8::1\n remote-ipv6 2001:db8:b4:: prefix-length 64\n ds-lite address-group pool\n",
         p = prefix
@@ -278,7 +278,7 @@ fn crafted_cases_against_the_running_aftrd() {
         &cfg,
         format!(
             "slot 1\n worker-cores 0\n interface softwire {p}sw\n interface internet {p}in\nslot 2\n worker-cores 1\n\
-             service-location 1\n location slot 1 backup slot 2\nservice-instance-group g\n service-location 1\n\
+             service-location 1\n location slot 1\nservice-instance-group g\n service-location 1\n\
              ds-lite address-group pool\n section 0 198.51.100.0 mask 24\n\
              ds-lite instance d id 1\n service-instance-group g\n local-ipv6 2001:db8::1\n remote-ipv6 2001:db8:b4:: prefix-length 64\n ds-lite address-group pool\n tunnel-mtu 1300\n"
         ),

@@ -54,7 +54,7 @@ prop_compose! {
         hot in any::<bool>(), delay in 1u32..=300, preempt in 0u32..=3600,
         key in proptest::option::of("[a-zA-Z0-9]{8,20}"), hb in 10u32..=10000, dead in 2u32..=100,
         slots in proptest::collection::btree_map(1u32..=64, (proptest::option::of(name()), proptest::collection::btree_set(0u32..64, 0..4), proptest::option::of(name()), proptest::option::of(any::<[u8; 4]>()), 0u8..5, any::<bool>()), 0..5),
-        locations in proptest::collection::btree_map(1u32..=128, proptest::option::of((1u32..=64, 1u32..=64)), 0..4),
+        locations in proptest::collection::btree_map(1u32..=128, proptest::option::of((1u32..=64, proptest::option::of(1u32..=64))), 0..4),
         groups in proptest::collection::btree_map(name(), proptest::collection::btree_map(1u32..=128, 1u32..=100, 0..3), 0..3),
         pools in proptest::collection::btree_map(name(), proptest::collection::btree_map(0u32..=255, (any::<u32>(), 0u32..1000), 0..3), 0..3),
         instances in proptest::collection::btree_map(name(), instance(), 0..3),
@@ -74,7 +74,7 @@ prop_compose! {
                 poll: if blocking { PollMode::Block } else { PollMode::Busy },
             })).collect(),
             locations: locations.into_iter().map(|(id, l)| (id, match l {
-                Some((s, b)) => Location { slot: Some(s), backup: Some(b) },
+                Some((s, b)) => Location { slot: Some(s), backup: b },
                 None => Location::default(),
             })).collect(),
             groups: groups.into_iter().map(|(n, l)| (n, InstanceGroup { locations: l })).collect(),

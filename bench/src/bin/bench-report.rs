@@ -206,14 +206,13 @@ fn start(t: &Topology, dir: &Path, dut: Dut) -> Result<Running, String> {
             Ok(running)
         }
         Dut::Aftrd(workers) => {
-            // The backup slot (another board, never started here) has as many cores.
-            let (cores, backup) = if workers == 1 { ("1", "2") } else { ("1 0", "2 3") };
+            let cores = if workers == 1 { "1" } else { "1 0" };
             let cfg = dir.join("aftr.conf");
             std::fs::write(
                 &cfg,
                 format!(
                     "sysname bench\nslot 1\n worker-cores {cores}\n interface softwire d-sw\n interface internet d-in\n packet-io af-xdp\n\
-                     slot 2\n worker-cores {backup}\nservice-location 1\n location slot 1 backup slot 2\nservice-instance-group g\n service-location 1\n\
+                     service-location 1\n location slot 1\nservice-instance-group g\n service-location 1\n\
                      ds-lite address-group pool\n section 0 198.51.100.0 mask 24\n\
                      ds-lite instance d id 1\n service-instance-group g\n local-ipv6 2001:db8::1\n remote-ipv6 2001:db8:b400:: prefix-length 48\n\
                      ds-lite address-group pool\n"

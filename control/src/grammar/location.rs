@@ -1,4 +1,5 @@
-//! The service-location view (`location slot S backup slot B`: a pair of boards) and
+//! The service-location view (`location slot S [ backup slot B ]`: a board, or a pair
+//! of boards in hot backup) and
 //! the service-instance-group view (`service-location ID [ weight W ]`).
 
 use super::Word::*;
@@ -34,9 +35,9 @@ const BACKUP: Word = number("SLOT", "a backup slot number", (1, 64));
 const LOCATION_ID: Word = number("ID", "a service-location ID", (1, 128));
 
 pub static LOCATION: &[Command] = &[Command {
-    syntax: &[Key("location"), Key("slot"), SLOT, Key("backup"), Key("slot"), BACKUP],
+    syntax: &[Key("location"), Key("slot"), SLOT, Optional(&[Key("backup"), Key("slot"), BACKUP])],
     undo: Some(&[Key("location"), Optional(PAIR)]),
-    help: "the active board and the standby board; they differ",
+    help: "the active board and, in a pair, the standby board; they differ",
     action: Action::Edit {
         apply: |e, a| {
             let at = e.at;
@@ -58,6 +59,7 @@ pub static LOCATION: &[Command] = &[Command {
         };
         match l {
             Some(Location { slot: Some(s), backup: Some(b) }) => vec![format!("location slot {s} backup slot {b}")],
+            Some(Location { slot: Some(s), backup: None }) => vec![format!("location slot {s}")],
             _ => vec![],
         }
     }),

@@ -142,7 +142,7 @@ fn help_lists_exactly_the_commands_of_the_view() {
             .any(|l| l.starts_with("packet-io { auto | af-xdp [ native | generic ] | af-packet }"))
     );
     let location = help(&View::Location(1));
-    assert!(location.iter().any(|l| l.starts_with("location slot SLOT backup slot SLOT ")));
+    assert!(location.iter().any(|l| l.starts_with("location slot SLOT [ backup slot SLOT ] ")));
 }
 
 #[test]
