@@ -57,5 +57,9 @@ pub fn settings(c: &Config, p: &Plan, slot: u32) -> Result<Option<Settings>, Str
         rto_ms: (c.ha.heartbeat_ms as u64).clamp(20, 200),
         pace_per_ms: 32,
         config_digest: digest(c),
+        // Records on the wire name instances by id, in this board's engine order.
+        instance_ids: crate::plan::engine_config(c, p, slot)
+            .map(|e| e.instances.iter().filter_map(|i| p.instances.get(&i.name).map(|ip| ip.id)).collect())
+            .unwrap_or_default(),
     }))
 }

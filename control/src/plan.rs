@@ -96,6 +96,9 @@ pub fn plan(c: &Config) -> Plan {
             sp.peers.insert(a);
         }
     }
+    // Instances without an `id` take the smallest ids no instance names (records between
+    // boards name instances by id).
+    let explicit: BTreeSet<u8> = c.instances.values().filter_map(|d| d.id.map(|i| i as u8)).collect();
     let mut next_id = 1u8;
     for (name, d) in &c.instances {
         if !crate::validate::active(d) {
@@ -110,6 +113,9 @@ pub fn plan(c: &Config) -> Plan {
             .map(|ag| ag.sections.values().map(|(a, b)| (u32::from(*a), u32::from(*b))).collect())
             .unwrap_or_default();
         let id = d.id.map(|i| i as u8).unwrap_or_else(|| {
+            while explicit.contains(&next_id) {
+                next_id = next_id.wrapping_add(1);
+            }
             let i = next_id;
             next_id = next_id.wrapping_add(1);
             i

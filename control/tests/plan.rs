@@ -105,3 +105,14 @@ fn ranges_become_exact_prefixes() {
     assert_eq!(got, vec![(1, 32), (2, 31), (4, 31), (6, 32)]);
     assert_eq!(range_to_prefixes(p("0.0.0.0"), p("255.255.255.255"))[0].len, 0);
 }
+
+#[test]
+fn instances_without_an_id_take_ids_no_instance_names() {
+    // `dslite-a` has no id and sorts first; `dslite-b` names id 1 itself.
+    let text = std::fs::read_to_string("../deploy/aftr-two-locations.conf")
+        .unwrap()
+        .replace("ds-lite instance dslite-a id 1", "ds-lite instance dslite-a")
+        .replace("ds-lite instance dslite-b id 2", "ds-lite instance dslite-b id 1");
+    let p = plan(&parse(&text).unwrap().0);
+    assert_eq!((p.instances["dslite-a"].id, p.instances["dslite-b"].id), (2, 1));
+}

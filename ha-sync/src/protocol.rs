@@ -48,6 +48,10 @@ pub struct Settings {
     /// A digest of this board's running configuration, carried in every heartbeat
     /// (0: none given).
     pub config_digest: u64,
+    /// The `id` of each engine instance, by its position in the engine's configuration:
+    /// records on the wire name instances by id, so that boards whose instances are in
+    /// another order (or that have others) still agree. Empty: the position is the id.
+    pub instance_ids: Vec<u8>,
 }
 
 impl Settings {
@@ -393,9 +397,36 @@ impl Protocol {
 
     /// A session event of the board's engine (replicated while active).
     pub fn handle_event(&mut self, e: SessionEvent, now: Now) {
-        if self.role.role() == Role::Active {
+        if self.role.role() == Role::Active
+            && let Some(e) = self.event_to_wire(e)
+        {
             self.repl.on_event(e, now.unix_s());
         }
+    }
+
+    /// The id on the wire of the engine's instance `inst`.
+    fn inst_to_wire(&self, inst: u8) -> Option<u8> {
+        if self.s.instance_ids.is_empty() { Some(inst) } else { self.s.instance_ids.get(inst as usize).copied() }
+    }
+
+    /// The engine's instance with id `id` on the wire, if this board has it.
+    fn inst_from_wire(&self, id: u8) -> Option<u8> {
+        if self.s.instance_ids.is_empty() {
+            return Some(id);
+        }
+        self.s.instance_ids.iter().position(|&i| i == id).map(|i| i as u8)
+    }
+
+    fn event_to_wire(&self, e: SessionEvent) -> Option<SessionEvent> {
+        let s = |r: SessionRecord| self.inst_to_wire(r.inst).map(|inst| SessionRecord { inst, ..r });
+        let b = |r: BlockRecord| self.inst_to_wire(r.inst).map(|inst| BlockRecord { inst, ..r });
+        Some(match e {
+            SessionEvent::Created(r) => SessionEvent::Created(s(r)?),
+            SessionEvent::Refreshed(r) => SessionEvent::Refreshed(s(r)?),
+            SessionEvent::Deleted(r) => SessionEvent::Deleted(s(r)?),
+            SessionEvent::BlockAllocated(r) => SessionEvent::BlockAllocated(b(r)?),
+            SessionEvent::BlockReleased(r) => SessionEvent::BlockReleased(b(r)?),
+        })
     }
 
     /// The board's count of events it could not hand over (its queue was full): lost
@@ -423,7 +454,11 @@ impl Protocol {
             return;
         }
         self.snapshot_pending = false;
-        let bulk = self.repl.restart(sessions, blocks, now.unix_s());
+        let sessions: Vec<SessionRecord> =
+            sessions.iter().filter_map(|r| Some(SessionRecord { inst: self.inst_to_wire(r.inst)?, ..*r })).collect();
+        let blocks: Vec<BlockRecord> =
+            blocks.iter().filter_map(|r| Some(BlockRecord { inst: self.inst_to_wire(r.inst)?, ..*r })).collect();
+        let bulk = self.repl.restart(&sessions, &blocks, now.unix_s());
         self.outq.clear();
         self.bulk_left = bulk.len();
         self.outq.extend(bulk);
@@ -531,6 +566,11 @@ impl Protocol {
                 break;
             };
             self.st.records_received += 1;
+            // Records name instances by id; one this board does not have is refused.
+            let Some(r) = r.with_instance(|id| self.inst_from_wire(id)) else {
+                self.st.install_refused += 1;
+                continue;
+            };
             match r {
                 Record::Block(b) => {
                     if !gone.is_empty() {

@@ -86,6 +86,18 @@ pub enum Record {
     BlockReleased(BlockRecord),
 }
 
+impl Record {
+    /// The record with its instance number translated by `f` (None: `f` knows none).
+    pub fn with_instance(self, f: impl Fn(u8) -> Option<u8>) -> Option<Record> {
+        Some(match self {
+            Record::Session(s) => Record::Session(SessionRecord { inst: f(s.inst)?, ..s }),
+            Record::SessionDeleted(s) => Record::SessionDeleted(SessionRecord { inst: f(s.inst)?, ..s }),
+            Record::Block(b) => Record::Block(BlockRecord { inst: f(b.inst)?, ..b }),
+            Record::BlockReleased(b) => Record::BlockReleased(BlockRecord { inst: f(b.inst)?, ..b }),
+        })
+    }
+}
+
 /// Why a datagram was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {

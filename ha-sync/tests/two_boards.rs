@@ -95,6 +95,7 @@ fn settings(slot: u16, bind: SocketAddr, peer: SocketAddr, preferred: bool) -> S
         rto_ms: 50,
         pace_per_ms: 16,
         config_digest: 0,
+        instance_ids: Vec::new(),
     }
 }
 

@@ -38,6 +38,7 @@ fn settings(slot: u16, preferred: bool, dead_count: u32) -> Settings {
         rto_ms: 50,
         pace_per_ms: 16,
         config_digest: 0,
+        instance_ids: Vec::new(),
     }
 }
 
@@ -686,4 +687,48 @@ fn heartbeats_carry_the_configuration_digest_and_a_commit_changes_it() {
     assert_eq!((b.config_digest, b.peer_config_digest), (0xaaaa, Some(0xbbbb)));
     assert!(a.config_differs() && b.config_differs());
     assert_eq!((a.role, b.role), (Role::Active, Role::Standby));
+}
+
+#[test]
+fn records_name_instances_by_id_whatever_their_order_on_each_board() {
+    let mut sim = Sim::new(10, CLEAN);
+    // The active board's engine has instances with ids 7 and 9 in that order; the
+    // standby's in the other order, and no instance 7 after a drift.
+    let ids = [vec![7u8, 9], vec![9u8, 7]];
+    for (i, ids) in ids.into_iter().enumerate() {
+        let mut s = settings(i as u16 + 1, i == 0, DEAD_COUNT);
+        s.instance_ids = ids;
+        let epoch = UNIX0_MS * 1000 + i as u64;
+        sim.sides[i].proto = Some(Protocol::new(s, epoch, 64, false, sim.now()));
+    }
+    sim.run_until(1000, Drive::EveryMs);
+    assert_eq!((sim.status(0).role, sim.status(1).role), (Role::Active, Role::Standby));
+    let old = sim.unix_s() - 10;
+    // Instance position 1 on the active board: id 9, which is position 0 on the standby.
+    let mut blk = block(1);
+    blk.inst = 1;
+    let mut sess = session(1, old);
+    sess.inst = 1;
+    sim.event(0, SessionEvent::BlockAllocated(blk));
+    sim.event(0, SessionEvent::Created(sess));
+    sim.run_until(3000, Drive::EveryMs);
+    let got: Vec<&SessionRecord> = sim.sides[1].board.sessions.values().collect();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].inst, 0, "installed into the standby's instance with id 9");
+    assert_eq!(sim.sides[1].board.blocks.iter().map(|b| b.inst).collect::<Vec<_>>(), vec![0]);
+
+    // The standby drops instance 7 (a commit): records of it are refused and counted.
+    let mut s = settings(2, false, DEAD_COUNT);
+    s.instance_ids = vec![9];
+    sim.proto(1).reconfigure(s).expect("instance ids change with a commit");
+    let before = sim.status(1).install_refused;
+    let mut sess7 = session(2, old);
+    sess7.inst = 0; // id 7 on the active board
+    let mut blk7 = block(2);
+    blk7.inst = 0;
+    sim.event(0, SessionEvent::BlockAllocated(blk7));
+    sim.event(0, SessionEvent::Created(sess7));
+    sim.run_until(5000, Drive::EveryMs);
+    assert_eq!(sim.sides[1].board.sessions.len(), 1, "nothing of an instance the standby lacks");
+    assert_eq!(sim.status(1).install_refused, before + 2, "its block and session, refused and counted");
 }
