@@ -11,6 +11,7 @@
 
 pub mod announce;
 pub mod board;
+pub mod chassis;
 pub mod config;
 pub mod display;
 pub mod error;

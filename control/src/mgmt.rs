@@ -15,9 +15,11 @@ use std::sync::{Arc, Mutex};
 use dataplane::counters::Counter;
 
 use crate::board::{Board, SessionFilter};
+use crate::chassis::{self, Answer, Phase};
 use crate::config::Config;
 use crate::error::ConfigError;
 use crate::natlog::NatLogger;
+use ha_sync::wire::Key;
 
 /// Everything the daemon serves.
 pub struct Daemon {
@@ -32,7 +34,32 @@ pub struct Daemon {
     /// The Prometheus listener (`metrics http`), moved by a commit.
     pub metrics: Option<crate::metrics::Listener>,
     pub metrics_body: crate::metrics::Body,
+    /// Chassis commits from the other boards: the listener on this slot's `ha-address`
+    /// (bound when the address is there), nonces seen, and the configuration prepared
+    /// by the first phase of one.
+    pub chassis: Chassis,
 }
+
+/// The receiving side of chassis commits (`crate::chassis`).
+#[derive(Default)]
+pub struct Chassis {
+    listener: Option<std::net::TcpListener>,
+    last_bind: Option<std::time::Instant>,
+    replay: chassis::Replay,
+    pending: Option<(u64, Prepared, std::time::Instant)>,
+}
+
+/// A configuration checked against the running board, ready to apply.
+pub struct Prepared {
+    text: String,
+    config: Config,
+    ec: dataplane::config::EngineConfig,
+    ha: Option<ha_sync::node::Settings>,
+    metrics: Option<Option<crate::metrics::Listener>>,
+}
+
+/// How long the first phase of a chassis commit holds its configuration.
+const PENDING_FOR: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub enum Reply {
     Ok(String),
@@ -216,12 +243,10 @@ impl Daemon {
         Reply::Ok(o)
     }
 
-    /// Applies a complete new configuration to every part of the running board: checked
-    /// as a whole first (syntax, semantics, what cannot change while running, the new
-    /// metrics address), then the engines (every session the new settings allow is
-    /// kept; counters go on), the XDP programs and ARP/ND answers, the hot-backup
-    /// timers and delay-time, NAT logging and metrics. Nothing changes on error.
-    pub fn commit(&mut self, text: &str) -> Reply {
+    /// Checks a complete new configuration against the running board as a whole
+    /// (syntax, semantics, what cannot change while running) and binds a moved metrics
+    /// listener; nothing changes yet.
+    fn prepare(&self, text: &str) -> Result<Prepared, String> {
         let config = match crate::parse::parse(text) {
             Ok((c, _)) => c,
             Err(errors) => {
@@ -229,19 +254,16 @@ impl Daemon {
                 for ConfigError { line, column, message } in errors {
                     let _ = writeln!(o, "{line}:{column}: {message}");
                 }
-                return Reply::Error(o);
+                return Err(o);
             }
         };
         let plan = crate::plan::plan(&config);
         let Some(ec) = crate::plan::engine_config(&config, &plan, self.slot) else {
-            return Reply::Error(format!("slot {} would serve no DS-Lite instance\n", self.slot));
+            return Err(format!("slot {} would serve no DS-Lite instance\n", self.slot));
         };
-        let ha = match crate::ha::settings(&config, &plan, self.slot) {
-            Ok(s) => s,
-            Err(e) => return Reply::Error(format!("{e}\n")),
-        };
+        let ha = crate::ha::settings(&config, &plan, self.slot).map_err(|e| format!("{e}\n"))?;
         if let Some(why) = self.unchangeable(&config, &ha) {
-            return Reply::Error(format!("{why}; nothing was applied\n"));
+            return Err(format!("{why}; nothing was applied\n"));
         }
         // The new listener is bound before anything changes: an address in use refuses
         // the commit.
@@ -249,12 +271,20 @@ impl Daemon {
             Some(addr) if config.metrics != self.running.metrics => {
                 match crate::metrics::Listener::start(addr, self.metrics_body.clone()) {
                     Ok(l) => Some(Some(l)),
-                    Err(e) => return Reply::Error(format!("metrics http {addr}: {e}; nothing was applied\n")),
+                    Err(e) => return Err(format!("metrics http {addr}: {e}; nothing was applied\n")),
                 }
             }
             None if self.running.metrics.is_some() => Some(None),
             _ => None,
         };
+        Ok(Prepared { text: text.to_string(), config, ec, ha, metrics })
+    }
+
+    /// Applies a prepared configuration to every part of the running board: the engines
+    /// (every session the new settings allow is kept; counters go on), the XDP programs
+    /// and ARP/ND answers, the hot-backup timers and delay-time, NAT logging and metrics.
+    fn apply(&mut self, p: Prepared) -> Reply {
+        let Prepared { config, ec, ha, metrics, .. } = p;
         let carried = match self.board.reconfigure(ec) {
             Ok(c) => c,
             Err(e) => return Reply::Error(format!("{e}\n")),
@@ -275,6 +305,142 @@ impl Daemon {
         }
         self.running = config;
         Reply::Ok(format!("committed; {} sessions kept, {} ended\n", carried.kept, carried.ended))
+    }
+
+    /// Applies a configuration to this board only (SIGHUP, `commit local`, the second
+    /// phase of a chassis commit); nothing changes on error.
+    pub fn commit_local(&mut self, text: &str) -> Reply {
+        match self.prepare(text) {
+            Ok(p) => self.apply(p),
+            Err(e) => Reply::Error(e),
+        }
+    }
+
+    /// The key that signs chassis commits: the running one (both boards hold it while
+    /// their configurations agree), else the new configuration's.
+    fn chassis_key(&self, new: &Config) -> Option<Key> {
+        self.running.ha.key.as_ref().or(new.ha.key.as_ref()).map(|k| Key::new(k.as_bytes()))
+    }
+
+    /// A commit for the chassis (`crate::chassis`): checked here, then by every other
+    /// board the new configuration names (its `ha-address`); only if every board that
+    /// answers accepts is it applied here and there. The answer lists each board.
+    pub fn commit(&mut self, text: &str) -> Reply {
+        let prepared = match self.prepare(text) {
+            Ok(p) => p,
+            Err(e) => return Reply::Error(e),
+        };
+        let targets: Vec<(u32, std::net::SocketAddr)> = prepared
+            .config
+            .slots
+            .iter()
+            .filter(|(id, _)| **id != self.slot)
+            .filter_map(|(id, s)| s.ha_address.map(|a| (*id, a)))
+            .collect();
+        let Some(key) = self.chassis_key(&prepared.config).filter(|_| !targets.is_empty()) else {
+            return self.apply(prepared);
+        };
+        let nonce = chassis::nonce();
+        let mut report = String::new();
+        let mut checked = Vec::new();
+        let mut refused = false;
+        for (slot, addr) in targets {
+            match chassis::ask(addr, &key, Phase::Prepare, nonce, text) {
+                Answer::Said(true, _) => checked.push((slot, addr)),
+                Answer::Said(false, why) => {
+                    refused = true;
+                    let _ = write!(report, "slot {slot}: refused: {why}");
+                    if !why.ends_with('\n') {
+                        report.push('\n');
+                    }
+                }
+                Answer::Unreachable(e) => {
+                    let _ = writeln!(report, "slot {slot} ({addr}): not reached ({e}); it keeps its configuration");
+                }
+            }
+        }
+        if refused {
+            return Reply::Error(format!("{report}nothing was applied on any board\n"));
+        }
+        let here = self.apply(prepared);
+        let Reply::Ok(done) = here else { return here };
+        let mut o = format!("slot {}: {done}", self.slot);
+        for (slot, addr) in checked {
+            match chassis::ask(addr, &key, Phase::Apply, nonce, text) {
+                Answer::Said(true, t) => {
+                    let _ = write!(o, "slot {slot}: {t}");
+                }
+                Answer::Said(false, why) => {
+                    let _ = write!(o, "slot {slot}: NOT applied: {why}");
+                }
+                Answer::Unreachable(e) => {
+                    let _ = writeln!(o, "slot {slot}: NOT applied, not reached ({e})");
+                }
+            }
+        }
+        o.push_str(&report);
+        Reply::Ok(o)
+    }
+
+    /// Binds the chassis listener on this slot's `ha-address` (TCP, the same port) when
+    /// it is not bound yet (retried every second: the address may come later), then
+    /// answers one waiting request.
+    pub fn poll_chassis(&mut self) {
+        let addr = self.running.slots.get(&self.slot).and_then(|s| s.ha_address);
+        if self.chassis.listener.is_none()
+            && let Some(addr) = addr
+            && self.chassis.last_bind.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1))
+        {
+            self.chassis.last_bind = Some(std::time::Instant::now());
+            if let Ok(l) = std::net::TcpListener::bind(addr).and_then(|l| l.set_nonblocking(true).map(|_| l)) {
+                self.chassis.listener = Some(l);
+            }
+        }
+        let Some(l) = &self.chassis.listener else { return };
+        let Ok((mut s, _)) = l.accept() else { return };
+        let _ = s.set_nonblocking(false);
+        let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+        let mut req = Vec::new();
+        if Read::by_ref(&mut s).take(1 << 20).read_to_end(&mut req).is_err() {
+            return;
+        }
+        let answer = self.chassis_request(&req);
+        let _ = s.write_all(&answer);
+    }
+
+    /// Answers one chassis-commit request from another board (see `crate::chassis`).
+    pub fn chassis_request(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let Some(key) = self.chassis_key(&self.running) else {
+            return b"error -\nthis board has no service-ha preshared-key\n".to_vec();
+        };
+        let r = match self.chassis.replay.check(&key, bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("aftrd: slot {}: chassis commit refused: {e}", self.slot);
+                return chassis::reply(&key, 0, false, &format!("{e}\n"));
+            }
+        };
+        match r.phase {
+            Phase::Prepare => match self.prepare(&r.text) {
+                Ok(p) => {
+                    self.chassis.pending = Some((r.nonce, p, std::time::Instant::now()));
+                    chassis::reply(&key, r.nonce, true, "checked\n")
+                }
+                Err(e) => chassis::reply(&key, r.nonce, false, &e),
+            },
+            Phase::Apply => match self.chassis.pending.take() {
+                Some((n, p, at)) if n == r.nonce && p.text == r.text && at.elapsed() < PENDING_FOR => {
+                    match self.apply(p) {
+                        Reply::Ok(t) => {
+                            eprint!("aftrd: slot {}: chassis commit applied: {t}", self.slot);
+                            chassis::reply(&key, r.nonce, true, &t)
+                        }
+                        Reply::Error(t) => chassis::reply(&key, r.nonce, false, &t),
+                    }
+                }
+                _ => chassis::reply(&key, r.nonce, false, "no configuration was prepared for this commit\n"),
+            },
+        }
     }
 
     /// `save`: writes the running configuration to the daemon's file, atomically; the
@@ -357,6 +523,7 @@ impl Daemon {
         let words: Vec<&str> = first.split_whitespace().collect();
         match words[..] {
             ["commit"] => self.commit(body),
+            ["commit", "local"] => self.commit_local(body),
             ["save"] => self.save(),
             ["display", "current-configuration"] => Reply::Ok(crate::display::render(&self.running)),
             ["display", "plan"] => {
@@ -485,13 +652,14 @@ pub fn serve(l: &UnixListener, d: &mut Daemon, stop: &AtomicBool, reload: &Atomi
     while !stop.load(Ordering::Relaxed) {
         if reload.swap(false, Ordering::Relaxed) {
             match std::fs::read_to_string(file) {
-                Ok(text) => match d.commit(&text) {
+                Ok(text) => match d.commit_local(&text) {
                     Reply::Ok(m) => eprint!("aftrd: reloaded {}: {m}", file.display()),
                     Reply::Error(m) => eprint!("aftrd: reload of {} refused, nothing changed:\n{m}", file.display()),
                 },
                 Err(e) => eprintln!("aftrd: reload: {}: {e}", file.display()),
             }
         }
+        d.poll_chassis();
         match l.accept() {
             Ok((mut s, _)) => {
                 let _ = s.set_nonblocking(false);

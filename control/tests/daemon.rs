@@ -231,7 +231,8 @@ fn interactive_session_reload_and_clean_stop() {
     assert!(text.contains("<aftr-lab>") && text.contains("[aftr-lab-service-location-1]"), "{text}");
     assert!(text.contains("location slot SLOT [ backup slot SLOT ]"), "? lists the view's commands: {text}");
     assert!(text.contains("Error: service-location 1: the slot and the backup slot are both 1"), "{text}");
-    assert!(text.contains("Info: committed"), "{text}");
+    assert!(text.contains("Info: slot 1: committed"), "{text}");
+    assert!(text.contains("slot 2 (192.0.2.2:4789): not reached"), "the peer is not running: {text}");
     let (_, ha, _) = d.ctl(&["display", "service-ha"]);
     assert!(ha.contains("preempt-time: 90 s"), "{ha}");
 

@@ -261,20 +261,37 @@ fn hot_backup_between_two_boards() {
     assert!(said.contains("handed the role to the peer"), "{said}");
     wait_for("the switchover", 5, || ha(&lab, 2).contains("role: active") && ha(&lab, 1).contains("role: standby"));
 
-    // A commit on one board only: both say their configurations differ; the same commit
-    // on the other makes them agree again. The commit reaches the HA thread at once.
+    // A commit on one board only (`commit local`): both say their configurations
+    // differ. The commit reaches the HA thread at once.
     let changed = lab.dir.join("changed.conf");
     std::fs::write(&changed, CONFIG.replace("service-ha delay-time 1", "service-ha delay-time 2")).unwrap();
-    let said = ctl(&lab, 2, &["commit", changed.to_str().unwrap()]);
+    let said = ctl(&lab, 2, &["commit", "local", changed.to_str().unwrap()]);
     assert!(said.contains("committed"), "{said}");
-    assert!(ha(&lab, 2).contains("delay-time: 2 s"));
+    assert!(ha(&lab, 2).contains("delay-time: 2 s") && ha(&lab, 1).contains("delay-time: 1 s"));
     for slot in [1, 2] {
         wait_for("the digests to differ", 5, || ha(&lab, slot).contains("configuration: DIFFERS from the peer's"));
     }
+    // A commit for the chassis, on either board, reaches both: each checks it, then
+    // both apply it, and the answer names each.
     let said = ctl(&lab, 1, &["commit", changed.to_str().unwrap()]);
-    assert!(said.contains("committed"), "{said}");
+    assert!(said.contains("slot 1: committed") && said.contains("slot 2: committed"), "{said}");
+    assert!(ha(&lab, 1).contains("delay-time: 2 s") && ha(&lab, 2).contains("delay-time: 2 s"));
     for slot in [1, 2] {
         wait_for("the digests to agree", 5, || ha(&lab, slot).contains("configuration: the same as the peer's"));
     }
+    // One board refuses (slot 2 cannot change its interface while running): nothing is
+    // applied on either.
+    let refused = lab.dir.join("refused.conf");
+    std::fs::write(
+        &refused,
+        CONFIG
+            .replace("service-ha delay-time 1", "service-ha delay-time 3")
+            .replace("interface softwire a2-sw", "interface softwire other0"),
+    )
+    .unwrap();
+    let said = ctl(&lab, 1, &["commit", refused.to_str().unwrap()]);
+    assert!(said.contains("slot 2: refused: slot 2: changing `interface softwire`"), "{said}");
+    assert!(said.contains("nothing was applied on any board"), "{said}");
+    assert!(ha(&lab, 1).contains("delay-time: 2 s") && ha(&lab, 2).contains("delay-time: 2 s"));
     assert!(ha(&lab, 2).contains("role: active") && ha(&lab, 1).contains("role: standby"), "no role moved");
 }

@@ -128,7 +128,8 @@ impl Key {
         Key(Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length"))
     }
 
-    fn tag(&self, bytes: &[u8]) -> [u8; TAG] {
+    /// The (truncated) HMAC-SHA256 tag of `bytes`.
+    pub fn tag(&self, bytes: &[u8]) -> [u8; TAG] {
         let mut m = self.0.clone();
         m.update(bytes);
         let full = m.finalize().into_bytes();
@@ -137,7 +138,8 @@ impl Key {
         t
     }
 
-    fn verify(&self, bytes: &[u8], tag: &[u8]) -> bool {
+    /// Whether `tag` is the tag of `bytes` (in constant time).
+    pub fn verify(&self, bytes: &[u8], tag: &[u8]) -> bool {
         let mut m = self.0.clone();
         m.update(bytes);
         m.verify_truncated_left(tag).is_ok()

@@ -2,8 +2,8 @@
 //!
 //! - `aftrctl [--socket PATH] display current-configuration | plan | sessions [...] |
 //!   subscribers | statistics | service-ha`
-//! - `aftrctl [--socket PATH] commit FILE`: applies a whole configuration (all or
-//!   nothing).
+//! - `aftrctl [--socket PATH] commit [local] FILE`: applies a whole configuration (all
+//!   or nothing) on every board it names (`local`: on this board only).
 //! - `aftrctl [--socket PATH] switchover`
 //! - `aftrctl [--socket PATH]` alone: an interactive session in the router's way:
 //!   `system-view`, commands, `commit`, `quit`, `?` for the commands of the view,
@@ -30,12 +30,13 @@ fn main() -> ExitCode {
         return interactive(&socket);
     }
     let req = if args[0] == "commit" {
-        let Some(file) = args.get(1) else {
-            eprintln!("usage: aftrctl commit FILE");
+        let local = args.get(1).is_some_and(|a| a == "local");
+        let Some(file) = args.get(1 + local as usize) else {
+            eprintln!("usage: aftrctl commit [local] FILE");
             return ExitCode::from(2);
         };
         match std::fs::read_to_string(file) {
-            Ok(t) => format!("commit\n{t}"),
+            Ok(t) => format!("commit{}\n{t}", if local { " local" } else { "" }),
             Err(e) => {
                 eprintln!("{file}: {e}");
                 return ExitCode::from(1);

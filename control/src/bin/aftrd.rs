@@ -150,7 +150,17 @@ fn run(file: &str, config: control::config::Config, slot: u32, socket: Option<Pa
     let path = socket.unwrap_or_else(|| PathBuf::from(format!("/run/aftrd/slot{slot}.sock")));
     let listener = mgmt::bind(&path)?;
     eprintln!("aftrd: management socket {}", path.display());
-    let mut d = Daemon { slot, file: PathBuf::from(file), running: config, board, ha, logger, metrics, metrics_body };
+    let mut d = Daemon {
+        slot,
+        file: PathBuf::from(file),
+        running: config,
+        board,
+        ha,
+        logger,
+        metrics,
+        metrics_body,
+        chassis: Default::default(),
+    };
     mgmt::serve(&listener, &mut d, &stop, &reload, &PathBuf::from(file));
     drop(listener);
     let _ = std::fs::remove_file(&path);
