@@ -384,8 +384,13 @@ impl Daemon {
 
     /// Binds the chassis listener on this slot's `ha-address` (TCP, the same port) when
     /// it is not bound yet (retried every second: the address may come later), then
-    /// answers one waiting request.
+    /// answers one waiting request; forgets a prepared configuration never applied.
     pub fn poll_chassis(&mut self) {
+        // A first phase whose second never came lets its configuration (and a metrics
+        // listener it bound) go.
+        if self.chassis.pending.as_ref().is_some_and(|(_, _, at)| at.elapsed() >= PENDING_FOR) {
+            self.chassis.pending = None;
+        }
         let addr = self.running.slots.get(&self.slot).and_then(|s| s.ha_address);
         if self.chassis.listener.is_none()
             && let Some(addr) = addr
