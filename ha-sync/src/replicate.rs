@@ -59,6 +59,9 @@ pub struct Replicator {
     young: VecDeque<(u32, Key)>,
     young_rec: AHashMap<Key, SessionRecord>,
     sent: AHashSet<Key>,
+    /// Sessions of each subscriber the standby holds: at none, the standby's engine lets
+    /// the subscriber go with its blocks, so they must go again before its next session.
+    sent_per_sub: AHashMap<Sub, u32>,
     blocks: AHashMap<Sub, Vec<BlockRecord>>,
     blocks_sent: AHashSet<(u8, [u8; 16], u32, u16)>,
     out: Vec<Record>,
@@ -72,6 +75,7 @@ impl Replicator {
             young: VecDeque::new(),
             young_rec: AHashMap::new(),
             sent: AHashSet::new(),
+            sent_per_sub: AHashMap::new(),
             blocks: AHashMap::new(),
             blocks_sent: AHashSet::new(),
             out: Vec::new(),
@@ -129,6 +133,7 @@ impl Replicator {
                 if self.sent.remove(&k) {
                     self.out.push(Record::SessionDeleted(r));
                     self.stats.deletions_sent += 1;
+                    self.session_gone(&r);
                 } else if self.young_rec.remove(&k).is_some() {
                     self.stats.died_young += 1;
                 }
@@ -173,9 +178,26 @@ impl Replicator {
             self.out.push(Record::Block(b));
             self.stats.blocks_sent += 1;
         }
-        self.sent.insert(k);
+        if self.sent.insert(k) {
+            *self.sent_per_sub.entry((r.inst, r.b4)).or_default() += 1;
+        }
         self.out.push(Record::Session(r));
         self.stats.sessions_sent += 1;
+    }
+
+    /// The standby removed a replicated session: at its subscriber's last, the standby's
+    /// engine released the subscriber's blocks, which are then sent again before its next
+    /// session (a subscriber's younger sessions become eligible later).
+    fn session_gone(&mut self, r: &SessionRecord) {
+        let sub = (r.inst, r.b4);
+        let Some(n) = self.sent_per_sub.get_mut(&sub) else { return };
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            self.sent_per_sub.remove(&sub);
+            for b in self.blocks.get(&sub).into_iter().flatten() {
+                self.blocks_sent.remove(&block_key(b));
+            }
+        }
     }
 
     fn block_of(&self, r: &SessionRecord) -> Option<BlockRecord> {
@@ -198,6 +220,7 @@ impl Replicator {
         self.young.clear();
         self.young_rec.clear();
         self.sent.clear();
+        self.sent_per_sub.clear();
         self.blocks_sent.clear();
         self.out.clear();
         self.blocks.clear();
@@ -230,12 +253,17 @@ mod tests {
     }
 
     fn session(n: u8, port: u16, created: u32) -> SessionRecord {
+        record([n; 16], 7, port, created)
+    }
+
+    /// A UDP session of `b4` on external address `ext`, port 1024 + `port`.
+    fn record(b4: [u8; 16], ext: u32, port: u16, created: u32) -> SessionRecord {
         SessionRecord {
             inst: 0,
-            b4: [n; 16],
+            b4,
             inner_addr: 1,
             inner_port: port,
-            ext_addr: 7,
+            ext_addr: ext,
             ext_port: 1024 + port,
             proto: 17,
             flags: 0,
@@ -259,17 +287,15 @@ mod tests {
         r.tick(200);
         assert_eq!(r.drain().count(), 0, "the young death never goes");
         assert_eq!(r.stats.died_young, 1);
-        // Refresh and deletion of a replicated session follow; the block is released
-        // when the engine says so.
+        // Refresh and deletion of a replicated session follow. The standby's engine lets
+        // the block go with the subscriber's last session, as this engine does: its
+        // release needs no record.
         let mut later = session(1, 1, 100);
         later.last_seen = 150;
         r.on_event(SessionEvent::Refreshed(later), 150);
         r.on_event(SessionEvent::Deleted(later), 160);
         r.on_event(SessionEvent::BlockReleased(block(1)), 160);
-        assert_eq!(
-            r.drain().collect::<Vec<_>>(),
-            vec![Record::Session(later), Record::SessionDeleted(later), Record::BlockReleased(block(1))]
-        );
+        assert_eq!(r.drain().collect::<Vec<_>>(), vec![Record::Session(later), Record::SessionDeleted(later)]);
         assert_eq!(r.replicated(), 0);
     }
 
@@ -311,5 +337,51 @@ mod tests {
         let mut r = Replicator::new(0);
         r.on_event(SessionEvent::Created(session(3, 1, 100)), 100);
         assert_eq!(r.drain().count(), 1);
+    }
+
+    /// A subscriber with sessions of different ages: the old one is replicated, then
+    /// ends (the standby's engine lets the subscriber and its block go); a younger one of
+    /// the same block becomes eligible later and must find its block on the standby.
+    #[test]
+    fn a_block_goes_again_after_the_standby_let_it_go_with_the_last_session() {
+        use dataplane::config::{EngineConfig, InstanceConfig, Ipv6Prefix};
+        use dataplane::testing::frames::{ENDPOINT, POOL, b4};
+        let sub = b4(1);
+        let blk = BlockRecord { inst: 0, b4: sub, ext_addr: POOL.addr + 1, first_port: 1024, size: 512, at: 100 };
+        let sess = |port: u16, created: u32| record(sub, POOL.addr + 1, port, created);
+        let (old, young) = (sess(1, 100), sess(2, 108));
+        let mut r = Replicator::new(10);
+        r.on_event(SessionEvent::BlockAllocated(blk), 100);
+        r.on_event(SessionEvent::Created(old), 100);
+        r.on_event(SessionEvent::Created(young), 108);
+        r.tick(111);
+        r.on_event(SessionEvent::Deleted(old), 112);
+        r.tick(119);
+        let out: Vec<Record> = r.drain().collect();
+        assert_eq!(
+            out,
+            vec![
+                Record::Block(blk),
+                Record::Session(old),
+                Record::SessionDeleted(old),
+                Record::Block(blk),
+                Record::Session(young)
+            ],
+            "the block goes again before the younger session"
+        );
+        // The standby's own engine, fed these records as the HA thread would.
+        let b4s = Ipv6Prefix { addr: b4(0), len: 48 };
+        let cfg = EngineConfig::new(vec![InstanceConfig::new("i", ENDPOINT, b4s, POOL)]);
+        let (mut standby, _events) = dataplane::Engine::new(&cfg, 0, 1).expect("valid");
+        standby.set_clock(120_000);
+        for rec in out {
+            match rec {
+                Record::Block(b) => assert_eq!(standby.install_block(&b), Ok(())),
+                Record::Session(s) => assert_eq!(standby.install_session(&s), Ok(())),
+                Record::SessionDeleted(s) => assert!(standby.remove_session(&s)),
+                Record::BlockReleased(_) => {}
+            }
+        }
+        assert_eq!(standby.sessions(), vec![young], "the younger session is on the standby");
     }
 }
