@@ -18,8 +18,10 @@ use dataplane::nat::events::{BlockRecord, SessionEvent, SessionRecord};
 use crate::protocol::{Channel, Now, Output, Protocol};
 pub use crate::protocol::{MAX_BACKLOG, Settings, Status};
 
-/// What the HA thread needs of its board.
-pub trait Local: Send + 'static {
+/// What the HA thread needs of its board. Installs, removals and table walks run on a
+/// thread of their own (`aftr-ha-board`), so heartbeats never wait behind them; a change
+/// of role is carried out at once by the HA thread.
+pub trait Local: Send + Sync + 'static {
     /// Installs state from the peer (blocks first); returns how many blocks and
     /// sessions were refused.
     fn install(&self, blocks: Vec<BlockRecord>, sessions: Vec<SessionRecord>) -> (usize, usize);
@@ -88,6 +90,49 @@ pub fn events() -> (EventSender, EventReceiver) {
     (sender.clone(), EventReceiver { rx, sender })
 }
 
+/// Work for the board thread, in the order the protocol asked for it.
+enum Job {
+    Install(Vec<BlockRecord>, Vec<SessionRecord>),
+    Remove(Vec<SessionRecord>),
+    Table,
+}
+
+/// What the board thread answers.
+enum Done {
+    /// Blocks and sessions refused by an install.
+    Installed(usize),
+    Table(Vec<SessionRecord>, Vec<BlockRecord>),
+}
+
+/// Starts the board thread: it does the jobs in order until their sender goes (the HA
+/// thread ends), and sends back what they gave.
+fn board_thread<L: Local>(local: Arc<L>) -> io::Result<(Sender<Job>, Receiver<Done>)> {
+    let (jobs, todo) = crossbeam_channel::unbounded::<Job>();
+    let (tell, done) = crossbeam_channel::unbounded();
+    std::thread::Builder::new().name("aftr-ha-board".into()).spawn(move || {
+        for job in todo {
+            let answer = match job {
+                Job::Install(blocks, sessions) => {
+                    let (b, s) = local.install(blocks, sessions);
+                    Done::Installed(b + s)
+                }
+                Job::Remove(sessions) => {
+                    local.remove(sessions);
+                    continue;
+                }
+                Job::Table => {
+                    let (sessions, blocks) = local.table();
+                    Done::Table(sessions, blocks)
+                }
+            };
+            if tell.send(answer).is_err() {
+                return;
+            }
+        }
+    })?;
+    Ok((jobs, done))
+}
+
 enum Cmd {
     Switchover(Sender<Result<String, String>>),
     Reconfigure(Box<Settings>, Sender<Result<(), String>>),
@@ -129,7 +174,7 @@ impl Node {
         let status = Arc::new(Mutex::new(Status { preferred: s.preferred, ..Default::default() }));
         let stop = Arc::new(AtomicBool::new(false));
         let sender = events.sender.clone();
-        let mut shell = Shell::new(s, sock, witness, local, events, status.clone());
+        let mut shell = Shell::new(s, sock, witness, local, events, status.clone())?;
         let stop2 = stop.clone();
         let thread = std::thread::Builder::new().name("aftr-ha".into()).spawn(move || {
             while !stop2.load(Ordering::Relaxed) {
@@ -222,7 +267,10 @@ struct Shell<L: Local> {
     last_bind: Instant,
     channel_error: Option<String>,
     witness: Option<(UdpSocket, SocketAddr)>,
-    local: L,
+    local: Arc<L>,
+    /// Work for the board, done in order on the board thread; its answers come back.
+    jobs: Sender<Job>,
+    done: Receiver<Done>,
     events: EventReceiver,
     status: Arc<Mutex<Status>>,
     slot: u16,
@@ -238,10 +286,14 @@ impl<L: Local> Shell<L> {
         local: L,
         events: EventReceiver,
         status: Arc<Mutex<Status>>,
-    ) -> Self {
+    ) -> io::Result<Self> {
         let epoch = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(1);
         let window = sock.as_ref().map(window_for).unwrap_or(16);
-        Shell {
+        let local = Arc::new(local);
+        let (jobs, done) = board_thread(local.clone())?;
+        Ok(Shell {
+            jobs,
+            done,
             bind: s.bind,
             peer: s.peer,
             slot: s.slot,
@@ -254,7 +306,7 @@ impl<L: Local> Shell<L> {
             local,
             events,
             status,
-        }
+        })
     }
 
     /// One round: commands, the peer's messages, the board's events, timers, sending.
@@ -305,6 +357,15 @@ impl<L: Local> Shell<L> {
                 self.carry_out();
             }
         }
+        // What the board thread finished.
+        while let Ok(d) = self.done.try_recv() {
+            work = true;
+            match d {
+                Done::Installed(refused) => self.proto.installed(refused),
+                Done::Table(sessions, blocks) => self.proto.handle_table(&sessions, &blocks, now()),
+            }
+            self.carry_out();
+        }
         let t = now();
         for e in self.events.rx.try_iter().take(EVENT_QUEUE) {
             work = true;
@@ -334,16 +395,14 @@ impl<L: Local> Shell<L> {
                     }
                 }
                 Output::Install { blocks, sessions } => {
-                    let (b, s) = self.local.install(blocks, sessions);
-                    self.proto.installed(b + s);
+                    let _ = self.jobs.send(Job::Install(blocks, sessions));
                 }
                 Output::Remove(sessions) => {
-                    self.local.remove(sessions);
+                    let _ = self.jobs.send(Job::Remove(sessions));
                 }
                 Output::SetActive(on) => self.local.set_active(on),
                 Output::TakeSnapshot => {
-                    let (sessions, blocks) = self.local.table();
-                    self.proto.handle_table(&sessions, &blocks, now());
+                    let _ = self.jobs.send(Job::Table);
                 }
             }
         }

@@ -214,3 +214,50 @@ fn sessions_survive_the_death_of_the_active_board() {
     stop_a2.store(true, Ordering::Relaxed);
     stop_b.store(true, Ordering::Relaxed);
 }
+
+/// A board whose table walk is slow (a million sessions on a busy machine).
+#[derive(Clone)]
+struct SlowTable {
+    board: Board,
+    walk: Duration,
+}
+
+impl Local for SlowTable {
+    fn install(&self, blocks: Vec<BlockRecord>, sessions: Vec<SessionRecord>) -> (usize, usize) {
+        self.board.install(blocks, sessions)
+    }
+    fn remove(&self, sessions: Vec<SessionRecord>) -> usize {
+        self.board.remove(sessions)
+    }
+    fn table(&self) -> (Vec<SessionRecord>, Vec<BlockRecord>) {
+        std::thread::sleep(self.walk);
+        self.board.table()
+    }
+    fn set_active(&self, on: bool) {
+        self.board.set_active(on)
+    }
+}
+
+#[test]
+fn heartbeats_never_wait_behind_a_bulk_sync() {
+    let (a_addr, b_addr) = (free_port(), free_port());
+    let (a, _a_events) = Board::new();
+    let (b, _b_events) = Board::new();
+    // The active board takes 1.5 s to walk its table, five dead intervals (100 ms).
+    let slow = SlowTable { board: a.clone(), walk: Duration::from_millis(1500) };
+    let na = Node::start(settings(1, a_addr, b_addr, true), slow).unwrap();
+    wait_for("slot 1 active alone", 5, || status(&na).role == Role::Active);
+    let nb = Node::start(settings(2, b_addr, a_addr, false), b.clone()).unwrap();
+    // The standby asks for a bulk sync at once; the walk takes 1.5 s. Meanwhile the
+    // heartbeats go on: the standby never takes over.
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_millis(2500) {
+        assert!(!b.active.load(Ordering::SeqCst), "the standby took over during a bulk sync");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    wait_for("the standby in sync", 5, || status(&nb).in_sync);
+    assert_eq!((status(&na).role, status(&nb).role), (Role::Active, Role::Standby));
+    assert!(a.active.load(Ordering::SeqCst));
+    nb.stop();
+    na.stop();
+}
