@@ -15,7 +15,8 @@ use dataplane::io::port::Ports;
 use dataplane::nat::events::SessionEvent;
 
 /// Starts the workers of `slot` on `cores`, on `io`'s interfaces (None: without
-/// packets); forwarding from the start if `active`; events go to `on_event`.
+/// packets); forwarding from the start if `active`; events go to `on_event`, with
+/// whether the board was forwarding.
 pub fn start(
     slot: u32,
     cfg: EngineConfig,
@@ -23,7 +24,7 @@ pub fn start(
     io: Option<Interfaces>,
     seed: u64,
     active: bool,
-    on_event: impl FnMut(SessionEvent) + Send + 'static,
+    on_event: impl FnMut(SessionEvent, bool) + Send + 'static,
 ) -> Result<Board, String> {
     let n = cfg.workers as usize;
     let ports = match &io {

@@ -271,7 +271,7 @@ fn a_commit_keeps_every_session_the_new_settings_allow() {
     let (c, _) = control::parse::parse(&text).unwrap();
     let p = control::plan::plan(&c);
     let ec = control::plan::engine_config(&c, &p, 4).unwrap();
-    let mut board = control::board::start(4, ec.clone(), &[], None, 7, true, |_| {}).unwrap();
+    let mut board = control::board::start(4, ec.clone(), &[], None, 7, true, |_, _| {}).unwrap();
     // One session in each instance, as the peer board would send them.
     let mut installed = 0;
     for (inst_name, b4, pool) in

@@ -45,8 +45,10 @@ pub struct BoardSpec {
     pub active: bool,
     /// Polled every 200 ms off the workers' cores; None for a board without packets.
     pub next_hops: Option<NextHopSource>,
-    /// Every session event of every worker, in order per worker.
-    pub on_event: Box<dyn FnMut(SessionEvent) + Send>,
+    /// Every session event of every worker, in order per worker, with whether the board
+    /// was forwarding when it was taken (a standby's events are its installs' and
+    /// expiries': hot backup wants them, NAT logging does not).
+    pub on_event: Box<dyn FnMut(SessionEvent, bool) + Send>,
     /// Told of every change of role and of addresses.
     pub neighbours: Option<Arc<dyn Neighbours>>,
 }
@@ -125,10 +127,10 @@ impl Board {
         let txs: Vec<_> = workers.iter().map(Worker::commands).collect();
         let stop = Arc::new(AtomicBool::new(false));
         let house = {
-            let (stop, txs) = (stop.clone(), txs.clone());
+            let (stop, txs, active_now) = (stop.clone(), txs.clone(), active.clone());
             std::thread::Builder::new()
                 .name(format!("aftr-slot{slot}-events"))
-                .spawn(move || housekeeping(ev_rx, on_event, next_hops, l2, &txs, &stop))
+                .spawn(move || housekeeping(ev_rx, on_event, next_hops, l2, &txs, &stop, &active_now))
                 .map_err(|e| e.to_string())?
         };
         let handle = BoardHandle {
@@ -240,11 +242,12 @@ impl Board {
 /// reconfiguration too) and polls the next hops, telling the workers when they change.
 fn housekeeping(
     rings_in: Receiver<Receiver<SessionEvent>>,
-    mut on_event: Box<dyn FnMut(SessionEvent) + Send>,
+    mut on_event: Box<dyn FnMut(SessionEvent, bool) + Send>,
     mut next_hops: Option<NextHopSource>,
     mut l2: Option<(EgressL2, EgressL2)>,
     workers: &[Sender<Command>],
     stop: &AtomicBool,
+    active: &AtomicBool,
 ) {
     let mut rings: Vec<Receiver<SessionEvent>> = Vec::new();
     let mut polled = Instant::now();
@@ -257,7 +260,7 @@ fn housekeeping(
                 match r.try_recv() {
                     Ok(e) => {
                         any = true;
-                        on_event(e);
+                        on_event(e, active.load(Ordering::Relaxed));
                     }
                     Err(TryRecvError::Empty) => return true,
                     Err(TryRecvError::Disconnected) => return false,

@@ -136,8 +136,8 @@ fn run(io: PacketIo, tag: &str) {
                 let gw = if m.load(Ordering::Relaxed) { NEW_GW } else { INET_GW };
                 (sw_l2, EgressL2 { dst: gw, ..in_l2 })
             })),
-            on_event: Box::new(move |e: SessionEvent| {
-                let _ = ev_tx.send(e);
+            on_event: Box::new(move |e: SessionEvent, active| {
+                let _ = ev_tx.send((e, active));
             }),
             neighbours: Some(told.clone()),
         })
@@ -211,7 +211,7 @@ fn run(io: PacketIo, tag: &str) {
         let t = Instant::now();
         let mut created = 0;
         while created < 16 && t.elapsed() < Duration::from_secs(2) {
-            if let Ok(SessionEvent::Created(_)) = ev_rx.recv_timeout(Duration::from_millis(100)) {
+            if let Ok((SessionEvent::Created(_), true)) = ev_rx.recv_timeout(Duration::from_millis(100)) {
                 created += 1;
             }
         }
@@ -267,7 +267,7 @@ fn run(io: PacketIo, tag: &str) {
         let t = Instant::now();
         let mut deleted = 0;
         while deleted < 16 && t.elapsed() < Duration::from_secs(2) {
-            if let Ok(SessionEvent::Deleted(r)) = ev_rx.recv_timeout(Duration::from_millis(100)) {
+            if let Ok((SessionEvent::Deleted(r), _)) = ev_rx.recv_timeout(Duration::from_millis(100)) {
                 assert_eq!(r.ext_addr.to_be_bytes()[..3], POOL[..3], "an ended session of the first pool");
                 deleted += 1;
             }
@@ -288,6 +288,17 @@ fn run(io: PacketIo, tag: &str) {
             // AF_PACKET sees the kernel's own frames (neighbour discovery) too.
             let dropped = sum(Counter::DropStandby) - standby_before;
             assert!(dropped >= 16, "counted as standby drops: {dropped}");
+        }
+        // A standby's events say so (NAT logging leaves them to the active board).
+        while ev_rx.try_recv().is_ok() {}
+        let gone = handle.sessions(&SessionFilter::default())[0];
+        assert_eq!(handle.remove(vec![gone]), 1);
+        match ev_rx.recv_timeout(Duration::from_secs(2)) {
+            Ok((SessionEvent::Deleted(r), active)) => {
+                assert_eq!(r, gone);
+                assert!(!active, "taken while the board was standby");
+            }
+            other => panic!("no deletion event: {other:?}"),
         }
         handle.set_active(true);
         assert_eq!(*told.roles.lock().unwrap(), vec![false, true]);
