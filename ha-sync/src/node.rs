@@ -167,8 +167,8 @@ impl Node {
     /// may already be feeding it).
     pub fn start_with(s: Settings, local: impl Local, events: EventReceiver) -> io::Result<Node> {
         let sock = bind(s.bind).ok();
-        // Without its interface (not there yet) the witness is off: the HA link alone
-        // decides, as the status says.
+        // Without its interface (not there yet) the witness is off, retried every
+        // second: until then the HA link alone decides, as the status says.
         let witness = s.witness.as_ref().and_then(|(ifname, port)| witness_socket(ifname, *port).ok());
         let (cmd_tx, cmd_rx) = bounded(8);
         let status = Arc::new(Mutex::new(Status { preferred: s.preferred, ..Default::default() }));
@@ -267,6 +267,9 @@ struct Shell<L: Local> {
     last_bind: Instant,
     channel_error: Option<String>,
     witness: Option<(UdpSocket, SocketAddr)>,
+    /// The witness's interface and port, retried every second while it is not open.
+    witness_want: Option<(String, u16)>,
+    last_witness: Instant,
     local: Arc<L>,
     /// Work for the board, done in order on the board thread; its answers come back.
     jobs: Sender<Job>,
@@ -292,6 +295,8 @@ impl<L: Local> Shell<L> {
         let local = Arc::new(local);
         let (jobs, done) = board_thread(local.clone())?;
         Ok(Shell {
+            witness_want: s.witness.clone(),
+            last_witness: Instant::now(),
             jobs,
             done,
             bind: s.bind,
@@ -323,6 +328,16 @@ impl<L: Local> Shell<L> {
                 Cmd::Reconfigure(s, reply) => {
                     let _ = reply.send(self.proto.reconfigure(*s));
                 }
+            }
+        }
+        if self.witness.is_none()
+            && let Some((ifname, port)) = &self.witness_want
+            && self.last_witness.elapsed() >= Duration::from_secs(1)
+        {
+            self.last_witness = Instant::now();
+            if let Ok(w) = witness_socket(ifname, *port) {
+                self.witness = Some(w);
+                self.proto.witness_up();
             }
         }
         if self.sock.is_none() {

@@ -269,6 +269,12 @@ impl Protocol {
         Ok(())
     }
 
+    /// The witness socket came up only now (its interface was not there before):
+    /// witness heartbeats go out from now on.
+    pub fn witness_up(&mut self) {
+        self.witness = true;
+    }
+
     /// The next thing to do, in order.
     pub fn poll(&mut self) -> Option<Output> {
         self.out.pop_front()

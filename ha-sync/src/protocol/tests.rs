@@ -732,3 +732,19 @@ fn records_name_instances_by_id_whatever_their_order_on_each_board() {
     assert_eq!(sim.sides[1].board.sessions.len(), 1, "nothing of an instance the standby lacks");
     assert_eq!(sim.status(1).install_refused, before + 2, "its block and session, refused and counted");
 }
+
+#[test]
+fn a_witness_that_comes_up_late_guards_from_then_on() {
+    // Both boards start without their witness (the softwire interface was not there).
+    let mut sim = settled(11, CLEAN, DEAD_COUNT, Drive::EveryMs);
+    assert!(!sim.status(1).witness);
+    // The interface appears; the node opens the socket and says so.
+    sim.proto(0).witness_up();
+    sim.proto(1).witness_up();
+    sim.run_until(1200, Drive::EveryMs);
+    assert!(sim.status(0).witness && sim.status(1).witness);
+    assert!(sim.sides[0].sent.iter().any(|(t, ch, _)| *t > 1000 && *ch == Channel::Witness), "witness heartbeats go");
+    sim.cut[Channel::Link.index()] = true;
+    sim.run_until(3200, Drive::EveryMs);
+    assert_eq!((sim.status(0).role, sim.status(1).role), (Role::Active, Role::Standby), "the witness still hears");
+}
