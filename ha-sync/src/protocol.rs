@@ -202,6 +202,8 @@ pub struct Protocol {
     /// A table was asked for and has not come yet.
     snapshot_pending: bool,
     dropped_seen: u64,
+    /// Records were dropped while the peer was not heard: a bulk sync when it is again.
+    lost_while_away: bool,
     // Receiving side (standby).
     rx: stream::Receiver,
     last_bulk_request: Option<Instant>,
@@ -235,6 +237,7 @@ impl Protocol {
             reset_next: true,
             snapshot_pending: false,
             dropped_seen: 0,
+            lost_while_away: false,
             rx: stream::Receiver::new(s.queue as u64),
             last_bulk_request: None,
             release_at: None,
@@ -477,13 +480,17 @@ impl Protocol {
         if self.role.role() == Role::Active {
             self.repl.tick(now.unix_s());
             if self.replicating(now) {
+                if std::mem::take(&mut self.lost_while_away) {
+                    // What went while the peer was not heard never reached it.
+                    self.bulk_sync();
+                }
                 self.outq.extend(self.repl.drain());
                 if self.outq.len().saturating_sub(self.bulk_left) > MAX_BACKLOG {
                     self.st.overflows += 1;
                     self.bulk_sync();
                 }
-            } else {
-                self.repl.drain();
+            } else if self.repl.drain().next().is_some() && self.s.hot_backup {
+                self.lost_while_away = true;
             }
         }
         let sent = self.send_data(now);

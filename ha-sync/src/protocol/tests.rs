@@ -130,6 +130,8 @@ struct Sim {
     faults: Faults,
     /// Channels cut (Link, Witness).
     cut: [bool; 2],
+    /// Everything to side 0 or 1 lost (a one-way cut).
+    cut_to: [bool; 2],
     order: u64,
     sides: [Side; 2],
     /// Calls of `handle_timeout`, to see that `poll_timeout` saves most of them.
@@ -153,6 +155,7 @@ impl Sim {
             rng: Rng(seed),
             faults,
             cut: [false; 2],
+            cut_to: [false; 2],
             order: 0,
             sides: [side(), side()],
             timeouts: 0,
@@ -246,7 +249,7 @@ impl Sim {
 
     /// Puts a datagram on the link to side `to`: lost, delayed, duplicated.
     fn send(&mut self, to: usize, channel: Channel, bytes: Vec<u8>) {
-        if self.cut[channel.index()] {
+        if self.cut[channel.index()] || self.cut_to[to] {
             return;
         }
         let copies = if self.rng.chance(self.faults.dup_percent) { 2 } else { 1 };
@@ -747,4 +750,29 @@ fn a_witness_that_comes_up_late_guards_from_then_on() {
     sim.cut[Channel::Link.index()] = true;
     sim.run_until(3200, Drive::EveryMs);
     assert_eq!((sim.status(0).role, sim.status(1).role), (Role::Active, Role::Standby), "the witness still hears");
+}
+
+#[test]
+fn records_dropped_while_the_standby_was_unheard_come_back_with_a_bulk_sync() {
+    // The active board stops hearing the standby (a one-way cut: the standby still hears
+    // it, so it stays standby and in sync as far as it knows).
+    let mut sim = settled(12, CLEAN, DEAD_COUNT, Drive::EveryMs);
+    let old = sim.unix_s() - 10;
+    sim.cut_to[0] = true;
+    sim.run_until(1000 + DEAD * 2, Drive::EveryMs);
+    assert!(!sim.status(0).peer_alive, "the active board hears nothing");
+    assert_eq!(sim.status(1).role, Role::Standby);
+    for n in 0..20 {
+        sim.event(0, SessionEvent::BlockAllocated(block(n)));
+        sim.event(0, SessionEvent::Created(session(n, old)));
+    }
+    sim.run_until(sim.ms + 500, Drive::EveryMs);
+    assert!(sim.sides[1].board.sessions.is_empty(), "dropped while the peer was not heard");
+    // Heard again: a bulk sync carries what was dropped.
+    let bulks = sim.status(0).bulk_syncs;
+    sim.cut_to[0] = false;
+    sim.run_until(sim.ms + 1000, Drive::EveryMs);
+    assert_eq!(sim.status(0).bulk_syncs, bulks + 1);
+    assert_eq!(sim.sides[1].board.sessions, sim.sides[0].board.sessions, "the standby has them all");
+    assert!(sim.status(1).in_sync);
 }
