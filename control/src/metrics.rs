@@ -57,9 +57,11 @@ pub fn render_ha(slot: u32, st: &ha_sync::node::Status) -> String {
     for (name, help, v) in gauges {
         o.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{slot=\"{slot}\"}} {v}\n"));
     }
-    let counters: [(&str, u64); 8] = [
+    let counters: [(&str, u64); 10] = [
         ("records_sent", st.records_sent),
         ("records_received", st.records_received),
+        ("install_refused", st.install_refused),
+        ("rejected_malformed", st.rejected_malformed),
         ("retransmitted", st.retransmitted),
         ("bulk_syncs", st.bulk_syncs),
         ("overflows", st.overflows),
@@ -160,6 +162,7 @@ mod tests {
             in_sync: true,
             records_received: 42,
             rejected_auth: 1,
+            install_refused: 3,
             config_digest: 7,
             peer_config_digest: Some(8),
             ..Default::default()
@@ -172,6 +175,7 @@ mod tests {
             "aftr_ha_config_differs{slot=\"2\"} 1",
             "aftr_ha_total{slot=\"2\",counter=\"records_received\"} 42",
             "aftr_ha_total{slot=\"2\",counter=\"rejected_unauthenticated\"} 1",
+            "aftr_ha_total{slot=\"2\",counter=\"install_refused\"} 3",
         ] {
             assert!(o.lines().any(|l| l == line), "{line} not in\n{o}");
         }
