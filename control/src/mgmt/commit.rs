@@ -1,0 +1,315 @@
+//! Commits to the running daemon: the checks first (`prepare`), then every part of the
+//! board (`apply`); for the chassis, the same on every board the configuration names
+//! (`crate::chassis`); `save` to the file.
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::{Daemon, Reply};
+use crate::chassis::{self, Answer, Phase};
+use crate::config::Config;
+use crate::error::ConfigError;
+use crate::natlog::NatLogger;
+use ha_sync::wire::Key;
+
+/// The receiving side of chassis commits (`crate::chassis`).
+#[derive(Default)]
+pub struct Chassis {
+    listener: Option<std::net::TcpListener>,
+    last_bind: Option<std::time::Instant>,
+    replay: chassis::Replay,
+    pending: Option<(u64, Prepared, std::time::Instant)>,
+}
+
+/// A configuration checked against the running board, ready to apply.
+pub struct Prepared {
+    text: String,
+    config: Config,
+    ec: dataplane::config::EngineConfig,
+    ha: Option<ha_sync::node::Settings>,
+    metrics: Option<Option<crate::metrics::Listener>>,
+}
+
+/// How long the first phase of a chassis commit holds its configuration.
+const PENDING_FOR: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Daemon {
+    /// What the running board cannot take from `new` without a restart: its interfaces,
+    /// how it moves packets, its cores, its HA channel and pairing.
+    pub(super) fn unchangeable(&self, new: &Config, new_ha: &Option<ha_sync::node::Settings>) -> Option<String> {
+        let slot = self.slot;
+        let (Some(a), Some(b)) = (self.running.slots.get(&slot), new.slots.get(&slot)) else {
+            return Some(format!("slot {slot} is no longer defined"));
+        };
+        let fields = [
+            (a.softwire_if != b.softwire_if, "interface softwire"),
+            (a.internet_if != b.internet_if, "interface internet"),
+            (a.packet_io != b.packet_io, "packet-io"),
+            (a.poll != b.poll, "packet-poll"),
+            (a.cores != b.cores, "worker-cores"),
+            (a.ha_address != b.ha_address, "ha-address"),
+        ];
+        if let Some((_, what)) = fields.iter().find(|(changed, _)| *changed) {
+            return Some(format!("slot {slot}: changing `{what}` needs a restart of the board"));
+        }
+        let old_plan = crate::plan::plan(&self.running);
+        let old_ha = crate::ha::settings(&self.running, &old_plan, slot).ok().flatten();
+        match (old_ha, new_ha) {
+            (Some(old), Some(new)) => ha_sync::protocol::unchangeable(&old, new),
+            (None, None) => None,
+            _ => Some(format!(
+                "slot {slot}: pairing it with a peer board, or unpairing it, needs a restart of the board"
+            )),
+        }
+    }
+
+    /// Checks a complete new configuration against the running board as a whole
+    /// (syntax, semantics, what cannot change while running) and binds a moved metrics
+    /// listener; nothing changes yet.
+    pub(super) fn prepare(&self, text: &str) -> Result<Prepared, String> {
+        let config = match crate::parse::parse(text) {
+            Ok((c, _)) => c,
+            Err(errors) => {
+                let mut o = String::new();
+                for ConfigError { line, column, message } in errors {
+                    let _ = writeln!(o, "{line}:{column}: {message}");
+                }
+                return Err(o);
+            }
+        };
+        let plan = crate::plan::plan(&config);
+        let Some(ec) = crate::plan::engine_config(&config, &plan, self.slot) else {
+            return Err(format!("slot {} would serve no DS-Lite instance\n", self.slot));
+        };
+        let ha = crate::ha::settings(&config, &plan, self.slot).map_err(|e| format!("{e}\n"))?;
+        if let Some(why) = self.unchangeable(&config, &ha) {
+            return Err(format!("{why}; nothing was applied\n"));
+        }
+        // The new listener is bound before anything changes: an address in use refuses
+        // the commit.
+        let metrics = match config.metrics {
+            Some(addr) if config.metrics != self.running.metrics => {
+                match crate::metrics::Listener::start(addr, self.metrics_body.clone()) {
+                    Ok(l) => Some(Some(l)),
+                    Err(e) => return Err(format!("metrics http {addr}: {e}; nothing was applied\n")),
+                }
+            }
+            None if self.running.metrics.is_some() => Some(None),
+            _ => None,
+        };
+        Ok(Prepared { text: text.to_string(), config, ec, ha, metrics })
+    }
+
+    /// Applies a prepared configuration to every part of the running board: the engines
+    /// (every session the new settings allow is kept; counters go on), the XDP programs
+    /// and ARP/ND answers, the hot-backup timers and delay-time, NAT logging and metrics.
+    pub(super) fn apply(&mut self, p: Prepared) -> Reply {
+        let Prepared { config, ec, ha, metrics, .. } = p;
+        let carried = match self.board.reconfigure(ec) {
+            Ok(c) => c,
+            Err(e) => return Reply::Error(format!("{e}\n")),
+        };
+        if let (Some(node), Some(s)) = (&self.ha, ha)
+            && let Err(e) = node.reconfigure(s)
+        {
+            eprintln!("aftrd: slot {}: hot backup settings: {e}", self.slot);
+        }
+        if config.syslog != self.running.syslog || config.sysname != self.running.sysname {
+            let host = config.sysname.clone().unwrap_or_else(|| "aftr".into());
+            *self.logger.lock().unwrap_or_else(|e| e.into_inner()) =
+                if config.syslog.is_empty() { None } else { NatLogger::new(config.syslog.clone(), &host).ok() };
+        }
+        if let Some(m) = metrics {
+            // The old listener stops as it is dropped.
+            self.metrics = m;
+        }
+        self.running = config;
+        Reply::Ok(format!("committed; {} sessions kept, {} ended\n", carried.kept, carried.ended))
+    }
+
+    /// Applies a configuration to this board only (SIGHUP, `commit local`, the second
+    /// phase of a chassis commit); nothing changes on error.
+    pub fn commit_local(&mut self, text: &str) -> Reply {
+        match self.prepare(text) {
+            Ok(p) => self.apply(p),
+            Err(e) => Reply::Error(e),
+        }
+    }
+
+    /// The key that signs chassis commits: the running one (both boards hold it while
+    /// their configurations agree), else the new configuration's.
+    pub(super) fn chassis_key(&self, new: &Config) -> Option<Key> {
+        self.running.ha.key.as_ref().or(new.ha.key.as_ref()).map(|k| Key::new(k.as_bytes()))
+    }
+
+    /// A commit for the chassis (`crate::chassis`): checked here, then by every other
+    /// board the new configuration names (its `ha-address`); only if every board that
+    /// answers accepts is it applied here and there. The answer lists each board.
+    pub fn commit(&mut self, text: &str) -> Reply {
+        let prepared = match self.prepare(text) {
+            Ok(p) => p,
+            Err(e) => return Reply::Error(e),
+        };
+        let targets: Vec<(u32, std::net::SocketAddr)> = prepared
+            .config
+            .slots
+            .iter()
+            .filter(|(id, _)| **id != self.slot)
+            .filter_map(|(id, s)| s.ha_address.map(|a| (*id, a)))
+            .collect();
+        let Some(key) = self.chassis_key(&prepared.config).filter(|_| !targets.is_empty()) else {
+            return self.apply(prepared);
+        };
+        let nonce = chassis::nonce();
+        let mut report = String::new();
+        let mut checked = Vec::new();
+        let mut refused = false;
+        for (slot, addr) in targets {
+            match chassis::ask(addr, &key, Phase::Prepare, nonce, text) {
+                Answer::Said(true, _) => checked.push((slot, addr)),
+                Answer::Said(false, why) => {
+                    refused = true;
+                    let _ = write!(report, "slot {slot}: refused: {why}");
+                    if !why.ends_with('\n') {
+                        report.push('\n');
+                    }
+                }
+                Answer::Unreachable(e) => {
+                    let _ = writeln!(report, "slot {slot} ({addr}): not reached ({e}); it keeps its configuration");
+                }
+            }
+        }
+        if refused {
+            return Reply::Error(format!("{report}nothing was applied on any board\n"));
+        }
+        let here = self.apply(prepared);
+        let Reply::Ok(done) = here else { return here };
+        let mut o = format!("slot {}: {done}", self.slot);
+        for (slot, addr) in checked {
+            match chassis::ask(addr, &key, Phase::Apply, nonce, text) {
+                Answer::Said(true, t) => {
+                    let _ = write!(o, "slot {slot}: {t}");
+                }
+                Answer::Said(false, why) => {
+                    let _ = write!(o, "slot {slot}: NOT applied: {why}");
+                }
+                Answer::Unreachable(e) => {
+                    let _ = writeln!(o, "slot {slot}: NOT applied, not reached ({e})");
+                }
+            }
+        }
+        o.push_str(&report);
+        Reply::Ok(o)
+    }
+
+    /// Binds the chassis listener on this slot's `ha-address` (TCP, the same port) when
+    /// it is not bound yet (retried every second: the address may come later), then
+    /// answers one waiting request; forgets a prepared configuration never applied.
+    pub fn poll_chassis(&mut self) {
+        // A first phase whose second never came lets its configuration (and a metrics
+        // listener it bound) go.
+        if self.chassis.pending.as_ref().is_some_and(|(_, _, at)| at.elapsed() >= PENDING_FOR) {
+            self.chassis.pending = None;
+        }
+        let addr = self.running.slots.get(&self.slot).and_then(|s| s.ha_address);
+        if self.chassis.listener.is_none()
+            && let Some(addr) = addr
+            && self.chassis.last_bind.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1))
+        {
+            self.chassis.last_bind = Some(std::time::Instant::now());
+            if let Ok(l) = std::net::TcpListener::bind(addr).and_then(|l| l.set_nonblocking(true).map(|_| l)) {
+                self.chassis.listener = Some(l);
+            }
+        }
+        let Some(l) = &self.chassis.listener else { return };
+        let Ok((mut s, _)) = l.accept() else { return };
+        let _ = s.set_nonblocking(false);
+        let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+        let mut req = Vec::new();
+        if Read::by_ref(&mut s).take(1 << 20).read_to_end(&mut req).is_err() {
+            return;
+        }
+        let answer = self.chassis_request(&req);
+        let _ = s.write_all(&answer);
+    }
+
+    /// Answers one chassis-commit request from another board (see `crate::chassis`).
+    pub fn chassis_request(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let Some(key) = self.chassis_key(&self.running) else {
+            return b"error -\nthis board has no service-ha preshared-key\n".to_vec();
+        };
+        let r = match self.chassis.replay.check(&key, bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("aftrd: slot {}: chassis commit refused: {e}", self.slot);
+                return chassis::reply(&key, 0, false, &format!("{e}\n"));
+            }
+        };
+        match r.phase {
+            Phase::Prepare => match self.prepare(&r.text) {
+                Ok(p) => {
+                    self.chassis.pending = Some((r.nonce, p, std::time::Instant::now()));
+                    chassis::reply(&key, r.nonce, true, "checked\n")
+                }
+                Err(e) => chassis::reply(&key, r.nonce, false, &e),
+            },
+            Phase::Apply => match self.chassis.pending.take() {
+                Some((n, p, at)) if n == r.nonce && p.text == r.text && at.elapsed() < PENDING_FOR => {
+                    match self.apply(p) {
+                        Reply::Ok(t) => {
+                            eprint!("aftrd: slot {}: chassis commit applied: {t}", self.slot);
+                            chassis::reply(&key, r.nonce, true, &t)
+                        }
+                        Reply::Error(t) => chassis::reply(&key, r.nonce, false, &t),
+                    }
+                }
+                _ => chassis::reply(&key, r.nonce, false, "no configuration was prepared for this commit\n"),
+            },
+        }
+    }
+
+    /// `save`: writes the running configuration to the daemon's file, atomically; the
+    /// previous file is kept beside it as `FILE.bak`.
+    pub(super) fn save(&self) -> Reply {
+        match write_keeping_previous(&self.file, &crate::display::render(&self.running)) {
+            Ok(bak) => Reply::Ok(format!(
+                "Info: the running configuration is saved to {} (the previous file is {})\n",
+                self.file.display(),
+                bak.display()
+            )),
+            Err(e) => Reply::Error(format!("Error: save to {}: {e}; the file is unchanged\n", self.file.display())),
+        }
+    }
+}
+
+/// Writes `text` to `path` so that a reader (or a crash) sees the old file or the new
+/// one, never a part: a temporary file in the same directory, synced, renamed over it,
+/// the directory synced. The old file is first copied to `path.bak`, which is returned.
+fn write_keeping_previous(path: &Path, text: &str) -> std::io::Result<PathBuf> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "aftr.conf".into());
+    let bak = dir.join(format!("{name}.bak"));
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        if let Ok(meta) = std::fs::metadata(path) {
+            f.set_permissions(meta.permissions())?;
+        }
+        f.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    if path.exists() {
+        std::fs::copy(path, &bak)?;
+    }
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(bak)
+}
