@@ -668,6 +668,11 @@ impl Protocol {
                 self.transmit(d);
                 self.request_bulk(true, now);
             }
+            Action::Reannounce(why) => {
+                // The board is active already: this announces its addresses again.
+                self.out.push_back(Output::SetActive(true));
+                self.st.last_change = Some((now.unix_ms, format!("active: {why}")));
+            }
             Action::RequestRole => {
                 let h = self.header(Kind::Switchover, wire::FLAG_TAKE_OVER);
                 let d = Builder::new(&h).finish(&self.key);

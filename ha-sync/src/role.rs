@@ -67,6 +67,9 @@ pub enum Action {
     Deactivate(&'static str),
     /// Ask the active peer to release the role (preempt, or a switchover on command).
     RequestRole,
+    /// Stay active and announce the addresses again: the peer was active too (a healed
+    /// split), and the neighbours may have followed it.
+    Reannounce(&'static str),
 }
 
 pub struct RoleMachine {
@@ -84,6 +87,8 @@ pub struct RoleMachine {
     requested: Option<u64>,
     /// The last change of role: when and why.
     pub last_change: Option<(u64, &'static str)>,
+    /// Both boards were active and this one kept the role (re-announced once).
+    split: bool,
 }
 
 impl RoleMachine {
@@ -100,6 +105,7 @@ impl RoleMachine {
             ready_since: None,
             requested: None,
             last_change: None,
+            split: false,
         }
     }
 
@@ -145,6 +151,9 @@ impl RoleMachine {
     pub fn on_heartbeat(&mut self, p: PeerState, now: u64) -> Option<Action> {
         self.heard = Some(now);
         self.peer = Some(p);
+        if p.role != Role::Active {
+            self.split = false;
+        }
         match (self.role, p.role) {
             (Role::Init, Role::Active) => self.go(Role::Standby, now, "the peer is active"),
             (Role::Init, _) if self.preferred => self.go(Role::Active, now, "the preferred board of the location"),
@@ -153,6 +162,11 @@ impl RoleMachine {
                 // Both active: the preferred keeps the role (a tie, which a sound
                 // configuration never has, goes to the peer: stepping down is safe).
                 self.go(Role::Standby, now, "both boards were active; the preferred one keeps the role")
+            }
+            // This board keeps the role: once per split, it takes the addresses back.
+            (Role::Active, Role::Active) if !self.split => {
+                self.split = true;
+                Some(Action::Reannounce("both boards were active; this one keeps the role"))
             }
             // Both standby, and not because this board just handed the role over (the
             // peer's heartbeat may predate its taking it): the preferred one takes it.
@@ -294,7 +308,10 @@ mod tests {
         pref.tick(DEAD);
         other.tick(DEAD);
         assert_eq!((pref.role(), other.role()), (Role::Active, Role::Active));
-        assert_eq!(pref.on_heartbeat(hb(Role::Active, false, false), 1000), None);
+        // The preferred board keeps the role and takes the addresses back, once.
+        assert!(matches!(pref.on_heartbeat(hb(Role::Active, false, false), 1000), Some(Action::Reannounce(_))));
+        assert_eq!(pref.on_heartbeat(hb(Role::Active, false, false), 1010), None);
+        assert_eq!(pref.role(), Role::Active);
         assert!(matches!(other.on_heartbeat(hb(Role::Active, true, false), 1000), Some(Action::Deactivate(_))));
         assert_eq!(other.role(), Role::Standby);
         assert!(!other.in_sync, "it needs a bulk sync");

@@ -776,3 +776,26 @@ fn records_dropped_while_the_standby_was_unheard_come_back_with_a_bulk_sync() {
     assert_eq!(sim.sides[1].board.sessions, sim.sides[0].board.sessions, "the standby has them all");
     assert!(sim.status(1).in_sync);
 }
+
+#[test]
+fn after_a_healed_split_the_board_that_keeps_the_role_announces_again() {
+    let mut sim = settled(13, CLEAN, DEAD_COUNT, Drive::EveryMs);
+    // Both channels cut: each board hears nothing and the standby takes over too.
+    sim.cut = [true, true];
+    sim.run_until(1000 + DEAD * 3, Drive::EveryMs);
+    assert_eq!((sim.status(0).role, sim.status(1).role), (Role::Active, Role::Active), "a split");
+    let healed = sim.ms;
+    sim.cut = [false, false];
+    sim.run_until(healed + 500, Drive::EveryMs);
+    assert_eq!((sim.status(0).role, sim.status(1).role), (Role::Active, Role::Standby));
+    // The preferred board stayed active all along and announced once more after the heal
+    // (the neighbours had followed the other board's announcement).
+    let again: Vec<u64> =
+        sim.sides[0].board.activations().into_iter().filter(|(t, on)| *on && *t > healed).map(|(t, _)| t).collect();
+    assert_eq!(again.len(), 1, "announced again once: {again:?}");
+    assert_eq!(
+        sim.status(0).last_change.map(|c| c.1),
+        Some("active: both boards were active; this one keeps the role".to_string())
+    );
+    assert_eq!(sim.sides[1].board.activations().last().map(|a| a.1), Some(false), "the other stepped down");
+}
