@@ -41,11 +41,17 @@ impl SessionFilter {
 }
 
 /// Where a table snapshot goes on: port blocks (by subscriber slot) first, then
-/// sessions (by session slot).
+/// sessions (by session slot). `subscribers` is [`Cursor::BLOCKS_DONE`] once every
+/// subscriber's blocks went.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Cursor {
     pub subscribers: u32,
     pub sessions: u32,
+}
+
+impl Cursor {
+    /// The subscriber slot past every subscriber: the blocks are done.
+    pub const BLOCKS_DONE: u32 = u32::MAX;
 }
 
 /// One bounded piece of a worker's table.
@@ -274,7 +280,7 @@ fn snapshot(engine: &Engine, from: Cursor, max: usize) -> Chunk {
     let max = max.max(1);
     let mut chunk = Chunk::default();
     let mut at = from;
-    if at.subscribers != u32::MAX {
+    if at.subscribers != Cursor::BLOCKS_DONE {
         let (subs, next) = engine.subscribers_from(at.subscribers, max);
         chunk.blocks = subs.iter().flat_map(|s| s.block_records()).collect();
         match next {
@@ -282,7 +288,7 @@ fn snapshot(engine: &Engine, from: Cursor, max: usize) -> Chunk {
                 chunk.next = Some(Cursor { subscribers: n, sessions: 0 });
                 return chunk;
             }
-            None => at = Cursor { subscribers: u32::MAX, sessions: 0 },
+            None => at = Cursor { subscribers: Cursor::BLOCKS_DONE, sessions: 0 },
         }
         if chunk.blocks.len() >= max {
             chunk.next = Some(at);
@@ -292,7 +298,7 @@ fn snapshot(engine: &Engine, from: Cursor, max: usize) -> Chunk {
     let room = max - chunk.blocks.len();
     let (sessions, next) = engine.sessions_from(at.sessions, room);
     chunk.sessions = sessions;
-    chunk.next = next.map(|n| Cursor { subscribers: u32::MAX, sessions: n });
+    chunk.next = next.map(|n| Cursor { subscribers: Cursor::BLOCKS_DONE, sessions: n });
     chunk
 }
 
