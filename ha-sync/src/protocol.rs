@@ -208,6 +208,11 @@ pub struct Protocol {
     rx: stream::Receiver,
     last_bulk_request: Option<Instant>,
     release_at: Option<u64>,
+    /// Installs handed to the board, and those it has finished ([`Protocol::installed`]).
+    installs_asked: u64,
+    installs_done: u64,
+    /// The bulk sync has ended; in sync once the board has finished this many installs.
+    in_sync_at: Option<u64>,
     /// When the release arrived (its deltas are waited for one dead interval at most).
     released: Option<Instant>,
     ack_due: bool,
@@ -241,6 +246,9 @@ impl Protocol {
             rx: stream::Receiver::new(s.queue as u64),
             last_bulk_request: None,
             release_at: None,
+            installs_asked: 0,
+            installs_done: 0,
+            in_sync_at: None,
             released: None,
             ack_due: false,
             st: Status { preferred: s.preferred, witness, ..Default::default() },
@@ -335,6 +343,7 @@ impl Protocol {
             self.rx.forget();
             if self.role.role() != Role::Active {
                 self.role.in_sync = false;
+                self.in_sync_at = None;
             }
         }
         if h.kind != Kind::Data {
@@ -454,6 +463,11 @@ impl Protocol {
     /// The board's answer to [`Output::Install`]: how many blocks and sessions it refused.
     pub fn installed(&mut self, refused: usize) {
         self.st.install_refused += refused as u64;
+        self.installs_done += 1;
+        if self.in_sync_at.is_some_and(|n| self.installs_done >= n) {
+            self.in_sync_at = None;
+            self.role.in_sync = self.role.role() == Role::Standby;
+        }
     }
 
     /// The board's table, asked for by [`Output::TakeSnapshot`]: the bulk sync starts
@@ -572,6 +586,15 @@ impl Protocol {
     /// of deletions removed, in order.
     fn apply(&mut self, msg: &[u8], now: Now) {
         let Some((&flags, payload)) = msg.split_first() else { return };
+        if flags & wire::FLAG_BULK != 0 {
+            // A bulk sync under way is as good as asked for: asking again would start it
+            // over, and a table that takes longer than the dead interval would never come.
+            self.last_bulk_request = Some(now.at);
+            if flags & wire::FLAG_BULK_END == 0 {
+                // A new bulk: the installs of an earlier one do not make this one in sync.
+                self.in_sync_at = None;
+            }
+        }
         let (mut blocks, mut sessions, mut gone) = (Vec::new(), Vec::new(), Vec::new());
         for r in wire::records(payload) {
             let Ok(r) = r else {
@@ -608,8 +631,13 @@ impl Protocol {
             }
         }
         self.hand_over(&mut blocks, &mut sessions, &mut gone);
+        // In sync when the table is in the board, not merely on its way there.
         if flags & wire::FLAG_BULK_END != 0 {
-            self.role.in_sync = true;
+            if self.installs_done >= self.installs_asked {
+                self.role.in_sync = true;
+            } else {
+                self.in_sync_at = Some(self.installs_asked);
+            }
         }
         self.check_release(now);
     }
@@ -618,6 +646,7 @@ impl Protocol {
     fn hand_over(&mut self, b: &mut Vec<BlockRecord>, s: &mut Vec<SessionRecord>, g: &mut Vec<SessionRecord>) {
         if !b.is_empty() || !s.is_empty() {
             self.out.push_back(Output::Install { blocks: std::mem::take(b), sessions: std::mem::take(s) });
+            self.installs_asked += 1;
         }
         if !g.is_empty() {
             self.out.push_back(Output::Remove(std::mem::take(g)));
@@ -649,6 +678,7 @@ impl Protocol {
                 // for a bulk sync.
                 self.rx.forget();
                 self.release_at = None;
+                self.in_sync_at = None;
             }
             Action::Deactivate(why) => {
                 if self.role.peer_alive(self.ms(now)) && self.s.hot_backup {
@@ -660,6 +690,7 @@ impl Protocol {
                 self.outq.clear();
                 self.bulk_left = 0;
                 self.snapshot_pending = false;
+                self.in_sync_at = None;
                 self.tx.reset();
                 self.reset_next = true;
                 let mut h = self.header(Kind::Switchover, wire::FLAG_RELEASED);
@@ -694,10 +725,12 @@ impl Protocol {
         }
     }
 
-    /// A standby out of sync keeps asking while the active peer is there.
+    /// A standby out of sync keeps asking while the active peer is there, unless the
+    /// whole table has come and its board is still installing it.
     fn wants_bulk(&self, ms: u64) -> bool {
         self.role.role() == Role::Standby
             && !self.role.in_sync
+            && self.in_sync_at.is_none()
             && self.role.peer_alive(ms)
             && self.role.peer().is_some_and(|p| p.role == Role::Active)
     }

@@ -121,6 +121,9 @@ struct Side {
     inbox: Vec<InFlight>,
     /// Every datagram it sent, with when.
     sent: Vec<(u64, Channel, Vec<u8>)>,
+    /// Installs are finished only by [`Sim::finish_installs`] (a slow board thread).
+    hold_installs: bool,
+    held: usize,
 }
 
 struct Sim {
@@ -148,7 +151,14 @@ enum Drive {
 
 impl Sim {
     fn new(seed: u64, faults: Faults) -> Sim {
-        let side = || Side { proto: None, board: Board::default(), inbox: Vec::new(), sent: Vec::new() };
+        let side = || Side {
+            proto: None,
+            board: Board::default(),
+            inbox: Vec::new(),
+            sent: Vec::new(),
+            hold_installs: false,
+            held: 0,
+        };
         Sim {
             t0: Instant::now(),
             ms: 0,
@@ -191,6 +201,14 @@ impl Sim {
         self.sides[i].proto.as_ref().expect("a running side").status(self.now())
     }
 
+    /// The board thread of side `i` catches up with the installs it was holding.
+    fn finish_installs(&mut self, i: usize) {
+        for _ in 0..std::mem::take(&mut self.sides[i].held) {
+            self.proto(i).installed(0);
+        }
+        self.carry_out(i);
+    }
+
     /// Hands a datagram to side `i` now, outside the link.
     fn inject(&mut self, i: usize, channel: Channel, d: &[u8]) {
         let now = self.now();
@@ -230,7 +248,11 @@ impl Sim {
                     for s in sessions {
                         side.board.sessions.insert(key_of(s), *s);
                     }
-                    side.proto.as_mut().expect("running").installed(0);
+                    if side.hold_installs {
+                        side.held += 1;
+                    } else {
+                        side.proto.as_mut().expect("running").installed(0);
+                    }
                 }
                 Output::Remove(sessions) => {
                     for s in sessions {
@@ -588,6 +610,51 @@ fn a_peer_restart_starts_its_stream_over_and_old_incarnations_are_replays() {
     let before = b.rejected_replay;
     sim.inject(1, Channel::Link, &old_hb);
     assert_eq!(sim.status(1).rejected_replay, before + 1);
+}
+
+#[test]
+fn a_standby_is_in_sync_when_its_board_has_installed_the_bulk_not_before() {
+    let mut sim = Sim::new(3, CLEAN);
+    sim.start(0, 20, false);
+    let old = sim.unix_s() - 10;
+    for n in 0..300 {
+        sim.event(0, SessionEvent::BlockAllocated(block(n)));
+        sim.event(0, SessionEvent::Created(session(n, old)));
+    }
+    sim.run_until(3000, Drive::EveryMs);
+    sim.sides[1].hold_installs = true;
+    sim.start(1, 20, false);
+    sim.run_until(6000, Drive::EveryMs);
+    let (a, b) = (sim.status(0), sim.status(1));
+    assert_eq!((b.role, b.records_received), (Role::Standby, 600), "the whole bulk arrived");
+    assert!(sim.sides[1].held > 0);
+    assert!(!b.in_sync && !a.in_sync, "installs still under way: {a:?} {b:?}");
+    sim.finish_installs(1);
+    assert!(sim.status(1).in_sync);
+    sim.run_until(7000, Drive::EveryMs);
+    assert!(sim.status(0).in_sync, "the active hears it in the next heartbeat");
+}
+
+#[test]
+fn a_bulk_sync_longer_than_the_dead_interval_is_not_asked_for_again() {
+    let mut sim = Sim::new(5, CLEAN);
+    sim.start(0, DEAD_COUNT, false);
+    let old = sim.unix_s() - 10;
+    let n = 60_000;
+    for i in 0..n {
+        sim.event(0, SessionEvent::BlockAllocated(block(i)));
+        sim.event(0, SessionEvent::Created(session(i, old)));
+    }
+    sim.run_until(1000, Drive::EveryMs);
+    sim.start(1, DEAD_COUNT, false);
+    let joined = sim.ms;
+    sim.run_while(20_000, Drive::EveryMs, |s| !s.status(1).in_sync);
+    let took = sim.ms - joined;
+    let (a, b) = (sim.status(0), sim.status(1));
+    assert!(b.in_sync, "{b:?}");
+    assert!(took > DEAD, "the bulk must outlast the dead interval to test anything ({took} ms)");
+    assert_eq!(a.bulk_syncs, 1, "one bulk sync, not restarted every dead interval ({took} ms)");
+    assert_eq!(b.records_received, 2 * n as u64);
 }
 
 #[test]
