@@ -6,8 +6,14 @@
 //! endpoints itself, with its interfaces' MACs, and announces them when it takes over
 //! (gratuitous ARP, unsolicited neighbour advertisements with the override flag) so the
 //! neighbours' caches move to it at once. A standby answers nothing.
+//!
+//! Roles are per service-location (decision 0012), so each address has one answerer
+//! per segment: a location's pool share is answered by that location's active board,
+//! and an instance's endpoint by the active board of the lowest of the instance's
+//! locations on this board pair (both boards apply the same rule to the roles they
+//! exchange; the other locations' B4s are then steered on by the data plane).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use dataplane::config::{EngineConfig, Ipv4Prefix};
@@ -23,24 +29,37 @@ const ETH_P_IPV6: u16 = 0x86dd;
 /// others are learned on the next ARP request, which the new active answers.
 const MAX_GRATUITOUS: usize = 4096;
 
-/// The addresses answered for: the endpoints (softwire side) and the pools (Internet
-/// side).
+/// The addresses answered for, each with the location (index) whose active board
+/// answers: the endpoints (softwire side) and the pool shares (Internet side).
 struct Addresses {
-    endpoints: Vec<[u8; 16]>,
-    pools: Vec<Ipv4Prefix>,
+    endpoints: Vec<([u8; 16], u8)>,
+    pools: Vec<(Ipv4Prefix, u8)>,
 }
 
 impl Addresses {
     fn of(cfg: &EngineConfig) -> Addresses {
-        let (endpoints, pools) = dataplane::io::port::targets(cfg);
+        let loc = |i: &dataplane::config::InstanceConfig, k: usize| i.pool_locations.get(k).copied().unwrap_or(0);
+        let endpoints = cfg
+            .instances
+            .iter()
+            .map(|i| (i.endpoint, (0..i.pool.len()).map(|k| loc(i, k)).min().unwrap_or(0)))
+            .collect();
+        let pools =
+            cfg.instances.iter().flat_map(|i| i.pool.iter().enumerate().map(move |(k, p)| (*p, loc(i, k)))).collect();
         Addresses { endpoints, pools }
     }
 
-    fn in_pool(&self, a: u32) -> bool {
-        self.pools.iter().any(|p| {
+    /// Whether `a` is in a pool share of a location active in `mask`.
+    fn answers_pool(&self, a: u32, mask: u64) -> bool {
+        self.pools.iter().any(|(p, l)| {
             let (first, last) = p.range();
-            (first..=last).contains(&a)
+            mask & (1 << l) != 0 && (first..=last).contains(&a)
         })
+    }
+
+    /// Whether the endpoint `a` is answered by a board active for `mask`.
+    fn answers_endpoint(&self, a: &[u8; 16], mask: u64) -> bool {
+        self.endpoints.iter().any(|(e, l)| mask & (1 << l) != 0 && e == a)
     }
 }
 
@@ -49,7 +68,8 @@ struct Inner {
     internet: String,
     /// Replaced by a commit.
     addresses: RwLock<Addresses>,
-    active: AtomicBool,
+    /// The locations the board is active for (bits by index).
+    active: AtomicU64,
     stop: AtomicBool,
 }
 
@@ -71,7 +91,7 @@ impl Announce {
             softwire: io.softwire.clone(),
             internet: io.internet.clone(),
             addresses: RwLock::new(Addresses::of(cfg)),
-            active: AtomicBool::new(false),
+            active: AtomicU64::new(0),
             stop: AtomicBool::new(false),
         });
         let i2 = inner.clone();
@@ -79,19 +99,34 @@ impl Announce {
         Announce { inner }
     }
 
-    /// Takes the addresses: answer for them from now on, and tell the neighbours.
-    pub fn claim(&self) {
-        self.inner.active.store(true, Ordering::SeqCst);
-        self.announce();
+    /// Answers for the addresses of the locations in `mask` (bits by index) from now
+    /// on, and tells the neighbours of those that were not claimed before; `set(0)`
+    /// lets every address go.
+    pub fn set(&self, mask: u64) {
+        let before = self.inner.active.swap(mask, Ordering::SeqCst);
+        if mask & !before != 0 {
+            self.announce(mask & !before);
+        }
     }
 
-    /// Tells the neighbours that the addresses are here (gratuitous ARP, unsolicited
-    /// neighbour advertisements).
-    fn announce(&self) {
+    /// Takes the addresses of every location.
+    pub fn claim(&self) {
+        self.set(u64::MAX);
+    }
+
+    /// Tells the neighbours that the addresses of the locations in `mask` are here
+    /// (gratuitous ARP, unsolicited neighbour advertisements).
+    fn announce(&self, mask: u64) {
         let inner = &self.inner;
         let addresses = inner.addresses();
         if let (Ok(tx), Some(mac)) = (PacketTx::open(&inner.internet), interface_mac(&inner.internet)) {
-            let addrs: Vec<u32> = addresses.pools.iter().flat_map(|p| p.addresses()).take(MAX_GRATUITOUS).collect();
+            let addrs: Vec<u32> = addresses
+                .pools
+                .iter()
+                .filter(|(_, l)| mask & (1 << l) != 0)
+                .flat_map(|(p, _)| p.addresses())
+                .take(MAX_GRATUITOUS)
+                .collect();
             let frames: Vec<Vec<u8>> = addrs.iter().map(|a| arp(1, mac, *a, [0xff; 6], [0; 6], *a)).collect();
             for chunk in frames.chunks(64) {
                 let refs: Vec<&[u8]> = chunk.iter().map(|f| f.as_slice()).collect();
@@ -99,7 +134,7 @@ impl Announce {
             }
         }
         if let (Ok(tx), Some(mac)) = (PacketTx::open(&inner.softwire), interface_mac(&inner.softwire)) {
-            for ep in &addresses.endpoints {
+            for (ep, _) in addresses.endpoints.iter().filter(|(_, l)| mask & (1 << l) != 0) {
                 let _ = tx.send_batch(&[&neighbour_advert(mac, ep, None)]);
             }
         }
@@ -107,22 +142,23 @@ impl Announce {
 
     /// Lets the addresses go: no more answers.
     pub fn release(&self) {
-        self.inner.active.store(false, Ordering::SeqCst);
+        self.set(0);
     }
 
     /// Answers for the addresses of `cfg` from now on (a commit); an active board
     /// announces them at once.
     pub fn set_addresses(&self, cfg: &EngineConfig) {
         *self.inner.addresses.write().unwrap_or_else(|e| e.into_inner()) = Addresses::of(cfg);
-        if self.inner.active.load(Ordering::SeqCst) {
-            self.announce();
+        let mask = self.inner.active.load(Ordering::SeqCst);
+        if mask != 0 {
+            self.announce(mask);
         }
     }
 }
 
 impl dataplane::board::Neighbours for Announce {
-    fn set_active(&self, on: bool) {
-        if on { self.claim() } else { self.release() }
+    fn set_active(&self, locations: u64) {
+        self.set(locations)
     }
     fn set_addresses(&self, cfg: &EngineConfig) {
         Announce::set_addresses(self, cfg)
@@ -212,9 +248,9 @@ fn respond(inner: &Inner) {
         while let Some(n) = arp_rx.recv(&mut buf) {
             let f = &buf[..n];
             // A request (op 1) for an address of our pools: reply from our MAC.
-            if active && n >= 42 && f[20..22] == [0, 1] {
+            if active != 0 && n >= 42 && f[20..22] == [0, 1] {
                 let tpa = u32::from_be_bytes([f[38], f[39], f[40], f[41]]);
-                if inner.addresses().in_pool(tpa)
+                if inner.addresses().answers_pool(tpa, active)
                     && let Some(mac) = interface_mac(&inner.internet)
                 {
                     let (sha, spa) =
@@ -225,9 +261,9 @@ fn respond(inner: &Inner) {
         }
         while let Some(n) = ns_rx.recv(&mut buf) {
             let f = &buf[..n];
-            if active && n >= 14 + 40 + 24 {
+            if active != 0 && n >= 14 + 40 + 24 {
                 let target: [u8; 16] = f[62..78].try_into().expect("16 bytes");
-                if inner.addresses().endpoints.contains(&target)
+                if inner.addresses().answers_endpoint(&target, active)
                     && let Some(mac) = interface_mac(&inner.softwire)
                 {
                     let src_mac: Mac = f[6..12].try_into().expect("6 bytes");

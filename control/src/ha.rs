@@ -47,7 +47,14 @@ pub fn settings(c: &Config, p: &Plan, slot: u32) -> Result<Option<Settings>, Str
         peer: peer_addr,
         witness: me.softwire_if.clone().map(|i| (i, bind.port().wrapping_add(1))),
         key: key.into_bytes(),
-        preferred: !sp.active_for.is_empty(),
+        // Every location of the slot has a role of its own, in the engine's order.
+        locations: crate::plan::slot_locations(sp)
+            .into_iter()
+            .map(|id| ha_sync::node::Location { id, preferred: sp.active_for.contains(&id) })
+            .collect(),
+        shares: crate::plan::engine_config(c, p, slot)
+            .map(|e| dataplane::config::PoolShares::of(&e))
+            .unwrap_or_default(),
         hot_backup: c.ha.hot_backup,
         delay_secs: c.ha.delay_time,
         preempt_ms: c.ha.preempt_time as u64 * 1000,

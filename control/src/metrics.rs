@@ -42,6 +42,20 @@ pub fn render_ha(slot: u32, st: &ha_sync::node::Status) -> String {
     for r in [Role::Init, Role::Standby, Role::Active] {
         o.push_str(&format!("aftr_ha_role{{slot=\"{slot}\",role=\"{}\"}} {}\n", r.name(), (st.role == r) as u8));
     }
+    o.push_str(
+        "# HELP aftr_ha_location_role The board's role for each service-location (1 for the current one).\n\
+         # TYPE aftr_ha_location_role gauge\n",
+    );
+    for l in &st.locations {
+        for r in [Role::Init, Role::Standby, Role::Active] {
+            o.push_str(&format!(
+                "aftr_ha_location_role{{slot=\"{slot}\",location=\"{}\",role=\"{}\"}} {}\n",
+                l.id,
+                r.name(),
+                (l.role == r) as u8
+            ));
+        }
+    }
     let gauges: [(&str, &str, u64); 6] = [
         ("aftr_ha_peer_alive", "The peer is heard (1) or not (0).", st.peer_alive as u64),
         ("aftr_ha_in_sync", "Standby: holds the whole eligible table; active: the peer says so.", st.in_sync as u64),

@@ -109,17 +109,24 @@ impl Daemon {
                 Ok(id) => self.display_locations(Some(id)),
                 Err(_) => Reply::Error(format!("display service-location: bad id `{id}`\n")),
             },
-            ["switchover"] => match &self.ha {
-                Some(n) => match n.switchover() {
-                    Ok(what) => Reply::Ok(format!("Info: {what}\n")),
-                    Err(e) => Reply::Error(format!("Error: switchover refused: {e}\n")),
-                },
+            ["switchover"] | ["switchover", "service-location", _] => match &self.ha {
+                Some(n) => {
+                    let location = match words.get(2).map(|id| id.parse::<u32>()) {
+                        None => None,
+                        Some(Ok(id)) => Some(id),
+                        Some(Err(_)) => return Reply::Error(format!("Error: bad service-location `{}`\n", words[2])),
+                    };
+                    match n.switchover(location) {
+                        Ok(what) => Reply::Ok(format!("Info: {what}\n")),
+                        Err(e) => Reply::Error(format!("Error: switchover refused: {e}\n")),
+                    }
+                }
                 None => Reply::Error(
                     "Error: this board runs alone (no service-location pairs it with another board)\n".into(),
                 ),
             },
             _ => Reply::Error(format!(
-                "unknown request `{first}`; one of: display current-configuration | plan | sessions [b4 A] [inside A] [external A] [port P] | subscribers | statistics | service-ha [global-information [delay-time]] | service-location [ID]; commit; save; switchover\n"
+                "unknown request `{first}`; one of: display current-configuration | plan | sessions [b4 A] [inside A] [external A] [port P] | subscribers | statistics | service-ha [global-information [delay-time]] | service-location [ID]; commit; save; switchover [service-location ID]\n"
             )),
         }
     }

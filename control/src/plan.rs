@@ -1,10 +1,11 @@
 //! The plan: a pure function from a configuration to what each board does.
 //!
 //! DS-Lite instance -> service-instance group -> service-locations (weighted) ->
-//! active and backup slot -> worker cores. Subscribers (B4 addresses) are assigned to
-//! the locations of their instance by weighted rendezvous hashing (highest random
-//! weight): each location scores a B4 by `-weight / ln(u)` with `u` a hash of (B4,
-//! location) in (0, 1), and the best score wins. The split follows the weights, and when
+//! active and backup slot -> worker cores. Subscribers (B4 addresses) hash to one of
+//! 4,096 buckets (`dataplane::config::bucket_of`), and buckets are assigned to the
+//! locations of their instance by weighted rendezvous hashing (highest random weight):
+//! each location scores a bucket by `-weight / ln(u)` with `u` a hash of (bucket,
+//! location) in (0, 1), and the best score wins (decision 0012). The split follows the weights, and when
 //! a weight changes or a location comes or goes, only the subscribers of the changed
 //! share move. The instance's pool is split among its locations in proportion to their
 //! weights (contiguous address ranges), since two boards must never hand out the same
@@ -42,9 +43,15 @@ pub struct InstancePlan {
 impl InstancePlan {
     /// The location that serves the subscriber with this B4 address.
     pub fn location_of(&self, b4: &[u8; 16]) -> u32 {
+        self.location_of_bucket(dataplane::config::bucket_of(b4))
+    }
+
+    /// The location that serves the B4s of bucket `bucket`.
+    pub fn location_of_bucket(&self, bucket: usize) -> u32 {
+        let key = (bucket as u128).to_be_bytes();
         let mut best = (f64::NEG_INFINITY, 0);
         for &(loc, weight) in &self.locations {
-            let h = hash64(b4, loc);
+            let h = hash64(&key, loc);
             // u in (0, 1): never 0 or 1, so the logarithm is finite and negative.
             let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
             let score = -(weight as f64) / u.ln();
@@ -184,23 +191,31 @@ pub fn range_to_prefixes(first: Ipv4Addr, last: Ipv4Addr) -> Vec<Ipv4Prefix> {
 /// of those locations. None if the slot serves nothing.
 pub fn engine_config(c: &Config, p: &Plan, slot: u32) -> Option<EngineConfig> {
     let sp = p.slots.get(&slot)?;
-    let mine: BTreeSet<u32> = sp.active_for.iter().chain(&sp.standby_for).copied().collect();
+    let mine = slot_locations(sp);
+    let index = |l: &u32| mine.iter().position(|m| m == l).map(|i| i as u8);
     let mut instances = Vec::new();
     for (name, ip) in &p.instances {
         let d = &c.instances[name];
-        let pool: Vec<Ipv4Prefix> = ip
+        // Each location's share of the pool, tagged with the location's index.
+        let (pool, pool_locations): (Vec<Ipv4Prefix>, Vec<u8>) = ip
             .locations
             .iter()
-            .filter(|(l, _)| mine.contains(l))
-            .flat_map(|(l, _)| ip.pool_shares.get(l).cloned().unwrap_or_default())
-            .flat_map(|(a, b)| range_to_prefixes(a, b))
-            .collect();
+            .filter_map(|(l, _)| Some((index(l)?, ip.pool_shares.get(l).cloned().unwrap_or_default())))
+            .flat_map(|(i, share)| share.into_iter().flat_map(|(a, b)| range_to_prefixes(a, b)).map(move |p| (p, i)))
+            .unzip();
         if pool.is_empty() {
             continue;
         }
         let mut i = InstanceConfig::new(name, d.local?.octets(), Ipv6Prefix { addr: [0; 16], len: 0 }, pool[0]);
         i.b4_prefixes = d.remotes.iter().map(|(a, l)| Ipv6Prefix { addr: a.octets(), len: *l }).collect();
         i.pool = pool;
+        i.pool_locations = pool_locations;
+        // Steering: which location serves each bucket of B4s (another pair's: ELSEWHERE).
+        if ip.locations.len() > 1 || mine.len() > 1 {
+            i.buckets = (0..dataplane::config::BUCKETS)
+                .map(|b| index(&ip.location_of_bucket(b)).unwrap_or(dataplane::config::ELSEWHERE))
+                .collect();
+        }
         i.port_block_size = d.port_block_size;
         i.limits = Limits {
             max_sessions: d.session_limit,
@@ -220,7 +235,15 @@ pub fn engine_config(c: &Config, p: &Plan, slot: u32) -> Option<EngineConfig> {
     }
     let mut e = EngineConfig::new(instances);
     e.workers = sp.cores.len().max(1) as u16;
+    e.locations = mine;
     Some(e)
+}
+
+/// The locations a slot serves, active or standby, in id order: the index of each is
+/// its bit in the board's set of active locations.
+pub fn slot_locations(sp: &SlotPlan) -> Vec<u32> {
+    let mine: BTreeSet<u32> = sp.active_for.iter().chain(&sp.standby_for).copied().collect();
+    mine.into_iter().collect()
 }
 
 /// The plan as `display plan` and `aftrd --plan` print it.

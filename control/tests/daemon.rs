@@ -105,9 +105,10 @@ fn aftrctl_displays_and_commits_through_the_daemon() {
     // The example's HA address (192.0.2.1) is not on this host: the board stays
     // inactive and says why, and a switchover is refused.
     assert!(now.contains("HA channel: down, cannot bind 192.0.2.1:4789"), "{now}");
-    assert!(now.contains("role: init (preferred board of the location)"), "{now}");
+    assert!(now.contains("role: init"), "{now}");
+    assert!(now.contains("service-location 1: init (its preferred board), peer never heard, not in sync"), "{now}");
     let (ok, _, err) = d.ctl(&["switchover"]);
-    assert!(!ok && err.contains("switchover refused: the peer is not there"), "{err}");
+    assert!(!ok && err.contains("switchover refused: location 1: the peer is not there"), "{err}");
 
     // The vendor's display commands.
     let (ok, g, _) = d.ctl(&["display", "service-ha", "global-information"]);

@@ -2,14 +2,14 @@
 //! thread that drains their session events and keeps their next hops, and the handle
 //! through which the daemon and hot backup drive them.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded};
 
-use crate::config::{EgressL2, EngineConfig};
+use crate::config::{EgressL2, EngineConfig, PoolShares};
 use crate::counters::WorkerCounters;
 use crate::engine::{Engine, SubscriberView};
 use crate::io::port::{Ports, targets};
@@ -26,8 +26,9 @@ pub type NextHopSource = Box<dyn FnMut() -> (EgressL2, EgressL2) + Send>;
 /// Who answers for the board's addresses on its segments (ARP/ND, announcements after
 /// a takeover): `control`'s announcer.
 pub trait Neighbours: Send + Sync {
-    /// The board starts (true) or stops (false) forwarding.
-    fn set_active(&self, on: bool);
+    /// The board is active for these locations now (bits by index into the
+    /// configuration's `locations`; 0: standby for all, it forwards nothing).
+    fn set_active(&self, locations: u64);
     /// The board's endpoints and pools are now those of `cfg` (a commit).
     fn set_addresses(&self, cfg: &EngineConfig);
 }
@@ -41,13 +42,14 @@ pub struct BoardSpec {
     /// The workers' ports (see [`Ports::open`]).
     pub ports: Ports,
     pub seed: u64,
-    /// Forward from the start (a board without hot backup), or wait for the role.
+    /// Forward from the start, for every location (a board without hot backup), or
+    /// wait for the roles.
     pub active: bool,
     /// Polled every 200 ms off the workers' cores; None for a board without packets.
     pub next_hops: Option<NextHopSource>,
     /// Every session event of every worker, in order per worker, with whether the board
-    /// was forwarding when it was taken (a standby's events are its installs' and
-    /// expiries': hot backup wants them, NAT logging does not).
+    /// was active for the event's location when it was taken (a standby's events are
+    /// its installs' and expiries': hot backup wants them, NAT logging does not).
     pub on_event: Box<dyn FnMut(SessionEvent, bool) + Send>,
     /// Told of every change of role and of addresses.
     pub neighbours: Option<Arc<dyn Neighbours>>,
@@ -73,7 +75,10 @@ pub struct Board {
 #[derive(Clone)]
 pub struct BoardHandle {
     txs: Vec<Sender<Command>>,
-    active: Arc<AtomicBool>,
+    /// The locations the board is active for (bits by index).
+    active: Arc<AtomicU64>,
+    /// The location of each external address (the events' locations).
+    shares: Arc<RwLock<PoolShares>>,
     /// The XDP program on each interface (AF_XDP boards); cleared after the workers
     /// stopped, which detaches it.
     steering: Arc<Mutex<Vec<Steering>>>,
@@ -88,7 +93,9 @@ impl Board {
         let BoardSpec { slot, cfg, cores, ports, seed, active: start_active, mut next_hops, on_event, neighbours } =
             spec;
         let n = cfg.workers as usize;
-        let active = Arc::new(AtomicBool::new(start_active));
+        let every = u64::MAX >> (64 - cfg.locations.len().clamp(1, 64));
+        let active = Arc::new(AtomicU64::new(if start_active { every } else { 0 }));
+        let shares = Arc::new(RwLock::new(PoolShares::of(&cfg)));
         let mut mailboxes = crate::handoff::mesh(n as u16, 1024, 2048).into_iter();
         let gauges = Arc::new(Gauges::new(n));
         let available: Vec<usize> =
@@ -127,15 +134,16 @@ impl Board {
         let txs: Vec<_> = workers.iter().map(Worker::commands).collect();
         let stop = Arc::new(AtomicBool::new(false));
         let house = {
-            let (stop, txs, active_now) = (stop.clone(), txs.clone(), active.clone());
+            let (stop, txs, active_now, shares) = (stop.clone(), txs.clone(), active.clone(), shares.clone());
             std::thread::Builder::new()
                 .name(format!("aftr-slot{slot}-events"))
-                .spawn(move || housekeeping(ev_rx, on_event, next_hops, l2, &txs, &stop, &active_now))
+                .spawn(move || housekeeping(ev_rx, on_event, next_hops, l2, &txs, &stop, &active_now, &shares))
                 .map_err(|e| e.to_string())?
         };
         let handle = BoardHandle {
             txs,
             active,
+            shares,
             steering: Arc::new(Mutex::new(steering)),
             neighbours,
             block_sizes: Arc::new(RwLock::new(cfg.instances.iter().map(|i| i.port_block_size).collect())),
@@ -208,6 +216,7 @@ impl Board {
                 eprintln!("aftrd: XDP on {}: {e}", s.ifname());
             }
         }
+        *self.handle.shares.write().unwrap_or_else(|e| e.into_inner()) = PoolShares::of(&new);
         if let Some(n) = &self.handle.neighbours {
             n.set_addresses(&new);
         }
@@ -229,7 +238,7 @@ impl Board {
         if let Some(n) = &self.handle.neighbours
             && self.handle.is_active()
         {
-            n.set_active(false);
+            n.set_active(0);
         }
         self.house_stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.house.take() {
@@ -247,7 +256,8 @@ fn housekeeping(
     mut l2: Option<(EgressL2, EgressL2)>,
     workers: &[Sender<Command>],
     stop: &AtomicBool,
-    active: &AtomicBool,
+    active: &AtomicU64,
+    shares: &RwLock<PoolShares>,
 ) {
     let mut rings: Vec<Receiver<SessionEvent>> = Vec::new();
     let mut polled = Instant::now();
@@ -260,7 +270,9 @@ fn housekeeping(
                 match r.try_recv() {
                     Ok(e) => {
                         any = true;
-                        on_event(e, active.load(Ordering::Relaxed));
+                        let (inst, addr) = e.external();
+                        let loc = shares.read().unwrap_or_else(|e| e.into_inner()).location_of(inst, addr);
+                        on_event(e, loc.is_some_and(|l| active.load(Ordering::Relaxed) & (1 << l) != 0));
                     }
                     Err(TryRecvError::Empty) => return true,
                     Err(TryRecvError::Disconnected) => return false,
@@ -390,22 +402,34 @@ impl BoardHandle {
         (sessions, blocks)
     }
 
-    /// Whether the board forwards.
+    /// Whether the board forwards (is active for any location).
     pub fn is_active(&self) -> bool {
+        self.active_locations() != 0
+    }
+
+    /// The locations the board is active for (bits by index).
+    pub fn active_locations(&self) -> u64 {
         self.active.load(Ordering::Relaxed)
     }
 
-    /// Starts or stops forwarding: the workers' flag, the XDP programs' flag, and the
-    /// neighbours (on start, the announcement of the addresses: decision 0007).
-    pub fn set_active(&self, on: bool) {
-        self.active.store(on, Ordering::Relaxed);
+    /// Starts or stops forwarding for the location with index `location` (decision
+    /// 0012): the workers' set of active locations, the XDP programs' flag (frames
+    /// come while the board is active for any location), and the neighbours (on
+    /// start, the announcement of the location's addresses: decision 0007).
+    pub fn set_active(&self, location: usize, on: bool) {
+        let bit = 1u64 << (location % 64);
+        let now = if on {
+            self.active.fetch_or(bit, Ordering::Relaxed) | bit
+        } else {
+            self.active.fetch_and(!bit, Ordering::Relaxed) & !bit
+        };
         for s in self.steering.lock().unwrap_or_else(|e| e.into_inner()).iter_mut() {
-            if let Err(e) = s.set_active(on) {
+            if let Err(e) = s.set_active(now != 0) {
                 eprintln!("aftrd: XDP on {}: {e}", s.ifname());
             }
         }
         if let Some(n) = &self.neighbours {
-            n.set_active(on);
+            n.set_active(now);
         }
     }
 }

@@ -111,6 +111,14 @@ pub struct InstanceConfig {
     pub hop_limit: u8,
     /// Accept inner sources outside RFC 1918 and 192.0.0.0/29 (RFC 6333 section 5.7).
     pub allow_public_inner: bool,
+    /// Steering (decision 0012): the board's location (an index into
+    /// [`EngineConfig::locations`]) that serves each bucket of B4s ([`bucket_of`]), or
+    /// [`ELSEWHERE`]. Empty: every B4 is served by location 0.
+    pub buckets: Vec<u8>,
+    /// The location of each `pool` prefix, in the same order: a subscriber's address
+    /// comes from its location's share, since two boards must never hand out the same
+    /// external port. Empty: every prefix is location 0's.
+    pub pool_locations: Vec<u8>,
 }
 
 impl InstanceConfig {
@@ -129,7 +137,82 @@ impl InstanceConfig {
             filtering: Filtering::EndpointIndependent,
             hop_limit: 64,
             allow_public_inner: false,
+            buckets: Vec::new(),
+            pool_locations: Vec::new(),
         }
+    }
+
+    /// The location (index into [`EngineConfig::locations`]) that serves `b4`, or
+    /// [`ELSEWHERE`].
+    pub fn location_of_b4(&self, b4: &[u8; 16]) -> u8 {
+        if self.buckets.is_empty() { 0 } else { self.buckets[bucket_of(b4) % self.buckets.len()] }
+    }
+
+    /// The location whose pool share holds `addr`, if the pool has it.
+    pub fn location_of_addr(&self, addr: u32) -> Option<u8> {
+        let i = self.pool.iter().position(|p| {
+            let (first, last) = p.range();
+            (first..=last).contains(&addr)
+        })?;
+        Some(self.pool_locations.get(i).copied().unwrap_or(0))
+    }
+}
+
+/// Buckets of B4s: every board maps a B4 address to the same bucket, and the plan
+/// gives each bucket to a location by weight (decision 0012).
+pub const BUCKETS: usize = 4096;
+
+/// A bucket that no location of this board serves (another board pair's).
+pub const ELSEWHERE: u8 = u8::MAX;
+
+/// The bucket of a B4 address: a fixed hash (SplitMix64's finaliser over both halves),
+/// the same on every board and in every version, so boards agree without talking.
+pub fn bucket_of(b4: &[u8; 16]) -> usize {
+    let x = u128::from_be_bytes(*b4);
+    let mut h = (x as u64) ^ ((x >> 64) as u64).rotate_left(29);
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^= h >> 31;
+    (h % BUCKETS as u64) as usize
+}
+
+/// Which of a board's locations holds each external address, instance by instance
+/// (engine order): the location of a session or block record, for hot backup and
+/// logging, from its external address.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PoolShares(Vec<Vec<(u32, u32, u8)>>);
+
+impl PoolShares {
+    pub fn of(cfg: &EngineConfig) -> PoolShares {
+        PoolShares(
+            cfg.instances
+                .iter()
+                .map(|i| {
+                    let mut r: Vec<(u32, u32, u8)> = i
+                        .pool
+                        .iter()
+                        .enumerate()
+                        .map(|(k, p)| {
+                            let (first, last) = p.range();
+                            (first, last, i.pool_locations.get(k).copied().unwrap_or(0))
+                        })
+                        .collect();
+                    r.sort_unstable();
+                    r
+                })
+                .collect(),
+        )
+    }
+
+    /// The location of external address `addr` of instance `inst`; None if that pool
+    /// does not hold it. With no shares at all, everything is location 0's.
+    pub fn location_of(&self, inst: u8, addr: u32) -> Option<u8> {
+        if self.0.is_empty() {
+            return Some(0);
+        }
+        let r = self.0.get(inst as usize)?;
+        let i = r.partition_point(|e| e.0 <= addr).checked_sub(1)?;
+        (addr <= r[i].1).then_some(r[i].2)
     }
 }
 
@@ -178,6 +261,9 @@ pub struct EngineConfig {
     pub refresh_event_interval: u32,
     /// Capacity of the per-worker session event ring.
     pub event_ring: usize,
+    /// The service-locations this board serves (ids; location index `i` is
+    /// `locations[i]`), active or standby each on its own. Empty: one location, 0.
+    pub locations: Vec<u32>,
 }
 
 impl EngineConfig {
@@ -192,6 +278,7 @@ impl EngineConfig {
             frag: FragLimits::default(),
             refresh_event_interval: 10,
             event_ring: 1 << 16,
+            locations: Vec::new(),
         }
     }
 }
@@ -215,4 +302,8 @@ pub enum ConfigError {
     NoInstances,
     #[error("more than 255 instances")]
     TooManyInstances,
+    #[error("instance {0}: steering names a location this board does not have, or has {1} buckets (0 or 4096)")]
+    Steering(String, usize),
+    #[error("more than 64 locations on one board")]
+    TooManyLocations,
 }

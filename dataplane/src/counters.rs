@@ -87,6 +87,11 @@ counters! {
     DropHandoffFull = "drop_handoff_full",
     /// Received while the board is standby (hot backup): the active board forwards it.
     DropStandby = "drop_standby",
+    /// For a location this board is standby for (its peer is active for it): a B4 of
+    /// that location, or an address of its pool share.
+    DropLocationStandby = "drop_location_standby",
+    /// From a B4 that no location of this board serves (another board pair's).
+    DropB4Elsewhere = "drop_b4_elsewhere",
 }
 
 /// How many counters there are.

@@ -48,6 +48,10 @@ pub fn validate(cfg: &EngineConfig) -> Result<(), ConfigError> {
     if cfg.workers == 0 || cfg.workers > 64 {
         return Err(ConfigError::Workers);
     }
+    if cfg.locations.len() > 64 {
+        return Err(ConfigError::TooManyLocations);
+    }
+    let locations = cfg.locations.len().max(1) as u8;
     let mut ranges = Vec::new();
     for i in &cfg.instances {
         let b = i.port_block_size;
@@ -65,6 +69,15 @@ pub fn validate(cfg: &EngineConfig) -> Result<(), ConfigError> {
         }
         if i.pool.is_empty() {
             return Err(ConfigError::EmptyPool(i.name.clone()));
+        }
+        let known = |l: &u8| *l < locations || *l == crate::config::ELSEWHERE;
+        let sized = i.pool_locations.is_empty() || i.pool_locations.len() == i.pool.len();
+        if !matches!(i.buckets.len(), 0 | crate::config::BUCKETS)
+            || !sized
+            || !i.buckets.iter().all(known)
+            || !i.pool_locations.iter().all(|l| *l < locations)
+        {
+            return Err(ConfigError::Steering(i.name.clone(), i.buckets.len()));
         }
         ranges.extend(i.pool.iter().map(|p| p.range()));
     }
@@ -165,6 +178,13 @@ impl Engine {
     pub fn set_clock(&mut self, now_ms: u64) {
         self.now_ms = now_ms;
         self.nat.set_clock((now_ms / 1000) as u32);
+    }
+
+    /// The locations (bits by index into the configuration's `locations`) this board
+    /// is active for: the B4s and pool shares of the others are not served (counted as
+    /// `drop_location_standby`). All of them until told otherwise.
+    pub fn set_active_locations(&mut self, mask: u64) {
+        self.nat.set_active_locations(mask);
     }
 
     pub fn softwire_l2(&self) -> EgressL2 {

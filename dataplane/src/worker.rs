@@ -8,7 +8,7 @@
 //! interfaces) only answers commands and keeps its timers.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -110,8 +110,9 @@ pub struct Spec {
     pub seed: u64,
     pub port: Option<Port>,
     pub mailbox: Mailbox,
-    /// False while the board is standby: frames are not the board's to forward.
-    pub active: Arc<AtomicBool>,
+    /// The locations the board is active for (bits by index); 0 while it is standby
+    /// for all: frames are not the board's to forward.
+    pub active: Arc<AtomicU64>,
     pub gauges: Arc<Gauges>,
     /// Where the event rings of engines made by a reconfiguration go.
     pub events_out: Sender<Receiver<SessionEvent>>,
@@ -167,7 +168,7 @@ fn pin(core: usize) {
 /// The worker's state besides the engine.
 struct Ctx {
     id: u16,
-    active: Arc<AtomicBool>,
+    active: Arc<AtomicU64>,
     seed: u64,
     cfg: EngineConfig,
     gauges: Arc<Gauges>,
@@ -358,8 +359,9 @@ fn packet_loop(mut engine: Engine, mut ctx: Ctx, rx: Receiver<Command>, mut port
         engine.set_clock(now_ms());
         port.wait(10, idle);
         let active = ctx.active.load(Ordering::Relaxed);
+        engine.set_active_locations(active);
         let mut work = port.receive(|frames, verdicts| {
-            if !active {
+            if active == 0 {
                 // AF_PACKET sees frames whatever the role (AF_XDP is told by the XDP
                 // program's flag): a standby forwards nothing.
                 verdicts.fill(Verdict::Drop(Counter::DropStandby));

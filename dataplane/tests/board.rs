@@ -34,13 +34,13 @@ const POOL2: [u8; 4] = [198, 51, 100, 64];
 /// set of addresses.
 #[derive(Default)]
 struct Told {
-    roles: Mutex<Vec<bool>>,
+    roles: Mutex<Vec<u64>>,
     endpoints: Mutex<Vec<Vec<[u8; 16]>>>,
 }
 
 impl Neighbours for Told {
-    fn set_active(&self, on: bool) {
-        self.roles.lock().unwrap().push(on);
+    fn set_active(&self, locations: u64) {
+        self.roles.lock().unwrap().push(locations);
     }
     fn set_addresses(&self, cfg: &EngineConfig) {
         self.endpoints.lock().unwrap().push(cfg.instances.iter().map(|i| i.endpoint).collect());
@@ -277,7 +277,7 @@ fn run(io: PacketIo, tag: &str) {
         assert!(collect(&mut at_gw, 1, Duration::from_millis(500), is_ipv4).is_empty(), "the old endpoint is gone");
 
         // Standby: nothing is forwarded, and the neighbours hear of it.
-        handle.set_active(false);
+        handle.set_active(0, false);
         let standby_before = sum(Counter::DropStandby);
         for k in 0..16u8 {
             let inner = ip4_udp(HOST, SERVER, 7000 + k as u16, 53, 64, &[k; 12]);
@@ -300,10 +300,10 @@ fn run(io: PacketIo, tag: &str) {
             }
             other => panic!("no deletion event: {other:?}"),
         }
-        handle.set_active(true);
-        assert_eq!(*told.roles.lock().unwrap(), vec![false, true]);
+        handle.set_active(0, true);
+        assert_eq!(*told.roles.lock().unwrap(), vec![0, 1]);
         board.stop();
-        assert_eq!(*told.roles.lock().unwrap(), vec![false, true, false], "an active board withdraws at stop");
+        assert_eq!(*told.roles.lock().unwrap(), vec![0, 1, 0], "an active board withdraws at stop");
     });
     let r = h.join();
     drop(ns);

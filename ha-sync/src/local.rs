@@ -16,7 +16,7 @@ impl Local for BoardHandle {
     fn table(&self) -> (Vec<SessionRecord>, Vec<BlockRecord>) {
         BoardHandle::table(self)
     }
-    fn set_active(&self, on: bool) {
-        BoardHandle::set_active(self, on)
+    fn set_active(&self, location: usize, on: bool) {
+        BoardHandle::set_active(self, location, on)
     }
 }

@@ -16,7 +16,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use dataplane::nat::events::{BlockRecord, SessionEvent, SessionRecord};
 
 use crate::protocol::{Channel, Now, Output, Protocol};
-pub use crate::protocol::{MAX_BACKLOG, Settings, Status};
+pub use crate::protocol::{Location, LocationStatus, MAX_BACKLOG, Settings, Status};
 
 /// What the HA thread needs of its board. Installs, removals and table walks run on a
 /// thread of their own (`aftr-ha-board`), so heartbeats never wait behind them; a change
@@ -29,8 +29,9 @@ pub trait Local: Send + Sync + 'static {
     fn remove(&self, sessions: Vec<SessionRecord>) -> usize;
     /// The whole table, for a bulk sync.
     fn table(&self) -> (Vec<SessionRecord>, Vec<BlockRecord>);
-    /// Starts (true) or stops forwarding; on start, announces the addresses.
-    fn set_active(&self, on: bool);
+    /// Starts (true) or stops forwarding for the location with this index (in the
+    /// settings' `locations`); on start, announces its addresses.
+    fn set_active(&self, location: usize, on: bool);
 }
 
 /// Data messages in flight (sent, not acknowledged) at most: the stream's window, so a
@@ -134,7 +135,7 @@ fn board_thread<L: Local>(local: Arc<L>) -> io::Result<(Sender<Job>, Receiver<Do
 }
 
 enum Cmd {
-    Switchover(Sender<Result<String, String>>),
+    Switchover(Option<u32>, Sender<Result<String, String>>),
     Reconfigure(Box<Settings>, Sender<Result<(), String>>),
 }
 
@@ -171,7 +172,8 @@ impl Node {
         // second: until then the HA link alone decides, as the status says.
         let witness = s.witness.as_ref().and_then(|(ifname, port)| witness_socket(ifname, *port).ok());
         let (cmd_tx, cmd_rx) = bounded(8);
-        let status = Arc::new(Mutex::new(Status { preferred: s.preferred, ..Default::default() }));
+        let status =
+            Arc::new(Mutex::new(Status { preferred: s.locations.iter().any(|l| l.preferred), ..Default::default() }));
         let stop = Arc::new(AtomicBool::new(false));
         let sender = events.sender.clone();
         let mut shell = Shell::new(s, sock, witness, local, events, status.clone())?;
@@ -201,10 +203,12 @@ impl Node {
         self.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// A switchover on command: the active board hands over, a standby asks for the role.
-    pub fn switchover(&self) -> Result<String, String> {
+    /// A switchover on command, for one location or all (see
+    /// `Protocol::switchover`): where active, the board hands over; where standby, it
+    /// asks for the role.
+    pub fn switchover(&self, location: Option<u32>) -> Result<String, String> {
         let (tx, rx) = bounded(1);
-        self.cmd.send(Cmd::Switchover(tx)).map_err(|_| "the HA thread is gone".to_string())?;
+        self.cmd.send(Cmd::Switchover(location, tx)).map_err(|_| "the HA thread is gone".to_string())?;
         rx.recv_timeout(Duration::from_secs(5)).map_err(|_| "the HA thread did not answer".to_string())?
     }
 
@@ -320,8 +324,8 @@ impl<L: Local> Shell<L> {
         let mut work = false;
         while let Ok(cmd) = cmds.try_recv() {
             match cmd {
-                Cmd::Switchover(reply) => {
-                    let r = self.proto.switchover(now());
+                Cmd::Switchover(location, reply) => {
+                    let r = self.proto.switchover(location, now());
                     self.carry_out();
                     let _ = reply.send(r);
                 }
@@ -415,7 +419,7 @@ impl<L: Local> Shell<L> {
                 Output::Remove(sessions) => {
                     let _ = self.jobs.send(Job::Remove(sessions));
                 }
-                Output::SetActive(on) => self.local.set_active(on),
+                Output::SetActive(l, on) => self.local.set_active(l, on),
                 Output::TakeSnapshot => {
                     let _ = self.jobs.send(Job::Table);
                 }

@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use dataplane::config::PoolShares;
 use dataplane::nat::events::{BlockRecord, SessionEvent, SessionRecord};
 
 use crate::replicate::Replicator;
@@ -32,8 +33,12 @@ pub struct Settings {
     /// The softwire interface and UDP port for witness heartbeats (None: HA link only).
     pub witness: Option<(String, u16)>,
     pub key: Vec<u8>,
-    /// This board is the location's `slot` (the preferred active).
-    pub preferred: bool,
+    /// The service-locations the two boards share, in the board's order (the engine's
+    /// location index): each has a role of its own (decision 0012).
+    pub locations: Vec<Location>,
+    /// The location of each external address (engine instance order), so that records
+    /// go only while their location is active here. Empty: all are the first's.
+    pub shares: PoolShares,
     /// `service-ha hot-backup enable`: replicate sessions (otherwise cold standby).
     pub hot_backup: bool,
     pub delay_secs: u32,
@@ -60,16 +65,42 @@ impl Settings {
     }
 }
 
+/// A service-location the two boards share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    pub id: u32,
+    /// This board is the location's `slot` (its preferred active board).
+    pub preferred: bool,
+}
+
+/// One location's roles, as `display service-ha` shows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LocationStatus {
+    pub id: u32,
+    pub role: Role,
+    pub preferred: bool,
+    pub peer_role: Option<Role>,
+    /// Standby: this board holds the peer's whole eligible table of the location.
+    /// Active: the peer says it does.
+    pub in_sync: bool,
+    /// Unix milliseconds and reason of the last change of role.
+    pub last_change: Option<(u64, String)>,
+}
+
 /// What `display service-ha` shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Status {
+    /// Active if the board is active for any location, standby if for none but standby
+    /// for some; each location's in `locations`.
     pub role: Role,
+    /// The board is the preferred board of some location.
     pub preferred: bool,
     pub peer_alive: bool,
+    /// The peer's role as `role` is this board's.
     pub peer_role: Option<Role>,
-    /// Standby: this board holds the peer's whole eligible table. Active: the peer says
-    /// it does.
+    /// Every location in sync (see [`LocationStatus::in_sync`]).
     pub in_sync: bool,
+    pub locations: Vec<LocationStatus>,
     pub records_sent: u64,
     pub records_received: u64,
     pub messages_sent: u64,
@@ -88,7 +119,7 @@ pub struct Status {
     pub rejected_replay: u64,
     pub rejected_malformed: u64,
     pub events_dropped: u64,
-    /// Unix milliseconds and reason of the last change of role.
+    /// Unix milliseconds and reason of the last change of role of any location.
     pub last_change: Option<(u64, String)>,
     /// Why the HA channel is not up (its address cannot be bound).
     pub channel_error: Option<String>,
@@ -150,8 +181,9 @@ pub enum Output {
     Install { blocks: Vec<BlockRecord>, sessions: Vec<SessionRecord> },
     /// Remove sessions the peer deleted.
     Remove(Vec<SessionRecord>),
-    /// Start (true) or stop forwarding; on start, announce the addresses.
-    SetActive(bool),
+    /// Start (true) or stop forwarding for the location with this index; on start,
+    /// announce its addresses.
+    SetActive(usize, bool),
     /// Take the board's whole table for a bulk sync; answer with
     /// [`Protocol::handle_table`] before any other call. No Data goes out until then.
     TakeSnapshot,
@@ -163,7 +195,7 @@ pub fn unchangeable(old: &Settings, new: &Settings) -> Option<String> {
     let fixed = [
         (new.bind != old.bind, "ha-address of this board"),
         (new.peer != old.peer, "ha-address of the peer"),
-        (new.slot != old.slot || new.preferred != old.preferred, "service-location of this board"),
+        (new.slot != old.slot || new.locations != old.locations, "service-location of this board"),
         (new.witness != old.witness, "softwire interface (the witness)"),
         (new.hot_backup != old.hot_backup, "service-ha hot-backup"),
     ];
@@ -171,6 +203,11 @@ pub fn unchangeable(old: &Settings, new: &Settings) -> Option<String> {
         .iter()
         .find(|(changed, _)| *changed)
         .map(|(_, what)| format!("changing the {what} needs a restart of the board"))
+}
+
+/// A role machine per location of `s`, started at `now` (role machine clock).
+fn machines(s: &Settings, now: u64) -> Vec<RoleMachine> {
+    s.locations.iter().map(|l| RoleMachine::new(l.preferred, s.dead_ms(), s.preempt_ms, now)).collect()
 }
 
 /// One board's side of the HA protocol.
@@ -181,7 +218,10 @@ pub struct Protocol {
     epoch: u64,
     /// The counter of our non-Data messages (replay protection at the peer).
     ctl: u64,
-    role: RoleMachine,
+    /// One role machine per location, in `s.locations`' order.
+    roles: Vec<RoleMachine>,
+    /// The peer was last heard (role machine clock), on any path.
+    heard: Option<u64>,
     /// The role machine's clock starts here (milliseconds since).
     t0: Instant,
     last_hb: Option<Instant>,
@@ -207,14 +247,14 @@ pub struct Protocol {
     // Receiving side (standby).
     rx: stream::Receiver,
     last_bulk_request: Option<Instant>,
-    release_at: Option<u64>,
+    /// Per location: the peer released it; taken over once the stream reaches this
+    /// sequence number, or a dead interval after this instant.
+    release: Vec<Option<(u64, Instant)>>,
     /// Installs handed to the board, and those it has finished ([`Protocol::installed`]).
     installs_asked: u64,
     installs_done: u64,
     /// The bulk sync has ended; in sync once the board has finished this many installs.
     in_sync_at: Option<u64>,
-    /// When the release arrived (its deltas are waited for one dead interval at most).
-    released: Option<Instant>,
     ack_due: bool,
     st: Status,
     out: VecDeque<Output>,
@@ -228,7 +268,8 @@ impl Protocol {
             key: Key::new(&s.key),
             epoch,
             ctl: 0,
-            role: RoleMachine::new(s.preferred, s.dead_ms(), s.preempt_ms, 0),
+            roles: machines(&s, 0),
+            heard: None,
             t0: now.at,
             last_hb: None,
             witness,
@@ -245,13 +286,12 @@ impl Protocol {
             lost_while_away: false,
             rx: stream::Receiver::new(s.queue as u64),
             last_bulk_request: None,
-            release_at: None,
+            release: vec![None; s.locations.len()],
             installs_asked: 0,
             installs_done: 0,
             in_sync_at: None,
-            released: None,
             ack_due: false,
-            st: Status { preferred: s.preferred, witness, ..Default::default() },
+            st: Status { preferred: s.locations.iter().any(|l| l.preferred), witness, ..Default::default() },
             out: VecDeque::new(),
             s,
         }
@@ -261,7 +301,7 @@ impl Protocol {
     /// wait for a peer starts now.
     pub fn channel_up(&mut self, window: usize, now: Now) {
         self.window = window;
-        self.role = RoleMachine::new(self.s.preferred, self.s.dead_ms(), self.s.preempt_ms, self.ms(now));
+        self.roles = machines(&self.s, self.ms(now));
     }
 
     /// New settings from a commit. The timers (heartbeat, dead count, preempt-time),
@@ -273,7 +313,9 @@ impl Protocol {
             return Err(why);
         }
         self.key = Key::new(&s.key);
-        self.role.set_timers(s.dead_ms(), s.preempt_ms);
+        for r in &mut self.roles {
+            r.set_timers(s.dead_ms(), s.preempt_ms);
+        }
         self.repl.set_delay(s.delay_secs);
         self.tx.set_rto(Duration::from_millis(s.rto_ms));
         self.s = s;
@@ -295,6 +337,11 @@ impl Protocol {
         now.at.saturating_duration_since(self.t0).as_millis() as u64
     }
 
+    /// The Unix milliseconds of `ms` on the role machines' clock.
+    fn unix_ms_of(&self, ms: u64, now: Now) -> u64 {
+        now.unix_ms.saturating_sub(self.ms(now).saturating_sub(ms))
+    }
+
     fn dead(&self) -> Duration {
         Duration::from_millis(self.s.dead_ms())
     }
@@ -308,9 +355,39 @@ impl Protocol {
         self.out.push_back(Output::Transmit(Channel::Link, d));
     }
 
-    /// Active, with hot backup, and the peer there to take the stream.
+    /// Active for some location, with hot backup, and the peer there to take the stream.
     fn replicating(&self, now: Now) -> bool {
-        self.role.role() == Role::Active && self.s.hot_backup && self.role.peer_alive(self.ms(now))
+        self.any(Role::Active) && self.s.hot_backup && self.peer_alive(self.ms(now))
+    }
+
+    /// This board has `role` for some location.
+    fn any(&self, role: Role) -> bool {
+        self.roles.iter().any(|r| r.role() == role)
+    }
+
+    /// The peer has been heard within the dead interval.
+    fn peer_alive(&self, ms: u64) -> bool {
+        self.heard.is_some_and(|t| ms.saturating_sub(t) < self.s.dead_ms())
+    }
+
+    /// The location (index) of a record of the engine's instance `inst` with external
+    /// address `addr`; None if no location of this board holds it.
+    fn location_of(&self, inst: u8, addr: u32) -> Option<usize> {
+        self.s.shares.location_of(inst, addr).map(|l| l as usize).filter(|&l| l < self.roles.len())
+    }
+
+    /// Whether the record (engine instance, external address) is of a location this
+    /// board is active for.
+    fn active_for(&self, inst: u8, addr: u32) -> bool {
+        self.location_of(inst, addr).is_some_and(|l| self.roles[l].role() == Role::Active)
+    }
+
+    /// The standby locations are in sync: the bulk sync has ended and the board has
+    /// installed it.
+    fn set_in_sync(&mut self) {
+        for r in &mut self.roles {
+            r.in_sync = r.role() == Role::Standby;
+        }
     }
 
     /// A datagram from `channel`: checked (tag, own slot, epoch, replay) before any of
@@ -341,10 +418,10 @@ impl Protocol {
             self.peer_epoch = h.epoch;
             self.peer_ctl = [0; 2];
             self.rx.forget();
-            if self.role.role() != Role::Active {
-                self.role.in_sync = false;
-                self.in_sync_at = None;
+            for r in &mut self.roles {
+                r.in_sync = false;
             }
+            self.in_sync_at = None;
         }
         if h.kind != Kind::Data {
             let last = &mut self.peer_ctl[channel.index()];
@@ -361,13 +438,20 @@ impl Protocol {
                     self.st.rejected_malformed += 1;
                     return;
                 };
-                self.st.peer_config_digest = digest;
-                if let Some(a) = self.role.on_heartbeat(peer, ms) {
-                    self.act(a, now);
+                self.st.peer_config_digest = Some(digest);
+                self.heard = Some(ms);
+                // A location the peer does not name is not served there: its machine
+                // hears nothing and takes the location over when the wait is up.
+                for (id, state) in peer {
+                    if let Some(l) = self.s.locations.iter().position(|x| x.id == id)
+                        && let Some(a) = self.roles[l].on_heartbeat(state, ms)
+                    {
+                        self.act(l, a, now);
+                    }
                 }
             }
             Kind::Data => {
-                if self.role.role() == Role::Active {
+                if !self.any(Role::Standby) && !self.any(Role::Init) {
                     return;
                 }
                 let mut stored = Vec::with_capacity(1 + m.payload.len());
@@ -394,19 +478,23 @@ impl Protocol {
                 }
             }
             Kind::BulkRequest => {
-                if self.role.role() == Role::Active && self.s.hot_backup {
+                if self.any(Role::Active) && self.s.hot_backup {
                     self.bulk_sync();
                 }
             }
             Kind::Switchover => {
+                let named = m.payload.get(..4).map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")));
+                let Some(l) = named.and_then(|id| self.s.locations.iter().position(|x| x.id == id)) else {
+                    self.st.rejected_malformed += 1;
+                    return;
+                };
                 if h.flags & wire::FLAG_TAKE_OVER != 0 {
-                    if let Some(a) = self.role.on_request(ms) {
-                        self.act(a, now);
+                    if let Some(a) = self.roles[l].on_request(ms) {
+                        self.act(l, a, now);
                     }
                 } else if h.flags & wire::FLAG_RELEASED != 0 {
                     // Take over once every delta sent before the release has arrived.
-                    self.release_at = Some(h.ack);
-                    self.released = Some(now.at);
+                    self.release[l] = Some((h.ack, now.at));
                     self.check_release(now);
                 }
             }
@@ -415,7 +503,8 @@ impl Protocol {
 
     /// A session event of the board's engine (replicated while active).
     pub fn handle_event(&mut self, e: SessionEvent, now: Now) {
-        if self.role.role() == Role::Active
+        let (inst, addr) = e.external();
+        if self.active_for(inst, addr)
             && let Some(e) = self.event_to_wire(e)
         {
             self.repl.on_event(e, now.unix_s());
@@ -466,7 +555,7 @@ impl Protocol {
         self.installs_done += 1;
         if self.in_sync_at.is_some_and(|n| self.installs_done >= n) {
             self.in_sync_at = None;
-            self.role.in_sync = self.role.role() == Role::Standby;
+            self.set_in_sync();
         }
     }
 
@@ -477,10 +566,17 @@ impl Protocol {
             return;
         }
         self.snapshot_pending = false;
-        let sessions: Vec<SessionRecord> =
-            sessions.iter().filter_map(|r| Some(SessionRecord { inst: self.inst_to_wire(r.inst)?, ..*r })).collect();
-        let blocks: Vec<BlockRecord> =
-            blocks.iter().filter_map(|r| Some(BlockRecord { inst: self.inst_to_wire(r.inst)?, ..*r })).collect();
+        // The records of the locations this board is active for.
+        let sessions: Vec<SessionRecord> = sessions
+            .iter()
+            .filter(|r| self.active_for(r.inst, r.ext_addr))
+            .filter_map(|r| Some(SessionRecord { inst: self.inst_to_wire(r.inst)?, ..*r }))
+            .collect();
+        let blocks: Vec<BlockRecord> = blocks
+            .iter()
+            .filter(|r| self.active_for(r.inst, r.ext_addr))
+            .filter_map(|r| Some(BlockRecord { inst: self.inst_to_wire(r.inst)?, ..*r }))
+            .collect();
         let bulk = self.repl.restart(&sessions, &blocks, now.unix_s());
         self.outq.clear();
         self.bulk_left = bulk.len();
@@ -491,7 +587,7 @@ impl Protocol {
     /// window), retransmissions, heartbeats, acknowledgements, the role machine's
     /// timers. Returns whether Data went out (call again at once: more may be waiting).
     pub fn handle_timeout(&mut self, now: Now) -> bool {
-        if self.role.role() == Role::Active {
+        if self.any(Role::Active) {
             self.repl.tick(now.unix_s());
             if self.replicating(now) {
                 if std::mem::take(&mut self.lost_while_away) {
@@ -512,20 +608,34 @@ impl Protocol {
         sent
     }
 
-    /// A switchover on command: the active board hands over, a standby asks for the role.
-    pub fn switchover(&mut self, now: Now) -> Result<String, String> {
-        match self.role.switchover(self.ms(now)) {
-            Ok(Some(a)) => {
-                let what = match a {
-                    Action::Deactivate(_) => "handed the role to the peer",
-                    _ => "asked the peer for the role",
-                };
-                self.act(a, now);
-                Ok(what.to_string())
-            }
-            Ok(None) => Ok("nothing to do".to_string()),
-            Err(e) => Err(e.to_string()),
+    /// A switchover on command, for location `location` or, if None, for every
+    /// location: where this board is active it hands over, where it is standby it asks
+    /// for the role. Err if nothing could be done, with each location's reason.
+    pub fn switchover(&mut self, location: Option<u32>, now: Now) -> Result<String, String> {
+        let ms = self.ms(now);
+        let picked: Vec<usize> =
+            (0..self.roles.len()).filter(|&l| location.is_none_or(|id| self.s.locations[l].id == id)).collect();
+        if picked.is_empty() {
+            return Err(format!("this board has no service-location {}", location.unwrap_or(0)));
         }
+        let (mut done, mut refused) = (Vec::new(), Vec::new());
+        for l in picked {
+            let id = self.s.locations[l].id;
+            match self.roles[l].switchover(ms) {
+                Ok(Some(a)) => {
+                    let what = match a {
+                        Action::Deactivate(_) => "handed the role to the peer",
+                        _ => "asked the peer for the role",
+                    };
+                    self.act(l, a, now);
+                    done.push(format!("location {id}: {what}"));
+                }
+                Ok(None) => done.push(format!("location {id}: nothing to do")),
+                Err(e) => refused.push(format!("location {id}: {e}")),
+            }
+        }
+        let all = done.iter().chain(&refused).cloned().collect::<Vec<_>>().join("; ");
+        if done.is_empty() { Err(all) } else { Ok(all) }
     }
 
     /// When [`Protocol::handle_timeout`] is due next at the latest (`now.at` or earlier:
@@ -533,7 +643,7 @@ impl Protocol {
     /// `node` keeps its one-millisecond rounds and calls it every round instead.
     pub fn poll_timeout(&self, now: Now) -> Instant {
         let at_once = now.at;
-        let active = self.role.role() == Role::Active;
+        let active = self.any(Role::Active);
         let end_pending = self.reset_next && self.bulk_left == 0 && self.st.bulk_syncs > 0;
         let data_ready = active && !self.snapshot_pending && (!self.outq.is_empty() || end_pending);
         if !self.out.is_empty() || self.ack_due || (data_ready && self.tx.depth() < self.window) {
@@ -547,8 +657,12 @@ impl Protocol {
             }
         };
         upto(self.tx.next_due());
-        upto(self.release_at.and(self.released).map(|t| t + self.dead()));
-        upto(self.role.next_tick(self.ms(now)).map(|ms| self.t0 + Duration::from_millis(ms)));
+        for (_, released) in self.release.iter().flatten() {
+            upto(Some(*released + self.dead()));
+        }
+        for r in &self.roles {
+            upto(r.next_tick(self.ms(now)).map(|ms| self.t0 + Duration::from_millis(ms)));
+        }
         if active && let Some(s) = self.repl.next_eligible() {
             let wait = (s as u64 * 1000).saturating_sub(now.unix_ms);
             upto(Some(now.at + Duration::from_millis(wait)));
@@ -564,13 +678,30 @@ impl Protocol {
     pub fn status(&self, now: Now) -> Status {
         let ms = self.ms(now);
         let mut st = self.st.clone();
-        st.role = self.role.role();
-        st.peer_alive = self.role.peer_alive(ms);
-        st.peer_role = self.role.peer().map(|p| p.role);
-        st.in_sync = match st.role {
-            Role::Active => self.role.peer().is_some_and(|p| p.in_sync) && st.peer_alive,
-            _ => self.role.in_sync,
+        st.peer_alive = self.peer_alive(ms);
+        st.locations = (self.s.locations.iter().zip(&self.roles))
+            .map(|(l, r)| LocationStatus {
+                id: l.id,
+                role: r.role(),
+                preferred: l.preferred,
+                peer_role: r.peer().map(|p| p.role),
+                in_sync: match r.role() {
+                    Role::Active => r.peer().is_some_and(|p| p.in_sync) && st.peer_alive,
+                    _ => r.in_sync,
+                },
+                last_change: r.last_change.map(|(t, why)| {
+                    let role = r.role().name();
+                    (self.unix_ms_of(t, now), format!("{role}: {why}"))
+                }),
+            })
+            .collect();
+        let summary = |roles: &mut dyn Iterator<Item = Option<Role>>| {
+            let roles: Vec<Option<Role>> = roles.collect();
+            [Role::Active, Role::Standby].into_iter().find(|r| roles.contains(&Some(*r))).or(roles.first().copied()?)
         };
+        st.role = summary(&mut st.locations.iter().map(|l| Some(l.role))).unwrap_or_default();
+        st.peer_role = summary(&mut st.locations.iter().map(|l| l.peer_role));
+        st.in_sync = !st.locations.is_empty() && st.locations.iter().all(|l| l.in_sync);
         st.messages_sent = self.tx.stats.sent;
         st.retransmitted = self.tx.stats.retransmitted;
         st.queue_depth = self.tx.depth() + self.outq.len();
@@ -607,6 +738,15 @@ impl Protocol {
                 self.st.install_refused += 1;
                 continue;
             };
+            // A location this board is active for is its own to keep, not the peer's.
+            let (inst, addr) = match &r {
+                Record::Block(b) | Record::BlockReleased(b) => (b.inst, b.ext_addr),
+                Record::Session(x) | Record::SessionDeleted(x) => (x.inst, x.ext_addr),
+            };
+            if self.active_for(inst, addr) {
+                self.st.install_refused += 1;
+                continue;
+            }
             match r {
                 Record::Block(b) => {
                     if !gone.is_empty() {
@@ -634,7 +774,7 @@ impl Protocol {
         // In sync when the table is in the board, not merely on its way there.
         if flags & wire::FLAG_BULK_END != 0 {
             if self.installs_done >= self.installs_asked {
-                self.role.in_sync = true;
+                self.set_in_sync();
             } else {
                 self.in_sync_at = Some(self.installs_asked);
             }
@@ -654,62 +794,81 @@ impl Protocol {
     }
 
     fn check_release(&mut self, now: Now) {
-        if let Some(at) = self.release_at {
+        for l in 0..self.release.len() {
+            let Some((at, released)) = self.release[l] else { continue };
             let (next, _) = self.rx.ack(0);
             // The deltas sent before the release are in; or they were lost with the
             // peer's queue and waiting longer would only leave no board active.
-            let waited = self.released.is_some_and(|t| now.at.saturating_duration_since(t) >= self.dead());
+            let waited = now.at.saturating_duration_since(released) >= self.dead();
             if next >= at || !self.rx.started() || waited {
-                self.release_at = None;
-                if let Some(a) = self.role.on_released(self.ms(now)) {
-                    self.act(a, now);
+                self.release[l] = None;
+                let ms = self.ms(now);
+                if let Some(a) = self.roles[l].on_released(ms) {
+                    self.act(l, a, now);
                 }
             }
         }
     }
 
-    /// Carries out what the role machine decided.
-    fn act(&mut self, a: Action, now: Now) {
+    /// Carries out what the role machine of location `l` decided.
+    fn act(&mut self, l: usize, a: Action, now: Now) {
+        let id = self.s.locations[l].id;
         match a {
             Action::Activate(why) => {
-                self.out.push_back(Output::SetActive(true));
-                self.st.last_change = Some((now.unix_ms, format!("active: {why}")));
-                // Everything from now on is ours to replicate; a returning peer asks
-                // for a bulk sync.
-                self.rx.forget();
-                self.release_at = None;
-                self.in_sync_at = None;
+                self.out.push_back(Output::SetActive(l, true));
+                self.note_change(l, now, format!("active: {why}"));
+                self.release[l] = None;
+                if !self.any(Role::Standby) {
+                    // Everything from now on is ours to replicate; a returning peer
+                    // asks for a bulk sync.
+                    self.rx.forget();
+                    self.in_sync_at = None;
+                }
             }
             Action::Deactivate(why) => {
-                if self.role.peer_alive(self.ms(now)) && self.s.hot_backup {
+                if self.peer_alive(self.ms(now)) && self.s.hot_backup {
                     // Final deltas first: everything queued goes before the release.
                     while self.send_data_unpaced(true, now) {}
                 }
-                self.out.push_back(Output::SetActive(false));
-                self.st.last_change = Some((now.unix_ms, format!("standby: {why}")));
-                self.outq.clear();
-                self.bulk_left = 0;
-                self.snapshot_pending = false;
+                self.out.push_back(Output::SetActive(l, false));
+                self.note_change(l, now, format!("standby: {why}"));
+                if !self.any(Role::Active) {
+                    // Nothing left to stream: the next stream starts with a bulk.
+                    self.outq.clear();
+                    self.bulk_left = 0;
+                    self.snapshot_pending = false;
+                    self.tx.reset();
+                    self.reset_next = true;
+                }
                 self.in_sync_at = None;
-                self.tx.reset();
-                self.reset_next = true;
                 let mut h = self.header(Kind::Switchover, wire::FLAG_RELEASED);
                 h.ack = self.tx.next_seq();
-                let d = Builder::new(&h).finish(&self.key);
+                let mut b = Builder::new(&h);
+                b.raw(&id.to_be_bytes());
+                let d = b.finish(&self.key);
                 self.transmit(d);
                 self.request_bulk(true, now);
             }
             Action::Reannounce(why) => {
                 // The board is active already: this announces its addresses again.
-                self.out.push_back(Output::SetActive(true));
-                self.st.last_change = Some((now.unix_ms, format!("active: {why}")));
+                self.out.push_back(Output::SetActive(l, true));
+                self.note_change(l, now, format!("active: {why}"));
             }
             Action::RequestRole => {
                 let h = self.header(Kind::Switchover, wire::FLAG_TAKE_OVER);
-                let d = Builder::new(&h).finish(&self.key);
+                let mut b = Builder::new(&h);
+                b.raw(&id.to_be_bytes());
+                let d = b.finish(&self.key);
                 self.transmit(d);
             }
         }
+    }
+
+    /// A change of role of location `l`, for the status.
+    fn note_change(&mut self, l: usize, now: Now, what: String) {
+        let id = self.s.locations[l].id;
+        let what = if self.s.locations.len() > 1 { format!("location {id} {what}") } else { what };
+        self.st.last_change = Some((now.unix_ms, what));
     }
 
     fn request_bulk(&mut self, force: bool, now: Now) {
@@ -728,11 +887,10 @@ impl Protocol {
     /// A standby out of sync keeps asking while the active peer is there, unless the
     /// whole table has come and its board is still installing it.
     fn wants_bulk(&self, ms: u64) -> bool {
-        self.role.role() == Role::Standby
-            && !self.role.in_sync
-            && self.in_sync_at.is_none()
-            && self.role.peer_alive(ms)
-            && self.role.peer().is_some_and(|p| p.role == Role::Active)
+        let behind = |r: &RoleMachine| {
+            r.role() == Role::Standby && !r.in_sync && r.peer().is_some_and(|p| p.role == Role::Active)
+        };
+        self.s.hot_backup && self.in_sync_at.is_none() && self.peer_alive(ms) && self.roles.iter().any(behind)
     }
 
     /// Starts the stream over with the whole eligible table: the stream resets now, the
@@ -769,7 +927,7 @@ impl Protocol {
     /// Sends one Data message of queued records (a bulk's end marked even when empty);
     /// only an active board streams, but for the final deltas of a hand-over (`force`).
     fn send_data_unpaced(&mut self, force: bool, now: Now) -> bool {
-        if (self.role.role() != Role::Active && !force) || self.snapshot_pending {
+        if (!self.any(Role::Active) && !force) || self.snapshot_pending {
             return false;
         }
         let end_pending = self.reset_next && self.bulk_left == 0 && self.st.bulk_syncs > 0;
@@ -817,7 +975,9 @@ impl Protocol {
             .is_none_or(|t| now.at.saturating_duration_since(t) >= Duration::from_millis(self.s.heartbeat_ms))
         {
             self.last_hb = Some(now.at);
-            let me = PeerState { role: self.role.role(), preferred: self.s.preferred, in_sync: self.role.in_sync };
+            let me: Vec<(u32, PeerState)> = (self.s.locations.iter().zip(&self.roles))
+                .map(|(l, r)| (l.id, PeerState { role: r.role(), preferred: l.preferred, in_sync: r.in_sync }))
+                .collect();
             let h = self.header(Kind::Heartbeat, 0);
             let mut b = Builder::new(&h);
             b.raw(&wire::encode_heartbeat(&me, self.s.config_digest));
@@ -837,11 +997,13 @@ impl Protocol {
             let d = b.finish(&self.key);
             self.transmit(d);
         }
-        if self.release_at.is_some() {
+        if self.release.iter().any(Option::is_some) {
             self.check_release(now);
         }
-        if let Some(a) = self.role.tick(ms) {
-            self.act(a, now);
+        for l in 0..self.roles.len() {
+            if let Some(a) = self.roles[l].tick(ms) {
+                self.act(l, a, now);
+            }
         }
         if self.wants_bulk(ms) {
             self.request_bulk(false, now);

@@ -12,7 +12,8 @@ use sha2::Sha256;
 use crate::role::{PeerState, Role};
 
 pub const MAGIC: [u8; 4] = *b"AFHA";
-pub const VERSION: u8 = 1;
+/// 2: heartbeats carry a state per service-location, switchovers name theirs.
+pub const VERSION: u8 = 2;
 pub const HEADER: usize = 40;
 pub const TAG: usize = 16;
 /// The largest datagram we send: fits a 1500-byte path with IPv6 and UDP headers.
@@ -289,24 +290,39 @@ pub fn open<'a>(key: &Key, d: &'a [u8]) -> Result<Message<'a>, WireError> {
     })
 }
 
-/// A heartbeat's payload: the sender's role (0 init, 1 standby, 2 active), whether it
-/// is the preferred board (0/1), whether it, a standby, holds the whole eligible table
-/// (0/1), then the digest of its running configuration (8 bytes, big-endian), so that
-/// boards whose configurations drifted apart say so.
-pub fn encode_heartbeat(me: &PeerState, config_digest: u64) -> [u8; 11] {
-    let mut p = [0u8; 11];
-    p[..3].copy_from_slice(&[me.role.to_u8(), me.preferred as u8, me.in_sync as u8]);
-    p[3..].copy_from_slice(&config_digest.to_be_bytes());
+/// A heartbeat's payload: the digest of the sender's running configuration (8 bytes,
+/// big-endian), so that boards whose configurations drifted apart say so; the number of
+/// service-locations (1 byte); then per location its id (4 bytes, big-endian), the
+/// sender's role for it (0 init, 1 standby, 2 active) and its flags (1: the sender is
+/// the location's preferred board, 2: the sender, a standby, holds the whole eligible
+/// table).
+pub fn encode_heartbeat(me: &[(u32, PeerState)], config_digest: u64) -> Vec<u8> {
+    let n = me.len().min(u8::MAX as usize);
+    let mut p = Vec::with_capacity(9 + 6 * n);
+    p.extend_from_slice(&config_digest.to_be_bytes());
+    p.push(n as u8);
+    for (id, st) in &me[..n] {
+        p.extend_from_slice(&id.to_be_bytes());
+        p.push(st.role.to_u8());
+        p.push(st.preferred as u8 | (st.in_sync as u8) << 1);
+    }
     p
 }
 
-/// Reads a heartbeat's payload: the sender's state and its configuration digest (None
-/// from a sender that sends none; bytes after the eleventh are ignored).
-pub fn decode_heartbeat(p: &[u8]) -> Result<(PeerState, Option<u64>), WireError> {
-    let [role, preferred, in_sync, ref rest @ ..] = *p else { return Err(WireError::Heartbeat) };
-    let role = Role::from_u8(role).ok_or(WireError::Heartbeat)?;
-    let digest = rest.get(..8).map(|d| u64::from_be_bytes(d.try_into().expect("8 bytes")));
-    Ok((PeerState { role, preferred: preferred != 0, in_sync: in_sync != 0 }, digest))
+/// Reads a heartbeat's payload: the sender's state per location and its configuration
+/// digest.
+pub fn decode_heartbeat(p: &[u8]) -> Result<(Vec<(u32, PeerState)>, u64), WireError> {
+    let (Some(digest), Some(&n)) = (p.get(..8), p.get(8)) else { return Err(WireError::Heartbeat) };
+    let entries = p.get(9..9 + 6 * n as usize).ok_or(WireError::Heartbeat)?;
+    let states = entries
+        .chunks_exact(6)
+        .map(|e| {
+            let role = Role::from_u8(e[4]).ok_or(WireError::Heartbeat)?;
+            let id = u32::from_be_bytes([e[0], e[1], e[2], e[3]]);
+            Ok((id, PeerState { role, preferred: e[5] & 1 != 0, in_sync: e[5] & 2 != 0 }))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((states, u64::from_be_bytes(digest.try_into().expect("8 bytes"))))
 }
 
 /// The records of a Data payload, in order; a malformed record ends the payload with
@@ -443,14 +459,18 @@ mod tests {
 
     #[test]
     fn heartbeat_payloads_round_trip_and_bad_ones_are_refused() {
-        let me = PeerState { role: Role::Standby, preferred: true, in_sync: false };
+        let st = |role, preferred, in_sync| PeerState { role, preferred, in_sync };
+        let me = vec![(1, st(Role::Active, true, false)), (0x0102_0304, st(Role::Standby, false, true))];
         let p = encode_heartbeat(&me, 0x0102_0304_0506_0708);
-        assert_eq!(p, [1, 1, 0, 1, 2, 3, 4, 5, 6, 7, 8]);
-        assert_eq!(decode_heartbeat(&p), Ok((me, Some(0x0102_0304_0506_0708))));
-        assert_eq!(decode_heartbeat(&[1, 1, 0]), Ok((me, None)), "a sender without a digest");
-        assert_eq!(decode_heartbeat(&[2, 0, 1, 9]).map(|p| p.0.role), Ok(Role::Active));
-        assert_eq!(decode_heartbeat(&[2, 0]), Err(WireError::Heartbeat));
-        assert_eq!(decode_heartbeat(&[3, 0, 0]), Err(WireError::Heartbeat));
+        assert_eq!(p, [1, 2, 3, 4, 5, 6, 7, 8, 2, 0, 0, 0, 1, 2, 1, 1, 2, 3, 4, 1, 2]);
+        assert_eq!(decode_heartbeat(&p), Ok((me, 0x0102_0304_0506_0708)));
+        assert_eq!(decode_heartbeat(&p[..9]), Err(WireError::Heartbeat), "two locations said, none there");
+        assert_eq!(decode_heartbeat(&p[..20]), Err(WireError::Heartbeat), "one cut short");
+        assert_eq!(decode_heartbeat(&[0; 8]), Err(WireError::Heartbeat), "no count");
+        let mut bad = p.clone();
+        bad[13] = 3;
+        assert_eq!(decode_heartbeat(&bad), Err(WireError::Heartbeat), "no such role");
+        assert_eq!(decode_heartbeat(&[0, 0, 0, 0, 0, 0, 0, 9, 0]), Ok((vec![], 9)), "a board of no location");
     }
 
     proptest::proptest! {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use common::*;
 use dataplane::nat::events::{BlockRecord, SessionRecord};
 use dataplane::{Egress, Engine, Frame, HEADROOM, VecSink, Verdict};
-use ha_sync::node::{Local, Node, Settings, Status};
+use ha_sync::node::{Local, Location, Node, Settings, Status};
 use ha_sync::role::Role;
 
 fn unix_ms() -> u64 {
@@ -69,7 +69,7 @@ impl Local for Board {
         let blocks = subs.iter().flat_map(|s| s.block_records()).collect();
         (eng.sessions(), blocks)
     }
-    fn set_active(&self, on: bool) {
+    fn set_active(&self, _location: usize, on: bool) {
         self.active.store(on, Ordering::SeqCst);
     }
 }
@@ -85,7 +85,8 @@ fn settings(slot: u16, bind: SocketAddr, peer: SocketAddr, preferred: bool) -> S
         peer,
         witness: None,
         key: b"lab-only-secret".to_vec(),
-        preferred,
+        locations: vec![Location { id: 1, preferred }],
+        shares: Default::default(),
         hot_backup: true,
         delay_secs: 1,
         preempt_ms: 1500,
@@ -208,7 +209,7 @@ fn sessions_survive_the_death_of_the_active_board() {
     // A switchover on command goes back the other way, once the peer is in sync.
     // The active board's view of its peer: in sync, as the peer's heartbeats say.
     wait_for("the other board in sync", 5, || status(&nb).in_sync && status(&na2).in_sync);
-    na2.switchover().unwrap();
+    na2.switchover(None).unwrap();
     wait_for("switchover", 5, || b.active.load(Ordering::SeqCst) && !a2.active.load(Ordering::SeqCst));
 
     stop_a2.store(true, Ordering::Relaxed);
@@ -233,8 +234,8 @@ impl Local for SlowTable {
         std::thread::sleep(self.walk);
         self.board.table()
     }
-    fn set_active(&self, on: bool) {
-        self.board.set_active(on)
+    fn set_active(&self, _location: usize, on: bool) {
+        self.board.set_active(0, on)
     }
 }
 

@@ -60,7 +60,7 @@ impl Local for Counting {
     fn table(&self) -> (Vec<SessionRecord>, Vec<BlockRecord>) {
         (self.table.to_vec(), Vec::new())
     }
-    fn set_active(&self, _: bool) {}
+    fn set_active(&self, _: usize, _: bool) {}
 }
 
 fn record(n: u32, created: u32) -> SessionRecord {
@@ -101,7 +101,8 @@ fn loopback_pair(table: Vec<SessionRecord>, l: &Loopback) -> Result<(Node, Node,
         peer,
         witness: None,
         key: key.to_vec(),
-        preferred,
+        locations: vec![ha_sync::node::Location { id: 1, preferred }],
+        shares: Default::default(),
         hot_backup: true,
         delay_secs: 1,
         preempt_ms: 60_000,

@@ -4,7 +4,7 @@
 //!   subscribers | statistics | service-ha`
 //! - `aftrctl [--socket PATH] commit [local] FILE`: applies a whole configuration (all
 //!   or nothing) on every board it names (`local`: on this board only).
-//! - `aftrctl [--socket PATH] switchover`
+//! - `aftrctl [--socket PATH] switchover [service-location ID]`
 //! - `aftrctl [--socket PATH]` alone: an interactive session in the router's way:
 //!   `system-view`, commands, `commit`, `quit`, `?` for the commands of the view,
 //!   `WORDS ?` for what may follow them.

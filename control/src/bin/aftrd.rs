@@ -112,11 +112,12 @@ fn run(file: &str, config: control::config::Config, slot: u32, socket: Option<Pa
     .map_err(|e| anyhow::anyhow!(e))?;
     let ha = match ha_settings.zip(ha_input) {
         Some((s, input)) => {
-            let desc = format!(
-                "hot backup with the peer at {} (this board {})",
-                s.peer,
-                if s.preferred { "preferred" } else { "backup" }
-            );
+            let roles: Vec<String> = s
+                .locations
+                .iter()
+                .map(|l| format!("location {} {}", l.id, if l.preferred { "preferred" } else { "backup" }))
+                .collect();
+            let desc = format!("hot backup with the peer at {} ({})", s.peer, roles.join(", "));
             let node = Arc::new(
                 ha_sync::node::Node::start_with(s, board.handle(), input)
                     .map_err(|e| anyhow::anyhow!("HA channel: {e}"))?,

@@ -43,12 +43,18 @@ impl Daemon {
             if st.witness { "on" } else { "off (the HA link alone tells whether the peer lives)" }
         );
         let role = |r: ha_sync::role::Role| r.name();
-        let _ = writeln!(
-            o,
-            "role: {}{}",
-            role(st.role),
-            if st.preferred { " (preferred board of the location)" } else { "" }
-        );
+        let _ = writeln!(o, "role: {} (active for any location, else standby for any)", role(st.role));
+        for l in &st.locations {
+            let _ = writeln!(
+                o,
+                "  service-location {}: {}{}, peer {}, {}",
+                l.id,
+                role(l.role),
+                if l.preferred { " (its preferred board)" } else { "" },
+                l.peer_role.map_or("never heard", role),
+                if l.in_sync { "in sync" } else { "not in sync" }
+            );
+        }
         let _ = writeln!(
             o,
             "peer: {}",

@@ -45,6 +45,16 @@ pub enum SessionEvent {
     BlockReleased(BlockRecord),
 }
 
+impl SessionEvent {
+    /// The instance and external address it is about (which say its location).
+    pub fn external(&self) -> (u8, u32) {
+        match self {
+            SessionEvent::Created(r) | SessionEvent::Refreshed(r) | SessionEvent::Deleted(r) => (r.inst, r.ext_addr),
+            SessionEvent::BlockAllocated(b) | SessionEvent::BlockReleased(b) => (b.inst, b.ext_addr),
+        }
+    }
+}
+
 /// Why a record from a peer was not installed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum InstallError {

@@ -24,7 +24,10 @@ use crate::wire::proto;
 /// An instance as the NAT state needs it: its settings, pool and port space.
 pub(crate) struct Instance {
     pub cfg: InstanceConfig,
+    /// The pool, location by location.
     pub addrs: Vec<u32>,
+    /// Each location's share of `addrs`: the range of indexes, by location index.
+    pub shares: Vec<std::ops::Range<usize>>,
     pub ports: PortSpace,
 }
 
@@ -66,6 +69,8 @@ pub struct NatState {
     filter: Option<FilterTable>,
     /// Expiry resumes at this list on the next call.
     expiry_cursor: usize,
+    /// The locations (bits by index) this board is active for.
+    active: u64,
 }
 
 impl NatState {
@@ -87,13 +92,21 @@ impl NatState {
             .enumerate()
             .map(|(n, c)| {
                 let mut addrs: Vec<u32> = Vec::new();
-                for p in &c.pool {
-                    let (first, last) = p.range();
-                    pool_ranges.push((first, last, n as u8, addrs.len() as u32));
-                    addrs.extend(p.addresses());
+                let locations = cfg.locations.len().max(1);
+                let mut shares = vec![0..0; locations];
+                // Location by location, so that each share is one range of indexes.
+                for (loc, share) in shares.iter_mut().enumerate() {
+                    let start = addrs.len();
+                    let of_loc = |i: &usize| c.pool_locations.get(*i).map_or(0, |l| *l as usize) == loc;
+                    for p in (0..c.pool.len()).filter(of_loc).map(|i| c.pool[i]) {
+                        let (first, last) = p.range();
+                        pool_ranges.push((first, last, n as u8, addrs.len() as u32));
+                        addrs.extend(p.addresses());
+                    }
+                    *share = start..addrs.len();
                 }
                 let ports = PortSpace::new(addrs.len(), c.port_block_size, cfg.workers, id);
-                Instance { cfg: c.clone(), addrs, ports }
+                Instance { cfg: c.clone(), addrs, shares, ports }
             })
             .collect();
         pool_ranges.sort_unstable();
@@ -135,6 +148,7 @@ impl NatState {
                 .any(|i| i.filtering == Filtering::AddressAndPortDependent)
                 .then(|| FilterTable::new(cfg.max_sessions as usize)),
             expiry_cursor: 0,
+            active: u64::MAX,
         }
     }
 
@@ -291,6 +305,44 @@ impl NatState {
         (addr <= last).then_some((inst, base + (addr - first)))
     }
 
+    /// The locations (bits by index into the configuration's `locations`) the board is
+    /// active for from now on; the others' B4s and addresses are not served here.
+    pub fn set_active_locations(&mut self, mask: u64) {
+        self.active = mask;
+    }
+
+    /// Whether `addr` is a pool address of a location this board is active for.
+    #[inline]
+    pub(crate) fn serves(&self, addr: u32) -> bool {
+        self.pool_lookup(addr).is_some_and(|(inst, idx)| self.index_active(inst, idx))
+    }
+
+    /// Whether the pool address with index `idx` of instance `inst` belongs to a
+    /// location this board is active for.
+    #[inline]
+    pub(crate) fn index_active(&self, inst: u8, idx: u32) -> bool {
+        if self.active == u64::MAX {
+            return true;
+        }
+        let shares = &self.inst[inst as usize].shares;
+        shares.iter().position(|r| r.contains(&(idx as usize))).is_some_and(|l| self.active & (1 << l) != 0)
+    }
+
+    /// Whether this board serves `b4` now: Err with the drop's reason if its location is
+    /// another pair's or one this board is standby for.
+    #[inline]
+    pub(crate) fn b4_served(&self, inst: u8, b4: &[u8; 16]) -> Result<(), Counter> {
+        let cfg = &self.inst[inst as usize].cfg;
+        if cfg.buckets.is_empty() && self.active & 1 != 0 {
+            return Ok(());
+        }
+        match cfg.location_of_b4(b4) {
+            crate::config::ELSEWHERE => Err(Counter::DropB4Elsewhere),
+            l if self.active & (1 << l) != 0 => Ok(()),
+            _ => Err(Counter::DropLocationStandby),
+        }
+    }
+
     /// The worker owning external port `port` of pool address `addr`.
     pub fn owner_of_port(&self, addr: u32, port: u16) -> Option<WorkerId> {
         if self.workers == 1 {
@@ -375,17 +427,46 @@ impl NatState {
             return Ok(i);
         }
         let Some(class) = create else { return Err(Counter::DropNoSession) };
+        self.new_subscriber(inst, b4, h, class, None, mac)
+    }
+
+    /// Makes the subscriber of `b4` (hash `h`), paired with pool address `at` (a peer's
+    /// install) or with one picked for port class `class`.
+    fn new_subscriber(
+        &mut self,
+        inst: u8,
+        b4: &[u8; 16],
+        h: u32,
+        class: PortClass,
+        at: Option<usize>,
+        mac: Mac,
+    ) -> Result<u32, Counter> {
         // Two workers meeting a new B4 at once: the first claim wins, the other drops.
         if self.workers > 1 && self.owners.claim(b4, self.id) != self.id {
             return Err(Counter::DropWrongWorker);
         }
         let ins = &self.inst[inst as usize];
-        let n = ins.addrs.len();
-        // Paired pooling (RFC 6888 REQ-2): pick the address once, spread by the B4 hash.
-        let start = h as usize % n;
-        let Some(a) = (0..n).map(|k| (start + k) % n).find(|&a| ins.ports.free_blocks(a, class) > 0) else {
-            self.release_claim(b4);
-            return Err(Counter::DropPortsExhausted);
+        let picked = match at {
+            Some(a) => Ok(a),
+            // The address comes from the share of the B4's location (decision 0012).
+            None => match ins.shares.get(ins.cfg.location_of_b4(b4) as usize).filter(|r| !r.is_empty()) {
+                None => Err(Counter::DropB4Elsewhere),
+                Some(share) => {
+                    let (base, n) = (share.start, share.len());
+                    // Paired pooling (RFC 6888 REQ-2): pick the address once, spread by
+                    // the B4 hash.
+                    let start = h as usize % n;
+                    let free = |a: &usize| ins.ports.free_blocks(*a, class) > 0;
+                    (0..n).map(|k| base + (start + k) % n).find(free).ok_or(Counter::DropPortsExhausted)
+                }
+            },
+        };
+        let a = match picked {
+            Ok(a) => a,
+            Err(c) => {
+                self.release_claim(b4);
+                return Err(c);
+            }
         };
         let rate = ins.cfg.limits.new_sessions_per_sec;
         let s = Subscriber {
@@ -725,17 +806,13 @@ impl NatState {
                 if self.inst[inst as usize].ports.is_allocated(a as usize, b) {
                     return Err(InstallError::BlockCollision);
                 }
-                let si = self.subscriber(inst, &r.b4, Some(class), [0; 6]).map_err(|c| match c {
+                // Paired with the peer's address, whatever this board's steering says.
+                let h = self.sub_hash(inst, &r.b4);
+                self.new_subscriber(inst, &r.b4, h, class, Some(a as usize), [0; 6]).map_err(|c| match c {
                     // Another worker of this board holds the B4.
                     Counter::DropWrongWorker => InstallError::WrongWorker,
                     _ => InstallError::Full,
-                })?;
-                // Pair the new subscriber with the peer's address.
-                let s = self.subs.get_mut(si);
-                s.addr_idx = a;
-                s.ext_addr = r.ext_addr;
-                s.mac = [0; 6];
-                si
+                })?
             }
         };
         let n = self.subs.get(si).nblocks as usize;

@@ -129,7 +129,7 @@ impl BatchCtx<'_> {
         let Ok(si) = self.nat.subscriber(inst, b4, None, self.rx_mac) else {
             return self.drop(Counter::DropFragNoSubscriber);
         };
-        if self.nat.pool_lookup(dst).is_some() {
+        if self.nat.serves(dst) {
             return self.drop(Counter::DropFragHairpin);
         }
         let ext = self.nat.subs.get(si).ext_addr;

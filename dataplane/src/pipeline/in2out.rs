@@ -73,6 +73,9 @@ impl BatchCtx<'_> {
         if !self.b4_authorised(inst, &b4) {
             return self.drop(Counter::DropB4NotAuthorised);
         }
+        if let Err(c) = self.nat.b4_served(inst, &b4) {
+            return self.drop(c);
+        }
         if let Some(w) = self.nat.foreign_owner(self.prehash, inst, &b4) {
             return self.handoff_to(w, Counter::HandedOffSoftwire);
         }
@@ -161,7 +164,9 @@ impl BatchCtx<'_> {
         dst: u32,
         sink: &mut dyn Sink,
     ) -> Verdict {
-        if self.nat.pool_lookup(dst).is_some() {
+        // Hairpinned here when this board serves the address; an address of a location
+        // the peer is active for goes out, and the routers bring it to the peer.
+        if self.nat.serves(dst) {
             self.count(Counter::Hairpin);
             let v = self.nat_out2in(f, ip_at, sink);
             if let Verdict::Handoff(_) = v {

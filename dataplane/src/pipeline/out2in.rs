@@ -22,9 +22,13 @@ impl BatchCtx<'_> {
             Ok(p) => (p.dst(), p.verify_checksum()),
             Err(_) => return self.drop(Counter::DropMalformedIpv4),
         };
-        if self.nat.pool_lookup(dst).is_none() {
-            self.count(Counter::PassedToKernel);
-            return Verdict::Pass;
+        match self.nat.pool_lookup(dst) {
+            None => {
+                self.count(Counter::PassedToKernel);
+                return Verdict::Pass;
+            }
+            Some((inst, idx)) if !self.nat.index_active(inst, idx) => return self.drop(Counter::DropLocationStandby),
+            Some(_) => {}
         }
         if !ok {
             return self.drop(Counter::DropBadIpv4Checksum);

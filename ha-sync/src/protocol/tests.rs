@@ -28,7 +28,8 @@ fn settings(slot: u16, preferred: bool, dead_count: u32) -> Settings {
         peer: addr,
         witness: None,
         key: KEY.to_vec(),
-        preferred,
+        locations: vec![Location { id: 1, preferred }],
+        shares: PoolShares::default(),
         hot_backup: true,
         delay_secs: DELAY_S,
         preempt_ms: PREEMPT,
@@ -84,7 +85,9 @@ fn key_of(s: &SessionRecord) -> SessionKey {
 struct Board {
     sessions: BTreeMap<SessionKey, SessionRecord>,
     blocks: Vec<BlockRecord>,
+    /// Active for some location; for which, by index, in `locations`.
     active: bool,
+    locations: u64,
     done: Vec<(u64, Output)>,
 }
 
@@ -96,7 +99,7 @@ impl Board {
         self.done
             .iter()
             .filter_map(|(t, o)| match o {
-                Output::SetActive(on) => Some((*t, *on)),
+                Output::SetActive(_, on) => Some((*t, *on)),
                 _ => None,
             })
             .collect()
@@ -183,7 +186,10 @@ impl Sim {
     /// Starts (or restarts, as a new incarnation) side `i`; side 0 is slot 1, the
     /// preferred board.
     fn start(&mut self, i: usize, dead_count: u32, witness: bool) {
-        let s = settings(i as u16 + 1, i == 0, dead_count);
+        self.start_with(i, settings(i as u16 + 1, i == 0, dead_count), witness);
+    }
+
+    fn start_with(&mut self, i: usize, s: Settings, witness: bool) {
         let epoch = (UNIX0_MS + self.ms) * 1000 + i as u64;
         self.sides[i].proto = Some(Protocol::new(s, epoch, 64, witness, self.now()));
     }
@@ -191,6 +197,7 @@ impl Sim {
     fn stop(&mut self, i: usize) {
         self.sides[i].proto = None;
         self.sides[i].board.active = false;
+        self.sides[i].board.locations = 0;
     }
 
     fn proto(&mut self, i: usize) -> &mut Protocol {
@@ -259,7 +266,11 @@ impl Sim {
                         side.board.sessions.remove(&key_of(s));
                     }
                 }
-                Output::SetActive(on) => side.board.active = *on,
+                Output::SetActive(l, on) => {
+                    let bit = 1u64 << l;
+                    side.board.locations = if *on { side.board.locations | bit } else { side.board.locations & !bit };
+                    side.board.active = side.board.locations != 0;
+                }
                 Output::TakeSnapshot => {
                     let (sessions, blocks) = side.board.table();
                     side.proto.as_mut().expect("running").handle_table(&sessions, &blocks, now);
@@ -730,7 +741,7 @@ fn a_commit_changes_delay_time_and_timers_at_once_and_refuses_the_channel() {
     let err = sim.proto(0).reconfigure(moved).expect_err("refused");
     assert!(err.contains("ha-address of this board"), "{err}");
     let mut other = s;
-    other.preferred = false;
+    other.locations[0].preferred = false;
     assert!(sim.proto(0).reconfigure(other).is_err());
 }
 
@@ -865,4 +876,83 @@ fn after_a_healed_split_the_board_that_keeps_the_role_announces_again() {
         Some("active: both boards were active; this one keeps the role".to_string())
     );
     assert_eq!(sim.sides[1].board.activations().last().map(|a| a.1), Some(false), "the other stepped down");
+}
+
+/// Two boards in mutual backup (the usual way to run two service boards): location 1 is
+/// slot 1's with slot 2 as backup, location 2 the other way round; the pool's lower
+/// half is location 1's share, the upper half location 2's.
+fn mutual(slot: u16) -> Settings {
+    use dataplane::config::{EngineConfig, InstanceConfig, Ipv4Prefix, Ipv6Prefix};
+    let mut s = settings(slot, false, DEAD_COUNT);
+    s.locations = vec![Location { id: 1, preferred: slot == 1 }, Location { id: 2, preferred: slot == 2 }];
+    let mut i = InstanceConfig::new(
+        "a",
+        [0; 16],
+        Ipv6Prefix { addr: [0; 16], len: 0 },
+        Ipv4Prefix { addr: 0xc633_6400, len: 25 },
+    );
+    i.pool.push(Ipv4Prefix { addr: 0xc633_6480, len: 25 });
+    i.pool_locations = vec![0, 1];
+    let mut e = EngineConfig::new(vec![i]);
+    e.locations = vec![1, 2];
+    s.shares = PoolShares::of(&e);
+    s
+}
+
+/// The external address of record `n`: location 1's (n even: .1) or 2's (odd: .129).
+fn located_addr(n: u32) -> u32 {
+    0xc633_6401 + (n & 1) * 0x80
+}
+
+fn located(n: u32, created: u32) -> SessionRecord {
+    SessionRecord { ext_addr: located_addr(n), ..session(n, created) }
+}
+
+fn located_block(n: u32) -> BlockRecord {
+    BlockRecord { ext_addr: located_addr(n), ..block(n) }
+}
+
+#[test]
+fn mutual_backup_keeps_one_location_active_on_each_board_and_never_flaps() {
+    let mut sim = Sim::new(12, LOSSY);
+    sim.start_with(0, mutual(1), false);
+    sim.start_with(1, mutual(2), false);
+    sim.run_until(2000, Drive::EveryMs);
+    assert_eq!((sim.sides[0].board.locations, sim.sides[1].board.locations), (0b01, 0b10), "each its own location");
+    let st = sim.status(0);
+    let roles: Vec<(u32, Role, Option<Role>)> = st.locations.iter().map(|l| (l.id, l.role, l.peer_role)).collect();
+    assert_eq!(roles, vec![(1, Role::Active, Some(Role::Standby)), (2, Role::Standby, Some(Role::Active))]);
+    // Each board's sessions of its own location reach the other (delay-time 1 s).
+    let old = sim.unix_s() - 10;
+    for n in 0..200 {
+        let side = (n % 2) as usize;
+        sim.event(side, SessionEvent::BlockAllocated(located_block(n)));
+        sim.event(side, SessionEvent::Created(located(n, old)));
+    }
+    let changes = |sim: &Sim| sim.sides.iter().map(|s| s.board.activations().len()).sum::<usize>();
+    let settled = changes(&sim);
+    sim.run_until(12_000, Drive::EveryMs);
+    assert_eq!(changes(&sim), settled, "no role moved in 10 s (preempt-time is 1.5 s)");
+    for (side, other) in [(0, 1), (1, 0)] {
+        assert_eq!(sim.sides[side].board.sessions.len(), 200, "side {side}: its 100 and the 100 of side {other}");
+    }
+    let (a, b) = (sim.status(0), sim.status(1));
+    assert!(a.in_sync && b.in_sync, "{a:?}\n{b:?}");
+    assert_eq!((a.install_refused, b.install_refused), (0, 0));
+
+    // Slot 2 dies: slot 1 takes location 2 over, and keeps location 1.
+    sim.stop(1);
+    sim.run_until(sim.ms + 3 * DEAD, Drive::EveryMs);
+    assert_eq!(sim.sides[0].board.locations, 0b11, "slot 1 serves both locations");
+    let st = sim.status(0);
+    assert_eq!(st.locations[1].last_change.as_ref().map(|c| c.1.as_str()), Some("active: the peer went silent"));
+
+    // It comes back: standby for both, a bulk sync of both, then it takes location 2 back
+    // after preempt-time, and location 1 stays where it is.
+    sim.start_with(1, mutual(2), false);
+    sim.run_until(sim.ms + 1000, Drive::EveryMs);
+    assert_eq!(sim.sides[1].board.locations, 0, "standby for both while it syncs");
+    sim.run_until(sim.ms + PREEMPT + 2000, Drive::EveryMs);
+    assert_eq!((sim.sides[0].board.locations, sim.sides[1].board.locations), (0b01, 0b10), "location 2 preempted back");
+    assert_eq!(sim.sides[1].board.sessions.len(), 200, "the bulk sync brought both locations' sessions");
 }
