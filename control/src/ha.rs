@@ -52,6 +52,8 @@ pub fn settings(c: &Config, p: &Plan, slot: u32) -> Result<Option<Settings>, Str
             .into_iter()
             .map(|id| ha_sync::node::Location { id, preferred: sp.active_for.contains(&id) })
             .collect(),
+        // The peer sends the softwire frames of this board's locations on to it.
+        softwire_mac: me.softwire_if.as_deref().and_then(crate::nexthop::interface_mac).unwrap_or_default(),
         shares: crate::plan::engine_config(c, p, slot)
             .map(|e| dataplane::config::PoolShares::of(&e))
             .unwrap_or_default(),

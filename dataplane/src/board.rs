@@ -16,7 +16,7 @@ use crate::io::port::{Ports, targets};
 use crate::io::xdp::{Steering, SteeringStats};
 use crate::nat::events::{BlockRecord, SessionEvent, SessionRecord};
 use crate::nat::owners::Owners;
-use crate::worker::{Carried, Chunk, Command, Cursor, Gauges, SessionFilter, Spec, Worker};
+use crate::worker::{Carried, Chunk, Command, Cursor, Gauges, PeerLink, SessionFilter, Spec, Worker};
 
 /// Records per snapshot chunk: a worker answers one chunk between two rounds.
 pub const CHUNK: usize = 16_384;
@@ -79,6 +79,8 @@ pub struct BoardHandle {
     active: Arc<AtomicU64>,
     /// The location of each external address (the events' locations).
     shares: Arc<RwLock<PoolShares>>,
+    /// The peer board, for softwire frames of its locations.
+    peer: Arc<PeerLink>,
     /// The XDP program on each interface (AF_XDP boards); cleared after the workers
     /// stopped, which detaches it.
     steering: Arc<Mutex<Vec<Steering>>>,
@@ -96,6 +98,7 @@ impl Board {
         let every = u64::MAX >> (64 - cfg.locations.len().clamp(1, 64));
         let active = Arc::new(AtomicU64::new(if start_active { every } else { 0 }));
         let shares = Arc::new(RwLock::new(PoolShares::of(&cfg)));
+        let peer = Arc::new(PeerLink::default());
         let mut mailboxes = crate::handoff::mesh(n as u16, 1024, 2048).into_iter();
         let gauges = Arc::new(Gauges::new(n));
         let available: Vec<usize> =
@@ -125,6 +128,7 @@ impl Board {
                 port: ports.next().flatten(),
                 mailbox: mailboxes.next().expect("one mailbox per worker"),
                 active: active.clone(),
+                peer: peer.clone(),
                 gauges: gauges.clone(),
                 events_out: ev_tx.clone(),
                 core,
@@ -144,6 +148,7 @@ impl Board {
             txs,
             active,
             shares,
+            peer,
             steering: Arc::new(Mutex::new(steering)),
             neighbours,
             block_sizes: Arc::new(RwLock::new(cfg.instances.iter().map(|i| i.port_block_size).collect())),
@@ -405,6 +410,13 @@ impl BoardHandle {
     /// Whether the board forwards (is active for any location).
     pub fn is_active(&self) -> bool {
         self.active_locations() != 0
+    }
+
+    /// The peer board's softwire MAC and the locations it is active for (bits by
+    /// index), from its heartbeats: softwire frames of those locations that reach this
+    /// board go on to it (decision 0012).
+    pub fn set_peer(&self, mac: crate::wire::ethernet::Mac, active: u64) {
+        self.peer.set(mac, active);
     }
 
     /// The locations the board is active for (bits by index).

@@ -28,6 +28,8 @@ counters! {
     In2Out = "in2out",
     Out2In = "out2in",
     Hairpin = "hairpin",
+    /// Softwire frames of a location the peer board is active for, sent on to it.
+    SteeredToPeer = "steered_to_peer",
     EndpointEchoReplies = "endpoint_echo_replies",
     IcmpErrorsIn2Out = "icmp_errors_in2out",
     IcmpErrorsOut2In = "icmp_errors_out2in",
@@ -92,6 +94,8 @@ counters! {
     DropLocationStandby = "drop_location_standby",
     /// From a B4 that no location of this board serves (another board pair's).
     DropB4Elsewhere = "drop_b4_elsewhere",
+    /// Would have gone on to the peer board, but its hop limit ran out.
+    DropPeerHopLimit = "drop_peer_hop_limit",
 }
 
 /// How many counters there are.

@@ -187,6 +187,13 @@ impl Engine {
         self.nat.set_active_locations(mask);
     }
 
+    /// The peer board's softwire MAC and the locations it is active for (bits by
+    /// index): softwire frames of a B4 of one of those locations that reach this board
+    /// go on to the peer (`steered_to_peer`), one hop limit less.
+    pub fn set_peer(&mut self, mac: crate::wire::ethernet::Mac, active: u64) {
+        self.path.peer = (mac, active);
+    }
+
     pub fn softwire_l2(&self) -> EgressL2 {
         self.path.softwire_l2
     }

@@ -21,6 +21,7 @@ use crate::frame::{Frame, VecSink, Verdict};
 use crate::handoff::{BATCH, Mailbox};
 use crate::io::port::Port;
 use crate::nat::events::{BlockRecord, SessionEvent, SessionRecord};
+use crate::wire::ethernet::Mac;
 
 /// Which sessions to show (`display sessions ...`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -100,6 +101,28 @@ impl Gauges {
     }
 }
 
+/// The peer board as its HA thread last heard it: its softwire MAC (in the low 48
+/// bits; 0: unknown) and the locations it is active for (bits by index).
+#[derive(Debug, Default)]
+pub struct PeerLink {
+    pub mac: AtomicU64,
+    pub active: AtomicU64,
+}
+
+impl PeerLink {
+    pub fn set(&self, mac: Mac, active: u64) {
+        let mut m = [0u8; 8];
+        m[2..].copy_from_slice(&mac);
+        self.mac.store(u64::from_be_bytes(m), Ordering::Relaxed);
+        self.active.store(active, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> (Mac, u64) {
+        let m = self.mac.load(Ordering::Relaxed).to_be_bytes();
+        (m[2..].try_into().expect("6 bytes"), self.active.load(Ordering::Relaxed))
+    }
+}
+
 /// What a worker starts with.
 pub struct Spec {
     pub id: u16,
@@ -113,6 +136,8 @@ pub struct Spec {
     /// The locations the board is active for (bits by index); 0 while it is standby
     /// for all: frames are not the board's to forward.
     pub active: Arc<AtomicU64>,
+    /// Where softwire frames of the peer's locations go on to.
+    pub peer: Arc<PeerLink>,
     pub gauges: Arc<Gauges>,
     /// Where the event rings of engines made by a reconfiguration go.
     pub events_out: Sender<Receiver<SessionEvent>>,
@@ -169,6 +194,7 @@ fn pin(core: usize) {
 struct Ctx {
     id: u16,
     active: Arc<AtomicU64>,
+    peer: Arc<PeerLink>,
     seed: u64,
     cfg: EngineConfig,
     gauges: Arc<Gauges>,
@@ -180,8 +206,8 @@ fn now_ms() -> u64 {
 }
 
 fn run(spec: Spec, rx: Receiver<Command>) {
-    let Spec { id, engine, cfg, seed, port, mailbox, active, gauges, events_out, core: _ } = spec;
-    let ctx = Ctx { id, active, seed, cfg, gauges, events_out };
+    let Spec { id, engine, cfg, seed, port, mailbox, active, peer, gauges, events_out, core: _ } = spec;
+    let ctx = Ctx { id, active, peer, seed, cfg, gauges, events_out };
     match port {
         Some(port) => packet_loop(engine, ctx, rx, port, mailbox),
         None => idle_loop(engine, ctx, rx),
@@ -360,6 +386,8 @@ fn packet_loop(mut engine: Engine, mut ctx: Ctx, rx: Receiver<Command>, mut port
         port.wait(10, idle);
         let active = ctx.active.load(Ordering::Relaxed);
         engine.set_active_locations(active);
+        let (peer_mac, peer_active) = ctx.peer.get();
+        engine.set_peer(peer_mac, peer_active);
         let mut work = port.receive(|frames, verdicts| {
             if active == 0 {
                 // AF_PACKET sees frames whatever the role (AF_XDP is told by the XDP

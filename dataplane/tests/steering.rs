@@ -93,3 +93,36 @@ fn hairpin_to_a_standby_locations_address_goes_out_to_the_routers() {
     assert_eq!(out_src(&out)[..3], POOL[..3]);
     assert_eq!(h.counter(Counter::Hairpin), 1);
 }
+
+#[test]
+fn a_b4_of_the_peers_location_goes_on_to_the_peer_one_hop_further() {
+    const PEER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x22];
+    let mut h = two_locations();
+    h.eng.set_active_locations(0b01);
+    let frame = softwire(b4_of(1), &ip4_udp(HOST, SERVER, 5000, 53, 64, b"q"));
+    // The peer is not known to be active for location 1 (yet): dropped.
+    h.dropped(&frame, Counter::DropLocationStandby);
+    h.eng.set_peer(PEER_MAC, 0b10);
+    let out = h.forward(&frame, Egress::Softwire);
+    // The same IPv6 packet, to the peer's MAC from ours, its hop limit one less.
+    let mut want = frame.clone();
+    want[..6].copy_from_slice(&PEER_MAC);
+    want[6..12].copy_from_slice(&AFTR_MAC);
+    want[14 + 7] -= 1;
+    assert_eq!(out, want);
+    assert_eq!(h.counter(Counter::SteeredToPeer), 1);
+    assert_eq!(h.counter(Counter::SessionsCreated), 0, "no state here");
+    // A loop between two boards ends with the hop limit.
+    let mut tired = frame.clone();
+    tired[14 + 7] = 1;
+    h.dropped(&tired, Counter::DropPeerHopLimit);
+    // B4s of this board's own active location are served here, whatever the peer says.
+    h.eng.set_peer(PEER_MAC, 0b11);
+    h.forward(&softwire(b4_of(0), &ip4_udp(HOST, SERVER, 5000, 53, 64, b"q")), Egress::Internet);
+    // Unauthorised sources are not forwarded anywhere.
+    let mut rogue = B4_ROGUE;
+    rogue[15] = 7;
+    let o = h.run(&softwire(rogue, &ip4_udp(HOST, SERVER, 5000, 53, 64, b"q")));
+    assert!(matches!(o.verdict, Verdict::Drop(_)), "{:?}", o.verdict);
+    assert_eq!(h.counter(Counter::SteeredToPeer), 1);
+}

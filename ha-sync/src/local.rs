@@ -19,4 +19,7 @@ impl Local for BoardHandle {
     fn set_active(&self, location: usize, on: bool) {
         BoardHandle::set_active(self, location, on)
     }
+    fn set_peer(&self, mac: [u8; 6], active: u64) {
+        BoardHandle::set_peer(self, mac, active)
+    }
 }

@@ -32,6 +32,9 @@ pub trait Local: Send + Sync + 'static {
     /// Starts (true) or stops forwarding for the location with this index (in the
     /// settings' `locations`); on start, announces its addresses.
     fn set_active(&self, location: usize, on: bool);
+    /// The peer's softwire MAC and the locations it is active for (bits by index):
+    /// softwire frames of those locations go on to it.
+    fn set_peer(&self, mac: [u8; 6], active: u64);
 }
 
 /// Data messages in flight (sent, not acknowledged) at most: the stream's window, so a
@@ -420,6 +423,7 @@ impl<L: Local> Shell<L> {
                     let _ = self.jobs.send(Job::Remove(sessions));
                 }
                 Output::SetActive(l, on) => self.local.set_active(l, on),
+                Output::Peer { mac, active } => self.local.set_peer(mac, active),
                 Output::TakeSnapshot => {
                     let _ = self.jobs.send(Job::Table);
                 }

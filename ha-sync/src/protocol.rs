@@ -39,6 +39,9 @@ pub struct Settings {
     /// The location of each external address (engine instance order), so that records
     /// go only while their location is active here. Empty: all are the first's.
     pub shares: PoolShares,
+    /// The MAC of this board's softwire interface (zeros: unknown), told to the peer,
+    /// which sends on to it the softwire frames of the locations active here.
+    pub softwire_mac: [u8; 6],
     /// `service-ha hot-backup enable`: replicate sessions (otherwise cold standby).
     pub hot_backup: bool,
     pub delay_secs: u32,
@@ -184,6 +187,10 @@ pub enum Output {
     /// Start (true) or stop forwarding for the location with this index; on start,
     /// announce its addresses.
     SetActive(usize, bool),
+    /// The peer's softwire MAC and the locations it is active for (bits by index), as
+    /// its heartbeats say, whenever either changes: softwire frames of those locations
+    /// that reach this board go on to it.
+    Peer { mac: [u8; 6], active: u64 },
     /// Take the board's whole table for a bulk sync; answer with
     /// [`Protocol::handle_table`] before any other call. No Data goes out until then.
     TakeSnapshot,
@@ -222,6 +229,8 @@ pub struct Protocol {
     roles: Vec<RoleMachine>,
     /// The peer was last heard (role machine clock), on any path.
     heard: Option<u64>,
+    /// The peer's softwire MAC and active locations, as last told to the board.
+    peer_told: ([u8; 6], u64),
     /// The role machine's clock starts here (milliseconds since).
     t0: Instant,
     last_hb: Option<Instant>,
@@ -270,6 +279,7 @@ impl Protocol {
             ctl: 0,
             roles: machines(&s, 0),
             heard: None,
+            peer_told: ([0; 6], 0),
             t0: now.at,
             last_hb: None,
             witness,
@@ -434,20 +444,27 @@ impl Protocol {
         let ms = self.ms(now);
         match h.kind {
             Kind::Heartbeat => {
-                let Ok((peer, digest)) = wire::decode_heartbeat(m.payload) else {
+                let Ok(hb) = wire::decode_heartbeat(m.payload) else {
                     self.st.rejected_malformed += 1;
                     return;
                 };
-                self.st.peer_config_digest = Some(digest);
+                self.st.peer_config_digest = Some(hb.config_digest);
                 self.heard = Some(ms);
                 // A location the peer does not name is not served there: its machine
                 // hears nothing and takes the location over when the wait is up.
-                for (id, state) in peer {
-                    if let Some(l) = self.s.locations.iter().position(|x| x.id == id)
-                        && let Some(a) = self.roles[l].on_heartbeat(state, ms)
-                    {
+                let mut peer_active = 0u64;
+                for (id, state) in hb.locations {
+                    let Some(l) = self.s.locations.iter().position(|x| x.id == id) else { continue };
+                    if state.role == Role::Active {
+                        peer_active |= 1 << (l % 64);
+                    }
+                    if let Some(a) = self.roles[l].on_heartbeat(state, ms) {
                         self.act(l, a, now);
                     }
+                }
+                if (hb.mac, peer_active) != self.peer_told {
+                    self.peer_told = (hb.mac, peer_active);
+                    self.out.push_back(Output::Peer { mac: hb.mac, active: peer_active });
                 }
             }
             Kind::Data => {
@@ -970,6 +987,11 @@ impl Protocol {
 
     fn timers(&mut self, now: Now) {
         let ms = self.ms(now);
+        if self.peer_told.1 != 0 && !self.peer_alive(ms) {
+            // Nothing goes on to a silent peer.
+            self.peer_told.1 = 0;
+            self.out.push_back(Output::Peer { mac: self.peer_told.0, active: 0 });
+        }
         if self
             .last_hb
             .is_none_or(|t| now.at.saturating_duration_since(t) >= Duration::from_millis(self.s.heartbeat_ms))
@@ -980,7 +1002,7 @@ impl Protocol {
                 .collect();
             let h = self.header(Kind::Heartbeat, 0);
             let mut b = Builder::new(&h);
-            b.raw(&wire::encode_heartbeat(&me, self.s.config_digest));
+            b.raw(&wire::encode_heartbeat(&me, self.s.config_digest, self.s.softwire_mac));
             let d = b.finish(&self.key);
             self.transmit(d.clone());
             if self.witness {

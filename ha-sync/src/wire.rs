@@ -291,15 +291,18 @@ pub fn open<'a>(key: &Key, d: &'a [u8]) -> Result<Message<'a>, WireError> {
 }
 
 /// A heartbeat's payload: the digest of the sender's running configuration (8 bytes,
-/// big-endian), so that boards whose configurations drifted apart say so; the number of
+/// big-endian), so that boards whose configurations drifted apart say so; the MAC of
+/// its softwire interface (6 bytes; zeros: unknown), where the other board sends on
+/// the softwire frames of the sender's locations that reach it; the number of
 /// service-locations (1 byte); then per location its id (4 bytes, big-endian), the
 /// sender's role for it (0 init, 1 standby, 2 active) and its flags (1: the sender is
 /// the location's preferred board, 2: the sender, a standby, holds the whole eligible
 /// table).
-pub fn encode_heartbeat(me: &[(u32, PeerState)], config_digest: u64) -> Vec<u8> {
+pub fn encode_heartbeat(me: &[(u32, PeerState)], config_digest: u64, mac: [u8; 6]) -> Vec<u8> {
     let n = me.len().min(u8::MAX as usize);
-    let mut p = Vec::with_capacity(9 + 6 * n);
+    let mut p = Vec::with_capacity(15 + 6 * n);
     p.extend_from_slice(&config_digest.to_be_bytes());
+    p.extend_from_slice(&mac);
     p.push(n as u8);
     for (id, st) in &me[..n] {
         p.extend_from_slice(&id.to_be_bytes());
@@ -309,11 +312,21 @@ pub fn encode_heartbeat(me: &[(u32, PeerState)], config_digest: u64) -> Vec<u8> 
     p
 }
 
-/// Reads a heartbeat's payload: the sender's state per location and its configuration
-/// digest.
-pub fn decode_heartbeat(p: &[u8]) -> Result<(Vec<(u32, PeerState)>, u64), WireError> {
-    let (Some(digest), Some(&n)) = (p.get(..8), p.get(8)) else { return Err(WireError::Heartbeat) };
-    let entries = p.get(9..9 + 6 * n as usize).ok_or(WireError::Heartbeat)?;
+/// What a heartbeat says: the sender's state per location, its configuration digest and
+/// its softwire MAC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeartbeatPayload {
+    pub locations: Vec<(u32, PeerState)>,
+    pub config_digest: u64,
+    pub mac: [u8; 6],
+}
+
+/// Reads a heartbeat's payload.
+pub fn decode_heartbeat(p: &[u8]) -> Result<HeartbeatPayload, WireError> {
+    let (Some(digest), Some(mac), Some(&n)) = (p.get(..8), p.get(8..14), p.get(14)) else {
+        return Err(WireError::Heartbeat);
+    };
+    let entries = p.get(15..15 + 6 * n as usize).ok_or(WireError::Heartbeat)?;
     let states = entries
         .chunks_exact(6)
         .map(|e| {
@@ -322,7 +335,11 @@ pub fn decode_heartbeat(p: &[u8]) -> Result<(Vec<(u32, PeerState)>, u64), WireEr
             Ok((id, PeerState { role, preferred: e[5] & 1 != 0, in_sync: e[5] & 2 != 0 }))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok((states, u64::from_be_bytes(digest.try_into().expect("8 bytes"))))
+    Ok(HeartbeatPayload {
+        locations: states,
+        config_digest: u64::from_be_bytes(digest.try_into().expect("8 bytes")),
+        mac: mac.try_into().expect("6 bytes"),
+    })
 }
 
 /// The records of a Data payload, in order; a malformed record ends the payload with
@@ -461,16 +478,21 @@ mod tests {
     fn heartbeat_payloads_round_trip_and_bad_ones_are_refused() {
         let st = |role, preferred, in_sync| PeerState { role, preferred, in_sync };
         let me = vec![(1, st(Role::Active, true, false)), (0x0102_0304, st(Role::Standby, false, true))];
-        let p = encode_heartbeat(&me, 0x0102_0304_0506_0708);
-        assert_eq!(p, [1, 2, 3, 4, 5, 6, 7, 8, 2, 0, 0, 0, 1, 2, 1, 1, 2, 3, 4, 1, 2]);
-        assert_eq!(decode_heartbeat(&p), Ok((me, 0x0102_0304_0506_0708)));
-        assert_eq!(decode_heartbeat(&p[..9]), Err(WireError::Heartbeat), "two locations said, none there");
-        assert_eq!(decode_heartbeat(&p[..20]), Err(WireError::Heartbeat), "one cut short");
-        assert_eq!(decode_heartbeat(&[0; 8]), Err(WireError::Heartbeat), "no count");
+        let mac = [2, 0, 0, 0, 0, 0xa1];
+        let p = encode_heartbeat(&me, 0x0102_0304_0506_0708, mac);
+        let want = [1, 2, 3, 4, 5, 6, 7, 8, 2, 0, 0, 0, 0, 0xa1, 2, 0, 0, 0, 1, 2, 1, 1, 2, 3, 4, 1, 2];
+        assert_eq!(p, want);
+        let said = HeartbeatPayload { locations: me, config_digest: 0x0102_0304_0506_0708, mac };
+        assert_eq!(decode_heartbeat(&p), Ok(said));
+        assert_eq!(decode_heartbeat(&p[..15]), Err(WireError::Heartbeat), "two locations said, none there");
+        assert_eq!(decode_heartbeat(&p[..26]), Err(WireError::Heartbeat), "one cut short");
+        assert_eq!(decode_heartbeat(&[0; 14]), Err(WireError::Heartbeat), "no count");
         let mut bad = p.clone();
-        bad[13] = 3;
+        bad[19] = 3;
         assert_eq!(decode_heartbeat(&bad), Err(WireError::Heartbeat), "no such role");
-        assert_eq!(decode_heartbeat(&[0, 0, 0, 0, 0, 0, 0, 9, 0]), Ok((vec![], 9)), "a board of no location");
+        let empty = [0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0];
+        let none = HeartbeatPayload { locations: vec![], config_digest: 9, mac: [0; 6] };
+        assert_eq!(decode_heartbeat(&empty), Ok(none), "a board of no location");
     }
 
     proptest::proptest! {

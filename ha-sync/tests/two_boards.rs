@@ -69,6 +69,7 @@ impl Local for Board {
         let blocks = subs.iter().flat_map(|s| s.block_records()).collect();
         (eng.sessions(), blocks)
     }
+    fn set_peer(&self, _: [u8; 6], _: u64) {}
     fn set_active(&self, _location: usize, on: bool) {
         self.active.store(on, Ordering::SeqCst);
     }
@@ -87,6 +88,7 @@ fn settings(slot: u16, bind: SocketAddr, peer: SocketAddr, preferred: bool) -> S
         key: b"lab-only-secret".to_vec(),
         locations: vec![Location { id: 1, preferred }],
         shares: Default::default(),
+        softwire_mac: [0; 6],
         hot_backup: true,
         delay_secs: 1,
         preempt_ms: 1500,
@@ -234,6 +236,7 @@ impl Local for SlowTable {
         std::thread::sleep(self.walk);
         self.board.table()
     }
+    fn set_peer(&self, _: [u8; 6], _: u64) {}
     fn set_active(&self, _location: usize, on: bool) {
         self.board.set_active(0, on)
     }

@@ -61,6 +61,7 @@ impl Local for Counting {
         (self.table.to_vec(), Vec::new())
     }
     fn set_active(&self, _: usize, _: bool) {}
+    fn set_peer(&self, _: [u8; 6], _: u64) {}
 }
 
 fn record(n: u32, created: u32) -> SessionRecord {
@@ -103,6 +104,7 @@ fn loopback_pair(table: Vec<SessionRecord>, l: &Loopback) -> Result<(Node, Node,
         key: key.to_vec(),
         locations: vec![ha_sync::node::Location { id: 1, preferred }],
         shares: Default::default(),
+        softwire_mac: [0; 6],
         hot_backup: true,
         delay_secs: 1,
         preempt_ms: 60_000,

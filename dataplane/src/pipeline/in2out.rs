@@ -29,6 +29,12 @@ impl BatchCtx<'_> {
             self.count(Counter::PassedToKernel);
             return Verdict::Pass;
         };
+        if nh == proto::IPV4_IN_IP || nh == proto::IPV6_FRAG {
+            // A B4 of a location the peer board serves: on to it, fragments and all.
+            if let Some(v) = self.steer_to_peer(f, l3, total, inst, &src) {
+                return v;
+            }
+        }
         if nh == proto::IPV4_IN_IP {
             // The common case: no extension headers.
             return self.softwire_upper(f, l3, total, nh, ipv6::HEADER_LEN, inst, sink);
@@ -45,6 +51,30 @@ impl BatchCtx<'_> {
             return self.reassemble6(f, l3, total, up, inst, sink);
         }
         self.softwire_upper(f, l3, total, up.protocol, up.offset, inst, sink)
+    }
+
+    /// Sends a softwire frame from `b4` on to the peer board when the board is standby
+    /// for the B4's location and the peer active for it (decision 0012): the ND answer
+    /// for the endpoint brings every location's B4s to one board. None: not the peer's.
+    #[inline]
+    fn steer_to_peer(&mut self, f: &mut Frame, l3: usize, total: usize, inst: u8, b4: &[u8; 16]) -> Option<Verdict> {
+        let (mac, peer_active) = self.peer;
+        if peer_active == 0 || self.nat.b4_served(inst, b4) != Err(Counter::DropLocationStandby) {
+            return None;
+        }
+        let loc = self.nat.config(inst).location_of_b4(b4);
+        if peer_active & (1 << (loc % 64)) == 0 || !self.b4_authorised(inst, b4) {
+            return None;
+        }
+        // Routed on, one hop further: a transient loop between two boards ends.
+        let hl = &mut f.buf[l3 + 7];
+        if *hl <= 1 {
+            return Some(self.drop(Counter::DropPeerHopLimit));
+        }
+        *hl -= 1;
+        self.count(Counter::SteeredToPeer);
+        self.softwire_dst = mac;
+        Some(self.emit_l3(f, l3, total, Egress::Softwire))
     }
 
     /// A whole (unfragmented or reassembled) IPv6 packet to endpoint `inst`.

@@ -76,6 +76,9 @@ pub(crate) struct PathConfig {
     hot: Vec<HotInstance>,
     pub softwire_l2: EgressL2,
     pub internet_l2: EgressL2,
+    /// The peer board's softwire MAC and the locations it is active for (bits by
+    /// index): softwire frames of those locations go on to it.
+    pub peer: (Mac, u64),
 }
 
 impl PathConfig {
@@ -84,6 +87,7 @@ impl PathConfig {
             hot: cfg.instances.iter().map(HotInstance::new).collect(),
             softwire_l2: cfg.softwire_l2,
             internet_l2: cfg.internet_l2,
+            peer: ([0; 6], 0),
         }
     }
 }
@@ -94,6 +98,7 @@ pub(crate) struct BatchCtx<'e> {
     hot: &'e [HotInstance],
     softwire_l2: EgressL2,
     internet_l2: EgressL2,
+    peer: (Mac, u64),
     nat: &'e mut NatState,
     frag6: &'e mut Reassembler,
     frag4: &'e mut FragTracker4,
@@ -121,6 +126,7 @@ impl<'e> BatchCtx<'e> {
             hot: &path.hot,
             softwire_l2: path.softwire_l2,
             internet_l2: path.internet_l2,
+            peer: path.peer,
             nat,
             frag6,
             frag4,

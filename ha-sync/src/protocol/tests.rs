@@ -30,6 +30,7 @@ fn settings(slot: u16, preferred: bool, dead_count: u32) -> Settings {
         key: KEY.to_vec(),
         locations: vec![Location { id: 1, preferred }],
         shares: PoolShares::default(),
+        softwire_mac: [0; 6],
         hot_backup: true,
         delay_secs: DELAY_S,
         preempt_ms: PREEMPT,
@@ -88,6 +89,8 @@ struct Board {
     /// Active for some location; for which, by index, in `locations`.
     active: bool,
     locations: u64,
+    /// The peer's softwire MAC and active locations, as last told.
+    peer: ([u8; 6], u64),
     done: Vec<(u64, Output)>,
 }
 
@@ -266,6 +269,7 @@ impl Sim {
                         side.board.sessions.remove(&key_of(s));
                     }
                 }
+                Output::Peer { mac, active } => side.board.peer = (*mac, *active),
                 Output::SetActive(l, on) => {
                     let bit = 1u64 << l;
                     side.board.locations = if *on { side.board.locations | bit } else { side.board.locations & !bit };
@@ -884,6 +888,7 @@ fn after_a_healed_split_the_board_that_keeps_the_role_announces_again() {
 fn mutual(slot: u16) -> Settings {
     use dataplane::config::{EngineConfig, InstanceConfig, Ipv4Prefix, Ipv6Prefix};
     let mut s = settings(slot, false, DEAD_COUNT);
+    s.softwire_mac = [2, 0, 0, 0, 0, slot as u8];
     s.locations = vec![Location { id: 1, preferred: slot == 1 }, Location { id: 2, preferred: slot == 2 }];
     let mut i = InstanceConfig::new(
         "a",
@@ -922,6 +927,9 @@ fn mutual_backup_keeps_one_location_active_on_each_board_and_never_flaps() {
     let st = sim.status(0);
     let roles: Vec<(u32, Role, Option<Role>)> = st.locations.iter().map(|l| (l.id, l.role, l.peer_role)).collect();
     assert_eq!(roles, vec![(1, Role::Active, Some(Role::Standby)), (2, Role::Standby, Some(Role::Active))]);
+    // Each board knows where to send the other location's softwire frames.
+    assert_eq!(sim.sides[0].board.peer, ([2, 0, 0, 0, 0, 2], 0b10));
+    assert_eq!(sim.sides[1].board.peer, ([2, 0, 0, 0, 0, 1], 0b01));
     // Each board's sessions of its own location reach the other (delay-time 1 s).
     let old = sim.unix_s() - 10;
     for n in 0..200 {
@@ -944,6 +952,7 @@ fn mutual_backup_keeps_one_location_active_on_each_board_and_never_flaps() {
     sim.stop(1);
     sim.run_until(sim.ms + 3 * DEAD, Drive::EveryMs);
     assert_eq!(sim.sides[0].board.locations, 0b11, "slot 1 serves both locations");
+    assert_eq!(sim.sides[0].board.peer.1, 0, "nothing goes on to a silent peer");
     let st = sim.status(0);
     assert_eq!(st.locations[1].last_change.as_ref().map(|c| c.1.as_str()), Some("active: the peer went silent"));
 
