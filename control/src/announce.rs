@@ -8,10 +8,14 @@
 //! neighbours' caches move to it at once. A standby answers nothing.
 //!
 //! Roles are per service-location (decision 0012), so each address has one answerer
-//! per segment: a location's pool share is answered by that location's active board,
-//! and an instance's endpoint by the active board of the lowest of the instance's
-//! locations on this board pair (both boards apply the same rule to the roles they
-//! exchange; the other locations' B4s are then steered on by the data plane).
+//! per segment: a location's pool share is answered by that location's active board.
+//! An instance's endpoint is answered, to a solicitation from an authorised B4, by the
+//! active board of that B4's location (an on-link B4 reaches its own board), and to any
+//! other (a router in front of B4s, duplicate detection) by the active board of the
+//! lowest of the instance's locations on this board pair; B4s that reach the other
+//! board are sent on by the data plane. Unsolicited advertisements of an endpoint go
+//! from the lowest location's active board, and from a board that has become active
+//! for all of the instance's locations (the peer failed: every B4 comes here now).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -29,10 +33,33 @@ const ETH_P_IPV6: u16 = 0x86dd;
 /// others are learned on the next ARP request, which the new active answers.
 const MAX_GRATUITOUS: usize = 4096;
 
-/// The addresses answered for, each with the location (index) whose active board
-/// answers: the endpoints (softwire side) and the pool shares (Internet side).
+/// An instance's endpoint and what says which board answers for it.
+struct Endpoint {
+    addr: [u8; 16],
+    /// The lowest of the instance's locations (index), and all of them (bits).
+    lowest: u8,
+    all: u64,
+    b4_prefixes: Vec<dataplane::config::Ipv6Prefix>,
+    buckets: Vec<u8>,
+}
+
+impl Endpoint {
+    /// The location (index) whose active board answers solicitor `src`.
+    fn location_for(&self, src: &[u8; 16]) -> u8 {
+        if self.buckets.is_empty() || !self.b4_prefixes.iter().any(|p| p.contains(src)) {
+            return self.lowest;
+        }
+        match self.buckets[dataplane::config::bucket_of(src) % self.buckets.len()] {
+            dataplane::config::ELSEWHERE => self.lowest,
+            l => l,
+        }
+    }
+}
+
+/// The addresses answered for: the endpoints (softwire side) and the pool shares,
+/// each with the location (index) whose active board answers (Internet side).
 struct Addresses {
-    endpoints: Vec<([u8; 16], u8)>,
+    endpoints: Vec<Endpoint>,
     pools: Vec<(Ipv4Prefix, u8)>,
 }
 
@@ -42,7 +69,13 @@ impl Addresses {
         let endpoints = cfg
             .instances
             .iter()
-            .map(|i| (i.endpoint, (0..i.pool.len()).map(|k| loc(i, k)).min().unwrap_or(0)))
+            .map(|i| Endpoint {
+                addr: i.endpoint,
+                lowest: (0..i.pool.len()).map(|k| loc(i, k)).min().unwrap_or(0),
+                all: (0..i.pool.len()).fold(0, |m, k| m | 1 << (loc(i, k) % 64)),
+                b4_prefixes: i.b4_prefixes.clone(),
+                buckets: i.buckets.clone(),
+            })
             .collect();
         let pools =
             cfg.instances.iter().flat_map(|i| i.pool.iter().enumerate().map(move |(k, p)| (*p, loc(i, k)))).collect();
@@ -57,9 +90,9 @@ impl Addresses {
         })
     }
 
-    /// Whether the endpoint `a` is answered by a board active for `mask`.
-    fn answers_endpoint(&self, a: &[u8; 16], mask: u64) -> bool {
-        self.endpoints.iter().any(|(e, l)| mask & (1 << l) != 0 && e == a)
+    /// Whether a board active for `mask` answers solicitor `src` for endpoint `a`.
+    fn answers_endpoint(&self, a: &[u8; 16], src: &[u8; 16], mask: u64) -> bool {
+        self.endpoints.iter().any(|e| e.addr == *a && mask & (1 << (e.location_for(src) % 64)) != 0)
     }
 }
 
@@ -105,7 +138,7 @@ impl Announce {
     pub fn set(&self, mask: u64) {
         let before = self.inner.active.swap(mask, Ordering::SeqCst);
         if mask & !before != 0 {
-            self.announce(mask & !before);
+            self.announce(mask & !before, mask);
         }
     }
 
@@ -114,16 +147,17 @@ impl Announce {
         self.set(u64::MAX);
     }
 
-    /// Tells the neighbours that the addresses of the locations in `mask` are here
-    /// (gratuitous ARP, unsolicited neighbour advertisements).
-    fn announce(&self, mask: u64) {
+    /// Tells the neighbours that the addresses of the locations in `new` are here
+    /// (gratuitous ARP, unsolicited neighbour advertisements); `mask`: all the
+    /// locations the board is active for now.
+    fn announce(&self, new: u64, mask: u64) {
         let inner = &self.inner;
         let addresses = inner.addresses();
         if let (Ok(tx), Some(mac)) = (PacketTx::open(&inner.internet), interface_mac(&inner.internet)) {
             let addrs: Vec<u32> = addresses
                 .pools
                 .iter()
-                .filter(|(_, l)| mask & (1 << l) != 0)
+                .filter(|(_, l)| new & (1 << l) != 0)
                 .flat_map(|(p, _)| p.addresses())
                 .take(MAX_GRATUITOUS)
                 .collect();
@@ -134,8 +168,9 @@ impl Announce {
             }
         }
         if let (Ok(tx), Some(mac)) = (PacketTx::open(&inner.softwire), interface_mac(&inner.softwire)) {
-            for (ep, _) in addresses.endpoints.iter().filter(|(_, l)| mask & (1 << l) != 0) {
-                let _ = tx.send_batch(&[&neighbour_advert(mac, ep, None)]);
+            let everything = |e: &Endpoint| e.all & !mask == 0 && e.all & new != 0;
+            for e in addresses.endpoints.iter().filter(|e| new & (1 << (e.lowest % 64)) != 0 || everything(e)) {
+                let _ = tx.send_batch(&[&neighbour_advert(mac, &e.addr, None)]);
             }
         }
     }
@@ -151,7 +186,7 @@ impl Announce {
         *self.inner.addresses.write().unwrap_or_else(|e| e.into_inner()) = Addresses::of(cfg);
         let mask = self.inner.active.load(Ordering::SeqCst);
         if mask != 0 {
-            self.announce(mask);
+            self.announce(mask, mask);
         }
     }
 }
@@ -263,11 +298,11 @@ fn respond(inner: &Inner) {
             let f = &buf[..n];
             if active != 0 && n >= 14 + 40 + 24 {
                 let target: [u8; 16] = f[62..78].try_into().expect("16 bytes");
-                if inner.addresses().answers_endpoint(&target, active)
+                let src: [u8; 16] = f[22..38].try_into().expect("16 bytes");
+                if inner.addresses().answers_endpoint(&target, &src, active)
                     && let Some(mac) = interface_mac(&inner.softwire)
                 {
                     let src_mac: Mac = f[6..12].try_into().expect("6 bytes");
-                    let src: [u8; 16] = f[22..38].try_into().expect("16 bytes");
                     // From the unspecified address (duplicate detection): to all nodes.
                     let to = (src != [0; 16]).then_some((src_mac, src));
                     let _ = ns_tx.send_batch(&[&neighbour_advert(mac, &target, to)]);

@@ -13,7 +13,7 @@ use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dataplane::testing::{Lab, is_root, skip};
+use dataplane::testing::{Lab, is_root, skip, statistic};
 
 const CONFIG: &str = "sysname ha-lab
 slot 1
@@ -297,4 +297,202 @@ fn hot_backup_between_two_boards() {
     assert!(said.contains("nothing was applied on any board"), "{said}");
     assert!(ha(&lab, 1).contains("delay-time: 2 s") && ha(&lab, 2).contains("delay-time: 2 s"));
     assert!(ha(&lab, 2).contains("role: active") && ha(&lab, 1).contains("role: standby"), "no role moved");
+}
+
+/// Two boards in mutual backup, weights 1 and 3 (decision 0012).
+const MUTUAL: &str = "sysname mutual-lab
+slot 1
+ worker-cores 0
+ interface softwire a1-sw
+ interface internet a1-in
+ ha-address 192.0.2.1 port 4789
+ packet-poll blocking
+slot 2
+ worker-cores 1
+ interface softwire a2-sw
+ interface internet a2-in
+ ha-address 192.0.2.2 port 4789
+ packet-poll blocking
+service-ha hot-backup enable
+service-ha delay-time 1
+service-ha preempt-time 3
+service-ha heartbeat interval 50 dead-count 4
+service-ha preshared-key e2e-secret
+service-location 1
+ location slot 1 backup slot 2
+service-location 2
+ location slot 2 backup slot 1
+service-instance-group g
+ service-location 1 weight 1
+ service-location 2 weight 3
+ds-lite address-group pool
+ section 0 198.51.100.0 mask 24
+ds-lite instance d id 1
+ service-instance-group g
+ local-ipv6 2001:db8::1
+ remote-ipv6 2001:db8:b4:: prefix-length 64
+ ds-lite address-group pool
+";
+
+/// A UDP echo on 7 that says whom it saw.
+const ECHO: &str = r#"
+import socket
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind(("203.0.113.80", 7))
+print("ready", flush=True)
+while True:
+    d, peer = u.recvfrom(2048)
+    u.sendto(d + (" from %s:%d" % peer).encode(), peer)
+"#;
+
+/// N on-link B4s (2001:db8:b4::1000 and up) each resolve the endpoint themselves (a
+/// neighbour solicitation from their own address), then send one datagram through the
+/// softwire to the echo server from 192.168.1.10:5000. Prints how many advertisements
+/// came (`advertisements N`), then per B4 that got its echo a line: the B4, the MAC
+/// that answered for the endpoint, the external address and port the server saw.
+const B4S: &str = r#"
+import sys, time
+from socket import inet_pton, inet_ntop, AF_INET6
+from scapy.all import Ether, IPv6, IP, UDP, Raw, ICMPv6ND_NS, ICMPv6ND_NA, ICMPv6NDOptSrcLLAddr, sendp, AsyncSniffer, conf, get_if_hwaddr
+from scapy.utils6 import in6_getnsma, in6_getnsmac
+conf.verb = 0
+EP = "2001:db8::1"
+n, tag = int(sys.argv[1]), sys.argv[2]
+me = get_if_hwaddr("b4")
+b4s = ["2001:db8:b4::%x" % (0x1000 + i) for i in range(n)]
+def sniffing(flt):
+    s = AsyncSniffer(iface="b4", filter=flt, store=True)
+    s.start()
+    time.sleep(0.5)
+    return s
+nsma = in6_getnsma(inet_pton(AF_INET6, EP))
+sn = sniffing("icmp6 and ip6[40] == 136")
+sendp([Ether(src=me, dst=in6_getnsmac(nsma)) / IPv6(src=b, dst=inet_ntop(AF_INET6, nsma)) / ICMPv6ND_NS(tgt=EP) / ICMPv6NDOptSrcLLAddr(lladdr=me) for b in b4s], iface="b4")
+time.sleep(1.5)
+sn.stop()
+nas = [p for p in sn.results if ICMPv6ND_NA in p and p[ICMPv6ND_NA].tgt == EP and p[IPv6].dst in b4s]
+mac = {p[IPv6].dst: p[Ether].src for p in nas}
+sn = sniffing("ip6 and src host 2001:db8::1 and ip6[6] == 4")
+sendp([Ether(src=me, dst=mac[b]) / IPv6(src=b, dst=EP) / IP(src="192.168.1.10", dst="203.0.113.80") / UDP(sport=5000, dport=7) / Raw(("%s %s" % (tag, b)).encode()) for b in b4s if b in mac], iface="b4")
+time.sleep(2.5)
+sn.stop()
+print("advertisements", len(nas))
+for p in sn.results:
+    if UDP in p and p[IP].src == "203.0.113.80" and Raw in p:
+        print(p[IPv6].dst, mac.get(p[IPv6].dst), bytes(p[Raw].load).decode().split(" from ")[1])
+"#;
+
+/// One round of `B4S`: (advertisements, per B4 the answering MAC and what the server saw).
+fn b4_round(lab: &Lab, n: usize, tag: &str) -> (u64, std::collections::BTreeMap<String, (String, String)>) {
+    let script = lab.dir.join("b4s.py");
+    let o = lab.exec("sub", &["python3", script.to_str().unwrap(), &n.to_string(), tag]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let mut lines = out.lines();
+    let ads = lines.next().and_then(|l| l.strip_prefix("advertisements ")).and_then(|n| n.parse().ok());
+    let got = lines
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            assert_eq!(w.len(), 3, "{l}");
+            (w[0].to_string(), (w[1].to_string(), w[2].to_string()))
+        })
+        .collect();
+    (ads.unwrap_or_else(|| panic!("no count in {out}")), got)
+}
+
+/// A board's softwire MAC.
+fn mac_of(lab: &Lab, slot: u32) -> String {
+    let o = lab.exec(&format!("a{slot}"), &["cat", &format!("/sys/class/net/a{slot}-sw/address")]).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+#[test]
+fn mutual_backup_serves_each_location_from_its_own_board() {
+    if !is_root() {
+        return skip("needs root for network namespaces");
+    }
+    if let Err(why) = dataplane::testing::can_capture() {
+        return skip(why);
+    }
+    let mut lab = Lab::of("deploy/netns/ha-topology.sh", "mb", std::path::Path::new(".."));
+    std::fs::write(lab.dir.join("aftr.conf"), MUTUAL).unwrap();
+    std::fs::write(lab.dir.join("echo.py"), ECHO).unwrap();
+    std::fs::write(lab.dir.join("b4s.py"), B4S).unwrap();
+    let echo = lab.dir.join("echo.py");
+    let mut server = lab.exec("inet", &["python3", echo.to_str().unwrap()]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    lab.keep(server);
+    assert_eq!(line.trim(), "ready");
+
+    // Where each B4 belongs, by the plan both boards compute.
+    let (c, _) = control::parse::parse(MUTUAL).unwrap();
+    let plan = control::plan::plan(&c);
+    let ip = &plan.instances["d"];
+    let location_of = |b4: &str| ip.location_of(&b4.parse::<std::net::Ipv6Addr>().unwrap().octets());
+    let in_share = |loc: u32, seen: &str| {
+        let ext: std::net::Ipv4Addr = seen.split(':').next().unwrap().parse().unwrap();
+        ip.pool_shares[&loc].iter().any(|(a, b)| (*a..=*b).contains(&ext))
+    };
+
+    start_board(&mut lab, 1);
+    let a2 = start_board(&mut lab, 2);
+    let settled = |lab: &Lab| {
+        let (s1, s2) = (ha(lab, 1), ha(lab, 2));
+        s1.contains("service-location 1: active")
+            && s1.contains("service-location 2: standby,")
+            && s2.contains("service-location 2: active")
+            && s2.contains("service-location 1: standby,")
+            && s1.contains("in sync: yes")
+            && s2.contains("in sync: yes")
+    };
+    let t = Instant::now();
+    while !settled(&lab) {
+        let shown = || format!("slot 1:\n{}\nslot 2:\n{}", ha(&lab, 1), ha(&lab, 2));
+        assert!(t.elapsed() < Duration::from_secs(15), "the boards did not settle:\n{}", shown());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let macs = [mac_of(&lab, 1), mac_of(&lab, 2)];
+    let board_of = |loc: u32| macs[loc as usize - 1].clone();
+
+    // Round 1: every B4 finds its location's board and gets an address of its share.
+    let n = 200;
+    let (ads, first) = b4_round(&lab, n, "first");
+    assert_eq!(ads, n as u64, "one advertisement per solicitation: one answerer per B4");
+    assert_eq!(first.len(), n, "every B4 got its echo");
+    let per_loc = |l: u32| first.keys().filter(|b| location_of(b) == l).count();
+    let (n1, n2) = (per_loc(1), per_loc(2));
+    assert!((30..=75).contains(&n1) && n1 + n2 == n, "weights 1 and 3: {n1} and {n2} of {n}");
+    for (b4, (via, seen)) in &first {
+        let loc = location_of(b4);
+        assert_eq!(via, &board_of(loc), "{b4} of location {loc} answered by the wrong board");
+        assert!(in_share(loc, seen), "{b4} of location {loc} seen as {seen}, outside its share");
+    }
+    let stats = |slot| ctl(&lab, slot, &["display", "statistics"]);
+    assert_eq!(statistic(&stats(1), "in2out"), n1 as u64);
+    assert_eq!(statistic(&stats(2), "in2out"), n2 as u64);
+    assert_eq!(statistic(&stats(1), "steered_to_peer") + statistic(&stats(2), "steered_to_peer"), 0);
+
+    // Slot 2 dies once its sessions are older than delay-time and replicated: slot 1
+    // takes location 2 and keeps location 1; every B4 keeps its address and port.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(Command::new("kill").args(["-9", &a2.to_string()]).status().unwrap().success());
+    wait_for("slot 1 active for both locations", 5, || ha(&lab, 1).contains("service-location 2: active"));
+    let (_, second) = b4_round(&lab, n, "second");
+    assert_eq!(second.len(), n, "every B4 got its echo after the failure");
+    for (b4, (via, seen)) in &second {
+        assert_eq!(via, &macs[0], "{b4}: slot 1 answers for everyone now");
+        assert_eq!(seen, &first[b4].1, "{b4}: the same external address and port across the failure");
+    }
+
+    // Slot 2 returns: it syncs, takes location 2 back after preempt-time, and its B4s
+    // keep their addresses and ports again.
+    start_board(&mut lab, 2);
+    wait_for("location 2 back on slot 2", 20, || settled(&lab));
+    let (_, third) = b4_round(&lab, n, "third");
+    assert_eq!(third.len(), n, "every B4 got its echo after the return");
+    for (b4, (via, seen)) in &third {
+        assert_eq!(via, &board_of(location_of(b4)), "{b4}: back on its own board");
+        assert_eq!(seen, &first[b4].1, "{b4}: the same external address and port after the return");
+    }
 }

@@ -695,7 +695,8 @@ impl NatState {
     #[inline]
     pub(crate) fn learn_mac(&mut self, si: u32, rx: Mac) {
         let s = self.subs.get_mut(si);
-        if s.mac != rx {
+        // Zeros: nothing to learn (a frame the peer board sent on).
+        if s.mac != rx && rx != [0; 6] {
             s.mac = rx;
         }
     }

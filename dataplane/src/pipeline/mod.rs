@@ -150,6 +150,11 @@ impl BatchCtx<'_> {
             Some(mac) if f.len >= 12 => mac.try_into().unwrap_or_default(),
             _ => [0; 6],
         };
+        if self.rx_mac == self.peer.0 {
+            // Sent on by the peer board (decision 0012): its MAC is no subscriber's next
+            // hop; the one learned from the B4's own frames, or the default, stays.
+            self.rx_mac = [0; 6];
+        }
         self.softwire_dst = self.softwire_l2.dst;
         if f.start < HEADROOM || f.start + f.len > f.buf.len() {
             self.count(Counter::DropNoHeadroom);
