@@ -299,40 +299,14 @@ fn hot_backup_between_two_boards() {
     assert!(ha(&lab, 2).contains("role: active") && ha(&lab, 1).contains("role: standby"), "no role moved");
 }
 
-/// Two boards in mutual backup, weights 1 and 3 (decision 0012).
-const MUTUAL: &str = "sysname mutual-lab
-slot 1
- worker-cores 0
- interface softwire a1-sw
- interface internet a1-in
- ha-address 192.0.2.1 port 4789
- packet-poll blocking
-slot 2
- worker-cores 1
- interface softwire a2-sw
- interface internet a2-in
- ha-address 192.0.2.2 port 4789
- packet-poll blocking
-service-ha hot-backup enable
-service-ha delay-time 1
-service-ha preempt-time 3
-service-ha heartbeat interval 50 dead-count 4
-service-ha preshared-key e2e-secret
-service-location 1
- location slot 1 backup slot 2
-service-location 2
- location slot 2 backup slot 1
-service-instance-group g
- service-location 1 weight 1
- service-location 2 weight 3
-ds-lite address-group pool
- section 0 198.51.100.0 mask 24
-ds-lite instance d id 1
- service-instance-group g
- local-ipv6 2001:db8::1
- remote-ipv6 2001:db8:b4:: prefix-length 64
- ds-lite address-group pool
-";
+/// The same boards in mutual backup, weights 1 and 3 (decision 0012).
+fn mutual() -> String {
+    CONFIG.replace(
+        "service-location 1\n location slot 1 backup slot 2\nservice-instance-group g\n service-location 1\n",
+        "service-location 1\n location slot 1 backup slot 2\nservice-location 2\n location slot 2 backup slot 1\n\
+         service-instance-group g\n service-location 1 weight 1\n service-location 2 weight 3\n",
+    )
+}
 
 /// A UDP echo on 7 that says whom it saw.
 const ECHO: &str = r#"
@@ -415,7 +389,9 @@ fn mutual_backup_serves_each_location_from_its_own_board() {
         return skip(why);
     }
     let mut lab = Lab::of("deploy/netns/ha-topology.sh", "mb", std::path::Path::new(".."));
-    std::fs::write(lab.dir.join("aftr.conf"), MUTUAL).unwrap();
+    let config = mutual();
+    assert!(config.contains("location slot 2 backup slot 1"));
+    std::fs::write(lab.dir.join("aftr.conf"), &config).unwrap();
     std::fs::write(lab.dir.join("echo.py"), ECHO).unwrap();
     std::fs::write(lab.dir.join("b4s.py"), B4S).unwrap();
     let echo = lab.dir.join("echo.py");
@@ -426,7 +402,7 @@ fn mutual_backup_serves_each_location_from_its_own_board() {
     assert_eq!(line.trim(), "ready");
 
     // Where each B4 belongs, by the plan both boards compute.
-    let (c, _) = control::parse::parse(MUTUAL).unwrap();
+    let (c, _) = control::parse::parse(&config).unwrap();
     let plan = control::plan::plan(&c);
     let ip = &plan.instances["d"];
     let location_of = |b4: &str| ip.location_of(&b4.parse::<std::net::Ipv6Addr>().unwrap().octets());
