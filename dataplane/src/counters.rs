@@ -83,6 +83,8 @@ counters! {
     DropIcmpErrorAboutError = "drop_icmp_error_about_error",
     DropWrongWorker = "drop_wrong_worker",
     DropMartian = "drop_martian",
+    /// Outer CE on an inner Not-ECT packet (RFC 6040 section 4.2).
+    DropEcnCeNotEct = "drop_ecn_ce_not_ect",
     DropNoNextHop = "drop_no_next_hop",
     DropHandoffFull = "drop_handoff_full",
     /// Received while the board is standby (hot backup): the active board forwards it.

@@ -205,3 +205,23 @@ fn frames_not_for_the_data_plane_go_to_the_kernel() {
     assert_eq!(h.run(&ns).verdict, Verdict::Pass);
     assert_eq!(h.counter(Counter::PassedToKernel), 4);
 }
+
+/// RFC 6040 section 4.2: CE on the outer header of a Not-ECT inner packet is dropped
+/// (its endpoints could not see the congestion); on an ECN-capable one it marks the inner
+/// packet CE; outer ECT(1) over inner ECT(0) gives ECT(1); inner CE stays CE.
+#[test]
+fn ecn_at_decapsulation_follows_rfc_6040() {
+    let mut h = Harness::default();
+    let inner = |ecn: u8| edit_ipv4(&ip4_udp(HOST, SERVER, 5000, 53, 64, b"ecn"), |i| i.ecn = ecn.try_into().unwrap());
+    h.dropped(&softwire_tc(B4_A, 0x03, &inner(0)), Counter::DropEcnCeNotEct);
+    assert_eq!(h.eng.session_count(), 0, "dropped before any session is made");
+    let cases = [(0x03, 2, 3), (0x03, 1, 3), (0x01, 2, 1), (0x02, 3, 3), (0x02, 0, 0), (0xb8 | 0x02, 2, 2)];
+    for (tc, ecn_in, ecn_out) in cases {
+        let out = h.forward(&softwire_tc(B4_A, tc, &inner(ecn_in)), Egress::Internet);
+        let (ext, port) = (out_src(&out), out_sport(&out));
+        let want = edit_ipv4(&ip4_udp(ext, SERVER, port, 53, 63, b"ecn"), |i| i.ecn = ecn_out.try_into().unwrap());
+        assert_eq!(out, to_internet(&want), "outer {tc:#x}, inner {ecn_in}");
+        assert_checksums(&out);
+    }
+    assert_eq!(h.counter(Counter::DropEcnCeNotEct), 1);
+}

@@ -85,11 +85,15 @@ impl BatchCtx<'_> {
         if !ok {
             return self.drop(Counter::DropBadIpv4Checksum);
         }
-        // RFC 6040 decapsulation: a CE mark on the outer header carries into an ECN-capable
-        // inner packet.
-        if tc & 3 == 3 && f.buf[ip_at + 1] & 3 != 0 {
-            let tos = f.buf[ip_at + 1] | 3;
-            Ipv4Packet::new_unchecked(&mut f.buf[ip_at..]).set_tos_adjust(tos);
+        // RFC 6040 section 4.2: the outer ECN field combines into the inner one, and a CE
+        // mark on a packet whose sender cannot take it is dropped.
+        let tos = f.buf[ip_at + 1];
+        match ecn_decapsulate(tc & 3, tos & 3) {
+            None => return self.drop(Counter::DropEcnCeNotEct),
+            Some(ecn) if ecn != tos & 3 => {
+                Ipv4Packet::new_unchecked(&mut f.buf[ip_at..]).set_tos_adjust(tos & !3 | ecn);
+            }
+            Some(_) => {}
         }
         self.nat_in2out(f, ip_at, inst, &b4, sink)
     }
@@ -307,6 +311,24 @@ pub(crate) fn is_martian(a: u32) -> bool {
     top == 0 || top == 127 || top >= 224
 }
 
+/// The inner ECN field after decapsulation (RFC 6040 section 4.2, figure 4), from the
+/// outer and inner fields (0 Not-ECT, 1 ECT(1), 2 ECT(0), 3 CE); None: drop the packet
+/// (outer CE on a Not-ECT inner packet, whose endpoints cannot see congestion any other
+/// way). Outer ECT with a Not-ECT inner packet leaves it Not-ECT.
+pub(crate) fn ecn_decapsulate(outer: u8, inner: u8) -> Option<u8> {
+    const NOT_ECT: u8 = 0;
+    const ECT1: u8 = 1;
+    const ECT0: u8 = 2;
+    const CE: u8 = 3;
+    match (inner, outer) {
+        (NOT_ECT, CE) => None,
+        (NOT_ECT, _) => Some(NOT_ECT),
+        (_, CE) | (CE, _) => Some(CE),
+        (ECT0, ECT1) => Some(ECT1),
+        (i, _) => Some(i),
+    }
+}
+
 /// TCP tracking (RFC 7857 section 2.2, RFC 6146 section 3.5.2): which directions have
 /// opened, closed or reset the connection.
 pub(crate) fn tcp_track(mut flags: u8, tcp_flags_seen: u8, outbound: bool) -> u8 {
@@ -328,4 +350,25 @@ pub(crate) fn tcp_track(mut flags: u8, tcp_flags_seen: u8, outbound: bool) -> u8
         flags |= EST;
     }
     flags
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ecn_decapsulate;
+
+    #[test]
+    fn rfc_6040_decapsulation_table() {
+        // Rows: inner Not-ECT, ECT(0), ECT(1), CE; columns: outer Not-ECT, ECT(0), ECT(1), CE.
+        let want = [
+            (0, [Some(0), Some(0), Some(0), None]),
+            (2, [Some(2), Some(2), Some(1), Some(3)]),
+            (1, [Some(1), Some(1), Some(1), Some(3)]),
+            (3, [Some(3), Some(3), Some(3), Some(3)]),
+        ];
+        for (inner, row) in want {
+            for (outer, w) in [0, 2, 1, 3].into_iter().zip(row) {
+                assert_eq!(ecn_decapsulate(outer, inner), w, "outer {outer} inner {inner}");
+            }
+        }
+    }
 }

@@ -232,6 +232,25 @@ pub fn softwire(b4: [u8; 16], inner: &[u8]) -> Vec<u8> {
     f
 }
 
+/// A softwire frame from `b4` whose outer header has traffic class `tc`.
+pub fn softwire_tc(b4: [u8; 16], tc: u8, inner: &[u8]) -> Vec<u8> {
+    let mut f = eth(AFTR_MAC, B4_SIDE_NH, EtherType::IPV6);
+    f.extend(ip6_header(b4, ENDPOINT, IpNumber::IPV4, inner.len(), 64, tc, 0));
+    f.extend_from_slice(inner);
+    f
+}
+
+/// Rewrites IPv4 header fields with `edit` and recomputes the header checksum.
+pub fn edit_ipv4(ip: &[u8], edit: impl FnOnce(&mut etherparse::Ipv4Header)) -> Vec<u8> {
+    let mut hdr = etherparse::Ipv4HeaderSlice::from_slice(ip).unwrap().to_header();
+    let old_len = hdr.header_len();
+    edit(&mut hdr);
+    hdr.header_checksum = hdr.calc_header_checksum();
+    let mut v = hdr.to_bytes().to_vec();
+    v.extend_from_slice(&ip[old_len..]);
+    v
+}
+
 /// An IPv4 frame from the Internet.
 pub fn from_internet(ip: &[u8]) -> Vec<u8> {
     let mut f = eth(INET_MAC, INET_GW, EtherType::IPV4);
