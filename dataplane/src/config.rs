@@ -178,6 +178,11 @@ pub struct EngineConfig {
     pub refresh_event_interval: u32,
     /// Capacity of the per-worker session event ring.
     pub event_ring: usize,
+    /// ICMP errors the AFTR itself generates, per worker: a token bucket of this many per
+    /// second and this burst (Linux's `icmp_msgs_per_sec` and `icmp_msgs_burst`
+    /// defaults, 1000 and 50). Rate 0: no limit.
+    pub icmp_errors_per_sec: u32,
+    pub icmp_errors_burst: u32,
 }
 
 impl EngineConfig {
@@ -192,6 +197,8 @@ impl EngineConfig {
             frag: FragLimits::default(),
             refresh_event_interval: 10,
             event_ring: 1 << 16,
+            icmp_errors_per_sec: 1000,
+            icmp_errors_burst: 50,
         }
     }
 }

@@ -34,6 +34,8 @@ counters! {
     Icmpv6ErrorsTranslated = "icmpv6_errors_translated",
     TimeExceededSent = "time_exceeded_sent",
     FragNeededSent = "frag_needed_sent",
+    /// ICMP errors the AFTR would have generated but for the rate limit.
+    IcmpErrorsSuppressed = "icmp_errors_suppressed",
     OuterFragmented = "outer_fragmented",
     OuterFragmentsSent = "outer_fragments_sent",
     Reassembled = "ipv6_reassembled",

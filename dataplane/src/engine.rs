@@ -21,7 +21,7 @@ use crate::nat::fragments::{FragTracker4, Reassembler};
 use crate::nat::owners::Owners;
 use crate::nat::subscriber::MAX_BLOCKS;
 use crate::nat::table::NatState;
-use crate::pipeline::{BatchCtx, PathConfig};
+use crate::pipeline::{BatchCtx, PathConfig, PathState};
 
 pub use crate::frame::{Egress, Frame, HEADROOM, Sink, VecSink, Verdict, WorkerId};
 pub use crate::nat::table::SubscriberView;
@@ -32,6 +32,8 @@ pub struct Engine {
     nat: NatState,
     frag6: Reassembler,
     frag4: FragTracker4,
+    /// The packet path's own state (the ICMP error budget).
+    state: PathState,
     counters: Arc<WorkerCounters>,
     /// The clock in Unix milliseconds (fragment timers; the NAT state keeps seconds).
     now_ms: u64,
@@ -127,6 +129,7 @@ impl Engine {
             nat: NatState::new(cfg, id, hash_seed, owners, counters.clone(), tx),
             frag6: Reassembler::new(cfg.frag),
             frag4: FragTracker4::new(cfg.frag),
+            state: PathState::new(cfg),
             counters,
             now_ms: 0,
         };
@@ -136,7 +139,15 @@ impl Engine {
     /// The pipeline's view of this engine for one batch (or one frame).
     #[inline]
     fn batch(&mut self) -> BatchCtx<'_> {
-        BatchCtx::new(&self.path, &mut self.nat, &mut self.frag6, &mut self.frag4, &self.counters, self.now_ms)
+        BatchCtx::new(
+            &self.path,
+            &mut self.nat,
+            &mut self.frag6,
+            &mut self.frag4,
+            &mut self.state,
+            &self.counters,
+            self.now_ms,
+        )
     }
 
     /// Processes one received frame: the whole data plane for that frame.

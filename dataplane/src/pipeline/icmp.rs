@@ -174,17 +174,32 @@ impl BatchCtx<'_> {
         self.emit_l3(f, at, len, Egress::Internet)
     }
 
-    /// RFC 1812 section 4.3.2.7: no error about an ICMP error or a non-first fragment.
-    fn may_send_error_about(&self, f: &Frame, ip_at: usize) -> bool {
+    /// May the AFTR answer the packet at `ip_at` with an ICMP error? Not about an ICMP
+    /// error or a non-first fragment (RFC 1812 section 4.3.2.7), and not beyond the
+    /// worker's budget of generated errors (RFC 1812 section 4.3.2.8; counted in
+    /// `icmp_errors_suppressed`).
+    fn may_send_error_about(&mut self, f: &Frame, ip_at: usize) -> bool {
         let p = Ipv4Packet::new_unchecked(&f.buf[ip_at..]);
         if p.frag_offset() != 0 {
             return false;
         }
         if p.protocol() == proto::ICMP {
             let l4 = &f.buf[ip_at + p.header_len()..ip_at + p.total_len()];
-            return l4.is_empty() || !wicmp::v4_is_error(l4[0]);
+            if !l4.is_empty() && wicmp::v4_is_error(l4[0]) {
+                return false;
+            }
         }
-        true
+        self.icmp_error_budget()
+    }
+
+    /// Takes one generated ICMP error from the worker's budget; false (counted) when
+    /// it is spent.
+    pub(crate) fn icmp_error_budget(&mut self) -> bool {
+        if self.state.icmp_errors.take(self.now_ms) {
+            return true;
+        }
+        self.count(Counter::IcmpErrorsSuppressed);
+        false
     }
 
     /// An ICMPv4 error from a subscriber's host about a packet it received from outside.
@@ -237,6 +252,10 @@ impl BatchCtx<'_> {
         let Some(i) = self.nat.find_outside(q.src, q.sport, q.proto) else {
             return self.drop(Counter::DropIcmpErrorNoSession);
         };
+        if f.buf[ip_at + 8] <= 1 {
+            // No error about an error (RFC 1812 section 4.3.2.7).
+            return self.drop(Counter::DropTtlExpired);
+        }
         let s = *self.nat.sessions.get(i);
         let (inst, b4) = {
             let sub = self.nat.subs.get(s.sub);

@@ -71,6 +71,53 @@ impl HotInstance {
     }
 }
 
+/// A token bucket in thousandths of a token, refilled from a millisecond clock.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TokenBucket {
+    /// Tokens per second; 0: no limit.
+    rate: u64,
+    /// Capacity in thousandths.
+    cap: u64,
+    milli: u64,
+    last_ms: u64,
+}
+
+impl TokenBucket {
+    pub fn new(per_sec: u32, burst: u32) -> Self {
+        let cap = burst.max(1) as u64 * 1000;
+        TokenBucket { rate: per_sec as u64, cap, milli: cap, last_ms: 0 }
+    }
+
+    /// Takes a token at `now_ms`, if there is one.
+    #[inline]
+    pub fn take(&mut self, now_ms: u64) -> bool {
+        if self.rate == 0 {
+            return true;
+        }
+        let elapsed = now_ms.saturating_sub(self.last_ms);
+        self.last_ms = self.last_ms.max(now_ms);
+        // `rate` tokens a second are `rate` thousandths a millisecond.
+        self.milli = self.milli.saturating_add(elapsed.saturating_mul(self.rate)).min(self.cap);
+        if self.milli < 1000 {
+            return false;
+        }
+        self.milli -= 1000;
+        true
+    }
+}
+
+/// What the packet path keeps of its own between batches (the NAT state aside): the
+/// budget of ICMP errors the AFTR may generate.
+pub(crate) struct PathState {
+    pub icmp_errors: TokenBucket,
+}
+
+impl PathState {
+    pub fn new(cfg: &EngineConfig) -> Self {
+        PathState { icmp_errors: TokenBucket::new(cfg.icmp_errors_per_sec, cfg.icmp_errors_burst) }
+    }
+}
+
 /// The settings the packet path reads: the instances' hot part and the next hops.
 pub(crate) struct PathConfig {
     hot: Vec<HotInstance>,
@@ -97,6 +144,7 @@ pub(crate) struct BatchCtx<'e> {
     nat: &'e mut NatState,
     frag6: &'e mut Reassembler,
     frag4: &'e mut FragTracker4,
+    state: &'e mut PathState,
     counters: &'e WorkerCounters,
     now_ms: u64,
     // ----- The frame being processed (reset by `process`) -----
@@ -114,6 +162,7 @@ impl<'e> BatchCtx<'e> {
         nat: &'e mut NatState,
         frag6: &'e mut Reassembler,
         frag4: &'e mut FragTracker4,
+        state: &'e mut PathState,
         counters: &'e WorkerCounters,
         now_ms: u64,
     ) -> Self {
@@ -124,6 +173,7 @@ impl<'e> BatchCtx<'e> {
             nat,
             frag6,
             frag4,
+            state,
             counters,
             now_ms,
             prehash: None,

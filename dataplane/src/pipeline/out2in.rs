@@ -29,10 +29,6 @@ impl BatchCtx<'_> {
         if !ok {
             return self.drop(Counter::DropBadIpv4Checksum);
         }
-        let ttl = f.buf[l3 + 8];
-        if ttl <= 1 {
-            return self.time_exceeded_send_outbound(f, l3);
-        }
         self.nat_out2in(f, l3, sink)
     }
 
@@ -110,6 +106,11 @@ impl BatchCtx<'_> {
         let sport = if first_piece && protocol != proto::ICMP { udp::src_port(&f.buf[l4..]) } else { 0 };
         if first_piece && !self.nat.permitted(i, inst, src, sport) {
             return self.drop(Counter::DropFiltered);
+        }
+        // RFC 1812 section 5.3.1, once the packet is known to belong to a session it may
+        // reach: a probe of the pool gets no answer.
+        if f.buf[ip_at + 8] <= 1 {
+            return self.time_exceeded_send_outbound(f, ip_at);
         }
         // DF packets that do not fit the tunnel get ICMPv4 3/4 (RFC 6333 section 5.3),
         // quoting the packet as the sender sent it.

@@ -82,6 +82,10 @@ impl Harness {
         self.now_ms += secs * 1000;
         self.eng.set_clock(self.now_ms);
     }
+    pub fn advance_ms(&mut self, ms: u64) {
+        self.now_ms += ms;
+        self.eng.set_clock(self.now_ms);
+    }
     pub fn run(&mut self, frame: &[u8]) -> Out {
         self.run_hint(frame, None)
     }
@@ -371,4 +375,22 @@ pub fn ipv4_checksums(ip: &[u8]) -> Result<(), String> {
         _ => {}
     }
     Ok(())
+}
+
+/// The ICMPv4 error (type `ty`, code `code`, rest of header `rest`) from `src` to `dst`
+/// quoting `quoted` whole, as the AFTR writes it: TTL 64, DF clear, the identification
+/// taken from `actual` (an Ethernet frame whose IPv4 header is at 14 or, softwire, 54).
+pub fn icmp4_error_as_sent(
+    src: [u8; 4],
+    dst: [u8; 4],
+    ty: u8,
+    code: u8,
+    rest: u32,
+    quoted: &[u8],
+    actual: &[u8],
+) -> Vec<u8> {
+    let mut v = ip4_icmp_error(src, dst, ty, code, rest, quoted);
+    let at = if u16::from_be_bytes([actual[12], actual[13]]) == 0x86dd { 54 } else { 14 };
+    let id = u16::from_be_bytes([actual[at + 4], actual[at + 5]]);
+    edit_ipv4(&v.split_off(0), |h| h.identification = id)
 }
