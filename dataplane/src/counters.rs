@@ -34,6 +34,9 @@ counters! {
     Icmpv6ErrorsTranslated = "icmpv6_errors_translated",
     TimeExceededSent = "time_exceeded_sent",
     FragNeededSent = "frag_needed_sent",
+    /// Destination unreachable (host unreachable) to a subscriber's host whose packet
+    /// could not get a mapping (RFC 6888 REQ-11).
+    UnreachableSent = "dest_unreachable_sent",
     /// ICMP errors the AFTR would have generated but for the rate limit.
     IcmpErrorsSuppressed = "icmp_errors_suppressed",
     OuterFragmented = "outer_fragmented",

@@ -58,3 +58,48 @@ fn generated_icmp_errors_are_rate_limited_per_worker() {
     h.dropped(&trace, Counter::DropTtlExpired);
     assert_eq!(h.counter(Counter::IcmpErrorsSuppressed), 12);
 }
+
+#[test]
+fn a_packet_that_gets_no_mapping_is_answered_host_unreachable() {
+    let mut inst = instance();
+    inst.limits.max_sessions = 1;
+    let mut h = Harness::new(config(inst));
+    udp_mapping(&mut h);
+    // RFC 6888 REQ-11: dropped, and the host hears host unreachable from 192.0.0.1
+    // through its softwire, quoting its packet as it sent it.
+    let refused = ip4_udp(HOST, SERVER, 5001, 53, 64, b"second");
+    let back = h.forward(&softwire(B4_A, &refused), Egress::Softwire);
+    let want = icmp4_error_as_sent([192, 0, 0, 1], HOST, 3, 1, 0, &refused, &back);
+    assert_eq!(back, to_b4(B4_A, &want, &back));
+    assert_checksums(&back);
+    assert_eq!(h.counter(Counter::DropSessionLimit), 1);
+    assert_eq!(h.counter(Counter::UnreachableSent), 1);
+    assert_eq!(h.eng.session_count(), 1, "the existing mapping is kept (REQ-11 d)");
+    // A TCP segment and an echo request refused the same way.
+    let syn = ip4_tcp(HOST, SERVER, 40000, 80, 64, "S", None, b"");
+    let back = h.forward(&softwire(B4_A, &syn), Egress::Softwire);
+    assert_eq!(back, to_b4(B4_A, &icmp4_error_as_sent([192, 0, 0, 1], HOST, 3, 1, 0, &syn, &back), &back));
+    let ping = ip4_echo(HOST, SERVER, 7, 1, 64, true, b"ping");
+    let back = h.forward(&softwire(B4_A, &ping), Egress::Softwire);
+    assert_eq!(back, to_b4(B4_A, &icmp4_error_as_sent([192, 0, 0, 1], HOST, 3, 1, 0, &ping, &back), &back));
+    assert_eq!(h.counter(Counter::UnreachableSent), 3);
+    assert_eq!(h.counter(Counter::DropSessionLimit), 3);
+}
+
+#[test]
+fn no_mapping_answers_share_the_icmp_budget() {
+    let mut inst = instance();
+    inst.limits.max_sessions = 1;
+    let mut cfg = config(inst);
+    cfg.icmp_errors_burst = 2;
+    let mut h = Harness::new(cfg);
+    udp_mapping(&mut h);
+    let refused = softwire(B4_A, &ip4_udp(HOST, SERVER, 5001, 53, 64, b"x"));
+    h.forward(&refused, Egress::Softwire);
+    h.forward(&refused, Egress::Softwire);
+    let o = h.run(&refused);
+    assert_eq!(o.verdict, Verdict::Drop(Counter::DropSessionLimit));
+    assert!(o.sink.emitted.is_empty());
+    assert_eq!(h.counter(Counter::UnreachableSent), 2);
+    assert_eq!(h.counter(Counter::IcmpErrorsSuppressed), 1);
+}

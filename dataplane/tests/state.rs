@@ -115,7 +115,7 @@ fn per_subscriber_session_limit_never_hurts_others() {
     for p in 0..3 {
         udp_from(&mut h, B4_A, HOST, 5000 + p);
     }
-    h.dropped(&softwire(B4_A, &ip4_udp(HOST, SERVER, 6000, 53, 64, b"")), Counter::DropSessionLimit);
+    h.refused(&softwire(B4_A, &ip4_udp(HOST, SERVER, 6000, 53, 64, b"")), Counter::DropSessionLimit);
     udp_from(&mut h, B4_A, HOST, 5000); // existing flows go on
     udp_from(&mut h, B4_B, HOST, 6000); // other subscribers unaffected
 }
@@ -131,7 +131,7 @@ fn block_limit_and_exhaustion() {
         ports.insert(udp_from(&mut h, B4_A, HOST, 5000 + p));
     }
     assert_eq!(ports.len(), 16, "16 distinct mappings in two blocks of 8");
-    h.dropped(&softwire(B4_A, &ip4_udp(HOST, SERVER, 6000, 53, 64, b"")), Counter::DropBlockLimit);
+    h.refused(&softwire(B4_A, &ip4_udp(HOST, SERVER, 6000, 53, 64, b"")), Counter::DropBlockLimit);
     // The same ports may serve another protocol (no port overloading within one).
     h.forward(&softwire(B4_A, &ip4_tcp(HOST, SERVER, 6000, 80, 64, "S", None, b"")), Egress::Internet);
 }
@@ -144,7 +144,7 @@ fn new_session_rate_limit() {
     for p in 0..5 {
         udp_from(&mut h, B4_A, HOST, 5000 + p);
     }
-    h.dropped(&softwire(B4_A, &ip4_udp(HOST, SERVER, 6000, 53, 64, b"")), Counter::DropRateLimited);
+    h.refused(&softwire(B4_A, &ip4_udp(HOST, SERVER, 6000, 53, 64, b"")), Counter::DropRateLimited);
     udp_from(&mut h, B4_B, HOST, 6000);
     h.advance(1);
     udp_from(&mut h, B4_A, HOST, 6000);
@@ -159,7 +159,7 @@ fn full_table_drops_new_flows_only() {
     for p in 1..4 {
         udp_from(&mut h, B4_B, HOST, 5000 + p);
     }
-    h.dropped(&softwire(B4_B, &ip4_udp(HOST, SERVER, 7000, 53, 64, b"")), Counter::DropSessionTableFull);
+    h.refused(&softwire(B4_B, &ip4_udp(HOST, SERVER, 7000, 53, 64, b"")), Counter::DropSessionTableFull);
     assert_eq!(udp_from(&mut h, B4_A, HOST, 5000), first, "established flow of another subscriber kept");
 }
 

@@ -133,15 +133,53 @@ impl BatchCtx<'_> {
         b4: &[u8; 16],
         sink: &mut dyn Sink,
     ) -> Verdict {
+        let (ty, code) = (v4::TIME_EXCEEDED, 0);
+        self.error_to_b4(f, ip_at, inst, b4, ty, code, Counter::DropTtlExpired, Counter::TimeExceededSent, sink)
+    }
+
+    /// No mapping could be made for a subscriber's packet (a table, a limit or the
+    /// ports ran out; the reason is `why`): RFC 6888 REQ-11 asks for a destination
+    /// unreachable, code 1 (host unreachable), to the sender. RFC 5508 REQ-9 said code 13
+    /// (administratively prohibited), which hosts may take as a hard error; RFC 6888,
+    /// written for CGNs, chose code 1 so that they try again later.
+    pub(crate) fn unreachable_to_b4(
+        &mut self,
+        f: &mut Frame,
+        ip_at: usize,
+        inst: u8,
+        b4: &[u8; 16],
+        why: Counter,
+        sink: &mut dyn Sink,
+    ) -> Verdict {
+        let (ty, code) = (v4::DEST_UNREACH, v4::CODE_HOST_UNREACH);
+        self.error_to_b4(f, ip_at, inst, b4, ty, code, why, Counter::UnreachableSent, sink)
+    }
+
+    /// Drops the subscriber's packet at `ip_at` for `why` and answers it, when allowed,
+    /// with an ICMPv4 error from 192.0.0.1 back through the softwire it came from.
+    #[allow(clippy::too_many_arguments)]
+    fn error_to_b4(
+        &mut self,
+        f: &mut Frame,
+        ip_at: usize,
+        inst: u8,
+        b4: &[u8; 16],
+        ty: u8,
+        code: u8,
+        why: Counter,
+        sent: Counter,
+        sink: &mut dyn Sink,
+    ) -> Verdict {
         if !self.may_send_error_about(f, ip_at) {
-            return self.drop(Counter::DropTtlExpired);
+            return self.drop(why);
         }
         let avail = Ipv4Packet::new_unchecked(&f.buf[ip_at..]).total_len();
-        let (at, len) = self.icmp4_error_in_place(f, ip_at, avail, v4::TIME_EXCEEDED, 0, 0, AFTR_IPV4);
-        self.count(Counter::DropTtlExpired);
-        self.count(Counter::TimeExceededSent);
+        let (at, len) = self.icmp4_error_in_place(f, ip_at, avail, ty, code, 0, AFTR_IPV4);
+        self.count(why);
+        self.count(sent);
         self.softwire_dst = self.rx_mac;
-        self.encapsulate(f, at, len, inst, b4, 0, sink)
+        let mtu = self.hot[inst as usize].tunnel_mtu as usize;
+        self.encapsulate(f, at, len, inst, b4, 0, mtu, sink)
     }
 
     /// TTL expired on a packet from the Internet: time exceeded from the pool address.
@@ -271,7 +309,8 @@ impl BatchCtx<'_> {
         };
         self.count(Counter::IcmpErrorsOut2In);
         self.towards_subscriber(s.sub);
-        self.encapsulate(f, ip_at, ip_len, inst, &b4, flow_label(i), sink)
+        let mtu = self.hot[inst as usize].tunnel_mtu as usize;
+        self.encapsulate(f, ip_at, ip_len, inst, &b4, flow_label(i), mtu, sink)
     }
 
     /// ICMPv6 addressed to an AFTR endpoint: echo is answered; errors about softwire

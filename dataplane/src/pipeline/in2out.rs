@@ -146,8 +146,10 @@ impl BatchCtx<'_> {
             }
             _ => return self.drop(Counter::DropUnsupportedProtocol),
         };
-        if let Err(c) = verdict {
-            return self.drop(c);
+        match verdict {
+            Ok(()) => {}
+            Err(c) if no_mapping(c) => return self.unreachable_to_b4(f, ip_at, inst, b4, c, sink),
+            Err(c) => return self.drop(c),
         }
         self.count(Counter::In2Out);
         self.send_outbound(f, ip_at, ip_len, dst, sink)
@@ -303,6 +305,20 @@ impl BatchCtx<'_> {
         wicmp::set_checksum(m, c);
         Ok(())
     }
+}
+
+/// Is `c` a reason why no mapping could be made (resources or quotas, RFC 6888 REQ-11),
+/// which the sender hears about?
+fn no_mapping(c: Counter) -> bool {
+    matches!(
+        c,
+        Counter::DropSessionTableFull
+            | Counter::DropSubscriberTableFull
+            | Counter::DropSessionLimit
+            | Counter::DropBlockLimit
+            | Counter::DropPortsExhausted
+            | Counter::DropRateLimited
+    )
 }
 
 /// Destinations no packet from a subscriber may reach (RFC 1812 section 5.3.7).

@@ -277,7 +277,9 @@ impl BatchCtx<'_> {
 
     /// Encapsulates the IPv4 packet at `ip_at` towards `b4` from the endpoint of instance
     /// `inst` (RFC 6333 section 5.3, RFC 2473). Fragments the outer packet if it exceeds
-    /// the tunnel MTU (the caller has already refused DF packets that cannot fit).
+    /// `mtu`, the path MTU towards that B4 (the caller has already refused DF packets
+    /// that cannot fit).
+    #[allow(clippy::too_many_arguments)]
     #[inline]
     pub(crate) fn encapsulate(
         &mut self,
@@ -287,6 +289,7 @@ impl BatchCtx<'_> {
         inst: u8,
         b4: &[u8; 16],
         flow: u32,
+        mtu: usize,
         sink: &mut dyn Sink,
     ) -> Verdict {
         let cfg = &self.hot[inst as usize];
@@ -304,8 +307,7 @@ impl BatchCtx<'_> {
             &cfg.endpoint,
             b4,
         );
-        if ipv6::HEADER_LEN + ip_len > cfg.tunnel_mtu as usize {
-            let mtu = cfg.tunnel_mtu as usize;
+        if ipv6::HEADER_LEN + ip_len > mtu {
             return self.fragment_outer(f, v6_at, ipv6::HEADER_LEN + ip_len, mtu, sink);
         }
         self.emit_l3(f, v6_at, ipv6::HEADER_LEN + ip_len, Egress::Softwire)

@@ -153,6 +153,6 @@ impl BatchCtx<'_> {
         Ipv4Packet::new_unchecked(&mut f.buf[ip_at..]).decrement_ttl();
         self.count(Counter::Out2In);
         self.towards_subscriber(s.sub);
-        self.encapsulate(f, ip_at, ip_len, inst, &b4, flow_label(i), sink)
+        self.encapsulate(f, ip_at, ip_len, inst, &b4, flow_label(i), mtu, sink)
     }
 }

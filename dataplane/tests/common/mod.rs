@@ -111,6 +111,15 @@ impl Harness {
         assert_eq!(o.verdict, Verdict::Forward(egress), "counters: {:?}", self.eng.counters().nonzero());
         o.frame
     }
+    /// Runs a softwire frame that can get no mapping for `reason`: dropped, and its host
+    /// answered host unreachable through the softwire (RFC 6888 REQ-11).
+    pub fn refused(&mut self, frame: &[u8], reason: Counter) {
+        let (before, sent) = (self.counter(reason), self.counter(Counter::UnreachableSent));
+        let back = self.forward(frame, Egress::Softwire);
+        assert_eq!(&back[54 + 20..54 + 22], &[3, 1], "host unreachable");
+        assert_eq!(self.counter(reason), before + 1);
+        assert_eq!(self.counter(Counter::UnreachableSent), sent + 1);
+    }
     /// Runs a frame that must be dropped for `reason`.
     pub fn dropped(&mut self, frame: &[u8], reason: Counter) {
         let before = self.counter(reason);
