@@ -44,6 +44,9 @@ counters! {
     Reassembled = "ipv6_reassembled",
     Ipv4FragmentsTranslated = "ipv4_fragments_translated",
     MssClamped = "mss_clamped",
+    /// RSTs from a remote other than the session's connection's: forwarded, but the
+    /// session's state and timer are left alone (RFC 7857 section 2.2).
+    TcpRstIgnored = "tcp_rst_ignored",
     SessionsCreated = "sessions_created",
     SessionsExpired = "sessions_expired",
     SessionsInstalled = "sessions_installed",

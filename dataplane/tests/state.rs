@@ -67,6 +67,51 @@ fn tcp_rst_keeps_the_transitory_timer() {
     assert_eq!(h.eng.expire(10), 1);
 }
 
+/// An established connection HOST:40000 <-> SERVER:80; returns the mapping.
+fn established(h: &mut Harness) -> ([u8; 4], u16) {
+    let syn = h.forward(&softwire(B4_A, &ip4_tcp(HOST, SERVER, 40000, 80, 64, "S", None, b"")), Egress::Internet);
+    let (ext, p) = (out_src(&syn), out_sport(&syn));
+    h.forward(&from_internet(&ip4_tcp(SERVER, ext, 80, p, 64, "SA", None, b"")), Egress::Softwire);
+    h.forward(&softwire(B4_A, &ip4_tcp(HOST, SERVER, 40000, 80, 64, "A", None, b"")), Egress::Internet);
+    (ext, p)
+}
+
+#[test]
+fn tcp_rst_counts_only_from_the_connections_remote() {
+    let mut h = Harness::default();
+    let (ext, p) = established(&mut h);
+    // Endpoint-independent filtering lets anyone reach the mapping; an RST from another
+    // address, or from the server's address but another port, reaches the host but
+    // leaves the session established.
+    for (from, sport) in [(SERVER2, 80), (SERVER, 81)] {
+        let rst = ip4_tcp(from, ext, sport, p, 64, "R", None, b"");
+        let back = h.forward(&from_internet(&rst), Egress::Softwire);
+        assert_eq!(back, to_b4(B4_A, &ip4_tcp(from, HOST, sport, 40000, 63, "R", None, b""), &back));
+    }
+    assert_eq!(h.counter(Counter::TcpRstIgnored), 2);
+    // A second connection from the same inside port to another server does not take the
+    // session over while the first is established.
+    h.forward(&softwire(B4_A, &ip4_tcp(HOST, SERVER2, 40000, 443, 64, "S", None, b"")), Egress::Internet);
+    h.forward(&from_internet(&ip4_tcp(SERVER2, ext, 443, p, 64, "R", None, b"")), Egress::Softwire);
+    assert_eq!(h.counter(Counter::TcpRstIgnored), 3);
+    h.advance(241);
+    assert_eq!(h.eng.expire(10), 0, "still on the established timer");
+}
+
+#[test]
+fn tcp_traffic_after_an_rst_takes_the_session_back_to_established() {
+    let mut h = Harness::default();
+    let (ext, p) = established(&mut h);
+    // An RST the endpoints did not take (RFC 6146 3.5.2.2: TRANS back to ESTABLISHED).
+    h.forward(&from_internet(&ip4_tcp(SERVER, ext, 80, p, 64, "R", None, b"")), Egress::Softwire);
+    h.forward(&softwire(B4_A, &ip4_tcp(HOST, SERVER, 40000, 80, 64, "A", None, b"more")), Egress::Internet);
+    h.forward(&from_internet(&ip4_tcp(SERVER, ext, 80, p, 64, "A", None, b"data")), Egress::Softwire);
+    h.advance(241);
+    assert_eq!(h.eng.expire(10), 0, "established again");
+    h.advance(7440);
+    assert_eq!(h.eng.expire(10), 1);
+}
+
 #[test]
 fn unsolicited_inbound_is_dropped_silently() {
     let mut h = Harness::default();

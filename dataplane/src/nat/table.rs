@@ -591,6 +591,18 @@ impl NatState {
         s.remote_port = port;
     }
 
+    /// Notes that session `i` sent to a remote other than its own without making it
+    /// the session's remote (a TCP segment outside the connection the session tracks):
+    /// that remote may answer under address-and-port-dependent filtering.
+    #[inline]
+    pub(crate) fn remember_other_remote(&mut self, i: u32, addr: u32, port: u16) {
+        let s = *self.sessions.get(i);
+        if let Some(ft) = &mut self.filter {
+            let h = (self.hasher.hash_one((i, s.created, addr, port)) >> 32) as u32;
+            ft.remember(h, i, s.created, addr, port, self.now);
+        }
+    }
+
     /// May the remote (`addr`, `port`) send to session `i` (RFC 4787 section 5)?
     #[inline]
     pub(crate) fn permitted(&self, i: u32, inst: u8, addr: u32, port: u16) -> bool {

@@ -5,7 +5,7 @@ use super::BatchCtx;
 use crate::counters::Counter;
 use crate::frame::{Egress, Frame, Sink, Verdict};
 use crate::nat::ports::PortClass;
-use crate::nat::session::tcp_flags;
+use crate::nat::session::{Session, TimerClass, tcp_flags};
 use crate::wire::checksum;
 use crate::wire::icmp as wicmp;
 use crate::wire::ipv4::{self, Ipv4Packet};
@@ -216,9 +216,14 @@ impl BatchCtx<'_> {
         let i = self.find_or_create(inst, b4, src, sport, protocol, dst, dport, tflags)?;
         let s = *self.nat.sessions.get(i);
         self.nat.learn_mac(s.sub, self.rx_mac);
-        let flags = if protocol == proto::TCP { tcp_track(s.flags, tflags, true) } else { s.flags };
+        let (flags, tracked) =
+            if protocol == proto::TCP { tcp_outbound(&s, dst, dport, tflags) } else { (s.flags, true) };
         self.nat.touch(i, inst, flags);
-        self.nat.remember_remote(i, dst, dport);
+        if tracked {
+            self.nat.remember_remote(i, dst, dport);
+        } else {
+            self.nat.remember_other_remote(i, dst, dport);
+        }
         // Rewrite source address and port, fix the IPv4 and transport checksums (RFC 1624).
         Ipv4Packet::new_unchecked(&mut f.buf[ip_at..]).set_src_adjust(s.ext_addr);
         let seg = &mut f.buf[l4..l4_end];
@@ -345,8 +350,41 @@ pub(crate) fn ecn_decapsulate(outer: u8, inner: u8) -> Option<u8> {
     }
 }
 
-/// TCP tracking (RFC 7857 section 2.2, RFC 6146 section 3.5.2): which directions have
-/// opened, closed or reset the connection.
+/// The TCP state of session `s` after an outbound segment with flags `seen` to `dst`:
+/// `dport`, and whether that remote is (now) the session's connection.
+///
+/// A session is one mapping (endpoint-independent, RFC 4787 REQ-1), and its TCP state is
+/// that of one connection through it: the one with the session's remote. Segments to
+/// other remotes refresh the mapping without touching that state, but for a SYN when the
+/// tracked connection is not established (or is closing): that starts the connection
+/// the session tracks from then on.
+pub(crate) fn tcp_outbound(s: &Session, dst: u32, dport: u16, seen: u8) -> (u8, bool) {
+    if s.remote_addr == dst && s.remote_port == dport {
+        return (tcp_track(s.flags, seen, true), true);
+    }
+    if seen & tcp::SYN != 0 && TimerClass::of(proto::TCP, s.flags) != TimerClass::TcpEstablished {
+        return (tcp_track(0, seen, true), true);
+    }
+    (s.flags, false)
+}
+
+/// The TCP state of session `s` after an inbound segment with flags `seen` from `src`:
+/// `sport`. Only the session's connection changes it: an RST (or any segment) from
+/// another remote does not (RFC 7857 section 2.2; counted in `tcp_rst_ignored`).
+pub(crate) fn tcp_inbound(s: &Session, src: u32, sport: u16, seen: u8) -> Option<u8> {
+    (s.remote_addr == src && s.remote_port == sport).then(|| tcp_track(s.flags, seen, false))
+}
+
+/// TCP tracking (RFC 7857 section 2.2, RFC 6146 section 3.5.2) of one connection: which
+/// directions have opened, closed or reset it.
+///
+/// An RST puts the connection on the transitory timer; any later segment without RST
+/// takes it back (RFC 6146 section 3.5.2.2, TRANS to ESTABLISHED): the endpoints did not
+/// take the RST. So an RST that the endpoints ignore, forged or out of their window,
+/// costs nothing once the connection speaks again. There is no sequence-number window
+/// here: it would need the segment numbers of both directions in every session, which
+/// the 40-byte session has no room for (decision 0002); the check is the remote's
+/// address and port (`tcp_inbound`).
 pub(crate) fn tcp_track(mut flags: u8, tcp_flags_seen: u8, outbound: bool) -> u8 {
     use tcp_flags::*;
     if tcp_flags_seen & tcp::RST != 0 {
@@ -359,6 +397,7 @@ pub(crate) fn tcp_track(mut flags: u8, tcp_flags_seen: u8, outbound: bool) -> u8
         }
         flags |= if outbound { SYN_OUT } else { SYN_IN };
     }
+    flags &= !RST;
     if tcp_flags_seen & tcp::FIN != 0 {
         flags |= if outbound { FIN_OUT } else { FIN_IN };
     }

@@ -10,7 +10,7 @@ use crate::wire::ipv4::Ipv4Packet;
 use crate::wire::ipv6;
 use crate::wire::{proto, tcp, udp};
 
-use super::in2out::tcp_track;
+use super::in2out::tcp_inbound;
 use super::{flow_label, inbound_port};
 
 impl BatchCtx<'_> {
@@ -119,7 +119,16 @@ impl BatchCtx<'_> {
             return self.frag_needed_send_outbound(f, ip_at, (mtu - ipv6::HEADER_LEN) as u16);
         }
         let tflags = if protocol == proto::TCP && first_piece { tcp::flags(&f.buf[l4..]) } else { 0 };
-        let flags = if protocol == proto::TCP { tcp_track(s.flags, tflags, false) } else { s.flags };
+        let flags = if protocol == proto::TCP && first_piece {
+            tcp_inbound(&s, src, sport, tflags).unwrap_or_else(|| {
+                if tflags & tcp::RST != 0 {
+                    self.count(Counter::TcpRstIgnored);
+                }
+                s.flags
+            })
+        } else {
+            s.flags
+        };
         // Inbound traffic refreshes too: a receiving subscriber keeps its mapping.
         self.nat.touch(i, inst, flags);
         Ipv4Packet::new_unchecked(&mut f.buf[ip_at..]).set_dst_adjust(s.inner_addr);
