@@ -208,6 +208,17 @@ impl NatState {
         let b = (addr as u64) << 32 | (port as u64) << 16 | (proto as u64) << 8 | inst as u64;
         fold32(mix(a ^ self.keys[0], b ^ self.keys[3]))
     }
+    /// What outbound IPv4 identifications of host `src` behind `b4` to `dst` over
+    /// `proto` are shifted by (see `BatchCtx::rewrite_ident`): keyed by the board's
+    /// secret, so it is the same for every fragment of a datagram, differs between hosts,
+    /// and cannot be guessed from outside.
+    #[inline]
+    pub(crate) fn ident_offset(&self, b4: &[u8; 16], src: u32, dst: u32, proto: u8) -> u16 {
+        let x = u128::from_be_bytes(*b4);
+        let a = mix((x as u64) ^ self.keys[3], ((x >> 64) as u64) ^ self.keys[0]);
+        let b = (src as u64) << 32 | dst as u64;
+        fold32(mix(a ^ self.keys[1], b ^ self.keys[2] ^ (proto as u64) << 56)) as u16
+    }
     #[inline]
     pub(crate) fn outside_hash(&self, addr: u32, port: u16, proto: u8) -> u32 {
         fold32(mix(((addr as u64) << 32 | (port as u64) << 8 | proto as u64) ^ self.keys[2], self.keys[3]))

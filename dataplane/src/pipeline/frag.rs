@@ -133,6 +133,8 @@ impl BatchCtx<'_> {
             return self.drop(Counter::DropFragHairpin);
         }
         let ext = self.nat.subs.get(si).ext_addr;
+        let src = Ipv4Packet::new_unchecked(&f.buf[ip_at..]).src();
+        self.rewrite_ident(f, ip_at, b4, src);
         let mut p = Ipv4Packet::new_unchecked(&mut f.buf[ip_at..]);
         p.set_src_adjust(ext);
         p.decrement_ttl();

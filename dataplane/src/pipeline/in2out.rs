@@ -151,8 +151,31 @@ impl BatchCtx<'_> {
             Err(c) if no_mapping(c) => return self.unreachable_to_b4(f, ip_at, inst, b4, c, sink),
             Err(c) => return self.drop(c),
         }
+        self.rewrite_ident(f, ip_at, b4, src);
         self.count(Counter::In2Out);
         self.send_outbound(f, ip_at, ip_len, dst, sink)
+    }
+
+    /// Rewrites the identification of the outbound IPv4 packet at `ip_at` from host
+    /// `src` behind `b4` when the datagram is not atomic (DF clear, or a fragment): the
+    /// hosts behind one external address choose their identifications alone, and a
+    /// server reassembling their fragments would mix two datagrams with one
+    /// (RFC 6864, RFC 7857's IP Identification requirement). The host's value is shifted
+    /// by a secret offset per (B4, host, destination, protocol): every fragment of a
+    /// datagram gets the same new value, in any order and without state, and the host's
+    /// own uniqueness within its flow is kept. Atomic datagrams keep theirs (RFC 6864
+    /// section 4: their identification means nothing).
+    #[inline]
+    pub(crate) fn rewrite_ident(&mut self, f: &mut Frame, ip_at: usize, b4: &[u8; 16], src: u32) {
+        let (atomic, ident, dst, protocol) = {
+            let p = Ipv4Packet::new_unchecked(&f.buf[ip_at..]);
+            (p.dont_frag() && !p.is_fragment(), p.ident(), p.dst(), p.protocol())
+        };
+        if atomic {
+            return;
+        }
+        let new = ident.wrapping_add(self.nat.ident_offset(b4, src, dst, protocol));
+        Ipv4Packet::new_unchecked(&mut f.buf[ip_at..]).set_ident_adjust(new);
     }
 
     /// Sends a translated packet to the Internet, or hairpins it to another subscriber

@@ -403,3 +403,26 @@ pub fn icmp4_error_as_sent(
     let id = u16::from_be_bytes([actual[at + 4], actual[at + 5]]);
     edit_ipv4(&v.split_off(0), |h| h.identification = id)
 }
+
+/// The IPv4 packet `ip` (20-byte header) cut into two fragments at payload byte `cut`
+/// (a multiple of 8), DF clear, identification 0x4242.
+pub fn ipv4_fragments(ip: &[u8], cut: usize) -> (Vec<u8>, Vec<u8>) {
+    let hdr = etherparse::Ipv4HeaderSlice::from_slice(ip).unwrap().to_header();
+    let payload = &ip[20..];
+    let mut h1 = hdr.clone();
+    h1.dont_fragment = false;
+    h1.more_fragments = true;
+    h1.identification = 0x4242;
+    h1.total_len = (20 + cut) as u16;
+    h1.header_checksum = h1.calc_header_checksum();
+    let mut h2 = h1.clone();
+    h2.more_fragments = false;
+    h2.fragment_offset = etherparse::IpFragOffset::try_new((cut / 8) as u16).unwrap();
+    h2.total_len = (20 + payload.len() - cut) as u16;
+    h2.header_checksum = h2.calc_header_checksum();
+    let mut f1 = h1.to_bytes().to_vec();
+    f1.extend_from_slice(&payload[..cut]);
+    let mut f2 = h2.to_bytes().to_vec();
+    f2.extend_from_slice(&payload[cut..]);
+    (f1, f2)
+}
