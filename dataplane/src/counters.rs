@@ -34,6 +34,9 @@ counters! {
     Icmpv6ErrorsTranslated = "icmpv6_errors_translated",
     TimeExceededSent = "time_exceeded_sent",
     FragNeededSent = "frag_needed_sent",
+    /// ICMPv6 Packet Too Big about a softwire packet we sent, taken as the path MTU
+    /// towards that B4.
+    SoftwireMtuLearned = "softwire_mtu_learned",
     /// Destination unreachable (host unreachable) to a subscriber's host whose packet
     /// could not get a mapping (RFC 6888 REQ-11).
     UnreachableSent = "dest_unreachable_sent",
@@ -89,6 +92,8 @@ counters! {
     DropFragHairpin = "drop_frag_hairpin",
     DropIcmpErrorNoSession = "drop_icmp_error_no_session",
     DropIcmpErrorAboutError = "drop_icmp_error_about_error",
+    /// A Packet Too Big with an MTU below IPv6's 1280 (RFC 8200 section 5).
+    DropPtbBelowMinimum = "drop_ptb_below_minimum",
     DropWrongWorker = "drop_wrong_worker",
     DropMartian = "drop_martian",
     /// Outer CE on an inner Not-ECT packet (RFC 6040 section 4.2).

@@ -103,3 +103,94 @@ fn no_mapping_answers_share_the_icmp_budget() {
     assert_eq!(h.counter(Counter::UnreachableSent), 2);
     assert_eq!(h.counter(Counter::IcmpErrorsSuppressed), 1);
 }
+
+/// The softwire frame the AFTR sends B4_A for a reply of `len` payload bytes from
+/// SERVER to the mapping, with DF as given.
+fn reply_through_tunnel(h: &mut Harness, ext: [u8; 4], port: u16, len: usize, df: bool) -> Vec<u8> {
+    let reply = edit_ipv4(&ip4_udp(SERVER, ext, 53, port, 64, &vec![7u8; len]), |i| i.dont_fragment = df);
+    h.forward(&from_internet(&reply), Egress::Softwire)
+}
+
+/// An ICMPv6 Packet Too Big from a router on the way to the B4 quoting `sent` (the
+/// IPv6 packet of a softwire frame), as much of it as fits in 1280 bytes.
+fn packet_too_big(mtu: u32, sent: &[u8]) -> Vec<u8> {
+    let quoted = &sent[..sent.len().min(1280 - 48)];
+    let mut ptb = Vec::new();
+    etherparse::PacketBuilder::ethernet2(B4_SIDE_NH, AFTR_MAC)
+        .ipv6(ROUTER6, ENDPOINT, 64)
+        .icmpv6(etherparse::Icmpv6Type::PacketTooBig { mtu })
+        .write(&mut ptb, quoted)
+        .unwrap();
+    ptb
+}
+
+#[test]
+fn packet_too_big_sets_the_path_mtu_towards_that_b4() {
+    let mut h = Harness::default();
+    let (ext, port) = udp_mapping(&mut h);
+    let b_out = h.forward(&softwire(B4_B, &ip4_udp(HOST, SERVER, 5000, 53, 64, b"q")), Egress::Internet);
+    let (ext_b, port_b) = (out_src(&b_out), out_sport(&b_out));
+    let sent = reply_through_tunnel(&mut h, ext, port, 1400, true);
+    // A router on the way to B4_A carries 1400 bytes: the sender of the DF packet hears
+    // fragmentation needed with 1360, quoted as it sent the packet.
+    let out = h.forward(&packet_too_big(1400, &sent[14..]), Egress::Internet);
+    // The PTB quotes 1280 - 48 bytes of our packet, the ICMPv4 error 576 - 28 of those.
+    let as_sent = ip4_udp(SERVER, ext, 53, port, 63, &[7u8; 1400]);
+    let quoted_len = 576 - 28;
+    let want = icmp4_error_as_sent(ext, SERVER, 3, 4, 1360, &as_sent[..quoted_len], &out);
+    assert_eq!(out, to_internet(&want));
+    assert_checksums(&out);
+    assert_eq!(h.counter(Counter::SoftwireMtuLearned), 1);
+    // From now on towards B4_A: a DF packet of 1400 bytes (1440 in IPv6) is refused
+    // with 1360, a non-DF one leaves in IPv6 fragments of at most 1400 bytes.
+    let big = ip4_udp(SERVER, ext, 53, port, 64, &[1u8; 1372]);
+    let out = h.forward(&from_internet(&big), Egress::Internet);
+    assert_eq!(&out[14 + 20..14 + 22], &[3, 4]);
+    assert_eq!(u32::from_be_bytes(out[14 + 24..14 + 28].try_into().unwrap()), 1360);
+    let big_nodf = edit_ipv4(&big, |i| i.dont_fragment = false);
+    let o = h.run(&from_internet(&big_nodf));
+    assert_eq!(o.verdict, Verdict::Consumed);
+    assert_eq!(o.sink.emitted.len(), 2);
+    assert!(o.sink.emitted.iter().all(|(e, f)| *e == Egress::Softwire && f.len() - 14 <= 1400));
+    // Another B4's path is its own.
+    h.forward(&from_internet(&ip4_udp(SERVER, ext_b, 53, port_b, 64, &[1u8; 1372])), Egress::Softwire);
+    // RFC 8201: after 10 minutes the estimate goes back to the tunnel MTU.
+    h.advance(599);
+    h.forward(&softwire(B4_A, &ip4_udp(HOST, SERVER, 5000, 53, 64, b"keep")), Egress::Internet);
+    assert_eq!(h.run(&from_internet(&big)).verdict, Verdict::Forward(Egress::Internet), "still 1400");
+    h.advance(1);
+    h.forward(&from_internet(&big), Egress::Softwire);
+}
+
+#[test]
+fn packet_too_big_about_a_non_df_packet_gets_no_answer() {
+    let mut h = Harness::default();
+    let (ext, port) = udp_mapping(&mut h);
+    let sent = reply_through_tunnel(&mut h, ext, port, 1400, false);
+    let o = h.run(&packet_too_big(1400, &sent[14..]));
+    assert_eq!(o.verdict, Verdict::Consumed, "learned; the AFTR fragments such packets itself");
+    assert!(o.sink.emitted.is_empty());
+    assert_eq!(h.counter(Counter::SoftwireMtuLearned), 1);
+    assert_eq!(h.counter(Counter::FragNeededSent), 0);
+}
+
+#[test]
+fn packet_too_big_below_1280_or_not_about_our_packets_is_ignored() {
+    let mut h = Harness::default();
+    let (ext, port) = udp_mapping(&mut h);
+    let sent = reply_through_tunnel(&mut h, ext, port, 1200, true);
+    // RFC 8200: every IPv6 link carries 1280; a smaller MTU is forged or broken.
+    let o = h.run(&packet_too_big(1000, &sent[14..]));
+    assert_eq!(o.verdict, Verdict::Drop(Counter::DropPtbBelowMinimum));
+    assert!(o.sink.emitted.is_empty());
+    // Quoting a packet the B4 sent us rather than one we sent, or one to a B4 we do not
+    // serve: not about our softwires.
+    let from_b4 = softwire(B4_A, &ip4_udp(HOST, SERVER, 5000, 53, 64, &[0u8; 1300]));
+    h.dropped(&packet_too_big(1300, &from_b4[14..]), Counter::DropIcmpErrorNoSession);
+    let mut to_other = sent.clone();
+    to_other[14 + 24..14 + 40].copy_from_slice(&B4_B);
+    h.dropped(&packet_too_big(1300, &to_other[14..]), Counter::DropIcmpErrorNoSession);
+    assert_eq!(h.counter(Counter::SoftwireMtuLearned), 0);
+    // The path keeps the tunnel MTU: 1460 bytes go whole.
+    h.forward(&from_internet(&ip4_udp(SERVER, ext, 53, port, 64, &[1u8; 1432])), Egress::Softwire);
+}

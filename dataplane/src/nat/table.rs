@@ -21,6 +21,9 @@ use crate::nat::subscriber::{MAX_BLOCKS, Subscriber, SubscriberTable};
 use crate::wire::ethernet::Mac;
 use crate::wire::proto;
 
+/// Seconds a path MTU learned from a Packet Too Big holds (RFC 8201 section 5.3).
+pub const PMTU_AGE: u32 = 600;
+
 /// An instance as the NAT state needs it: its settings, pool and port space.
 pub(crate) struct Instance {
     pub cfg: InstanceConfig,
@@ -409,6 +412,8 @@ impl NatState {
             sessions: 0,
             tokens: rate,
             refilled: self.now,
+            mtu_at: 0,
+            mtu: 0,
             blocks: [0; MAX_BLOCKS],
             used: [0; MAX_BLOCKS],
             // The frame that makes a subscriber comes from its next hop (peer installs
@@ -630,6 +635,28 @@ impl NatState {
         match ft.last_sent(h, i, s.created, addr, port) {
             Some(t) => self.now.wrapping_sub(t) < ins.timeout(s.class()),
             None => false,
+        }
+    }
+
+    /// The IPv6 path MTU towards subscriber `si`'s B4: the tunnel MTU, or less while a
+    /// Packet Too Big learned in the last [`PMTU_AGE`] seconds says so. Past that the
+    /// estimate goes back up to the tunnel MTU, to find out whether the path grew (RFC 8201
+    /// section 4 and 5.3: no sooner than 5 minutes, 10 recommended).
+    #[inline]
+    pub(crate) fn path_mtu(&self, si: u32, tunnel_mtu: u16) -> u16 {
+        let s = self.subs.get(si);
+        if s.mtu != 0 && self.now.wrapping_sub(s.mtu_at) < PMTU_AGE { s.mtu.min(tunnel_mtu) } else { tunnel_mtu }
+    }
+
+    /// A Packet Too Big says the path towards subscriber `si`'s B4 carries `mtu` bytes
+    /// (at least 1280, checked by the caller). Only lowers the estimate (RFC 8201 section
+    /// 4: a PTB never raises it); the same value again restarts its age.
+    pub(crate) fn learn_path_mtu(&mut self, si: u32, mtu: u16, tunnel_mtu: u16) {
+        if mtu <= self.path_mtu(si, tunnel_mtu) {
+            let now = self.now;
+            let s = self.subs.get_mut(si);
+            s.mtu = mtu;
+            s.mtu_at = now;
         }
     }
 

@@ -1,12 +1,14 @@
 //! ICMP on the packet path: echo to the AFTR endpoint, ICMP errors in both directions
 //! (RFC 5508 section 3.2: embedded IP and transport headers translated, both checksums
-//! fixed), ICMPv6 errors about the tunnel turned into ICMPv4 (RFC 2473 section 8), and
+//! fixed), ICMPv6 errors about the tunnel turned into ICMPv4 (RFC 2473 section 8), a
+//! Packet Too Big taken as the path MTU towards its B4 (RFC 8201), and
 //! the errors the AFTR generates (time exceeded, fragmentation needed). An ICMP error
 //! never creates, refreshes or deletes a session. Slow path but allocation-free.
 
 use super::BatchCtx;
 use crate::counters::Counter;
 use crate::frame::{Egress, Frame, Sink, Verdict};
+use crate::nat::session::Session;
 use crate::wire::checksum;
 use crate::wire::icmp::{self as wicmp, v4, v6};
 use crate::wire::ipv4::{self, Ipv4Packet};
@@ -309,7 +311,7 @@ impl BatchCtx<'_> {
         };
         self.count(Counter::IcmpErrorsOut2In);
         self.towards_subscriber(s.sub);
-        let mtu = self.hot[inst as usize].tunnel_mtu as usize;
+        let mtu = self.nat.path_mtu(s.sub, self.hot[inst as usize].tunnel_mtu) as usize;
         self.encapsulate(f, ip_at, ip_len, inst, &b4, flow_label(i), mtu, sink)
     }
 
@@ -360,6 +362,35 @@ impl BatchCtx<'_> {
         self.icmpv6_error_to_icmpv4(f, m, end, inst)
     }
 
+    /// An ICMPv6 Packet Too Big about the softwire packet quoted in `q`, which we sent
+    /// to the B4 of session `s` (the caller checked: from our endpoint, to a B4 of ours,
+    /// with a session for the inner packet). The MTU becomes the path MTU towards that B4
+    /// (`NatState::path_mtu`), used to fragment the outer packets of non-DF packets
+    /// (RFC 2473 section 7, RFC 6333 section 5.3) and to refuse DF ones with ICMPv4 3/4.
+    /// An MTU below 1280 is no IPv6 link's (RFC 8200 section 5): ignored, counted. The
+    /// Internet sender hears fragmentation needed only if its packet had DF set (RFC 2473
+    /// section 8.3): the AFTR fragments the others.
+    fn packet_too_big(&mut self, f: &mut Frame, q: &Quoted, s: Session, mtu: u32) -> Verdict {
+        if mtu < ipv6::MIN_MTU as u32 {
+            return self.drop(Counter::DropPtbBelowMinimum);
+        }
+        let inst = self.nat.subs.get(s.sub).inst;
+        let tunnel = self.hot[inst as usize].tunnel_mtu;
+        self.nat.learn_path_mtu(s.sub, mtu.min(u16::MAX as u32) as u16, tunnel);
+        self.count(Counter::SoftwireMtuLearned);
+        let df = Ipv4Packet::new_unchecked(&f.buf[q.at..]).dont_frag();
+        if !df || !self.icmp_error_budget() {
+            return Verdict::Consumed;
+        }
+        let next_hop_mtu = self.nat.path_mtu(s.sub, tunnel) as u32 - ipv6::HEADER_LEN as u32;
+        rewrite_quoted(f.buf, q, false, s.ext_addr, s.ext_port);
+        let (at, len) =
+            self.icmp4_error_in_place(f, q.at, q.len, v4::DEST_UNREACH, v4::CODE_FRAG_NEEDED, next_hop_mtu, s.ext_addr);
+        self.count(Counter::Icmpv6ErrorsTranslated);
+        self.count(Counter::FragNeededSent);
+        self.emit_l3(f, at, len, Egress::Internet)
+    }
+
     /// RFC 2473 section 8.3 / RFC 6333 section 5.3: an ICMPv6 error about a softwire
     /// packet we sent to a B4 is reported to the IPv4 source of the inner packet.
     fn icmpv6_error_to_icmpv4(&mut self, f: &mut Frame, m: usize, end: usize, inst: u8) -> Verdict {
@@ -389,10 +420,10 @@ impl BatchCtx<'_> {
             return self.drop(Counter::DropIcmpErrorNoSession);
         };
         let s = *self.nat.sessions.get(i);
+        if t == v6::PACKET_TOO_BIG {
+            return self.packet_too_big(f, &q, s, rest);
+        }
         let (ty, c4, rest4) = match t {
-            v6::PACKET_TOO_BIG => {
-                (v4::DEST_UNREACH, v4::CODE_FRAG_NEEDED, rest.saturating_sub(ipv6::HEADER_LEN as u32).clamp(68, 65535))
-            }
             v6::TIME_EXCEEDED => (v4::TIME_EXCEEDED, 0, 0),
             _ => match code {
                 1 => (v4::DEST_UNREACH, v4::CODE_ADMIN_PROHIBITED, 0),

@@ -112,9 +112,9 @@ impl BatchCtx<'_> {
         if f.buf[ip_at + 8] <= 1 {
             return self.time_exceeded_send_outbound(f, ip_at);
         }
-        // DF packets that do not fit the tunnel get ICMPv4 3/4 (RFC 6333 section 5.3),
+        // DF packets that do not fit the path to the B4 get ICMPv4 3/4 (RFC 6333 section 5.3),
         // quoting the packet as the sender sent it.
-        let mtu = self.hot[inst as usize].tunnel_mtu as usize;
+        let mtu = self.nat.path_mtu(s.sub, self.hot[inst as usize].tunnel_mtu) as usize;
         if df && ip_len + ipv6::HEADER_LEN > mtu {
             return self.frag_needed_send_outbound(f, ip_at, (mtu - ipv6::HEADER_LEN) as u16);
         }
