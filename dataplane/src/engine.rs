@@ -100,13 +100,15 @@ impl Engine {
 
     /// An empty engine for the same worker under a new configuration, to move the state
     /// into (a commit): the same claims, the same counters (they go on counting across
-    /// the commit), the same clock and next hops.
+    /// the commit), the same clock and next hops; its port generator seeded from this
+    /// one's.
     pub fn successor(
-        &self,
+        &mut self,
         cfg: &EngineConfig,
         hash_seed: u64,
     ) -> Result<(Engine, Receiver<SessionEvent>), ConfigError> {
         let (mut e, events) = Engine::build(cfg, self.id(), hash_seed, self.owners(), self.counters.clone())?;
+        e.nat.continue_random_from(&mut self.nat);
         e.set_clock(self.now_ms);
         e.set_l2(self.path.softwire_l2, self.path.internet_l2);
         Ok((e, events))

@@ -8,6 +8,8 @@
 use std::sync::Arc;
 
 use crossbeam_channel::Sender;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 use crate::config::{EngineConfig, Filtering, InstanceConfig, Timeouts};
 use crate::counters::{Counter, WorkerCounters};
@@ -64,7 +66,9 @@ pub struct NatState {
     counters: Arc<WorkerCounters>,
     events: Sender<SessionEvent>,
     refresh_interval: u32,
-    rng: u64,
+    /// Ports, blocks and identifications are drawn from this (ChaCha12, seeded from the
+    /// board's seed, itself from the kernel: decision 0014).
+    rng: StdRng,
     /// Remotes of address-and-port-dependent mappings (when an instance filters so).
     filter: Option<FilterTable>,
     /// Expiry resumes at this list on the next call.
@@ -131,7 +135,7 @@ impl NatState {
             counters,
             events,
             refresh_interval: cfg.refresh_event_interval.max(1),
-            rng: hash_seed ^ ((id as u64) << 32) ^ 0x853c_49e6_748f_ea9b,
+            rng: StdRng::seed_from_u64(hash_seed ^ ((id as u64) << 32) ^ 0x853c_49e6_748f_ea9b),
             filter: cfg
                 .instances
                 .iter()
@@ -313,16 +317,18 @@ impl NatState {
         self.pool_lookup(addr).map(|(i, _)| self.inst[i as usize].ports.owner_of_port(port))
     }
 
+    /// A random number from a cryptographically strong generator: the ports of one
+    /// subscriber tell nothing of the next ones, or of another's (RFC 6056 section 3.3.1,
+    /// RFC 6888 REQ-15).
     #[inline]
     pub(crate) fn random(&mut self) -> u32 {
-        // xorshift64*: port randomisation (RFC 6056 section 3.3.1 algorithm 1 in spirit),
-        // seeded per worker from the board's seed.
-        let mut x = self.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32
+        self.rng.next_u32()
+    }
+
+    /// Seeds this state's generator from `old`'s (a commit replacing `old` by this
+    /// state), so that a new engine does not draw the same ports again.
+    pub fn continue_random_from(&mut self, old: &mut NatState) {
+        self.rng = StdRng::from_rng(&mut old.rng);
     }
 
     #[inline]
