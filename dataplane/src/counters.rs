@@ -57,6 +57,9 @@ counters! {
     SessionsEndedByCommit = "sessions_ended_by_commit",
     BlocksAllocated = "blocks_allocated",
     BlocksReleased = "blocks_released",
+    /// New sessions from a port below 1024 given a port from 1024 up, none below being
+    /// free for the subscriber.
+    WellKnownPortFallbacks = "well_known_port_fallbacks",
     SubscribersCreated = "subscribers_created",
     PassedToKernel = "passed_to_kernel",
     /// Handed to the worker that owns them, by the side they came from.

@@ -481,3 +481,41 @@ fn replies_go_to_the_next_hop_learned_from_the_subscriber() {
         .unwrap();
     assert_eq!(&h.forward(&req, Egress::Softwire)[0..6], &router);
 }
+
+/// B4 number `n` of the authorised prefix.
+fn b4_n(n: u8) -> [u8; 16] {
+    let mut b = B4_A;
+    b[7] = n;
+    b
+}
+
+#[test]
+fn well_known_ports_fall_back_to_dynamic_ones() {
+    // One address, blocks of 512: ports below 1024 make two blocks (0 and 1).
+    let mut inst = instance();
+    inst.pool = vec![dataplane::config::Ipv4Prefix { addr: u32::from_be_bytes(POOL), len: 32 }];
+    let mut h = Harness::new(config(inst.clone()));
+    let ntp = |b4: [u8; 16], h: &mut Harness| {
+        let o = h.forward(&softwire(b4, &ip4_udp(HOST, SERVER, 123, 123, 64, b"ntp")), Egress::Internet);
+        let (ext, port) = (out_src(&o), out_sport(&o));
+        assert_eq!(o, to_internet(&ip4_udp(ext, SERVER, port, 123, 63, b"ntp")));
+        port
+    };
+    assert!(ntp(b4_n(1), &mut h) < 1024);
+    assert!(ntp(b4_n(2), &mut h) < 1024);
+    assert_eq!(h.counter(Counter::WellKnownPortFallbacks), 0);
+    // A third subscriber finds no well-known block left: a dynamic port, parity kept.
+    let p = ntp(b4_n(3), &mut h);
+    assert!(p >= 1024 && p & 1 == 1, "port {p}");
+    assert_eq!(h.counter(Counter::WellKnownPortFallbacks), 1);
+    assert_eq!(h.counter(Counter::DropPortsExhausted), 0);
+
+    // A subscriber at its block limit with a dynamic block gets a port there.
+    inst.limits.max_blocks = 1;
+    let mut h = Harness::new(config(inst));
+    udp_from(&mut h, B4_A, HOST, 5000);
+    let p = ntp(B4_A, &mut h);
+    assert!(p >= 1024, "port {p}");
+    assert_eq!(h.counter(Counter::WellKnownPortFallbacks), 1);
+    assert_eq!(h.counter(Counter::DropBlockLimit), 0);
+}

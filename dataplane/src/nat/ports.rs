@@ -7,6 +7,7 @@
 //! workers. Blocks that lie below 1024 serve only inside ports below 1024, the others
 //! only ports from 1024 up, so the port range class is kept (RFC 4787 REQ-3). When the
 //! block size exceeds 1024, block 0 serves the low class with ports 1..=1023 only.
+//! The few low blocks run out first: `NatState::pick_port` then gives a dynamic port.
 //!
 //! Hot path on allocation only: a bitmap per address, no allocation after start.
 

@@ -401,9 +401,12 @@ impl NatState {
         }
         let ins = &self.inst[inst as usize];
         let n = ins.addrs.len();
-        // Paired pooling (RFC 6888 REQ-2): pick the address once, spread by the B4 hash.
+        // Paired pooling (RFC 6888 REQ-2): pick the address once, spread by the B4 hash;
+        // one with a free block of the first flow's class, or of the dynamic class when
+        // no address has a well-known block left (see `pick_port`).
         let start = h as usize % n;
-        let Some(a) = (0..n).map(|k| (start + k) % n).find(|&a| ins.ports.free_blocks(a, class) > 0) else {
+        let with_free = |c: PortClass| (0..n).map(|k| (start + k) % n).find(|&a| ins.ports.free_blocks(a, c) > 0);
+        let Some(a) = with_free(class).or_else(|| with_free(PortClass::Dynamic)) else {
             self.release_claim(b4);
             return Err(Counter::DropPortsExhausted);
         };
@@ -464,9 +467,35 @@ impl NatState {
 
     /// Picks a free external port for a new session of subscriber `si`, allocating a port
     /// block if needed. Returns (port, block slot).
+    ///
+    /// The port keeps the range class of the inside port (RFC 4787 REQ-3, a MAY in RFC
+    /// 6888's terms). Each address has only the few blocks below 1024 (one or two per
+    /// worker with blocks of 512), so when the subscriber can get no well-known port, it
+    /// gets a dynamic one rather than none, counted in `well_known_port_fallbacks`
+    /// (decision 0014).
     fn pick_port(&mut self, si: u32, inner_port: u16, proto: u8) -> Result<(u16, usize), Counter> {
         // ICMP identifiers have no range class.
         let class = if proto == proto::ICMP { PortClass::Dynamic } else { PortClass::of(inner_port) };
+        match self.pick_port_of_class(si, class, inner_port, proto) {
+            Err(_) if class == PortClass::WellKnown => {
+                let r = self.pick_port_of_class(si, PortClass::Dynamic, inner_port, proto);
+                if r.is_ok() {
+                    self.count(Counter::WellKnownPortFallbacks);
+                }
+                r
+            }
+            r => r,
+        }
+    }
+
+    /// A free port of class `class` for subscriber `si` (see `pick_port`).
+    fn pick_port_of_class(
+        &mut self,
+        si: u32,
+        class: PortClass,
+        inner_port: u16,
+        proto: u8,
+    ) -> Result<(u16, usize), Counter> {
         let (inst, addr_idx, ext, nblocks) = {
             let s = self.subs.get(si);
             (s.inst, s.addr_idx as usize, s.ext_addr, s.nblocks as usize)
