@@ -183,6 +183,9 @@ pub struct EngineConfig {
     /// defaults, 1000 and 50). Rate 0: no limit.
     pub icmp_errors_per_sec: u32,
     pub icmp_errors_burst: u32,
+    /// Seconds a released port block is held before another subscriber may get it
+    /// (RFC 6888 REQ-8: 120 at least); held between this and twice this. 0: none.
+    pub block_hold_down: u32,
 }
 
 impl EngineConfig {
@@ -199,6 +202,7 @@ impl EngineConfig {
             event_ring: 1 << 16,
             icmp_errors_per_sec: 1000,
             icmp_errors_burst: 50,
+            block_hold_down: 120,
         }
     }
 }

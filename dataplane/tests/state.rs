@@ -519,3 +519,33 @@ fn well_known_ports_fall_back_to_dynamic_ones() {
     assert_eq!(h.counter(Counter::WellKnownPortFallbacks), 1);
     assert_eq!(h.counter(Counter::DropBlockLimit), 0);
 }
+
+#[test]
+fn a_released_block_is_held_down_before_another_subscriber_gets_it() {
+    // One address, blocks of 16384: block 0 is the well-known one, three are dynamic.
+    let mut inst = instance();
+    inst.pool = vec![dataplane::config::Ipv4Prefix { addr: u32::from_be_bytes(POOL), len: 32 }];
+    inst.port_block_size = 16384;
+    let mut h = Harness::new(config(inst));
+    let block = |p: u16| p / 16384;
+    let (_, p) = udp_from(&mut h, b4_n(1), HOST, 5000);
+    let released = block(p);
+    h.advance(301);
+    assert_eq!(h.eng.expire(10), 1);
+    assert_eq!(h.counter(Counter::BlocksReleased), 1);
+    // RFC 6888 REQ-8: the two other dynamic blocks go to the next subscribers, and the
+    // fourth gets none while the released one is held down.
+    for n in 2..4 {
+        let (_, p) = udp_from(&mut h, b4_n(n), HOST, 5000);
+        assert_ne!(block(p), released, "subscriber {n} got the block held down");
+    }
+    h.refused(&softwire(b4_n(4), &ip4_udp(HOST, SERVER, 5000, 53, 64, b"q")), Counter::DropPortsExhausted);
+    h.advance(119);
+    h.eng.expire(10);
+    h.refused(&softwire(b4_n(4), &ip4_udp(HOST, SERVER, 5000, 53, 64, b"q")), Counter::DropPortsExhausted);
+    // Twice the hold-down after the release at the latest, it is free.
+    h.advance(121);
+    h.eng.expire(10);
+    let (_, p) = udp_from(&mut h, b4_n(4), HOST, 5000);
+    assert_eq!(block(p), released);
+}

@@ -99,7 +99,8 @@ impl NatState {
                     pool_ranges.push((first, last, n as u8, addrs.len() as u32));
                     addrs.extend(p.addresses());
                 }
-                let ports = PortSpace::new(addrs.len(), c.port_block_size, cfg.workers, id);
+                let ports =
+                    PortSpace::with_hold_down(addrs.len(), c.port_block_size, cfg.workers, id, cfg.block_hold_down);
                 Instance { cfg: c.clone(), addrs, ports }
             })
             .collect();
@@ -734,7 +735,7 @@ impl NatState {
     fn release_block(&mut self, si: u32, slot: usize) {
         let sub = *self.subs.get(si);
         let b = sub.blocks[slot];
-        self.inst[sub.inst as usize].ports.release(sub.addr_idx as usize, b);
+        self.inst[sub.inst as usize].ports.release(sub.addr_idx as usize, b, self.now);
         let rec = self.block_record(&sub, b);
         let s = self.subs.get_mut(si);
         let last = s.nblocks as usize - 1;
@@ -748,6 +749,8 @@ impl NatState {
     /// Expires at most `budget` sessions whose timer ran out; returns how many. Called
     /// by the worker between batches, so expiry cost is spread (no table walk).
     pub fn expire(&mut self, budget: usize) -> usize {
+        let now = self.now;
+        self.inst.iter_mut().for_each(|i| i.ports.age(now));
         let lists = self.inst.len() * CLASSES;
         let mut done = 0;
         for k in 0..lists {
