@@ -35,8 +35,11 @@ pub struct Engine {
     /// The packet path's own state (the ICMP error budget).
     state: PathState,
     counters: Arc<WorkerCounters>,
-    /// The clock in Unix milliseconds (fragment timers; the NAT state keeps seconds).
+    /// The timer clock in milliseconds (fragment timers; the NAT state keeps seconds):
+    /// monotonic in a worker.
     now_ms: u64,
+    /// Unix time less the timer clock, in milliseconds, once told (`set_unix_time`).
+    unix_offset_ms: Option<i64>,
 }
 
 /// Checks a configuration as the engine needs it.
@@ -110,6 +113,8 @@ impl Engine {
         let (mut e, events) = Engine::build(cfg, self.id(), hash_seed, self.owners(), self.counters.clone())?;
         e.nat.continue_random_from(&mut self.nat);
         e.set_clock(self.now_ms);
+        e.unix_offset_ms = self.unix_offset_ms;
+        e.nat.set_unix_offset(self.nat_unix_offset());
         e.set_l2(self.path.softwire_l2, self.path.internet_l2);
         Ok((e, events))
     }
@@ -134,6 +139,7 @@ impl Engine {
             state: PathState::new(cfg),
             counters,
             now_ms: 0,
+            unix_offset_ms: None,
         };
         Ok((engine, rx))
     }
@@ -174,10 +180,33 @@ impl Engine {
         self.counters.clone()
     }
 
-    /// Sets the clock (Unix milliseconds); the worker calls this once per batch.
+    /// Sets the timer clock (milliseconds); the worker calls this once per batch with
+    /// a monotonic clock, so that session and fragment timers do not move with the wall
+    /// clock. Without [`Engine::set_unix_time`], the timer clock is taken for Unix time
+    /// in records.
     pub fn set_clock(&mut self, now_ms: u64) {
         self.now_ms = now_ms;
         self.nat.set_clock((now_ms / 1000) as u32);
+    }
+
+    /// Tells the engine the Unix time (milliseconds) at the timer clock's current
+    /// value: records (session and block events, snapshots) carry Unix seconds, and
+    /// installed records are read as such. A change of less than half a second is
+    /// reading noise, ignored so that a session's times convert the same way each time;
+    /// a larger one (the wall clock was stepped) moves the records' times, never the
+    /// timers.
+    pub fn set_unix_time(&mut self, unix_ms: u64) {
+        let off = unix_ms as i64 - self.now_ms as i64;
+        if self.unix_offset_ms.is_none_or(|o| o.abs_diff(off) > 500) {
+            self.unix_offset_ms = Some(off);
+            self.nat.set_unix_offset(self.nat_unix_offset());
+        }
+    }
+
+    /// The offset in whole seconds, rounded, for the NAT state's times (in seconds: a
+    /// record's Unix time is within a second of the truth).
+    fn nat_unix_offset(&self) -> i64 {
+        self.unix_offset_ms.map_or(0, |off| (off + 500).div_euclid(1000))
     }
 
     pub fn softwire_l2(&self) -> EgressL2 {

@@ -549,3 +549,43 @@ fn a_released_block_is_held_down_before_another_subscriber_gets_it() {
     let (_, p) = udp_from(&mut h, b4_n(4), HOST, 5000);
     assert_eq!(block(p), released);
 }
+
+#[test]
+fn timers_run_on_the_timer_clock_and_records_carry_unix_time() {
+    let mut h = Harness::default();
+    // As a worker runs it: a monotonic timer clock, and the Unix time beside it.
+    let unix_ms = 1_700_000_000_000;
+    h.now_ms = 1_000_000_000_000;
+    h.eng.set_clock(h.now_ms);
+    h.eng.set_unix_time(unix_ms);
+    udp_from(&mut h, B4_A, HOST, 5000);
+    let created = h.drain_events().into_iter().find_map(|e| match e {
+        SessionEvent::Created(r) => Some(r),
+        _ => None,
+    });
+    let r = created.expect("a created event");
+    assert_eq!((r.created, r.last_seen), (1_700_000_000, 1_700_000_000), "Unix seconds in records");
+    // The wall clock is stepped a day ahead (NTP): no session ages; records follow it.
+    h.advance(10);
+    h.eng.set_unix_time(unix_ms + 10_000 + 86_400_000);
+    assert_eq!(h.eng.expire(100), 0);
+    assert_eq!(h.eng.sessions()[0].created, 1_700_086_400);
+    // On a standby whose clocks read the same, a record from the peer is read in Unix
+    // time: last seen 250 s ago, it expires 50 s from now (UDP, 300 s).
+    let mut standby = Harness::default();
+    standby.now_ms = h.now_ms;
+    standby.eng.set_clock(h.now_ms);
+    standby.eng.set_unix_time(unix_ms + 10_000 + 86_400_000);
+    for b in h.eng.subscribers().iter().flat_map(|s| s.block_records().collect::<Vec<_>>()) {
+        standby.eng.install_block(&b).expect("block installed");
+    }
+    let mut peer = r;
+    peer.last_seen = 1_700_086_410 - 250;
+    peer.created = peer.last_seen;
+    standby.eng.install_session(&peer).expect("installed");
+    assert_eq!(standby.eng.sessions()[0].last_seen, peer.last_seen);
+    standby.advance(49);
+    assert_eq!(standby.eng.expire(100), 0);
+    standby.advance(2);
+    assert_eq!(standby.eng.expire(100), 1);
+}

@@ -61,8 +61,12 @@ pub struct NatState {
     keys: [u64; 4],
     /// For the address-and-port-dependent filter entries.
     hasher: ahash::RandomState,
-    /// The clock, in whole seconds (session times are in seconds).
+    /// The timer clock, in whole seconds (session times are in seconds): monotonic in
+    /// `aftrd`, so that a step of the wall clock neither ages nor expires sessions.
     now: u32,
+    /// Unix time less the timer clock, in seconds: records (NAT logs, the peer board)
+    /// carry Unix seconds, converted here at the edge.
+    unix_offset: i64,
     counters: Arc<WorkerCounters>,
     events: Sender<SessionEvent>,
     refresh_interval: u32,
@@ -133,6 +137,7 @@ impl NatState {
                 0x9e37_79b9_7f4a_7c15,
             ),
             now: 0,
+            unix_offset: 0,
             counters,
             events,
             refresh_interval: cfg.refresh_event_interval.max(1),
@@ -155,9 +160,26 @@ impl NatState {
         self.workers
     }
 
-    /// Sets the clock (Unix seconds).
+    /// Sets the timer clock (seconds).
     pub fn set_clock(&mut self, now: u32) {
         self.now = now;
+    }
+
+    /// Sets how far Unix time is ahead of the timer clock, in seconds (0 until set: the
+    /// timer clock is Unix time, as in tests).
+    pub fn set_unix_offset(&mut self, secs: i64) {
+        self.unix_offset = secs;
+    }
+
+    /// A time of the timer clock as Unix seconds.
+    #[inline]
+    fn unix_of(&self, t: u32) -> u32 {
+        (t as i64 + self.unix_offset).clamp(0, u32::MAX as i64) as u32
+    }
+
+    /// Unix seconds as a time of the timer clock (wrapping, as times are compared).
+    fn timer_of_unix(&self, t: u32) -> u32 {
+        (t as i64 - self.unix_offset) as u32
     }
 
     pub fn session_count(&self) -> u32 {
@@ -351,7 +373,7 @@ impl NatState {
             self.count(Counter::SessionsEndedByCommit);
         }
         for b in blocks {
-            self.push_event(SessionEvent::BlockReleased(BlockRecord { at: self.now, ..*b }));
+            self.push_event(SessionEvent::BlockReleased(BlockRecord { at: self.unix_of(self.now), ..*b }));
             self.count(Counter::BlocksReleased);
         }
     }
@@ -368,8 +390,8 @@ impl NatState {
             ext_port: s.ext_port,
             proto: s.proto,
             flags: s.flags,
-            created: s.created,
-            last_seen: s.last_seen,
+            created: self.unix_of(s.created),
+            last_seen: self.unix_of(s.last_seen),
             mac: sub.mac,
         }
     }
@@ -377,7 +399,8 @@ impl NatState {
     fn block_record(&self, sub: &Subscriber, block: u16) -> BlockRecord {
         let ps = &self.inst[sub.inst as usize].ports;
         let (first, size) = ps.block_ports(block);
-        BlockRecord { inst: sub.inst, b4: sub.b4, ext_addr: sub.ext_addr, first_port: first, size, at: self.now }
+        let at = self.unix_of(self.now);
+        BlockRecord { inst: sub.inst, b4: sub.b4, ext_addr: sub.ext_addr, first_port: first, size, at }
     }
 
     // ----- Subscribers and sessions (called by the pipeline) -----
@@ -866,8 +889,10 @@ impl NatState {
         let ho = self.outside_hash(r.ext_addr, r.ext_port, r.proto);
         let port_owner = self.find_outside_hashed(ho, r.ext_addr, r.ext_port, r.proto);
         // A peer whose clock runs ahead must not make sessions look ancient to the
-        // wrapping age arithmetic of expiry: times are clamped to this clock.
-        let clamp = |t: u32| if self.now > 0 { t.min(self.now) } else { t };
+        // wrapping age arithmetic of expiry: times are clamped to this clock, then taken
+        // from Unix time to the timer clock.
+        let unix_now = self.unix_of(self.now);
+        let clamp = |t: u32| self.timer_of_unix(if self.now > 0 { t.min(unix_now) } else { t });
         let (last_seen, created) = (clamp(r.last_seen), clamp(r.created));
         if let Some(i) = existing {
             if self.sessions.get(i).ext_port != r.ext_port {
