@@ -8,12 +8,6 @@ use common::*;
 use dataplane::counters::Counter;
 use dataplane::{Egress, Verdict};
 
-/// Sets up a UDP mapping for HOST:5000 of B4_A; returns (external address, port).
-fn udp_mapping(h: &mut Harness) -> ([u8; 4], u16) {
-    let out = h.forward(&softwire(B4_A, &ip4_udp(HOST, SERVER, 5000, 53, 64, b"query")), Egress::Internet);
-    (out_src(&out), out_sport(&out))
-}
-
 #[test]
 fn ttl_expired_probes_of_the_pool_get_no_answer() {
     let mut h = Harness::default();

@@ -245,6 +245,12 @@ pub fn softwire(b4: [u8; 16], inner: &[u8]) -> Vec<u8> {
     f
 }
 
+/// Sets up a UDP mapping for HOST:5000 of B4_A; returns (external address, port).
+pub fn udp_mapping(h: &mut Harness) -> ([u8; 4], u16) {
+    let out = h.forward(&softwire(B4_A, &ip4_udp(HOST, SERVER, 5000, 53, 64, b"query")), Egress::Internet);
+    (out_src(&out), out_sport(&out))
+}
+
 /// A softwire frame from `b4` whose outer header has traffic class `tc`.
 pub fn softwire_tc(b4: [u8; 16], tc: u8, inner: &[u8]) -> Vec<u8> {
     let mut f = eth(AFTR_MAC, B4_SIDE_NH, EtherType::IPV6);
@@ -398,10 +404,9 @@ pub fn icmp4_error_as_sent(
     quoted: &[u8],
     actual: &[u8],
 ) -> Vec<u8> {
-    let mut v = ip4_icmp_error(src, dst, ty, code, rest, quoted);
     let at = if u16::from_be_bytes([actual[12], actual[13]]) == 0x86dd { 54 } else { 14 };
     let id = u16::from_be_bytes([actual[at + 4], actual[at + 5]]);
-    edit_ipv4(&v.split_off(0), |h| h.identification = id)
+    edit_ipv4(&ip4_icmp_error(src, dst, ty, code, rest, quoted), |h| h.identification = id)
 }
 
 /// The IPv4 packet `ip` (20-byte header) cut into two fragments at payload byte `cut`
