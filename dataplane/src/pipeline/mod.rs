@@ -13,7 +13,8 @@
 //! - `out2in.rs`: IPv4 to a pool address -> NAT outside to inside -> encapsulation
 //!   towards the B4 (outer fragmentation, DF handling).
 //! - `icmp.rs`: echo to the AFTR endpoint, ICMP errors in both directions, ICMPv6 errors
-//!   about the tunnel turned into ICMPv4, generated errors (time exceeded, frag needed).
+//!   about the tunnel turned into ICMPv4, Packet Too Big as the path MTU of a B4,
+//!   generated errors (time exceeded, frag needed, host unreachable) within a budget.
 //! - `frag.rs`: IPv6 reassembly of softwire packets, IPv4 fragment tracking inbound.
 
 pub mod batch;
