@@ -97,6 +97,9 @@ counters! {
     DropIcmpErrorAboutError = "drop_icmp_error_about_error",
     /// A Packet Too Big with an MTU below IPv6's 1280 (RFC 8200 section 5).
     DropPtbBelowMinimum = "drop_ptb_below_minimum",
+    /// A Packet Too Big whose MTU is not below the path MTU we use towards that B4: the
+    /// packet it quotes fitted (RFC 8201 section 4).
+    DropPtbNotSmaller = "drop_ptb_not_smaller",
     DropWrongWorker = "drop_wrong_worker",
     DropMartian = "drop_martian",
     /// Outer CE on an inner Not-ECT packet (RFC 6040 section 4.2).

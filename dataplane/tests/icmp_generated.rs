@@ -177,6 +177,9 @@ fn packet_too_big_below_1280_or_not_about_our_packets_is_ignored() {
     let o = h.run(&packet_too_big(1000, &sent[14..]));
     assert_eq!(o.verdict, Verdict::Drop(Counter::DropPtbBelowMinimum));
     assert!(o.sink.emitted.is_empty());
+    // RFC 8201 section 4: no larger than the MTU the packet was sent at (the tunnel's).
+    h.dropped(&packet_too_big(1500, &sent[14..]), Counter::DropPtbNotSmaller);
+    h.dropped(&packet_too_big(9000, &sent[14..]), Counter::DropPtbNotSmaller);
     // Quoting a packet the B4 sent us rather than one we sent, or one to a B4 we do not
     // serve: not about our softwires.
     let from_b4 = softwire(B4_A, &ip4_udp(HOST, SERVER, 5000, 53, 64, &[0u8; 1300]));

@@ -709,14 +709,18 @@ impl NatState {
 
     /// A Packet Too Big says the path towards subscriber `si`'s B4 carries `mtu` bytes
     /// (at least 1280, checked by the caller). Only lowers the estimate (RFC 8201 section
-    /// 4: a PTB never raises it); the same value again restarts its age.
-    pub(crate) fn learn_path_mtu(&mut self, si: u32, mtu: u16, tunnel_mtu: u16) {
-        if mtu <= self.path_mtu(si, tunnel_mtu) {
-            let now = self.now;
-            let s = self.subs.get_mut(si);
-            s.mtu = mtu;
-            s.mtu_at = now;
+    /// 4: a PTB never raises it); the same value again restarts its age. False, and
+    /// nothing learned, when `mtu` is not below the estimate (a packet we sent fitted it).
+    pub(crate) fn learn_path_mtu(&mut self, si: u32, mtu: u16, tunnel_mtu: u16) -> bool {
+        let now = self.now;
+        let current = self.path_mtu(si, tunnel_mtu);
+        let s = self.subs.get_mut(si);
+        if mtu > current || (mtu == current && s.mtu != mtu) {
+            return false;
         }
+        s.mtu = mtu;
+        s.mtu_at = now;
+        true
     }
 
     /// Learns the subscriber's next-hop MAC from a frame it sent (source `rx`).

@@ -376,7 +376,9 @@ impl BatchCtx<'_> {
         }
         let inst = self.nat.subs.get(s.sub).inst;
         let tunnel = self.hot[inst as usize].tunnel_mtu;
-        self.nat.learn_path_mtu(s.sub, mtu.min(u16::MAX as u32) as u16, tunnel);
+        if !self.nat.learn_path_mtu(s.sub, mtu.min(u16::MAX as u32) as u16, tunnel) {
+            return self.drop(Counter::DropPtbNotSmaller);
+        }
         self.count(Counter::SoftwireMtuLearned);
         let df = Ipv4Packet::new_unchecked(&f.buf[q.at..]).dont_frag();
         if !df || !self.icmp_error_budget() {
