@@ -33,6 +33,14 @@ pub trait Neighbours: Send + Sync {
     fn set_addresses(&self, cfg: &EngineConfig);
 }
 
+/// A seed for a board (its table hash keys and its workers' port generators) from the
+/// kernel's random source: nothing outside the machine can know or guess it (decision
+/// 0014; RFC 6056 section 3.3.1, RFC 6888 REQ-15).
+pub fn random_seed() -> std::io::Result<u64> {
+    use rand::TryRng;
+    rand::rngs::SysRng.try_next_u64().map_err(|e| std::io::Error::other(e.to_string()))
+}
+
 /// What a board starts with.
 pub struct BoardSpec {
     pub slot: u32,
@@ -41,6 +49,7 @@ pub struct BoardSpec {
     pub cores: Vec<u32>,
     /// The workers' ports (see [`Ports::open`]).
     pub ports: Ports,
+    /// The board's secret (see [`random_seed`]).
     pub seed: u64,
     /// Forward from the start, for every location (a board without hot backup), or
     /// wait for the roles.
@@ -443,5 +452,26 @@ impl BoardHandle {
         if let Some(n) = &self.neighbours {
             n.set_active(now);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::random_seed;
+
+    #[test]
+    fn the_seed_comes_from_the_kernel_not_the_clock() {
+        let now_ns =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap();
+        let seeds: Vec<u64> = (0..4).map(|_| random_seed().expect("getrandom")).collect();
+        for s in &seeds {
+            // Not the time (give or take an hour), whatever the process id mixed in.
+            let pid = std::process::id() as u64;
+            assert!((s ^ pid).abs_diff(now_ns) > 3_600_000_000_000 && s.abs_diff(now_ns) > 3_600_000_000_000);
+        }
+        let mut distinct = seeds.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), seeds.len());
     }
 }

@@ -264,6 +264,14 @@ pub struct EngineConfig {
     /// The service-locations this board serves (ids; location index `i` is
     /// `locations[i]`), active or standby each on its own. Empty: one location, 0.
     pub locations: Vec<u32>,
+    /// ICMP errors the AFTR itself generates, per worker: a token bucket of this many per
+    /// second and this burst (Linux's `icmp_msgs_per_sec` and `icmp_msgs_burst`
+    /// defaults, 1000 and 50). Rate 0: no limit.
+    pub icmp_errors_per_sec: u32,
+    pub icmp_errors_burst: u32,
+    /// Seconds a released port block is held before another subscriber may get it
+    /// (RFC 6888 REQ-8: 120 at least); held between this and twice this. 0: none.
+    pub block_hold_down: u32,
 }
 
 impl EngineConfig {
@@ -279,6 +287,9 @@ impl EngineConfig {
             refresh_event_interval: 10,
             event_ring: 1 << 16,
             locations: Vec::new(),
+            icmp_errors_per_sec: 1000,
+            icmp_errors_burst: 50,
+            block_hold_down: 120,
         }
     }
 }

@@ -36,11 +36,22 @@ counters! {
     Icmpv6ErrorsTranslated = "icmpv6_errors_translated",
     TimeExceededSent = "time_exceeded_sent",
     FragNeededSent = "frag_needed_sent",
+    /// ICMPv6 Packet Too Big about a softwire packet we sent, taken as the path MTU
+    /// towards that B4.
+    SoftwireMtuLearned = "softwire_mtu_learned",
+    /// Destination unreachable (host unreachable) to a subscriber's host whose packet
+    /// could not get a mapping (RFC 6888 REQ-11).
+    UnreachableSent = "dest_unreachable_sent",
+    /// ICMP errors the AFTR would have generated but for the rate limit.
+    IcmpErrorsSuppressed = "icmp_errors_suppressed",
     OuterFragmented = "outer_fragmented",
     OuterFragmentsSent = "outer_fragments_sent",
     Reassembled = "ipv6_reassembled",
     Ipv4FragmentsTranslated = "ipv4_fragments_translated",
     MssClamped = "mss_clamped",
+    /// RSTs from a remote other than the session's connection's: forwarded, but the
+    /// session's state and timer are left alone (RFC 7857 section 2.2).
+    TcpRstIgnored = "tcp_rst_ignored",
     SessionsCreated = "sessions_created",
     SessionsExpired = "sessions_expired",
     SessionsInstalled = "sessions_installed",
@@ -48,6 +59,9 @@ counters! {
     SessionsEndedByCommit = "sessions_ended_by_commit",
     BlocksAllocated = "blocks_allocated",
     BlocksReleased = "blocks_released",
+    /// New sessions from a port below 1024 given a port from 1024 up, none below being
+    /// free for the subscriber.
+    WellKnownPortFallbacks = "well_known_port_fallbacks",
     SubscribersCreated = "subscribers_created",
     PassedToKernel = "passed_to_kernel",
     /// Handed to the worker that owns them, by the side they came from.
@@ -83,8 +97,15 @@ counters! {
     DropFragHairpin = "drop_frag_hairpin",
     DropIcmpErrorNoSession = "drop_icmp_error_no_session",
     DropIcmpErrorAboutError = "drop_icmp_error_about_error",
+    /// A Packet Too Big with an MTU below IPv6's 1280 (RFC 8200 section 5).
+    DropPtbBelowMinimum = "drop_ptb_below_minimum",
+    /// A Packet Too Big whose MTU is not below the path MTU we use towards that B4: the
+    /// packet it quotes fitted (RFC 8201 section 4).
+    DropPtbNotSmaller = "drop_ptb_not_smaller",
     DropWrongWorker = "drop_wrong_worker",
     DropMartian = "drop_martian",
+    /// Outer CE on an inner Not-ECT packet (RFC 6040 section 4.2).
+    DropEcnCeNotEct = "drop_ecn_ce_not_ect",
     DropNoNextHop = "drop_no_next_hop",
     DropHandoffFull = "drop_handoff_full",
     /// Received while the board is standby (hot backup): the active board forwards it.

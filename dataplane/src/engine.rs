@@ -21,7 +21,7 @@ use crate::nat::fragments::{FragTracker4, Reassembler};
 use crate::nat::owners::Owners;
 use crate::nat::subscriber::MAX_BLOCKS;
 use crate::nat::table::NatState;
-use crate::pipeline::{BatchCtx, PathConfig};
+use crate::pipeline::{BatchCtx, PathConfig, PathState};
 
 pub use crate::frame::{Egress, Frame, HEADROOM, Sink, VecSink, Verdict, WorkerId};
 pub use crate::nat::table::SubscriberView;
@@ -32,9 +32,14 @@ pub struct Engine {
     nat: NatState,
     frag6: Reassembler,
     frag4: FragTracker4,
+    /// The packet path's own state (the ICMP error budget).
+    state: PathState,
     counters: Arc<WorkerCounters>,
-    /// The clock in Unix milliseconds (fragment timers; the NAT state keeps seconds).
+    /// The timer clock in milliseconds (fragment timers; the NAT state keeps seconds):
+    /// monotonic in a worker.
     now_ms: u64,
+    /// Unix time less the timer clock, in milliseconds, once told (`set_unix_time`).
+    unix_offset_ms: Option<i64>,
 }
 
 /// Checks a configuration as the engine needs it.
@@ -111,14 +116,18 @@ impl Engine {
 
     /// An empty engine for the same worker under a new configuration, to move the state
     /// into (a commit): the same claims, the same counters (they go on counting across
-    /// the commit), the same clock and next hops.
+    /// the commit), the same clock and next hops; its port generator seeded from this
+    /// one's.
     pub fn successor(
-        &self,
+        &mut self,
         cfg: &EngineConfig,
         hash_seed: u64,
     ) -> Result<(Engine, Receiver<SessionEvent>), ConfigError> {
         let (mut e, events) = Engine::build(cfg, self.id(), hash_seed, self.owners(), self.counters.clone())?;
+        e.nat.continue_random_from(&mut self.nat);
         e.set_clock(self.now_ms);
+        e.unix_offset_ms = self.unix_offset_ms;
+        e.nat.set_unix_offset(self.nat_unix_offset());
         e.set_l2(self.path.softwire_l2, self.path.internet_l2);
         Ok((e, events))
     }
@@ -140,8 +149,10 @@ impl Engine {
             nat: NatState::new(cfg, id, hash_seed, owners, counters.clone(), tx),
             frag6: Reassembler::new(cfg.frag),
             frag4: FragTracker4::new(cfg.frag),
+            state: PathState::new(cfg),
             counters,
             now_ms: 0,
+            unix_offset_ms: None,
         };
         Ok((engine, rx))
     }
@@ -149,7 +160,15 @@ impl Engine {
     /// The pipeline's view of this engine for one batch (or one frame).
     #[inline]
     fn batch(&mut self) -> BatchCtx<'_> {
-        BatchCtx::new(&self.path, &mut self.nat, &mut self.frag6, &mut self.frag4, &self.counters, self.now_ms)
+        BatchCtx::new(
+            &self.path,
+            &mut self.nat,
+            &mut self.frag6,
+            &mut self.frag4,
+            &mut self.state,
+            &self.counters,
+            self.now_ms,
+        )
     }
 
     /// Processes one received frame: the whole data plane for that frame.
@@ -174,7 +193,10 @@ impl Engine {
         self.counters.clone()
     }
 
-    /// Sets the clock (Unix milliseconds); the worker calls this once per batch.
+    /// Sets the timer clock (milliseconds); the worker calls this once per batch with
+    /// a monotonic clock, so that session and fragment timers do not move with the wall
+    /// clock. Without [`Engine::set_unix_time`], the timer clock is taken for Unix time
+    /// in records.
     pub fn set_clock(&mut self, now_ms: u64) {
         self.now_ms = now_ms;
         self.nat.set_clock((now_ms / 1000) as u32);
@@ -192,6 +214,26 @@ impl Engine {
     /// go on to the peer (`steered_to_peer`), one hop limit less.
     pub fn set_peer(&mut self, mac: crate::wire::ethernet::Mac, active: u64) {
         self.path.peer = (mac, active);
+    }
+
+    /// Tells the engine the Unix time (milliseconds) at the timer clock's current
+    /// value: records (session and block events, snapshots) carry Unix seconds, and
+    /// installed records are read as such. A change of less than half a second is
+    /// reading noise, ignored so that a session's times convert the same way each time;
+    /// a larger one (the wall clock was stepped) moves the records' times, never the
+    /// timers.
+    pub fn set_unix_time(&mut self, unix_ms: u64) {
+        let off = unix_ms as i64 - self.now_ms as i64;
+        if self.unix_offset_ms.is_none_or(|o| o.abs_diff(off) > 500) {
+            self.unix_offset_ms = Some(off);
+            self.nat.set_unix_offset(self.nat_unix_offset());
+        }
+    }
+
+    /// The offset in whole seconds, rounded, for the NAT state's times (in seconds: a
+    /// record's Unix time is within a second of the truth).
+    fn nat_unix_offset(&self) -> i64 {
+        self.unix_offset_ms.map_or(0, |off| (off + 500).div_euclid(1000))
     }
 
     pub fn softwire_l2(&self) -> EgressL2 {

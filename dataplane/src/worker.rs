@@ -8,9 +8,10 @@
 //! interfaces) only answers commands and keeps its timers.
 
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 
@@ -201,8 +202,21 @@ struct Ctx {
     events_out: Sender<Receiver<SessionEvent>>,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+/// Where the workers' timer clock starts: 10^9 s, so that a session installed from the
+/// peer, created before this process started, still has a time after 0.
+const TIMER_CLOCK_START_MS: u64 = 1_000_000_000_000;
+
+/// The workers' timer clock in milliseconds: monotonic (the same for every worker of the
+/// process), so that a step of the wall clock neither ages nor expires sessions.
+pub fn timer_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    TIMER_CLOCK_START_MS + START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// Sets the engine's timer clock, and the Unix time that goes with it for its records.
+fn set_clocks(engine: &mut Engine) {
+    engine.set_clock(timer_ms());
+    engine.set_unix_time(SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0));
 }
 
 fn run(spec: Spec, rx: Receiver<Command>) {
@@ -274,7 +288,7 @@ fn command(engine: &mut Engine, ctx: &mut Ctx, c: Command) -> bool {
         }
         Command::Reconfigure(new_cfg, reply) => match engine.successor(&new_cfg, ctx.seed) {
             Ok((mut fresh, events)) => {
-                fresh.set_clock(now_ms());
+                set_clocks(&mut fresh);
                 let carried = carry_over(engine, &ctx.cfg, &mut fresh, &new_cfg);
                 fresh.release_claims_of(engine);
                 *engine = fresh;
@@ -287,7 +301,7 @@ fn command(engine: &mut Engine, ctx: &mut Ctx, c: Command) -> bool {
             }
         },
         Command::Install(blocks, sessions, reply) => {
-            engine.set_clock(now_ms());
+            set_clocks(engine);
             let bad_blocks = blocks.iter().filter(|b| engine.install_block(b).is_err()).count();
             let bad_sessions = sessions.iter().filter(|r| engine.install_session(r).is_err()).count();
             let _ = reply.send((bad_blocks, bad_sessions));
@@ -330,7 +344,7 @@ fn snapshot(engine: &Engine, from: Cursor, max: usize) -> Chunk {
 }
 
 fn housekeeping(engine: &mut Engine, ctx: &Ctx) {
-    engine.set_clock(now_ms());
+    set_clocks(engine);
     engine.expire(4096);
     ctx.gauges.sessions[ctx.id as usize].store(engine.session_count() as u64, Ordering::Relaxed);
     ctx.gauges.subscribers[ctx.id as usize].store(engine.subscriber_count() as u64, Ordering::Relaxed);
@@ -382,7 +396,7 @@ fn packet_loop(mut engine: Engine, mut ctx: Ctx, rx: Receiver<Command>, mut port
                 return;
             }
         }
-        engine.set_clock(now_ms());
+        set_clocks(&mut engine);
         port.wait(10, idle);
         let active = ctx.active.load(Ordering::Relaxed);
         engine.set_active_locations(active);

@@ -205,3 +205,71 @@ fn frames_not_for_the_data_plane_go_to_the_kernel() {
     assert_eq!(h.run(&ns).verdict, Verdict::Pass);
     assert_eq!(h.counter(Counter::PassedToKernel), 4);
 }
+
+/// RFC 6040 section 4.2: CE on the outer header of a Not-ECT inner packet is dropped
+/// (its endpoints could not see the congestion); on an ECN-capable one it marks the inner
+/// packet CE; outer ECT(1) over inner ECT(0) gives ECT(1); inner CE stays CE.
+#[test]
+fn ecn_at_decapsulation_follows_rfc_6040() {
+    let mut h = Harness::default();
+    let inner = |ecn: u8| edit_ipv4(&ip4_udp(HOST, SERVER, 5000, 53, 64, b"ecn"), |i| i.ecn = ecn.try_into().unwrap());
+    h.dropped(&softwire_tc(B4_A, 0x03, &inner(0)), Counter::DropEcnCeNotEct);
+    assert_eq!(h.eng.session_count(), 0, "dropped before any session is made");
+    let cases = [(0x03, 2, 3), (0x03, 1, 3), (0x01, 2, 1), (0x02, 3, 3), (0x02, 0, 0), (0xb8 | 0x02, 2, 2)];
+    for (tc, ecn_in, ecn_out) in cases {
+        let out = h.forward(&softwire_tc(B4_A, tc, &inner(ecn_in)), Egress::Internet);
+        let (ext, port) = (out_src(&out), out_sport(&out));
+        let want = edit_ipv4(&ip4_udp(ext, SERVER, port, 53, 63, b"ecn"), |i| i.ecn = ecn_out.try_into().unwrap());
+        assert_eq!(out, to_internet(&want), "outer {tc:#x}, inner {ecn_in}");
+        assert_checksums(&out);
+    }
+    assert_eq!(h.counter(Counter::DropEcnCeNotEct), 1);
+}
+
+/// RFC 6864, RFC 7857: the identification of outbound non-atomic datagrams is rewritten,
+/// so that two hosts behind one external address choosing the same value do not meet in
+/// a server's reassembly; the fragments of one datagram keep one new value; atomic (DF)
+/// datagrams keep theirs.
+#[test]
+fn ipv4_identification_of_non_atomic_datagrams_is_rewritten() {
+    let mut inst = instance();
+    inst.pool = vec![dataplane::config::Ipv4Prefix { addr: u32::from_be_bytes(POOL), len: 32 }];
+    let mut h = Harness::new(config(inst));
+    let non_df = |sport: u16, id: u16| {
+        edit_ipv4(&ip4_udp(HOST, SERVER, sport, 53, 64, b"id"), |i| {
+            i.dont_fragment = false;
+            i.identification = id;
+        })
+    };
+    let ident = |f: &[u8]| u16::from_be_bytes([f[18], f[19]]);
+    let a = h.forward(&softwire(B4_A, &non_df(5000, 0x1234)), Egress::Internet);
+    let b = h.forward(&softwire(B4_B, &non_df(5000, 0x1234)), Egress::Internet);
+    assert_eq!(out_src(&a), out_src(&b), "one external address");
+    assert_ne!(ident(&a), ident(&b), "two hosts, two identifications");
+    for f in [&a, &b] {
+        let want = edit_ipv4(&ip4_udp(out_src(f), SERVER, out_sport(f), 53, 63, b"id"), |i| {
+            i.dont_fragment = false;
+            i.identification = ident(f);
+        });
+        assert_eq!(*f, to_internet(&want));
+        assert_checksums(f);
+    }
+    // The host's next datagram: the same shift, so its own sequence stays unique.
+    let a2 = h.forward(&softwire(B4_A, &non_df(5000, 0x1235)), Egress::Internet);
+    assert_eq!(ident(&a2), ident(&a).wrapping_add(1));
+    // A DF datagram is atomic: its identification is left as it is.
+    let df = edit_ipv4(&ip4_udp(HOST, SERVER, 5000, 53, 64, b"id"), |i| i.identification = 0x1234);
+    let o = h.forward(&softwire(B4_A, &df), Egress::Internet);
+    assert_eq!(ident(&o), 0x1234);
+    // Both fragments of a datagram, whichever comes first, leave with one new value.
+    let (f1, f2) = ipv4_fragments(&ip4_udp(HOST, SERVER, 5000, 53, 64, &[9u8; 600]), 304);
+    let o2 = h.forward(&softwire(B4_A, &f2), Egress::Internet);
+    let o1 = h.forward(&softwire(B4_A, &f1), Egress::Internet);
+    assert_eq!(ident(&o1), ident(&o2));
+    assert_ne!(ident(&o1), 0x4242);
+    assert_eq!(ident(&o1), 0x4242u16.wrapping_add(ident(&a).wrapping_sub(0x1234)), "the host's shift");
+    for o in [&o1, &o2] {
+        let p = etherparse::Ipv4HeaderSlice::from_slice(&o[14..]).unwrap();
+        assert_eq!(p.header_checksum(), p.to_header().calc_header_checksum());
+    }
+}

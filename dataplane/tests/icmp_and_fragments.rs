@@ -7,12 +7,6 @@ use dataplane::counters::Counter;
 use dataplane::{Egress, Verdict};
 use etherparse::{EtherType, IpNumber};
 
-/// Sets up a UDP mapping for HOST:5000 of B4_A; returns (external address, port).
-fn udp_mapping(h: &mut Harness) -> ([u8; 4], u16) {
-    let out = h.forward(&softwire(B4_A, &ip4_udp(HOST, SERVER, 5000, 53, 64, b"query")), Egress::Internet);
-    (out_src(&out), out_sport(&out))
-}
-
 #[test]
 fn icmp_error_from_the_internet_reaches_the_host() {
     let mut h = Harness::default();
@@ -241,27 +235,6 @@ fn overlapping_ipv6_fragments_discard_the_datagram() {
 }
 
 /// Splits an IPv4 packet into fragments at `cut` (a multiple of 8 of the payload).
-fn ipv4_fragments(ip: &[u8], cut: usize) -> (Vec<u8>, Vec<u8>) {
-    let hdr = etherparse::Ipv4HeaderSlice::from_slice(ip).unwrap().to_header();
-    let payload = &ip[20..];
-    let mut h1 = hdr.clone();
-    h1.dont_fragment = false;
-    h1.more_fragments = true;
-    h1.identification = 0x4242;
-    h1.total_len = (20 + cut) as u16;
-    h1.header_checksum = h1.calc_header_checksum();
-    let mut h2 = h1.clone();
-    h2.more_fragments = false;
-    h2.fragment_offset = etherparse::IpFragOffset::try_new((cut / 8) as u16).unwrap();
-    h2.total_len = (20 + payload.len() - cut) as u16;
-    h2.header_checksum = h2.calc_header_checksum();
-    let mut f1 = h1.to_bytes().to_vec();
-    f1.extend_from_slice(&payload[..cut]);
-    let mut f2 = h2.to_bytes().to_vec();
-    f2.extend_from_slice(&payload[cut..]);
-    (f1, f2)
-}
-
 #[test]
 fn inbound_ipv4_fragments_in_order_and_out_of_order() {
     for reversed in [false, true] {

@@ -67,6 +67,51 @@ fn tcp_rst_keeps_the_transitory_timer() {
     assert_eq!(h.eng.expire(10), 1);
 }
 
+/// An established connection HOST:40000 <-> SERVER:80; returns the mapping.
+fn established(h: &mut Harness) -> ([u8; 4], u16) {
+    let syn = h.forward(&softwire(B4_A, &ip4_tcp(HOST, SERVER, 40000, 80, 64, "S", None, b"")), Egress::Internet);
+    let (ext, p) = (out_src(&syn), out_sport(&syn));
+    h.forward(&from_internet(&ip4_tcp(SERVER, ext, 80, p, 64, "SA", None, b"")), Egress::Softwire);
+    h.forward(&softwire(B4_A, &ip4_tcp(HOST, SERVER, 40000, 80, 64, "A", None, b"")), Egress::Internet);
+    (ext, p)
+}
+
+#[test]
+fn tcp_rst_counts_only_from_the_connections_remote() {
+    let mut h = Harness::default();
+    let (ext, p) = established(&mut h);
+    // Endpoint-independent filtering lets anyone reach the mapping; an RST from another
+    // address, or from the server's address but another port, reaches the host but
+    // leaves the session established.
+    for (from, sport) in [(SERVER2, 80), (SERVER, 81)] {
+        let rst = ip4_tcp(from, ext, sport, p, 64, "R", None, b"");
+        let back = h.forward(&from_internet(&rst), Egress::Softwire);
+        assert_eq!(back, to_b4(B4_A, &ip4_tcp(from, HOST, sport, 40000, 63, "R", None, b""), &back));
+    }
+    assert_eq!(h.counter(Counter::TcpRstIgnored), 2);
+    // A second connection from the same inside port to another server does not take the
+    // session over while the first is established.
+    h.forward(&softwire(B4_A, &ip4_tcp(HOST, SERVER2, 40000, 443, 64, "S", None, b"")), Egress::Internet);
+    h.forward(&from_internet(&ip4_tcp(SERVER2, ext, 443, p, 64, "R", None, b"")), Egress::Softwire);
+    assert_eq!(h.counter(Counter::TcpRstIgnored), 3);
+    h.advance(241);
+    assert_eq!(h.eng.expire(10), 0, "still on the established timer");
+}
+
+#[test]
+fn tcp_traffic_after_an_rst_takes_the_session_back_to_established() {
+    let mut h = Harness::default();
+    let (ext, p) = established(&mut h);
+    // An RST the endpoints did not take (RFC 6146 3.5.2.2: TRANS back to ESTABLISHED).
+    h.forward(&from_internet(&ip4_tcp(SERVER, ext, 80, p, 64, "R", None, b"")), Egress::Softwire);
+    h.forward(&softwire(B4_A, &ip4_tcp(HOST, SERVER, 40000, 80, 64, "A", None, b"more")), Egress::Internet);
+    h.forward(&from_internet(&ip4_tcp(SERVER, ext, 80, p, 64, "A", None, b"data")), Egress::Softwire);
+    h.advance(241);
+    assert_eq!(h.eng.expire(10), 0, "established again");
+    h.advance(7440);
+    assert_eq!(h.eng.expire(10), 1);
+}
+
 #[test]
 fn unsolicited_inbound_is_dropped_silently() {
     let mut h = Harness::default();
@@ -115,7 +160,7 @@ fn per_subscriber_session_limit_never_hurts_others() {
     for p in 0..3 {
         udp_from(&mut h, B4_A, HOST, 5000 + p);
     }
-    h.dropped(&softwire(B4_A, &ip4_udp(HOST, SERVER, 6000, 53, 64, b"")), Counter::DropSessionLimit);
+    h.refused(&softwire(B4_A, &ip4_udp(HOST, SERVER, 6000, 53, 64, b"")), Counter::DropSessionLimit);
     udp_from(&mut h, B4_A, HOST, 5000); // existing flows go on
     udp_from(&mut h, B4_B, HOST, 6000); // other subscribers unaffected
 }
@@ -131,7 +176,7 @@ fn block_limit_and_exhaustion() {
         ports.insert(udp_from(&mut h, B4_A, HOST, 5000 + p));
     }
     assert_eq!(ports.len(), 16, "16 distinct mappings in two blocks of 8");
-    h.dropped(&softwire(B4_A, &ip4_udp(HOST, SERVER, 6000, 53, 64, b"")), Counter::DropBlockLimit);
+    h.refused(&softwire(B4_A, &ip4_udp(HOST, SERVER, 6000, 53, 64, b"")), Counter::DropBlockLimit);
     // The same ports may serve another protocol (no port overloading within one).
     h.forward(&softwire(B4_A, &ip4_tcp(HOST, SERVER, 6000, 80, 64, "S", None, b"")), Egress::Internet);
 }
@@ -144,7 +189,7 @@ fn new_session_rate_limit() {
     for p in 0..5 {
         udp_from(&mut h, B4_A, HOST, 5000 + p);
     }
-    h.dropped(&softwire(B4_A, &ip4_udp(HOST, SERVER, 6000, 53, 64, b"")), Counter::DropRateLimited);
+    h.refused(&softwire(B4_A, &ip4_udp(HOST, SERVER, 6000, 53, 64, b"")), Counter::DropRateLimited);
     udp_from(&mut h, B4_B, HOST, 6000);
     h.advance(1);
     udp_from(&mut h, B4_A, HOST, 6000);
@@ -159,7 +204,7 @@ fn full_table_drops_new_flows_only() {
     for p in 1..4 {
         udp_from(&mut h, B4_B, HOST, 5000 + p);
     }
-    h.dropped(&softwire(B4_B, &ip4_udp(HOST, SERVER, 7000, 53, 64, b"")), Counter::DropSessionTableFull);
+    h.refused(&softwire(B4_B, &ip4_udp(HOST, SERVER, 7000, 53, 64, b"")), Counter::DropSessionTableFull);
     assert_eq!(udp_from(&mut h, B4_A, HOST, 5000), first, "established flow of another subscriber kept");
 }
 
@@ -435,4 +480,112 @@ fn replies_go_to_the_next_hop_learned_from_the_subscriber() {
         .write(&mut req, b"")
         .unwrap();
     assert_eq!(&h.forward(&req, Egress::Softwire)[0..6], &router);
+}
+
+/// B4 number `n` of the authorised prefix.
+fn b4_n(n: u8) -> [u8; 16] {
+    let mut b = B4_A;
+    b[7] = n;
+    b
+}
+
+#[test]
+fn well_known_ports_fall_back_to_dynamic_ones() {
+    // One address, blocks of 512: ports below 1024 make two blocks (0 and 1).
+    let mut inst = instance();
+    inst.pool = vec![dataplane::config::Ipv4Prefix { addr: u32::from_be_bytes(POOL), len: 32 }];
+    let mut h = Harness::new(config(inst.clone()));
+    let ntp = |b4: [u8; 16], h: &mut Harness| {
+        let o = h.forward(&softwire(b4, &ip4_udp(HOST, SERVER, 123, 123, 64, b"ntp")), Egress::Internet);
+        let (ext, port) = (out_src(&o), out_sport(&o));
+        assert_eq!(o, to_internet(&ip4_udp(ext, SERVER, port, 123, 63, b"ntp")));
+        port
+    };
+    assert!(ntp(b4_n(1), &mut h) < 1024);
+    assert!(ntp(b4_n(2), &mut h) < 1024);
+    assert_eq!(h.counter(Counter::WellKnownPortFallbacks), 0);
+    // A third subscriber finds no well-known block left: a dynamic port, parity kept.
+    let p = ntp(b4_n(3), &mut h);
+    assert!(p >= 1024 && p & 1 == 1, "port {p}");
+    assert_eq!(h.counter(Counter::WellKnownPortFallbacks), 1);
+    assert_eq!(h.counter(Counter::DropPortsExhausted), 0);
+
+    // A subscriber at its block limit with a dynamic block gets a port there.
+    inst.limits.max_blocks = 1;
+    let mut h = Harness::new(config(inst));
+    udp_from(&mut h, B4_A, HOST, 5000);
+    let p = ntp(B4_A, &mut h);
+    assert!(p >= 1024, "port {p}");
+    assert_eq!(h.counter(Counter::WellKnownPortFallbacks), 1);
+    assert_eq!(h.counter(Counter::DropBlockLimit), 0);
+}
+
+#[test]
+fn a_released_block_is_held_down_before_another_subscriber_gets_it() {
+    // One address, blocks of 16384: block 0 is the well-known one, three are dynamic.
+    let mut inst = instance();
+    inst.pool = vec![dataplane::config::Ipv4Prefix { addr: u32::from_be_bytes(POOL), len: 32 }];
+    inst.port_block_size = 16384;
+    let mut h = Harness::new(config(inst));
+    let block = |p: u16| p / 16384;
+    let (_, p) = udp_from(&mut h, b4_n(1), HOST, 5000);
+    let released = block(p);
+    h.advance(301);
+    assert_eq!(h.eng.expire(10), 1);
+    assert_eq!(h.counter(Counter::BlocksReleased), 1);
+    // RFC 6888 REQ-8: the two other dynamic blocks go to the next subscribers, and the
+    // fourth gets none while the released one is held down.
+    for n in 2..4 {
+        let (_, p) = udp_from(&mut h, b4_n(n), HOST, 5000);
+        assert_ne!(block(p), released, "subscriber {n} got the block held down");
+    }
+    h.refused(&softwire(b4_n(4), &ip4_udp(HOST, SERVER, 5000, 53, 64, b"q")), Counter::DropPortsExhausted);
+    h.advance(119);
+    h.eng.expire(10);
+    h.refused(&softwire(b4_n(4), &ip4_udp(HOST, SERVER, 5000, 53, 64, b"q")), Counter::DropPortsExhausted);
+    // Twice the hold-down after the release at the latest, it is free.
+    h.advance(121);
+    h.eng.expire(10);
+    let (_, p) = udp_from(&mut h, b4_n(4), HOST, 5000);
+    assert_eq!(block(p), released);
+}
+
+#[test]
+fn timers_run_on_the_timer_clock_and_records_carry_unix_time() {
+    let mut h = Harness::default();
+    // As a worker runs it: a monotonic timer clock, and the Unix time beside it.
+    let unix_ms = 1_700_000_000_000;
+    h.now_ms = 1_000_000_000_000;
+    h.eng.set_clock(h.now_ms);
+    h.eng.set_unix_time(unix_ms);
+    udp_from(&mut h, B4_A, HOST, 5000);
+    let created = h.drain_events().into_iter().find_map(|e| match e {
+        SessionEvent::Created(r) => Some(r),
+        _ => None,
+    });
+    let r = created.expect("a created event");
+    assert_eq!((r.created, r.last_seen), (1_700_000_000, 1_700_000_000), "Unix seconds in records");
+    // The wall clock is stepped a day ahead (NTP): no session ages; records follow it.
+    h.advance(10);
+    h.eng.set_unix_time(unix_ms + 10_000 + 86_400_000);
+    assert_eq!(h.eng.expire(100), 0);
+    assert_eq!(h.eng.sessions()[0].created, 1_700_086_400);
+    // On a standby whose clocks read the same, a record from the peer is read in Unix
+    // time: last seen 250 s ago, it expires 50 s from now (UDP, 300 s).
+    let mut standby = Harness::default();
+    standby.now_ms = h.now_ms;
+    standby.eng.set_clock(h.now_ms);
+    standby.eng.set_unix_time(unix_ms + 10_000 + 86_400_000);
+    for b in h.eng.subscribers().iter().flat_map(|s| s.block_records().collect::<Vec<_>>()) {
+        standby.eng.install_block(&b).expect("block installed");
+    }
+    let mut peer = r;
+    peer.last_seen = 1_700_086_410 - 250;
+    peer.created = peer.last_seen;
+    standby.eng.install_session(&peer).expect("installed");
+    assert_eq!(standby.eng.sessions()[0].last_seen, peer.last_seen);
+    standby.advance(49);
+    assert_eq!(standby.eng.expire(100), 0);
+    standby.advance(2);
+    assert_eq!(standby.eng.expire(100), 1);
 }

@@ -92,9 +92,7 @@ fn run(file: &str, config: control::config::Config, slot: u32, socket: Option<Pa
         Some(NatLogger::new(config.syslog.clone(), &host)?)
     }));
     let l2 = logger.clone();
-    let seed =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
-            ^ std::process::id() as u64;
+    let seed = dataplane::board::random_seed().map_err(|e| anyhow::anyhow!("the kernel's random source: {e}"))?;
     let ha_settings = control::ha::settings(&config, &plan, slot).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
     // The HA thread's event input exists before the board, which feeds it from its
     // first event; the thread itself starts once the board's handle is there.

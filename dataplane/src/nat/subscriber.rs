@@ -27,6 +27,11 @@ pub struct Subscriber {
     /// New-session tokens (RFC 6888 REQ-4 rate of new sessions) and their refill time.
     pub tokens: u32,
     pub refilled: u32,
+    /// When `mtu` was last learned (seconds).
+    pub mtu_at: u32,
+    /// The IPv6 path MTU towards the B4 learned from a Packet Too Big, below the tunnel
+    /// MTU (0: none; see `NatState::path_mtu`).
+    pub mtu: u16,
     pub live: bool,
     pub blocks: [u16; MAX_BLOCKS],
     /// Sessions in each block.

@@ -8,6 +8,8 @@
 use std::sync::Arc;
 
 use crossbeam_channel::Sender;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 use crate::config::{EngineConfig, Filtering, InstanceConfig, Timeouts};
 use crate::counters::{Counter, WorkerCounters};
@@ -20,6 +22,9 @@ use crate::nat::session::{CLASSES, KeyHashes, Session, SessionTable, TimerClass}
 use crate::nat::subscriber::{MAX_BLOCKS, Subscriber, SubscriberTable};
 use crate::wire::ethernet::Mac;
 use crate::wire::proto;
+
+/// Seconds a path MTU learned from a Packet Too Big holds (RFC 8201 section 5.3).
+pub const PMTU_AGE: u32 = 600;
 
 /// An instance as the NAT state needs it: its settings, pool and port space.
 pub(crate) struct Instance {
@@ -59,12 +64,18 @@ pub struct NatState {
     keys: [u64; 4],
     /// For the address-and-port-dependent filter entries.
     hasher: ahash::RandomState,
-    /// The clock, in whole seconds (session times are in seconds).
+    /// The timer clock, in whole seconds (session times are in seconds): monotonic in
+    /// `aftrd`, so that a step of the wall clock neither ages nor expires sessions.
     now: u32,
+    /// Unix time less the timer clock, in seconds: records (NAT logs, the peer board)
+    /// carry Unix seconds, converted here at the edge.
+    unix_offset: i64,
     counters: Arc<WorkerCounters>,
     events: Sender<SessionEvent>,
     refresh_interval: u32,
-    rng: u64,
+    /// Ports, blocks and identifications are drawn from this (ChaCha12, seeded from the
+    /// board's seed, itself from the kernel: decision 0014).
+    rng: StdRng,
     /// Remotes of address-and-port-dependent mappings (when an instance filters so).
     filter: Option<FilterTable>,
     /// Expiry resumes at this list on the next call.
@@ -105,7 +116,8 @@ impl NatState {
                     }
                     *share = start..addrs.len();
                 }
-                let ports = PortSpace::new(addrs.len(), c.port_block_size, cfg.workers, id);
+                let ports =
+                    PortSpace::with_hold_down(addrs.len(), c.port_block_size, cfg.workers, id, cfg.block_hold_down);
                 Instance { cfg: c.clone(), addrs, shares, ports }
             })
             .collect();
@@ -138,10 +150,11 @@ impl NatState {
                 0x9e37_79b9_7f4a_7c15,
             ),
             now: 0,
+            unix_offset: 0,
             counters,
             events,
             refresh_interval: cfg.refresh_event_interval.max(1),
-            rng: hash_seed ^ ((id as u64) << 32) ^ 0x853c_49e6_748f_ea9b,
+            rng: StdRng::seed_from_u64(hash_seed ^ ((id as u64) << 32) ^ 0x853c_49e6_748f_ea9b),
             filter: cfg
                 .instances
                 .iter()
@@ -161,9 +174,26 @@ impl NatState {
         self.workers
     }
 
-    /// Sets the clock (Unix seconds).
+    /// Sets the timer clock (seconds).
     pub fn set_clock(&mut self, now: u32) {
         self.now = now;
+    }
+
+    /// Sets how far Unix time is ahead of the timer clock, in seconds (0 until set: the
+    /// timer clock is Unix time, as in tests).
+    pub fn set_unix_offset(&mut self, secs: i64) {
+        self.unix_offset = secs;
+    }
+
+    /// A time of the timer clock as Unix seconds.
+    #[inline]
+    fn unix_of(&self, t: u32) -> u32 {
+        (t as i64 + self.unix_offset).clamp(0, u32::MAX as i64) as u32
+    }
+
+    /// Unix seconds as a time of the timer clock (wrapping, as times are compared).
+    fn timer_of_unix(&self, t: u32) -> u32 {
+        (t as i64 - self.unix_offset) as u32
     }
 
     pub fn session_count(&self) -> u32 {
@@ -221,6 +251,17 @@ impl NatState {
         let a = mix((x as u64) ^ self.keys[2], ((x >> 64) as u64) ^ self.keys[1]);
         let b = (addr as u64) << 32 | (port as u64) << 16 | (proto as u64) << 8 | inst as u64;
         fold32(mix(a ^ self.keys[0], b ^ self.keys[3]))
+    }
+    /// What outbound IPv4 identifications of host `src` behind `b4` to `dst` over
+    /// `proto` are shifted by (see `BatchCtx::rewrite_ident`): keyed by the board's
+    /// secret, so it is the same for every fragment of a datagram, differs between hosts,
+    /// and cannot be guessed from outside.
+    #[inline]
+    pub(crate) fn ident_offset(&self, b4: &[u8; 16], src: u32, dst: u32, proto: u8) -> u16 {
+        let x = u128::from_be_bytes(*b4);
+        let a = mix((x as u64) ^ self.keys[3], ((x >> 64) as u64) ^ self.keys[0]);
+        let b = (src as u64) << 32 | dst as u64;
+        fold32(mix(a ^ self.keys[1], b ^ self.keys[2] ^ (proto as u64) << 56)) as u16
     }
     #[inline]
     pub(crate) fn outside_hash(&self, addr: u32, port: u16, proto: u8) -> u32 {
@@ -351,16 +392,18 @@ impl NatState {
         self.pool_lookup(addr).map(|(i, _)| self.inst[i as usize].ports.owner_of_port(port))
     }
 
+    /// A random number from a cryptographically strong generator: the ports of one
+    /// subscriber tell nothing of the next ones, or of another's (RFC 6056 section 3.3.1,
+    /// RFC 6888 REQ-15).
     #[inline]
     pub(crate) fn random(&mut self) -> u32 {
-        // xorshift64*: port randomisation (RFC 6056 section 3.3.1 algorithm 1 in spirit),
-        // seeded per worker from the board's seed.
-        let mut x = self.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32
+        self.rng.next_u32()
+    }
+
+    /// Seeds this state's generator from `old`'s (a commit replacing `old` by this
+    /// state), so that a new engine does not draw the same ports again.
+    pub fn continue_random_from(&mut self, old: &mut NatState) {
+        self.rng = StdRng::from_rng(&mut old.rng);
     }
 
     #[inline]
@@ -382,7 +425,7 @@ impl NatState {
             self.count(Counter::SessionsEndedByCommit);
         }
         for b in blocks {
-            self.push_event(SessionEvent::BlockReleased(BlockRecord { at: self.now, ..*b }));
+            self.push_event(SessionEvent::BlockReleased(BlockRecord { at: self.unix_of(self.now), ..*b }));
             self.count(Counter::BlocksReleased);
         }
     }
@@ -399,8 +442,8 @@ impl NatState {
             ext_port: s.ext_port,
             proto: s.proto,
             flags: s.flags,
-            created: s.created,
-            last_seen: s.last_seen,
+            created: self.unix_of(s.created),
+            last_seen: self.unix_of(s.last_seen),
             mac: sub.mac,
         }
     }
@@ -408,7 +451,8 @@ impl NatState {
     fn block_record(&self, sub: &Subscriber, block: u16) -> BlockRecord {
         let ps = &self.inst[sub.inst as usize].ports;
         let (first, size) = ps.block_ports(block);
-        BlockRecord { inst: sub.inst, b4: sub.b4, ext_addr: sub.ext_addr, first_port: first, size, at: self.now }
+        let at = self.unix_of(self.now);
+        BlockRecord { inst: sub.inst, b4: sub.b4, ext_addr: sub.ext_addr, first_port: first, size, at }
     }
 
     // ----- Subscribers and sessions (called by the pipeline) -----
@@ -454,10 +498,14 @@ impl NatState {
                 Some(share) => {
                     let (base, n) = (share.start, share.len());
                     // Paired pooling (RFC 6888 REQ-2): pick the address once, spread by
-                    // the B4 hash.
+                    // the B4 hash; one with a free block of the first flow's class, or of
+                    // the dynamic class when no address has a well-known block left (see
+                    // `pick_port`).
                     let start = h as usize % n;
-                    let free = |a: &usize| ins.ports.free_blocks(*a, class) > 0;
-                    (0..n).map(|k| base + (start + k) % n).find(free).ok_or(Counter::DropPortsExhausted)
+                    let with_free = |c: PortClass| {
+                        (0..n).map(|k| base + (start + k) % n).find(|&a| ins.ports.free_blocks(a, c) > 0)
+                    };
+                    with_free(class).or_else(|| with_free(PortClass::Dynamic)).ok_or(Counter::DropPortsExhausted)
                 }
             },
         };
@@ -479,6 +527,8 @@ impl NatState {
             sessions: 0,
             tokens: rate,
             refilled: self.now,
+            mtu_at: 0,
+            mtu: 0,
             blocks: [0; MAX_BLOCKS],
             used: [0; MAX_BLOCKS],
             // The frame that makes a subscriber comes from its next hop (peer installs
@@ -523,9 +573,35 @@ impl NatState {
 
     /// Picks a free external port for a new session of subscriber `si`, allocating a port
     /// block if needed. Returns (port, block slot).
+    ///
+    /// The port keeps the range class of the inside port (RFC 4787 REQ-3, a MAY in RFC
+    /// 6888's terms). Each address has only the few blocks below 1024 (one or two per
+    /// worker with blocks of 512), so when the subscriber can get no well-known port, it
+    /// gets a dynamic one rather than none, counted in `well_known_port_fallbacks`
+    /// (decision 0014).
     fn pick_port(&mut self, si: u32, inner_port: u16, proto: u8) -> Result<(u16, usize), Counter> {
         // ICMP identifiers have no range class.
         let class = if proto == proto::ICMP { PortClass::Dynamic } else { PortClass::of(inner_port) };
+        match self.pick_port_of_class(si, class, inner_port, proto) {
+            Err(_) if class == PortClass::WellKnown => {
+                let r = self.pick_port_of_class(si, PortClass::Dynamic, inner_port, proto);
+                if r.is_ok() {
+                    self.count(Counter::WellKnownPortFallbacks);
+                }
+                r
+            }
+            r => r,
+        }
+    }
+
+    /// A free port of class `class` for subscriber `si` (see `pick_port`).
+    fn pick_port_of_class(
+        &mut self,
+        si: u32,
+        class: PortClass,
+        inner_port: u16,
+        proto: u8,
+    ) -> Result<(u16, usize), Counter> {
         let (inst, addr_idx, ext, nblocks) = {
             let s = self.subs.get(si);
             (s.inst, s.addr_idx as usize, s.ext_addr, s.nblocks as usize)
@@ -672,6 +748,18 @@ impl NatState {
         s.remote_port = port;
     }
 
+    /// Notes that session `i` sent to a remote other than its own without making it
+    /// the session's remote (a TCP segment outside the connection the session tracks):
+    /// that remote may answer under address-and-port-dependent filtering.
+    #[inline]
+    pub(crate) fn remember_other_remote(&mut self, i: u32, addr: u32, port: u16) {
+        let s = *self.sessions.get(i);
+        if let Some(ft) = &mut self.filter {
+            let h = (self.hasher.hash_one((i, s.created, addr, port)) >> 32) as u32;
+            ft.remember(h, i, s.created, addr, port, self.now);
+        }
+    }
+
     /// May the remote (`addr`, `port`) send to session `i` (RFC 4787 section 5)?
     #[inline]
     pub(crate) fn permitted(&self, i: u32, inst: u8, addr: u32, port: u16) -> bool {
@@ -689,6 +777,32 @@ impl NatState {
             Some(t) => self.now.wrapping_sub(t) < ins.timeout(s.class()),
             None => false,
         }
+    }
+
+    /// The IPv6 path MTU towards subscriber `si`'s B4: the tunnel MTU, or less while a
+    /// Packet Too Big learned in the last [`PMTU_AGE`] seconds says so. Past that the
+    /// estimate goes back up to the tunnel MTU, to find out whether the path grew (RFC 8201
+    /// section 4 and 5.3: no sooner than 5 minutes, 10 recommended).
+    #[inline]
+    pub(crate) fn path_mtu(&self, si: u32, tunnel_mtu: u16) -> u16 {
+        let s = self.subs.get(si);
+        if s.mtu != 0 && self.now.wrapping_sub(s.mtu_at) < PMTU_AGE { s.mtu.min(tunnel_mtu) } else { tunnel_mtu }
+    }
+
+    /// A Packet Too Big says the path towards subscriber `si`'s B4 carries `mtu` bytes
+    /// (at least 1280, checked by the caller). Only lowers the estimate (RFC 8201 section
+    /// 4: a PTB never raises it); the same value again restarts its age. False, and
+    /// nothing learned, when `mtu` is not below the estimate (a packet we sent fitted it).
+    pub(crate) fn learn_path_mtu(&mut self, si: u32, mtu: u16, tunnel_mtu: u16) -> bool {
+        let now = self.now;
+        let current = self.path_mtu(si, tunnel_mtu);
+        let s = self.subs.get_mut(si);
+        if mtu > current || (mtu == current && s.mtu != mtu) {
+            return false;
+        }
+        s.mtu = mtu;
+        s.mtu_at = now;
+        true
     }
 
     /// Learns the subscriber's next-hop MAC from a frame it sent (source `rx`).
@@ -731,7 +845,7 @@ impl NatState {
     fn release_block(&mut self, si: u32, slot: usize) {
         let sub = *self.subs.get(si);
         let b = sub.blocks[slot];
-        self.inst[sub.inst as usize].ports.release(sub.addr_idx as usize, b);
+        self.inst[sub.inst as usize].ports.release(sub.addr_idx as usize, b, self.now);
         let rec = self.block_record(&sub, b);
         let s = self.subs.get_mut(si);
         let last = s.nblocks as usize - 1;
@@ -745,6 +859,8 @@ impl NatState {
     /// Expires at most `budget` sessions whose timer ran out; returns how many. Called
     /// by the worker between batches, so expiry cost is spread (no table walk).
     pub fn expire(&mut self, budget: usize) -> usize {
+        let now = self.now;
+        self.inst.iter_mut().for_each(|i| i.ports.age(now));
         let lists = self.inst.len() * CLASSES;
         let mut done = 0;
         for k in 0..lists {
@@ -856,8 +972,10 @@ impl NatState {
         let ho = self.outside_hash(r.ext_addr, r.ext_port, r.proto);
         let port_owner = self.find_outside_hashed(ho, r.ext_addr, r.ext_port, r.proto);
         // A peer whose clock runs ahead must not make sessions look ancient to the
-        // wrapping age arithmetic of expiry: times are clamped to this clock.
-        let clamp = |t: u32| if self.now > 0 { t.min(self.now) } else { t };
+        // wrapping age arithmetic of expiry: times are clamped to this clock, then taken
+        // from Unix time to the timer clock.
+        let unix_now = self.unix_of(self.now);
+        let clamp = |t: u32| self.timer_of_unix(if self.now > 0 { t.min(unix_now) } else { t });
         let (last_seen, created) = (clamp(r.last_seen), clamp(r.created));
         if let Some(i) = existing {
             if self.sessions.get(i).ext_port != r.ext_port {

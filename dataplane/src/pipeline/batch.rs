@@ -144,7 +144,7 @@ mod tests {
     use crate::nat::fragments::{FragTracker4, Reassembler};
     use crate::nat::owners::Owners;
     use crate::nat::table::NatState;
-    use crate::pipeline::PathConfig;
+    use crate::pipeline::{PathConfig, PathState};
     use crate::wire::{ethernet, ipv4, ipv6};
 
     #[test]
@@ -161,7 +161,8 @@ mod tests {
         let mut nat = NatState::new(&cfg, 0, 3, Arc::new(Owners::new()), counters.clone(), tx);
         let (mut frag6, mut frag4) = (Reassembler::new(cfg.frag), FragTracker4::new(cfg.frag));
         let path = PathConfig::new(&cfg);
-        let mut e = BatchCtx::new(&path, &mut nat, &mut frag6, &mut frag4, &counters, 0);
+        let mut state = PathState::new(&cfg);
+        let mut e = BatchCtx::new(&path, &mut nat, &mut frag6, &mut frag4, &mut state, &counters, 0);
         let mut f = vec![0u8; 14 + 40 + 28];
         ethernet::write_header(&mut f, [0; 6], [0; 6], None, ethernet::ETHERTYPE_IPV6);
         ipv6::write_header(&mut f[14..], 0, 0, 28, 4, 64, &b4, &ep);

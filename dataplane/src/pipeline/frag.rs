@@ -11,7 +11,7 @@
 //!   fragments that arrive before their first are held (bounded) and released when it
 //!   comes (RFC 4787 REQ-14: in-order and out-of-order fragments). Overlaps discard the
 //!   datagram. All fragments of a datagram are handled by one worker chosen by hash.
-//! - Encapsulated packets larger than the tunnel MTU are fragmented in IPv6 (never inside
+//! - Encapsulated packets larger than the path MTU are fragmented in IPv6 (never inside
 //!   IPv4, RFC 6333 section 5.3).
 
 use super::BatchCtx;
@@ -133,6 +133,8 @@ impl BatchCtx<'_> {
             return self.drop(Counter::DropFragHairpin);
         }
         let ext = self.nat.subs.get(si).ext_addr;
+        let src = Ipv4Packet::new_unchecked(&f.buf[ip_at..]).src();
+        self.rewrite_ident(f, ip_at, b4, src);
         let mut p = Ipv4Packet::new_unchecked(&mut f.buf[ip_at..]);
         p.set_src_adjust(ext);
         p.decrement_ttl();

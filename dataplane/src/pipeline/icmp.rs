@@ -1,12 +1,14 @@
 //! ICMP on the packet path: echo to the AFTR endpoint, ICMP errors in both directions
 //! (RFC 5508 section 3.2: embedded IP and transport headers translated, both checksums
-//! fixed), ICMPv6 errors about the tunnel turned into ICMPv4 (RFC 2473 section 8), and
+//! fixed), ICMPv6 errors about the tunnel turned into ICMPv4 (RFC 2473 section 8), a
+//! Packet Too Big taken as the path MTU towards its B4 (RFC 8201), and
 //! the errors the AFTR generates (time exceeded, fragmentation needed). An ICMP error
 //! never creates, refreshes or deletes a session. Slow path but allocation-free.
 
 use super::BatchCtx;
 use crate::counters::Counter;
 use crate::frame::{Egress, Frame, Sink, Verdict};
+use crate::nat::session::Session;
 use crate::wire::checksum;
 use crate::wire::icmp::{self as wicmp, v4, v6};
 use crate::wire::ipv4::{self, Ipv4Packet};
@@ -133,15 +135,53 @@ impl BatchCtx<'_> {
         b4: &[u8; 16],
         sink: &mut dyn Sink,
     ) -> Verdict {
+        let (ty, code) = (v4::TIME_EXCEEDED, 0);
+        self.error_to_b4(f, ip_at, inst, b4, ty, code, Counter::DropTtlExpired, Counter::TimeExceededSent, sink)
+    }
+
+    /// No mapping could be made for a subscriber's packet (a table, a limit or the
+    /// ports ran out; the reason is `why`): RFC 6888 REQ-11 asks for a destination
+    /// unreachable, code 1 (host unreachable), to the sender. RFC 5508 REQ-9 said code 13
+    /// (administratively prohibited), which hosts may take as a hard error; RFC 6888,
+    /// written for CGNs, chose code 1 so that they try again later.
+    pub(crate) fn unreachable_to_b4(
+        &mut self,
+        f: &mut Frame,
+        ip_at: usize,
+        inst: u8,
+        b4: &[u8; 16],
+        why: Counter,
+        sink: &mut dyn Sink,
+    ) -> Verdict {
+        let (ty, code) = (v4::DEST_UNREACH, v4::CODE_HOST_UNREACH);
+        self.error_to_b4(f, ip_at, inst, b4, ty, code, why, Counter::UnreachableSent, sink)
+    }
+
+    /// Drops the subscriber's packet at `ip_at` for `why` and answers it, when allowed,
+    /// with an ICMPv4 error from 192.0.0.1 back through the softwire it came from.
+    #[allow(clippy::too_many_arguments)]
+    fn error_to_b4(
+        &mut self,
+        f: &mut Frame,
+        ip_at: usize,
+        inst: u8,
+        b4: &[u8; 16],
+        ty: u8,
+        code: u8,
+        why: Counter,
+        sent: Counter,
+        sink: &mut dyn Sink,
+    ) -> Verdict {
         if !self.may_send_error_about(f, ip_at) {
-            return self.drop(Counter::DropTtlExpired);
+            return self.drop(why);
         }
         let avail = Ipv4Packet::new_unchecked(&f.buf[ip_at..]).total_len();
-        let (at, len) = self.icmp4_error_in_place(f, ip_at, avail, v4::TIME_EXCEEDED, 0, 0, AFTR_IPV4);
-        self.count(Counter::DropTtlExpired);
-        self.count(Counter::TimeExceededSent);
+        let (at, len) = self.icmp4_error_in_place(f, ip_at, avail, ty, code, 0, AFTR_IPV4);
+        self.count(why);
+        self.count(sent);
         self.softwire_dst = self.rx_mac;
-        self.encapsulate(f, at, len, inst, b4, 0, sink)
+        let mtu = self.hot[inst as usize].tunnel_mtu as usize;
+        self.encapsulate(f, at, len, inst, b4, 0, mtu, sink)
     }
 
     /// TTL expired on a packet from the Internet: time exceeded from the pool address.
@@ -174,17 +214,32 @@ impl BatchCtx<'_> {
         self.emit_l3(f, at, len, Egress::Internet)
     }
 
-    /// RFC 1812 section 4.3.2.7: no error about an ICMP error or a non-first fragment.
-    fn may_send_error_about(&self, f: &Frame, ip_at: usize) -> bool {
+    /// May the AFTR answer the packet at `ip_at` with an ICMP error? Not about an ICMP
+    /// error or a non-first fragment (RFC 1812 section 4.3.2.7), and not beyond the
+    /// worker's budget of generated errors (RFC 1812 section 4.3.2.8; counted in
+    /// `icmp_errors_suppressed`).
+    fn may_send_error_about(&mut self, f: &Frame, ip_at: usize) -> bool {
         let p = Ipv4Packet::new_unchecked(&f.buf[ip_at..]);
         if p.frag_offset() != 0 {
             return false;
         }
         if p.protocol() == proto::ICMP {
             let l4 = &f.buf[ip_at + p.header_len()..ip_at + p.total_len()];
-            return l4.is_empty() || !wicmp::v4_is_error(l4[0]);
+            if !l4.is_empty() && wicmp::v4_is_error(l4[0]) {
+                return false;
+            }
         }
-        true
+        self.icmp_error_budget()
+    }
+
+    /// Takes one generated ICMP error from the worker's budget; false (counted) when
+    /// it is spent.
+    pub(crate) fn icmp_error_budget(&mut self) -> bool {
+        if self.state.icmp_errors.take(self.now_ms) {
+            return true;
+        }
+        self.count(Counter::IcmpErrorsSuppressed);
+        false
     }
 
     /// An ICMPv4 error from a subscriber's host about a packet it received from outside.
@@ -237,6 +292,10 @@ impl BatchCtx<'_> {
         let Some(i) = self.nat.find_outside(q.src, q.sport, q.proto) else {
             return self.drop(Counter::DropIcmpErrorNoSession);
         };
+        if f.buf[ip_at + 8] <= 1 {
+            // No error about an error (RFC 1812 section 4.3.2.7).
+            return self.drop(Counter::DropTtlExpired);
+        }
         let s = *self.nat.sessions.get(i);
         let (inst, b4) = {
             let sub = self.nat.subs.get(s.sub);
@@ -252,7 +311,8 @@ impl BatchCtx<'_> {
         };
         self.count(Counter::IcmpErrorsOut2In);
         self.towards_subscriber(s.sub);
-        self.encapsulate(f, ip_at, ip_len, inst, &b4, flow_label(i), sink)
+        let mtu = self.nat.path_mtu(s.sub, self.hot[inst as usize].tunnel_mtu) as usize;
+        self.encapsulate(f, ip_at, ip_len, inst, &b4, flow_label(i), mtu, sink)
     }
 
     /// ICMPv6 addressed to an AFTR endpoint: echo is answered; errors about softwire
@@ -302,6 +362,37 @@ impl BatchCtx<'_> {
         self.icmpv6_error_to_icmpv4(f, m, end, inst)
     }
 
+    /// An ICMPv6 Packet Too Big about the softwire packet quoted in `q`, which we sent
+    /// to the B4 of session `s` (the caller checked: from our endpoint, to a B4 of ours,
+    /// with a session for the inner packet). The MTU becomes the path MTU towards that B4
+    /// (`NatState::path_mtu`), used to fragment the outer packets of non-DF packets
+    /// (RFC 2473 section 7, RFC 6333 section 5.3) and to refuse DF ones with ICMPv4 3/4.
+    /// An MTU below 1280 is no IPv6 link's (RFC 8200 section 5): ignored, counted. The
+    /// Internet sender hears fragmentation needed only if its packet had DF set (RFC 2473
+    /// section 8.3): the AFTR fragments the others.
+    fn packet_too_big(&mut self, f: &mut Frame, q: &Quoted, s: Session, mtu: u32) -> Verdict {
+        if mtu < ipv6::MIN_MTU as u32 {
+            return self.drop(Counter::DropPtbBelowMinimum);
+        }
+        let inst = self.nat.subs.get(s.sub).inst;
+        let tunnel = self.hot[inst as usize].tunnel_mtu;
+        if !self.nat.learn_path_mtu(s.sub, mtu.min(u16::MAX as u32) as u16, tunnel) {
+            return self.drop(Counter::DropPtbNotSmaller);
+        }
+        self.count(Counter::SoftwireMtuLearned);
+        let df = Ipv4Packet::new_unchecked(&f.buf[q.at..]).dont_frag();
+        if !df || !self.icmp_error_budget() {
+            return Verdict::Consumed;
+        }
+        let next_hop_mtu = self.nat.path_mtu(s.sub, tunnel) as u32 - ipv6::HEADER_LEN as u32;
+        rewrite_quoted(f.buf, q, false, s.ext_addr, s.ext_port);
+        let (at, len) =
+            self.icmp4_error_in_place(f, q.at, q.len, v4::DEST_UNREACH, v4::CODE_FRAG_NEEDED, next_hop_mtu, s.ext_addr);
+        self.count(Counter::Icmpv6ErrorsTranslated);
+        self.count(Counter::FragNeededSent);
+        self.emit_l3(f, at, len, Egress::Internet)
+    }
+
     /// RFC 2473 section 8.3 / RFC 6333 section 5.3: an ICMPv6 error about a softwire
     /// packet we sent to a B4 is reported to the IPv4 source of the inner packet.
     fn icmpv6_error_to_icmpv4(&mut self, f: &mut Frame, m: usize, end: usize, inst: u8) -> Verdict {
@@ -331,10 +422,10 @@ impl BatchCtx<'_> {
             return self.drop(Counter::DropIcmpErrorNoSession);
         };
         let s = *self.nat.sessions.get(i);
+        if t == v6::PACKET_TOO_BIG {
+            return self.packet_too_big(f, &q, s, rest);
+        }
         let (ty, c4, rest4) = match t {
-            v6::PACKET_TOO_BIG => {
-                (v4::DEST_UNREACH, v4::CODE_FRAG_NEEDED, rest.saturating_sub(ipv6::HEADER_LEN as u32).clamp(68, 65535))
-            }
             v6::TIME_EXCEEDED => (v4::TIME_EXCEEDED, 0, 0),
             _ => match code {
                 1 => (v4::DEST_UNREACH, v4::CODE_ADMIN_PROHIBITED, 0),

@@ -5,7 +5,7 @@ use super::BatchCtx;
 use crate::counters::Counter;
 use crate::frame::{Egress, Frame, Sink, Verdict};
 use crate::nat::ports::PortClass;
-use crate::nat::session::tcp_flags;
+use crate::nat::session::{Session, TimerClass, tcp_flags};
 use crate::wire::checksum;
 use crate::wire::icmp as wicmp;
 use crate::wire::ipv4::{self, Ipv4Packet};
@@ -118,11 +118,15 @@ impl BatchCtx<'_> {
         if !ok {
             return self.drop(Counter::DropBadIpv4Checksum);
         }
-        // RFC 6040 decapsulation: a CE mark on the outer header carries into an ECN-capable
-        // inner packet.
-        if tc & 3 == 3 && f.buf[ip_at + 1] & 3 != 0 {
-            let tos = f.buf[ip_at + 1] | 3;
-            Ipv4Packet::new_unchecked(&mut f.buf[ip_at..]).set_tos_adjust(tos);
+        // RFC 6040 section 4.2: the outer ECN field combines into the inner one, and a CE
+        // mark on a packet whose sender cannot take it is dropped.
+        let tos = f.buf[ip_at + 1];
+        match ecn_decapsulate(tc & 3, tos & 3) {
+            None => return self.drop(Counter::DropEcnCeNotEct),
+            Some(ecn) if ecn != tos & 3 => {
+                Ipv4Packet::new_unchecked(&mut f.buf[ip_at..]).set_tos_adjust(tos & !3 | ecn);
+            }
+            Some(_) => {}
         }
         self.nat_in2out(f, ip_at, inst, &b4, sink)
     }
@@ -175,11 +179,36 @@ impl BatchCtx<'_> {
             }
             _ => return self.drop(Counter::DropUnsupportedProtocol),
         };
-        if let Err(c) = verdict {
-            return self.drop(c);
+        match verdict {
+            Ok(()) => {}
+            Err(c) if no_mapping(c) => return self.unreachable_to_b4(f, ip_at, inst, b4, c, sink),
+            Err(c) => return self.drop(c),
         }
+        self.rewrite_ident(f, ip_at, b4, src);
         self.count(Counter::In2Out);
         self.send_outbound(f, ip_at, ip_len, dst, sink)
+    }
+
+    /// Rewrites the identification of the outbound IPv4 packet at `ip_at` from host
+    /// `src` behind `b4` when the datagram is not atomic (DF clear, or a fragment): the
+    /// hosts behind one external address choose their identifications alone, and a
+    /// server reassembling their fragments would mix two datagrams with one
+    /// (RFC 6864, RFC 7857's IP Identification requirement). The host's value is shifted
+    /// by a secret offset per (B4, host, destination, protocol): every fragment of a
+    /// datagram gets the same new value, in any order and without state, and the host's
+    /// own uniqueness within its flow is kept. Atomic datagrams keep theirs (RFC 6864
+    /// section 4: their identification means nothing).
+    #[inline]
+    pub(crate) fn rewrite_ident(&mut self, f: &mut Frame, ip_at: usize, b4: &[u8; 16], src: u32) {
+        let (atomic, ident, dst, protocol) = {
+            let p = Ipv4Packet::new_unchecked(&f.buf[ip_at..]);
+            (p.dont_frag() && !p.is_fragment(), p.ident(), p.dst(), p.protocol())
+        };
+        if atomic {
+            return;
+        }
+        let new = ident.wrapping_add(self.nat.ident_offset(b4, src, dst, protocol));
+        Ipv4Packet::new_unchecked(&mut f.buf[ip_at..]).set_ident_adjust(new);
     }
 
     /// Sends a translated packet to the Internet, or hairpins it to another subscriber
@@ -245,9 +274,14 @@ impl BatchCtx<'_> {
         let i = self.find_or_create(inst, b4, src, sport, protocol, dst, dport, tflags)?;
         let s = *self.nat.sessions.get(i);
         self.nat.learn_mac(s.sub, self.rx_mac);
-        let flags = if protocol == proto::TCP { tcp_track(s.flags, tflags, true) } else { s.flags };
+        let (flags, tracked) =
+            if protocol == proto::TCP { tcp_outbound(&s, dst, dport, tflags) } else { (s.flags, true) };
         self.nat.touch(i, inst, flags);
-        self.nat.remember_remote(i, dst, dport);
+        if tracked {
+            self.nat.remember_remote(i, dst, dport);
+        } else {
+            self.nat.remember_other_remote(i, dst, dport);
+        }
         // Rewrite source address and port, fix the IPv4 and transport checksums (RFC 1624).
         Ipv4Packet::new_unchecked(&mut f.buf[ip_at..]).set_src_adjust(s.ext_addr);
         let seg = &mut f.buf[l4..l4_end];
@@ -336,14 +370,79 @@ impl BatchCtx<'_> {
     }
 }
 
+/// Is `c` a reason why no mapping could be made (resources or quotas, RFC 6888 REQ-11),
+/// which the sender hears about?
+fn no_mapping(c: Counter) -> bool {
+    matches!(
+        c,
+        Counter::DropSessionTableFull
+            | Counter::DropSubscriberTableFull
+            | Counter::DropSessionLimit
+            | Counter::DropBlockLimit
+            | Counter::DropPortsExhausted
+            | Counter::DropRateLimited
+    )
+}
+
 /// Destinations no packet from a subscriber may reach (RFC 1812 section 5.3.7).
 pub(crate) fn is_martian(a: u32) -> bool {
     let top = a >> 24;
     top == 0 || top == 127 || top >= 224
 }
 
-/// TCP tracking (RFC 7857 section 2.2, RFC 6146 section 3.5.2): which directions have
-/// opened, closed or reset the connection.
+/// The inner ECN field after decapsulation (RFC 6040 section 4.2, figure 4), from the
+/// outer and inner fields (0 Not-ECT, 1 ECT(1), 2 ECT(0), 3 CE); None: drop the packet
+/// (outer CE on a Not-ECT inner packet, whose endpoints cannot see congestion any other
+/// way). Outer ECT with a Not-ECT inner packet leaves it Not-ECT.
+pub(crate) fn ecn_decapsulate(outer: u8, inner: u8) -> Option<u8> {
+    const NOT_ECT: u8 = 0;
+    const ECT1: u8 = 1;
+    const ECT0: u8 = 2;
+    const CE: u8 = 3;
+    match (inner, outer) {
+        (NOT_ECT, CE) => None,
+        (NOT_ECT, _) => Some(NOT_ECT),
+        (_, CE) | (CE, _) => Some(CE),
+        (ECT0, ECT1) => Some(ECT1),
+        (i, _) => Some(i),
+    }
+}
+
+/// The TCP state of session `s` after an outbound segment with flags `seen` to `dst`:
+/// `dport`, and whether that remote is (now) the session's connection.
+///
+/// A session is one mapping (endpoint-independent, RFC 4787 REQ-1), and its TCP state is
+/// that of one connection through it: the one with the session's remote. Segments to
+/// other remotes refresh the mapping without touching that state, but for a SYN when the
+/// tracked connection is not established (or is closing): that starts the connection
+/// the session tracks from then on.
+pub(crate) fn tcp_outbound(s: &Session, dst: u32, dport: u16, seen: u8) -> (u8, bool) {
+    if s.remote_addr == dst && s.remote_port == dport {
+        return (tcp_track(s.flags, seen, true), true);
+    }
+    if seen & tcp::SYN != 0 && TimerClass::of(proto::TCP, s.flags) != TimerClass::TcpEstablished {
+        return (tcp_track(0, seen, true), true);
+    }
+    (s.flags, false)
+}
+
+/// The TCP state of session `s` after an inbound segment with flags `seen` from `src`:
+/// `sport`. Only the session's connection changes it: an RST (or any segment) from
+/// another remote does not (RFC 7857 section 2.2; counted in `tcp_rst_ignored`).
+pub(crate) fn tcp_inbound(s: &Session, src: u32, sport: u16, seen: u8) -> Option<u8> {
+    (s.remote_addr == src && s.remote_port == sport).then(|| tcp_track(s.flags, seen, false))
+}
+
+/// TCP tracking (RFC 7857 section 2.2, RFC 6146 section 3.5.2) of one connection: which
+/// directions have opened, closed or reset it.
+///
+/// An RST puts the connection on the transitory timer; any later segment without RST
+/// takes it back (RFC 6146 section 3.5.2.2, TRANS to ESTABLISHED): the endpoints did not
+/// take the RST. So an RST that the endpoints ignore, forged or out of their window,
+/// costs nothing once the connection speaks again. There is no sequence-number window
+/// here: it would need the segment numbers of both directions in every session, which
+/// the 40-byte session has no room for (decision 0002); the check is the remote's
+/// address and port (`tcp_inbound`).
 pub(crate) fn tcp_track(mut flags: u8, tcp_flags_seen: u8, outbound: bool) -> u8 {
     use tcp_flags::*;
     if tcp_flags_seen & tcp::RST != 0 {
@@ -356,6 +455,7 @@ pub(crate) fn tcp_track(mut flags: u8, tcp_flags_seen: u8, outbound: bool) -> u8
         }
         flags |= if outbound { SYN_OUT } else { SYN_IN };
     }
+    flags &= !RST;
     if tcp_flags_seen & tcp::FIN != 0 {
         flags |= if outbound { FIN_OUT } else { FIN_IN };
     }
@@ -363,4 +463,25 @@ pub(crate) fn tcp_track(mut flags: u8, tcp_flags_seen: u8, outbound: bool) -> u8
         flags |= EST;
     }
     flags
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ecn_decapsulate;
+
+    #[test]
+    fn rfc_6040_decapsulation_table() {
+        // Rows: inner Not-ECT, ECT(0), ECT(1), CE; columns: outer Not-ECT, ECT(0), ECT(1), CE.
+        let want = [
+            (0, [Some(0), Some(0), Some(0), None]),
+            (2, [Some(2), Some(2), Some(1), Some(3)]),
+            (1, [Some(1), Some(1), Some(1), Some(3)]),
+            (3, [Some(3), Some(3), Some(3), Some(3)]),
+        ];
+        for (inner, row) in want {
+            for (outer, w) in [0, 2, 1, 3].into_iter().zip(row) {
+                assert_eq!(ecn_decapsulate(outer, inner), w, "outer {outer} inner {inner}");
+            }
+        }
+    }
 }

@@ -13,7 +13,8 @@
 //! - `out2in.rs`: IPv4 to a pool address -> NAT outside to inside -> encapsulation
 //!   towards the B4 (outer fragmentation, DF handling).
 //! - `icmp.rs`: echo to the AFTR endpoint, ICMP errors in both directions, ICMPv6 errors
-//!   about the tunnel turned into ICMPv4, generated errors (time exceeded, frag needed).
+//!   about the tunnel turned into ICMPv4, Packet Too Big as the path MTU of a B4,
+//!   generated errors (time exceeded, frag needed, host unreachable) within a budget.
 //! - `frag.rs`: IPv6 reassembly of softwire packets, IPv4 fragment tracking inbound.
 
 pub mod batch;
@@ -71,6 +72,53 @@ impl HotInstance {
     }
 }
 
+/// A token bucket in thousandths of a token, refilled from a millisecond clock.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TokenBucket {
+    /// Tokens per second; 0: no limit.
+    rate: u64,
+    /// Capacity in thousandths.
+    cap: u64,
+    milli: u64,
+    last_ms: u64,
+}
+
+impl TokenBucket {
+    pub fn new(per_sec: u32, burst: u32) -> Self {
+        let cap = burst.max(1) as u64 * 1000;
+        TokenBucket { rate: per_sec as u64, cap, milli: cap, last_ms: 0 }
+    }
+
+    /// Takes a token at `now_ms`, if there is one.
+    #[inline]
+    pub fn take(&mut self, now_ms: u64) -> bool {
+        if self.rate == 0 {
+            return true;
+        }
+        let elapsed = now_ms.saturating_sub(self.last_ms);
+        self.last_ms = self.last_ms.max(now_ms);
+        // `rate` tokens a second are `rate` thousandths a millisecond.
+        self.milli = self.milli.saturating_add(elapsed.saturating_mul(self.rate)).min(self.cap);
+        if self.milli < 1000 {
+            return false;
+        }
+        self.milli -= 1000;
+        true
+    }
+}
+
+/// What the packet path keeps of its own between batches (the NAT state aside): the
+/// budget of ICMP errors the AFTR may generate.
+pub(crate) struct PathState {
+    pub icmp_errors: TokenBucket,
+}
+
+impl PathState {
+    pub fn new(cfg: &EngineConfig) -> Self {
+        PathState { icmp_errors: TokenBucket::new(cfg.icmp_errors_per_sec, cfg.icmp_errors_burst) }
+    }
+}
+
 /// The settings the packet path reads: the instances' hot part and the next hops.
 pub(crate) struct PathConfig {
     hot: Vec<HotInstance>,
@@ -102,6 +150,7 @@ pub(crate) struct BatchCtx<'e> {
     nat: &'e mut NatState,
     frag6: &'e mut Reassembler,
     frag4: &'e mut FragTracker4,
+    state: &'e mut PathState,
     counters: &'e WorkerCounters,
     now_ms: u64,
     // ----- The frame being processed (reset by `process`) -----
@@ -119,6 +168,7 @@ impl<'e> BatchCtx<'e> {
         nat: &'e mut NatState,
         frag6: &'e mut Reassembler,
         frag4: &'e mut FragTracker4,
+        state: &'e mut PathState,
         counters: &'e WorkerCounters,
         now_ms: u64,
     ) -> Self {
@@ -130,6 +180,7 @@ impl<'e> BatchCtx<'e> {
             nat,
             frag6,
             frag4,
+            state,
             counters,
             now_ms,
             prehash: None,
@@ -238,7 +289,9 @@ impl BatchCtx<'_> {
 
     /// Encapsulates the IPv4 packet at `ip_at` towards `b4` from the endpoint of instance
     /// `inst` (RFC 6333 section 5.3, RFC 2473). Fragments the outer packet if it exceeds
-    /// the tunnel MTU (the caller has already refused DF packets that cannot fit).
+    /// `mtu`, the path MTU towards that B4 (the caller has already refused DF packets
+    /// that cannot fit).
+    #[allow(clippy::too_many_arguments)]
     #[inline]
     pub(crate) fn encapsulate(
         &mut self,
@@ -248,6 +301,7 @@ impl BatchCtx<'_> {
         inst: u8,
         b4: &[u8; 16],
         flow: u32,
+        mtu: usize,
         sink: &mut dyn Sink,
     ) -> Verdict {
         let cfg = &self.hot[inst as usize];
@@ -265,8 +319,7 @@ impl BatchCtx<'_> {
             &cfg.endpoint,
             b4,
         );
-        if ipv6::HEADER_LEN + ip_len > cfg.tunnel_mtu as usize {
-            let mtu = cfg.tunnel_mtu as usize;
+        if ipv6::HEADER_LEN + ip_len > mtu {
             return self.fragment_outer(f, v6_at, ipv6::HEADER_LEN + ip_len, mtu, sink);
         }
         self.emit_l3(f, v6_at, ipv6::HEADER_LEN + ip_len, Egress::Softwire)

@@ -10,7 +10,7 @@ use crate::wire::ipv4::Ipv4Packet;
 use crate::wire::ipv6;
 use crate::wire::{proto, tcp, udp};
 
-use super::in2out::tcp_track;
+use super::in2out::tcp_inbound;
 use super::{flow_label, inbound_port};
 
 impl BatchCtx<'_> {
@@ -32,10 +32,6 @@ impl BatchCtx<'_> {
         }
         if !ok {
             return self.drop(Counter::DropBadIpv4Checksum);
-        }
-        let ttl = f.buf[l3 + 8];
-        if ttl <= 1 {
-            return self.time_exceeded_send_outbound(f, l3);
         }
         self.nat_out2in(f, l3, sink)
     }
@@ -115,14 +111,28 @@ impl BatchCtx<'_> {
         if first_piece && !self.nat.permitted(i, inst, src, sport) {
             return self.drop(Counter::DropFiltered);
         }
-        // DF packets that do not fit the tunnel get ICMPv4 3/4 (RFC 6333 section 5.3),
+        // RFC 1812 section 5.3.1, once the packet is known to belong to a session it may
+        // reach: a probe of the pool gets no answer.
+        if f.buf[ip_at + 8] <= 1 {
+            return self.time_exceeded_send_outbound(f, ip_at);
+        }
+        // DF packets that do not fit the path to the B4 get ICMPv4 3/4 (RFC 6333 section 5.3),
         // quoting the packet as the sender sent it.
-        let mtu = self.hot[inst as usize].tunnel_mtu as usize;
+        let mtu = self.nat.path_mtu(s.sub, self.hot[inst as usize].tunnel_mtu) as usize;
         if df && ip_len + ipv6::HEADER_LEN > mtu {
             return self.frag_needed_send_outbound(f, ip_at, (mtu - ipv6::HEADER_LEN) as u16);
         }
         let tflags = if protocol == proto::TCP && first_piece { tcp::flags(&f.buf[l4..]) } else { 0 };
-        let flags = if protocol == proto::TCP { tcp_track(s.flags, tflags, false) } else { s.flags };
+        let flags = if protocol == proto::TCP && first_piece {
+            tcp_inbound(&s, src, sport, tflags).unwrap_or_else(|| {
+                if tflags & tcp::RST != 0 {
+                    self.count(Counter::TcpRstIgnored);
+                }
+                s.flags
+            })
+        } else {
+            s.flags
+        };
         // Inbound traffic refreshes too: a receiving subscriber keeps its mapping.
         self.nat.touch(i, inst, flags);
         Ipv4Packet::new_unchecked(&mut f.buf[ip_at..]).set_dst_adjust(s.inner_addr);
@@ -156,6 +166,6 @@ impl BatchCtx<'_> {
         Ipv4Packet::new_unchecked(&mut f.buf[ip_at..]).decrement_ttl();
         self.count(Counter::Out2In);
         self.towards_subscriber(s.sub);
-        self.encapsulate(f, ip_at, ip_len, inst, &b4, flow_label(i), sink)
+        self.encapsulate(f, ip_at, ip_len, inst, &b4, flow_label(i), mtu, sink)
     }
 }

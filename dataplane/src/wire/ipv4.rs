@@ -154,6 +154,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
         set_u32(self.bm(), field::DST, new);
         self.set_checksum(c);
     }
+    /// Rewrites the identification, fixing the header checksum incrementally.
+    pub fn set_ident_adjust(&mut self, new: u16) {
+        let old = self.ident();
+        let c = checksum::adjust_u16(self.checksum(), old, new);
+        set_u16(self.bm(), field::IDENT, new);
+        self.set_checksum(c);
+    }
     /// Decrements TTL by one, fixing the checksum: the TTL is the high byte of a 16-bit
     /// word, so the checksum goes up by 0x0100 with end-around carry (RFC 1141, with
     /// RFC 1624's care: the result is never rewritten from 0xffff to 0).

@@ -4,6 +4,8 @@ use super::{WireError, WireResult, get_u16, get_u32, proto, set_u16, set_u32};
 
 pub const HEADER_LEN: usize = 40;
 pub const FRAG_HEADER_LEN: usize = 8;
+/// The smallest MTU of any IPv6 link (RFC 8200 section 5).
+pub const MIN_MTU: usize = 1280;
 /// Extension headers skipped before giving up (a hostile chain could be long).
 const MAX_EXTENSIONS: usize = 8;
 

@@ -82,6 +82,10 @@ impl Harness {
         self.now_ms += secs * 1000;
         self.eng.set_clock(self.now_ms);
     }
+    pub fn advance_ms(&mut self, ms: u64) {
+        self.now_ms += ms;
+        self.eng.set_clock(self.now_ms);
+    }
     pub fn run(&mut self, frame: &[u8]) -> Out {
         self.run_hint(frame, None)
     }
@@ -106,6 +110,15 @@ impl Harness {
         let o = self.run(frame);
         assert_eq!(o.verdict, Verdict::Forward(egress), "counters: {:?}", self.eng.counters().nonzero());
         o.frame
+    }
+    /// Runs a softwire frame that can get no mapping for `reason`: dropped, and its host
+    /// answered host unreachable through the softwire (RFC 6888 REQ-11).
+    pub fn refused(&mut self, frame: &[u8], reason: Counter) {
+        let (before, sent) = (self.counter(reason), self.counter(Counter::UnreachableSent));
+        let back = self.forward(frame, Egress::Softwire);
+        assert_eq!(&back[54 + 20..54 + 22], &[3, 1], "host unreachable");
+        assert_eq!(self.counter(reason), before + 1);
+        assert_eq!(self.counter(Counter::UnreachableSent), sent + 1);
     }
     /// Runs a frame that must be dropped for `reason`.
     pub fn dropped(&mut self, frame: &[u8], reason: Counter) {
@@ -232,6 +245,31 @@ pub fn softwire(b4: [u8; 16], inner: &[u8]) -> Vec<u8> {
     f
 }
 
+/// Sets up a UDP mapping for HOST:5000 of B4_A; returns (external address, port).
+pub fn udp_mapping(h: &mut Harness) -> ([u8; 4], u16) {
+    let out = h.forward(&softwire(B4_A, &ip4_udp(HOST, SERVER, 5000, 53, 64, b"query")), Egress::Internet);
+    (out_src(&out), out_sport(&out))
+}
+
+/// A softwire frame from `b4` whose outer header has traffic class `tc`.
+pub fn softwire_tc(b4: [u8; 16], tc: u8, inner: &[u8]) -> Vec<u8> {
+    let mut f = eth(AFTR_MAC, B4_SIDE_NH, EtherType::IPV6);
+    f.extend(ip6_header(b4, ENDPOINT, IpNumber::IPV4, inner.len(), 64, tc, 0));
+    f.extend_from_slice(inner);
+    f
+}
+
+/// Rewrites IPv4 header fields with `edit` and recomputes the header checksum.
+pub fn edit_ipv4(ip: &[u8], edit: impl FnOnce(&mut etherparse::Ipv4Header)) -> Vec<u8> {
+    let mut hdr = etherparse::Ipv4HeaderSlice::from_slice(ip).unwrap().to_header();
+    let old_len = hdr.header_len();
+    edit(&mut hdr);
+    hdr.header_checksum = hdr.calc_header_checksum();
+    let mut v = hdr.to_bytes().to_vec();
+    v.extend_from_slice(&ip[old_len..]);
+    v
+}
+
 /// An IPv4 frame from the Internet.
 pub fn from_internet(ip: &[u8]) -> Vec<u8> {
     let mut f = eth(INET_MAC, INET_GW, EtherType::IPV4);
@@ -352,4 +390,44 @@ pub fn ipv4_checksums(ip: &[u8]) -> Result<(), String> {
         _ => {}
     }
     Ok(())
+}
+
+/// The ICMPv4 error (type `ty`, code `code`, rest of header `rest`) from `src` to `dst`
+/// quoting `quoted` whole, as the AFTR writes it: TTL 64, DF clear, the identification
+/// taken from `actual` (an Ethernet frame whose IPv4 header is at 14 or, softwire, 54).
+pub fn icmp4_error_as_sent(
+    src: [u8; 4],
+    dst: [u8; 4],
+    ty: u8,
+    code: u8,
+    rest: u32,
+    quoted: &[u8],
+    actual: &[u8],
+) -> Vec<u8> {
+    let at = if u16::from_be_bytes([actual[12], actual[13]]) == 0x86dd { 54 } else { 14 };
+    let id = u16::from_be_bytes([actual[at + 4], actual[at + 5]]);
+    edit_ipv4(&ip4_icmp_error(src, dst, ty, code, rest, quoted), |h| h.identification = id)
+}
+
+/// The IPv4 packet `ip` (20-byte header) cut into two fragments at payload byte `cut`
+/// (a multiple of 8), DF clear, identification 0x4242.
+pub fn ipv4_fragments(ip: &[u8], cut: usize) -> (Vec<u8>, Vec<u8>) {
+    let hdr = etherparse::Ipv4HeaderSlice::from_slice(ip).unwrap().to_header();
+    let payload = &ip[20..];
+    let mut h1 = hdr.clone();
+    h1.dont_fragment = false;
+    h1.more_fragments = true;
+    h1.identification = 0x4242;
+    h1.total_len = (20 + cut) as u16;
+    h1.header_checksum = h1.calc_header_checksum();
+    let mut h2 = h1.clone();
+    h2.more_fragments = false;
+    h2.fragment_offset = etherparse::IpFragOffset::try_new((cut / 8) as u16).unwrap();
+    h2.total_len = (20 + payload.len() - cut) as u16;
+    h2.header_checksum = h2.calc_header_checksum();
+    let mut f1 = h1.to_bytes().to_vec();
+    f1.extend_from_slice(&payload[..cut]);
+    let mut f2 = h2.to_bytes().to_vec();
+    f2.extend_from_slice(&payload[cut..]);
+    (f1, f2)
 }
