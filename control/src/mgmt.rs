@@ -109,7 +109,7 @@ impl Daemon {
                 Ok(id) => self.display_locations(Some(id)),
                 Err(_) => Reply::Error(format!("display service-location: bad id `{id}`\n")),
             },
-            ["switchover"] | ["switchover", "service-location", _] => match &self.ha {
+            ["switchover"] | ["switchover", "service-location" | "location", _] => match &self.ha {
                 Some(n) => {
                     let location = match words.get(2).map(|id| id.parse::<u32>()) {
                         None => None,

@@ -323,7 +323,8 @@ while True:
 /// neighbour solicitation from their own address), then send one datagram through the
 /// softwire to the echo server from 192.168.1.10:5000. Prints how many advertisements
 /// came (`advertisements N`), then per B4 that got its echo a line: the B4, the MAC
-/// that answered for the endpoint, the external address and port the server saw.
+/// that answered for the endpoint, the external address and port the server saw. With
+/// a third argument, a MAC, the B4s send there without asking (a stale neighbour cache).
 const B4S: &str = r#"
 import sys, time
 from socket import inet_pton, inet_ntop, AF_INET6
@@ -340,12 +341,15 @@ def sniffing(flt):
     time.sleep(0.5)
     return s
 nsma = in6_getnsma(inet_pton(AF_INET6, EP))
-sn = sniffing("icmp6 and ip6[40] == 136")
-sendp([Ether(src=me, dst=in6_getnsmac(nsma)) / IPv6(src=b, dst=inet_ntop(AF_INET6, nsma)) / ICMPv6ND_NS(tgt=EP) / ICMPv6NDOptSrcLLAddr(lladdr=me) for b in b4s], iface="b4")
-time.sleep(1.5)
-sn.stop()
-nas = [p for p in sn.results if ICMPv6ND_NA in p and p[ICMPv6ND_NA].tgt == EP and p[IPv6].dst in b4s]
-mac = {p[IPv6].dst: p[Ether].src for p in nas}
+if len(sys.argv) > 3:
+    nas, mac = [], {b: sys.argv[3] for b in b4s}
+else:
+    sn = sniffing("icmp6 and ip6[40] == 136")
+    sendp([Ether(src=me, dst=in6_getnsmac(nsma)) / IPv6(src=b, dst=inet_ntop(AF_INET6, nsma)) / ICMPv6ND_NS(tgt=EP) / ICMPv6NDOptSrcLLAddr(lladdr=me) for b in b4s], iface="b4")
+    time.sleep(1.5)
+    sn.stop()
+    nas = [p for p in sn.results if ICMPv6ND_NA in p and p[ICMPv6ND_NA].tgt == EP and p[IPv6].dst in b4s]
+    mac = {p[IPv6].dst: p[Ether].src for p in nas}
 sn = sniffing("ip6 and src host 2001:db8::1 and ip6[6] == 4")
 sendp([Ether(src=me, dst=mac[b]) / IPv6(src=b, dst=EP) / IP(src="192.168.1.10", dst="203.0.113.80") / UDP(sport=5000, dport=7) / Raw(("%s %s" % (tag, b)).encode()) for b in b4s if b in mac], iface="b4")
 time.sleep(2.5)
@@ -357,9 +361,17 @@ for p in sn.results:
 "#;
 
 /// One round of `B4S`: (advertisements, per B4 the answering MAC and what the server saw).
-fn b4_round(lab: &Lab, n: usize, tag: &str) -> (u64, std::collections::BTreeMap<String, (String, String)>) {
+fn b4_round(
+    lab: &Lab,
+    n: usize,
+    tag: &str,
+    to: Option<&str>,
+) -> (u64, std::collections::BTreeMap<String, (String, String)>) {
     let script = lab.dir.join("b4s.py");
-    let o = lab.exec("sub", &["python3", script.to_str().unwrap(), &n.to_string(), tag]).output().unwrap();
+    let n = n.to_string();
+    let mut args = vec!["python3", script.to_str().unwrap(), &n, tag];
+    args.extend(to);
+    let o = lab.exec("sub", &args).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = String::from_utf8_lossy(&o.stdout);
     let mut lines = out.lines();
@@ -372,6 +384,11 @@ fn b4_round(lab: &Lab, n: usize, tag: &str) -> (u64, std::collections::BTreeMap<
         })
         .collect();
     (ads.unwrap_or_else(|| panic!("no count in {out}")), got)
+}
+
+/// `display statistics` of a board.
+fn stats(lab: &Lab, slot: u32) -> String {
+    ctl(lab, slot, &["display", "statistics"])
 }
 
 /// A board's softwire MAC.
@@ -433,7 +450,7 @@ fn mutual_backup_serves_each_location_from_its_own_board() {
 
     // Round 1: every B4 finds its location's board and gets an address of its share.
     let n = 200;
-    let (ads, first) = b4_round(&lab, n, "first");
+    let (ads, first) = b4_round(&lab, n, "first", None);
     assert_eq!(ads, n as u64, "one advertisement per solicitation: one answerer per B4");
     assert_eq!(first.len(), n, "every B4 got its echo");
     let per_loc = |l: u32| first.keys().filter(|b| location_of(b) == l).count();
@@ -444,17 +461,16 @@ fn mutual_backup_serves_each_location_from_its_own_board() {
         assert_eq!(via, &board_of(loc), "{b4} of location {loc} answered by the wrong board");
         assert!(in_share(loc, seen), "{b4} of location {loc} seen as {seen}, outside its share");
     }
-    let stats = |slot| ctl(&lab, slot, &["display", "statistics"]);
-    assert_eq!(statistic(&stats(1), "in2out"), n1 as u64);
-    assert_eq!(statistic(&stats(2), "in2out"), n2 as u64);
-    assert_eq!(statistic(&stats(1), "steered_to_peer") + statistic(&stats(2), "steered_to_peer"), 0);
+    assert_eq!(statistic(&stats(&lab, 1), "in2out"), n1 as u64);
+    assert_eq!(statistic(&stats(&lab, 2), "in2out"), n2 as u64);
+    assert_eq!(statistic(&stats(&lab, 1), "steered_to_peer") + statistic(&stats(&lab, 2), "steered_to_peer"), 0);
 
     // Slot 2 dies once its sessions are older than delay-time and replicated: slot 1
     // takes location 2 and keeps location 1; every B4 keeps its address and port.
     std::thread::sleep(Duration::from_millis(1500));
     assert!(Command::new("kill").args(["-9", &a2.to_string()]).status().unwrap().success());
     wait_for("slot 1 active for both locations", 5, || ha(&lab, 1).contains("service-location 2: active"));
-    let (_, second) = b4_round(&lab, n, "second");
+    let (_, second) = b4_round(&lab, n, "second", None);
     assert_eq!(second.len(), n, "every B4 got its echo after the failure");
     for (b4, (via, seen)) in &second {
         assert_eq!(via, &macs[0], "{b4}: slot 1 answers for everyone now");
@@ -465,10 +481,27 @@ fn mutual_backup_serves_each_location_from_its_own_board() {
     // keep their addresses and ports again.
     start_board(&mut lab, 2);
     wait_for("location 2 back on slot 2", 20, || settled(&lab));
-    let (_, third) = b4_round(&lab, n, "third");
+    let (_, third) = b4_round(&lab, n, "third", None);
     assert_eq!(third.len(), n, "every B4 got its echo after the return");
     for (b4, (via, seen)) in &third {
         assert_eq!(via, &board_of(location_of(b4)), "{b4}: back on its own board");
         assert_eq!(seen, &first[b4].1, "{b4}: the same external address and port after the return");
     }
+
+    // A switchover of location 2 alone, on command: slot 1 takes it, location 1 stays.
+    std::thread::sleep(Duration::from_millis(1500));
+    let said = ctl(&lab, 2, &["switchover", "location", "2"]);
+    assert!(said.contains("location 2: handed the role to the peer"), "{said}");
+    wait_for("location 2 on slot 1", 5, || ha(&lab, 1).contains("service-location 2: active"));
+    assert!(ha(&lab, 2).contains("service-location 1: standby,"), "{}", ha(&lab, 2));
+    // Every B4 still sends to slot 2 (a stale neighbour cache): slot 2 serves none of
+    // them now and sends each frame on to slot 1, which answers them all, from the same
+    // address and port as before.
+    let before = statistic(&stats(&lab, 2), "steered_to_peer");
+    let (_, fourth) = b4_round(&lab, n, "fourth", Some(&macs[1]));
+    assert_eq!(fourth.len(), n, "every B4 got its echo through the wrong board");
+    for (b4, (_, seen)) in &fourth {
+        assert_eq!(seen, &first[b4].1, "{b4}: the same external address and port through the wrong board");
+    }
+    assert_eq!(statistic(&stats(&lab, 2), "steered_to_peer") - before, n as u64);
 }

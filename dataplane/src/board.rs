@@ -426,6 +426,19 @@ impl BoardHandle {
     /// board go on to it (decision 0012).
     pub fn set_peer(&self, mac: crate::wire::ethernet::Mac, active: u64) {
         self.peer.set(mac, active);
+        self.steer();
+    }
+
+    /// The XDP programs bring frames to the workers while the board is active for some
+    /// location, or the peer is (a standby sends the frames of the peer's locations on
+    /// to it).
+    fn steer(&self) {
+        let on = self.active_locations() != 0 || self.peer.get().1 != 0;
+        for s in self.steering.lock().unwrap_or_else(|e| e.into_inner()).iter_mut() {
+            if let Err(e) = s.set_active(on) {
+                eprintln!("aftrd: XDP on {}: {e}", s.ifname());
+            }
+        }
     }
 
     /// The locations the board is active for (bits by index).
@@ -435,7 +448,7 @@ impl BoardHandle {
 
     /// Starts or stops forwarding for the location with index `location` (decision
     /// 0012): the workers' set of active locations, the XDP programs' flag (frames
-    /// come while the board is active for any location), and the neighbours (on
+    /// come while the board or its peer is active for any location), and the neighbours (on
     /// start, the announcement of the location's addresses: decision 0007).
     pub fn set_active(&self, location: usize, on: bool) {
         let bit = 1u64 << (location % 64);
@@ -444,11 +457,7 @@ impl BoardHandle {
         } else {
             self.active.fetch_and(!bit, Ordering::Relaxed) & !bit
         };
-        for s in self.steering.lock().unwrap_or_else(|e| e.into_inner()).iter_mut() {
-            if let Err(e) = s.set_active(now != 0) {
-                eprintln!("aftrd: XDP on {}: {e}", s.ifname());
-            }
-        }
+        self.steer();
         if let Some(n) = &self.neighbours {
             n.set_active(now);
         }

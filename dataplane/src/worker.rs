@@ -403,9 +403,9 @@ fn packet_loop(mut engine: Engine, mut ctx: Ctx, rx: Receiver<Command>, mut port
         let (peer_mac, peer_active) = ctx.peer.get();
         engine.set_peer(peer_mac, peer_active);
         let mut work = port.receive(|frames, verdicts| {
-            if active == 0 {
+            if active == 0 && peer_active == 0 {
                 // AF_PACKET sees frames whatever the role (AF_XDP is told by the XDP
-                // program's flag): a standby forwards nothing.
+                // program's flag): a standby forwards nothing, unless to the peer.
                 verdicts.fill(Verdict::Drop(Counter::DropStandby));
                 counters.add(Counter::DropStandby, frames.len() as u64);
                 return;
