@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use dataplane::counters::Counter;
 use dataplane::{Egress, Verdict};
-use etherparse::{EtherType, IpNumber};
+use etherparse::IpNumber;
 
 /// Sets up a UDP mapping for HOST:5000 of B4_A; returns (external address, port).
 fn udp_mapping(h: &mut Harness) -> ([u8; 4], u16) {
@@ -186,27 +186,6 @@ fn non_df_packets_too_big_are_fragmented_in_ipv6() {
     assert_eq!(h.counter(Counter::OuterFragmentsSent), 2);
 }
 
-/// Splits a softwire packet (IPv6 payload = inner) into IPv6 fragments at `cut`.
-fn ipv6_fragments(b4: [u8; 16], inner: &[u8], cuts: &[usize], ident: u32) -> Vec<Vec<u8>> {
-    let mut bounds = vec![0];
-    bounds.extend_from_slice(cuts);
-    bounds.push(inner.len());
-    bounds
-        .windows(2)
-        .map(|w| {
-            let (a, b) = (w[0], w[1]);
-            let more = b < inner.len();
-            let mut f = eth(AFTR_MAC, B4_SIDE_NH, EtherType::IPV6);
-            f.extend(ip6_header(b4, ENDPOINT, IpNumber::IPV6_FRAGMENTATION_HEADER, 8 + b - a, 64, 0, 0));
-            f.extend_from_slice(&[4, 0]);
-            f.extend_from_slice(&((a as u16) | more as u16).to_be_bytes());
-            f.extend_from_slice(&ident.to_be_bytes());
-            f.extend_from_slice(&inner[a..b]);
-            f
-        })
-        .collect()
-}
-
 #[test]
 fn fragmented_softwire_packets_are_reassembled_in_any_order() {
     let mut h = Harness::default();
@@ -238,28 +217,6 @@ fn overlapping_ipv6_fragments_discard_the_datagram() {
     h.eng.expire(100);
     assert_eq!(h.counter(Counter::DropFragTimeout), 1);
     assert_eq!(h.counter(Counter::Reassembled), 0);
-}
-
-/// Splits an IPv4 packet into fragments at `cut` (a multiple of 8 of the payload).
-fn ipv4_fragments(ip: &[u8], cut: usize) -> (Vec<u8>, Vec<u8>) {
-    let hdr = etherparse::Ipv4HeaderSlice::from_slice(ip).unwrap().to_header();
-    let payload = &ip[20..];
-    let mut h1 = hdr.clone();
-    h1.dont_fragment = false;
-    h1.more_fragments = true;
-    h1.identification = 0x4242;
-    h1.total_len = (20 + cut) as u16;
-    h1.header_checksum = h1.calc_header_checksum();
-    let mut h2 = h1.clone();
-    h2.more_fragments = false;
-    h2.fragment_offset = etherparse::IpFragOffset::try_new((cut / 8) as u16).unwrap();
-    h2.total_len = (20 + payload.len() - cut) as u16;
-    h2.header_checksum = h2.calc_header_checksum();
-    let mut f1 = h1.to_bytes().to_vec();
-    f1.extend_from_slice(&payload[..cut]);
-    let mut f2 = h2.to_bytes().to_vec();
-    f2.extend_from_slice(&payload[cut..]);
-    (f1, f2)
 }
 
 #[test]

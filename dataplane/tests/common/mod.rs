@@ -353,3 +353,60 @@ pub fn ipv4_checksums(ip: &[u8]) -> Result<(), String> {
     }
     Ok(())
 }
+
+// ----- Fragments -----
+
+/// Splits the fragmentable part `part` of a softwire packet from `b4` into IPv6
+/// fragments at `cuts` (multiples of 8); the Fragment header's next header is `nh`.
+pub fn ipv6_fragments_nh(b4: [u8; 16], nh: u8, part: &[u8], cuts: &[usize], ident: u32) -> Vec<Vec<u8>> {
+    let mut bounds = vec![0];
+    bounds.extend_from_slice(cuts);
+    bounds.push(part.len());
+    bounds
+        .windows(2)
+        .map(|w| {
+            let (a, b) = (w[0], w[1]);
+            let more = b < part.len();
+            let mut f = eth(AFTR_MAC, B4_SIDE_NH, EtherType::IPV6);
+            f.extend(ip6_header(b4, ENDPOINT, IpNumber::IPV6_FRAGMENTATION_HEADER, 8 + b - a, 64, 0, 0));
+            f.extend_from_slice(&[nh, 0]);
+            f.extend_from_slice(&((a as u16) | more as u16).to_be_bytes());
+            f.extend_from_slice(&ident.to_be_bytes());
+            f.extend_from_slice(&part[a..b]);
+            f
+        })
+        .collect()
+}
+
+/// Splits a softwire packet (IPv6 payload = inner IPv4) into IPv6 fragments at `cuts`.
+pub fn ipv6_fragments(b4: [u8; 16], inner: &[u8], cuts: &[usize], ident: u32) -> Vec<Vec<u8>> {
+    ipv6_fragments_nh(b4, 4, inner, cuts, ident)
+}
+
+/// Splits an IPv4 packet into two fragments at `cut` (a multiple of 8 of the payload),
+/// with identification `ident`.
+pub fn ipv4_fragments_id(ip: &[u8], cut: usize, ident: u16) -> (Vec<u8>, Vec<u8>) {
+    let hdr = etherparse::Ipv4HeaderSlice::from_slice(ip).unwrap().to_header();
+    let payload = &ip[20..];
+    let mut h1 = hdr.clone();
+    h1.dont_fragment = false;
+    h1.more_fragments = true;
+    h1.identification = ident;
+    h1.total_len = (20 + cut) as u16;
+    h1.header_checksum = h1.calc_header_checksum();
+    let mut h2 = h1.clone();
+    h2.more_fragments = false;
+    h2.fragment_offset = etherparse::IpFragOffset::try_new((cut / 8) as u16).unwrap();
+    h2.total_len = (20 + payload.len() - cut) as u16;
+    h2.header_checksum = h2.calc_header_checksum();
+    let mut f1 = h1.to_bytes().to_vec();
+    f1.extend_from_slice(&payload[..cut]);
+    let mut f2 = h2.to_bytes().to_vec();
+    f2.extend_from_slice(&payload[cut..]);
+    (f1, f2)
+}
+
+/// Splits an IPv4 packet into two fragments at `cut` (identification 0x4242).
+pub fn ipv4_fragments(ip: &[u8], cut: usize) -> (Vec<u8>, Vec<u8>) {
+    ipv4_fragments_id(ip, cut, 0x4242)
+}
