@@ -55,6 +55,10 @@ counters! {
     // Drops, one per reason.
     DropMalformedL2 = "drop_malformed_l2",
     DropMalformedIpv6 = "drop_malformed_ipv6",
+    /// An IPv6 extension header chain the AFTR does not take (RFC 8200 sections 4.1,
+    /// 4.4, 4.5): Hop-by-Hop not first, a Routing header with segments left, a second
+    /// Fragment header, too many headers.
+    DropIpv6Extension = "drop_ipv6_extension",
     DropMalformedIpv4 = "drop_malformed_ipv4",
     DropBadIpv4Checksum = "drop_bad_ipv4_checksum",
     DropMalformedL4 = "drop_malformed_l4",

@@ -2,7 +2,10 @@
 //!
 //! - Softwire packets fragmented in IPv6 by a B4 are reassembled (RFC 6333 section 5.3),
 //!   in a fixed pool of buffers, with a timeout; an overlapping fragment discards the
-//!   whole datagram (RFC 5722). Then the packet goes down the normal softwire path.
+//!   whole datagram (RFC 5722). The fragmentable part starts right after the Fragment
+//!   header, extension headers and all (RFC 8200 section 4.5); the rebuilt packet's
+//!   headers are walked again. An atomic fragment is a whole packet, processed alone
+//!   (RFC 6946). Then the packet goes down the normal softwire path.
 //! - IPv4 fragments from a subscriber: the first carries the ports and finds the session;
 //!   the others need only the subscriber's paired address (RFC 6888 REQ-2), so they are
 //!   translated as they come, in any order, without reassembly.
@@ -21,7 +24,7 @@ use crate::nat::fragments::{HELD_MAX, MAX_PIECES, Piece, REASM_HEADROOM, overlap
 use crate::wire::ethernet;
 use crate::wire::ipv4::Ipv4Packet;
 use crate::wire::ipv6::{self, Ipv6Packet, Upper};
-use crate::wire::proto;
+use crate::wire::{WireError, proto};
 
 /// The worker that handles all fragments of an inbound IPv4 datagram.
 pub fn fragment_worker(src: u32, dst: u32, ident: u16, workers: u16) -> WorkerId {
@@ -40,14 +43,20 @@ impl BatchCtx<'_> {
         inst: u8,
         sink: &mut dyn Sink,
     ) -> Verdict {
-        let fi = up.frag.expect("caller checked");
+        let Some(fi) = up.frag else { return self.drop(Counter::DropMalformedIpv6) };
+        if fi.offset == 0 && !fi.more {
+            // RFC 6946: an atomic fragment is never mixed with a datagram in progress.
+            return self.softwire_upper(f, l3, total, up.protocol, up.offset, inst, sink);
+        }
         let (src, dst) = {
             let p = Ipv6Packet::new_unchecked(&f.buf[l3..]);
             (p.src(), p.dst())
         };
-        let data = &f.buf[l3 + up.offset..l3 + total];
+        // RFC 8200 section 4.5: the fragmentable part follows the Fragment header.
+        let at = l3 + fi.header_offset + ipv6::FRAG_HEADER_LEN;
+        let data = &f.buf[at..l3 + total];
         let (start, end) = (fi.offset, fi.offset + data.len());
-        // RFC 8200 section 4.5: all but the last fragment are multiples of 8 bytes.
+        // All but the last fragment are multiples of 8 bytes.
         if (fi.more && !data.len().is_multiple_of(8)) || data.is_empty() {
             return self.drop(Counter::DropMalformedIpv6);
         }
@@ -83,7 +92,7 @@ impl BatchCtx<'_> {
             return self.drop(Counter::DropFragOverlap);
         }
         if start == 0 {
-            s.next_header = up.protocol;
+            s.next_header = f.buf[l3 + fi.header_offset];
         }
         if !fi.more {
             s.total = Some(end);
@@ -97,22 +106,38 @@ impl BatchCtx<'_> {
         if have != t {
             return Verdict::Consumed;
         }
-        // Whole: an IPv6 header without extensions, then the payload.
+        // Whole: an IPv6 header, then the fragmentable part. The traffic class (ECN) is
+        // the last fragment's.
         s.live = false;
         let nh = s.next_header;
         let mut buf = std::mem::take(&mut s.buf);
         ipv6::write_header(&mut buf[REASM_HEADROOM..], 0, 0, t as u16, nh, 64, &src, &dst);
-        // Keep the traffic class of the fragment (ECN), as seen in the last one.
         buf[REASM_HEADROOM..REASM_HEADROOM + 2].copy_from_slice(&f.buf[l3..l3 + 2]);
         self.count(Counter::Reassembled);
-        let mut whole = Frame::new(&mut buf, REASM_HEADROOM, ipv6::HEADER_LEN + t);
-        let v = self.softwire_upper(&mut whole, REASM_HEADROOM, ipv6::HEADER_LEN + t, nh, ipv6::HEADER_LEN, inst, sink);
-        match v {
+        let v = self.reassembled6(&mut buf, ipv6::HEADER_LEN + t, nh, inst, sink);
+        self.frag6.slots[slot].buf = buf;
+        v
+    }
+
+    /// The softwire path of the packet rebuilt at `REASM_HEADROOM` in `buf`, `len` bytes
+    /// long, whose first header after the IPv6 header is `nh`.
+    fn reassembled6(&mut self, buf: &mut [u8], len: usize, nh: u8, inst: u8, sink: &mut dyn Sink) -> Verdict {
+        let (protocol, off) = if nh == proto::IPV4_IN_IP {
+            (nh, ipv6::HEADER_LEN)
+        } else {
+            match ipv6::walk_reassembled(&buf[REASM_HEADROOM..REASM_HEADROOM + len]) {
+                Ok(u) => (u.protocol, u.offset),
+                Err(WireError::BadExtension) => return self.drop(Counter::DropIpv6Extension),
+                Err(_) => return self.drop(Counter::DropMalformedIpv6),
+            }
+        };
+        let mut whole = Frame::new(buf, REASM_HEADROOM, len);
+        match self.softwire_upper(&mut whole, REASM_HEADROOM, len, protocol, off, inst, sink) {
             Verdict::Forward(e) => sink.emit(e, whole.bytes()),
             Verdict::Handoff(w) => sink.handoff(w, whole.bytes(), whole.hint),
-            _ => {}
+            Verdict::Drop(c) => return Verdict::Drop(c),
+            Verdict::Pass | Verdict::Consumed => {}
         }
-        self.frag6.slots[slot].buf = buf;
         Verdict::Consumed
     }
 

@@ -10,7 +10,7 @@ use crate::wire::checksum;
 use crate::wire::icmp as wicmp;
 use crate::wire::ipv4::{self, Ipv4Packet};
 use crate::wire::ipv6::{self, Ipv6Packet};
-use crate::wire::{proto, tcp, udp};
+use crate::wire::{WireError, proto, tcp, udp};
 
 /// 192.0.0.1, the AFTR's IPv4 address on the softwire (RFC 6333 section 5.7): the source
 /// of ICMPv4 errors the AFTR sends to a B4's hosts.
@@ -35,6 +35,7 @@ impl BatchCtx<'_> {
         }
         let up = match ipv6::walk(&f.buf[l3..l3 + total]) {
             Ok(u) => u,
+            Err(WireError::BadExtension) => return self.drop(Counter::DropIpv6Extension),
             Err(_) => return self.drop(Counter::DropMalformedIpv6),
         };
         if up.frag.is_some() {
