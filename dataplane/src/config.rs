@@ -142,21 +142,26 @@ pub struct EgressL2 {
     pub vlan: Option<u16>,
 }
 
-/// Bounds on fragment handling (RFC 6333 section 5.3; RFC 5722 for overlaps).
+/// Bounds on fragment handling (RFC 6333 section 5.3; RFC 5722 for overlaps; decision
+/// 0013 for the sharing between sources).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FragLimits {
     /// Concurrent IPv6 reassemblies per worker.
     pub max_reassemblies: usize,
     /// Largest reassembled IPv6 packet.
     pub max_datagram: usize,
-    /// Inbound IPv4 fragments held per worker while waiting for their first fragment.
+    /// Slots per worker for inbound IPv4 datagrams in progress and the fragments held
+    /// until their first fragment comes (each takes one).
     pub max_held: usize,
+    /// Slots one source may hold in each table: one B4 address of the reassemblies, one
+    /// remote IPv4 address of the inbound slots.
+    pub max_per_source: usize,
     pub timeout_ms: u64,
 }
 
 impl Default for FragLimits {
     fn default() -> Self {
-        FragLimits { max_reassemblies: 256, max_datagram: 9216, max_held: 256, timeout_ms: 2000 }
+        FragLimits { max_reassemblies: 256, max_datagram: 9216, max_held: 256, max_per_source: 16, timeout_ms: 2000 }
     }
 }
 

@@ -80,7 +80,18 @@ counters! {
     DropFragNoSubscriber = "drop_frag_no_subscriber",
     DropFragOverlap = "drop_frag_overlap",
     DropFragTooBig = "drop_frag_too_big",
+    /// An inbound fragment refused: it was to be held, every slot of the table was taken
+    /// and no source held more than its share (decision 0013).
     DropFragTableFull = "drop_frag_table_full",
+    /// An incomplete datagram given up, or a fragment refused, because its source (a B4
+    /// address, a remote IPv4 address) held as many fragment slots as one may.
+    DropFragSourceLimit = "drop_frag_source_limit",
+    /// An incomplete datagram given up, the fragment table being full: to a source that
+    /// held at least two slots fewer than its own, for a newer one of the same source,
+    /// or, every source holding one, as the oldest of the table (decision 0013).
+    DropFragFairShare = "drop_frag_fair_share",
+    /// Incomplete datagrams whose time ran out (IPv6: one per datagram; inbound IPv4: one
+    /// per held fragment).
     DropFragTimeout = "drop_frag_timeout",
     DropFragHairpin = "drop_frag_hairpin",
     DropIcmpErrorNoSession = "drop_icmp_error_no_session",

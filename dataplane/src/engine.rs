@@ -125,8 +125,8 @@ impl Engine {
         let engine = Engine {
             path: PathConfig::new(cfg),
             nat: NatState::new(cfg, id, hash_seed, owners, counters.clone(), tx),
-            frag6: Reassembler::new(cfg.frag),
-            frag4: FragTracker4::new(cfg.frag),
+            frag6: Reassembler::new(cfg.frag, hash_seed ^ 0x6a09_e667_f3bc_c908),
+            frag4: FragTracker4::new(cfg.frag, hash_seed ^ 0xbb67_ae85_84ca_a73b),
             counters,
             now_ms: 0,
         };
@@ -185,6 +185,12 @@ impl Engine {
     }
     pub fn subscriber_count(&self) -> u32 {
         self.nat.subscriber_count()
+    }
+
+    /// Fragment state in use: IPv6 reassemblies, and inbound IPv4 slots (datagrams and
+    /// fragments held for them).
+    pub fn fragments_in_progress(&self) -> (usize, usize) {
+        (self.frag6.in_progress(), self.frag4.in_progress() + self.frag4.held())
     }
 
     /// Bytes held by the tables of this worker.

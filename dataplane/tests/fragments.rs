@@ -1,16 +1,172 @@
-//! Fragments that must not upset the packet path: extension headers after the
-//! Fragment header and atomic fragments (issue 15). Each case checks the bytes that
-//! leave and the counters.
+//! Fragments under hostile traffic (issue 15): floods that never complete, fragments
+//! from unauthorised B4s, extension headers after the Fragment header and atomic
+//! fragments. Each case checks the bytes that leave and the counters.
 
 mod common;
 use common::*;
 use dataplane::counters::Counter;
 use dataplane::{Egress, Verdict};
 
-/// The frame the AFTR sends to the Internet for a 1028-byte UDP datagram from
-/// HOST:5000 to SERVER:53 (its first frame `out`: the external address and port).
+/// Sets up a UDP mapping for HOST:5000 of `b4` towards SERVER:53; returns (external
+/// address, port).
+fn udp_mapping(h: &mut Harness, b4: [u8; 16]) -> ([u8; 4], u16) {
+    let out = h.forward(&softwire(b4, &ip4_udp(HOST, SERVER, 5000, 53, 64, b"query")), Egress::Internet);
+    (out_src(&out), out_sport(&out))
+}
+
+/// Sends the fragments of one 1028-byte UDP datagram from `b4` (HOST:5000 to
+/// SERVER:53), the last fragment first; returns what was emitted after the last one.
+fn fragmented_datagram(h: &mut Harness, b4: [u8; 16], ident: u32) -> Vec<(Egress, Vec<u8>)> {
+    let inner = ip4_udp(HOST, SERVER, 5000, 53, 64, &[9u8; 1000]);
+    let frags = ipv6_fragments(b4, &inner, &[512], ident);
+    assert_eq!(h.run(&frags[1]).verdict, Verdict::Consumed);
+    let o = h.run(&frags[0]);
+    assert_eq!(o.verdict, Verdict::Consumed);
+    o.sink.emitted
+}
+
+/// The frame the AFTR sends to the Internet for `fragmented_datagram`.
 fn translated_datagram(out: &[u8]) -> Vec<u8> {
     to_internet(&ip4_udp(out_src(out), SERVER, out_sport(out), 53, 63, &[9u8; 1000]))
+}
+
+/// A B4 that sends first fragments that never complete, far more than the table holds,
+/// takes its share and no more: another B4's datagram is still reassembled and
+/// translated.
+#[test]
+fn a_fragment_flood_from_one_b4_leaves_room_for_another() {
+    let mut h = Harness::default();
+    let junk = ip4_udp(HOST, SERVER, 7000, 53, 64, &[1u8; 1000]);
+    for ident in 0..1000 {
+        let f = &ipv6_fragments(B4_B, &junk, &[512], ident)[0];
+        assert_eq!(h.run(f).verdict, Verdict::Consumed);
+    }
+    let out = fragmented_datagram(&mut h, B4_A, 1);
+    assert_eq!(out.len(), 1, "counters: {:?}", h.eng.counters().nonzero());
+    assert_eq!(out[0].0, Egress::Internet);
+    assert_eq!(out[0].1, translated_datagram(&out[0].1));
+    assert_eq!(h.counter(Counter::Reassembled), 1);
+    // The flooder evicted its own oldest datagrams, past its limit of 16.
+    assert_eq!(h.counter(Counter::DropFragSourceLimit), 1000 - 16);
+    assert_eq!(h.counter(Counter::DropFragTableFull), 0);
+    assert_eq!(h.counter(Counter::DropFragFairShare), 0);
+}
+
+/// Many B4s that fill the table between them: a newcomer takes a slot from the B4 that
+/// holds the most, never from one that holds less than two more than the newcomer; once
+/// every B4 holds one, the oldest datagram gives way; a B4 that holds one replaces its
+/// own.
+#[test]
+fn a_full_fragment_table_is_shared_fairly() {
+    let mut cfg = config(instance());
+    cfg.frag.max_reassemblies = 8;
+    cfg.frag.max_per_source = 4;
+    let mut h = Harness::new(cfg);
+    let junk = ip4_udp(HOST, SERVER, 7000, 53, 64, &[1u8; 1000]);
+    let b4 = |n: u8| {
+        let mut a = B4_A;
+        a[7] = 0x10 + n;
+        a
+    };
+    let start = |h: &mut Harness, n: u8, ident: u32| {
+        assert_eq!(h.run(&ipv6_fragments(b4(n), &junk, &[512], ident)[0]).verdict, Verdict::Consumed);
+    };
+    // Whether datagram `ident` of B4 `n` was still held: its last fragment completes it.
+    let completes = |h: &mut Harness, n: u8, ident: u32| {
+        let o = h.run(&ipv6_fragments(b4(n), &junk, &[512], ident)[1]);
+        assert_eq!(o.verdict, Verdict::Consumed);
+        o.sink.emitted.len() == 1
+    };
+    // Two B4s hold 4 each: the table is full.
+    for n in 0..2 {
+        for ident in 0..4 {
+            start(&mut h, n, ident);
+        }
+    }
+    // Six newcomers take a slot each from the B4s that hold the most: then all hold one
+    // (B4 0 and B4 1 their newest, ident 3).
+    for n in 2..8 {
+        start(&mut h, n, 0);
+    }
+    assert_eq!(h.counter(Counter::DropFragFairShare), 6);
+    // A ninth B4: the oldest datagram of the table, B4 0's, gives way.
+    start(&mut h, 8, 0);
+    assert_eq!(h.counter(Counter::DropFragFairShare), 7);
+    // A B4 that holds one and starts another datagram replaces its own.
+    start(&mut h, 7, 1);
+    assert_eq!(h.counter(Counter::DropFragFairShare), 8);
+    assert!(completes(&mut h, 1, 3), "counters: {:?}", h.eng.counters().nonzero());
+    assert!(completes(&mut h, 7, 1));
+    assert!(!completes(&mut h, 7, 0));
+    assert!(!completes(&mut h, 0, 3));
+    assert_eq!(h.counter(Counter::Reassembled), 2);
+    assert_eq!(h.counter(Counter::DropFragTableFull), 0);
+}
+
+/// Fragments from a B4 outside the instance's prefixes never reach the reassembly table.
+#[test]
+fn fragments_of_an_unauthorised_b4_are_dropped_before_reassembly() {
+    let mut h = Harness::default();
+    let junk = ip4_udp(HOST, SERVER, 7000, 53, 64, &[1u8; 1000]);
+    for ident in 0..300 {
+        h.dropped(&ipv6_fragments(B4_ROGUE, &junk, &[512], ident)[0], Counter::DropB4NotAuthorised);
+    }
+    let out = fragmented_datagram(&mut h, B4_A, 1);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].1, translated_datagram(&out[0].1));
+    assert_eq!(h.counter(Counter::DropB4NotAuthorised), 300);
+    assert_eq!(h.counter(Counter::DropFragTableFull), 0);
+}
+
+/// An IPv4 datagram from the Internet to HOST:5000 through (ext, port), fragmented at
+/// 400 with identification `ident`: the two fragments and the two frames that should
+/// reach the B4 (flow labels taken from `actual`).
+fn inbound_pair(src: [u8; 4], ext: [u8; 4], port: u16, ident: u16) -> (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>) {
+    let (f1, f2) = ipv4_fragments_id(&ip4_udp(src, ext, 53, port, 64, &[3u8; 800]), 400, ident);
+    let (w1, w2) = ipv4_fragments_id(&ip4_udp(src, HOST, 53, 5000, 63, &[3u8; 800]), 400, ident);
+    (from_internet(&f1), from_internet(&f2), w1, w2)
+}
+
+/// One Internet source that sends first fragments that never complete, far more than
+/// the table holds, leaves room for another source's datagram.
+#[test]
+fn a_fragment_flood_from_one_internet_source_leaves_room_for_another() {
+    let mut h = Harness::default();
+    let (ext, port) = udp_mapping(&mut h, B4_A);
+    for ident in 0..1000 {
+        let (f1, ..) = inbound_pair(SERVER2, ext, port, ident);
+        h.forward(&f1, Egress::Softwire);
+    }
+    let (f1, f2, w1, w2) = inbound_pair(SERVER, ext, port, 7);
+    let o1 = h.forward(&f1, Egress::Softwire);
+    let o2 = h.forward(&f2, Egress::Softwire);
+    assert_eq!(o1, to_b4(B4_A, &w1, &o1));
+    assert_eq!(o2, to_b4(B4_A, &w2, &o2));
+    assert_eq!(h.counter(Counter::DropFragSourceLimit), 1000 - 16);
+    assert_eq!(h.counter(Counter::DropFragTableFull), 0);
+}
+
+/// One Internet source that sends only later fragments (held until a first fragment that
+/// never comes) leaves room for another source's fragments that arrive out of order.
+#[test]
+fn held_fragments_of_one_internet_source_leave_room_for_another() {
+    let mut h = Harness::default();
+    let (ext, port) = udp_mapping(&mut h, B4_A);
+    for ident in 0..1000 {
+        let (_, f2, ..) = inbound_pair(SERVER2, ext, port, ident);
+        assert_eq!(h.run(&f2).verdict, Verdict::Consumed);
+    }
+    let (f1, f2, w1, w2) = inbound_pair(SERVER, ext, port, 7);
+    assert_eq!(h.run(&f2).verdict, Verdict::Consumed, "held until the first comes");
+    let o = h.run(&f1);
+    assert_eq!(o.verdict, Verdict::Forward(Egress::Softwire));
+    assert_eq!(o.frame, to_b4(B4_A, &w1, &o.frame));
+    assert_eq!(o.sink.emitted.len(), 1, "counters: {:?}", h.eng.counters().nonzero());
+    let (e, held) = &o.sink.emitted[0];
+    assert_eq!(*e, Egress::Softwire);
+    assert_eq!(*held, to_b4(B4_A, &w2, held));
+    assert_eq!(h.counter(Counter::DropFragSourceLimit), (1000 - 8) as u64);
+    assert_eq!(h.counter(Counter::DropFragTableFull), 0);
 }
 
 /// RFC 8200 section 4.5: headers after the Fragment header belong to the fragmentable

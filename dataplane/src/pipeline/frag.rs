@@ -1,30 +1,32 @@
-//! Fragments.
+//! Fragments. Hot path (see `pipeline/mod.rs`).
 //!
 //! - Softwire packets fragmented in IPv6 by a B4 are reassembled (RFC 6333 section 5.3),
-//!   in a fixed pool of buffers, with a timeout; an overlapping fragment discards the
-//!   whole datagram (RFC 5722). The fragmentable part starts right after the Fragment
-//!   header, extension headers and all (RFC 8200 section 4.5); the rebuilt packet's
-//!   headers are walked again. An atomic fragment is a whole packet, processed alone
-//!   (RFC 6946). Then the packet goes down the normal softwire path.
+//!   only once the B4 is known to be authorised (the caller checks), in the worker's
+//!   reassembly table (`nat::fragments` over `nat::frag_table`, decision 0013: found by
+//!   hash, a limit per B4 address, shared fairly when full, expiry in deadline order),
+//!   with a timeout; an overlapping fragment discards the whole datagram (RFC 5722). The
+//!   fragmentable part starts right after the Fragment header, extension headers and all
+//!   (RFC 8200 section 4.5); the rebuilt packet's headers are walked again. An atomic
+//!   fragment is a whole packet, processed alone (RFC 6946). Then the packet goes down
+//!   the normal softwire path.
 //! - IPv4 fragments from a subscriber: the first carries the ports and finds the session;
 //!   the others need only the subscriber's paired address (RFC 6888 REQ-2), so they are
 //!   translated as they come, in any order, without reassembly.
 //! - IPv4 fragments from the Internet: the first fragment tells the port; later ones
-//!   find it in a small table keyed by (source, destination, protocol, identification);
-//!   fragments that arrive before their first are held (bounded) and released when it
-//!   comes (RFC 4787 REQ-14: in-order and out-of-order fragments). Overlaps discard the
-//!   datagram. All fragments of a datagram are handled by one worker chosen by hash.
+//!   find it in the worker's inbound table (keyed by source, destination, protocol,
+//!   identification; charged to the source; decision 0013); fragments that arrive
+//!   before their first are held (bounded) and released when it comes (RFC 4787
+//!   REQ-14: in-order and out-of-order fragments). Overlaps discard the datagram.
 //! - Encapsulated packets larger than the tunnel MTU are fragmented in IPv6 (never inside
 //!   IPv4, RFC 6333 section 5.3).
 
 use super::BatchCtx;
 use crate::counters::Counter;
 use crate::frame::{Egress, Frame, HEADROOM, Sink, Verdict, WorkerId};
-use crate::nat::fragments::{HELD_MAX, MAX_PIECES, Piece, REASM_HEADROOM, overlaps};
-use crate::wire::ethernet;
+use crate::nat::fragments::{HELD_MAX, Key4, Key6, MAX_PIECES4, REASM_HEADROOM};
 use crate::wire::ipv4::Ipv4Packet;
 use crate::wire::ipv6::{self, Ipv6Packet, Upper};
-use crate::wire::{WireError, proto};
+use crate::wire::{WireError, ethernet, proto};
 
 /// The worker that handles all fragments of an inbound IPv4 datagram.
 pub fn fragment_worker(src: u32, dst: u32, ident: u16, workers: u16) -> WorkerId {
@@ -33,7 +35,8 @@ pub fn fragment_worker(src: u32, dst: u32, ident: u16, workers: u16) -> WorkerId
 }
 
 impl BatchCtx<'_> {
-    /// Adds an IPv6 fragment of a softwire packet; processes the packet once whole.
+    /// Adds an IPv6 fragment of a softwire packet from an authorised B4; processes the
+    /// packet once whole.
     pub(crate) fn reassemble6(
         &mut self,
         f: &mut Frame,
@@ -54,68 +57,46 @@ impl BatchCtx<'_> {
         };
         // RFC 8200 section 4.5: the fragmentable part follows the Fragment header.
         let at = l3 + fi.header_offset + ipv6::FRAG_HEADER_LEN;
-        let data = &f.buf[at..l3 + total];
-        let (start, end) = (fi.offset, fi.offset + data.len());
+        let len = (l3 + total).saturating_sub(at);
+        let (start, end) = (fi.offset, fi.offset + len);
         // All but the last fragment are multiples of 8 bytes.
-        if (fi.more && !data.len().is_multiple_of(8)) || data.is_empty() {
+        if (fi.more && !len.is_multiple_of(8)) || len == 0 {
             return self.drop(Counter::DropMalformedIpv6);
         }
-        let limits = self.frag6.limits;
-        let key = (src, dst, fi.ident);
-        let slot = match self.frag6.slots.iter().position(|s| s.live && s.key == key) {
-            Some(i) => i,
-            None => {
-                let Some(i) = self.frag6.slots.iter().position(|s| !s.live) else {
-                    return self.drop(Counter::DropFragTableFull);
-                };
-                let s = &mut self.frag6.slots[i];
-                s.live = true;
-                s.key = key;
-                s.deadline = self.now_ms + limits.timeout_ms;
-                self.frag6.earliest = self.frag6.earliest.min(s.deadline);
-                s.npieces = 0;
-                s.total = None;
-                i
+        let key = Key6 { b4: src, endpoint: dst, ident: fi.ident };
+        if end > self.frag6.limits.max_datagram {
+            if let Some(d) = self.frag6.table.find(&key) {
+                self.frag6.table.remove(d);
             }
-        };
-        let s = &mut self.frag6.slots[slot];
-        if end > limits.max_datagram {
-            s.live = false;
             return self.drop(Counter::DropFragTooBig);
         }
-        let bad_end = match s.total {
-            Some(t) => end > t || (!fi.more && end != t),
-            None => !fi.more && s.pieces[..s.npieces].iter().any(|p| p.end > end),
+        let d = match self.frag6.open(key, self.now_ms, self.counters) {
+            Ok(d) => d,
+            Err(r) => return self.drop(r.counter()),
         };
-        if overlaps(&s.pieces[..s.npieces], start, end) || bad_end || s.npieces == MAX_PIECES {
-            s.live = false;
+        let r = &mut self.frag6.slots[d as usize];
+        if !r.pieces.add(start, end, !fi.more) {
+            self.frag6.table.remove(d);
             return self.drop(Counter::DropFragOverlap);
         }
         if start == 0 {
-            s.next_header = f.buf[l3 + fi.header_offset];
-        }
-        if !fi.more {
-            s.total = Some(end);
+            r.next_header = f.buf[l3 + fi.header_offset];
         }
         let base = REASM_HEADROOM + ipv6::HEADER_LEN;
-        s.buf[base + start..base + end].copy_from_slice(data);
-        s.pieces[s.npieces] = Piece { start, end };
-        s.npieces += 1;
-        let have: usize = s.pieces[..s.npieces].iter().map(|p| p.end - p.start).sum();
-        let Some(t) = s.total else { return Verdict::Consumed };
-        if have != t {
+        r.buf[base + start..base + end].copy_from_slice(&f.buf[at..at + len]);
+        if !r.pieces.whole() {
             return Verdict::Consumed;
         }
+        let (t, nh) = (r.pieces.seen, r.next_header);
+        let mut buf = std::mem::take(&mut r.buf);
+        self.frag6.table.remove(d);
         // Whole: an IPv6 header, then the fragmentable part. The traffic class (ECN) is
         // the last fragment's.
-        s.live = false;
-        let nh = s.next_header;
-        let mut buf = std::mem::take(&mut s.buf);
         ipv6::write_header(&mut buf[REASM_HEADROOM..], 0, 0, t as u16, nh, 64, &src, &dst);
         buf[REASM_HEADROOM..REASM_HEADROOM + 2].copy_from_slice(&f.buf[l3..l3 + 2]);
         self.count(Counter::Reassembled);
         let v = self.reassembled6(&mut buf, ipv6::HEADER_LEN + t, nh, inst, sink);
-        self.frag6.slots[slot].buf = buf;
+        self.frag6.slots[d as usize].buf = buf;
         v
     }
 
@@ -170,124 +151,94 @@ impl BatchCtx<'_> {
     pub(crate) fn inbound_fragment(&mut self, f: &mut Frame, ip_at: usize, sink: &mut dyn Sink) -> Verdict {
         let (key, off, len, more, hl) = {
             let p = Ipv4Packet::new_unchecked(&f.buf[ip_at..]);
-            (
-                (p.src(), p.dst(), p.ident(), p.protocol()),
-                p.frag_offset(),
-                p.total_len() - p.header_len(),
-                p.more_frags(),
-                p.header_len(),
-            )
+            let key = Key4 { src: p.src(), dst: p.dst(), ident: p.ident(), protocol: p.protocol() };
+            (key, p.frag_offset(), p.total_len() - p.header_len(), p.more_frags(), p.header_len())
         };
-        if !matches!(key.3, proto::UDP | proto::TCP | proto::ICMP) {
+        if !matches!(key.protocol, proto::UDP | proto::TCP | proto::ICMP) {
             return self.drop(Counter::DropUnsupportedProtocol);
         }
-        let limits = self.frag4.limits;
-        let d = match self.frag4.find(key) {
-            Some(d) => d,
-            None => {
-                let Some(d) = self.frag4.datagrams.iter().position(|d| !d.live) else {
-                    return self.drop(Counter::DropFragTableFull);
+        // All but the last fragment are multiples of 8 bytes (RFC 791).
+        if len == 0 || (more && !len.is_multiple_of(8)) {
+            return self.drop(Counter::DropMalformedIpv4);
+        }
+        // What the first fragment says is read before anything is kept for it.
+        let port = if off == 0 {
+            match super::inbound_port(key.protocol, &f.buf[ip_at + hl..ip_at + hl + len]) {
+                Some(p) => Some(p),
+                None => return self.drop(Counter::DropMalformedL4),
+            }
+        } else {
+            None
+        };
+        let d = match self.frag4.open(key, self.now_ms, self.counters) {
+            Ok(d) => d,
+            Err(r) => return self.drop(r.counter()),
+        };
+        let e = &mut self.frag4.slots[d as usize];
+        if !e.pieces.add(off, off + len, !more) {
+            let held = self.frag4.table.remove(d);
+            self.counters.add(Counter::DropFragOverlap, held as u64);
+            return self.drop(Counter::DropFragOverlap);
+        }
+        let whole = e.pieces.whole();
+        let v = match (port, e.port) {
+            (Some(p), _) => {
+                e.port = Some(p);
+                f.hint = Some(p);
+                let v = self.nat_out2in(f, ip_at, sink);
+                self.release_held(d, p, sink);
+                v
+            }
+            (None, Some(p)) => {
+                f.hint = Some(p);
+                self.nat_out2in(f, ip_at, sink)
+            }
+            // Before its first fragment: hold a copy.
+            (None, None) => {
+                let held = match f.len <= HELD_MAX {
+                    true => self.frag4.hold(d, f.bytes(), self.counters).map_err(|r| r.counter()),
+                    false => Err(Counter::DropFragTooBig),
                 };
-                let dg = &mut self.frag4.datagrams[d];
-                dg.live = true;
-                dg.key = key;
-                dg.port = None;
-                dg.npieces = 0;
-                dg.total = None;
-                dg.seen = 0;
-                dg.deadline = self.now_ms + limits.timeout_ms;
-                self.frag4.earliest = self.frag4.earliest.min(dg.deadline);
-                d
+                if let Err(c) = held {
+                    // The datagram cannot be completed: it goes, with what it held.
+                    let lost = self.frag4.table.remove(d);
+                    self.counters.add(c, lost as u64);
+                    return self.drop(c);
+                }
+                Verdict::Consumed
             }
         };
-        let dg = &mut self.frag4.datagrams[d];
-        let (start, end) = (off, off + len);
-        if overlaps(&dg.pieces[..dg.npieces], start, end)
-            || dg.npieces == dg.pieces.len()
-            || (more && !len.is_multiple_of(8))
-        {
-            dg.live = false;
-            return self.drop(Counter::DropFragOverlap);
+        // Every byte seen: the entry has done its work.
+        if whole {
+            self.frag4.table.remove(d);
         }
-        let past_end = match dg.total {
-            Some(t) => end > t || (!more && end != t),
-            None => !more && dg.pieces[..dg.npieces].iter().any(|p| p.end > end),
-        };
-        if past_end {
-            dg.live = false;
-            return self.drop(Counter::DropFragOverlap);
-        }
-        dg.pieces[dg.npieces] = Piece { start, end };
-        dg.npieces += 1;
-        dg.seen += len;
-        if !more {
-            dg.total = Some(end);
-        }
-        // Every byte seen: the entry has done its work (held fragments, if any, are
-        // released below with the first fragment, which must then be this one).
-        if dg.total == Some(dg.seen) {
-            dg.live = false;
-        }
-        if off == 0 {
-            let port = match super::inbound_port(key.3, &f.buf[ip_at + hl..ip_at + hl + len]) {
-                Some(p) => p,
-                None => {
-                    self.frag4.datagrams[d].live = false;
-                    return self.drop(Counter::DropMalformedL4);
-                }
-            };
-            self.frag4.datagrams[d].port = Some(port);
-            f.hint = Some(port);
-            let v = self.nat_out2in(f, ip_at, sink);
-            self.release_held(key, port, sink);
-            return v;
-        }
-        if let Some(port) = self.frag4.datagrams[d].port {
-            f.hint = Some(port);
-            return self.nat_out2in(f, ip_at, sink);
-        }
-        // Before its first fragment: hold a copy.
-        let flen = f.len;
-        if flen > HELD_MAX {
-            return self.drop(Counter::DropFragTooBig);
-        }
-        let Some(h) = self.frag4.held.iter().position(|h| !h.live) else {
-            return self.drop(Counter::DropFragTableFull);
-        };
-        let hs = &mut self.frag4.held[h];
-        hs.live = true;
-        hs.key = key;
-        hs.deadline = self.now_ms + limits.timeout_ms;
-        self.frag4.earliest = self.frag4.earliest.min(hs.deadline);
-        hs.len = flen;
-        hs.buf[HEADROOM..HEADROOM + flen].copy_from_slice(f.bytes());
-        Verdict::Consumed
+        v
     }
 
-    fn release_held(&mut self, key: (u32, u32, u16, u8), port: u16, sink: &mut dyn Sink) {
-        for h in 0..self.frag4.held.len() {
-            if !(self.frag4.held[h].live && self.frag4.held[h].key == key) {
-                continue;
-            }
-            self.frag4.held[h].live = false;
-            let len = self.frag4.held[h].len;
-            let mut buf = std::mem::take(&mut self.frag4.held[h].buf);
+    /// Releases the fragments held for datagram `d` now that its first fragment told the
+    /// port.
+    fn release_held(&mut self, d: u32, port: u16, sink: &mut dyn Sink) {
+        let mut held = [0u32; MAX_PIECES4];
+        let mut n = 0;
+        for (slot, p) in held.iter_mut().zip(self.frag4.table.parts(d)) {
+            *slot = p;
+            n += 1;
+        }
+        for &p in &held[..n] {
+            let len = self.frag4.slots[p as usize].len;
+            let mut buf = std::mem::take(&mut self.frag4.slots[p as usize].buf);
             let mut fr = Frame::new(&mut buf, HEADROOM, len);
             fr.hint = Some(port);
-            let l3 = match ethernet::parse(fr.bytes()) {
-                Ok(l2) => HEADROOM + l2.l3_offset,
-                Err(_) => {
-                    self.frag4.held[h].buf = buf;
-                    continue;
+            if let Ok(l2) = ethernet::parse(fr.bytes()) {
+                match self.nat_out2in(&mut fr, HEADROOM + l2.l3_offset, sink) {
+                    Verdict::Forward(e) => sink.emit(e, fr.bytes()),
+                    Verdict::Handoff(w) => sink.handoff(w, fr.bytes(), fr.hint),
+                    _ => {}
                 }
-            };
-            match self.nat_out2in(&mut fr, l3, sink) {
-                Verdict::Forward(e) => sink.emit(e, fr.bytes()),
-                Verdict::Handoff(w) => sink.handoff(w, fr.bytes(), fr.hint),
-                _ => {}
             }
-            self.frag4.held[h].buf = buf;
+            self.frag4.slots[p as usize].buf = buf;
         }
+        self.frag4.table.remove_parts(d);
     }
 
     /// Splits the IPv6 packet at `v6_at` into fragments of at most `mtu` bytes, emitted

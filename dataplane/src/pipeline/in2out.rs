@@ -39,7 +39,11 @@ impl BatchCtx<'_> {
             Err(_) => return self.drop(Counter::DropMalformedIpv6),
         };
         if up.frag.is_some() {
-            // A fragment of a softwire packet (RFC 6333 section 5.3: the AFTR reassembles).
+            // A fragment of a softwire packet (RFC 6333 section 5.3: the AFTR reassembles),
+            // kept only for an authorised B4 (section 5.2; decision 0013).
+            if !self.b4_authorised(inst, &src) {
+                return self.drop(Counter::DropB4NotAuthorised);
+            }
             if let Some(w) = self.nat.foreign_owner(self.prehash, inst, &src) {
                 return self.handoff_to(w, Counter::HandedOffSoftwire);
             }

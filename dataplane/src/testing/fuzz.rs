@@ -76,7 +76,7 @@ fn engine() -> Engine {
     let mut cfg = EngineConfig::new(vec![inst]);
     cfg.max_sessions = 256;
     cfg.max_subscribers = 16;
-    cfg.frag = FragLimits { max_reassemblies: 4, max_datagram: 4096, max_held: 4, timeout_ms: 2000 };
+    cfg.frag = FragLimits { max_reassemblies: 4, max_datagram: 4096, max_held: 4, max_per_source: 2, timeout_ms: 2000 };
     cfg.event_ring = 64;
     cfg.softwire_l2.dst = [2, 0, 0, 0, 0, 1];
     cfg.internet_l2.dst = [2, 0, 0, 0, 0, 2];
