@@ -23,7 +23,7 @@ use crate::nat::subscriber::MAX_BLOCKS;
 use crate::nat::table::NatState;
 use crate::pipeline::{BatchCtx, PathConfig};
 
-pub use crate::frame::{Egress, Frame, HEADROOM, Sink, VecSink, Verdict, WorkerId};
+pub use crate::frame::{Egress, FragmentPorts, Frame, HEADROOM, Sink, VecSink, Verdict, WorkerId};
 pub use crate::nat::table::SubscriberView;
 
 pub struct Engine {

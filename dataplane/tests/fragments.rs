@@ -1,9 +1,11 @@
 //! Fragments under hostile traffic (issue 15): floods that never complete, fragments
-//! from unauthorised B4s, extension headers after the Fragment header and atomic
-//! fragments. Each case checks the bytes that leave and the counters.
+//! from unauthorised B4s, filtering that fragments must not bypass, extension headers
+//! after the Fragment header and atomic fragments. Each case checks the bytes that
+//! leave and the counters.
 
 mod common;
 use common::*;
+use dataplane::config::Filtering;
 use dataplane::counters::Counter;
 use dataplane::{Egress, Verdict};
 
@@ -167,6 +169,85 @@ fn held_fragments_of_one_internet_source_leave_room_for_another() {
     assert_eq!(*held, to_b4(B4_A, &w2, held));
     assert_eq!(h.counter(Counter::DropFragSourceLimit), (1000 - 8) as u64);
     assert_eq!(h.counter(Counter::DropFragTableFull), 0);
+}
+
+fn filtering_harness() -> Harness {
+    let mut inst = instance();
+    inst.filtering = Filtering::AddressAndPortDependent;
+    Harness::new(config(inst))
+}
+
+/// With address-and-port-dependent filtering, a remote the subscriber never sent to is
+/// refused for every fragment of its datagram, in any order; a permitted remote is not.
+#[test]
+fn every_fragment_gets_the_filtering_verdict_of_the_first() {
+    for reversed in [false, true] {
+        let mut h = filtering_harness();
+        let (ext, port) = udp_mapping(&mut h, B4_A);
+        let (f1, f2, ..) = inbound_pair(SERVER2, ext, port, 9);
+        if reversed {
+            assert_eq!(h.run(&f2).verdict, Verdict::Consumed);
+            let o = h.run(&f1);
+            assert_eq!(o.verdict, Verdict::Drop(Counter::DropFiltered));
+            assert!(o.sink.emitted.is_empty(), "the held fragment is not released");
+        } else {
+            h.dropped(&f1, Counter::DropFiltered);
+            h.dropped(&f2, Counter::DropFiltered);
+        }
+        assert_eq!(h.counter(Counter::DropFiltered), 2);
+        assert_eq!(h.counter(Counter::Out2In), 0);
+        // The permitted remote's fragments pass.
+        let (f1, f2, w1, w2) = inbound_pair(SERVER, ext, port, 9);
+        let o1 = h.forward(&f1, Egress::Softwire);
+        let o2 = h.forward(&f2, Egress::Softwire);
+        assert_eq!(o1, to_b4(B4_A, &w1, &o1));
+        assert_eq!(o2, to_b4(B4_A, &w2, &o2));
+    }
+}
+
+/// With two workers, the worker that tracks a datagram's fragments hands them to the
+/// owner of the port, which filters each of them as it filtered the first.
+#[test]
+fn fragments_handed_to_the_port_owner_are_filtered_there() {
+    let mut inst = instance();
+    inst.filtering = Filtering::AddressAndPortDependent;
+    let mut cfg = config(inst);
+    cfg.workers = 2;
+    let mut w = Harness::board(cfg);
+    let out = w[0].forward(&softwire(B4_A, &ip4_udp(HOST, SERVER, 5000, 53, 64, b"query")), Egress::Internet);
+    let (ext, port) = (out_src(&out), out_sport(&out));
+    assert_eq!(w[0].eng.owner_of_port(u32::from_be_bytes(ext), port), Some(0));
+    for (src, permitted) in [(SERVER2, false), (SERVER, true)] {
+        let (f1, f2, w1, w2) = inbound_pair(src, ext, port, 11);
+        for (f, want) in [(f1, w1), (f2, w2)] {
+            // Fragments land on worker 1, which hands them over with the ports.
+            let o = w[1].run(&f);
+            assert_eq!(o.verdict, Verdict::Handoff(0));
+            let o = w[0].run_hint(&o.frame, o.frame_hint);
+            if permitted {
+                assert_eq!(o.verdict, Verdict::Forward(Egress::Softwire));
+                assert_eq!(o.frame, to_b4(B4_A, &want, &o.frame));
+            } else {
+                assert_eq!(o.verdict, Verdict::Drop(Counter::DropFiltered));
+            }
+        }
+    }
+    assert_eq!(w[0].counter(Counter::DropFiltered), 2);
+    assert_eq!(w[0].counter(Counter::Out2In), 2);
+}
+
+/// Of ICMP, only echo replies are taken in fragments: an ICMP error's translation needs
+/// the whole message, and its first fragment is no echo to take the identifier of.
+#[test]
+fn a_fragmented_icmp_error_is_dropped() {
+    let mut h = Harness::default();
+    let (ext, port) = udp_mapping(&mut h, B4_A);
+    let quoted = ip4_udp(ext, SERVER, port, 53, 63, &[7u8; 600]);
+    let err = ip4_icmp_error(SERVER, ext, 3, 3, 0, &quoted);
+    let (f1, f2) = ipv4_fragments_id(&err, 320, 5);
+    h.dropped(&from_internet(&f1), Counter::DropUnsupportedIcmp);
+    assert_eq!(h.run(&from_internet(&f2)).verdict, Verdict::Consumed, "held for a first that never comes");
+    assert_eq!(h.counter(Counter::Out2In), 0);
 }
 
 /// RFC 8200 section 4.5: headers after the Fragment header belong to the fragmentable

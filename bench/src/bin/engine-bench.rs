@@ -41,7 +41,7 @@ use dataplane::handoff::{self, Mailbox};
 use dataplane::nat::events::SessionEvent;
 use dataplane::nat::owners::Owners;
 use dataplane::wire::ethernet;
-use dataplane::{Egress, Engine, Frame, HEADROOM, Sink, Verdict, WorkerId};
+use dataplane::{Egress, Engine, FragmentPorts, Frame, HEADROOM, Sink, Verdict, WorkerId};
 
 use bench::frames;
 use bench::generator::{self, Addresses, L4, Mix};
@@ -50,7 +50,7 @@ use bench::measure::{arg, known_options, median, rss_bytes, shuffle};
 struct NullSink;
 impl Sink for NullSink {
     fn emit(&mut self, _: Egress, _: &[u8]) {}
-    fn handoff(&mut self, _: WorkerId, _: &[u8], _: Option<u16>) {}
+    fn handoff(&mut self, _: WorkerId, _: &[u8], _: Option<FragmentPorts>) {}
 }
 
 const STRIDE: usize = 128;

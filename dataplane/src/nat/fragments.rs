@@ -7,7 +7,7 @@
 use super::frag_table::{DatagramKey, FragTable, Refused};
 use crate::config::FragLimits;
 use crate::counters::{Counter, WorkerCounters};
-use crate::frame::HEADROOM;
+use crate::frame::{FragmentPorts, HEADROOM};
 use crate::wire::{ethernet, ipv6};
 
 /// Ranges (of 8-byte units) an IPv6 datagram may arrive in.
@@ -142,10 +142,20 @@ impl DatagramKey for Key4 {
     }
 }
 
+/// What the first fragment of an inbound datagram decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum First {
+    /// Not seen yet: later fragments are held.
+    Awaited,
+    /// Its ports: later fragments go where it went, and are filtered as it was.
+    Passed(FragmentPorts),
+    /// Dropped, for this reason: so are the others (no port is kept for them).
+    Refused(Counter),
+}
+
 /// A slot of the inbound table: a datagram, or a fragment held for one.
 pub(crate) struct Inbound {
-    /// A datagram: the destination port its first fragment told.
-    pub(crate) port: Option<u16>,
+    pub(crate) first: First,
     pub(crate) pieces: Pieces<MAX_PIECES4>,
     /// A held fragment: its length and bytes (a whole frame, from `HEADROOM` on).
     pub(crate) len: usize,
@@ -161,7 +171,7 @@ pub struct FragTracker4 {
 impl FragTracker4 {
     pub fn new(limits: FragLimits, seed: u64) -> Self {
         let slots = (0..limits.max_held.max(1))
-            .map(|_| Inbound { port: None, pieces: Pieces::NONE, len: 0, buf: vec![0; HEADROOM + HELD_MAX] })
+            .map(|_| Inbound { first: First::Awaited, pieces: Pieces::NONE, len: 0, buf: vec![0; HEADROOM + HELD_MAX] })
             .collect();
         let table = FragTable::new(limits.max_held, limits.max_per_source, limits.timeout_ms, seed);
         FragTracker4 { table, slots }
@@ -174,7 +184,7 @@ impl FragTracker4 {
         }
         let d = self.table.insert(key, now_ms, c)?;
         let s = &mut self.slots[d as usize];
-        s.port = None;
+        s.first = First::Awaited;
         s.pieces = Pieces::NONE;
         Ok(d)
     }

@@ -12,21 +12,26 @@
 //! - IPv4 fragments from a subscriber: the first carries the ports and finds the session;
 //!   the others need only the subscriber's paired address (RFC 6888 REQ-2), so they are
 //!   translated as they come, in any order, without reassembly.
-//! - IPv4 fragments from the Internet: the first fragment tells the port; later ones
-//!   find it in the worker's inbound table (keyed by source, destination, protocol,
-//!   identification; charged to the source; decision 0013); fragments that arrive
-//!   before their first are held (bounded) and released when it comes (RFC 4787
-//!   REQ-14: in-order and out-of-order fragments). Overlaps discard the datagram.
+//! - IPv4 fragments from the Internet: the first fragment tells the ports. The
+//!   datagram's entry (keyed by source, destination, protocol, identification; charged
+//!   to the source) keeps them only once the first fragment has been let through,
+//!   filtering included, and else keeps only that it was refused: every later fragment
+//!   gets the first one's verdict. Later fragments carry the ports (`Frame::hint`) to
+//!   the port's owner, which filters them as it filtered the first (RFC 4787 section 5).
+//!   Fragments that arrive before their first are held (bounded) and released or
+//!   dropped with it (RFC 4787 REQ-14: in-order and out-of-order fragments). Overlaps
+//!   discard the datagram.
 //! - Encapsulated packets larger than the tunnel MTU are fragmented in IPv6 (never inside
 //!   IPv4, RFC 6333 section 5.3).
 
 use super::BatchCtx;
 use crate::counters::Counter;
-use crate::frame::{Egress, Frame, HEADROOM, Sink, Verdict, WorkerId};
-use crate::nat::fragments::{HELD_MAX, Key4, Key6, MAX_PIECES4, REASM_HEADROOM};
+use crate::frame::{Egress, FragmentPorts, Frame, HEADROOM, Sink, Verdict, WorkerId};
+use crate::nat::fragments::{First, HELD_MAX, Key4, Key6, MAX_PIECES4, REASM_HEADROOM};
+use crate::wire::icmp as wicmp;
 use crate::wire::ipv4::Ipv4Packet;
 use crate::wire::ipv6::{self, Ipv6Packet, Upper};
-use crate::wire::{WireError, ethernet, proto};
+use crate::wire::{WireError, ethernet, proto, udp};
 
 /// The worker that handles all fragments of an inbound IPv4 datagram.
 pub fn fragment_worker(src: u32, dst: u32, ident: u16, workers: u16) -> WorkerId {
@@ -147,7 +152,8 @@ impl BatchCtx<'_> {
         self.emit_l3(f, ip_at, ip_len, Egress::Internet)
     }
 
-    /// An inbound IPv4 fragment without a resolved port.
+    /// An inbound IPv4 fragment without known ports: the first one decides for the whole
+    /// datagram; the others follow it, or wait for it.
     pub(crate) fn inbound_fragment(&mut self, f: &mut Frame, ip_at: usize, sink: &mut dyn Sink) -> Verdict {
         let (key, off, len, more, hl) = {
             let p = Ipv4Packet::new_unchecked(&f.buf[ip_at..]);
@@ -162,10 +168,10 @@ impl BatchCtx<'_> {
             return self.drop(Counter::DropMalformedIpv4);
         }
         // What the first fragment says is read before anything is kept for it.
-        let port = if off == 0 {
-            match super::inbound_port(key.protocol, &f.buf[ip_at + hl..ip_at + hl + len]) {
-                Some(p) => Some(p),
-                None => return self.drop(Counter::DropMalformedL4),
+        let ports = if off == 0 {
+            match first_fragment_ports(key.protocol, &f.buf[ip_at + hl..ip_at + hl + len]) {
+                Ok(p) => Some(p),
+                Err(c) => return self.drop(c),
             }
         } else {
             None
@@ -181,20 +187,27 @@ impl BatchCtx<'_> {
             return self.drop(Counter::DropFragOverlap);
         }
         let whole = e.pieces.whole();
-        let v = match (port, e.port) {
-            (Some(p), _) => {
-                e.port = Some(p);
+        let v = match (ports, e.first) {
+            (Some(p), First::Awaited) => {
                 f.hint = Some(p);
                 let v = self.nat_out2in(f, ip_at, sink);
-                self.release_held(d, p, sink);
+                let first = match v {
+                    Verdict::Drop(c) => First::Refused(c),
+                    _ => First::Passed(p),
+                };
+                self.frag4.slots[d as usize].first = first;
+                self.release_held(d, first, sink);
                 v
             }
-            (None, Some(p)) => {
+            // A second first fragment overlaps the first: `add` refused it above.
+            (Some(_), _) => self.drop(Counter::DropFragOverlap),
+            (None, First::Passed(p)) => {
                 f.hint = Some(p);
                 self.nat_out2in(f, ip_at, sink)
             }
+            (None, First::Refused(c)) => self.drop(c),
             // Before its first fragment: hold a copy.
-            (None, None) => {
+            (None, First::Awaited) => {
                 let held = match f.len <= HELD_MAX {
                     true => self.frag4.hold(d, f.bytes(), self.counters).map_err(|r| r.counter()),
                     false => Err(Counter::DropFragTooBig),
@@ -215,9 +228,9 @@ impl BatchCtx<'_> {
         v
     }
 
-    /// Releases the fragments held for datagram `d` now that its first fragment told the
-    /// port.
-    fn release_held(&mut self, d: u32, port: u16, sink: &mut dyn Sink) {
+    /// Releases the fragments held for datagram `d` now that its first fragment decided:
+    /// through to the subscriber with the first one's ports, or dropped for its reason.
+    fn release_held(&mut self, d: u32, first: First, sink: &mut dyn Sink) {
         let mut held = [0u32; MAX_PIECES4];
         let mut n = 0;
         for (slot, p) in held.iter_mut().zip(self.frag4.table.parts(d)) {
@@ -225,10 +238,18 @@ impl BatchCtx<'_> {
             n += 1;
         }
         for &p in &held[..n] {
+            let ports = match first {
+                First::Passed(ports) => ports,
+                First::Refused(c) => {
+                    self.count(c);
+                    continue;
+                }
+                First::Awaited => continue,
+            };
             let len = self.frag4.slots[p as usize].len;
             let mut buf = std::mem::take(&mut self.frag4.slots[p as usize].buf);
             let mut fr = Frame::new(&mut buf, HEADROOM, len);
-            fr.hint = Some(port);
+            fr.hint = Some(ports);
             if let Ok(l2) = ethernet::parse(fr.bytes()) {
                 match self.nat_out2in(&mut fr, HEADROOM + l2.l3_offset, sink) {
                     Verdict::Forward(e) => sink.emit(e, fr.bytes()),
@@ -283,5 +304,23 @@ impl BatchCtx<'_> {
         self.count(Counter::OuterFragmented);
         self.counters.add(Counter::OuterFragmentsSent, n);
         Verdict::Consumed
+    }
+}
+
+/// The ports of an inbound datagram from its first fragment's transport header: TCP or
+/// UDP, or an ICMP echo reply (an ICMP error is translated whole or not at all).
+fn first_fragment_ports(protocol: u8, l4: &[u8]) -> Result<FragmentPorts, Counter> {
+    match protocol {
+        proto::UDP | proto::TCP if l4.len() >= 4 => {
+            Ok(FragmentPorts { port: udp::dst_port(l4), remote_port: udp::src_port(l4) })
+        }
+        proto::ICMP if l4.len() >= wicmp::HEADER_LEN => {
+            if wicmp::msg_type(l4) == wicmp::v4::ECHO_REPLY {
+                Ok(FragmentPorts { port: wicmp::echo_ident(l4), remote_port: 0 })
+            } else {
+                Err(Counter::DropUnsupportedIcmp)
+            }
+        }
+        _ => Err(Counter::DropMalformedL4),
     }
 }

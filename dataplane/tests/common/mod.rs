@@ -7,7 +7,7 @@ use crossbeam_channel::Receiver;
 use dataplane::config::{EgressL2, EngineConfig, InstanceConfig, Ipv4Prefix, Ipv6Prefix};
 use dataplane::counters::Counter;
 use dataplane::nat::events::SessionEvent;
-use dataplane::{Egress, Engine, Frame, HEADROOM, VecSink, Verdict};
+use dataplane::{Egress, Engine, FragmentPorts, Frame, HEADROOM, VecSink, Verdict};
 use etherparse::{EtherType, Ethernet2Header, IpNumber, Ipv6FlowLabel, Ipv6Header, PacketBuilder, TcpOptionElement};
 
 pub const AFTR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
@@ -48,6 +48,8 @@ pub fn config(inst: InstanceConfig) -> EngineConfig {
 pub struct Out {
     pub verdict: Verdict,
     pub frame: Vec<u8>,
+    /// The frame's hint after processing (set for a fragment handed to another worker).
+    pub frame_hint: Option<FragmentPorts>,
     pub sink: VecSink,
 }
 
@@ -85,7 +87,7 @@ impl Harness {
     pub fn run(&mut self, frame: &[u8]) -> Out {
         self.run_hint(frame, None)
     }
-    pub fn run_hint(&mut self, frame: &[u8], hint: Option<u16>) -> Out {
+    pub fn run_hint(&mut self, frame: &[u8], hint: Option<FragmentPorts>) -> Out {
         let mut buf = vec![0u8; HEADROOM + frame.len() + 64];
         buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
         let mut sink = VecSink::default();
@@ -93,7 +95,7 @@ impl Harness {
         f.hint = hint;
         let verdict = self.eng.process(&mut f, &mut sink);
         let out = f.bytes().to_vec();
-        Out { verdict, frame: out, sink }
+        Out { verdict, frame: out, frame_hint: f.hint, sink }
     }
     pub fn counter(&self, c: Counter) -> u64 {
         self.eng.counters().get(c)
