@@ -102,7 +102,8 @@ pub struct InstanceConfig {
     pub port_block_size: u16,
     pub limits: Limits,
     pub timeouts: Timeouts,
-    /// MTU of the IPv6 path towards the B4s (RFC 6333 section 5.3).
+    /// MTU of the IPv6 path towards the B4s (RFC 6333 section 5.3), 1280 to
+    /// [`MAX_TUNNEL_MTU`].
     pub tunnel_mtu: u16,
     /// Clamp TCP MSS on SYNs to `tunnel_mtu - 80` (RFC 6908 section 4).
     pub mss_clamp: bool,
@@ -132,6 +133,11 @@ impl InstanceConfig {
         }
     }
 }
+
+/// The largest tunnel MTU: a jumbo frame. Packets towards the B4s come from frames the
+/// engine received (at most a jumbo frame) or from reassembly (`FragLimits::max_datagram`,
+/// 9216 by default); an MTU above every packet would only hide a misconfiguration.
+pub const MAX_TUNNEL_MTU: u16 = 9000;
 
 /// Layer-2 addressing of one egress side, filled in by the I/O layer from its neighbour
 /// resolution.
@@ -208,7 +214,7 @@ pub enum ConfigError {
     BlockSize(String, u16),
     #[error("instance {0}: max blocks {1} is outside 1..={2}")]
     MaxBlocks(String, u8, usize),
-    #[error("instance {0}: tunnel MTU {1} is below 1280 (RFC 8200)")]
+    #[error("instance {0}: tunnel MTU {1} is outside 1280 (RFC 8200) to {max}", max = MAX_TUNNEL_MTU)]
     TunnelMtu(String, u16),
     #[error("instance {0}: the pool is empty")]
     EmptyPool(String),

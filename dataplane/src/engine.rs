@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::Receiver;
 
-use crate::config::{ConfigError, EgressL2, EngineConfig};
+use crate::config::{ConfigError, EgressL2, EngineConfig, MAX_TUNNEL_MTU};
 use crate::counters::{Counter, WorkerCounters};
 use crate::nat::events::{BlockRecord, InstallError, SessionEvent, SessionRecord};
 use crate::nat::fragments::{FragTracker4, Reassembler};
@@ -60,7 +60,7 @@ pub fn validate(cfg: &EngineConfig) -> Result<(), ConfigError> {
         if i.limits.max_blocks == 0 || i.limits.max_blocks as usize > MAX_BLOCKS {
             return Err(ConfigError::MaxBlocks(i.name.clone(), i.limits.max_blocks, MAX_BLOCKS));
         }
-        if i.tunnel_mtu < 1280 {
+        if !(1280..=MAX_TUNNEL_MTU).contains(&i.tunnel_mtu) {
             return Err(ConfigError::TunnelMtu(i.name.clone(), i.tunnel_mtu));
         }
         if i.pool.is_empty() {

@@ -1,13 +1,14 @@
 //! Fragments under hostile traffic (issue 15): floods that never complete, fragments
 //! from unauthorised B4s, filtering that fragments must not bypass, extension headers
-//! after the Fragment header and atomic fragments. Each case checks the bytes that
-//! leave and the counters.
+//! after the Fragment header, atomic fragments, outer fragments written in place and
+//! the bounds of the tunnel MTU. Each case checks the bytes that leave and the counters.
 
 mod common;
 use common::*;
-use dataplane::config::Filtering;
+use dataplane::config::{ConfigError, Filtering};
 use dataplane::counters::Counter;
-use dataplane::{Egress, Verdict};
+use dataplane::{Egress, Engine, Verdict};
+use etherparse::IpNumber;
 
 /// Sets up a UDP mapping for HOST:5000 of `b4` towards SERVER:53; returns (external
 /// address, port).
@@ -300,4 +301,105 @@ fn atomic_fragments_are_processed_alone() {
     assert_eq!(o.sink.emitted.len(), 1, "counters: {:?}", h.eng.counters().nonzero());
     assert_eq!(o.sink.emitted[0].1, translated_datagram(&o.sink.emitted[0].1));
     assert_eq!(h.counter(Counter::Reassembled), 1);
+}
+
+/// The tunnel MTU is at most 9000 (a jumbo frame): above it the engine refuses the
+/// configuration instead of fragmenting into buffers that cannot hold the result.
+#[test]
+fn the_tunnel_mtu_has_an_upper_bound() {
+    let mut inst = instance();
+    inst.tunnel_mtu = 9001;
+    assert!(matches!(Engine::new(&config(inst.clone()), 0, 1), Err(ConfigError::TunnelMtu(..))));
+    inst.tunnel_mtu = 9000;
+    assert!(Engine::new(&config(inst), 0, 1).is_ok());
+}
+
+/// `ip` without DF, its header checksum fixed.
+fn without_df(mut ip: Vec<u8>) -> Vec<u8> {
+    ip[6] &= !0x40;
+    let mut h = etherparse::Ipv4HeaderSlice::from_slice(&ip).unwrap().to_header();
+    h.header_checksum = h.calc_header_checksum();
+    ip[..20].copy_from_slice(&h.to_bytes());
+    ip
+}
+
+/// The outer fragment the AFTR should send to `b4` carrying bytes `off..off + take` of
+/// `inner`, behind a VLAN tag if any; the identification and flow label are taken from
+/// `actual` (chosen by the engine).
+fn outer_fragment(b4: [u8; 16], inner: &[u8], off: usize, take: usize, vlan: Option<u16>, actual: &[u8]) -> Vec<u8> {
+    let mut f = B4_SIDE_NH.to_vec();
+    f.extend_from_slice(&AFTR_MAC);
+    if let Some(v) = vlan {
+        f.extend_from_slice(&[0x81, 0x00]);
+        f.extend_from_slice(&v.to_be_bytes());
+    }
+    f.extend_from_slice(&[0x86, 0xdd]);
+    let l3 = f.len();
+    let flow = u32::from_be_bytes([0, actual[l3 + 1] & 0x0f, actual[l3 + 2], actual[l3 + 3]]);
+    f.extend(ip6_header(ENDPOINT, b4, IpNumber::IPV6_FRAGMENTATION_HEADER, 8 + take, 64, inner[1], flow));
+    let more = off + take < inner.len();
+    f.extend_from_slice(&[4, 0]);
+    f.extend_from_slice(&((off as u16) | more as u16).to_be_bytes());
+    f.extend_from_slice(&actual[l3 + 44..l3 + 48]);
+    f.extend_from_slice(&inner[off..off + take]);
+    f
+}
+
+/// Outer fragments are written in place, behind a VLAN tag too: every byte of every
+/// fragment as RFC 8200 section 4.5 lays it out, one identification for all.
+#[test]
+fn outer_fragments_are_written_in_place_behind_a_vlan_tag() {
+    let mut inst = instance();
+    inst.tunnel_mtu = 1280;
+    let mut cfg = config(inst);
+    cfg.softwire_l2.vlan = Some(100);
+    let mut h = Harness::new(cfg);
+    let (ext, port) = udp_mapping(&mut h, B4_A);
+    let payload: Vec<u8> = (0..3000u32).map(|i| (i * 7) as u8).collect();
+    let o = h.run(&from_internet(&without_df(ip4_udp(SERVER, ext, 53, port, 64, &payload))));
+    assert_eq!(o.verdict, Verdict::Consumed);
+    let inner = without_df(ip4_udp(SERVER, HOST, 53, 5000, 63, &payload));
+    let sizes = [1232, 1232, inner.len() - 2464];
+    assert_eq!(o.sink.emitted.len(), 3);
+    let ident = &o.sink.emitted[0].1[18 + 44..18 + 48];
+    for (k, (e, f)) in o.sink.emitted.iter().enumerate() {
+        assert_eq!(*e, Egress::Softwire);
+        assert_eq!(*f, outer_fragment(B4_A, &inner, 1232 * k, sizes[k], Some(100), f));
+        assert_eq!(&f[18 + 44..18 + 48], ident, "one identification");
+        assert!(f.len() - 18 <= 1280);
+    }
+    assert_eq!(h.counter(Counter::OuterFragmented), 1);
+    assert_eq!(h.counter(Counter::OuterFragmentsSent), 3);
+}
+
+/// The largest datagram the reassembly takes, hairpinned to a B4 behind the largest
+/// tunnel MTU: fragmented from the reassembly buffer, nothing out of bounds.
+#[test]
+fn a_reassembled_jumbo_datagram_is_hairpinned_in_outer_fragments() {
+    let mut inst = instance();
+    inst.tunnel_mtu = dataplane::config::MAX_TUNNEL_MTU;
+    let mut h = Harness::new(config(inst));
+    let (ext_a, port_a) = udp_mapping(&mut h, B4_A);
+    let b_host = [192, 168, 7, 7];
+    let payload: Vec<u8> = (0..9216 - 28).map(|i| (i % 251) as u8).collect();
+    let sent = without_df(ip4_udp(b_host, ext_a, 6000, port_a, 64, &payload));
+    assert_eq!(sent.len(), 9216);
+    let cuts: Vec<usize> = (1..8).map(|k| k * 1232).collect();
+    let frags = ipv6_fragments(B4_B, &sent, &cuts, 21);
+    for f in &frags[..7] {
+        assert_eq!(h.run(f).verdict, Verdict::Consumed);
+    }
+    let o = h.run(&frags[7]);
+    assert_eq!(o.sink.emitted.len(), 2, "counters: {:?}", h.eng.counters().nonzero());
+    let first = &o.sink.emitted[0].1;
+    let ip = &first[14 + 48..];
+    let (ext_b, sport_b) = (<[u8; 4]>::try_from(&ip[12..16]).unwrap(), u16::from_be_bytes([ip[20], ip[21]]));
+    let inner = without_df(ip4_udp(ext_b, HOST, sport_b, 5000, 63, &payload));
+    let sizes = [8952, inner.len() - 8952];
+    for (k, (e, f)) in o.sink.emitted.iter().enumerate() {
+        assert_eq!(*e, Egress::Softwire);
+        assert_eq!(*f, outer_fragment(B4_A, &inner, 8952 * k, sizes[k], None, f));
+    }
+    assert_eq!(h.counter(Counter::Reassembled), 1);
+    assert_eq!(h.counter(Counter::Hairpin), 1);
 }

@@ -22,7 +22,7 @@
 //!   dropped with it (RFC 4787 REQ-14: in-order and out-of-order fragments). Overlaps
 //!   discard the datagram.
 //! - Encapsulated packets larger than the tunnel MTU are fragmented in IPv6 (never inside
-//!   IPv4, RFC 6333 section 5.3).
+//!   IPv4, RFC 6333 section 5.3), in place in the frame's buffer.
 
 use super::BatchCtx;
 use crate::counters::Counter;
@@ -263,7 +263,9 @@ impl BatchCtx<'_> {
     }
 
     /// Splits the IPv6 packet at `v6_at` into fragments of at most `mtu` bytes, emitted
-    /// through the sink (RFC 8200 section 4.5).
+    /// through the sink (RFC 8200 section 4.5). Each fragment's headers are written in
+    /// the frame's buffer just before its data, over the end of the fragment before,
+    /// which has already left: the sink's copy is the only one.
     pub(crate) fn fragment_outer(
         &mut self,
         f: &mut Frame,
@@ -272,35 +274,41 @@ impl BatchCtx<'_> {
         mtu: usize,
         sink: &mut dyn Sink,
     ) -> Verdict {
+        let l2 = crate::config::EgressL2 { dst: self.softwire_dst, ..self.softwire_l2 };
+        if l2.dst == [0; 6] {
+            return self.drop(Counter::DropNoNextHop);
+        }
+        let hl = ethernet::header_len(l2.vlan);
+        let headers = hl + ipv6::HEADER_LEN + ipv6::FRAG_HEADER_LEN;
+        let chunk = mtu.saturating_sub(ipv6::HEADER_LEN + ipv6::FRAG_HEADER_LEN) & !7;
+        // Room for the first fragment's headers before its data, and the packet inside
+        // the buffer: always so for the frames the pipeline makes; checked, not assumed.
+        if chunk == 0 || v6_at + ipv6::HEADER_LEN < headers || v6_at + len > f.buf.len() || len < ipv6::HEADER_LEN {
+            return self.drop(Counter::DropNoHeadroom);
+        }
+        let mut header = [0u8; ipv6::HEADER_LEN];
+        header.copy_from_slice(&f.buf[v6_at..v6_at + ipv6::HEADER_LEN]);
+        let nh = header[6];
         let ident = self.nat.random();
         let payload = len - ipv6::HEADER_LEN;
-        let chunk = (mtu - ipv6::HEADER_LEN - ipv6::FRAG_HEADER_LEN) & !7;
-        let nh = Ipv6Packet::new_unchecked(&f.buf[v6_at..]).next_header();
-        let l2 = crate::config::EgressL2 { dst: self.softwire_dst, ..self.softwire_l2 };
-        let hl = ethernet::header_len(l2.vlan);
-        let mut out = [0u8; 9216 + 128];
         let mut off = 0;
         let mut n = 0;
         while off < payload {
             let take = chunk.min(payload - off);
             let more = off + take < payload;
-            let mut at = ethernet::write_header(&mut out, l2.dst, l2.src, l2.vlan, ethernet::ETHERTYPE_IPV6);
-            out[at..at + ipv6::HEADER_LEN].copy_from_slice(&f.buf[v6_at..v6_at + ipv6::HEADER_LEN]);
-            {
-                let mut p = Ipv6Packet::new_unchecked(&mut out[at..]);
-                p.set_next_header(proto::IPV6_FRAG);
-                p.set_payload_len((ipv6::FRAG_HEADER_LEN + take) as u16);
-            }
-            at += ipv6::HEADER_LEN;
-            ipv6::write_frag_header(&mut out[at..], nh, off, more, ident);
-            at += ipv6::FRAG_HEADER_LEN;
-            let from = v6_at + ipv6::HEADER_LEN + off;
-            out[at..at + take].copy_from_slice(&f.buf[from..from + take]);
-            sink.emit(Egress::Softwire, &out[..at + take]);
+            let data = v6_at + ipv6::HEADER_LEN + off;
+            let start = data - headers;
+            let ip =
+                start + ethernet::write_header(&mut f.buf[start..], l2.dst, l2.src, l2.vlan, ethernet::ETHERTYPE_IPV6);
+            f.buf[ip..ip + ipv6::HEADER_LEN].copy_from_slice(&header);
+            let mut p = Ipv6Packet::new_unchecked(&mut f.buf[ip..]);
+            p.set_next_header(proto::IPV6_FRAG);
+            p.set_payload_len((ipv6::FRAG_HEADER_LEN + take) as u16);
+            ipv6::write_frag_header(&mut f.buf[data - ipv6::FRAG_HEADER_LEN..], nh, off, more, ident);
+            sink.emit(Egress::Softwire, &f.buf[start..data + take]);
             off += take;
             n += 1;
         }
-        debug_assert!(hl <= 18);
         self.count(Counter::OuterFragmented);
         self.counters.add(Counter::OuterFragmentsSent, n);
         Verdict::Consumed
