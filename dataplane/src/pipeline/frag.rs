@@ -26,18 +26,12 @@
 
 use super::BatchCtx;
 use crate::counters::Counter;
-use crate::frame::{Egress, FragmentPorts, Frame, HEADROOM, Sink, Verdict, WorkerId};
+use crate::frame::{Egress, FragmentPorts, Frame, HEADROOM, Sink, Verdict};
 use crate::nat::fragments::{First, HELD_MAX, Key4, Key6, MAX_PIECES4, REASM_HEADROOM};
 use crate::wire::icmp as wicmp;
 use crate::wire::ipv4::Ipv4Packet;
 use crate::wire::ipv6::{self, Ipv6Packet, Upper};
 use crate::wire::{WireError, ethernet, proto, udp};
-
-/// The worker that handles all fragments of an inbound IPv4 datagram.
-pub fn fragment_worker(src: u32, dst: u32, ident: u16, workers: u16) -> WorkerId {
-    let h = (src ^ dst.rotate_left(16) ^ ident as u32).wrapping_mul(0x9e37_79b1);
-    ((h >> 16) % workers as u32) as WorkerId
-}
 
 impl BatchCtx<'_> {
     /// Adds an IPv6 fragment of a softwire packet from an authorised B4; processes the
