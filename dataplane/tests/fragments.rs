@@ -28,9 +28,13 @@ fn fragmented_datagram(h: &mut Harness, b4: [u8; 16], ident: u32) -> Vec<(Egress
     o.sink.emitted
 }
 
-/// The frame the AFTR sends to the Internet for `fragmented_datagram`.
-fn translated_datagram(out: &[u8]) -> Vec<u8> {
-    to_internet(&ip4_udp(out_src(out), SERVER, out_sport(out), 53, 63, &[9u8; 1000]))
+/// `emitted` is the one frame the AFTR sends to the Internet for `fragmented_datagram`
+/// (its external address and port taken from it).
+fn assert_translated(h: &Harness, emitted: &[(Egress, Vec<u8>)]) {
+    assert_eq!(emitted.len(), 1, "counters: {:?}", h.eng.counters().nonzero());
+    let (e, out) = &emitted[0];
+    assert_eq!(*e, Egress::Internet);
+    assert_eq!(*out, to_internet(&ip4_udp(out_src(out), SERVER, out_sport(out), 53, 63, &[9u8; 1000])));
 }
 
 /// A B4 that sends first fragments that never complete, far more than the table holds,
@@ -45,9 +49,7 @@ fn a_fragment_flood_from_one_b4_leaves_room_for_another() {
         assert_eq!(h.run(f).verdict, Verdict::Consumed);
     }
     let out = fragmented_datagram(&mut h, B4_A, 1);
-    assert_eq!(out.len(), 1, "counters: {:?}", h.eng.counters().nonzero());
-    assert_eq!(out[0].0, Egress::Internet);
-    assert_eq!(out[0].1, translated_datagram(&out[0].1));
+    assert_translated(&h, &out);
     assert_eq!(h.counter(Counter::Reassembled), 1);
     // The flooder evicted its own oldest datagrams, past its limit of 16.
     assert_eq!(h.counter(Counter::DropFragSourceLimit), 1000 - 16);
@@ -115,8 +117,7 @@ fn fragments_of_an_unauthorised_b4_are_dropped_before_reassembly() {
         h.dropped(&ipv6_fragments(B4_ROGUE, &junk, &[512], ident)[0], Counter::DropB4NotAuthorised);
     }
     let out = fragmented_datagram(&mut h, B4_A, 1);
-    assert_eq!(out.len(), 1);
-    assert_eq!(out[0].1, translated_datagram(&out[0].1));
+    assert_translated(&h, &out);
     assert_eq!(h.counter(Counter::DropB4NotAuthorised), 300);
     assert_eq!(h.counter(Counter::DropFragTableFull), 0);
 }
@@ -263,8 +264,7 @@ fn extension_headers_after_the_fragment_header_are_reassembled() {
     let frags = ipv6_fragments_nh(B4_A, 60, &part, &[512], 3);
     assert_eq!(h.run(&frags[0]).verdict, Verdict::Consumed);
     let o = h.run(&frags[1]);
-    assert_eq!(o.sink.emitted.len(), 1, "counters: {:?}", h.eng.counters().nonzero());
-    assert_eq!(o.sink.emitted[0].1, translated_datagram(&o.sink.emitted[0].1));
+    assert_translated(&h, &o.sink.emitted);
     assert_eq!(h.counter(Counter::Reassembled), 1);
 }
 
@@ -298,8 +298,7 @@ fn atomic_fragments_are_processed_alone() {
     assert_eq!(out, to_internet(&ip4_udp(out_src(&out), SERVER, out_sport(&out), 53, 63, b"atomic")));
     // The datagram in progress completes.
     let o = h.run(&frags[0]);
-    assert_eq!(o.sink.emitted.len(), 1, "counters: {:?}", h.eng.counters().nonzero());
-    assert_eq!(o.sink.emitted[0].1, translated_datagram(&o.sink.emitted[0].1));
+    assert_translated(&h, &o.sink.emitted);
     assert_eq!(h.counter(Counter::Reassembled), 1);
 }
 

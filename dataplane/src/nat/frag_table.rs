@@ -171,6 +171,15 @@ impl<K: DatagramKey> FragTable<K> {
         self.source_index.find(hash, |i| self.sources[i as usize].addr == *addr)
     }
 
+    /// The slot of datagram `key`, started at `now_ms` if it is new (then the second
+    /// value is true: the caller resets what the slot holds).
+    pub(crate) fn open(&mut self, key: K, now_ms: u64, c: &WorkerCounters) -> Result<(u32, bool), Refused> {
+        match self.find(&key) {
+            Some(d) => Ok((d, false)),
+            None => self.insert(key, now_ms, c).map(|d| (d, true)),
+        }
+    }
+
     /// Starts datagram `key` (not in the table) at `now_ms`; makes room as the module
     /// doc says, counting what it evicts.
     pub(crate) fn insert(&mut self, key: K, now_ms: u64, c: &WorkerCounters) -> Result<u32, Refused> {

@@ -106,13 +106,10 @@ impl Reassembler {
 
     /// The reassembly of `key`, started at `now_ms` if it is new.
     pub(crate) fn open(&mut self, key: Key6, now_ms: u64, c: &WorkerCounters) -> Result<u32, Refused> {
-        if let Some(d) = self.table.find(&key) {
-            return Ok(d);
+        let (d, new) = self.table.open(key, now_ms, c)?;
+        if new {
+            self.slots[d as usize].pieces = Pieces::NONE;
         }
-        let d = self.table.insert(key, now_ms, c)?;
-        let r = &mut self.slots[d as usize];
-        r.pieces = Pieces::NONE;
-        r.next_header = 0;
         Ok(d)
     }
 
@@ -179,13 +176,11 @@ impl FragTracker4 {
 
     /// The datagram `key`, started at `now_ms` if it is new.
     pub(crate) fn open(&mut self, key: Key4, now_ms: u64, c: &WorkerCounters) -> Result<u32, Refused> {
-        if let Some(d) = self.table.find(&key) {
-            return Ok(d);
+        let (d, new) = self.table.open(key, now_ms, c)?;
+        if new {
+            let s = &mut self.slots[d as usize];
+            (s.first, s.pieces) = (First::Awaited, Pieces::NONE);
         }
-        let d = self.table.insert(key, now_ms, c)?;
-        let s = &mut self.slots[d as usize];
-        s.first = First::Awaited;
-        s.pieces = Pieces::NONE;
         Ok(d)
     }
 
