@@ -1,6 +1,6 @@
 //! Fragment state of one worker: IPv6 reassembly of softwire packets, and inbound IPv4
 //! datagrams (the ports their first fragment told, and fragments held until it comes).
-//! Each is a [`FragTable`] (`nat::frag_table`: hashed, fair between sources, expiry in
+//! Each is a `FragTable` (`nat::frag_table`: hashed, fair between sources, expiry in
 //! deadline order) and, beside it, what each slot holds. The packet steps that use them
 //! are in `pipeline::frag`. Fixed pools allocated at start.
 
