@@ -156,6 +156,10 @@ fn syntax_errors_name_line_column_and_what_was_expected() {
     assert!(e.message.contains("power of two"), "{e}");
     let e = err(&mut s, "aging-time udp 60");
     assert!(e.message.contains("from 120"), "RFC 4787 minimum: {e}");
+    // The tunnel MTU ends at a jumbo frame (dataplane::config::MAX_TUNNEL_MTU).
+    let e = err(&mut s, "tunnel-mtu 9001");
+    assert!(e.message.contains("from 1280 to 9000"), "{e}");
+    run(&mut s, &["tunnel-mtu 9000"]);
     let mut u = Session::new(Config::default());
     let e = err(&mut u, "service-location 1");
     assert!(e.message.contains("user view"), "{e}");

@@ -102,7 +102,8 @@ pub struct InstanceConfig {
     pub port_block_size: u16,
     pub limits: Limits,
     pub timeouts: Timeouts,
-    /// MTU of the IPv6 path towards the B4s (RFC 6333 section 5.3).
+    /// MTU of the IPv6 path towards the B4s (RFC 6333 section 5.3), 1280 to
+    /// [`MAX_TUNNEL_MTU`].
     pub tunnel_mtu: u16,
     /// Clamp TCP MSS on SYNs to `tunnel_mtu - 80` (RFC 6908 section 4).
     pub mss_clamp: bool,
@@ -216,6 +217,11 @@ impl PoolShares {
     }
 }
 
+/// The largest tunnel MTU: a jumbo frame. Packets towards the B4s come from frames the
+/// engine received (at most a jumbo frame) or from reassembly (`FragLimits::max_datagram`,
+/// 9216 by default); an MTU above every packet would only hide a misconfiguration.
+pub const MAX_TUNNEL_MTU: u16 = 9000;
+
 /// Layer-2 addressing of one egress side, filled in by the I/O layer from its neighbour
 /// resolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -225,21 +231,26 @@ pub struct EgressL2 {
     pub vlan: Option<u16>,
 }
 
-/// Bounds on fragment handling (RFC 6333 section 5.3; RFC 5722 for overlaps).
+/// Bounds on fragment handling (RFC 6333 section 5.3; RFC 5722 for overlaps; decision
+/// 0013 for the sharing between sources).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FragLimits {
     /// Concurrent IPv6 reassemblies per worker.
     pub max_reassemblies: usize,
     /// Largest reassembled IPv6 packet.
     pub max_datagram: usize,
-    /// Inbound IPv4 fragments held per worker while waiting for their first fragment.
+    /// Slots per worker for inbound IPv4 datagrams in progress and the fragments held
+    /// until their first fragment comes (each takes one).
     pub max_held: usize,
+    /// Slots one source may hold in each table: one B4 address of the reassemblies, one
+    /// remote IPv4 address of the inbound slots.
+    pub max_per_source: usize,
     pub timeout_ms: u64,
 }
 
 impl Default for FragLimits {
     fn default() -> Self {
-        FragLimits { max_reassemblies: 256, max_datagram: 9216, max_held: 256, timeout_ms: 2000 }
+        FragLimits { max_reassemblies: 256, max_datagram: 9216, max_held: 256, max_per_source: 16, timeout_ms: 2000 }
     }
 }
 
@@ -301,7 +312,7 @@ pub enum ConfigError {
     BlockSize(String, u16),
     #[error("instance {0}: max blocks {1} is outside 1..={2}")]
     MaxBlocks(String, u8, usize),
-    #[error("instance {0}: tunnel MTU {1} is below 1280 (RFC 8200)")]
+    #[error("instance {0}: tunnel MTU {1} is outside 1280 (RFC 8200) to {max}", max = MAX_TUNNEL_MTU)]
     TunnelMtu(String, u16),
     #[error("instance {0}: the pool is empty")]
     EmptyPool(String),

@@ -71,6 +71,10 @@ counters! {
     // Drops, one per reason.
     DropMalformedL2 = "drop_malformed_l2",
     DropMalformedIpv6 = "drop_malformed_ipv6",
+    /// An IPv6 extension header chain the AFTR does not take (RFC 8200 sections 4.1,
+    /// 4.4, 4.5): Hop-by-Hop not first, a Routing header with segments left, a second
+    /// Fragment header, too many headers.
+    DropIpv6Extension = "drop_ipv6_extension",
     DropMalformedIpv4 = "drop_malformed_ipv4",
     DropBadIpv4Checksum = "drop_bad_ipv4_checksum",
     DropMalformedL4 = "drop_malformed_l4",
@@ -92,7 +96,18 @@ counters! {
     DropFragNoSubscriber = "drop_frag_no_subscriber",
     DropFragOverlap = "drop_frag_overlap",
     DropFragTooBig = "drop_frag_too_big",
+    /// An inbound fragment refused: it was to be held, every slot of the table was taken
+    /// and no source held more than its share (decision 0013).
     DropFragTableFull = "drop_frag_table_full",
+    /// An incomplete datagram given up, or a fragment refused, because its source (a B4
+    /// address, a remote IPv4 address) held as many fragment slots as one may.
+    DropFragSourceLimit = "drop_frag_source_limit",
+    /// An incomplete datagram given up, the fragment table being full: to a source that
+    /// held at least two slots fewer than its own, for a newer one of the same source,
+    /// or, every source holding one, as the oldest of the table (decision 0013).
+    DropFragFairShare = "drop_frag_fair_share",
+    /// Incomplete datagrams whose time ran out (IPv6: one per datagram; inbound IPv4: one
+    /// per held fragment).
     DropFragTimeout = "drop_frag_timeout",
     DropFragHairpin = "drop_frag_hairpin",
     DropIcmpErrorNoSession = "drop_icmp_error_no_session",

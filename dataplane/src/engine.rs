@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::Receiver;
 
-use crate::config::{ConfigError, EgressL2, EngineConfig};
+use crate::config::{ConfigError, EgressL2, EngineConfig, MAX_TUNNEL_MTU};
 use crate::counters::{Counter, WorkerCounters};
 use crate::nat::events::{BlockRecord, InstallError, SessionEvent, SessionRecord};
 use crate::nat::fragments::{FragTracker4, Reassembler};
@@ -23,7 +23,7 @@ use crate::nat::subscriber::MAX_BLOCKS;
 use crate::nat::table::NatState;
 use crate::pipeline::{BatchCtx, PathConfig, PathState};
 
-pub use crate::frame::{Egress, Frame, HEADROOM, Sink, VecSink, Verdict, WorkerId};
+pub use crate::frame::{Egress, FragmentPorts, Frame, HEADROOM, Sink, VecSink, Verdict, WorkerId};
 pub use crate::nat::table::SubscriberView;
 
 pub struct Engine {
@@ -69,7 +69,7 @@ pub fn validate(cfg: &EngineConfig) -> Result<(), ConfigError> {
         if i.limits.max_blocks == 0 || i.limits.max_blocks as usize > MAX_BLOCKS {
             return Err(ConfigError::MaxBlocks(i.name.clone(), i.limits.max_blocks, MAX_BLOCKS));
         }
-        if i.tunnel_mtu < 1280 {
+        if !(1280..=MAX_TUNNEL_MTU).contains(&i.tunnel_mtu) {
             return Err(ConfigError::TunnelMtu(i.name.clone(), i.tunnel_mtu));
         }
         if i.pool.is_empty() {
@@ -147,8 +147,8 @@ impl Engine {
         let engine = Engine {
             path: PathConfig::new(cfg),
             nat: NatState::new(cfg, id, hash_seed, owners, counters.clone(), tx),
-            frag6: Reassembler::new(cfg.frag),
-            frag4: FragTracker4::new(cfg.frag),
+            frag6: Reassembler::new(cfg.frag, hash_seed ^ 0x6a09_e667_f3bc_c908),
+            frag4: FragTracker4::new(cfg.frag, hash_seed ^ 0xbb67_ae85_84ca_a73b),
             state: PathState::new(cfg),
             counters,
             now_ms: 0,
@@ -254,6 +254,12 @@ impl Engine {
     }
     pub fn subscriber_count(&self) -> u32 {
         self.nat.subscriber_count()
+    }
+
+    /// Fragment state in use: IPv6 reassemblies, and inbound IPv4 slots (datagrams and
+    /// fragments held for them).
+    pub fn fragments_in_progress(&self) -> (usize, usize) {
+        (self.frag6.in_progress(), self.frag4.in_progress() + self.frag4.held())
     }
 
     /// Bytes held by the tables of this worker.

@@ -35,14 +35,25 @@ pub enum Verdict {
     Consumed,
 }
 
+/// What the first fragment of an inbound IPv4 datagram told about its ports, carried
+/// with the later fragments, which have no transport header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FragmentPorts {
+    /// The destination port (echo identifier for ICMP): finds the session and its worker.
+    pub port: u16,
+    /// The remote's source port (0 for ICMP): address-and-port-dependent filtering.
+    pub remote_port: u16,
+}
+
 /// A frame in a buffer with headroom: the bytes are `buf[start..start + len]`.
 #[derive(Debug)]
 pub struct Frame<'a> {
     pub buf: &'a mut [u8],
     pub start: usize,
     pub len: usize,
-    /// Destination port resolved by another worker for a non-first IPv4 fragment.
-    pub hint: Option<u16>,
+    /// For an inbound IPv4 fragment: the ports of its datagram, from the first fragment,
+    /// set by the worker that tracks the datagram's fragments (`pipeline::frag`).
+    pub hint: Option<FragmentPorts>,
     /// The inside-key hash computed by the batch's first stage, consumed by `process`.
     pub(crate) prehash: Option<u32>,
 }
@@ -60,21 +71,21 @@ impl<'a> Frame<'a> {
 /// released, packets handed to another worker.
 pub trait Sink {
     fn emit(&mut self, egress: Egress, frame: &[u8]);
-    fn handoff(&mut self, worker: WorkerId, frame: &[u8], hint: Option<u16>);
+    fn handoff(&mut self, worker: WorkerId, frame: &[u8], hint: Option<FragmentPorts>);
 }
 
 /// A sink that collects into vectors (tests, benchmarks, slow paths).
 #[derive(Debug, Default)]
 pub struct VecSink {
     pub emitted: Vec<(Egress, Vec<u8>)>,
-    pub handed: Vec<(WorkerId, Vec<u8>, Option<u16>)>,
+    pub handed: Vec<(WorkerId, Vec<u8>, Option<FragmentPorts>)>,
 }
 
 impl Sink for VecSink {
     fn emit(&mut self, egress: Egress, frame: &[u8]) {
         self.emitted.push((egress, frame.to_vec()));
     }
-    fn handoff(&mut self, worker: WorkerId, frame: &[u8], hint: Option<u16>) {
+    fn handoff(&mut self, worker: WorkerId, frame: &[u8], hint: Option<FragmentPorts>) {
         self.handed.push((worker, frame.to_vec(), hint));
     }
 }

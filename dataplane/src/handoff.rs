@@ -20,7 +20,7 @@ use std::cell::RefCell;
 use arrayvec::ArrayVec;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
-use crate::frame::{Frame, HEADROOM, WorkerId};
+use crate::frame::{FragmentPorts, Frame, HEADROOM, WorkerId};
 
 /// The owner's lane is full (or all its buffers are in flight); the frame was not sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -38,7 +38,7 @@ const LANE_BATCH: usize = 32;
 struct Batch {
     buf: Box<[u8]>,
     /// (length, hint) of each filled slot.
-    frames: ArrayVec<(usize, Option<u16>), LANE_BATCH>,
+    frames: ArrayVec<(usize, Option<FragmentPorts>), LANE_BATCH>,
 }
 
 struct Lane {
@@ -111,7 +111,7 @@ impl Mailbox {
 
     /// Copies `frame` into the open batch of the lane to `to`; the batch is sent when
     /// full, or at the next [`Mailbox::flush`]. Never blocks.
-    pub fn send(&self, to: WorkerId, frame: &[u8], hint: Option<u16>) -> Result<(), HandoffFull> {
+    pub fn send(&self, to: WorkerId, frame: &[u8], hint: Option<FragmentPorts>) -> Result<(), HandoffFull> {
         let lane = self.out.get(to as usize).and_then(|l| l.as_ref()).ok_or(HandoffFull(to))?;
         if frame.len() > self.frame_size {
             return Err(HandoffFull(to));
@@ -213,7 +213,7 @@ mod tests {
     fn frames_reach_the_owner_and_a_full_lane_refuses() {
         let m = mesh(3, 4, 256);
         for k in 0..4u8 {
-            m[0].send(2, &[k; 60], Some(k as u16)).unwrap();
+            m[0].send(2, &[k; 60], Some(FragmentPorts { port: k as u16, remote_port: 1 })).unwrap();
         }
         assert_eq!(m[0].send(2, &[9; 60], None), Err(HandoffFull(2)), "depth 4");
         m[1].send(2, &[7; 60], None).unwrap();
@@ -224,8 +224,8 @@ mod tests {
         assert_eq!(m[2].receive(64, |f| seen.push((f.bytes()[0], f.len, f.hint, f.start))), 4);
         m[1].flush();
         assert_eq!(m[2].receive(64, |f| seen.push((f.bytes()[0], f.len, f.hint, f.start))), 1);
-        assert_eq!(seen[0], (0, 60, Some(0), HEADROOM));
-        assert_eq!(seen[3], (3, 60, Some(3), HEADROOM));
+        assert_eq!(seen[0], (0, 60, Some(FragmentPorts { port: 0, remote_port: 1 }), HEADROOM));
+        assert_eq!(seen[3], (3, 60, Some(FragmentPorts { port: 3, remote_port: 1 }), HEADROOM));
         assert_eq!(seen[4], (7, 60, None, HEADROOM));
         // Buffers came back: the lane takes four more, and a receive takes whole batches.
         for k in 0..4u8 {

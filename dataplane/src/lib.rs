@@ -25,4 +25,4 @@ pub mod wire;
 pub mod worker;
 
 pub use engine::Engine;
-pub use frame::{Egress, Frame, HEADROOM, Sink, VecSink, Verdict, WorkerId};
+pub use frame::{Egress, FragmentPorts, Frame, HEADROOM, Sink, VecSink, Verdict, WorkerId};

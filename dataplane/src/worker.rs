@@ -18,7 +18,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use crate::config::{EgressL2, EngineConfig};
 use crate::counters::{Counter, WorkerCounters};
 use crate::engine::{Engine, SubscriberView};
-use crate::frame::{Frame, VecSink, Verdict};
+use crate::frame::{FragmentPorts, Frame, VecSink, Verdict};
 use crate::handoff::{BATCH, Mailbox};
 use crate::io::port::Port;
 use crate::nat::events::{BlockRecord, SessionEvent, SessionRecord};
@@ -376,7 +376,7 @@ fn hand_over_batch(frames: &[Frame], verdicts: &[Verdict], mailbox: &Mailbox, co
 }
 
 /// Sends a frame to the worker that owns it; a full lane is a counted drop.
-fn hand_over(m: &Mailbox, c: &WorkerCounters, to: u16, frame: &[u8], hint: Option<u16>) {
+fn hand_over(m: &Mailbox, c: &WorkerCounters, to: u16, frame: &[u8], hint: Option<FragmentPorts>) {
     if m.send(to, frame, hint).is_err() {
         c.inc(Counter::DropHandoffFull);
     }

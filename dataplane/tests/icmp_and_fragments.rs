@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use dataplane::counters::Counter;
 use dataplane::{Egress, Verdict};
-use etherparse::{EtherType, IpNumber};
+use etherparse::IpNumber;
 
 #[test]
 fn icmp_error_from_the_internet_reaches_the_host() {
@@ -180,27 +180,6 @@ fn non_df_packets_too_big_are_fragmented_in_ipv6() {
     assert_eq!(h.counter(Counter::OuterFragmentsSent), 2);
 }
 
-/// Splits a softwire packet (IPv6 payload = inner) into IPv6 fragments at `cut`.
-fn ipv6_fragments(b4: [u8; 16], inner: &[u8], cuts: &[usize], ident: u32) -> Vec<Vec<u8>> {
-    let mut bounds = vec![0];
-    bounds.extend_from_slice(cuts);
-    bounds.push(inner.len());
-    bounds
-        .windows(2)
-        .map(|w| {
-            let (a, b) = (w[0], w[1]);
-            let more = b < inner.len();
-            let mut f = eth(AFTR_MAC, B4_SIDE_NH, EtherType::IPV6);
-            f.extend(ip6_header(b4, ENDPOINT, IpNumber::IPV6_FRAGMENTATION_HEADER, 8 + b - a, 64, 0, 0));
-            f.extend_from_slice(&[4, 0]);
-            f.extend_from_slice(&((a as u16) | more as u16).to_be_bytes());
-            f.extend_from_slice(&ident.to_be_bytes());
-            f.extend_from_slice(&inner[a..b]);
-            f
-        })
-        .collect()
-}
-
 #[test]
 fn fragmented_softwire_packets_are_reassembled_in_any_order() {
     let mut h = Harness::default();
@@ -234,7 +213,6 @@ fn overlapping_ipv6_fragments_discard_the_datagram() {
     assert_eq!(h.counter(Counter::Reassembled), 0);
 }
 
-/// Splits an IPv4 packet into fragments at `cut` (a multiple of 8 of the payload).
 #[test]
 fn inbound_ipv4_fragments_in_order_and_out_of_order() {
     for reversed in [false, true] {

@@ -520,6 +520,12 @@ const ENGINE_FIGURES: &[(&str, &str, &str)] = &[
     ("scale2_half_in2out", "the same, 50% of the frames handed to the other worker", ">= 1.5"),
     ("scale2_out2in", "two workers / one worker, IPv4 -> softwire, no hand-off", ">= 1.8"),
     ("scale2_half_out2in", "the same, 50% handed over", ">= 1.5"),
+    (
+        "fragflood_delivery",
+        "fragmented datagrams of 64 B4s delivered while one B4 floods first fragments (7 of 8 frames), share",
+        ">= 0.95",
+    ),
+    ("fragflood_many_delivery", "the same, the flood from a new B4 address every fragment, share", ">= 0.95"),
 ];
 
 /// The hot-backup figures: key in `failover-bench`'s summary, what it is.

@@ -18,14 +18,22 @@
 //! - memory per session at 1M and 10M sessions, measured as resident memory;
 //! - scaling: two workers pinned to two cores, each fed its own frames, hand-offs
 //!   through the workers' mailboxes (`dataplane::handoff`), against one worker alone,
-//!   with 0% and 50% of each worker's frames belonging to the other.
+//!   with 0% and 50% of each worker's frames belonging to the other;
+//! - a fragment flood (decision 0013): one B4 sends first fragments that never complete,
+//!   seven of every eight frames, while 64 other B4s send datagrams in two IPv6
+//!   fragments with flood frames between them; the share of those datagrams reassembled
+//!   and translated, the rate of all frames, and the legitimate datagrams per second
+//!   beside the same traffic without the flood.
 //!
 //! A single-worker pass that forwards less than every frame fails the run, and so does a
-//! scaling pass in which a worker forwarded nothing: a figure is printed only from a
-//! measurement that happened. In the scaling rows, frames refused by a full lane are
-//! counted and printed beside the rate (the rate counts forwarded frames only). Ends with one `summary:` line (DESIGN.md).
+//! scaling pass in which a worker forwarded nothing, or a flood pass that sent no
+//! legitimate datagram or no flood frame: a figure is printed only from a measurement
+//! that happened. In the scaling rows, frames refused by a full lane are counted and
+//! printed beside the rate (the rate counts forwarded frames only). Ends with one
+//! `summary:` line (DESIGN.md).
 //! Options: `--quick` (smaller, for a smoke run), `--rounds N`, `--skip-10m`,
-//! `--seconds S` (length of one timed pass, default 1).
+//! `--seconds S` (length of one timed pass, default 1), `--frag-flood` (the fragment
+//! flood row alone).
 
 use std::hint::black_box;
 use std::process::ExitCode;
@@ -41,7 +49,7 @@ use dataplane::handoff::{self, Mailbox};
 use dataplane::nat::events::SessionEvent;
 use dataplane::nat::owners::Owners;
 use dataplane::wire::ethernet;
-use dataplane::{Egress, Engine, Frame, HEADROOM, Sink, Verdict, WorkerId};
+use dataplane::{Egress, Engine, FragmentPorts, Frame, HEADROOM, Sink, Verdict, WorkerId};
 
 use bench::frames;
 use bench::generator::{self, Addresses, L4, Mix};
@@ -50,7 +58,7 @@ use bench::measure::{arg, known_options, median, rss_bytes, shuffle};
 struct NullSink;
 impl Sink for NullSink {
     fn emit(&mut self, _: Egress, _: &[u8]) {}
-    fn handoff(&mut self, _: WorkerId, _: &[u8], _: Option<u16>) {}
+    fn handoff(&mut self, _: WorkerId, _: &[u8], _: Option<FragmentPorts>) {}
 }
 
 const STRIDE: usize = 128;
@@ -182,10 +190,16 @@ impl Worker {
     /// run expiry. Returns the frames forwarded.
     #[inline]
     fn batch(&mut self, fs: &mut [Frame], vs: &mut [Verdict], to: Egress) -> usize {
-        self.e.set_clock(unix_ms() + self.skew_ms);
-        self.e.process_batch(fs, vs, &mut NullSink);
-        self.e.expire(4096);
+        self.batch_into(fs, vs, &mut NullSink);
         forwarded(vs, to)
+    }
+
+    /// The same, the frames made on the side going to `sink`.
+    #[inline]
+    fn batch_into(&mut self, fs: &mut [Frame], vs: &mut [Verdict], sink: &mut dyn Sink) {
+        self.e.set_clock(unix_ms() + self.skew_ms);
+        self.e.process_batch(fs, vs, sink);
+        self.e.expire(4096);
     }
 
     /// Moves the clock so that a refresh interval rolls over `lead` into the next pass.
@@ -616,6 +630,192 @@ fn scaling(n: u32, dir: Egress, rounds: usize, budget: Duration) -> Outcome<Scal
     })
 }
 
+// ----- Hostile traffic: a fragment flood beside legitimate fragmented datagrams -----
+
+/// B4s that send legitimate fragmented datagrams (B4 numbers 0..).
+const LEGIT_B4S: u32 = 64;
+/// The flooding B4: in the instance's prefix, not one of the others.
+const FLOODER: u32 = 1_000_000;
+/// Size of a legitimate datagram (IPv4 side), cut into two IPv6 fragments at 512.
+const FRAG_DATAGRAM: usize = 1000;
+/// Room for a fragment in a receive buffer.
+const FRAG_SLOT: usize = HEADROOM + 2048;
+/// Where a fragment's identification sits.
+const FRAG_IDENT_AT: usize = 14 + 40 + 4;
+/// Where the last four bytes of its B4 address sit.
+const FRAG_B4_AT: usize = 14 + 8 + 12;
+
+/// Counts the frames the engine sends through the sink: reassembled datagrams leave so.
+#[derive(Default)]
+struct CountSink {
+    internet: u64,
+}
+
+impl Sink for CountSink {
+    fn emit(&mut self, e: Egress, _: &[u8]) {
+        self.internet += (e == Egress::Internet) as u64;
+    }
+    fn handoff(&mut self, _: WorkerId, _: &[u8], _: Option<FragmentPorts>) {}
+}
+
+/// What one flood pass did.
+#[derive(Default, Clone, Copy)]
+struct FloodPass {
+    frames: u64,
+    flood_frames: u64,
+    sent: u64,
+    delivered: u64,
+    secs: f64,
+}
+
+/// Where the flooding fragments come from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flooder {
+    /// No flood.
+    None,
+    /// One B4 address.
+    One,
+    /// A new B4 address (inside the authorised prefix) for every fragment.
+    Many,
+}
+
+/// Runs, for about `budget`, batches of 32 frames: two legitimate datagrams, each first
+/// fragment sixteen slots before its last (slots 0, 16 and 8, 24), and in the other 28
+/// slots the flood's first fragments (`flood`, as `flooder` sends it). Every datagram has
+/// an identification of its own.
+fn flood_pass(w: &mut Worker, legit: &[Vec<Vec<u8>>], flood: &[u8], flooder: Flooder, budget: Duration) -> FloodPass {
+    let mut bufs = vec![0u8; FRAG_SLOT * BATCH];
+    let mut verdicts = [Verdict::Pass; BATCH];
+    let mut sink = CountSink::default();
+    let mut pass = FloodPass::default();
+    let mut ident = 0u32;
+    let mut next = 0usize;
+    let t = Instant::now();
+    while t.elapsed() < budget {
+        let (a, b) = (&legit[next % legit.len()], &legit[(next + 1) % legit.len()]);
+        next += 2;
+        // (frame, identification) of each slot.
+        let slot = |k: usize| -> Option<(&[u8], u32)> {
+            match k {
+                0 => Some((&a[0], ident)),
+                8 => Some((&b[0], ident + 1)),
+                16 => Some((&a[1], ident)),
+                24 => Some((&b[1], ident + 1)),
+                _ if flooder == Flooder::None => None,
+                _ => Some((flood, ident + 2 + k as u32)),
+            }
+        };
+        let mut frames: arrayvec::ArrayVec<Frame, BATCH> = arrayvec::ArrayVec::new();
+        for (k, buf) in bufs.chunks_mut(FRAG_SLOT).enumerate() {
+            let Some((f, id)) = slot(k) else { continue };
+            buf[HEADROOM..HEADROOM + f.len()].copy_from_slice(f);
+            buf[HEADROOM + FRAG_IDENT_AT..HEADROOM + FRAG_IDENT_AT + 4].copy_from_slice(&id.to_be_bytes());
+            if flooder == Flooder::Many && std::ptr::eq(f, flood) {
+                // The B4 address's last four bytes: a new B4 every time.
+                buf[HEADROOM + FRAG_B4_AT..HEADROOM + FRAG_B4_AT + 4].copy_from_slice(&id.to_be_bytes());
+            }
+            frames.push(Frame::new(buf, HEADROOM, f.len()));
+        }
+        ident = ident.wrapping_add(2 + BATCH as u32);
+        let n = frames.len();
+        w.batch_into(&mut frames, &mut verdicts[..n], &mut sink);
+        pass.frames += n as u64;
+        pass.flood_frames += (n - 4) as u64;
+        pass.sent += 2;
+    }
+    pass.secs = t.elapsed().as_secs_f64();
+    pass.delivered = sink.internet;
+    pass
+}
+
+struct Flood {
+    /// Legitimate datagrams reassembled and translated, of those sent, under the flood
+    /// from one B4 and from a new B4 address for every fragment.
+    delivery: f64,
+    delivery_many: f64,
+    /// All frames per second under the flood from one B4, Mpps.
+    mpps: f64,
+    /// Legitimate datagrams per second, under that flood and without it.
+    legit_dps: f64,
+    alone_dps: f64,
+    /// The engine's fragment drops over the passes with the flood from one B4, by reason.
+    drops: Vec<(&'static str, u64)>,
+}
+
+/// The fragment-flood row: `rounds` passes with the flood from one B4, without it, and
+/// with the flood from many B4 addresses (on an engine of its own, so that each flood
+/// starts from tables the other did not fill).
+fn frag_flood(rounds: usize, budget: Duration) -> Outcome<Flood> {
+    let mut w = Worker::new(1 << 16, LEGIT_B4S + 1, UDP, 1, 0);
+    let mut w_many = Worker::new(1 << 16, LEGIT_B4S + 1, UDP, 1, 0);
+    let cut = |b4n: u32| {
+        let t = generator::softwire(b4n, L4::Udp, 1024, FRAG_DATAGRAM);
+        dataplane::testing::frames::softwire_fragments(&t.bytes, &[512], 0)
+    };
+    let legit: Vec<Vec<Vec<u8>>> = (0..LEGIT_B4S).map(cut).collect();
+    let flood = cut(FLOODER).swap_remove(0);
+    let c = w.e.counters();
+    let reasons = [
+        Counter::DropFragSourceLimit,
+        Counter::DropFragFairShare,
+        Counter::DropFragTableFull,
+        Counter::DropFragTimeout,
+        Counter::DropFragOverlap,
+    ];
+    let mut drops = vec![0u64; reasons.len()];
+    let (mut under, mut alone) = (vec![], vec![]);
+    let mut one = FloodPass::default();
+    let mut many = FloodPass::default();
+    for _ in 0..rounds {
+        let before: Vec<u64> = reasons.iter().map(|&r| c.get(r)).collect();
+        let p = flood_pass(&mut w, &legit, &flood, Flooder::One, budget);
+        for ((d, &r), b) in drops.iter_mut().zip(&reasons).zip(before) {
+            *d += c.get(r) - b;
+        }
+        (one.sent, one.delivered, one.flood_frames) =
+            (one.sent + p.sent, one.delivered + p.delivered, one.flood_frames + p.flood_frames);
+        under.push((p.frames as f64 / p.secs / 1e6, p.delivered as f64 / p.secs));
+        let q = flood_pass(&mut w, &legit, &flood, Flooder::None, budget);
+        if q.delivered == 0 {
+            return Err(format!("fragment flood: no datagram went through without the flood, {:?}", c.nonzero()));
+        }
+        alone.push(q.delivered as f64 / q.secs);
+        let m = flood_pass(&mut w_many, &legit, &flood, Flooder::Many, budget);
+        (many.sent, many.delivered, many.flood_frames) =
+            (many.sent + m.sent, many.delivered + m.delivered, many.flood_frames + m.flood_frames);
+    }
+    if one.sent == 0 || one.flood_frames == 0 || many.sent == 0 || many.flood_frames == 0 {
+        return Err("fragment flood: a pass sent no legitimate datagram or no flood".into());
+    }
+    Ok(Flood {
+        delivery: one.delivered as f64 / one.sent as f64,
+        delivery_many: many.delivered as f64 / many.sent as f64,
+        mpps: median(&mut under.iter().map(|u| u.0).collect::<Vec<_>>()),
+        legit_dps: median(&mut under.iter().map(|u| u.1).collect::<Vec<_>>()),
+        alone_dps: median(&mut alone),
+        drops: reasons.iter().map(|r| r.name()).zip(drops).collect(),
+    })
+}
+
+fn flood_row(f: &Flood) {
+    println!(
+        "fragment flood (7 of 8 frames: first fragments that never complete), {LEGIT_B4S} B4s sending datagrams in two fragments: from one B4, {:.2}% of their datagrams delivered, {:.2} Mpps all frames, {:.0} legitimate datagrams/s ({:.0}/s without the flood), drops {}; from a new B4 address each fragment, {:.2}% delivered",
+        f.delivery * 100.0,
+        f.mpps,
+        f.legit_dps,
+        f.alone_dps,
+        f.drops.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join(" "),
+        f.delivery_many * 100.0,
+    );
+}
+
+fn flood_summary(f: &Flood) -> String {
+    format!(
+        "fragflood_delivery={:.4} fragflood_many_delivery={:.4} fragflood_mpps={:.2} fragflood_legit_dps={:.0} fragflood_alone_dps={:.0}",
+        f.delivery, f.delivery_many, f.mpps, f.legit_dps, f.alone_dps
+    )
+}
+
 fn row(label: &str, e: &Est) {
     println!(
         "{label}: baseline {:6.2} Mpps | in2out {:6.2} Mpps ({:.3}x baseline) | out2in {:6.2} Mpps ({:.3}x) | {} refresh and other events drained, {} dropped",
@@ -629,26 +829,29 @@ fn row(label: &str, e: &Est) {
     );
 }
 
-const USAGE: &str = "usage: engine-bench [--quick] [--skip-10m] [--rounds N] [--seconds S]";
+const USAGE: &str = "usage: engine-bench [--quick] [--skip-10m] [--frag-flood] [--rounds N] [--seconds S]";
 
 /// What the command line asks for.
 struct Options {
     quick: bool,
     skip_10m: bool,
+    /// The fragment flood row alone.
+    frag_flood: bool,
     rounds: usize,
     secs: f64,
 }
 
 fn options(args: &[String]) -> Result<Options, String> {
-    known_options(args, &["--rounds", "--seconds"], &["--quick", "--skip-10m"])?;
+    known_options(args, &["--rounds", "--seconds"], &["--quick", "--skip-10m", "--frag-flood"])?;
     let quick = args.iter().any(|a| a == "--quick");
+    let frag_flood = args.iter().any(|a| a == "--frag-flood");
     let skip_10m = quick || args.iter().any(|a| a == "--skip-10m");
     let rounds: usize = arg(args, "--rounds")?.unwrap_or(if quick { 1 } else { 3 });
     let secs: f64 = arg(args, "--seconds")?.unwrap_or(if quick { 0.2 } else { 1.0 });
     if rounds == 0 || secs.is_nan() || secs <= 0.0 {
         return Err("--rounds and --seconds must be positive".into());
     }
-    Ok(Options { quick, skip_10m, rounds, secs })
+    Ok(Options { quick, skip_10m, frag_flood, rounds, secs })
 }
 
 /// `1m` for 1,000,000, `100k` for 100,000: how the summary names a table size.
@@ -657,8 +860,15 @@ fn size_label(n: u32) -> String {
 }
 
 fn run(o: &Options) -> Outcome<()> {
-    let Options { quick, skip_10m, rounds, secs } = *o;
+    let Options { quick, skip_10m, frag_flood: flood_only, rounds, secs } = *o;
     let budget = Duration::from_secs_f64(secs);
+    if flood_only {
+        println!("engine-bench: fragment flood, {rounds} rounds of {secs} s passes, medians");
+        let f = frag_flood(rounds, budget)?;
+        flood_row(&f);
+        println!("summary: {}", flood_summary(&f));
+        return Ok(());
+    }
     let (small, large, mixed, per_worker) =
         if quick { (10_000, 100_000, 25_000, 10_000) } else { (10_000, 1_000_000, 250_000, 100_000) };
 
@@ -707,9 +917,11 @@ fn run(o: &Options) -> Outcome<()> {
         );
         scale.push(sc);
     }
+    let flood = frag_flood(rounds, budget)?;
+    flood_row(&flood);
     let (k, big) = (size_label(small), size_label(large));
     println!(
-        "summary: baseline_mpps={:.2} est{k}_in2out_mpps={:.2} est{k}_out2in_mpps={:.2} est{k}_ratio={:.3} est{big}_in2out_mpps={:.2} est{big}_out2in_mpps={:.2} est{big}_ratio={:.3} mix_in2out_mpps={:.2} mix_out2in_mpps={:.2} mix_ratio={:.3} new_sessions_per_sec={:.0} bytes_per_session_{big}={:.1}{ten_million} scale2_in2out={:.2} scale2_half_in2out={:.2} scale2_out2in={:.2} scale2_half_out2in={:.2}",
+        "summary: baseline_mpps={:.2} est{k}_in2out_mpps={:.2} est{k}_out2in_mpps={:.2} est{k}_ratio={:.3} est{big}_in2out_mpps={:.2} est{big}_out2in_mpps={:.2} est{big}_ratio={:.3} mix_in2out_mpps={:.2} mix_out2in_mpps={:.2} mix_ratio={:.3} new_sessions_per_sec={:.0} bytes_per_session_{big}={:.1}{ten_million} scale2_in2out={:.2} scale2_half_in2out={:.2} scale2_out2in={:.2} scale2_half_out2in={:.2} {}",
         s.base,
         s.in2out,
         s.out2in,
@@ -726,6 +938,7 @@ fn run(o: &Options) -> Outcome<()> {
         scale[0].two_half / scale[0].one,
         scale[1].two / scale[1].one,
         scale[1].two_half / scale[1].one,
+        flood_summary(&flood),
     );
     Ok(())
 }

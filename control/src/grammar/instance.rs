@@ -217,7 +217,7 @@ pub static COMMANDS: &[Command] = &[
         print: Print::Lines(|c, v| print(c, v, |i, d| differs(i.aging.icmp, d.aging.icmp, "aging-time icmp"))),
     },
     Command {
-        syntax: &[Key("tunnel-mtu"), number("BYTES", "a tunnel MTU", 1280, 9000)],
+        syntax: &[Key("tunnel-mtu"), number("BYTES", "a tunnel MTU", 1280, dataplane::config::MAX_TUNNEL_MTU as u32)],
         undo: Some(&[Key("tunnel-mtu")]),
         help: "MTU of the softwires, 1280-9000; 1500",
         action: Action::Edit {

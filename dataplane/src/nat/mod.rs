@@ -3,6 +3,7 @@
 
 pub mod events;
 pub mod filter;
+pub mod frag_table;
 pub mod fragments;
 pub mod index;
 pub mod owners;

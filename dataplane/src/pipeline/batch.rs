@@ -159,7 +159,7 @@ mod tests {
         let (tx, _rx) = crossbeam_channel::bounded(cfg.event_ring);
         let counters = Arc::new(WorkerCounters::default());
         let mut nat = NatState::new(&cfg, 0, 3, Arc::new(Owners::new()), counters.clone(), tx);
-        let (mut frag6, mut frag4) = (Reassembler::new(cfg.frag), FragTracker4::new(cfg.frag));
+        let (mut frag6, mut frag4) = (Reassembler::new(cfg.frag, 1), FragTracker4::new(cfg.frag, 2));
         let path = PathConfig::new(&cfg);
         let mut state = PathState::new(&cfg);
         let mut e = BatchCtx::new(&path, &mut nat, &mut frag6, &mut frag4, &mut state, &counters, 0);

@@ -10,7 +10,7 @@ use crate::wire::checksum;
 use crate::wire::icmp as wicmp;
 use crate::wire::ipv4::{self, Ipv4Packet};
 use crate::wire::ipv6::{self, Ipv6Packet};
-use crate::wire::{proto, tcp, udp};
+use crate::wire::{WireError, proto, tcp, udp};
 
 /// 192.0.0.1, the AFTR's IPv4 address on the softwire (RFC 6333 section 5.7): the source
 /// of ICMPv4 errors the AFTR sends to a B4's hosts.
@@ -41,10 +41,19 @@ impl BatchCtx<'_> {
         }
         let up = match ipv6::walk(&f.buf[l3..l3 + total]) {
             Ok(u) => u,
+            Err(WireError::BadExtension) => return self.drop(Counter::DropIpv6Extension),
             Err(_) => return self.drop(Counter::DropMalformedIpv6),
         };
         if up.frag.is_some() {
-            // A fragment of a softwire packet (RFC 6333 section 5.3: the AFTR reassembles).
+            // A fragment of a softwire packet (RFC 6333 section 5.3: the AFTR reassembles),
+            // kept only for an authorised B4 (section 5.2; decision 0013).
+            if !self.b4_authorised(inst, &src) {
+                return self.drop(Counter::DropB4NotAuthorised);
+            }
+            // Nor for a B4 this board does not serve now (decision 0012).
+            if let Err(c) = self.nat.b4_served(inst, &src) {
+                return self.drop(c);
+            }
             if let Some(w) = self.nat.foreign_owner(self.prehash, inst, &src) {
                 return self.handoff_to(w, Counter::HandedOffSoftwire);
             }

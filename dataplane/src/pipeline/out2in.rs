@@ -57,8 +57,8 @@ impl BatchCtx<'_> {
         let l4_end = ip_at + ip_len;
         // The port that finds the session: from the packet, or resolved from the first
         // fragment of this datagram.
-        let port = if let Some(p) = f.hint {
-            p
+        let port = if let Some(h) = f.hint {
+            h.port
         } else if is_frag {
             return self.inbound_fragment(f, ip_at, sink);
         } else {
@@ -84,7 +84,7 @@ impl BatchCtx<'_> {
             }
         };
         if let Some(w) = self.nat.foreign_port_owner(dst, port) {
-            f.hint = is_frag.then_some(port);
+            // A fragment goes with its datagram's ports (`f.hint`).
             return self.handoff_to(w, Counter::HandedOffInternet);
         }
         let first_piece = frag_off == 0;
@@ -107,8 +107,13 @@ impl BatchCtx<'_> {
             let sub = self.nat.subs.get(s.sub);
             (sub.inst, sub.b4)
         };
-        let sport = if first_piece && protocol != proto::ICMP { udp::src_port(&f.buf[l4..]) } else { 0 };
-        if first_piece && !self.nat.permitted(i, inst, src, sport) {
+        // A later fragment is filtered as its first was, by the ports it told.
+        let sport = match f.hint {
+            _ if first_piece && protocol != proto::ICMP => udp::src_port(&f.buf[l4..]),
+            Some(h) => h.remote_port,
+            None => 0,
+        };
+        if !self.nat.permitted(i, inst, src, sport) {
             return self.drop(Counter::DropFiltered);
         }
         // RFC 1812 section 5.3.1, once the packet is known to belong to a session it may

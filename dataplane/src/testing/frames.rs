@@ -155,6 +155,51 @@ pub fn ipv4_udp_reply(ext: u32, port: u16, payload: &[u8]) -> Vec<u8> {
     ipv4_frame(AFTR_MAC, PEER_MAC, &ipv4_packet(L4::Udp, SERVER, ext, 53, port, false, payload))
 }
 
+/// Byte ranges `0..cuts[0]`, `cuts[0]..cuts[1]`, ..., `..len`.
+fn pieces(cuts: &[usize], len: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let ends = cuts.iter().copied().filter(move |&c| c < len).chain([len]);
+    std::iter::once(0).chain(cuts.iter().copied().filter(move |&c| c < len)).zip(ends)
+}
+
+/// The softwire frame `frame` (no extension headers) as IPv6 fragments of its inner
+/// packet, cut at `cuts` (multiples of 8), identification `ident` (RFC 8200 section 4.5).
+pub fn softwire_fragments(frame: &[u8], cuts: &[usize], ident: u32) -> Vec<Vec<u8>> {
+    let (head, inner) = frame.split_at(14 + ipv6::HEADER_LEN);
+    pieces(cuts, inner.len())
+        .map(|(a, b)| {
+            let mut f = head.to_vec();
+            f[14 + 4..14 + 6].copy_from_slice(&((ipv6::FRAG_HEADER_LEN + b - a) as u16).to_be_bytes());
+            f[14 + 6] = proto::IPV6_FRAG;
+            let mut fh = [0u8; ipv6::FRAG_HEADER_LEN];
+            ipv6::write_frag_header(&mut fh, proto::IPV4_IN_IP, a, b < inner.len(), ident);
+            f.extend_from_slice(&fh);
+            f.extend_from_slice(&inner[a..b]);
+            f
+        })
+        .collect()
+}
+
+/// The IPv4 frame `frame` (20-byte header) as fragments of its payload, cut at `cuts`
+/// (multiples of 8), identification `ident`, DF cleared, header checksums right.
+pub fn ipv4_fragments(frame: &[u8], cuts: &[usize], ident: u16) -> Vec<Vec<u8>> {
+    let (eth, ip) = frame.split_at(14);
+    let payload = &ip[20..];
+    let (tos, ttl, protocol) = (ip[1], ip[8], ip[9]);
+    let (src, dst) =
+        (u32::from_be_bytes(ip[12..16].try_into().unwrap()), u32::from_be_bytes(ip[16..20].try_into().unwrap()));
+    pieces(cuts, payload.len())
+        .map(|(a, b)| {
+            let mut f = eth.to_vec();
+            let mut h = [0u8; 20];
+            let mf = if b < payload.len() { ipv4::FLAG_MF } else { 0 };
+            ipv4::write_header(&mut h, tos, (20 + b - a) as u16, ident, mf | (a / 8) as u16, ttl, protocol, src, dst);
+            f.extend_from_slice(&h);
+            f.extend_from_slice(&payload[a..b]);
+            f
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,5 +216,21 @@ mod tests {
         let r = ipv4_udp_reply(0xc633_6401, 1024, &[]);
         assert_eq!(&r[14 + 16..14 + 20], &[198, 51, 100, 1]);
         assert_eq!(u16::from_be_bytes([r[14 + 26], r[14 + 27]]), l4_checksum(&r[14..]));
+    }
+
+    #[test]
+    fn fragments_carry_the_packet_in_pieces() {
+        let s = softwire_udp(1, 4242, &[5; 100]);
+        let f = softwire_fragments(&s, &[64], 9);
+        assert_eq!(f.len(), 2);
+        assert_eq!(&f[0][14 + 40..14 + 48], &[4, 0, 0, 1, 0, 0, 0, 9]);
+        assert_eq!(&f[1][14 + 40..14 + 48], &[4, 0, 0, 64, 0, 0, 0, 9]);
+        assert_eq!([&f[0][14 + 48..], &f[1][14 + 48..]].concat(), &s[54..]);
+        let r = ipv4_udp_reply(0xc633_6401, 1024, &[3; 100]);
+        let f = ipv4_fragments(&r, &[64, 200], 7);
+        assert_eq!(f.len(), 2, "a cut past the end is none");
+        assert_eq!((&f[0][14 + 4..14 + 8], &f[1][14 + 4..14 + 8]), (&[0, 7, 0x20, 0][..], &[0, 7, 0, 8][..]));
+        assert_eq!(checksum::checksum(&f[1][14..34]), 0);
+        assert_eq!([&f[0][34..], &f[1][34..]].concat(), &r[34..]);
     }
 }

@@ -134,8 +134,22 @@ pub struct Upper {
 
 /// Walks Hop-by-Hop, Routing, Destination Options and Fragment headers of a checked packet
 /// (`pkt` ends at the IPv6 total length). After a non-first fragment the upper header is
-/// not present: `offset` then points at fragment data.
+/// not present: `offset` then points at fragment data. A first fragment must hold the
+/// whole chain up to the upper-layer header (RFC 8200 section 4.5, RFC 7112), else
+/// `Truncated`.
 pub fn walk(pkt: &[u8]) -> WireResult<Upper> {
+    walk_from(pkt, false)
+}
+
+/// Walks the headers of a packet rebuilt from fragments: an IPv6 header whose next
+/// header is the one the first fragment's Fragment header named, then the fragmentable
+/// part. A Hop-by-Hop header (it must follow the IPv6 header, RFC 8200 section 4.1) or a
+/// second Fragment header there is `BadExtension`.
+pub fn walk_reassembled(pkt: &[u8]) -> WireResult<Upper> {
+    walk_from(pkt, true)
+}
+
+fn walk_from(pkt: &[u8], reassembled: bool) -> WireResult<Upper> {
     let mut nh = pkt[field::NEXT_HEADER];
     let mut at = HEADER_LEN;
     let mut nh_at = field::NEXT_HEADER;
@@ -144,11 +158,16 @@ pub fn walk(pkt: &[u8]) -> WireResult<Upper> {
         match nh {
             proto::IPV6_HOPOPTS | proto::IPV6_ROUTE | proto::IPV6_OPTS => {
                 // RFC 8200 section 4.3: Hop-by-Hop must come first.
-                if nh == proto::IPV6_HOPOPTS && at != HEADER_LEN {
+                if nh == proto::IPV6_HOPOPTS && (at != HEADER_LEN || reassembled) {
                     return Err(WireError::BadExtension);
                 }
                 if pkt.len() < at + 8 {
                     return Err(WireError::Truncated);
+                }
+                // RFC 8200 section 4.4: with segments left, this node is not the
+                // packet's destination, and it routes by no routing type.
+                if nh == proto::IPV6_ROUTE && pkt[at + 3] != 0 {
+                    return Err(WireError::BadExtension);
                 }
                 let len = (pkt[at + 1] as usize + 1) * 8;
                 if pkt.len() < at + len {
@@ -159,7 +178,7 @@ pub fn walk(pkt: &[u8]) -> WireResult<Upper> {
                 at += len;
             }
             proto::IPV6_FRAG => {
-                if frag.is_some() {
+                if frag.is_some() || reassembled {
                     return Err(WireError::BadExtension);
                 }
                 if pkt.len() < at + FRAG_HEADER_LEN {
@@ -256,5 +275,35 @@ mod tests {
         let ext: Vec<u8> = (0..10).flat_map(|_| [proto::IPV6_OPTS, 0, 1, 4, 0, 0, 0, 0]).collect();
         let v = packet(proto::IPV6_OPTS, &ext, &[]);
         assert_eq!(walk(&v).unwrap_err(), WireError::BadExtension);
+        // A Routing header with segments left: not this node's packet.
+        let v = packet(proto::IPV6_ROUTE, &[4, 0, 4, 1, 0, 0, 0, 0], &[]);
+        assert_eq!(walk(&v).unwrap_err(), WireError::BadExtension);
+        let v = packet(proto::IPV6_ROUTE, &[4, 0, 4, 0, 0, 0, 0, 0], &[0x45; 20]);
+        assert_eq!(walk(&v).unwrap().offset, 48);
+    }
+
+    #[test]
+    fn the_chain_of_a_first_fragment_goes_on_after_the_fragment_header() {
+        // Fragment (offset 0, more) -> Destination Options (8 bytes) -> IPv4.
+        let mut fh = [0u8; 8];
+        write_frag_header(&mut fh, proto::IPV6_OPTS, 0, true, 7);
+        let mut ext = fh.to_vec();
+        ext.extend_from_slice(&[4, 0, 1, 4, 0, 0, 0, 0]);
+        let v = packet(proto::IPV6_FRAG, &ext, &[0x45; 24]);
+        let u = walk(&v).unwrap();
+        assert_eq!((u.protocol, u.offset, u.next_header_at), (4, 56, 48));
+        // Cut inside the Destination Options: the chain is not whole (RFC 7112).
+        assert_eq!(walk(&v[..52]).unwrap_err(), WireError::Truncated);
+    }
+
+    #[test]
+    fn a_reassembled_packet_has_no_hop_by_hop_nor_fragment_header() {
+        let v = packet(proto::IPV6_OPTS, &[4, 0, 1, 4, 0, 0, 0, 0], &[0x45; 20]);
+        assert_eq!(walk_reassembled(&v).unwrap(), Upper { protocol: 4, offset: 48, next_header_at: 40, frag: None });
+        for nh in [proto::IPV6_HOPOPTS, proto::IPV6_FRAG] {
+            let v = packet(nh, &[4, 0, 0, 0, 0, 0, 0, 0], &[0x45; 20]);
+            assert_eq!(walk_reassembled(&v).unwrap_err(), WireError::BadExtension);
+            assert!(walk(&v).is_ok());
+        }
     }
 }

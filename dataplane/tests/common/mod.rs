@@ -7,7 +7,7 @@ use crossbeam_channel::Receiver;
 use dataplane::config::{EgressL2, EngineConfig, InstanceConfig, Ipv4Prefix, Ipv6Prefix};
 use dataplane::counters::Counter;
 use dataplane::nat::events::SessionEvent;
-use dataplane::{Egress, Engine, Frame, HEADROOM, VecSink, Verdict};
+use dataplane::{Egress, Engine, FragmentPorts, Frame, HEADROOM, VecSink, Verdict};
 use etherparse::{EtherType, Ethernet2Header, IpNumber, Ipv6FlowLabel, Ipv6Header, PacketBuilder, TcpOptionElement};
 
 pub const AFTR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
@@ -48,6 +48,8 @@ pub fn config(inst: InstanceConfig) -> EngineConfig {
 pub struct Out {
     pub verdict: Verdict,
     pub frame: Vec<u8>,
+    /// The frame's hint after processing (set for a fragment handed to another worker).
+    pub frame_hint: Option<FragmentPorts>,
     pub sink: VecSink,
 }
 
@@ -89,7 +91,7 @@ impl Harness {
     pub fn run(&mut self, frame: &[u8]) -> Out {
         self.run_hint(frame, None)
     }
-    pub fn run_hint(&mut self, frame: &[u8], hint: Option<u16>) -> Out {
+    pub fn run_hint(&mut self, frame: &[u8], hint: Option<FragmentPorts>) -> Out {
         let mut buf = vec![0u8; HEADROOM + frame.len() + 64];
         buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
         let mut sink = VecSink::default();
@@ -97,7 +99,7 @@ impl Harness {
         f.hint = hint;
         let verdict = self.eng.process(&mut f, &mut sink);
         let out = f.bytes().to_vec();
-        Out { verdict, frame: out, sink }
+        Out { verdict, frame: out, frame_hint: f.hint, sink }
     }
     pub fn counter(&self, c: Counter) -> u64 {
         self.eng.counters().get(c)
@@ -409,15 +411,44 @@ pub fn icmp4_error_as_sent(
     edit_ipv4(&ip4_icmp_error(src, dst, ty, code, rest, quoted), |h| h.identification = id)
 }
 
-/// The IPv4 packet `ip` (20-byte header) cut into two fragments at payload byte `cut`
-/// (a multiple of 8), DF clear, identification 0x4242.
-pub fn ipv4_fragments(ip: &[u8], cut: usize) -> (Vec<u8>, Vec<u8>) {
+// ----- Fragments -----
+
+/// Splits the fragmentable part `part` of a softwire packet from `b4` into IPv6
+/// fragments at `cuts` (multiples of 8); the Fragment header's next header is `nh`.
+pub fn ipv6_fragments_nh(b4: [u8; 16], nh: u8, part: &[u8], cuts: &[usize], ident: u32) -> Vec<Vec<u8>> {
+    let mut bounds = vec![0];
+    bounds.extend_from_slice(cuts);
+    bounds.push(part.len());
+    bounds
+        .windows(2)
+        .map(|w| {
+            let (a, b) = (w[0], w[1]);
+            let more = b < part.len();
+            let mut f = eth(AFTR_MAC, B4_SIDE_NH, EtherType::IPV6);
+            f.extend(ip6_header(b4, ENDPOINT, IpNumber::IPV6_FRAGMENTATION_HEADER, 8 + b - a, 64, 0, 0));
+            f.extend_from_slice(&[nh, 0]);
+            f.extend_from_slice(&((a as u16) | more as u16).to_be_bytes());
+            f.extend_from_slice(&ident.to_be_bytes());
+            f.extend_from_slice(&part[a..b]);
+            f
+        })
+        .collect()
+}
+
+/// Splits a softwire packet (IPv6 payload = inner IPv4) into IPv6 fragments at `cuts`.
+pub fn ipv6_fragments(b4: [u8; 16], inner: &[u8], cuts: &[usize], ident: u32) -> Vec<Vec<u8>> {
+    ipv6_fragments_nh(b4, 4, inner, cuts, ident)
+}
+
+/// Splits an IPv4 packet into two fragments at `cut` (a multiple of 8 of the payload),
+/// with identification `ident`.
+pub fn ipv4_fragments_id(ip: &[u8], cut: usize, ident: u16) -> (Vec<u8>, Vec<u8>) {
     let hdr = etherparse::Ipv4HeaderSlice::from_slice(ip).unwrap().to_header();
     let payload = &ip[20..];
     let mut h1 = hdr.clone();
     h1.dont_fragment = false;
     h1.more_fragments = true;
-    h1.identification = 0x4242;
+    h1.identification = ident;
     h1.total_len = (20 + cut) as u16;
     h1.header_checksum = h1.calc_header_checksum();
     let mut h2 = h1.clone();
@@ -430,4 +461,9 @@ pub fn ipv4_fragments(ip: &[u8], cut: usize) -> (Vec<u8>, Vec<u8>) {
     let mut f2 = h2.to_bytes().to_vec();
     f2.extend_from_slice(&payload[cut..]);
     (f1, f2)
+}
+
+/// Splits an IPv4 packet into two fragments at `cut` (identification 0x4242).
+pub fn ipv4_fragments(ip: &[u8], cut: usize) -> (Vec<u8>, Vec<u8>) {
+    ipv4_fragments_id(ip, cut, 0x4242)
 }
