@@ -104,7 +104,7 @@ fn aftrctl_displays_and_commits_through_the_daemon() {
     assert!(now.contains("delay-time: 20 s"), "{now}");
     // The example's HA address (192.0.2.1) is not on this host: the board stays
     // inactive and says why, and a switchover is refused.
-    assert!(now.contains("HA channel: down, cannot bind 192.0.2.1:4789"), "{now}");
+    assert!(now.contains("HA channel: down, cannot bind 192.0.2.1:62000"), "{now}");
     assert!(now.contains("role: init"), "{now}");
     assert!(now.contains("service-location 1: init (its preferred board), peer never heard, not in sync"), "{now}");
     let (ok, _, err) = d.ctl(&["switchover"]);
@@ -233,7 +233,7 @@ fn interactive_session_reload_and_clean_stop() {
     assert!(text.contains("location slot SLOT [ backup slot SLOT ]"), "? lists the view's commands: {text}");
     assert!(text.contains("Error: service-location 1: the slot and the backup slot are both 1"), "{text}");
     assert!(text.contains("Info: slot 1: committed"), "{text}");
-    assert!(text.contains("slot 2 (192.0.2.2:4789): not reached"), "the peer is not running: {text}");
+    assert!(text.contains("slot 2 (192.0.2.2:62000): not reached"), "the peer is not running: {text}");
     let (_, ha, _) = d.ctl(&["display", "service-ha"]);
     assert!(ha.contains("preempt-time: 90 s"), "{ha}");
 
@@ -264,43 +264,63 @@ fn interactive_session_reload_and_clean_stop() {
     assert!(!Path::new(&d.socket).exists(), "socket removed");
 }
 
+/// A port block and one UDP session in it, as the peer board would send them.
+fn peer_records(
+    inst: u8,
+    b4: [u8; 16],
+    ext: u32,
+    first: u16,
+    size: u16,
+) -> (dataplane::nat::events::BlockRecord, dataplane::nat::events::SessionRecord) {
+    let blk = dataplane::nat::events::BlockRecord { inst, b4, ext_addr: ext, first_port: first, size, at: 0 };
+    let s = dataplane::nat::events::SessionRecord {
+        inst,
+        b4,
+        inner_addr: 0xc0a8_0001,
+        inner_port: 4000,
+        ext_addr: ext,
+        ext_port: first + 1,
+        proto: 17,
+        flags: 0,
+        created: 1,
+        last_seen: u32::MAX / 2,
+        mac: [0; 6],
+    };
+    (blk, s)
+}
+
 #[test]
 fn a_commit_keeps_every_session_the_new_settings_allow() {
     use control::board::SessionFilter;
-    use dataplane::nat::events::{BlockRecord, SessionRecord};
     let text = std::fs::read_to_string("../deploy/aftr-two-locations.conf").unwrap();
     let (c, _) = control::parse::parse(&text).unwrap();
     let p = control::plan::plan(&c);
     let ec = control::plan::engine_config(&c, &p, 4).unwrap();
     let mut board = control::board::start(4, ec.clone(), &[], None, 7, true, |_, _| {}).unwrap();
-    // One session in each instance, as the peer board would send them.
+    // One session in each instance, as the peer board would send them: a B4 of a
+    // location of slot 4, with an address of that location's share.
     let mut installed = 0;
-    for (inst_name, b4, pool) in
-        [("dslite-a", "2001:db8:1000::1", "203.0.113.0"), ("dslite-b", "2001:db8:2000::1", "192.0.2.128")]
-    {
+    let mut kept_b4 = None;
+    for (inst_name, prefix) in [("dslite-a", "2001:db8:1000::"), ("dslite-b", "2001:db8:2000::")] {
         let inst = ec.instances.iter().position(|i| i.name == inst_name).unwrap() as u8;
-        let b4 = b4.parse::<std::net::Ipv6Addr>().unwrap().octets();
-        let ext: u32 = pool.parse::<std::net::Ipv4Addr>().unwrap().into();
+        let ip = &p.instances[inst_name];
+        let b4 = (1..1000u16)
+            .map(|n| {
+                let mut a = prefix.parse::<std::net::Ipv6Addr>().unwrap().octets();
+                a[14..].copy_from_slice(&n.to_be_bytes());
+                a
+            })
+            .find(|a| ec.locations.contains(&ip.location_of(a)))
+            .unwrap();
+        let ext: u32 = ip.pool_shares[&ip.location_of(&b4)][0].0.into();
+        kept_b4.get_or_insert(b4);
         // A block of some worker: the board installs it, and its sessions, there.
         let w = (inst as u16 + 1) % ec.workers;
         let size = ec.instances[inst as usize].port_block_size;
         let block =
             (0..65536 / size as u32).find(|b| b % ec.workers as u32 == w as u32 && b * size as u32 >= 1024).unwrap();
         let first = (block * size as u32) as u16;
-        let blk = BlockRecord { inst, b4, ext_addr: ext, first_port: first, size, at: 0 };
-        let s = SessionRecord {
-            inst,
-            b4,
-            inner_addr: 0xc0a8_0001,
-            inner_port: 4000,
-            ext_addr: ext,
-            ext_port: first + 1,
-            proto: 17,
-            flags: 0,
-            created: 1,
-            last_seen: u32::MAX / 2,
-            mac: [0; 6],
-        };
+        let (blk, s) = peer_records(inst, b4, ext, first, size);
         assert_eq!(board.install(vec![blk], vec![s]), (0, 0));
         installed += 1;
     }
@@ -321,6 +341,58 @@ fn a_commit_keeps_every_session_the_new_settings_allow() {
     assert_eq!(commit(&mut board, &text3), (1, 1));
     let left = board.sessions(&SessionFilter::default());
     assert_eq!(left.len(), 1);
-    assert_eq!(left[0].b4, "2001:db8:1000::1".parse::<std::net::Ipv6Addr>().unwrap().octets());
+    assert_eq!(Some(left[0].b4), kept_b4);
+    board.stop();
+}
+
+/// A weight moved by a commit: a subscriber whose bucket or address changed location
+/// loses its block and sessions (reported as ended, so logged and removed from the
+/// peer); one whose location still holds its address keeps them (decision 0012).
+#[test]
+fn a_moved_weight_ends_only_the_sessions_whose_location_changed() {
+    let text = |w2: u32| {
+        format!(
+            "slot 1\n worker-cores 0\n ha-address 192.0.2.1\nslot 2\n worker-cores 1\n ha-address 192.0.2.2\n\
+             service-ha preshared-key lab-secret\nservice-location 1\n location slot 1 backup slot 2\n\
+             service-location 2\n location slot 2 backup slot 1\nservice-instance-group g\n service-location 1 weight 1\n\
+             service-location 2 weight {w2}\nds-lite address-group pool\n section 0 198.51.100.0 mask 24\n\
+             ds-lite instance d id 1\n service-instance-group g\n local-ipv6 2001:db8::1\n\
+             remote-ipv6 2001:db8:b4:: prefix-length 64\n ds-lite address-group pool\n"
+        )
+    };
+    let plan_of = |w2| {
+        let (c, _) = control::parse::parse(&text(w2)).unwrap();
+        let p = control::plan::plan(&c);
+        (control::plan::engine_config(&c, &p, 1).unwrap(), p.instances["d"].clone())
+    };
+    let (ec, before) = plan_of(1);
+    let mut board = control::board::start(1, ec.clone(), &[], None, 7, true, |_, _| {}).unwrap();
+    // 64 subscribers, each with an address of its location's share, as the engine gives.
+    let b4s: Vec<[u8; 16]> = (0..64u16)
+        .map(|i| {
+            let mut a = "2001:db8:b4::".parse::<std::net::Ipv6Addr>().unwrap().octets();
+            a[14..].copy_from_slice(&(0x100 + i).to_be_bytes());
+            a
+        })
+        .collect();
+    let size = ec.instances[0].port_block_size;
+    for (i, b4) in b4s.iter().enumerate() {
+        let share = &before.pool_shares[&before.location_of(b4)];
+        let ext = u32::from(share[0].0) + (i as u32 % 8);
+        let first = (2 + i as u16) * size;
+        let (blk, s) = peer_records(0, *b4, ext, first, size);
+        assert_eq!(board.install(vec![blk], vec![s]), (0, 0));
+    }
+    // Weight 3 for location 2: buckets and addresses move from location 1 to 2.
+    let (ec3, after) = plan_of(3);
+    let stays = |i: usize, b4: &[u8; 16]| {
+        let ext = u32::from(before.pool_shares[&before.location_of(b4)][0].0) + (i as u32 % 8);
+        let loc = after.location_of(b4);
+        after.pool_shares[&loc].iter().any(|(a, b)| (u32::from(*a)..=u32::from(*b)).contains(&ext))
+    };
+    let expected = b4s.iter().enumerate().filter(|(i, b)| stays(*i, b)).count();
+    assert!(expected > 0 && expected < b4s.len(), "the test needs both kinds: {expected} of 64 stay");
+    let carried = board.reconfigure(ec3).unwrap();
+    assert_eq!((carried.kept, carried.ended), (expected, b4s.len() - expected));
     board.stop();
 }

@@ -20,13 +20,13 @@ slot 1
  worker-cores 0
  interface softwire a1-sw
  interface internet a1-in
- ha-address 192.0.2.1 port 4789
+ ha-address 192.0.2.1 port 62000
  packet-poll blocking
 slot 2
  worker-cores 1
  interface softwire a2-sw
  interface internet a2-in
- ha-address 192.0.2.2 port 4789
+ ha-address 192.0.2.2 port 62000
  packet-poll blocking
 service-ha hot-backup enable
 service-ha delay-time 1
@@ -88,7 +88,7 @@ import socket, struct, time
 # active, preferred).
 payload = b"\0" * 8 + bytes([2, 0, 0, 0, 0, 0x66]) + bytes([1]) + struct.pack(">IBB", 1, 2, 1)
 hdr = b"AFHA" + bytes([2, 1, 0, 0]) + struct.pack(">HH", 2, 0) + struct.pack(">QQQ", int(time.time() * 1e6) + 10**9, 1, 0) + struct.pack(">HH", len(payload), 0)
-socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(hdr + payload + b"\0" * 16, ("192.0.2.1", 4789))
+socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(hdr + payload + b"\0" * 16, ("192.0.2.1", 62000))
 "#;
 
 /// The user-space B4 of the bench crate, built beside the tests (scripts/test.sh builds

@@ -69,7 +69,7 @@ prop_compose! {
                 cores: cores.into_iter().collect(),
                 softwire_if: ifname.clone(),
                 internet_if: ifname.map(|n| format!("{n}x")),
-                ha_address: ha.map(|a| SocketAddr::new(Ipv4Addr::from(a).into(), 4789)),
+                ha_address: ha.map(|a| SocketAddr::new(Ipv4Addr::from(a).into(), 62000)),
                 packet_io: [PacketIo::Auto, PacketIo::AfPacket, PacketIo::AfXdp(XdpMode::Auto), PacketIo::AfXdp(XdpMode::Native), PacketIo::AfXdp(XdpMode::Generic)][io as usize],
                 poll: if blocking { PollMode::Block } else { PollMode::Busy },
             })).collect(),

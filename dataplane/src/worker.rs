@@ -249,10 +249,20 @@ fn carry_over(old: &Engine, old_cfg: &EngineConfig, new: &mut Engine, new_cfg: &
     let counters = new.counters();
     let moved = [Counter::SessionsInstalled, Counter::SubscribersCreated, Counter::BlocksAllocated];
     let before = moved.map(|c| counters.get(c));
+    // A block stays only where its subscriber's location still holds its address: a
+    // weight that moved the B4's bucket, or the address's share, ends it and its
+    // sessions (logged as deleted, removed from the peer), and the B4 starts again in
+    // its new location (decision 0012).
+    let located = |inst: u8, b4: &[u8; 16], ext: u32| {
+        let i = &new_cfg.instances[inst as usize];
+        i.buckets.is_empty() || i.location_of_addr(ext) == Some(i.location_of_b4(b4))
+    };
     let (mut ended_blocks, mut ended_sessions) = (Vec::new(), Vec::new());
     for s in old.subscribers() {
         for b in s.block_records() {
-            let fits = map(b.inst).is_some_and(|inst| new.install_block(&BlockRecord { inst, ..b }).is_ok());
+            let fits = map(b.inst).is_some_and(|inst| {
+                located(inst, &b.b4, b.ext_addr) && new.install_block(&BlockRecord { inst, ..b }).is_ok()
+            });
             if !fits {
                 ended_blocks.push(b);
             }

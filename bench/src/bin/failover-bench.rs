@@ -215,13 +215,13 @@ slot 1
  worker-cores 0
  interface softwire a1-sw
  interface internet a1-in
- ha-address 192.0.2.1 port 4789
+ ha-address 192.0.2.1 port 62000
  packet-poll blocking
 slot 2
  worker-cores 1
  interface softwire a2-sw
  interface internet a2-in
- ha-address 192.0.2.2 port 4789
+ ha-address 192.0.2.2 port 62000
  packet-poll blocking
 service-ha hot-backup enable
 service-ha delay-time 1

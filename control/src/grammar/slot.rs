@@ -8,7 +8,11 @@ use super::{Action, Arg, Command, Edit, Kind, Print, View, Word};
 use crate::config::*;
 use crate::error::ConfigError;
 
-const HA_PORT: u16 = 4789;
+/// The HA channel's default port (its witness heartbeats use the next one). IANA never
+/// assigns ports 49152-65535 (RFC 6335 section 6), so no registered protocol uses it,
+/// and it is above Linux's ephemeral range (32768-60999), so no local client gets it.
+/// 4789, the default before, is VXLAN's.
+const HA_PORT: u16 = 62000;
 const CORE: Arg = Arg { name: "CORE", what: "a CPU core", kind: Kind::Number { min: 0, max: 1023 } };
 const IFNAME: Word = Arg(Arg { name: "IFNAME", what: "an interface name", kind: Kind::Name });
 
@@ -120,7 +124,7 @@ pub static COMMANDS: &[Command] = &[
             ]),
         ],
         undo: Some(&[Key("ha-address")]),
-        help: "where this board's HA channel listens; port 4789",
+        help: "where this board's HA channel listens; port 62000",
         action: Action::Edit {
             apply: |e, a| {
                 let port = if a.has("PORT") { a.number("PORT") as u16 } else { HA_PORT };

@@ -21,7 +21,7 @@ const DELAY_S: u32 = 1;
 const KEY: &[u8] = b"lab-only-secret";
 
 fn settings(slot: u16, preferred: bool, dead_count: u32) -> Settings {
-    let addr: SocketAddr = "127.0.0.1:4789".parse().expect("an address");
+    let addr: SocketAddr = "127.0.0.1:62000".parse().expect("an address");
     Settings {
         slot,
         bind: addr,
@@ -741,7 +741,7 @@ fn a_commit_changes_delay_time_and_timers_at_once_and_refuses_the_channel() {
 
     // Where the channel is, and who is preferred, cannot change while running.
     let mut moved = s.clone();
-    moved.bind = "127.0.0.1:4790".parse().expect("an address");
+    moved.bind = "127.0.0.1:62010".parse().expect("an address");
     let err = sim.proto(0).reconfigure(moved).expect_err("refused");
     assert!(err.contains("ha-address of this board"), "{err}");
     let mut other = s;
