@@ -46,6 +46,8 @@ pub fn settings(c: &Config, p: &Plan, slot: u32) -> Result<Option<Settings>, Str
         bind,
         peer: peer_addr,
         witness: me.softwire_if.clone().map(|i| (i, bind.port().wrapping_add(1))),
+        // A board whose softwire or Internet link is down gives its locations up.
+        links: me.softwire_if.iter().chain(&me.internet_if).cloned().collect(),
         key: key.into_bytes(),
         // Every location of the slot has a role of its own, in the engine's order.
         locations: crate::plan::slot_locations(sp)

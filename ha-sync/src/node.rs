@@ -94,6 +94,18 @@ pub fn events() -> (EventSender, EventReceiver) {
     (sender.clone(), EventReceiver { rx, sender })
 }
 
+/// How often the links' carrier is read.
+const LINK_POLL: Duration = Duration::from_millis(50);
+
+/// Whether interface `ifname` is up (its operational state, RFC 2863: set down, or its
+/// carrier or lower layer lost, is down). An interface this host cannot read (absent,
+/// or not in this network namespace's /sys) does not count as down: only a link seen
+/// down makes the board unfit.
+fn carrier(ifname: &str) -> bool {
+    let state = std::fs::read_to_string(format!("/sys/class/net/{ifname}/operstate")).unwrap_or_default();
+    !matches!(state.trim(), "down" | "lowerlayerdown" | "notpresent")
+}
+
 /// Work for the board thread, in the order the protocol asked for it.
 enum Job {
     Install(Vec<BlockRecord>, Vec<SessionRecord>),
@@ -276,6 +288,9 @@ struct Shell<L: Local> {
     witness: Option<(UdpSocket, SocketAddr)>,
     /// The witness's interface and port, retried every second while it is not open.
     witness_want: Option<(String, u16)>,
+    /// The interfaces whose carrier makes the board fit, and when they were last read.
+    links: Vec<String>,
+    last_links: Instant,
     last_witness: Instant,
     local: Arc<L>,
     /// Work for the board, done in order on the board thread; its answers come back.
@@ -304,6 +319,8 @@ impl<L: Local> Shell<L> {
         Ok(Shell {
             witness_want: s.witness.clone(),
             last_witness: Instant::now(),
+            links: s.links.clone(),
+            last_links: Instant::now(),
             jobs,
             done,
             bind: s.bind,
@@ -336,6 +353,11 @@ impl<L: Local> Shell<L> {
                     let _ = reply.send(self.proto.reconfigure(*s));
                 }
             }
+        }
+        if !self.links.is_empty() && self.last_links.elapsed() >= LINK_POLL {
+            self.last_links = Instant::now();
+            self.proto.set_fit(self.links.iter().all(|l| carrier(l)), now());
+            self.carry_out();
         }
         if self.witness.is_none()
             && let Some((ifname, port)) = &self.witness_want

@@ -32,6 +32,9 @@ pub struct Settings {
     pub peer: SocketAddr,
     /// The softwire interface and UDP port for witness heartbeats (None: HA link only).
     pub witness: Option<(String, u16)>,
+    /// The interfaces whose carrier the board needs (softwire and Internet): one down
+    /// makes it unfit (`Protocol::set_fit`).
+    pub links: Vec<String>,
     pub key: Vec<u8>,
     /// The service-locations the two boards share, in the board's order (the engine's
     /// location index): each has a role of its own (decision 0012).
@@ -124,6 +127,8 @@ pub struct Status {
     pub events_dropped: u64,
     /// Unix milliseconds and reason of the last change of role of any location.
     pub last_change: Option<(u64, String)>,
+    /// This board's links are up (false: it gives its locations to a fit peer).
+    pub fit: bool,
     /// Why the HA channel is not up (its address cannot be bound).
     pub channel_error: Option<String>,
     /// Witness heartbeats on the softwire segment are sent and heard.
@@ -301,7 +306,7 @@ impl Protocol {
             installs_done: 0,
             in_sync_at: None,
             ack_due: false,
-            st: Status { preferred: s.locations.iter().any(|l| l.preferred), witness, ..Default::default() },
+            st: Status { preferred: s.locations.iter().any(|l| l.preferred), witness, fit: true, ..Default::default() },
             out: VecDeque::new(),
             s,
         }
@@ -330,6 +335,24 @@ impl Protocol {
         self.tx.set_rto(Duration::from_millis(s.rto_ms));
         self.s = s;
         Ok(())
+    }
+
+    /// This board's links (its softwire and Internet interfaces) came up (true) or
+    /// went down: an unfit board hands its active locations to a fit peer, and does not
+    /// take them back until its links are up again (then by preempt-time).
+    pub fn set_fit(&mut self, fit: bool, now: Now) {
+        if self.st.fit == fit {
+            return;
+        }
+        self.st.fit = fit;
+        let ms = self.ms(now);
+        for l in 0..self.roles.len() {
+            if let Some(a) = self.roles[l].set_fit(fit, ms) {
+                self.act(l, a, now);
+            }
+        }
+        // The peer hears it at once, not a heartbeat interval later.
+        self.last_hb = None;
     }
 
     /// The witness socket came up only now (its interface was not there before):
@@ -998,7 +1021,9 @@ impl Protocol {
         {
             self.last_hb = Some(now.at);
             let me: Vec<(u32, PeerState)> = (self.s.locations.iter().zip(&self.roles))
-                .map(|(l, r)| (l.id, PeerState { role: r.role(), preferred: l.preferred, in_sync: r.in_sync }))
+                .map(|(l, r)| {
+                    (l.id, PeerState { role: r.role(), preferred: l.preferred, in_sync: r.in_sync, fit: r.fit() })
+                })
                 .collect();
             let h = self.header(Kind::Heartbeat, 0);
             let mut b = Builder::new(&h);

@@ -10,6 +10,10 @@
 //!   link alone never makes two active boards.
 //! - Two active boards (a split that healed, a start race): the preferred one keeps the
 //!   role, the other steps down at once.
+//! - A board whose links are down (its softwire or Internet interface has no carrier)
+//!   is unfit: active, it hands the role to a fit peer (gracefully, as a switchover);
+//!   standby, it neither preempts nor asks; a fit standby never hands over to it. With
+//!   no peer, or an unfit one, it keeps serving what it can.
 //! - Preempt: the preferred board, standby and in sync for `preempt-time` while the
 //!   other is active, asks for the role; the other releases it gracefully (final deltas
 //!   first), and only then does the preferred one take over. A switchover on command
@@ -56,6 +60,8 @@ pub struct PeerState {
     pub preferred: bool,
     /// The peer (a standby) holds the whole eligible table.
     pub in_sync: bool,
+    /// The peer's links are up (see the module's rules).
+    pub fit: bool,
 }
 
 /// What the machine asks its board to do.
@@ -89,6 +95,8 @@ pub struct RoleMachine {
     pub last_change: Option<(u64, &'static str)>,
     /// Both boards were active and this one kept the role (re-announced once).
     split: bool,
+    /// This board's links are up.
+    fit: bool,
 }
 
 impl RoleMachine {
@@ -106,6 +114,28 @@ impl RoleMachine {
             requested: None,
             last_change: None,
             split: false,
+            fit: true,
+        }
+    }
+
+    /// This board's links came up (true) or went down; an active board whose links are
+    /// down hands the role to a fit peer that is alive.
+    pub fn set_fit(&mut self, fit: bool, now: u64) -> Option<Action> {
+        self.fit = fit;
+        self.unfit_hands_over(now)
+    }
+
+    pub fn fit(&self) -> bool {
+        self.fit
+    }
+
+    /// Active, unfit, and a fit peer alive to take over: hand the role over.
+    fn unfit_hands_over(&mut self, now: u64) -> Option<Action> {
+        let peer_fit = self.peer.is_some_and(|p| p.fit && p.role == Role::Standby);
+        if self.role == Role::Active && !self.fit && peer_fit && self.peer_alive(now) {
+            self.go(Role::Standby, now, "this board's links are down; the peer's are up")
+        } else {
+            None
         }
     }
 
@@ -156,7 +186,10 @@ impl RoleMachine {
         }
         match (self.role, p.role) {
             (Role::Init, Role::Active) => self.go(Role::Standby, now, "the peer is active"),
-            (Role::Init, _) if self.preferred => self.go(Role::Active, now, "the preferred board of the location"),
+            (Role::Init, _) if self.preferred && (self.fit || !p.fit) => {
+                self.go(Role::Active, now, "the preferred board of the location")
+            }
+            (Role::Init, _) if !self.fit && p.fit => self.go(Role::Standby, now, "this board's links are down"),
             (Role::Init, _) => self.go(Role::Standby, now, "the peer is the preferred board"),
             (Role::Active, Role::Active) if !self.preferred || p.preferred => {
                 // Both active: the preferred keeps the role (a tie, which a sound
@@ -175,6 +208,7 @@ impl RoleMachine {
             {
                 self.go(Role::Active, now, "no board was active")
             }
+            (Role::Active, _) => self.unfit_hands_over(now),
             _ => None,
         }
     }
@@ -187,8 +221,8 @@ impl RoleMachine {
     /// The peer asks for the role; true if this board lets go (it is active and the
     /// peer is in sync). The caller sends the final deltas before anything else.
     pub fn on_request(&mut self, now: u64) -> Option<Action> {
-        let peer_in_sync = self.peer.is_some_and(|p| p.in_sync);
-        if self.role == Role::Active && peer_in_sync {
+        let peer_ready = self.peer.is_some_and(|p| p.in_sync && (p.fit || !self.fit));
+        if self.role == Role::Active && peer_ready {
             self.go(Role::Standby, now, "handed the role to the peer")
         } else {
             None
@@ -219,7 +253,8 @@ impl RoleMachine {
         match self.role {
             Role::Init => Some(silent.unwrap_or(0).max(self.started + self.dead_ms)),
             Role::Standby => {
-                let preempt = self.preferred && self.in_sync && self.peer.is_some_and(|p| p.role == Role::Active);
+                let preempt =
+                    self.preferred && self.fit && self.in_sync && self.peer.is_some_and(|p| p.role == Role::Active);
                 let ask = match self.ready_since {
                     _ if !preempt => None,
                     None => Some(now),
@@ -239,7 +274,9 @@ impl RoleMachine {
                 self.go(Role::Active, now, "no peer answered")
             }
             Role::Standby if !alive => self.go(Role::Active, now, "the peer went silent"),
-            Role::Standby if self.preferred && self.in_sync && self.peer.is_some_and(|p| p.role == Role::Active) => {
+            Role::Standby
+                if self.preferred && self.fit && self.in_sync && self.peer.is_some_and(|p| p.role == Role::Active) =>
+            {
                 let since = *self.ready_since.get_or_insert(now);
                 let due = now.saturating_sub(since) >= self.preempt_ms;
                 // Ask again every dead interval until the peer lets go.
@@ -269,7 +306,7 @@ mod tests {
     const PREEMPT: u64 = 5_000;
 
     fn hb(role: Role, preferred: bool, in_sync: bool) -> PeerState {
-        PeerState { role, preferred, in_sync }
+        PeerState { role, preferred, in_sync, fit: true }
     }
 
     #[test]

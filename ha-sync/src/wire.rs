@@ -297,7 +297,7 @@ pub fn open<'a>(key: &Key, d: &'a [u8]) -> Result<Message<'a>, WireError> {
 /// service-locations (1 byte); then per location its id (4 bytes, big-endian), the
 /// sender's role for it (0 init, 1 standby, 2 active) and its flags (1: the sender is
 /// the location's preferred board, 2: the sender, a standby, holds the whole eligible
-/// table).
+/// table, 4: the sender's links are up).
 pub fn encode_heartbeat(me: &[(u32, PeerState)], config_digest: u64, mac: [u8; 6]) -> Vec<u8> {
     let n = me.len().min(u8::MAX as usize);
     let mut p = Vec::with_capacity(15 + 6 * n);
@@ -307,7 +307,7 @@ pub fn encode_heartbeat(me: &[(u32, PeerState)], config_digest: u64, mac: [u8; 6
     for (id, st) in &me[..n] {
         p.extend_from_slice(&id.to_be_bytes());
         p.push(st.role.to_u8());
-        p.push(st.preferred as u8 | (st.in_sync as u8) << 1);
+        p.push(st.preferred as u8 | (st.in_sync as u8) << 1 | (st.fit as u8) << 2);
     }
     p
 }
@@ -332,7 +332,7 @@ pub fn decode_heartbeat(p: &[u8]) -> Result<HeartbeatPayload, WireError> {
         .map(|e| {
             let role = Role::from_u8(e[4]).ok_or(WireError::Heartbeat)?;
             let id = u32::from_be_bytes([e[0], e[1], e[2], e[3]]);
-            Ok((id, PeerState { role, preferred: e[5] & 1 != 0, in_sync: e[5] & 2 != 0 }))
+            Ok((id, PeerState { role, preferred: e[5] & 1 != 0, in_sync: e[5] & 2 != 0, fit: e[5] & 4 != 0 }))
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(HeartbeatPayload {
@@ -476,11 +476,11 @@ mod tests {
 
     #[test]
     fn heartbeat_payloads_round_trip_and_bad_ones_are_refused() {
-        let st = |role, preferred, in_sync| PeerState { role, preferred, in_sync };
+        let st = |role, preferred, in_sync| PeerState { role, preferred, in_sync, fit: true };
         let me = vec![(1, st(Role::Active, true, false)), (0x0102_0304, st(Role::Standby, false, true))];
         let mac = [2, 0, 0, 0, 0, 0xa1];
         let p = encode_heartbeat(&me, 0x0102_0304_0506_0708, mac);
-        let want = [1, 2, 3, 4, 5, 6, 7, 8, 2, 0, 0, 0, 0, 0xa1, 2, 0, 0, 0, 1, 2, 1, 1, 2, 3, 4, 1, 2];
+        let want = [1, 2, 3, 4, 5, 6, 7, 8, 2, 0, 0, 0, 0, 0xa1, 2, 0, 0, 0, 1, 2, 5, 1, 2, 3, 4, 1, 6];
         assert_eq!(p, want);
         let said = HeartbeatPayload { locations: me, config_digest: 0x0102_0304_0506_0708, mac };
         assert_eq!(decode_heartbeat(&p), Ok(said));

@@ -85,6 +85,7 @@ fn settings(slot: u16, bind: SocketAddr, peer: SocketAddr, preferred: bool) -> S
         bind,
         peer,
         witness: None,
+        links: Vec::new(),
         key: b"lab-only-secret".to_vec(),
         locations: vec![Location { id: 1, preferred }],
         shares: Default::default(),

@@ -27,6 +27,7 @@ fn settings(slot: u16, preferred: bool, dead_count: u32) -> Settings {
         bind: addr,
         peer: addr,
         witness: None,
+        links: Vec::new(),
         key: KEY.to_vec(),
         locations: vec![Location { id: 1, preferred }],
         shares: PoolShares::default(),
@@ -964,4 +965,46 @@ fn mutual_backup_keeps_one_location_active_on_each_board_and_never_flaps() {
     sim.run_until(sim.ms + PREEMPT + 2000, Drive::EveryMs);
     assert_eq!((sim.sides[0].board.locations, sim.sides[1].board.locations), (0b01, 0b10), "location 2 preempted back");
     assert_eq!(sim.sides[1].board.sessions.len(), 200, "the bulk sync brought both locations' sessions");
+}
+
+#[test]
+fn a_board_whose_links_go_down_hands_its_locations_to_the_peer_and_takes_them_back() {
+    let mut sim = Sim::new(14, LOSSY);
+    sim.start_with(0, mutual(1), false);
+    sim.start_with(1, mutual(2), false);
+    sim.run_until(2000, Drive::EveryMs);
+    assert_eq!((sim.sides[0].board.locations, sim.sides[1].board.locations), (0b01, 0b10));
+    // Slot 1's Internet link goes down: it hands location 1 over at once (gracefully,
+    // its final deltas first), it does not take location 2 on the peer's silence, and
+    // the peer, fit, keeps both.
+    let now = sim.now();
+    sim.proto(0).set_fit(false, now);
+    sim.carry_out(0);
+    sim.run_until(sim.ms + 300, Drive::EveryMs);
+    assert_eq!((sim.sides[0].board.locations, sim.sides[1].board.locations), (0, 0b11));
+    let st = sim.status(0);
+    assert!(!st.fit);
+    assert_eq!(
+        st.locations[0].last_change.as_ref().map(|c| c.1.as_str()),
+        Some("standby: this board's links are down; the peer's are up")
+    );
+    sim.run_until(sim.ms + PREEMPT + 1000, Drive::EveryMs);
+    assert_eq!(sim.sides[0].board.locations, 0, "an unfit board does not preempt");
+    // The link comes back: after preempt-time, location 1 returns to slot 1.
+    let now = sim.now();
+    sim.proto(0).set_fit(true, now);
+    sim.run_until(sim.ms + PREEMPT + 1000, Drive::EveryMs);
+    assert_eq!((sim.sides[0].board.locations, sim.sides[1].board.locations), (0b01, 0b10));
+}
+
+#[test]
+fn an_unfit_board_alone_keeps_serving() {
+    let mut sim = Sim::new(15, CLEAN);
+    sim.start(0, DEAD_COUNT, false);
+    sim.run_until(1000, Drive::EveryMs);
+    assert!(sim.sides[0].board.active);
+    let now = sim.now();
+    sim.proto(0).set_fit(false, now);
+    sim.run_until(2000, Drive::EveryMs);
+    assert!(sim.sides[0].board.active, "no fit peer to take over: it serves what it can");
 }
