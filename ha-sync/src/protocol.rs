@@ -316,7 +316,13 @@ impl Protocol {
     /// wait for a peer starts now.
     pub fn channel_up(&mut self, window: usize, now: Now) {
         self.window = window;
-        self.roles = machines(&self.s, self.ms(now));
+        let ms = self.ms(now);
+        self.roles = machines(&self.s, ms);
+        // Links already seen down stay so for the new machines (they start in Init:
+        // nothing to hand over).
+        for r in &mut self.roles {
+            let _ = r.set_fit(self.st.fit, ms);
+        }
     }
 
     /// New settings from a commit. The timers (heartbeat, dead count, preempt-time),
