@@ -44,14 +44,15 @@ struct Endpoint {
 }
 
 impl Endpoint {
-    /// The location (index) whose active board answers solicitor `src`.
-    fn location_for(&self, src: &[u8; 16]) -> u8 {
+    /// The location (index) whose active board answers solicitor `src`; None: a B4
+    /// of another board pair's location, which that pair answers.
+    fn location_for(&self, src: &[u8; 16]) -> Option<u8> {
         if self.buckets.is_empty() || !self.b4_prefixes.iter().any(|p| p.contains(src)) {
-            return self.lowest;
+            return Some(self.lowest);
         }
         match self.buckets[dataplane::config::bucket_of(src) % self.buckets.len()] {
-            dataplane::config::ELSEWHERE => self.lowest,
-            l => l,
+            dataplane::config::ELSEWHERE => None,
+            l => Some(l),
         }
     }
 }
@@ -92,7 +93,7 @@ impl Addresses {
 
     /// Whether a board active for `mask` answers solicitor `src` for endpoint `a`.
     fn answers_endpoint(&self, a: &[u8; 16], src: &[u8; 16], mask: u64) -> bool {
-        self.endpoints.iter().any(|e| e.addr == *a && mask & (1 << (e.location_for(src) % 64)) != 0)
+        self.endpoints.iter().any(|e| e.addr == *a && e.location_for(src).is_some_and(|l| mask & (1 << (l % 64)) != 0))
     }
 }
 
@@ -315,6 +316,38 @@ fn respond(inner: &Inner) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_endpoint_is_answered_by_the_board_of_the_solicitors_location() {
+        use dataplane::config::{InstanceConfig, Ipv4Prefix, Ipv6Prefix, bucket_of};
+        let b4s = Ipv6Prefix { addr: [0x20, 0x01, 0x0d, 0xb8, 0xb4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], len: 64 };
+        let mut i = InstanceConfig::new("d", [1; 16], b4s, Ipv4Prefix { addr: 0xc633_6400, len: 25 });
+        i.pool.push(Ipv4Prefix { addr: 0xc633_6480, len: 25 });
+        i.pool_locations = vec![0, 1];
+        // Buckets: even ones location 0's, odd ones 1's, multiples of 3 another pair's.
+        i.buckets = (0..dataplane::config::BUCKETS)
+            .map(|b| if b.is_multiple_of(3) { dataplane::config::ELSEWHERE } else { (b % 2) as u8 })
+            .collect();
+        let mut cfg = EngineConfig::new(vec![i]);
+        cfg.locations = vec![1, 2];
+        let a = Addresses::of(&cfg);
+        let b4 = |n: u8| {
+            let mut x = b4s.addr;
+            x[15] = n;
+            x
+        };
+        for n in 1..=60 {
+            let bucket = bucket_of(&b4(n));
+            let want = if bucket.is_multiple_of(3) { None } else { Some(bucket % 2) };
+            for (mask, loc) in [(0b01u64, 0usize), (0b10, 1)] {
+                let answers = a.answers_endpoint(&[1; 16], &b4(n), mask);
+                assert_eq!(answers, want == Some(loc), "B4 {n}, bucket {bucket}, board active for {mask:#b}");
+            }
+        }
+        // A router (not an authorised B4) is answered by the lowest location's board.
+        let router = [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        assert!(a.answers_endpoint(&[1; 16], &router, 0b01) && !a.answers_endpoint(&[1; 16], &router, 0b10));
+    }
 
     #[test]
     fn frames_are_well_formed() {

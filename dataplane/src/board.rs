@@ -104,8 +104,7 @@ impl Board {
         let BoardSpec { slot, cfg, cores, ports, seed, active: start_active, mut next_hops, on_event, neighbours } =
             spec;
         let n = cfg.workers as usize;
-        let every = u64::MAX >> (64 - cfg.locations.len().clamp(1, 64));
-        let active = Arc::new(AtomicU64::new(if start_active { every } else { 0 }));
+        let active = Arc::new(AtomicU64::new(if start_active { every_location(&cfg) } else { 0 }));
         let shares = Arc::new(RwLock::new(PoolShares::of(&cfg)));
         let peer = Arc::new(PeerLink::default());
         let mut mailboxes = crate::handoff::mesh(n as u16, 1024, 2048).into_iter();
@@ -231,6 +230,15 @@ impl Board {
             }
         }
         *self.handle.shares.write().unwrap_or_else(|e| e.into_inner()) = PoolShares::of(&new);
+        // A board active for all its locations (one without a peer: a paired board's
+        // locations cannot change while it runs) is active for all the new ones too.
+        if new.locations != self.config.locations {
+            let (old_all, new_all) = (every_location(&self.config), every_location(&new));
+            let all = self.handle.active.compare_exchange(old_all, new_all, Ordering::Relaxed, Ordering::Relaxed);
+            if let (Ok(_), Some(n)) = (all, &self.handle.neighbours) {
+                n.set_active(new_all);
+            }
+        }
         if let Some(n) = &self.handle.neighbours {
             n.set_addresses(&new);
         }
@@ -259,6 +267,11 @@ impl Board {
             let _ = t.join();
         }
     }
+}
+
+/// Every location of `cfg` (bits by index; one location when it names none).
+fn every_location(cfg: &EngineConfig) -> u64 {
+    u64::MAX >> (64 - cfg.locations.len().clamp(1, 64))
 }
 
 /// The board's own thread: drains the workers' event rings (those of engines made by a

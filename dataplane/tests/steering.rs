@@ -102,6 +102,9 @@ fn a_b4_of_the_peers_location_goes_on_to_the_peer_one_hop_further() {
     let frame = softwire(b4_of(1), &ip4_udp(HOST, SERVER, 5000, 53, 64, b"q"));
     // The peer is not known to be active for location 1 (yet): dropped.
     h.dropped(&frame, Counter::DropLocationStandby);
+    // Nor without its MAC: nothing goes to 00:00:00:00:00:00.
+    h.eng.set_peer([0; 6], 0b10);
+    h.dropped(&frame, Counter::DropLocationStandby);
     h.eng.set_peer(PEER_MAC, 0b10);
     let out = h.forward(&frame, Egress::Softwire);
     // The same IPv6 packet, to the peer's MAC from ours, its hop limit one less.

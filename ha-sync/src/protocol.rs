@@ -491,6 +491,10 @@ impl Protocol {
                         self.act(l, a, now);
                     }
                 }
+                // Without the peer's MAC nothing can go on to it.
+                if hb.mac == [0; 6] {
+                    peer_active = 0;
+                }
                 if (hb.mac, peer_active) != self.peer_told {
                     self.peer_told = (hb.mac, peer_active);
                     self.out.push_back(Output::Peer { mac: hb.mac, active: peer_active });

@@ -190,6 +190,8 @@ impl RoleMachine {
                 self.go(Role::Active, now, "the preferred board of the location")
             }
             (Role::Init, _) if !self.fit && p.fit => self.go(Role::Standby, now, "this board's links are down"),
+            // The preferred peer's links are down and ours are up: this board serves.
+            (Role::Init, _) if self.fit && !p.fit => self.go(Role::Active, now, "the preferred board's links are down"),
             (Role::Init, _) => self.go(Role::Standby, now, "the peer is the preferred board"),
             (Role::Active, Role::Active) if !self.preferred || p.preferred => {
                 // Both active: the preferred keeps the role (a tie, which a sound
@@ -202,9 +204,11 @@ impl RoleMachine {
                 Some(Action::Reannounce("both boards were active; this one keeps the role"))
             }
             // Both standby, and not because this board just handed the role over (the
-            // peer's heartbeat may predate its taking it): the preferred one takes it.
+            // peer's heartbeat may predate its taking it): the fit one takes it, the
+            // preferred one if both or neither are fit.
             (Role::Standby, Role::Standby)
-                if self.preferred && self.last_change.is_none_or(|(t, _)| now.saturating_sub(t) >= self.dead_ms) =>
+                if (self.fit && !p.fit || self.preferred && self.fit == p.fit)
+                    && self.last_change.is_none_or(|(t, _)| now.saturating_sub(t) >= self.dead_ms) =>
             {
                 self.go(Role::Active, now, "no board was active")
             }

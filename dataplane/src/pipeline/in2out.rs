@@ -68,7 +68,7 @@ impl BatchCtx<'_> {
     #[inline]
     fn steer_to_peer(&mut self, f: &mut Frame, l3: usize, total: usize, inst: u8, b4: &[u8; 16]) -> Option<Verdict> {
         let (mac, peer_active) = self.peer;
-        if peer_active == 0 || self.nat.b4_served(inst, b4) != Err(Counter::DropLocationStandby) {
+        if peer_active == 0 || mac == [0; 6] || self.nat.b4_served(inst, b4) != Err(Counter::DropLocationStandby) {
             return None;
         }
         let loc = self.nat.config(inst).location_of_b4(b4);

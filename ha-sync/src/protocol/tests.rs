@@ -1008,3 +1008,42 @@ fn an_unfit_board_alone_keeps_serving() {
     sim.run_until(2000, Drive::EveryMs);
     assert!(sim.sides[0].board.active, "no fit peer to take over: it serves what it can");
 }
+
+#[test]
+fn a_switchover_of_every_location_loses_no_record_of_either() {
+    let mut sim = Sim::new(16, CLEAN);
+    sim.start_with(0, mutual(1), false);
+    sim.start_with(1, mutual(2), false);
+    sim.run_until(2000, Drive::EveryMs);
+    assert_eq!((sim.sides[0].board.locations, sim.sides[1].board.locations), (0b01, 0b10));
+    // Sessions of location 2 on slot 2, eligible at once and still on their way when
+    // slot 1 asks to swap both locations.
+    let old = sim.unix_s() - 10;
+    for n in (1..400).step_by(2) {
+        sim.event(1, SessionEvent::BlockAllocated(located_block(n)));
+        sim.event(1, SessionEvent::Created(located(n, old)));
+    }
+    let now = sim.now();
+    let said = sim.proto(0).switchover(None, now).expect("both locations can move");
+    sim.carry_out(0);
+    assert!(said.contains("location 1: handed") && said.contains("location 2: asked"), "{said}");
+    // Checked before preempt-time gives each location back to its preferred board.
+    sim.run_until(sim.ms + 500, Drive::EveryMs);
+    assert_eq!((sim.sides[0].board.locations, sim.sides[1].board.locations), (0b10, 0b01), "swapped");
+    let twos = |side: usize| sim.sides[side].board.sessions.values().filter(|s| s.ext_addr == located_addr(1)).count();
+    assert_eq!(twos(1), 200);
+    assert_eq!(twos(0), 200, "every session of location 2 reached slot 1 before it took location 2");
+}
+
+#[test]
+fn when_the_preferred_board_starts_with_a_link_down_the_other_serves_at_once() {
+    let mut sim = Sim::new(17, CLEAN);
+    sim.start(0, DEAD_COUNT, false);
+    let now = sim.now();
+    sim.proto(0).set_fit(false, now);
+    sim.start(1, DEAD_COUNT, false);
+    sim.run_until(DEAD + 3 * HEARTBEAT, Drive::EveryMs);
+    assert_eq!(sim.status(1).role, Role::Active, "{:?}", sim.status(1));
+    assert_eq!(sim.status(0).role, Role::Standby);
+    assert!(sim.sides[0].board.activations().iter().all(|(_, on)| !on), "the unfit preferred board never served");
+}
