@@ -131,6 +131,10 @@ struct Side {
     /// Installs are finished only by [`Sim::finish_installs`] (a slow board thread).
     hold_installs: bool,
     held: usize,
+    /// The board's table comes this many milliseconds after it was asked for (0: at
+    /// once), as from the node's board thread; and when the one asked for is due.
+    table_delay_ms: u64,
+    table_due: Option<u64>,
 }
 
 struct Sim {
@@ -165,6 +169,8 @@ impl Sim {
             sent: Vec::new(),
             hold_installs: false,
             held: 0,
+            table_delay_ms: 0,
+            table_due: None,
         };
         Sim {
             t0: Instant::now(),
@@ -276,6 +282,7 @@ impl Sim {
                     side.board.locations = if *on { side.board.locations | bit } else { side.board.locations & !bit };
                     side.board.active = side.board.locations != 0;
                 }
+                Output::TakeSnapshot if side.table_delay_ms > 0 => side.table_due = Some(self.ms + side.table_delay_ms),
                 Output::TakeSnapshot => {
                     let (sessions, blocks) = side.board.table();
                     side.proto.as_mut().expect("running").handle_table(&sessions, &blocks, now);
@@ -316,6 +323,12 @@ impl Sim {
             self.inject(i, d.channel, &d.bytes);
         }
         let now = self.now();
+        if self.sides[i].table_due.is_some_and(|t| t <= self.ms) {
+            self.sides[i].table_due = None;
+            let (sessions, blocks) = self.sides[i].board.table();
+            self.proto(i).handle_table(&sessions, &blocks, now);
+            self.carry_out(i);
+        }
         self.timeouts += 1;
         while self.proto(i).handle_timeout(now) {
             self.carry_out(i);
@@ -1014,6 +1027,8 @@ fn a_switchover_of_every_location_loses_no_record_of_either() {
     let mut sim = Sim::new(16, CLEAN);
     sim.start_with(0, mutual(1), false);
     sim.start_with(1, mutual(2), false);
+    // Slot 2's table takes a while, as from a board thread walking a big table.
+    sim.sides[1].table_delay_ms = 20;
     sim.run_until(2000, Drive::EveryMs);
     assert_eq!((sim.sides[0].board.locations, sim.sides[1].board.locations), (0b01, 0b10));
     // Sessions of location 2 on slot 2, eligible at once and still on their way when
