@@ -148,6 +148,19 @@ fn start_board(lab: &mut Lab, slot: u32) -> u32 {
     pid
 }
 
+/// Starts `SERVERS` on the Internet side and waits until it is ready.
+fn start_servers(lab: &mut Lab) {
+    let script = lab.dir.join("servers.py");
+    std::fs::write(&script, SERVERS).unwrap();
+    let dir = lab.dir.to_str().unwrap().to_string();
+    let mut servers =
+        lab.exec("inet", &["python3", script.to_str().unwrap(), &dir]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(servers.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    lab.keep(servers);
+    assert_eq!(line.trim(), "ready");
+}
+
 /// The session line of inside port `port` in `display sessions` of `slot`, if any.
 fn session(lab: &Lab, slot: u32, port: u16) -> Option<String> {
     ctl(lab, slot, &["display", "sessions", "inside", "192.168.1.10"])
@@ -163,16 +176,11 @@ fn hot_backup_between_two_boards() {
     }
     let mut lab = Lab::of("deploy/netns/ha-topology.sh", "hb", std::path::Path::new(".."));
     std::fs::write(lab.dir.join("aftr.conf"), CONFIG).unwrap();
-    for (name, text) in [("servers.py", SERVERS), ("flow.py", FLOW), ("forge.py", FORGE)] {
+    for (name, text) in [("flow.py", FLOW), ("forge.py", FORGE)] {
         std::fs::write(lab.dir.join(name), text).unwrap();
     }
     let dir = lab.dir.to_str().unwrap().to_string();
-    let mut servers =
-        lab.exec("inet", &["python3", &format!("{dir}/servers.py"), &dir]).stdout(Stdio::piped()).spawn().unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(servers.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    lab.keep(servers);
-    assert_eq!(line.trim(), "ready");
+    start_servers(&mut lab);
 
     let a1 = start_board(&mut lab, 1);
     wait_for("slot 1 active", 10, || ha(&lab, 1).contains("role: active"));
@@ -320,17 +328,6 @@ fn mutual() -> String {
     )
 }
 
-/// A UDP echo on 7 that says whom it saw.
-const ECHO: &str = r#"
-import socket
-u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-u.bind(("203.0.113.80", 7))
-print("ready", flush=True)
-while True:
-    d, peer = u.recvfrom(2048)
-    u.sendto(d + (" from %s:%d" % peer).encode(), peer)
-"#;
-
 /// N on-link B4s (2001:db8:b4::1000 and up) each resolve the endpoint themselves (a
 /// neighbour solicitation from their own address), then send one datagram through the
 /// softwire to the echo server from 192.168.1.10:5000 (once more if no echo came, as a
@@ -426,14 +423,8 @@ fn mutual_backup_serves_each_location_from_its_own_board() {
     let config = mutual();
     assert!(config.contains("location slot 2 backup slot 1"));
     std::fs::write(lab.dir.join("aftr.conf"), &config).unwrap();
-    std::fs::write(lab.dir.join("echo.py"), ECHO).unwrap();
     std::fs::write(lab.dir.join("b4s.py"), B4S).unwrap();
-    let echo = lab.dir.join("echo.py");
-    let mut server = lab.exec("inet", &["python3", echo.to_str().unwrap()]).stdout(Stdio::piped()).spawn().unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    lab.keep(server);
-    assert_eq!(line.trim(), "ready");
+    start_servers(&mut lab);
 
     // Where each B4 belongs, by the plan both boards compute.
     let (c, _) = control::parse::parse(&config).unwrap();
