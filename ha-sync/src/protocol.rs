@@ -1032,7 +1032,8 @@ impl Protocol {
             self.last_hb = Some(now.at);
             let me: Vec<(u32, PeerState)> = (self.s.locations.iter().zip(&self.roles))
                 .map(|(l, r)| {
-                    (l.id, PeerState { role: r.role(), preferred: l.preferred, in_sync: r.in_sync, fit: r.fit() })
+                    let (role, preferred, in_sync, fit) = (r.role(), l.preferred, r.in_sync, r.fit());
+                    (l.id, PeerState { role, preferred, in_sync, fit, active_ms: r.active_ms(ms) })
                 })
                 .collect();
             let h = self.header(Kind::Heartbeat, 0);

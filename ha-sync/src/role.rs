@@ -8,8 +8,12 @@
 //!   dead count) takes over. The peer is heard on the HA channel and, as a witness, on
 //!   the softwire segment: a board takes over only when both are silent, so a cut HA
 //!   link alone never makes two active boards.
-//! - Two active boards (a split that healed, a start race): the preferred one keeps the
-//!   role, the other steps down at once.
+//! - Two active boards (a split that healed, a board that was stopped and runs again):
+//!   the one that became active last keeps the role, for it holds the newer state (it
+//!   took over and served the subscribers since, and the neighbours follow it); the
+//!   other steps down at once and syncs from it. Where the two became active within a
+//!   dead interval of each other (a start race), or both still are a dead interval later
+//!   (the two saw the times differently), the preferred one keeps the role.
 //! - A board whose links are down (its softwire or Internet interface has no carrier)
 //!   is unfit: active, it hands the role to a fit peer (gracefully, as a switchover);
 //!   standby, it neither preempts nor asks; a fit standby never hands over to it. With
@@ -62,6 +66,9 @@ pub struct PeerState {
     pub in_sync: bool,
     /// The peer's links are up (see the module's rules).
     pub fit: bool,
+    /// Active: for how long, in milliseconds (as the heartbeat left). Two active boards
+    /// keep the one active for the shorter time: it holds the newer state.
+    pub active_ms: u32,
 }
 
 /// What the machine asks its board to do.
@@ -93,8 +100,11 @@ pub struct RoleMachine {
     requested: Option<u64>,
     /// The last change of role: when and why.
     pub last_change: Option<(u64, &'static str)>,
-    /// Both boards were active and this one kept the role (re-announced once).
-    split: bool,
+    /// Both boards were active and this one kept the role (re-announced once), since
+    /// then (this machine's clock).
+    split: Option<u64>,
+    /// Active since (this machine's clock).
+    active_since: Option<u64>,
     /// This board's links are up.
     fit: bool,
 }
@@ -113,7 +123,8 @@ impl RoleMachine {
             ready_since: None,
             requested: None,
             last_change: None,
-            split: false,
+            split: None,
+            active_since: None,
             fit: true,
         }
     }
@@ -159,12 +170,31 @@ impl RoleMachine {
         self.heard.is_some_and(|t| now.saturating_sub(t) < self.dead_ms)
     }
 
+    /// Active: for how long, in milliseconds (0 otherwise), for the heartbeat.
+    pub fn active_ms(&self, now: u64) -> u32 {
+        self.active_since.map_or(0, |t| now.saturating_sub(t).min(u32::MAX as u64) as u32)
+    }
+
+    /// Both boards are active: whether this one keeps the role. The one that became
+    /// active last holds the newer state; within a dead interval of each other, or if
+    /// both kept it for a dead interval already, the preferred one does (a tie, which a
+    /// sound configuration never has, goes to the peer: stepping down is safe).
+    fn keeps_role(&self, p: PeerState, now: u64) -> bool {
+        let by_preference = self.preferred && !p.preferred;
+        if self.split.is_some_and(|t| now.saturating_sub(t) >= self.dead_ms) {
+            return by_preference;
+        }
+        let (mine, theirs) = (self.active_ms(now) as u64, p.active_ms as u64);
+        if mine.abs_diff(theirs) < self.dead_ms { by_preference } else { mine < theirs }
+    }
+
     fn go(&mut self, role: Role, now: u64, why: &'static str) -> Option<Action> {
         if role == self.role {
             return None;
         }
         self.role = role;
         self.last_change = Some((now, why));
+        self.active_since = (role == Role::Active).then_some(now);
         self.ready_since = None;
         self.requested = None;
         match role {
@@ -182,7 +212,7 @@ impl RoleMachine {
         self.heard = Some(now);
         self.peer = Some(p);
         if p.role != Role::Active {
-            self.split = false;
+            self.split = None;
         }
         match (self.role, p.role) {
             (Role::Init, Role::Active) => self.go(Role::Standby, now, "the peer is active"),
@@ -193,14 +223,12 @@ impl RoleMachine {
             // The preferred peer's links are down and ours are up: this board serves.
             (Role::Init, _) if self.fit && !p.fit => self.go(Role::Active, now, "the preferred board's links are down"),
             (Role::Init, _) => self.go(Role::Standby, now, "the peer is the preferred board"),
-            (Role::Active, Role::Active) if !self.preferred || p.preferred => {
-                // Both active: the preferred keeps the role (a tie, which a sound
-                // configuration never has, goes to the peer: stepping down is safe).
-                self.go(Role::Standby, now, "both boards were active; the preferred one keeps the role")
+            (Role::Active, Role::Active) if !self.keeps_role(p, now) => {
+                self.go(Role::Standby, now, "both boards were active; the peer keeps the role")
             }
             // This board keeps the role: once per split, it takes the addresses back.
-            (Role::Active, Role::Active) if !self.split => {
-                self.split = true;
+            (Role::Active, Role::Active) if self.split.is_none() => {
+                self.split = Some(now);
                 Some(Action::Reannounce("both boards were active; this one keeps the role"))
             }
             // Both standby, and not because this board just handed the role over (the
@@ -310,7 +338,7 @@ mod tests {
     const PREEMPT: u64 = 5_000;
 
     fn hb(role: Role, preferred: bool, in_sync: bool) -> PeerState {
-        PeerState { role, preferred, in_sync, fit: true }
+        PeerState { role, preferred, in_sync, fit: true, active_ms: 0 }
     }
 
     #[test]
@@ -342,20 +370,56 @@ mod tests {
         assert_eq!(m.tick(900 + DEAD), Some(Action::Activate("the peer went silent")));
     }
 
+    fn active(preferred: bool, active_ms: u32) -> PeerState {
+        PeerState { active_ms, ..hb(Role::Active, preferred, false) }
+    }
+
     #[test]
-    fn after_a_split_heals_only_the_preferred_board_stays_active() {
+    fn after_a_start_race_only_the_preferred_board_stays_active() {
         let mut pref = RoleMachine::new(true, DEAD, PREEMPT, 0);
         let mut other = RoleMachine::new(false, DEAD, PREEMPT, 0);
         pref.tick(DEAD);
-        other.tick(DEAD);
+        other.tick(DEAD + 100);
         assert_eq!((pref.role(), other.role()), (Role::Active, Role::Active));
-        // The preferred board keeps the role and takes the addresses back, once.
-        assert!(matches!(pref.on_heartbeat(hb(Role::Active, false, false), 1000), Some(Action::Reannounce(_))));
-        assert_eq!(pref.on_heartbeat(hb(Role::Active, false, false), 1010), None);
+        // Active within a dead interval of each other: the preferred board keeps the
+        // role and takes the addresses back, once.
+        assert!(matches!(pref.on_heartbeat(active(false, 600), 1000), Some(Action::Reannounce(_))));
+        assert_eq!(pref.on_heartbeat(active(false, 610), 1010), None);
         assert_eq!(pref.role(), Role::Active);
-        assert!(matches!(other.on_heartbeat(hb(Role::Active, true, false), 1000), Some(Action::Deactivate(_))));
+        assert!(matches!(other.on_heartbeat(active(true, 700), 1000), Some(Action::Deactivate(_))));
         assert_eq!(other.role(), Role::Standby);
         assert!(!other.in_sync, "it needs a bulk sync");
+    }
+
+    #[test]
+    fn a_board_that_ran_again_after_a_stop_yields_to_the_one_that_took_over() {
+        // Slot 1 (preferred) active since 0; stopped at 1000; slot 2 takes over at
+        // 1300; slot 1 runs again at 3000 and still thinks itself active.
+        let mut pref = RoleMachine::new(true, DEAD, PREEMPT, 0);
+        let mut other = RoleMachine::new(false, DEAD, PREEMPT, 0);
+        pref.tick(DEAD);
+        other.on_heartbeat(active(true, 500), 800);
+        assert_eq!(other.tick(800 + DEAD), Some(Action::Activate("the peer went silent")));
+        // The board that took over holds the newer state: it keeps the role.
+        let stale = PeerState { active_ms: pref.active_ms(3000), ..active(true, 0) };
+        assert!(matches!(other.on_heartbeat(stale, 3000), Some(Action::Reannounce(_))));
+        let newer = PeerState { active_ms: other.active_ms(3000), ..active(false, 0) };
+        assert_eq!(
+            pref.on_heartbeat(newer, 3000),
+            Some(Action::Deactivate("both boards were active; the peer keeps the role"))
+        );
+        assert_eq!(other.role(), Role::Active);
+    }
+
+    #[test]
+    fn two_boards_that_both_keep_the_role_settle_on_the_preferred_one() {
+        // Each saw the other's time differently: both kept it. A dead interval later
+        // the preferred board does.
+        let mut other = RoleMachine::new(false, DEAD, PREEMPT, 0);
+        other.tick(DEAD);
+        assert!(matches!(other.on_heartbeat(active(true, 10_000), 1000), Some(Action::Reannounce(_))));
+        assert_eq!(other.on_heartbeat(active(true, 10_100), 1100), None);
+        assert!(matches!(other.on_heartbeat(active(true, 10_300), 1000 + DEAD), Some(Action::Deactivate(_))));
     }
 
     #[test]

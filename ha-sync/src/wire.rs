@@ -13,7 +13,8 @@ use crate::role::{PeerState, Role};
 
 pub const MAGIC: [u8; 4] = *b"AFHA";
 /// 2: heartbeats carry a state per service-location, switchovers name theirs.
-pub const VERSION: u8 = 2;
+/// 3: each location's state says for how long the sender has been active.
+pub const VERSION: u8 = 3;
 pub const HEADER: usize = 40;
 pub const TAG: usize = 16;
 /// The largest datagram we send: fits a 1500-byte path with IPv6 and UDP headers.
@@ -300,7 +301,7 @@ pub fn open<'a>(key: &Key, d: &'a [u8]) -> Result<Message<'a>, WireError> {
 /// table, 4: the sender's links are up).
 pub fn encode_heartbeat(me: &[(u32, PeerState)], config_digest: u64, mac: [u8; 6]) -> Vec<u8> {
     let n = me.len().min(u8::MAX as usize);
-    let mut p = Vec::with_capacity(15 + 6 * n);
+    let mut p = Vec::with_capacity(15 + ENTRY * n);
     p.extend_from_slice(&config_digest.to_be_bytes());
     p.extend_from_slice(&mac);
     p.push(n as u8);
@@ -308,9 +309,13 @@ pub fn encode_heartbeat(me: &[(u32, PeerState)], config_digest: u64, mac: [u8; 6
         p.extend_from_slice(&id.to_be_bytes());
         p.push(st.role.to_u8());
         p.push(st.preferred as u8 | (st.in_sync as u8) << 1 | (st.fit as u8) << 2);
+        p.extend_from_slice(&st.active_ms.to_be_bytes());
     }
     p
 }
+
+/// A location's entry in a heartbeat: id, role, flags, milliseconds active.
+const ENTRY: usize = 10;
 
 /// What a heartbeat says: the sender's state per location, its configuration digest and
 /// its softwire MAC.
@@ -326,13 +331,15 @@ pub fn decode_heartbeat(p: &[u8]) -> Result<HeartbeatPayload, WireError> {
     let (Some(digest), Some(mac), Some(&n)) = (p.get(..8), p.get(8..14), p.get(14)) else {
         return Err(WireError::Heartbeat);
     };
-    let entries = p.get(15..15 + 6 * n as usize).ok_or(WireError::Heartbeat)?;
+    let entries = p.get(15..15 + ENTRY * n as usize).ok_or(WireError::Heartbeat)?;
     let states = entries
-        .chunks_exact(6)
+        .chunks_exact(ENTRY)
         .map(|e| {
             let role = Role::from_u8(e[4]).ok_or(WireError::Heartbeat)?;
             let id = u32::from_be_bytes([e[0], e[1], e[2], e[3]]);
-            Ok((id, PeerState { role, preferred: e[5] & 1 != 0, in_sync: e[5] & 2 != 0, fit: e[5] & 4 != 0 }))
+            let active_ms = u32::from_be_bytes([e[6], e[7], e[8], e[9]]);
+            let (preferred, in_sync, fit) = (e[5] & 1 != 0, e[5] & 2 != 0, e[5] & 4 != 0);
+            Ok((id, PeerState { role, preferred, in_sync, fit, active_ms }))
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(HeartbeatPayload {
@@ -476,16 +483,18 @@ mod tests {
 
     #[test]
     fn heartbeat_payloads_round_trip_and_bad_ones_are_refused() {
-        let st = |role, preferred, in_sync| PeerState { role, preferred, in_sync, fit: true };
+        let st = |role, preferred, in_sync| PeerState { role, preferred, in_sync, fit: true, active_ms: 7 };
         let me = vec![(1, st(Role::Active, true, false)), (0x0102_0304, st(Role::Standby, false, true))];
         let mac = [2, 0, 0, 0, 0, 0xa1];
         let p = encode_heartbeat(&me, 0x0102_0304_0506_0708, mac);
-        let want = [1, 2, 3, 4, 5, 6, 7, 8, 2, 0, 0, 0, 0, 0xa1, 2, 0, 0, 0, 1, 2, 5, 1, 2, 3, 4, 1, 6];
+        let want = [
+            1, 2, 3, 4, 5, 6, 7, 8, 2, 0, 0, 0, 0, 0xa1, 2, 0, 0, 0, 1, 2, 5, 0, 0, 0, 7, 1, 2, 3, 4, 1, 6, 0, 0, 0, 7,
+        ];
         assert_eq!(p, want);
         let said = HeartbeatPayload { locations: me, config_digest: 0x0102_0304_0506_0708, mac };
         assert_eq!(decode_heartbeat(&p), Ok(said));
         assert_eq!(decode_heartbeat(&p[..15]), Err(WireError::Heartbeat), "two locations said, none there");
-        assert_eq!(decode_heartbeat(&p[..26]), Err(WireError::Heartbeat), "one cut short");
+        assert_eq!(decode_heartbeat(&p[..34]), Err(WireError::Heartbeat), "one cut short");
         assert_eq!(decode_heartbeat(&[0; 14]), Err(WireError::Heartbeat), "no count");
         let mut bad = p.clone();
         bad[19] = 3;

@@ -135,6 +135,9 @@ struct Side {
     /// once), as from the node's board thread; and when the one asked for is due.
     table_delay_ms: u64,
     table_due: Option<u64>,
+    /// The process is stopped (SIGSTOP): it does nothing, and what comes waits for it
+    /// as in a socket buffer.
+    paused: bool,
 }
 
 struct Sim {
@@ -171,6 +174,7 @@ impl Sim {
             held: 0,
             table_delay_ms: 0,
             table_due: None,
+            paused: false,
         };
         Sim {
             t0: Instant::now(),
@@ -310,6 +314,9 @@ impl Sim {
 
     /// One moment for side `i`: what arrived by now, then its timers.
     fn visit(&mut self, i: usize) {
+        if self.sides[i].paused {
+            return;
+        }
         let mut due: Vec<InFlight> = Vec::new();
         let inbox = std::mem::take(&mut self.sides[i].inbox);
         let (now_due, later): (Vec<_>, Vec<_>) = inbox.into_iter().partition(|d| d.at <= self.ms);
@@ -883,17 +890,64 @@ fn after_a_healed_split_the_board_that_keeps_the_role_announces_again() {
     let healed = sim.ms;
     sim.cut = [false, false];
     sim.run_until(healed + 500, Drive::EveryMs);
-    assert_eq!((sim.status(0).role, sim.status(1).role), (Role::Active, Role::Standby));
-    // The preferred board stayed active all along and announced once more after the heal
-    // (the neighbours had followed the other board's announcement).
+    assert_eq!((sim.status(0).role, sim.status(1).role), (Role::Standby, Role::Active));
+    // The board that took over holds the newer state: it stayed active and announced
+    // once more after the heal (the neighbours may have followed the other board).
     let again: Vec<u64> =
-        sim.sides[0].board.activations().into_iter().filter(|(t, on)| *on && *t > healed).map(|(t, _)| t).collect();
+        sim.sides[1].board.activations().into_iter().filter(|(t, on)| *on && *t > healed).map(|(t, _)| t).collect();
     assert_eq!(again.len(), 1, "announced again once: {again:?}");
     assert_eq!(
-        sim.status(0).last_change.map(|c| c.1),
+        sim.status(1).last_change.map(|c| c.1),
         Some("active: both boards were active; this one keeps the role".to_string())
     );
-    assert_eq!(sim.sides[1].board.activations().last().map(|a| a.1), Some(false), "the other stepped down");
+    assert_eq!(sim.sides[0].board.activations().last().map(|a| a.1), Some(false), "the other stepped down");
+    // The preferred board syncs, then takes the role back gracefully by preempt-time.
+    sim.run_until(healed + 500 + PREEMPT + 2 * DEAD, Drive::EveryMs);
+    assert_eq!((sim.status(0).role, sim.status(1).role), (Role::Active, Role::Standby));
+}
+
+#[test]
+fn a_stopped_active_board_that_runs_again_yields_and_gets_the_sessions_made_meanwhile() {
+    let mut sim = settled(14, CLEAN, DEAD_COUNT, Drive::EveryMs);
+    let old = sim.unix_s() - 10;
+    for n in 0..10 {
+        sim.event(0, SessionEvent::BlockAllocated(block(n)));
+        sim.event(0, SessionEvent::Created(session(n, old)));
+    }
+    sim.run_until(sim.ms + 300, Drive::EveryMs);
+    assert_eq!(sim.sides[1].board.sessions.len(), 10);
+    // SIGSTOP of the active board for two seconds: the standby takes over and serves,
+    // making sessions of its own.
+    sim.sides[0].paused = true;
+    let stopped = sim.ms;
+    sim.run_until(stopped + 2000, Drive::EveryMs);
+    assert_eq!(sim.status(1).role, Role::Active);
+    let made = sim.unix_s() - 5;
+    for n in 10..20 {
+        sim.event(1, SessionEvent::BlockAllocated(block(n)));
+        sim.event(1, SessionEvent::Created(session(n, made)));
+    }
+    // SIGCONT: the board that ran again still thinks itself active until it hears the
+    // peer, which took over later and so holds the newer state: it yields at once.
+    sim.sides[0].paused = false;
+    let resumed = sim.ms;
+    let mut both = 0;
+    sim.run_while(resumed + 1000, Drive::EveryMs, |sim| {
+        both += (sim.sides[0].board.active && sim.sides[1].board.active) as u32;
+        true
+    });
+    assert!(both <= 2, "both boards forwarded for {both} ms after the resumed one ran again");
+    assert_eq!((sim.status(0).role, sim.status(1).role), (Role::Standby, Role::Active));
+    assert_eq!(
+        sim.status(0).last_change.map(|c| c.1),
+        Some("standby: both boards were active; the peer keeps the role".into())
+    );
+    // It syncs: the sessions made while it was stopped are carried back, and by
+    // preempt-time it takes the role back with all of them.
+    sim.run_until(resumed + 1000 + PREEMPT + 3 * DEAD, Drive::EveryMs);
+    assert_eq!((sim.status(0).role, sim.status(1).role), (Role::Active, Role::Standby));
+    assert_eq!(sim.sides[0].board.sessions, sim.sides[1].board.sessions);
+    assert_eq!(sim.sides[0].board.sessions.len(), 20);
 }
 
 /// Two boards in mutual backup (the usual way to run two service boards): location 1 is
