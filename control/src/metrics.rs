@@ -56,8 +56,19 @@ pub fn render_ha(slot: u32, st: &ha_sync::node::Status) -> String {
             ));
         }
     }
-    let gauges: [(&str, &str, u64); 6] = [
+    let gauges: [(&str, &str, u64); 9] = [
         ("aftr_ha_peer_alive", "The peer is heard (1) or not (0).", st.peer_alive as u64),
+        (
+            "aftr_ha_fit",
+            "This board's softwire and Internet links are up and its workers run (1), or not (0): it gives its locations to a fit peer.",
+            st.fit as u64,
+        ),
+        (
+            "aftr_ha_witness",
+            "Witness heartbeats on the softwire segment are sent and heard (1) or not (0).",
+            st.witness as u64,
+        ),
+        ("aftr_ha_sessions_waiting", "Sessions waiting for their delay-time before replication.", st.young as u64),
         ("aftr_ha_in_sync", "Standby: holds the whole eligible table; active: the peer says so.", st.in_sync as u64),
         ("aftr_ha_queue_depth", "Data messages unacknowledged plus records waiting.", st.queue_depth as u64),
         ("aftr_ha_lag_milliseconds", "Age of the oldest unacknowledged message.", st.lag_ms),
@@ -71,10 +82,13 @@ pub fn render_ha(slot: u32, st: &ha_sync::node::Status) -> String {
     for (name, help, v) in gauges {
         o.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{slot=\"{slot}\"}} {v}\n"));
     }
-    let counters: [(&str, u64); 10] = [
+    let counters: [(&str, u64); 13] = [
         ("records_sent", st.records_sent),
+        ("messages_sent", st.messages_sent),
         ("records_received", st.records_received),
         ("install_refused", st.install_refused),
+        ("refused_active_here", st.refused_active_here),
+        ("swept", st.swept),
         ("rejected_malformed", st.rejected_malformed),
         ("retransmitted", st.retransmitted),
         ("bulk_syncs", st.bulk_syncs),

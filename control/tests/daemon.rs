@@ -321,7 +321,7 @@ fn a_commit_keeps_every_session_the_new_settings_allow() {
             (0..65536 / size as u32).find(|b| b % ec.workers as u32 == w as u32 && b * size as u32 >= 1024).unwrap();
         let first = (block * size as u32) as u16;
         let (blk, s) = peer_records(inst, b4, ext, first, size);
-        assert_eq!(board.install(vec![blk], vec![s]), (0, 0));
+        assert_eq!(board.install(vec![blk], vec![s]).total(), 0);
         installed += 1;
     }
     assert_eq!(board.sessions(&SessionFilter::default()).len(), installed);
@@ -381,7 +381,7 @@ fn a_moved_weight_ends_only_the_sessions_whose_location_changed() {
         let ext = u32::from(share[0].0) + (i as u32 % 8);
         let first = (2 + i as u16) * size;
         let (blk, s) = peer_records(0, *b4, ext, first, size);
-        assert_eq!(board.install(vec![blk], vec![s]), (0, 0));
+        assert_eq!(board.install(vec![blk], vec![s]).total(), 0);
     }
     // Weight 3 for location 2: buckets and addresses move from location 1 to 2.
     let (ec3, after) = plan_of(3);

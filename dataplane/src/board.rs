@@ -14,7 +14,7 @@ use crate::counters::WorkerCounters;
 use crate::engine::{Engine, SubscriberView};
 use crate::io::port::{Ports, targets};
 use crate::io::xdp::{Steering, SteeringStats};
-use crate::nat::events::{BlockRecord, SessionEvent, SessionRecord};
+use crate::nat::events::{BlockRecord, Refused, SessionEvent, SessionRecord, SweepKeys};
 use crate::nat::owners::Owners;
 use crate::worker::{Carried, Chunk, Command, Cursor, Gauges, PeerLink, SessionFilter, Spec, Worker};
 
@@ -189,7 +189,7 @@ impl Board {
     }
 
     /// Installs blocks and sessions from the peer board (see [`BoardHandle::install`]).
-    pub fn install(&self, blocks: Vec<BlockRecord>, sessions: Vec<SessionRecord>) -> (usize, usize) {
+    pub fn install(&self, blocks: Vec<BlockRecord>, sessions: Vec<SessionRecord>) -> Refused {
         self.handle.install(blocks, sessions)
     }
 
@@ -354,9 +354,8 @@ impl BoardHandle {
     }
 
     /// Installs blocks and sessions (from the peer board), each on the worker that owns
-    /// its port block (and so its subscriber). Returns how many blocks and sessions were
-    /// refused.
-    pub fn install(&self, blocks: Vec<BlockRecord>, sessions: Vec<SessionRecord>) -> (usize, usize) {
+    /// its port block (and so its subscriber). Returns what was refused.
+    pub fn install(&self, blocks: Vec<BlockRecord>, sessions: Vec<SessionRecord>) -> Refused {
         let n = self.txs.len();
         let mut per: Vec<(Vec<BlockRecord>, Vec<SessionRecord>)> = (0..n).map(|_| (Vec::new(), Vec::new())).collect();
         for b in blocks {
@@ -365,18 +364,38 @@ impl BoardHandle {
         for r in sessions {
             per[self.worker_of(r.inst, r.ext_port)].1.push(r);
         }
-        let mut refused = (0, 0);
+        let mut refused = Refused::default();
         for (w, (b, s)) in self.txs.iter().zip(per) {
             let (tx, rx) = bounded(1);
-            let total = (b.len(), s.len());
+            let lost = Refused { blocks: b.len(), sessions: s.len(), why: None };
             if w.send(Command::Install(b, s, tx)).is_err() {
-                refused = (refused.0 + total.0, refused.1 + total.1);
+                refused.add(lost);
                 continue;
             }
-            let (x, y) = rx.recv_timeout(Duration::from_secs(10)).unwrap_or(total);
-            refused = (refused.0 + x, refused.1 + y);
+            refused.add(rx.recv_timeout(Duration::from_secs(10)).unwrap_or(lost));
         }
         refused
+    }
+
+    /// Hot backup's mark-and-sweep after a bulk sync: on every worker, the sessions and
+    /// then the blocks of `locations` (bits by index) that the bulk did not bring
+    /// (`keep`) go, in pieces of [`CHUNK`] so that no worker stops forwarding for long.
+    /// Returns how many went.
+    pub fn sweep(&self, keep: Arc<SweepKeys>, locations: u64) -> usize {
+        let mut gone = 0;
+        for w in &self.txs {
+            let mut at = Some(Cursor::default());
+            while let Some(from) = at {
+                let (tx, rx) = bounded(1);
+                if w.send(Command::Sweep(keep.clone(), locations, from, CHUNK, tx)).is_err() {
+                    break;
+                }
+                let Ok((n, next)) = rx.recv_timeout(Duration::from_secs(5)) else { break };
+                gone += n;
+                at = next;
+            }
+        }
+        gone
     }
 
     /// Removes sessions the peer deleted, each on its worker; returns how many were found.

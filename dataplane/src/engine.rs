@@ -16,7 +16,7 @@ use crossbeam_channel::Receiver;
 
 use crate::config::{ConfigError, EgressL2, EngineConfig, MAX_TUNNEL_MTU};
 use crate::counters::{Counter, WorkerCounters};
-use crate::nat::events::{BlockRecord, InstallError, SessionEvent, SessionRecord};
+use crate::nat::events::{BlockRecord, InstallError, Refused, SessionEvent, SessionRecord, SweepKeys};
 use crate::nat::fragments::{FragTracker4, Reassembler};
 use crate::nat::owners::Owners;
 use crate::nat::subscriber::MAX_BLOCKS;
@@ -319,10 +319,45 @@ impl Engine {
         self.nat.install_session(r)
     }
 
+    /// Installs blocks, then sessions, from the peer; returns what was refused.
+    pub fn install(&mut self, blocks: &[BlockRecord], sessions: &[SessionRecord]) -> Refused {
+        let mut refused = Refused::default();
+        for b in blocks {
+            if let Err(why) = self.install_block(b) {
+                refused.count(true, why);
+            }
+        }
+        for r in sessions {
+            if let Err(why) = self.install_session(r) {
+                refused.count(false, why);
+            }
+        }
+        refused
+    }
+
     /// Removes the session `r` names (the peer deleted it); false if there is none with
     /// that inside key and external port.
     pub fn remove_session(&mut self, r: &SessionRecord) -> bool {
         self.nat.remove_session(r)
+    }
+
+    /// Hot backup's sweep after a bulk sync, in pieces: see
+    /// [`NatState::sweep_sessions`](crate::nat::table::NatState::sweep_sessions).
+    pub fn sweep_sessions(&mut self, keep: &[u64], locations: u64, from: u32, max: usize) -> (usize, Option<u32>) {
+        self.nat.sweep_sessions(keep, locations, from, max)
+    }
+
+    /// The same for port blocks, after the sessions.
+    pub fn sweep_blocks(&mut self, keep: &[u64], locations: u64, from: u32, max: usize) -> (usize, Option<u32>) {
+        self.nat.sweep_blocks(keep, locations, from, max)
+    }
+
+    /// The whole sweep at once (an engine of its own, as in tests; a board's workers
+    /// sweep in pieces): returns how many sessions and blocks went.
+    pub fn sweep(&mut self, keep: &SweepKeys, locations: u64) -> usize {
+        let (sessions, _) = self.sweep_sessions(&keep.sessions, locations, 0, usize::MAX);
+        let (blocks, _) = self.sweep_blocks(&keep.blocks, locations, 0, usize::MAX);
+        sessions + blocks
     }
 
     /// Every live session as a record (display, bulk sync; walks the table).

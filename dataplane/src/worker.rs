@@ -21,7 +21,7 @@ use crate::engine::{Engine, SubscriberView};
 use crate::frame::{FragmentPorts, Frame, VecSink, Verdict};
 use crate::handoff::{BATCH, Mailbox};
 use crate::io::port::Port;
-use crate::nat::events::{BlockRecord, SessionEvent, SessionRecord};
+use crate::nat::events::{BlockRecord, Refused, SessionEvent, SessionRecord, SweepKeys};
 use crate::wire::ethernet::Mac;
 
 /// Which sessions to show (`display sessions ...`).
@@ -75,9 +75,13 @@ pub enum Command {
     /// A new engine configuration: every session it still allows moves over (see
     /// [`Carried`]).
     Reconfigure(Box<EngineConfig>, Sender<Result<Carried, String>>),
-    /// State from the peer board: blocks first, then sessions. Answers with how many of
-    /// each were refused.
-    Install(Vec<BlockRecord>, Vec<SessionRecord>, Sender<(usize, usize)>),
+    /// State from the peer board: blocks first, then sessions. Answers with what was
+    /// refused.
+    Install(Vec<BlockRecord>, Vec<SessionRecord>, Sender<Refused>),
+    /// Hot backup's sweep after a bulk sync: of the locations (bits by index), the
+    /// sessions, then the blocks, that the bulk did not bring go; up to this many looked
+    /// at from the cursor on. Answers with how many went and where to go on (None: done).
+    Sweep(Arc<SweepKeys>, u64, Cursor, usize, Sender<(usize, Option<Cursor>)>),
     /// Sessions the peer board deleted. Answers with how many were found.
     Remove(Vec<SessionRecord>, Sender<usize>),
     /// The layer-2 next hops of both sides changed: (towards the B4s, the Internet).
@@ -312,9 +316,11 @@ fn command(engine: &mut Engine, ctx: &mut Ctx, c: Command) -> bool {
         },
         Command::Install(blocks, sessions, reply) => {
             set_clocks(engine);
-            let bad_blocks = blocks.iter().filter(|b| engine.install_block(b).is_err()).count();
-            let bad_sessions = sessions.iter().filter(|r| engine.install_session(r).is_err()).count();
-            let _ = reply.send((bad_blocks, bad_sessions));
+            let _ = reply.send(engine.install(&blocks, &sessions));
+        }
+        Command::Sweep(keys, locations, from, max, reply) => {
+            set_clocks(engine);
+            let _ = reply.send(sweep(engine, &keys, locations, from, max));
         }
         Command::Remove(sessions, reply) => {
             let _ = reply.send(sessions.iter().filter(|r| engine.remove_session(r)).count());
@@ -352,6 +358,21 @@ fn snapshot(engine: &Engine, from: Cursor, max: usize) -> Chunk {
     chunk.next = next.map(|n| Cursor { subscribers: Cursor::BLOCKS_DONE, sessions: n });
     chunk
 }
+
+/// One piece of a sweep (see [`Command::Sweep`]): sessions by slot, then (the
+/// cursor's `sessions` at [`SESSIONS_SWEPT`]) subscribers' blocks by slot.
+fn sweep(engine: &mut Engine, keys: &SweepKeys, locations: u64, from: Cursor, max: usize) -> (usize, Option<Cursor>) {
+    if from.sessions != SESSIONS_SWEPT {
+        let (gone, next) = engine.sweep_sessions(&keys.sessions, locations, from.sessions, max);
+        let sessions = next.unwrap_or(SESSIONS_SWEPT);
+        return (gone, Some(Cursor { sessions, subscribers: 0 }));
+    }
+    let (gone, next) = engine.sweep_blocks(&keys.blocks, locations, from.subscribers, max);
+    (gone, next.map(|subscribers| Cursor { sessions: SESSIONS_SWEPT, subscribers }))
+}
+
+/// A sweep's cursor is past every session: the blocks are next.
+const SESSIONS_SWEPT: u32 = u32::MAX;
 
 fn housekeeping(engine: &mut Engine, ctx: &Ctx) {
     set_clocks(engine);

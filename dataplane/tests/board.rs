@@ -22,7 +22,7 @@ use dataplane::io::af_packet::{PacketRing, PacketTx, RingOptions};
 use dataplane::io::port::{Interfaces, PacketIo, Ports};
 use dataplane::io::xdp::Mode;
 use dataplane::io::xsk::PollMode;
-use dataplane::nat::events::SessionEvent;
+use dataplane::nat::events::{BlockRecord, SessionEvent, SessionRecord, SweepKeys};
 use dataplane::testing::{Netns, is_root, skip};
 use dataplane::worker::{Cursor, SessionFilter};
 
@@ -223,9 +223,32 @@ fn run(io: PacketIo, tag: &str) {
         assert_eq!(handle.sessions(&SessionFilter::default()).len(), 15);
         // Its subscriber went with its last session: its block comes back first.
         let block = *t_blocks.iter().find(|b| b.b4 == one.b4).expect("the session's block");
-        assert_eq!(handle.install(vec![], vec![one]), (0, 1), "no session without its block");
-        assert_eq!(handle.install(vec![block], vec![one]), (0, 0));
+        assert_eq!(handle.install(vec![], vec![one]).sessions, 1, "no session without its block");
+        assert_eq!(handle.install(vec![block], vec![one]).total(), 0);
         assert_eq!(handle.sessions(&SessionFilter::default()).len(), 16);
+
+        // Hot backup's mark and sweep: a bulk sync that brought all but four sessions
+        // and their blocks. A sweep of no location removes nothing; of the board's one
+        // location, those four and their blocks (their subscribers go with them).
+        let all = handle.sessions(&SessionFilter::default());
+        let brought: Vec<SessionRecord> = all[4..].to_vec();
+        let brought_blocks: Vec<BlockRecord> =
+            t_blocks.iter().filter(|b| brought.iter().any(|s| s.b4 == b.b4)).copied().collect();
+        let keep = Arc::new(SweepKeys::new(
+            brought.iter().map(SessionRecord::key).collect(),
+            brought_blocks.iter().map(BlockRecord::key).collect(),
+        ));
+        assert_eq!(handle.sweep(keep.clone(), 0), 0, "no location covered");
+        assert_eq!(handle.sweep(keep.clone(), 1), 8, "four sessions and their four blocks");
+        let left = handle.sessions(&SessionFilter::default());
+        assert_eq!(left.len(), 12);
+        assert!(left.iter().all(|s| brought.contains(s)));
+        assert_eq!(handle.subscribers().len(), 12);
+        assert_eq!(handle.sweep(keep, 1), 0, "nothing more");
+        let gone: Vec<SessionRecord> = all[..4].to_vec();
+        let gone_blocks: Vec<BlockRecord> =
+            t_blocks.iter().filter(|b| gone.iter().any(|s| s.b4 == b.b4)).copied().collect();
+        assert_eq!(handle.install(gone_blocks, gone).total(), 0, "installed back");
 
         // A new next hop reaches the workers (polled every 200 ms off their cores).
         moved.store(true, Ordering::Relaxed);

@@ -2,13 +2,18 @@
 //! same typed commands as the daemon's.
 
 use dataplane::board::BoardHandle;
-use dataplane::nat::events::{BlockRecord, SessionRecord};
+use std::sync::Arc;
+
+use dataplane::nat::events::{BlockRecord, Refused, SessionRecord, SweepKeys};
 
 use crate::node::Local;
 
 impl Local for BoardHandle {
-    fn install(&self, blocks: Vec<BlockRecord>, sessions: Vec<SessionRecord>) -> (usize, usize) {
+    fn install(&self, blocks: Vec<BlockRecord>, sessions: Vec<SessionRecord>) -> Refused {
         BoardHandle::install(self, blocks, sessions)
+    }
+    fn sweep(&self, keep: Arc<SweepKeys>, locations: u64) -> usize {
+        BoardHandle::sweep(self, keep, locations)
     }
     fn remove(&self, sessions: Vec<SessionRecord>) -> usize {
         BoardHandle::remove(self, sessions)

@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
-use dataplane::nat::events::{BlockRecord, SessionEvent, SessionRecord};
+use dataplane::nat::events::{BlockRecord, Refused, SessionEvent, SessionRecord, SweepKeys};
 
 use crate::protocol::{Channel, Now, Output, Protocol};
 pub use crate::protocol::{Location, LocationStatus, MAX_BACKLOG, Settings, Status};
@@ -22,9 +22,11 @@ pub use crate::protocol::{Location, LocationStatus, MAX_BACKLOG, Settings, Statu
 /// thread of their own (`aftr-ha-board`), so heartbeats never wait behind them; a change
 /// of role is carried out at once by the HA thread.
 pub trait Local: Send + Sync + 'static {
-    /// Installs state from the peer (blocks first); returns how many blocks and
-    /// sessions were refused.
-    fn install(&self, blocks: Vec<BlockRecord>, sessions: Vec<SessionRecord>) -> (usize, usize);
+    /// Installs state from the peer (blocks first); returns what was refused.
+    fn install(&self, blocks: Vec<BlockRecord>, sessions: Vec<SessionRecord>) -> Refused;
+    /// Removes the sessions, then the blocks, of `locations` (bits by index) that a bulk
+    /// sync did not bring (`keep`); returns how many went.
+    fn sweep(&self, keep: Arc<SweepKeys>, locations: u64) -> usize;
     /// Removes sessions the peer deleted; returns how many were found.
     fn remove(&self, sessions: Vec<SessionRecord>) -> usize;
     /// The whole table, for a bulk sync.
@@ -111,12 +113,15 @@ enum Job {
     Install(Vec<BlockRecord>, Vec<SessionRecord>),
     Remove(Vec<SessionRecord>),
     Table,
+    Sweep(Arc<SweepKeys>, u64),
 }
 
 /// What the board thread answers.
 enum Done {
-    /// Blocks and sessions refused by an install.
-    Installed(usize),
+    /// What an install refused.
+    Installed(Refused),
+    /// Sessions and blocks a sweep removed.
+    Swept(usize),
     Table(Vec<SessionRecord>, Vec<BlockRecord>),
 }
 
@@ -128,10 +133,8 @@ fn board_thread<L: Local>(local: Arc<L>) -> io::Result<(Sender<Job>, Receiver<Do
     std::thread::Builder::new().name("aftr-ha-board".into()).spawn(move || {
         for job in todo {
             let answer = match job {
-                Job::Install(blocks, sessions) => {
-                    let (b, s) = local.install(blocks, sessions);
-                    Done::Installed(b + s)
-                }
+                Job::Install(blocks, sessions) => Done::Installed(local.install(blocks, sessions)),
+                Job::Sweep(keep, locations) => Done::Swept(local.sweep(keep, locations)),
                 Job::Remove(sessions) => {
                     local.remove(sessions);
                     continue;
@@ -405,7 +408,8 @@ impl<L: Local> Shell<L> {
         while let Ok(d) = self.done.try_recv() {
             work = true;
             match d {
-                Done::Installed(refused) => self.proto.installed(refused),
+                Done::Installed(refused) => self.proto.installed(refused, now()),
+                Done::Swept(gone) => self.proto.swept(gone, now()),
                 Done::Table(sessions, blocks) => self.proto.handle_table(&sessions, &blocks, now()),
             }
             self.carry_out();
@@ -448,6 +452,9 @@ impl<L: Local> Shell<L> {
                 Output::Peer { mac, active } => self.local.set_peer(mac, active),
                 Output::TakeSnapshot => {
                     let _ = self.jobs.send(Job::Table);
+                }
+                Output::Sweep { keep, locations } => {
+                    let _ = self.jobs.send(Job::Sweep(keep, locations));
                 }
             }
         }

@@ -8,10 +8,11 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dataplane::config::PoolShares;
-use dataplane::nat::events::{BlockRecord, SessionEvent, SessionRecord};
+use dataplane::nat::events::{BlockRecord, Refused, SessionEvent, SessionRecord, SweepKeys};
 
 use crate::replicate::Replicator;
 use crate::role::{Action, PeerState, Role, RoleMachine};
@@ -111,7 +112,17 @@ pub struct Status {
     pub records_received: u64,
     pub messages_sent: u64,
     pub retransmitted: u64,
+    /// Records of the peer this board could not hold (its board refused them, or it
+    /// lacks their instance): it is then not in sync (`sync_problem`).
     pub install_refused: u64,
+    /// Records of a location this board is active for: its own to keep, not the peer's
+    /// (young records that drain after a hand-over).
+    pub refused_active_here: u64,
+    /// Sessions and blocks removed at the end of a bulk sync because the bulk did not
+    /// bring them (mark-and-sweep).
+    pub swept: u64,
+    /// Why this board (a standby) is not in sync although a bulk sync ended, if so.
+    pub sync_problem: Option<String>,
     /// Data messages unacknowledged plus records waiting to be sent.
     pub queue_depth: usize,
     /// Age of the oldest unacknowledged message, in milliseconds.
@@ -199,6 +210,10 @@ pub enum Output {
     /// Take the board's whole table for a bulk sync; answer with
     /// [`Protocol::handle_table`] before any other call. No Data goes out until then.
     TakeSnapshot,
+    /// A bulk sync ended: remove the sessions and blocks of these locations (bits by
+    /// index) that it did not bring (`keep`), after every install before; answer with
+    /// [`Protocol::swept`].
+    Sweep { keep: Arc<SweepKeys>, locations: u64 },
 }
 
 /// Why `new` cannot replace `old` while the board runs (see
@@ -269,6 +284,16 @@ pub struct Protocol {
     installs_done: u64,
     /// The bulk sync has ended; in sync once the board has finished this many installs.
     in_sync_at: Option<u64>,
+    /// The bulk sync being received: the keys of what it brought (sessions, blocks), the
+    /// locations it covers (bits by index), and the records the board refused since it
+    /// started.
+    bulk_keys: (Vec<u64>, Vec<u64>),
+    bulk_cover: u64,
+    bulk_refused: u64,
+    /// Bulk syncs in a row that left this board out of sync, and no bulk sync is asked
+    /// for before this: a refusal that lasts (another configuration) is not a storm.
+    bulk_failures: u32,
+    bulk_retry_at: Option<Instant>,
     ack_due: bool,
     st: Status,
     out: VecDeque<Output>,
@@ -305,6 +330,11 @@ impl Protocol {
             installs_asked: 0,
             installs_done: 0,
             in_sync_at: None,
+            bulk_keys: (Vec::new(), Vec::new()),
+            bulk_cover: 0,
+            bulk_refused: 0,
+            bulk_failures: 0,
+            bulk_retry_at: None,
             ack_due: false,
             st: Status { preferred: s.locations.iter().any(|l| l.preferred), witness, fit: true, ..Default::default() },
             out: VecDeque::new(),
@@ -599,14 +629,59 @@ impl Protocol {
         }
     }
 
-    /// The board's answer to [`Output::Install`]: how many blocks and sessions it refused.
-    pub fn installed(&mut self, refused: usize) {
-        self.st.install_refused += refused as u64;
+    /// The board's answer to [`Output::Install`]: what it refused.
+    pub fn installed(&mut self, refused: Refused, now: Now) {
+        if refused.total() > 0 {
+            let why = refused.why.map_or_else(|| "the board did not answer".to_string(), |w| w.to_string());
+            self.refuse(refused.total(), &why, now);
+        }
         self.installs_done += 1;
         if self.in_sync_at.is_some_and(|n| self.installs_done >= n) {
             self.in_sync_at = None;
-            self.set_in_sync();
+            self.bulk_ended(now);
         }
+    }
+
+    /// The board's answer to [`Output::Sweep`]: how many sessions and blocks went.
+    pub fn swept(&mut self, gone: usize, now: Now) {
+        self.st.swept += gone as u64;
+        self.installed(Refused::default(), now);
+    }
+
+    /// `n` records of the peer this board cannot hold, for `why`: what it holds is not
+    /// the peer's table, so it is not in sync; a bulk sync follows (after a wait that
+    /// grows while refusals go on).
+    fn refuse(&mut self, n: usize, why: &str, now: Now) {
+        self.st.install_refused += n as u64;
+        self.bulk_refused += n as u64;
+        let total = self.bulk_refused;
+        self.st.sync_problem = Some(format!("{total} records of the peer refused since the bulk sync began: {why}"));
+        if self.roles.iter().any(|r| r.in_sync) {
+            for r in &mut self.roles {
+                r.in_sync = false;
+            }
+            self.bulk_failed(now);
+        }
+    }
+
+    /// The bulk sync being received is in the board: in sync if nothing was refused.
+    fn bulk_ended(&mut self, now: Now) {
+        if self.bulk_refused == 0 {
+            self.st.sync_problem = None;
+            self.bulk_failures = 0;
+            self.bulk_retry_at = None;
+            self.set_in_sync();
+        } else {
+            self.bulk_failed(now);
+        }
+    }
+
+    /// The next bulk sync is asked for a dead interval later, twice as late each time
+    /// in a row, a minute at most.
+    fn bulk_failed(&mut self, now: Now) {
+        let wait = self.dead().saturating_mul(1 << self.bulk_failures.min(10)).min(Duration::from_secs(60));
+        self.bulk_failures += 1;
+        self.bulk_retry_at = Some(now.at + wait);
     }
 
     /// The board's table, asked for by [`Output::TakeSnapshot`]: the bulk sync starts
@@ -628,8 +703,14 @@ impl Protocol {
             .filter_map(|r| Some(BlockRecord { inst: self.inst_to_wire(r.inst)?, ..*r }))
             .collect();
         let bulk = self.repl.restart(&sessions, &blocks, now.unix_s());
+        // First, which locations the bulk holds whole: the standby sweeps them at its end.
+        let covers: Vec<Record> = (self.s.locations.iter().zip(&self.roles))
+            .filter(|(_, r)| r.role() == Role::Active)
+            .map(|(l, _)| Record::Cover(l.id))
+            .collect();
         self.outq.clear();
-        self.bulk_left = bulk.len();
+        self.bulk_left = covers.len() + bulk.len();
+        self.outq.extend(covers);
         self.outq.extend(bulk);
     }
 
@@ -717,8 +798,10 @@ impl Protocol {
             let wait = (s as u64 * 1000).saturating_sub(now.unix_ms);
             upto(Some(now.at + Duration::from_millis(wait)));
         }
-        if self.wants_bulk(self.ms(now)) {
+        if self.wants_bulk(now) {
             upto(Some(self.last_bulk_request.map_or(at_once, |t| t + self.dead())));
+        } else if let Some(t) = self.bulk_retry_at.filter(|t| *t > now.at) {
+            upto(Some(t));
         }
         next
     }
@@ -767,7 +850,14 @@ impl Protocol {
     /// of deletions removed, in order.
     fn apply(&mut self, msg: &[u8], now: Now) {
         let Some((&flags, payload)) = msg.split_first() else { return };
-        if flags & wire::FLAG_BULK != 0 {
+        if flags & wire::FLAG_RESET != 0 {
+            // The stream starts over, and a bulk sync with it.
+            self.bulk_keys = (Vec::new(), Vec::new());
+            self.bulk_cover = 0;
+            self.bulk_refused = 0;
+        }
+        let bulk = flags & wire::FLAG_BULK != 0;
+        if bulk {
             // A bulk sync under way is as good as asked for: asking again would start it
             // over, and a table that takes longer than the dead interval would never come.
             self.last_bulk_request = Some(now.at);
@@ -782,19 +872,30 @@ impl Protocol {
                 self.st.rejected_malformed += 1;
                 break;
             };
-            self.st.records_received += 1;
-            // Records name instances by id; one this board does not have is refused.
-            let Some(r) = r.with_instance(|id| self.inst_from_wire(id)) else {
-                self.st.install_refused += 1;
-                continue;
-            };
-            // A location this board is active for is its own to keep, not the peer's.
             let (inst, addr) = match &r {
                 Record::Block(b) | Record::BlockReleased(b) => (b.inst, b.ext_addr),
                 Record::Session(x) | Record::SessionDeleted(x) => (x.inst, x.ext_addr),
+                Record::Cover(id) => {
+                    if let Some(l) = self.s.locations.iter().position(|x| x.id == *id).filter(|&l| l < 64) {
+                        self.bulk_cover |= 1 << l;
+                    }
+                    continue;
+                }
             };
+            self.st.records_received += 1;
+            // Records name instances by id; one this board does not have is refused.
+            let Some(r) = r.with_instance(|id| self.inst_from_wire(id)) else {
+                self.refuse(1, &format!("this board has no ds-lite instance with id {inst}"), now);
+                continue;
+            };
+            let (inst, addr) = match &r {
+                Record::Block(b) | Record::BlockReleased(b) => (b.inst, b.ext_addr),
+                Record::Session(x) | Record::SessionDeleted(x) => (x.inst, x.ext_addr),
+                Record::Cover(_) => (inst, addr),
+            };
+            // A location this board is active for is its own to keep, not the peer's.
             if self.active_for(inst, addr) {
-                self.st.install_refused += 1;
+                self.st.refused_active_here += 1;
                 continue;
             }
             match r {
@@ -802,11 +903,17 @@ impl Protocol {
                     if !gone.is_empty() {
                         self.hand_over(&mut blocks, &mut sessions, &mut gone);
                     }
+                    if bulk {
+                        self.bulk_keys.1.push(b.key());
+                    }
                     blocks.push(b);
                 }
                 Record::Session(s) => {
                     if !gone.is_empty() {
                         self.hand_over(&mut blocks, &mut sessions, &mut gone);
+                    }
+                    if bulk {
+                        self.bulk_keys.0.push(s.key());
                     }
                     sessions.push(s);
                 }
@@ -817,14 +924,26 @@ impl Protocol {
                     gone.push(s);
                 }
                 // The standby's engine releases a block with its last session.
-                Record::BlockReleased(_) => {}
+                Record::BlockReleased(_) | Record::Cover(_) => {}
             }
         }
         self.hand_over(&mut blocks, &mut sessions, &mut gone);
-        // In sync when the table is in the board, not merely on its way there.
         if flags & wire::FLAG_BULK_END != 0 {
+            // Mark and sweep: what the board holds of the locations the bulk covered
+            // (and this board does not serve) and the bulk did not bring goes, after
+            // the bulk's installs.
+            let serving: u64 = (self.roles.iter().enumerate())
+                .filter(|(_, r)| r.role() == Role::Active)
+                .fold(0, |m, (l, _)| m | 1 << (l % 64));
+            let locations = std::mem::take(&mut self.bulk_cover) & !serving;
+            let (s, b) = std::mem::take(&mut self.bulk_keys);
+            if locations != 0 {
+                self.out.push_back(Output::Sweep { keep: Arc::new(SweepKeys::new(s, b)), locations });
+                self.installs_asked += 1;
+            }
+            // In sync when the table is in the board, not merely on its way there.
             if self.installs_done >= self.installs_asked {
-                self.set_in_sync();
+                self.bulk_ended(now);
             } else {
                 self.in_sync_at = Some(self.installs_asked);
             }
@@ -936,11 +1055,15 @@ impl Protocol {
 
     /// A standby out of sync keeps asking while the active peer is there, unless the
     /// whole table has come and its board is still installing it.
-    fn wants_bulk(&self, ms: u64) -> bool {
+    fn wants_bulk(&self, now: Now) -> bool {
         let behind = |r: &RoleMachine| {
             r.role() == Role::Standby && !r.in_sync && r.peer().is_some_and(|p| p.role == Role::Active)
         };
-        self.s.hot_backup && self.in_sync_at.is_none() && self.peer_alive(ms) && self.roles.iter().any(behind)
+        self.s.hot_backup
+            && self.in_sync_at.is_none()
+            && self.peer_alive(self.ms(now))
+            && self.roles.iter().any(behind)
+            && self.bulk_retry_at.is_none_or(|t| now.at >= t)
     }
 
     /// Starts the stream over with the whole eligible table: the stream resets now, the
@@ -1063,7 +1186,7 @@ impl Protocol {
                 self.act(l, a, now);
             }
         }
-        if self.wants_bulk(ms) {
+        if self.wants_bulk(now) {
             self.request_bulk(false, now);
         }
     }

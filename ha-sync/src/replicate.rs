@@ -379,7 +379,7 @@ mod tests {
                 Record::Block(b) => assert_eq!(standby.install_block(&b), Ok(())),
                 Record::Session(s) => assert_eq!(standby.install_session(&s), Ok(())),
                 Record::SessionDeleted(s) => assert!(standby.remove_session(&s)),
-                Record::BlockReleased(_) => {}
+                Record::BlockReleased(_) | Record::Cover(_) => {}
             }
         }
         assert_eq!(standby.sessions(), vec![young], "the younger session is on the standby");

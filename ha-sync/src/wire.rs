@@ -21,6 +21,7 @@ pub const TAG: usize = 16;
 pub const MAX_DATAGRAM: usize = 1400;
 pub const SESSION_LEN: usize = 46;
 pub const BLOCK_LEN: usize = 30;
+pub const COVER_LEN: usize = 6;
 
 /// What a message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +87,9 @@ pub enum Record {
     SessionDeleted(SessionRecord),
     Block(BlockRecord),
     BlockReleased(BlockRecord),
+    /// A bulk sync holds the whole eligible table of the location with this id: what
+    /// the receiver holds of it and the bulk did not bring goes at its end.
+    Cover(u32),
 }
 
 impl Record {
@@ -96,6 +100,7 @@ impl Record {
             Record::SessionDeleted(s) => Record::SessionDeleted(SessionRecord { inst: f(s.inst)?, ..s }),
             Record::Block(b) => Record::Block(BlockRecord { inst: f(b.inst)?, ..b }),
             Record::BlockReleased(b) => Record::BlockReleased(BlockRecord { inst: f(b.inst)?, ..b }),
+            Record::Cover(id) => Record::Cover(id),
         })
     }
 }
@@ -193,6 +198,7 @@ impl Builder {
         let need = match r {
             Record::Session(_) | Record::SessionDeleted(_) => SESSION_LEN,
             Record::Block(_) | Record::BlockReleased(_) => BLOCK_LEN,
+            Record::Cover(_) => COVER_LEN,
         };
         if self.room() < need {
             return false;
@@ -220,6 +226,10 @@ impl Builder {
                 self.buf.extend_from_slice(&b.first_port.to_be_bytes());
                 self.buf.extend_from_slice(&b.size.to_be_bytes());
                 self.buf.extend_from_slice(&b.at.to_be_bytes());
+            }
+            Record::Cover(id) => {
+                self.buf.extend_from_slice(&[5, 0]);
+                self.buf.extend_from_slice(&id.to_be_bytes());
             }
         }
         self.records += 1;
@@ -390,6 +400,10 @@ pub fn records(payload: &[u8]) -> impl Iterator<Item = Result<Record, WireError>
                 at += BLOCK_LEN;
                 if p[0] == 3 { Record::Block(b) } else { Record::BlockReleased(b) }
             }
+            5 if p.len() >= COVER_LEN => {
+                at += COVER_LEN;
+                Record::Cover(be32(&p[2..6]))
+            }
             _ => {
                 at = payload.len();
                 return Some(Err(WireError::Record));
@@ -430,6 +444,8 @@ mod tests {
         let mut sent = Vec::new();
         let block =
             BlockRecord { inst: 0, b4: session(1).b4, ext_addr: 0xc633_6401, first_port: 4096, size: 512, at: 9 };
+        assert!(b.push(&Record::Cover(0x0102_0304)));
+        sent.push(Record::Cover(0x0102_0304));
         assert!(b.push(&Record::Block(block)));
         sent.push(Record::Block(block));
         let mut n = 0;

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
-use dataplane::nat::events::{BlockRecord, SessionRecord};
+use dataplane::nat::events::{BlockRecord, Refused, SessionRecord, SweepKeys};
 use dataplane::{Egress, Engine, Frame, HEADROOM, VecSink, Verdict};
 use ha_sync::node::{Local, Location, Node, Settings, Status};
 use ha_sync::role::Role;
@@ -52,12 +52,13 @@ impl Board {
 }
 
 impl Local for Board {
-    fn install(&self, blocks: Vec<BlockRecord>, sessions: Vec<SessionRecord>) -> (usize, usize) {
+    fn install(&self, blocks: Vec<BlockRecord>, sessions: Vec<SessionRecord>) -> Refused {
         let mut eng = self.eng.lock().unwrap();
         eng.set_clock(unix_ms());
-        let b = blocks.iter().filter(|b| eng.install_block(b).is_err()).count();
-        let s = sessions.iter().filter(|s| eng.install_session(s).is_err()).count();
-        (b, s)
+        eng.install(&blocks, &sessions)
+    }
+    fn sweep(&self, keep: Arc<SweepKeys>, locations: u64) -> usize {
+        self.eng.lock().unwrap().sweep(&keep, locations)
     }
     fn remove(&self, sessions: Vec<SessionRecord>) -> usize {
         let mut eng = self.eng.lock().unwrap();
@@ -227,8 +228,11 @@ struct SlowTable {
 }
 
 impl Local for SlowTable {
-    fn install(&self, blocks: Vec<BlockRecord>, sessions: Vec<SessionRecord>) -> (usize, usize) {
+    fn install(&self, blocks: Vec<BlockRecord>, sessions: Vec<SessionRecord>) -> Refused {
         self.board.install(blocks, sessions)
+    }
+    fn sweep(&self, keep: Arc<SweepKeys>, locations: u64) -> usize {
+        self.board.sweep(keep, locations)
     }
     fn remove(&self, sessions: Vec<SessionRecord>) -> usize {
         self.board.remove(sessions)

@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bench::measure::median;
-use dataplane::nat::events::{BlockRecord, SessionEvent, SessionRecord};
+use dataplane::nat::events::{BlockRecord, Refused, SessionEvent, SessionRecord, SweepKeys};
 use dataplane::testing::Lab;
 use ha_sync::node::{Local, Node, Settings};
 use ha_sync::role::Role;
@@ -50,9 +50,12 @@ struct Counting {
 }
 
 impl Local for Counting {
-    fn install(&self, blocks: Vec<BlockRecord>, sessions: Vec<SessionRecord>) -> (usize, usize) {
+    fn install(&self, blocks: Vec<BlockRecord>, sessions: Vec<SessionRecord>) -> Refused {
         self.installed.fetch_add((blocks.len() + sessions.len()) as u64, Ordering::Relaxed);
-        (0, 0)
+        Refused::default()
+    }
+    fn sweep(&self, _: Arc<SweepKeys>, _: u64) -> usize {
+        0
     }
     fn remove(&self, sessions: Vec<SessionRecord>) -> usize {
         sessions.len()

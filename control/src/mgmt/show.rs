@@ -64,7 +64,10 @@ impl Daemon {
                 _ => "never heard".to_string(),
             }
         );
-        let _ = writeln!(o, "in sync: {}", if st.in_sync { "yes" } else { "no" });
+        let _ = match &st.sync_problem {
+            Some(why) if !st.in_sync => writeln!(o, "in sync: no ({why}; a bulk sync follows)"),
+            _ => writeln!(o, "in sync: {}", if st.in_sync { "yes" } else { "no" }),
+        };
         let _ = writeln!(
             o,
             "configuration: {}",
@@ -83,7 +86,11 @@ impl Daemon {
             "records sent: {} in {} messages ({} retransmitted)",
             st.records_sent, st.messages_sent, st.retransmitted
         );
-        let _ = writeln!(o, "records received: {} (refused on install: {})", st.records_received, st.install_refused);
+        let _ = writeln!(
+            o,
+            "records received: {} (refused on install: {}; of a location active here: {}; swept after a bulk sync: {})",
+            st.records_received, st.install_refused, st.refused_active_here, st.swept
+        );
         let _ = writeln!(o, "queue depth: {}, lag: {} ms", st.queue_depth, st.lag_ms);
         let _ = writeln!(
             o,

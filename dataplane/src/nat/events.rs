@@ -4,6 +4,8 @@
 //! worker: the event is counted as dropped (`events_dropped`), so the consumer can tell
 //! that it must resynchronise.
 
+use std::hash::{Hash, Hasher};
+
 /// A session as hot backup and logging see it: the inside key by B4 address, not by the
 /// worker-local subscriber number, so the record means the same on another board.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +27,18 @@ pub struct SessionRecord {
     pub mac: [u8; 6],
 }
 
+impl SessionRecord {
+    /// The record's identity (instance, inside key, external address and port) as 64
+    /// bits, for hot backup's mark-and-sweep: what a bulk sync brought is kept, the
+    /// rest of the locations it covered goes. Two records that collide keep each other,
+    /// which costs a stale session its removal, nothing else.
+    pub fn key(&self) -> u64 {
+        let mut h = std::hash::DefaultHasher::new();
+        (self.inst, self.b4, self.inner_addr, self.inner_port, self.proto, self.ext_addr, self.ext_port).hash(&mut h);
+        h.finish()
+    }
+}
+
 /// A port block held by a subscriber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlockRecord {
@@ -34,6 +48,16 @@ pub struct BlockRecord {
     pub first_port: u16,
     pub size: u16,
     pub at: u32,
+}
+
+impl BlockRecord {
+    /// The block's identity (instance, B4, address, first port) as 64 bits, as
+    /// [`SessionRecord::key`].
+    pub fn key(&self) -> u64 {
+        let mut h = std::hash::DefaultHasher::new();
+        (self.inst, self.b4, self.ext_addr, self.first_port).hash(&mut h);
+        h.finish()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,4 +104,55 @@ pub enum InstallError {
     BlockSize,
     #[error("the B4 is not in the instance's authorised prefixes")]
     NotAuthorised,
+}
+
+/// What a bulk sync brought, by key ([`SessionRecord::key`], [`BlockRecord::key`]),
+/// sorted: hot backup's sweep keeps these and removes the rest of the locations the bulk
+/// covered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SweepKeys {
+    pub sessions: Vec<u64>,
+    pub blocks: Vec<u64>,
+}
+
+impl SweepKeys {
+    pub fn new(mut sessions: Vec<u64>, mut blocks: Vec<u64>) -> SweepKeys {
+        for keys in [&mut sessions, &mut blocks] {
+            keys.sort_unstable();
+            keys.dedup();
+        }
+        SweepKeys { sessions, blocks }
+    }
+}
+
+/// What an install of the peer's records refused: how many blocks and sessions, and
+/// why the first one was.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Refused {
+    pub blocks: usize,
+    pub sessions: usize,
+    pub why: Option<InstallError>,
+}
+
+impl Refused {
+    pub fn total(&self) -> usize {
+        self.blocks + self.sessions
+    }
+
+    /// Counts one more refused block (`block`) or session, for `why`.
+    pub fn count(&mut self, block: bool, why: InstallError) {
+        if block {
+            self.blocks += 1;
+        } else {
+            self.sessions += 1;
+        }
+        self.why.get_or_insert(why);
+    }
+
+    /// Adds another install's refusals (the first reason stays).
+    pub fn add(&mut self, o: Refused) {
+        self.blocks += o.blocks;
+        self.sessions += o.sessions;
+        self.why = self.why.or(o.why);
+    }
 }

@@ -1029,6 +1029,79 @@ impl NatState {
         }
     }
 
+    /// The location (index into the instance's shares) of pool address `addr`; an
+    /// instance without shares has one location.
+    fn location_of_addr(&self, addr: u32) -> Option<usize> {
+        let (inst, idx) = self.pool_lookup(addr)?;
+        let shares = &self.inst[inst as usize].shares;
+        if shares.is_empty() {
+            return Some(0);
+        }
+        shares.iter().position(|r| r.contains(&(idx as usize)))
+    }
+
+    /// Whether `addr` is of one of `locations` (bits by index).
+    fn covered(&self, addr: u32, locations: u64) -> bool {
+        self.location_of_addr(addr).is_some_and(|l| l < 64 && locations & (1 << l) != 0)
+    }
+
+    /// Hot backup's sweep after a bulk sync, over up to `max` sessions from slot `from`
+    /// on: removes those of `locations` (bits by index) whose key
+    /// ([`SessionRecord::key`]) is not in `keep` (sorted), the copies the bulk did not
+    /// bring. Returns how many sessions and blocks went, and the slot to go on from
+    /// (None: done).
+    pub fn sweep_sessions(&mut self, keep: &[u64], locations: u64, from: u32, max: usize) -> (usize, Option<u32>) {
+        let (look, next) = {
+            let mut it = self.sessions.iter_from(from);
+            let look: Vec<u32> = it.by_ref().take(max.max(1)).map(|(i, _)| i).collect();
+            (look, it.next().map(|(i, _)| i))
+        };
+        let mut gone = 0;
+        for i in look {
+            let r = self.session_record(i);
+            if self.covered(r.ext_addr, locations) && keep.binary_search(&r.key()).is_err() {
+                // Blocks that go with the session count too.
+                let si = self.sessions.get(i).sub;
+                let sub = *self.subs.get(si);
+                self.delete_session(i);
+                let left = if sub.sessions > 1 { self.subs.get(si).nblocks } else { 0 };
+                gone += 1 + (sub.nblocks - left) as usize;
+            }
+        }
+        (gone, next)
+    }
+
+    /// The same for the port blocks of up to `max` subscribers from slot `from` on
+    /// (after their sessions): a block of `locations` that the bulk did not bring and
+    /// that no session uses is released; a subscriber left with nothing goes.
+    pub fn sweep_blocks(&mut self, keep: &[u64], locations: u64, from: u32, max: usize) -> (usize, Option<u32>) {
+        let (look, next) = {
+            let mut it = self.subs.iter_from(from);
+            let look: Vec<u32> = it.by_ref().take(max.max(1)).map(|(i, _)| i).collect();
+            (look, it.next().map(|(i, _)| i))
+        };
+        let mut gone = 0;
+        for si in look {
+            if !self.covered(self.subs.get(si).ext_addr, locations) {
+                continue;
+            }
+            let mut slot = 0;
+            while slot < self.subs.get(si).nblocks as usize {
+                let sub = *self.subs.get(si);
+                let rec = self.block_record(&sub, sub.blocks[slot]);
+                if sub.used[slot] == 0 && keep.binary_search(&rec.key()).is_err() {
+                    // The last block takes this slot: look at it again.
+                    self.release_block(si, slot);
+                    gone += 1;
+                } else {
+                    slot += 1;
+                }
+            }
+            self.drop_if_idle(si);
+        }
+        (gone, next)
+    }
+
     /// Every live session as a record (display, bulk sync; walks the table).
     pub fn sessions(&self) -> Vec<SessionRecord> {
         self.sessions_from(0, usize::MAX).0

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use dataplane::nat::events::{BlockRecord, SessionEvent, SessionRecord};
+use dataplane::nat::events::{BlockRecord, InstallError, Refused, SessionEvent, SessionRecord, SweepKeys};
 
 use super::*;
 use crate::wire::{Builder, Header, Key, Kind};
@@ -93,6 +93,11 @@ struct Board {
     /// The peer's softwire MAC and active locations, as last told.
     peer: ([u8; 6], u64),
     done: Vec<(u64, Output)>,
+    /// Which location each address is of (the board's settings).
+    shares: PoolShares,
+    /// The next this many sessions installed are refused (a port taken by a stale
+    /// session, say).
+    refuse_sessions: usize,
 }
 
 impl Board {
@@ -108,6 +113,24 @@ impl Board {
             })
             .collect()
     }
+    /// Hot backup's sweep, as the engine does it.
+    fn sweep(&mut self, keep: &SweepKeys, locations: u64) -> usize {
+        let covered = |shares: &PoolShares, inst: u8, addr: u32| {
+            shares.location_of(inst, addr).is_some_and(|l| locations & (1 << l) != 0)
+        };
+        let before = self.sessions.len() + self.blocks.len();
+        let shares = self.shares.clone();
+        self.sessions
+            .retain(|_, r| !covered(&shares, r.inst, r.ext_addr) || keep.sessions.binary_search(&r.key()).is_ok());
+        let used: Vec<(u8, [u8; 16])> = self.sessions.values().map(|r| (r.inst, r.b4)).collect();
+        self.blocks.retain(|b| {
+            !covered(&shares, b.inst, b.ext_addr)
+                || keep.blocks.binary_search(&b.key()).is_ok()
+                || used.contains(&(b.inst, b.b4))
+        });
+        before - self.sessions.len() - self.blocks.len()
+    }
+
     fn snapshots(&self) -> usize {
         self.done.iter().filter(|(_, o)| *o == Output::TakeSnapshot).count()
     }
@@ -204,6 +227,7 @@ impl Sim {
     }
 
     fn start_with(&mut self, i: usize, s: Settings, witness: bool) {
+        self.sides[i].board.shares = s.shares.clone();
         let epoch = (UNIX0_MS + self.ms) * 1000 + i as u64;
         self.sides[i].proto = Some(Protocol::new(s, epoch, 64, witness, self.now()));
     }
@@ -225,7 +249,8 @@ impl Sim {
     /// The board thread of side `i` catches up with the installs it was holding.
     fn finish_installs(&mut self, i: usize) {
         for _ in 0..std::mem::take(&mut self.sides[i].held) {
-            self.proto(i).installed(0);
+            let now = self.now();
+            self.proto(i).installed(Refused::default(), now);
         }
         self.carry_out(i);
     }
@@ -266,14 +291,24 @@ impl Sim {
                 }
                 Output::Install { blocks, sessions } => {
                     side.board.blocks.extend(blocks);
+                    let mut refused = Refused::default();
                     for s in sessions {
-                        side.board.sessions.insert(key_of(s), *s);
+                        if side.board.refuse_sessions > 0 {
+                            side.board.refuse_sessions -= 1;
+                            refused.count(false, InstallError::PortCollision);
+                        } else {
+                            side.board.sessions.insert(key_of(s), *s);
+                        }
                     }
                     if side.hold_installs {
                         side.held += 1;
                     } else {
-                        side.proto.as_mut().expect("running").installed(0);
+                        side.proto.as_mut().expect("running").installed(refused, now);
                     }
+                }
+                Output::Sweep { keep, locations } => {
+                    let gone = side.board.sweep(keep, *locations);
+                    side.proto.as_mut().expect("running").swept(gone, now);
                 }
                 Output::Remove(sessions) => {
                     for s in sessions {
@@ -418,6 +453,19 @@ fn session(n: u32, created: u32) -> SessionRecord {
         last_seen: created,
         mac: [2, 0, 0, 0, 0, 1],
     }
+}
+
+/// Ten sessions (with their blocks) made on side 0, older than delay-time, replicated
+/// to side 1; returns their creation time.
+fn replicated_ten(sim: &mut Sim) -> u32 {
+    let old = sim.unix_s() - 10;
+    for n in 0..10 {
+        sim.event(0, SessionEvent::BlockAllocated(block(n)));
+        sim.event(0, SessionEvent::Created(session(n, old)));
+    }
+    sim.run_until(sim.ms + 300, Drive::EveryMs);
+    assert_eq!(sim.sides[1].board.sessions.len(), 10);
+    old
 }
 
 /// Side 0 (preferred) and side 1 started together, settled.
@@ -836,7 +884,20 @@ fn records_name_instances_by_id_whatever_their_order_on_each_board() {
     sim.event(0, SessionEvent::Created(sess7));
     sim.run_until(5000, Drive::EveryMs);
     assert_eq!(sim.sides[1].board.sessions.len(), 1, "nothing of an instance the standby lacks");
-    assert_eq!(sim.status(1).install_refused, before + 2, "its block and session, refused and counted");
+    let st = sim.status(1);
+    assert!(st.install_refused >= before + 2, "its block and session, refused and counted");
+    // What the standby holds is not the peer's table: not in sync, and it says why.
+    assert!(!st.in_sync);
+    assert_eq!(
+        st.sync_problem.as_deref(),
+        Some("2 records of the peer refused since the bulk sync began: this board has no ds-lite instance with id 7")
+    );
+    // It asks for bulk syncs again, later and later (dead interval 100 ms, doubling):
+    // a refusal that lasts is no storm.
+    let bulks = sim.status(0).bulk_syncs;
+    sim.run_until(5000 + 10_000, Drive::EveryMs);
+    let asked = sim.status(0).bulk_syncs - bulks;
+    assert!((1..=3).contains(&asked), "{asked} bulk syncs in 10 s");
 }
 
 #[test]
@@ -909,13 +970,7 @@ fn after_a_healed_split_the_board_that_keeps_the_role_announces_again() {
 #[test]
 fn a_stopped_active_board_that_runs_again_yields_and_gets_the_sessions_made_meanwhile() {
     let mut sim = settled(14, CLEAN, DEAD_COUNT, Drive::EveryMs);
-    let old = sim.unix_s() - 10;
-    for n in 0..10 {
-        sim.event(0, SessionEvent::BlockAllocated(block(n)));
-        sim.event(0, SessionEvent::Created(session(n, old)));
-    }
-    sim.run_until(sim.ms + 300, Drive::EveryMs);
-    assert_eq!(sim.sides[1].board.sessions.len(), 10);
+    replicated_ten(&mut sim);
     // SIGSTOP of the active board for two seconds: the standby takes over and serves,
     // making sessions of its own.
     sim.sides[0].paused = true;
@@ -948,6 +1003,59 @@ fn a_stopped_active_board_that_runs_again_yields_and_gets_the_sessions_made_mean
     assert_eq!((sim.status(0).role, sim.status(1).role), (Role::Active, Role::Standby));
     assert_eq!(sim.sides[0].board.sessions, sim.sides[1].board.sessions);
     assert_eq!(sim.sides[0].board.sessions.len(), 20);
+}
+
+#[test]
+fn a_bulk_sync_sweeps_what_the_standby_holds_and_the_active_does_not() {
+    let mut sim = settled(15, CLEAN, DEAD_COUNT, Drive::EveryMs);
+    let old = replicated_ten(&mut sim);
+    // The standby holds copies the active no longer has (left by an overflow, a split
+    // or a switchover): they would clash with the active's next allocations.
+    for n in 20..25 {
+        sim.sides[1].board.blocks.push(block(n));
+        let s = session(n, old);
+        sim.sides[1].board.sessions.insert(key_of(&s), s);
+    }
+    // Its HA thread restarts (a new incarnation): a bulk sync, and at its end the
+    // sweep.
+    sim.stop(1);
+    sim.start(1, DEAD_COUNT, false);
+    sim.run_until(sim.ms + 1000, Drive::EveryMs);
+    let st = sim.status(1);
+    assert!(st.in_sync);
+    assert_eq!(st.swept, 10, "five sessions and their five blocks");
+    assert_eq!(sim.sides[1].board.sessions, sim.sides[0].board.sessions);
+    assert!(sim.sides[1].board.blocks.iter().all(|b| sim.sides[0].board.blocks.contains(b)));
+}
+
+#[test]
+fn a_standby_that_refuses_records_is_not_in_sync_until_a_bulk_sync_installs_them() {
+    let mut sim = settled(16, CLEAN, DEAD_COUNT, Drive::EveryMs);
+    sim.run_until(sim.ms + 300, Drive::EveryMs);
+    assert!(sim.status(1).in_sync);
+    // The standby's board refuses three sessions (their ports taken by stale ones).
+    sim.sides[1].board.refuse_sessions = 3;
+    let old = sim.unix_s() - 10;
+    for n in 0..10 {
+        sim.event(0, SessionEvent::BlockAllocated(block(n)));
+        sim.event(0, SessionEvent::Created(session(n, old)));
+    }
+    let sent = sim.ms;
+    sim.run_while(sent + 1000, Drive::EveryMs, |sim| sim.status(1).in_sync || sim.ms < sent + 5);
+    let st = sim.status(1);
+    assert!(!st.in_sync, "it does not hold the peer's table");
+    assert_eq!(
+        st.sync_problem.as_deref(),
+        Some("3 records of the peer refused since the bulk sync began: the external port is used by another session")
+    );
+    sim.run_until(sim.ms + HEARTBEAT + 5, Drive::EveryMs);
+    assert!(!sim.status(0).in_sync, "and the active board hears so");
+    // A bulk sync a dead interval later installs them: in sync again, no problem.
+    sim.run_until(sim.ms + 1000, Drive::EveryMs);
+    let st = sim.status(1);
+    assert!(st.in_sync && st.sync_problem.is_none(), "{:?}", st.sync_problem);
+    assert_eq!(sim.sides[1].board.sessions, sim.sides[0].board.sessions);
+    assert_eq!(st.install_refused, 3);
 }
 
 /// Two boards in mutual backup (the usual way to run two service boards): location 1 is
