@@ -21,6 +21,8 @@ pub struct Ha {
     /// `service-ha heartbeat interval MS dead-count N`.
     pub heartbeat_ms: u32,
     pub dead_count: u32,
+    /// `service-ha notify PROGRAM`: run on every change of role (as keepalived's notify).
+    pub notify: Option<String>,
 }
 
 impl Default for Ha {
@@ -32,6 +34,7 @@ impl Default for Ha {
             key: None,
             heartbeat_ms: 100,
             dead_count: 3,
+            notify: None,
         }
     }
 }

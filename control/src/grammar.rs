@@ -87,6 +87,8 @@ pub enum Kind {
         min: usize,
         max: usize,
     },
+    /// An absolute path: a word that starts with `/`, up to 4096 bytes.
+    Path,
     Ipv4,
     Ipv6,
     Ip,

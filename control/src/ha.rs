@@ -72,5 +72,6 @@ pub fn settings(c: &Config, p: &Plan, slot: u32) -> Result<Option<Settings>, Str
         instance_ids: crate::plan::engine_config(c, p, slot)
             .map(|e| e.instances.iter().filter_map(|i| p.instances.get(&i.name).map(|ip| ip.id)).collect())
             .unwrap_or_default(),
+        notify: c.ha.notify.clone(),
     }))
 }

@@ -214,7 +214,7 @@ mod tests {
         let c = Arc::new(WorkerCounters::default());
         c.add(Counter::In2Out, 42);
         c.inc(Counter::DropNoSession);
-        let g = Arc::new(Gauges { sessions: vec![7.into()], subscribers: vec![3.into()] });
+        let g = Arc::new(Gauges { sessions: vec![7.into()], subscribers: vec![3.into()], rounds: vec![9.into()] });
         let stop = Arc::new(AtomicBool::new(false));
         let (cc, gg) = (c.clone(), g.clone());
         let (addr, h) =

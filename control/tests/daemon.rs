@@ -19,6 +19,10 @@ struct Aftrd {
 
 impl Aftrd {
     fn start(name: &str, config: &str) -> Aftrd {
+        Aftrd::start_with_env(name, config, &[])
+    }
+
+    fn start_with_env(name: &str, config: &str, env: &[(&str, &str)]) -> Aftrd {
         let dir = std::env::temp_dir().join(format!("aftrd-test-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -27,6 +31,7 @@ impl Aftrd {
         std::fs::write(&cfg, config).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_aftrd"))
             .args(["--config", cfg.to_str().unwrap(), "--slot", "1", "--socket", socket.to_str().unwrap()])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -395,4 +400,36 @@ fn a_moved_weight_ends_only_the_sessions_whose_location_changed() {
     let carried = board.reconfigure(ec3).unwrap();
     assert_eq!((carried.kept, carried.ended), (expected, b4s.len() - expected));
     board.stop();
+}
+
+#[test]
+fn under_systemd_it_says_ready_pings_the_watchdog_and_says_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let systemd = UnixDatagram::bind(&path).unwrap();
+    systemd.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    // WatchdogSec=1s: a ping every half second while the workers and the HA thread run.
+    let env = [("NOTIFY_SOCKET", path.to_str().unwrap()), ("WATCHDOG_USEC", "1000000")];
+    let d = Aftrd::start_with_env("systemd", &example(), &env);
+    let mut said = Vec::new();
+    let t = Instant::now();
+    let mut buf = [0u8; 256];
+    while t.elapsed() < Duration::from_millis(2600) {
+        if let Ok(n) = systemd.recv(&mut buf) {
+            said.push(String::from_utf8_lossy(&buf[..n]).trim().to_string());
+        }
+    }
+    assert_eq!(said.first().map(String::as_str), Some("READY=1"), "{said:?}");
+    let pings = said.iter().filter(|m| *m == "WATCHDOG=1").count();
+    assert!((3..=6).contains(&pings), "about one ping a half second: {said:?}");
+    d.signal("TERM");
+    let t = Instant::now();
+    let mut stopping = false;
+    while !stopping && t.elapsed() < Duration::from_secs(5) {
+        if let Ok(n) = systemd.recv(&mut buf) {
+            stopping = String::from_utf8_lossy(&buf[..n]).trim() == "STOPPING=1";
+        }
+    }
+    assert!(stopping, "STOPPING=1 at SIGTERM");
 }

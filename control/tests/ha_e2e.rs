@@ -583,7 +583,7 @@ fn mutual_backup_serves_each_location_from_its_own_board() {
     let t = Instant::now();
     wait_for("slot 2 active for both", 5, || ha(&lab, 2).contains("service-location 1: active"));
     let handed = t.elapsed();
-    assert!(ha(&lab, 1).contains("links are down"), "{}", ha(&lab, 1));
+    assert!(ha(&lab, 1).contains("fit: no, link a1-in is down"), "{}", ha(&lab, 1));
     let (_, sixth) = b4_round(&lab, n, "sixth", None);
     assert_eq!(sixth.len(), n, "every B4 got its echo with slot 1's Internet link down");
     for (b4, (via, seen)) in &sixth {

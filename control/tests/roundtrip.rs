@@ -63,7 +63,15 @@ prop_compose! {
     ) -> Config {
         Config {
             sysname,
-            ha: Ha { hot_backup: hot, delay_time: delay, preempt_time: preempt, key, heartbeat_ms: hb, dead_count: dead },
+            ha: Ha {
+                hot_backup: hot,
+                delay_time: delay,
+                preempt_time: preempt,
+                key,
+                heartbeat_ms: hb,
+                dead_count: dead,
+                notify: None,
+            },
             slots: slots.into_iter().map(|(id, (host, cores, ifname, ha, io, blocking))| (id, Slot {
                 host,
                 cores: cores.into_iter().collect(),

@@ -96,6 +96,8 @@ pub struct BoardHandle {
     neighbours: Option<Arc<dyn Neighbours>>,
     /// Port block size of each instance: which worker owns a port.
     block_sizes: Arc<RwLock<Vec<u16>>>,
+    /// Each worker's sessions, subscribers and rounds.
+    gauges: Arc<Gauges>,
 }
 
 impl Board {
@@ -160,6 +162,7 @@ impl Board {
             steering: Arc::new(Mutex::new(steering)),
             neighbours,
             block_sizes: Arc::new(RwLock::new(cfg.instances.iter().map(|i| i.port_block_size).collect())),
+            gauges: gauges.clone(),
         };
         Ok(Board {
             slot,
@@ -338,6 +341,12 @@ impl BoardHandle {
             }
         }
         out
+    }
+
+    /// Each worker's rounds so far (a round takes at most about 10 ms when idle, 100 ms
+    /// without packet I/O): a count that stops moving is a stuck worker.
+    pub fn progress(&self) -> Vec<u64> {
+        self.gauges.rounds.iter().map(|r| r.load(Ordering::Relaxed)).collect()
     }
 
     /// The number of workers.

@@ -90,11 +90,12 @@ pub enum Command {
 }
 
 /// Sessions and subscribers of each worker, published between rounds for metrics and
-/// `display`.
+/// `display`, and its rounds: a worker whose count stops is stuck.
 #[derive(Default)]
 pub struct Gauges {
     pub sessions: Vec<AtomicU64>,
     pub subscribers: Vec<AtomicU64>,
+    pub rounds: Vec<AtomicU64>,
 }
 
 impl Gauges {
@@ -102,6 +103,7 @@ impl Gauges {
         Gauges {
             sessions: (0..workers).map(|_| AtomicU64::new(0)).collect(),
             subscribers: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            rounds: (0..workers).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 }
@@ -379,6 +381,7 @@ fn housekeeping(engine: &mut Engine, ctx: &Ctx) {
     engine.expire(4096);
     ctx.gauges.sessions[ctx.id as usize].store(engine.session_count() as u64, Ordering::Relaxed);
     ctx.gauges.subscribers[ctx.id as usize].store(engine.subscriber_count() as u64, Ordering::Relaxed);
+    ctx.gauges.rounds[ctx.id as usize].fetch_add(1, Ordering::Relaxed);
 }
 
 fn idle_loop(mut engine: Engine, mut ctx: Ctx, rx: Receiver<Command>) {

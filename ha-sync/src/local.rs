@@ -27,4 +27,7 @@ impl Local for BoardHandle {
     fn set_peer(&self, mac: [u8; 6], active: u64) {
         BoardHandle::set_peer(self, mac, active)
     }
+    fn progress(&self) -> Vec<u64> {
+        BoardHandle::progress(self)
+    }
 }

@@ -37,7 +37,17 @@ pub trait Local: Send + Sync + 'static {
     /// The peer's softwire MAC and the locations it is active for (bits by index):
     /// softwire frames of those locations go on to it.
     fn set_peer(&self, mac: [u8; 6], active: u64);
+    /// Each worker's rounds so far: one whose count stops for [`STUCK`] is stuck, and
+    /// the board unfit. Empty (the default): no workers to watch.
+    fn progress(&self) -> Vec<u64> {
+        Vec::new()
+    }
 }
+
+/// A worker whose rounds stop this long is stuck (a worker's round takes at most about
+/// 10 ms, 100 ms without packet I/O; a commit's carry-over of a million sessions takes
+/// about a second): the board gives its locations to a fit peer.
+pub const STUCK: Duration = Duration::from_secs(2);
 
 /// Data messages in flight (sent, not acknowledged) at most: the stream's window, so a
 /// fast active board never floods the standby's socket buffer into retransmissions.
@@ -96,7 +106,7 @@ pub fn events() -> (EventSender, EventReceiver) {
     (sender.clone(), EventReceiver { rx, sender })
 }
 
-/// How often the links' carrier is read.
+/// How often the links' carrier and the workers' progress are read.
 const LINK_POLL: Duration = Duration::from_millis(50);
 
 /// Whether interface `ifname` is up (its operational state, RFC 2863: set down, or its
@@ -106,6 +116,36 @@ const LINK_POLL: Duration = Duration::from_millis(50);
 fn carrier(ifname: &str) -> bool {
     let state = std::fs::read_to_string(format!("/sys/class/net/{ifname}/operstate")).unwrap_or_default();
     !matches!(state.trim(), "down" | "lowerlayerdown" | "notpresent")
+}
+
+/// Runs the notify program for a change of role, as keepalived runs its notify scripts:
+/// `PROGRAM SLOT LOCATION ROLE REASON` (role `active` or `standby`), the same in the
+/// environment (`AFTR_SLOT`, `AFTR_LOCATION`, `AFTR_ROLE`, `AFTR_REASON`). It runs on a
+/// thread of its own: the HA thread never waits for it. A program that cannot start or
+/// fails is logged.
+fn notify(program: &str, slot: u16, location: u32, role: crate::role::Role, why: &str) {
+    let (program, role, why) = (program.to_string(), role.name(), why.to_string());
+    let run = move || {
+        let args = [slot.to_string(), location.to_string(), role.to_string(), why.clone()];
+        let status = std::process::Command::new(&program)
+            .args(&args)
+            .envs([
+                ("AFTR_SLOT", &args[0]),
+                ("AFTR_LOCATION", &args[1]),
+                ("AFTR_ROLE", &args[2]),
+                ("AFTR_REASON", &args[3]),
+            ])
+            .stdin(std::process::Stdio::null())
+            .status();
+        match status {
+            Ok(s) if s.success() => {}
+            Ok(s) => eprintln!("aftrd: slot {slot}: notify {program}: {s}"),
+            Err(e) => eprintln!("aftrd: slot {slot}: notify {program}: {e}"),
+        }
+    };
+    if let Err(e) = std::thread::Builder::new().name("aftr-ha-notify".into()).spawn(run) {
+        eprintln!("aftrd: slot {slot}: notify: no thread: {e}");
+    }
 }
 
 /// Work for the board thread, in the order the protocol asked for it.
@@ -163,6 +203,8 @@ pub struct Node {
     events: EventSender,
     status: Arc<Mutex<Status>>,
     stop: Arc<AtomicBool>,
+    /// The thread's rounds so far (a watchdog sees it live).
+    rounds: Arc<AtomicU64>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -196,14 +238,17 @@ impl Node {
         let sender = events.sender.clone();
         let mut shell = Shell::new(s, sock, witness, local, events, status.clone())?;
         let stop2 = stop.clone();
+        let rounds = Arc::new(AtomicU64::new(0));
+        let rounds2 = rounds.clone();
         let thread = std::thread::Builder::new().name("aftr-ha".into()).spawn(move || {
             while !stop2.load(Ordering::Relaxed) {
                 if !shell.round(&cmd_rx) {
                     std::thread::sleep(Duration::from_millis(1));
                 }
+                rounds2.fetch_add(1, Ordering::Relaxed);
             }
         })?;
-        Ok(Node { cmd: cmd_tx, events: sender, status, stop, thread: Mutex::new(Some(thread)) })
+        Ok(Node { cmd: cmd_tx, events: sender, status, stop, rounds, thread: Mutex::new(Some(thread)) })
     }
 
     /// Hands a session event of the board to the HA thread; never blocks. A full queue
@@ -215,6 +260,12 @@ impl Node {
     /// Events handed over and not yet taken by the HA thread.
     pub fn event_backlog(&self) -> usize {
         self.events.backlog()
+    }
+
+    /// The HA thread's rounds so far (one every millisecond or so): a count that stops
+    /// is a hung thread.
+    pub fn rounds(&self) -> u64 {
+        self.rounds.load(Ordering::Relaxed)
     }
 
     pub fn status(&self) -> Status {
@@ -294,6 +345,10 @@ struct Shell<L: Local> {
     /// The interfaces whose carrier makes the board fit, and when they were last read.
     links: Vec<String>,
     last_links: Instant,
+    /// Each worker's rounds as last read, and since when unchanged.
+    progress: Vec<(u64, Instant)>,
+    /// Why the board is unfit (a link down, a worker stuck), if it is.
+    unfit: Option<String>,
     last_witness: Instant,
     local: Arc<L>,
     /// Work for the board, done in order on the board thread; its answers come back.
@@ -304,6 +359,8 @@ struct Shell<L: Local> {
     slot: u16,
     /// The peer's configuration differed at the last publication (said once per change).
     config_differed: bool,
+    /// `service-ha notify`: the program run on each change of role.
+    notify: Option<String>,
 }
 
 impl<L: Local> Shell<L> {
@@ -324,12 +381,15 @@ impl<L: Local> Shell<L> {
             last_witness: Instant::now(),
             links: s.links.clone(),
             last_links: Instant::now(),
+            progress: Vec::new(),
+            unfit: None,
             jobs,
             done,
             bind: s.bind,
             peer: s.peer,
             slot: s.slot,
             config_differed: false,
+            notify: s.notify.clone(),
             proto: Protocol::new(s, epoch, window, witness.is_some(), now()),
             sock,
             last_bind: Instant::now().checked_sub(Duration::from_secs(2)).unwrap_or_else(Instant::now),
@@ -353,13 +413,26 @@ impl<L: Local> Shell<L> {
                     let _ = reply.send(r);
                 }
                 Cmd::Reconfigure(s, reply) => {
-                    let _ = reply.send(self.proto.reconfigure(*s));
+                    let notify = s.notify.clone();
+                    let r = self.proto.reconfigure(*s);
+                    if r.is_ok() {
+                        self.notify = notify;
+                    }
+                    let _ = reply.send(r);
                 }
             }
         }
-        if !self.links.is_empty() && self.last_links.elapsed() >= LINK_POLL {
+        if self.last_links.elapsed() >= LINK_POLL {
             self.last_links = Instant::now();
-            self.proto.set_fit(self.links.iter().all(|l| carrier(l)), now());
+            let unfit = self.unfitness();
+            if unfit != self.unfit {
+                match &unfit {
+                    Some(why) => eprintln!("aftrd: slot {}: unfit: {why}", self.slot),
+                    None => eprintln!("aftrd: slot {}: fit again: links up, workers running", self.slot),
+                }
+                self.unfit = unfit;
+            }
+            self.proto.set_fit(self.unfit.is_none(), now());
             self.carry_out();
         }
         if self.witness.is_none()
@@ -427,6 +500,26 @@ impl<L: Local> Shell<L> {
         work
     }
 
+    /// Why the board cannot serve, if it cannot: a link down (its operational state), or
+    /// a worker whose rounds stopped for [`STUCK`].
+    fn unfitness(&mut self) -> Option<String> {
+        let now = Instant::now();
+        let rounds = self.local.progress();
+        if rounds.len() != self.progress.len() {
+            self.progress = rounds.iter().map(|&r| (r, now)).collect();
+        }
+        let mut stuck = None;
+        for (w, (&r, (seen, since))) in rounds.iter().zip(&mut self.progress).enumerate() {
+            if r != *seen {
+                (*seen, *since) = (r, now);
+            } else if now.duration_since(*since) >= STUCK && stuck.is_none() {
+                stuck = Some(format!("worker {w} made no progress for {} ms", now.duration_since(*since).as_millis()));
+            }
+        }
+        let down = self.links.iter().find(|l| !carrier(l)).map(|l| format!("link {l} is down"));
+        down.or(stuck)
+    }
+
     /// Does what the protocol asks, in order: datagrams to the sockets, work to the
     /// board, and the board's answers back.
     fn carry_out(&mut self) {
@@ -450,6 +543,12 @@ impl<L: Local> Shell<L> {
                 }
                 Output::SetActive(l, on) => self.local.set_active(l, on),
                 Output::Peer { mac, active } => self.local.set_peer(mac, active),
+                Output::RoleChanged { location, role, why } => {
+                    eprintln!("aftrd: slot {}: service-location {location}: {}: {why}", self.slot, role.name());
+                    if let Some(program) = &self.notify {
+                        notify(program, self.slot, location, role, &why);
+                    }
+                }
                 Output::TakeSnapshot => {
                     let _ = self.jobs.send(Job::Table);
                 }
@@ -463,6 +562,7 @@ impl<L: Local> Shell<L> {
     fn publish(&mut self) {
         let mut st = self.proto.status(now());
         st.channel_error = self.channel_error.clone();
+        st.unfit = self.unfit.clone();
         if st.config_differs() != self.config_differed {
             self.config_differed = st.config_differs();
             if self.config_differed {

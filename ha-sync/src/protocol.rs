@@ -64,6 +64,8 @@ pub struct Settings {
     /// records on the wire name instances by id, so that boards whose instances are in
     /// another order (or that have others) still agree. Empty: the position is the id.
     pub instance_ids: Vec<u8>,
+    /// `service-ha notify PROGRAM`: run on every change of role (for `node`).
+    pub notify: Option<String>,
 }
 
 impl Settings {
@@ -138,8 +140,10 @@ pub struct Status {
     pub events_dropped: u64,
     /// Unix milliseconds and reason of the last change of role of any location.
     pub last_change: Option<(u64, String)>,
-    /// This board's links are up (false: it gives its locations to a fit peer).
+    /// This board's links are up and its workers run (false: it gives its locations to
+    /// a fit peer), and if not, why (the caller's, as `channel_error`).
     pub fit: bool,
+    pub unfit: Option<String>,
     /// Why the HA channel is not up (its address cannot be bound).
     pub channel_error: Option<String>,
     /// Witness heartbeats on the softwire segment are sent and heard.
@@ -210,6 +214,9 @@ pub enum Output {
     /// Take the board's whole table for a bulk sync; answer with
     /// [`Protocol::handle_table`] before any other call. No Data goes out until then.
     TakeSnapshot,
+    /// The role of the location with this id changed, for this reason: log it, run
+    /// the notify hook. (A re-announcement while active says `Active` again.)
+    RoleChanged { location: u32, role: Role, why: String },
     /// A bulk sync ended: remove the sessions and blocks of these locations (bits by
     /// index) that it did not bring (`keep`), after every install before; answer with
     /// [`Protocol::swept`].
@@ -1033,9 +1040,13 @@ impl Protocol {
         }
     }
 
-    /// A change of role of location `l`, for the status.
+    /// A change of role of location `l` (`what`: the role, a colon, why), for the
+    /// status and the caller (a log line and the notify hook).
     fn note_change(&mut self, l: usize, now: Now, what: String) {
         let id = self.s.locations[l].id;
+        let role = self.roles[l].role();
+        let why = what.split_once(": ").map_or(what.as_str(), |(_, why)| why).to_string();
+        self.out.push_back(Output::RoleChanged { location: id, role, why });
         let what = if self.s.locations.len() > 1 { format!("location {id} {what}") } else { what };
         self.st.last_change = Some((now.unix_ms, what));
     }

@@ -15,7 +15,7 @@
 //!   dead interval of each other (a start race), or both still are a dead interval later
 //!   (the two saw the times differently), the preferred one keeps the role.
 //! - A board whose links are down (its softwire or Internet interface has no carrier)
-//!   is unfit: active, it hands the role to a fit peer (gracefully, as a switchover);
+//!   or one of whose workers is stuck (its rounds stopped) is unfit: active, it hands the role to a fit peer (gracefully, as a switchover);
 //!   standby, it neither preempts nor asks; a fit standby never hands over to it. With
 //!   no peer, or an unfit one, it keeps serving what it can.
 //! - Preempt: the preferred board, standby and in sync for `preempt-time` while the
@@ -144,7 +144,7 @@ impl RoleMachine {
     fn unfit_hands_over(&mut self, now: u64) -> Option<Action> {
         let peer_fit = self.peer.is_some_and(|p| p.fit && p.role == Role::Standby);
         if self.role == Role::Active && !self.fit && peer_fit && self.peer_alive(now) {
-            self.go(Role::Standby, now, "this board's links are down; the peer's are up")
+            self.go(Role::Standby, now, "this board is unfit (a link down or a worker stuck); the peer is fit")
         } else {
             None
         }
@@ -219,9 +219,11 @@ impl RoleMachine {
             (Role::Init, _) if self.preferred && (self.fit || !p.fit) => {
                 self.go(Role::Active, now, "the preferred board of the location")
             }
-            (Role::Init, _) if !self.fit && p.fit => self.go(Role::Standby, now, "this board's links are down"),
+            (Role::Init, _) if !self.fit && p.fit => {
+                self.go(Role::Standby, now, "this board is unfit (a link down or a worker stuck)")
+            }
             // The preferred peer's links are down and ours are up: this board serves.
-            (Role::Init, _) if self.fit && !p.fit => self.go(Role::Active, now, "the preferred board's links are down"),
+            (Role::Init, _) if self.fit && !p.fit => self.go(Role::Active, now, "the preferred board is unfit"),
             (Role::Init, _) => self.go(Role::Standby, now, "the peer is the preferred board"),
             (Role::Active, Role::Active) if !self.keeps_role(p, now) => {
                 self.go(Role::Standby, now, "both boards were active; the peer keeps the role")

@@ -101,6 +101,7 @@ fn settings(slot: u16, bind: SocketAddr, peer: SocketAddr, preferred: bool) -> S
         pace_per_ms: 16,
         config_digest: 0,
         instance_ids: Vec::new(),
+        notify: None,
     }
 }
 
@@ -220,14 +221,23 @@ fn sessions_survive_the_death_of_the_active_board() {
     stop_b.store(true, Ordering::Relaxed);
 }
 
-/// A board whose table walk is slow (a million sessions on a busy machine).
+/// A board whose table walk is slow (a million sessions on a busy machine), and whose
+/// one worker can be stopped (stuck in a loop, say): its rounds stop.
 #[derive(Clone)]
-struct SlowTable {
+struct Faulty {
     board: Board,
     walk: Duration,
+    rounds: Arc<std::sync::atomic::AtomicU64>,
+    stuck: Arc<AtomicBool>,
 }
 
-impl Local for SlowTable {
+impl Faulty {
+    fn new(board: &Board) -> Faulty {
+        Faulty { board: board.clone(), walk: Duration::ZERO, rounds: Default::default(), stuck: Default::default() }
+    }
+}
+
+impl Local for Faulty {
     fn install(&self, blocks: Vec<BlockRecord>, sessions: Vec<SessionRecord>) -> Refused {
         self.board.install(blocks, sessions)
     }
@@ -245,6 +255,12 @@ impl Local for SlowTable {
     fn set_active(&self, _location: usize, on: bool) {
         self.board.set_active(0, on)
     }
+    fn progress(&self) -> Vec<u64> {
+        if !self.stuck.load(Ordering::SeqCst) {
+            self.rounds.fetch_add(1, Ordering::SeqCst);
+        }
+        vec![self.rounds.load(Ordering::SeqCst)]
+    }
 }
 
 #[test]
@@ -253,7 +269,7 @@ fn heartbeats_never_wait_behind_a_bulk_sync() {
     let (a, _a_events) = Board::new();
     let (b, _b_events) = Board::new();
     // The active board takes 1.5 s to walk its table, five dead intervals (100 ms).
-    let slow = SlowTable { board: a.clone(), walk: Duration::from_millis(1500) };
+    let slow = Faulty { walk: Duration::from_millis(1500), ..Faulty::new(&a) };
     let na = Node::start(settings(1, a_addr, b_addr, true), slow).unwrap();
     wait_for("slot 1 active alone", 5, || status(&na).role == Role::Active);
     let nb = Node::start(settings(2, b_addr, a_addr, false), b.clone()).unwrap();
@@ -269,4 +285,55 @@ fn heartbeats_never_wait_behind_a_bulk_sync() {
     assert!(a.active.load(Ordering::SeqCst));
     nb.stop();
     na.stop();
+}
+
+#[test]
+fn a_board_whose_worker_is_stuck_hands_its_location_to_the_peer() {
+    let (a_addr, b_addr) = (free_port(), free_port());
+    let (a, _a_events) = Board::new();
+    let (b, _b_events) = Board::new();
+    let stuck = Arc::new(AtomicBool::new(false));
+    let sa = Faulty { stuck: stuck.clone(), ..Faulty::new(&a) };
+    // The notify hook, as keepalived's: the program gets slot, location, role, reason.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("changes.log");
+    let program = dir.path().join("notify.sh");
+    std::fs::write(&program, format!("#!/bin/sh\necho \"$AFTR_SLOT|$1|$2|$3|$4\" >> {}\n", log.display())).unwrap();
+    std::fs::set_permissions(&program, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut s1 = settings(1, a_addr, b_addr, true);
+    s1.notify = Some(program.display().to_string());
+    let na = Node::start(s1, sa).unwrap();
+    wait_for("slot 1 active alone", 5, || status(&na).role == Role::Active);
+    let nb = Node::start(settings(2, b_addr, a_addr, false), b.clone()).unwrap();
+    wait_for("the standby in sync", 5, || status(&nb).in_sync && status(&na).in_sync);
+    // The active board's worker stops; its HA thread still heartbeats. After STUCK it
+    // is unfit and hands the location over (gracefully), and says why.
+    stuck.store(true, Ordering::SeqCst);
+    let t = Instant::now();
+    wait_for("the hand-over", 5, || status(&nb).role == Role::Active);
+    let took = t.elapsed();
+    // (Its rounds were last seen moving up to one look, 50 ms, before it stopped.)
+    let stuck_for = ha_sync::node::STUCK - Duration::from_millis(100);
+    assert!(took >= stuck_for, "not before the worker was stuck for {:?}: {took:?}", ha_sync::node::STUCK);
+    let st = status(&na);
+    assert_eq!(st.role, Role::Standby);
+    assert!(!st.fit && st.unfit.as_deref().is_some_and(|w| w.starts_with("worker 0 made no progress for")), "{st:?}");
+    assert!(!a.active.load(Ordering::SeqCst) && b.active.load(Ordering::SeqCst));
+    // Running again: fit, in sync, and the preferred board takes the role back by
+    // preempt-time (1.5 s).
+    stuck.store(false, Ordering::SeqCst);
+    wait_for("fit again", 2, || status(&na).fit && status(&na).unfit.is_none());
+    wait_for("preempt", 10, || status(&na).role == Role::Active && status(&nb).role == Role::Standby);
+    nb.stop();
+    na.stop();
+    let changes = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for("the hook's three runs", 5, || changes().lines().count() >= 3);
+    assert_eq!(
+        changes().lines().collect::<Vec<_>>(),
+        vec![
+            "1|1|1|active|no peer answered",
+            "1|1|1|standby|this board is unfit (a link down or a worker stuck); the peer is fit",
+            "1|1|1|active|the peer handed the role over",
+        ]
+    );
 }

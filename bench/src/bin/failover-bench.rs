@@ -119,6 +119,7 @@ fn loopback_pair(table: Vec<SessionRecord>, l: &Loopback) -> Result<(Node, Node,
         pace_per_ms: 64,
         config_digest: 0,
         instance_ids: Vec::new(),
+        notify: None,
     };
     let installed = Arc::new(AtomicU64::new(0));
     let active = Node::start(

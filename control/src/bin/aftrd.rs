@@ -151,6 +151,16 @@ fn run(file: &str, config: control::config::Config, slot: u32, socket: Option<Pa
     let path = socket.unwrap_or_else(|| PathBuf::from(format!("/run/aftrd/slot{slot}.sock")));
     let listener = mgmt::bind(&path)?;
     eprintln!("aftrd: management socket {}", path.display());
+    let (workers, ha_thread) = (board.handle(), ha.clone());
+    let progress = move || {
+        let mut p = workers.progress();
+        p.extend(ha_thread.as_ref().map(|n| n.rounds()));
+        p
+    };
+    if let Some(period) = control::systemd::watchdog(progress) {
+        eprintln!("aftrd: systemd watchdog: a ping every {period:?} while every worker and the HA thread run");
+    }
+    control::systemd::ready();
     let mut d = Daemon {
         slot,
         file: PathBuf::from(file),
@@ -163,6 +173,7 @@ fn run(file: &str, config: control::config::Config, slot: u32, socket: Option<Pa
         chassis: Default::default(),
     };
     mgmt::serve(&listener, &mut d, &stop, &reload, &PathBuf::from(file));
+    control::systemd::stopping();
     drop(listener);
     let _ = std::fs::remove_file(&path);
     if let Some(n) = d.ha.take() {

@@ -142,6 +142,22 @@ pub static COMMANDS: &[Command] = &[
         }),
     },
     Command {
+        syntax: &[Key("service-ha"), Key("notify"), Arg(Arg { name: "PROGRAM", what: "a program", kind: Kind::Path })],
+        undo: Some(&[Key("service-ha"), Key("notify")]),
+        help: "runs PROGRAM SLOT LOCATION ROLE REASON on every change of role",
+        action: Action::Edit {
+            apply: |e, a| {
+                e.config.ha.notify = Some(a.text("PROGRAM"));
+                Ok(())
+            },
+            undo: |e, _| {
+                e.config.ha.notify = None;
+                Ok(())
+            },
+        },
+        print: Print::Lines(|c, _| line_of(&c.ha.notify, |p| format!("service-ha notify {p}"))),
+    },
+    Command {
         syntax: &[Key("slot"), number("ID", "a slot number", (1, 64))],
         undo: Some(&[Key("slot"), number("ID", "a slot number", (1, 64))]),
         help: "a board (one aftrd), 1-64: enters its view",

@@ -48,6 +48,7 @@ fn value(a: &Arg) -> String {
         Kind::PowerOfTwo { min, .. } => (min * 2).to_string(),
         Kind::Name => "n1".into(),
         Kind::Text { min, .. } => "k".repeat(min),
+        Kind::Path => "/usr/local/bin/k".into(),
         Kind::Ipv4 => "198.51.100.7".into(),
         Kind::Ipv6 => "2001:db8::7".into(),
         Kind::Ip => "192.0.2.9".into(),

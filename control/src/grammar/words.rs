@@ -135,6 +135,13 @@ impl<'a> Words<'a, '_> {
                 }
                 Ok(Value::Text(w.to_string()))
             }
+            Kind::Path => {
+                let w = self.next(what)?;
+                if !w.starts_with('/') || w.len() > 4096 {
+                    return Err(bad(format!("expected {what} (an absolute path), found `{w}`")));
+                }
+                Ok(Value::Text(w.to_string()))
+            }
             Kind::Ipv4 => {
                 let w = self.next(what)?;
                 w.parse().map(Value::Ipv4).map_err(|_| bad(format!("expected {what} (an IPv4 address), found `{w}`")))

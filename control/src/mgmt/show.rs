@@ -37,6 +37,9 @@ impl Daemon {
         if let Some(e) = &st.channel_error {
             let _ = writeln!(o, "HA channel: down, {e} (retried every second; the board stays inactive)");
         }
+        if let Some(why) = &st.unfit {
+            let _ = writeln!(o, "fit: no, {why} (its locations go to a fit peer; none is taken back until fit)");
+        }
         let _ = writeln!(
             o,
             "witness on the softwire segment: {}",

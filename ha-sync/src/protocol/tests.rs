@@ -42,6 +42,7 @@ fn settings(slot: u16, preferred: bool, dead_count: u32) -> Settings {
         pace_per_ms: 16,
         config_digest: 0,
         instance_ids: Vec::new(),
+        notify: None,
     }
 }
 
@@ -316,6 +317,7 @@ impl Sim {
                     }
                 }
                 Output::Peer { mac, active } => side.board.peer = (*mac, *active),
+                Output::RoleChanged { .. } => {}
                 Output::SetActive(l, on) => {
                     let bit = 1u64 << l;
                     side.board.locations = if *on { side.board.locations | bit } else { side.board.locations & !bit };
@@ -1161,7 +1163,7 @@ fn a_board_whose_links_go_down_hands_its_locations_to_the_peer_and_takes_them_ba
     assert!(!st.fit);
     assert_eq!(
         st.locations[0].last_change.as_ref().map(|c| c.1.as_str()),
-        Some("standby: this board's links are down; the peer's are up")
+        Some("standby: this board is unfit (a link down or a worker stuck); the peer is fit")
     );
     sim.run_until(sim.ms + PREEMPT + 1000, Drive::EveryMs);
     assert_eq!(sim.sides[0].board.locations, 0, "an unfit board does not preempt");
