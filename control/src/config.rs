@@ -32,7 +32,7 @@ impl Default for Ha {
             delay_time: DEFAULT_DELAY_TIME,
             preempt_time: DEFAULT_PREEMPT_TIME,
             key: None,
-            heartbeat_ms: 100,
+            heartbeat_ms: 40,
             dead_count: 3,
             notify: None,
         }

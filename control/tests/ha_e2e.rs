@@ -96,10 +96,10 @@ while time.time() < end:
 const FORGE: &str = r#"
 import socket, struct, time
 # A well-formed heartbeat of slot 2 in a new epoch, tagged with a guessed key.
-# Payload (wire version 2): configuration digest, softwire MAC, one location (id 1:
-# active, preferred).
-payload = b"\0" * 8 + bytes([2, 0, 0, 0, 0, 0x66]) + bytes([1]) + struct.pack(">IBB", 1, 2, 1)
-hdr = b"AFHA" + bytes([2, 1, 0, 0]) + struct.pack(">HH", 2, 0) + struct.pack(">QQQ", int(time.time() * 1e6) + 10**9, 1, 0) + struct.pack(">HH", len(payload), 0)
+# Payload (wire version 3): configuration digest, softwire MAC, one location (id 1:
+# active, preferred, fit, active for 5 ms).
+payload = b"\0" * 8 + bytes([2, 0, 0, 0, 0, 0x66]) + bytes([1]) + struct.pack(">IBBI", 1, 2, 5, 5)
+hdr = b"AFHA" + bytes([3, 1, 0, 0]) + struct.pack(">HH", 2, 0) + struct.pack(">QQQ", int(time.time() * 1e6) + 10**9, 1, 0) + struct.pack(">HH", len(payload), 0)
 socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(hdr + payload + b"\0" * 16, ("192.0.2.1", 62000))
 "#;
 

@@ -121,7 +121,7 @@ pub static COMMANDS: &[Command] = &[
             number("N", "a number of missed heartbeats", (2, 100)),
         ],
         undo: Some(&[Key("service-ha"), Key("heartbeat")]),
-        help: "heartbeat every 10-10000 ms, peer dead after 2-100 missed; 100 ms, 3",
+        help: "heartbeat every 10-10000 ms, peer dead after 2-100 missed; 40 ms, 3",
         action: Action::Edit {
             apply: |e, a| {
                 (e.config.ha.heartbeat_ms, e.config.ha.dead_count) = (a.number("MILLISECONDS"), a.number("N"));
