@@ -108,6 +108,8 @@ pub struct DsLite {
     pub aging: dataplane::config::Timeouts,
     pub tunnel_mtu: u16,
     pub mss_clamp: bool,
+    /// `internet-mtu N`: larger packets towards the Internet get ICMP (DF) or fragments.
+    pub internet_mtu: u16,
     pub filtering: Filtering,
     pub hop_limit: u8,
     pub public_inner: bool,
@@ -134,6 +136,7 @@ impl Default for DsLite {
             aging: d.timeouts,
             tunnel_mtu: d.tunnel_mtu,
             mss_clamp: d.mss_clamp,
+            internet_mtu: d.internet_mtu,
             filtering: d.filtering,
             hop_limit: d.hop_limit,
             public_inner: d.allow_public_inner,

@@ -225,6 +225,7 @@ pub fn engine_config(c: &Config, p: &Plan, slot: u32) -> Option<EngineConfig> {
         i.timeouts = d.aging;
         i.tunnel_mtu = d.tunnel_mtu;
         i.mss_clamp = d.mss_clamp;
+        i.internet_mtu = d.internet_mtu;
         i.filtering = d.filtering;
         i.hop_limit = d.hop_limit;
         i.allow_public_inner = d.public_inner;

@@ -17,35 +17,38 @@ fn instance() -> impl Strategy<Value = DsLite> {
         proptest::collection::vec((any::<u128>(), 0u8..=128), 0..3),
         (3u32..=15, 1u8..=32, 1u32..=100_000, 0u32..=10_000),
         (120u32..=86400, 7440u32..=86400, 240u32..=86400, 60u32..=86400),
-        (1280u16..=9000, any::<bool>(), any::<bool>(), 1u8..=255, any::<bool>()),
+        (1280u16..=9000, any::<bool>(), any::<bool>(), 1u8..=255, any::<bool>(), 576u16..=9000),
     )
-        .prop_map(|(id, local, remotes, (bs, bl, sl, rate), (u, t, tt, i), (mtu, mss, apdf, hop, public))| {
-            let mut remotes: Vec<(Ipv6Addr, u8)> = remotes
-                .into_iter()
-                .map(|(a, l)| {
-                    let m = if l == 0 { 0 } else { u128::MAX << (128 - l as u32) };
-                    (Ipv6Addr::from(a & m), l)
-                })
-                .collect();
-            remotes.dedup();
-            DsLite {
-                id,
-                group: None,
-                local: local.map(Ipv6Addr::from),
-                remotes,
-                address_group: None,
-                port_block_size: 1 << bs,
-                session_limit: sl,
-                port_block_limit: bl,
-                new_session_rate: rate,
-                aging: dataplane::config::Timeouts { udp: u, tcp_established: t, tcp_transitory: tt, icmp: i },
-                tunnel_mtu: mtu,
-                mss_clamp: mss,
-                filtering: if apdf { Filtering::AddressAndPortDependent } else { Filtering::EndpointIndependent },
-                hop_limit: hop,
-                public_inner: public,
-            }
-        })
+        .prop_map(
+            |(id, local, remotes, (bs, bl, sl, rate), (u, t, tt, i), (mtu, mss, apdf, hop, public, imtu))| {
+                let mut remotes: Vec<(Ipv6Addr, u8)> = remotes
+                    .into_iter()
+                    .map(|(a, l)| {
+                        let m = if l == 0 { 0 } else { u128::MAX << (128 - l as u32) };
+                        (Ipv6Addr::from(a & m), l)
+                    })
+                    .collect();
+                remotes.dedup();
+                DsLite {
+                    id,
+                    group: None,
+                    local: local.map(Ipv6Addr::from),
+                    remotes,
+                    address_group: None,
+                    port_block_size: 1 << bs,
+                    session_limit: sl,
+                    port_block_limit: bl,
+                    new_session_rate: rate,
+                    aging: dataplane::config::Timeouts { udp: u, tcp_established: t, tcp_transitory: tt, icmp: i },
+                    tunnel_mtu: mtu,
+                    mss_clamp: mss,
+                    internet_mtu: imtu,
+                    filtering: if apdf { Filtering::AddressAndPortDependent } else { Filtering::EndpointIndependent },
+                    hop_limit: hop,
+                    public_inner: public,
+                }
+            },
+        )
 }
 
 prop_compose! {

@@ -107,6 +107,10 @@ pub struct InstanceConfig {
     pub tunnel_mtu: u16,
     /// Clamp TCP MSS on SYNs to `tunnel_mtu - 80` (RFC 6908 section 4).
     pub mss_clamp: bool,
+    /// MTU of the Internet side, [`MIN_INTERNET_MTU`] to [`MAX_TUNNEL_MTU`]: a
+    /// subscriber's packet larger than this gets ICMP "fragmentation needed" with it if
+    /// it has DF (RFC 1191), and is fragmented otherwise (RFC 791).
+    pub internet_mtu: u16,
     pub filtering: Filtering,
     /// Hop limit of encapsulated packets (RFC 2473 section 6.3: a policy, not the TTL).
     pub hop_limit: u8,
@@ -135,6 +139,7 @@ impl InstanceConfig {
             timeouts: Timeouts::default(),
             tunnel_mtu: 1500,
             mss_clamp: true,
+            internet_mtu: 1500,
             filtering: Filtering::EndpointIndependent,
             hop_limit: 64,
             allow_public_inner: false,
@@ -221,6 +226,8 @@ impl PoolShares {
 /// engine received (at most a jumbo frame) or from reassembly (`FragLimits::max_datagram`,
 /// 9216 by default); an MTU above every packet would only hide a misconfiguration.
 pub const MAX_TUNNEL_MTU: u16 = 9000;
+/// The smallest Internet MTU: the datagram every IPv4 host must accept (RFC 791).
+pub const MIN_INTERNET_MTU: u16 = 576;
 
 /// Layer-2 addressing of one egress side, filled in by the I/O layer from its neighbour
 /// resolution.
@@ -314,6 +321,8 @@ pub enum ConfigError {
     MaxBlocks(String, u8, usize),
     #[error("instance {0}: tunnel MTU {1} is outside 1280 (RFC 8200) to {max}", max = MAX_TUNNEL_MTU)]
     TunnelMtu(String, u16),
+    #[error("instance {0}: Internet MTU {1} is outside {min} to {max}", min = MIN_INTERNET_MTU, max = MAX_TUNNEL_MTU)]
+    InternetMtu(String, u16),
     #[error("instance {0}: the pool is empty")]
     EmptyPool(String),
     #[error("address {0} is in two pools")]

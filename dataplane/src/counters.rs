@@ -46,6 +46,9 @@ counters! {
     IcmpErrorsSuppressed = "icmp_errors_suppressed",
     OuterFragmented = "outer_fragmented",
     OuterFragmentsSent = "outer_fragments_sent",
+    /// Subscribers' packets larger than the Internet MTU, without DF, sent in fragments.
+    Ipv4Fragmented = "ipv4_fragmented",
+    Ipv4FragmentsSent = "ipv4_fragments_sent",
     Reassembled = "ipv6_reassembled",
     Ipv4FragmentsTranslated = "ipv4_fragments_translated",
     MssClamped = "mss_clamped",
@@ -123,6 +126,10 @@ counters! {
     DropEcnCeNotEct = "drop_ecn_ce_not_ect",
     DropNoNextHop = "drop_no_next_hop",
     DropHandoffFull = "drop_handoff_full",
+    /// A frame made on the side (a fragment, an ICMP error) the port could not send: its
+    /// ring was full, or it is larger than a UMEM chunk holds (keep the MTUs below
+    /// about 3800 bytes on AF_XDP).
+    DropTxFailed = "drop_tx_failed",
     /// Received while the board is standby (hot backup): the active board forwards it.
     DropStandby = "drop_standby",
     /// For a location this board is standby for (its peer is active for it): a B4 of

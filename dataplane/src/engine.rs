@@ -72,6 +72,9 @@ pub fn validate(cfg: &EngineConfig) -> Result<(), ConfigError> {
         if !(1280..=MAX_TUNNEL_MTU).contains(&i.tunnel_mtu) {
             return Err(ConfigError::TunnelMtu(i.name.clone(), i.tunnel_mtu));
         }
+        if !(crate::config::MIN_INTERNET_MTU..=MAX_TUNNEL_MTU).contains(&i.internet_mtu) {
+            return Err(ConfigError::InternetMtu(i.name.clone(), i.internet_mtu));
+        }
         if i.pool.is_empty() {
             return Err(ConfigError::EmptyPool(i.name.clone()));
         }

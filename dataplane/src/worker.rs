@@ -462,7 +462,11 @@ fn packet_loop(mut engine: Engine, mut ctx: Ctx, rx: Receiver<Command>, mut port
         mailbox.flush();
         // Frames made on the side: outer fragments, released IPv4 fragments.
         for (e, f) in sink.emitted.drain(..) {
-            port.send(e, &f);
+            if !port.send(e, &f) {
+                // No room on the ring, or larger than a UMEM chunk takes (frames made
+                // on the side: fragments, ICMP errors, reassembled datagrams).
+                counters.inc(Counter::DropTxFailed);
+            }
         }
         port.flush();
         idle = work == 0;

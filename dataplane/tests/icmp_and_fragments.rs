@@ -146,15 +146,7 @@ fn non_df_packets_too_big_are_fragmented_in_ipv6() {
     big[..20].copy_from_slice(&hdr.to_bytes());
     let o = h.run(&from_internet(&big));
     assert_eq!(o.verdict, Verdict::Consumed);
-    let frags: Vec<&Vec<u8>> = o
-        .sink
-        .emitted
-        .iter()
-        .map(|(e, f)| {
-            assert_eq!(*e, Egress::Softwire);
-            f
-        })
-        .collect();
+    let frags = o.emitted_to(Egress::Softwire);
     assert_eq!(frags.len(), 2);
     // Reassemble with etherparse's IPv6 parser and compare with the expected inner packet.
     let mut data = Vec::new();
@@ -178,6 +170,68 @@ fn non_df_packets_too_big_are_fragmented_in_ipv6() {
     assert_eq!(data, want_nodf);
     check_ipv4_packet(&data);
     assert_eq!(h.counter(Counter::OuterFragmentsSent), 2);
+}
+
+#[test]
+fn df_packets_too_big_for_the_internet_get_frag_needed_through_their_softwire() {
+    let mut inst = instance();
+    inst.internet_mtu = 1400;
+    let mut h = Harness::new(config(inst));
+    let big = ip4_udp(HOST, SERVER, 5000, 53, 64, &[3u8; 1450]);
+    let back = h.forward(&softwire(B4_A, &big), Egress::Softwire);
+    assert_checksums(&back);
+    let ip = &back[14 + 40..];
+    let hdr = etherparse::Ipv4HeaderSlice::from_slice(ip).unwrap();
+    assert_eq!((hdr.source(), hdr.destination()), ([192, 0, 0, 1], HOST), "from the AFTR (RFC 6333 5.7)");
+    assert_eq!(&ip[20..22], &[3, 4], "fragmentation needed");
+    assert_eq!(u16::from_be_bytes([ip[26], ip[27]]), 1400, "with the Internet MTU (RFC 1191)");
+    assert_eq!(&ip[28..48], &big[..20], "quotes the packet as the host sent it");
+    assert_eq!(h.counter(Counter::FragNeededSent), 1);
+    assert_eq!(h.eng.session_count(), 0, "nothing went out");
+    // One that fits goes out whole.
+    let fits = ip4_udp(HOST, SERVER, 5000, 53, 64, &[3u8; 1400 - 28]);
+    let out = h.forward(&softwire(B4_A, &fits), Egress::Internet);
+    assert_eq!(out.len(), 14 + 1400);
+}
+
+#[test]
+fn non_df_packets_too_big_for_the_internet_are_fragmented() {
+    let mut inst = instance();
+    inst.internet_mtu = 1400;
+    let mut h = Harness::new(config(inst));
+    let payload: Vec<u8> = (0..3000u32).map(|i| (i * 7) as u8).collect();
+    let big = edit_ipv4(&ip4_udp(HOST, SERVER, 5000, 53, 64, &payload), |hdr| {
+        hdr.dont_fragment = false;
+        hdr.identification = 0x1234;
+    });
+    let o = h.run(&softwire(B4_A, &big));
+    assert_eq!(o.verdict, Verdict::Consumed);
+    let frags = o.emitted_to(Egress::Internet);
+    assert_eq!(frags.len(), 3, "3008 bytes of payload in pieces of at most 1376");
+    // Each a valid IPv4 fragment of one datagram: same identification, offsets in
+    // order, more-fragments on all but the last, within the MTU, to the gateway.
+    let mut data = Vec::new();
+    let mut idents = Vec::new();
+    for (k, f) in frags.iter().enumerate() {
+        assert_eq!(&f[..12], &[INET_GW, INET_MAC].concat()[..]);
+        let ip = &f[14..];
+        assert!(ip.len() <= 1400);
+        check_ipv4_packet(ip);
+        let hdr = etherparse::Ipv4HeaderSlice::from_slice(ip).unwrap();
+        assert_eq!(hdr.destination(), SERVER);
+        assert_eq!(hdr.more_fragments(), k < 2);
+        assert_eq!(hdr.fragments_offset().byte_offset() as usize, data.len());
+        idents.push(hdr.identification());
+        data.extend_from_slice(&ip[20..]);
+    }
+    assert!(idents.iter().all(|&i| i == idents[0]), "one datagram: {idents:?}");
+    // Put together, the translated datagram: the mapping's source, the payload intact.
+    let (src, sport) = (out_src(frags[0]), out_sport(frags[0]));
+    assert_eq!(&data[8..], &payload[..]);
+    let want = ip4_udp(src, SERVER, sport, 53, 63, &payload);
+    assert_eq!(&data[..8], &want[20..28], "the UDP header as translated, checksum included");
+    assert_eq!(h.counter(Counter::Ipv4Fragmented), 1);
+    assert_eq!(h.counter(Counter::Ipv4FragmentsSent), 3);
 }
 
 #[test]

@@ -227,6 +227,24 @@ pub static COMMANDS: &[Command] = &[
         print: Print::Lines(|c, v| print(c, v, |i, d| differs(i.tunnel_mtu, d.tunnel_mtu, "tunnel-mtu"))),
     },
     Command {
+        syntax: &[
+            Key("internet-mtu"),
+            number(
+                "BYTES",
+                "an Internet MTU",
+                dataplane::config::MIN_INTERNET_MTU as u32,
+                dataplane::config::MAX_TUNNEL_MTU as u32,
+            ),
+        ],
+        undo: Some(&[Key("internet-mtu")]),
+        help: "MTU towards the Internet, 576-9000; 1500: larger DF packets get ICMP 3/4, others are fragmented",
+        action: Action::Edit {
+            apply: |e, a| set(e, |i| i.internet_mtu = a.number("BYTES") as u16),
+            undo: |e, _| set(e, |i| i.internet_mtu = DsLite::default().internet_mtu),
+        },
+        print: Print::Lines(|c, v| print(c, v, |i, d| differs(i.internet_mtu, d.internet_mtu, "internet-mtu"))),
+    },
+    Command {
         syntax: &[Key("mss-clamp"), Key("enable")],
         undo: Some(&[Key("mss-clamp"), Key("enable")]),
         help: "clamp the TCP MSS to tunnel-mtu - 80; on",

@@ -110,14 +110,13 @@ impl Port {
         }
     }
 
-    /// Sends one frame made on the side.
-    pub fn send(&mut self, to: Egress, frame: &[u8]) {
+    /// Sends one frame made on the side; false if it could not (no room, or larger
+    /// than a UMEM chunk: the caller counts it).
+    pub fn send(&mut self, to: Egress, frame: &[u8]) -> bool {
         match self {
-            Port::Xdp(x, _) => {
-                x.send_copy(to, frame);
-            }
+            Port::Xdp(x, _) => x.send_copy(to, frame),
             Port::Packet { sw, inet, .. } => {
-                let _ = if to == Egress::Softwire { sw } else { inet }.send_batch(&[frame]);
+                if to == Egress::Softwire { sw } else { inet }.send_batch(&[frame]).is_ok_and(|n| n == 1)
             }
         }
     }

@@ -359,7 +359,8 @@ impl XskPair {
     }
 
     /// Copies `frame` into a free chunk and puts it on the TX ring of `to` (frames made
-    /// on the side, or handed over by another worker). False if there was no room.
+    /// on the side, or handed over by another worker). False if there was no room, or
+    /// the frame is larger than a chunk holds.
     pub fn send_copy(&mut self, to: Egress, frame: &[u8]) -> bool {
         if frame.len() > CHUNK as usize - TX_OFFSET {
             return false;

@@ -29,7 +29,7 @@ use crate::counters::Counter;
 use crate::frame::{Egress, FragmentPorts, Frame, HEADROOM, Sink, Verdict};
 use crate::nat::fragments::{First, HELD_MAX, Key4, Key6, MAX_PIECES4, REASM_HEADROOM};
 use crate::wire::icmp as wicmp;
-use crate::wire::ipv4::Ipv4Packet;
+use crate::wire::ipv4::{self, Ipv4Packet};
 use crate::wire::ipv6::{self, Ipv6Packet, Upper};
 use crate::wire::{WireError, ethernet, proto, udp};
 
@@ -307,6 +307,59 @@ impl BatchCtx<'_> {
         }
         self.count(Counter::OuterFragmented);
         self.counters.add(Counter::OuterFragmentsSent, n);
+        Verdict::Consumed
+    }
+}
+
+impl BatchCtx<'_> {
+    /// Splits the IPv4 packet at `ip_at` (`len` bytes, DF clear), larger than the
+    /// Internet MTU `mtu`, into fragments of at most `mtu` bytes to the Internet
+    /// (RFC 791); a packet that was a fragment already keeps its offset and, on its last
+    /// piece, its more-fragments flag. Every fragment gets a 20-byte header: options
+    /// are not carried (subscribers' packets have none in practice, and a CGN's path
+    /// drops source routes anyway). As in `fragment_outer`, each header is written in
+    /// the frame's buffer just before its data, over the end of the fragment before,
+    /// which the sink has already copied.
+    pub(crate) fn fragment_ipv4(
+        &mut self,
+        f: &mut Frame,
+        ip_at: usize,
+        len: usize,
+        mtu: usize,
+        sink: &mut dyn Sink,
+    ) -> Verdict {
+        let l2 = self.internet_l2;
+        if l2.dst == [0; 6] {
+            return self.drop(Counter::DropNoNextHop);
+        }
+        let (hl, tos, ident, ttl, protocol, src, dst, base, last_more) = {
+            let p = Ipv4Packet::new_unchecked(&f.buf[ip_at..]);
+            let h = (p.header_len(), p.tos(), p.ident(), p.ttl(), p.protocol(), p.src(), p.dst());
+            (h.0, h.1, h.2, h.3, h.4, h.5, h.6, p.frag_offset(), p.more_frags())
+        };
+        let headers = ethernet::header_len(l2.vlan) + ipv4::MIN_HEADER_LEN;
+        let chunk = mtu.saturating_sub(ipv4::MIN_HEADER_LEN) & !7;
+        if chunk == 0 || ip_at + hl < headers || ip_at + len > f.buf.len() || len < hl {
+            return self.drop(Counter::DropNoHeadroom);
+        }
+        let payload = len - hl;
+        let (mut off, mut n) = (0, 0);
+        while off < payload {
+            let take = chunk.min(payload - off);
+            let more = off + take < payload || last_more;
+            let data = ip_at + hl + off;
+            let start = data - headers;
+            let ip =
+                start + ethernet::write_header(&mut f.buf[start..], l2.dst, l2.src, l2.vlan, ethernet::ETHERTYPE_IPV4);
+            let flags_frag = ((base + off) / 8) as u16 | if more { ipv4::FLAG_MF } else { 0 };
+            let total = (ipv4::MIN_HEADER_LEN + take) as u16;
+            ipv4::write_header(&mut f.buf[ip..], tos, total, ident, flags_frag, ttl, protocol, src, dst);
+            sink.emit(Egress::Internet, &f.buf[start..data + take]);
+            off += take;
+            n += 1;
+        }
+        self.count(Counter::Ipv4Fragmented);
+        self.counters.add(Counter::Ipv4FragmentsSent, n);
         Verdict::Consumed
     }
 }

@@ -135,8 +135,8 @@ impl BatchCtx<'_> {
         b4: &[u8; 16],
         sink: &mut dyn Sink,
     ) -> Verdict {
-        let (ty, code) = (v4::TIME_EXCEEDED, 0);
-        self.error_to_b4(f, ip_at, inst, b4, ty, code, Counter::DropTtlExpired, Counter::TimeExceededSent, sink)
+        let kind = (v4::TIME_EXCEEDED, 0, 0);
+        self.error_to_b4(f, ip_at, inst, b4, kind, Counter::DropTtlExpired, Counter::TimeExceededSent, sink)
     }
 
     /// No mapping could be made for a subscriber's packet (a table, a limit or the
@@ -154,11 +154,27 @@ impl BatchCtx<'_> {
         sink: &mut dyn Sink,
     ) -> Verdict {
         let (ty, code) = (v4::DEST_UNREACH, v4::CODE_HOST_UNREACH);
-        self.error_to_b4(f, ip_at, inst, b4, ty, code, why, Counter::UnreachableSent, sink)
+        self.error_to_b4(f, ip_at, inst, b4, (ty, code, 0), why, Counter::UnreachableSent, sink)
+    }
+
+    /// A subscriber's DF packet larger than the Internet MTU: "fragmentation needed"
+    /// with that MTU back to the host (RFC 1191, RFC 792), which lowers its path MTU.
+    pub(crate) fn frag_needed_to_b4(
+        &mut self,
+        f: &mut Frame,
+        ip_at: usize,
+        inst: u8,
+        b4: &[u8; 16],
+        mtu: u16,
+        sink: &mut dyn Sink,
+    ) -> Verdict {
+        let kind = (v4::DEST_UNREACH, v4::CODE_FRAG_NEEDED, mtu as u32);
+        self.error_to_b4(f, ip_at, inst, b4, kind, Counter::DropFragTooBig, Counter::FragNeededSent, sink)
     }
 
     /// Drops the subscriber's packet at `ip_at` for `why` and answers it, when allowed,
-    /// with an ICMPv4 error from 192.0.0.1 back through the softwire it came from.
+    /// with an ICMPv4 error (type, code, and the rest of its header: the next-hop MTU
+    /// of "fragmentation needed") from 192.0.0.1 back through the softwire it came from.
     #[allow(clippy::too_many_arguments)]
     fn error_to_b4(
         &mut self,
@@ -166,8 +182,7 @@ impl BatchCtx<'_> {
         ip_at: usize,
         inst: u8,
         b4: &[u8; 16],
-        ty: u8,
-        code: u8,
+        (ty, code, rest): (u8, u8, u32),
         why: Counter,
         sent: Counter,
         sink: &mut dyn Sink,
@@ -176,7 +191,7 @@ impl BatchCtx<'_> {
             return self.drop(why);
         }
         let avail = Ipv4Packet::new_unchecked(&f.buf[ip_at..]).total_len();
-        let (at, len) = self.icmp4_error_in_place(f, ip_at, avail, ty, code, 0, AFTR_IPV4);
+        let (at, len) = self.icmp4_error_in_place(f, ip_at, avail, ty, code, rest, AFTR_IPV4);
         self.count(why);
         self.count(sent);
         self.softwire_dst = self.rx_mac;
@@ -270,7 +285,8 @@ impl BatchCtx<'_> {
             let p = Ipv4Packet::new_unchecked(&f.buf[ip_at..]);
             (p.dst(), p.total_len())
         };
-        self.send_outbound(f, ip_at, ip_len, dst, sink)
+        let mtu = self.hot[inst as usize].internet_mtu as usize;
+        self.send_outbound(f, ip_at, ip_len, dst, mtu, sink)
     }
 
     /// An ICMPv4 error from the Internet about a packet a subscriber sent.

@@ -155,6 +155,7 @@ impl BatchCtx<'_> {
             (p.src(), p.dst(), p.ttl(), p.protocol(), p.header_len(), p.total_len(), p.frag_offset(), p.is_fragment())
         };
         let cfg = &self.hot[inst as usize];
+        let internet_mtu = cfg.internet_mtu as usize;
         // RFC 6333 section 5.7: inner sources are private or 192.0.0.0/29; others by policy.
         if !cfg.allow_public_inner && !ipv4::is_private_or_b4(src) {
             return self.drop(Counter::DropInnerSourcePolicy);
@@ -165,6 +166,10 @@ impl BatchCtx<'_> {
         if ttl <= 1 {
             // RFC 1812 section 5.3.1: time exceeded back to the host, through its softwire.
             return self.time_exceeded_to_b4(f, ip_at, inst, b4, sink);
+        }
+        if ip_len > internet_mtu && Ipv4Packet::new_unchecked(&f.buf[ip_at..]).dont_frag() && !self.nat.serves(dst) {
+            // RFC 1191: too big for the Internet side, and not to be fragmented.
+            return self.frag_needed_to_b4(f, ip_at, inst, b4, internet_mtu as u16, sink);
         }
         let l4 = ip_at + hl;
         let l4_end = ip_at + ip_len;
@@ -195,7 +200,7 @@ impl BatchCtx<'_> {
         }
         self.rewrite_ident(f, ip_at, b4, src);
         self.count(Counter::In2Out);
-        self.send_outbound(f, ip_at, ip_len, dst, sink)
+        self.send_outbound(f, ip_at, ip_len, dst, internet_mtu, sink)
     }
 
     /// Rewrites the identification of the outbound IPv4 packet at `ip_at` from host
@@ -220,9 +225,11 @@ impl BatchCtx<'_> {
         Ipv4Packet::new_unchecked(&mut f.buf[ip_at..]).set_ident_adjust(new);
     }
 
-    /// Sends a translated packet to the Internet, or hairpins it to another subscriber
-    /// when its destination is one of our external addresses (RFC 4787 REQ-9, RFC 5382
-    /// REQ-8, RFC 5508 REQ-7). A hairpinned packet is forwarded once: one TTL decrement.
+    /// Sends a translated packet to the Internet, in fragments if it is larger than
+    /// `mtu` (DF packets that large were refused before translation), or hairpins it
+    /// to another subscriber when its destination is one of our external addresses
+    /// (RFC 4787 REQ-9, RFC 5382 REQ-8, RFC 5508 REQ-7). A hairpinned packet is
+    /// forwarded once: one TTL decrement.
     #[inline]
     pub(crate) fn send_outbound(
         &mut self,
@@ -230,6 +237,7 @@ impl BatchCtx<'_> {
         ip_at: usize,
         ip_len: usize,
         dst: u32,
+        mtu: usize,
         sink: &mut dyn Sink,
     ) -> Verdict {
         // Hairpinned here when this board serves the address; an address of a location
@@ -244,6 +252,9 @@ impl BatchCtx<'_> {
             return v;
         }
         Ipv4Packet::new_unchecked(&mut f.buf[ip_at..]).decrement_ttl();
+        if ip_len > mtu {
+            return self.fragment_ipv4(f, ip_at, ip_len, mtu, sink);
+        }
         self.emit_l3(f, ip_at, ip_len, Egress::Internet)
     }
 

@@ -53,6 +53,20 @@ pub struct Out {
     pub sink: VecSink,
 }
 
+impl Out {
+    /// The frames emitted on the side, each checked to leave by `egress`.
+    pub fn emitted_to(&self, egress: Egress) -> Vec<&Vec<u8>> {
+        self.sink
+            .emitted
+            .iter()
+            .map(|(e, f)| {
+                assert_eq!(*e, egress);
+                f
+            })
+            .collect()
+    }
+}
+
 pub struct Harness {
     pub eng: Engine,
     pub events: Receiver<SessionEvent>,
