@@ -114,7 +114,8 @@ int aftr_xdp(struct xdp_md *ctx)
 		return count(STAT_NOT_OURS, XDP_PASS);
 	proto = eth->h_proto;
 	l3 = eth + 1;
-	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
+	/* One 802.1Q tag, as the data plane parses (802.1ad and QinQ stay with the kernel). */
+	if (proto == bpf_htons(ETH_P_8021Q)) {
 		struct vlan_hdr *tag = l3;
 
 		if ((void *)(tag + 1) > end)
@@ -137,6 +138,10 @@ int aftr_xdp(struct xdp_md *ctx)
 				return count(STAT_NOT_OURS, XDP_PASS);
 			if (*type >= 133 && *type <= 137)
 				return count(STAT_ND, XDP_PASS);
+			/* The engine answers echo requests and translates errors (destination
+			 * unreachable, packet too big, time exceeded); the rest is the kernel's. */
+			if (*type != 128 && (*type < 1 || *type > 3))
+				return count(STAT_NOT_OURS, XDP_PASS);
 		}
 		return steer(ctx);
 	}

@@ -67,6 +67,10 @@ counters! {
     WellKnownPortFallbacks = "well_known_port_fallbacks",
     SubscribersCreated = "subscribers_created",
     PassedToKernel = "passed_to_kernel",
+    /// A frame that is not the data plane's, on AF_XDP, where the kernel never sees it:
+    /// the XDP program steers only what the engine handles, so only a frame of a
+    /// configuration being changed gets here.
+    DropNotSteered = "drop_not_steered",
     /// Handed to the worker that owns them, by the side they came from.
     HandedOffSoftwire = "handed_off_softwire",
     HandedOffInternet = "handed_off_internet",

@@ -246,6 +246,14 @@ impl Engine {
         self.path.internet_l2
     }
 
+    /// Whether the kernel sees the frames this engine gets (AF_PACKET) or not (AF_XDP):
+    /// a frame that is not the data plane's is then left to it (`passed_to_kernel`),
+    /// or dropped and counted (`drop_not_steered`: the XDP program steers only what the
+    /// engine handles, so this is a frame of a configuration being changed).
+    pub fn set_kernel_sees_frames(&mut self, sees: bool) {
+        self.path.kernel_sees_frames = sees;
+    }
+
     /// Updates layer-2 addressing after neighbour resolution.
     pub fn set_l2(&mut self, softwire: EgressL2, internet: EgressL2) {
         self.path.softwire_l2 = softwire;

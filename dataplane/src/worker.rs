@@ -226,10 +226,13 @@ fn set_clocks(engine: &mut Engine) {
 }
 
 fn run(spec: Spec, rx: Receiver<Command>) {
-    let Spec { id, engine, cfg, seed, port, mailbox, active, peer, gauges, events_out, core: _ } = spec;
+    let Spec { id, mut engine, cfg, seed, port, mailbox, active, peer, gauges, events_out, core: _ } = spec;
     let ctx = Ctx { id, active, peer, seed, cfg, gauges, events_out };
     match port {
-        Some(port) => packet_loop(engine, ctx, rx, port, mailbox),
+        Some(port) => {
+            engine.set_kernel_sees_frames(port.kernel_sees_frames());
+            packet_loop(engine, ctx, rx, port, mailbox)
+        }
         None => idle_loop(engine, ctx, rx),
     }
 }

@@ -160,6 +160,22 @@ fn the_xdp_program_steers_what_the_data_plane_owns_to_the_sockets() {
         assert_eq!(out, ours, "forwarded to the other interface byte for byte");
         let st = steer_sw.stats();
         assert_eq!((st.redirected, st.not_ours >= 50, st.neighbour_discovery), (200, true, 5));
+        // An 802.1ad (S-tag) frame to the endpoint: the data plane parses 802.1Q tags
+        // only, so the kernel keeps it (as it keeps QinQ).
+        // And ICMPv6 the engine does not handle (an echo reply, MLD): the kernel's too.
+        let mut stag = v6(ENDPOINT, 4, 0x45, 6000);
+        stag.splice(12..12, [0x88, 0xa8, 0x00, 0x64]);
+        for (what, frame) in [("an 802.1ad frame", stag), ("an echo reply", v6(ENDPOINT, 58, 129, 6001))] {
+            let before = steer_sw.stats();
+            tx_sa.send_batch(&[&frame]).unwrap();
+            let t = Instant::now();
+            while steer_sw.stats().not_ours == before.not_ours && t.elapsed() < Duration::from_secs(2) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            pump(&mut xsk, Duration::from_millis(100), |_, _| false);
+            assert_eq!(steer_sw.stats().redirected, before.redirected, "{what} is not redirected");
+            assert!(steer_sw.stats().not_ours > before.not_ours, "{what}");
+        }
 
         // IPv4 to the pool from the Internet side comes back out on the softwire side;
         // IPv4 elsewhere stays with the kernel.

@@ -204,6 +204,13 @@ fn frames_not_for_the_data_plane_go_to_the_kernel() {
         .unwrap();
     assert_eq!(h.run(&ns).verdict, Verdict::Pass);
     assert_eq!(h.counter(Counter::PassedToKernel), 4);
+    // On AF_XDP the kernel never sees what the engine got: dropped and counted, not
+    // said to be passed.
+    h.eng.set_kernel_sees_frames(false);
+    for f in [&arp, &other, &ns] {
+        assert_eq!(h.run(f).verdict, Verdict::Drop(Counter::DropNotSteered));
+    }
+    assert_eq!((h.counter(Counter::PassedToKernel), h.counter(Counter::DropNotSteered)), (4, 3));
 }
 
 /// RFC 6040 section 4.2: CE on the outer header of a Not-ECT inner packet is dropped

@@ -42,6 +42,13 @@ pub enum Port {
 }
 
 impl Port {
+    /// Whether the kernel sees the frames this port receives (AF_PACKET taps a copy;
+    /// AF_XDP takes them away from it): a frame the engine leaves to the kernel
+    /// (`Verdict::Pass`) then reaches it.
+    pub fn kernel_sees_frames(&self) -> bool {
+        matches!(self, Port::Packet { rings: Some(_), .. })
+    }
+
     /// Waits up to `ms` for frames (a transmit-only port has nothing to wait on; it
     /// naps only when the last round found no work).
     pub fn wait(&self, ms: i32, idle: bool) {

@@ -348,8 +348,7 @@ impl BatchCtx<'_> {
         }
         let t = wicmp::msg_type(&f.buf[m..]);
         if !matches!(t, v6::ECHO_REQUEST | v6::DEST_UNREACH | v6::PACKET_TOO_BIG | v6::TIME_EXCEEDED) {
-            self.count(Counter::PassedToKernel);
-            return Verdict::Pass;
+            return self.pass();
         }
         let (src, dst) = {
             let p = Ipv6Packet::new_unchecked(&f.buf[l3..]);

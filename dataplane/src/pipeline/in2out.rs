@@ -26,8 +26,7 @@ impl BatchCtx<'_> {
             Err(_) => return self.drop(Counter::DropMalformedIpv6),
         };
         let Some(inst) = self.instance_of_endpoint(&dst) else {
-            self.count(Counter::PassedToKernel);
-            return Verdict::Pass;
+            return self.pass();
         };
         if nh == proto::IPV4_IN_IP || nh == proto::IPV6_FRAG {
             // A B4 of a location the peer board serves: on to it, fragments and all.

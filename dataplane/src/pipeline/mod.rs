@@ -129,6 +129,8 @@ pub(crate) struct PathConfig {
     /// The peer board's softwire MAC and the locations it is active for (bits by
     /// index): softwire frames of those locations go on to it.
     pub peer: (Mac, u64),
+    /// The kernel sees the frames (AF_PACKET), so `Verdict::Pass` reaches it.
+    pub kernel_sees_frames: bool,
 }
 
 impl PathConfig {
@@ -138,6 +140,7 @@ impl PathConfig {
             softwire_l2: cfg.softwire_l2,
             internet_l2: cfg.internet_l2,
             peer: ([0; 6], 0),
+            kernel_sees_frames: true,
         }
     }
 }
@@ -149,6 +152,7 @@ pub(crate) struct BatchCtx<'e> {
     softwire_l2: EgressL2,
     internet_l2: EgressL2,
     peer: (Mac, u64),
+    kernel_sees_frames: bool,
     nat: &'e mut NatState,
     frag6: &'e mut Reassembler,
     frag4: &'e mut FragTracker4,
@@ -179,6 +183,7 @@ impl<'e> BatchCtx<'e> {
             softwire_l2: path.softwire_l2,
             internet_l2: path.internet_l2,
             peer: path.peer,
+            kernel_sees_frames: path.kernel_sees_frames,
             nat,
             frag6,
             frag4,
@@ -220,10 +225,19 @@ impl BatchCtx<'_> {
         match l2.ethertype {
             ETHERTYPE_IPV6 => self.softwire(f, f.start + l2.l3_offset, sink),
             ETHERTYPE_IPV4 => self.inbound(f, f.start + l2.l3_offset, sink),
-            _ => {
-                self.count(Counter::PassedToKernel);
-                Verdict::Pass
-            }
+            _ => self.pass(),
+        }
+    }
+
+    /// A frame that is not the data plane's: left to the kernel where it sees the frame
+    /// (AF_PACKET), dropped and counted where it does not (AF_XDP).
+    #[inline]
+    pub(crate) fn pass(&self) -> Verdict {
+        if self.kernel_sees_frames {
+            self.count(Counter::PassedToKernel);
+            Verdict::Pass
+        } else {
+            self.drop(Counter::DropNotSteered)
         }
     }
 

@@ -23,10 +23,7 @@ impl BatchCtx<'_> {
             Err(_) => return self.drop(Counter::DropMalformedIpv4),
         };
         match self.nat.pool_lookup(dst) {
-            None => {
-                self.count(Counter::PassedToKernel);
-                return Verdict::Pass;
-            }
+            None => return self.pass(),
             Some((inst, idx)) if !self.nat.index_active(inst, idx) => return self.drop(Counter::DropLocationStandby),
             Some(_) => {}
         }
