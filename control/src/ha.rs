@@ -43,12 +43,14 @@ pub fn settings(c: &Config, p: &Plan, slot: u32) -> Result<Option<Settings>, Str
     }
     Ok(Some(Settings {
         slot: slot as u16,
+        // Only the peer's messages are believed.
+        peer_slot: peer as u16,
         bind,
         peer: peer_addr,
         witness: me.softwire_if.clone().map(|i| (i, bind.port().wrapping_add(1))),
         // A board whose softwire or Internet link is down gives its locations up.
         links: me.softwire_if.iter().chain(&me.internet_if).cloned().collect(),
-        key: key.into_bytes(),
+        secret: ha_sync::wire::Secret::new(key),
         // Every location of the slot has a role of its own, in the engine's order.
         locations: crate::plan::slot_locations(sp)
             .into_iter()

@@ -92,8 +92,8 @@ impl Daemon {
         );
         let _ = writeln!(
             o,
-            "refused messages: {} unauthenticated, {} replayed, {} malformed",
-            st.rejected_auth, st.rejected_replay, st.rejected_malformed
+            "refused messages: {} unauthenticated, {} replayed, {} malformed, {} from another slot",
+            st.rejected_auth, st.rejected_replay, st.rejected_malformed, st.rejected_slot
         );
         match &st.last_change {
             Some((ms, why)) => {
