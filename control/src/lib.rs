@@ -23,4 +23,5 @@ pub mod natlog;
 pub mod nexthop;
 pub mod parse;
 pub mod plan;
+pub mod secret;
 pub mod validate;

@@ -44,7 +44,7 @@ service-ha hot-backup enable
 service-ha delay-time 1
 service-ha preempt-time 3
 service-ha heartbeat interval 50 dead-count 4
-service-ha preshared-key e2e-secret-0123456789
+service-ha preshared-key e2e-secret-0123456789ab
 service-location 1
  location slot 1 backup slot 2
 service-instance-group g
@@ -554,8 +554,12 @@ fn mutual_backup_serves_each_location_from_its_own_board() {
         let saved = ctl(&lab, slot, &["save"]);
         assert!(!saved.contains("Error"), "slot {slot}: {saved}");
     }
+    // The file is the running configuration; the display masks the key, `save` writes it.
+    let key = "service-ha preshared-key e2e-secret-0123456789ab\n";
+    let saved = std::fs::read_to_string(lab.dir.join("aftr.conf")).unwrap();
+    assert!(saved.contains(key), "{saved}");
     assert_eq!(
-        std::fs::read_to_string(lab.dir.join("aftr.conf")).unwrap(),
+        saved.replace(key, "service-ha preshared-key ******\n"),
         ctl(&lab, 1, &["display", "current-configuration"])
     );
     let (c2, _) = control::parse::parse(&next).unwrap();

@@ -118,7 +118,12 @@ impl Daemon {
             ha.preempt_time,
             ha.heartbeat_ms,
             ha.dead_count,
-            if ha.key.is_some() { "configured" } else { "not configured" },
+            match &ha.key {
+                None => "not configured".to_string(),
+                Some(crate::config::KeySource::File(p)) => format!("file {}", p.display()),
+                Some(crate::config::KeySource::Credential(n)) => format!("credential {n}"),
+                Some(_) => "configured".to_string(),
+            },
         )
     }
 
