@@ -6,16 +6,24 @@
 //! it differs until it gets the same configuration.
 //!
 //! A request is one line, `PHASE NONCE TIME TAG`, then the configuration text; the tag
-//! is the HA channel's HMAC-SHA256 over everything else. A reply is `ok TAG` or
-//! `error TAG`, then text, tagged over the request's nonce too. The receiver refuses a
-//! request more than a minute away from its clock, and a nonce it has seen.
+//! is an HMAC-SHA256 over everything else, with a key of its own derived from the
+//! secret ([`key`]). A reply is `ok TAG` or `error TAG`, then text, tagged over the
+//! request's nonce too. The receiver refuses a request more than a minute away from its
+//! clock, and a nonce it has seen.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ha_sync::wire::Key;
+use ha_sync::wire::{Key, Secret};
+
+/// The key of chassis commits, derived from the HA secret: every board of the
+/// chassis has it, and no tag of the HA channels is worth anything here, nor the
+/// other way round.
+pub fn key(secret: &Secret) -> Key {
+    Key::derive(secret, b"aftr-ha chassis-commit v1")
+}
 
 /// The two phases of a chassis commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -184,6 +192,19 @@ pub fn ask(addr: SocketAddr, key: &Key, phase: Phase, nonce: u64, text: &str) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_chassis_key_is_derived_from_the_secret_and_its_own() {
+        let secret = Secret::new(*b"lab-only-secret-0123456789");
+        let r = request(&key(&secret), Phase::Prepare, 1, "sysname a\n");
+        assert!(Replay::default().check(&key(&secret), &r).is_ok());
+        // Neither the secret itself nor an HA channel's key signs a commit.
+        let at: SocketAddr = "192.0.2.1:62000".parse().unwrap();
+        let link = Key::pair(&secret, ha_sync::wire::Purpose::Link, (1, at), (2, at));
+        for other in [Key::new(secret.expose()), link] {
+            assert!(Replay::default().check(&other, &r).unwrap_err().contains("tag"));
+        }
+    }
 
     #[test]
     fn requests_and_replies_are_authenticated_and_not_replayed() {

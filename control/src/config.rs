@@ -4,8 +4,10 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
 
 pub use dataplane::config::Filtering;
+pub use ha_sync::wire::Secret;
 
 /// `service-ha` settings (the seed's VSM HA hot backup), plus the HA channel's own.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,8 +18,8 @@ pub struct Ha {
     pub delay_time: u32,
     /// `service-ha preempt-time P`: a recovered preferred board waits P seconds.
     pub preempt_time: u32,
-    /// `service-ha preshared-key KEY`: authenticates the HA channel.
-    pub key: Option<String>,
+    /// `service-ha preshared-key ...`: the secret the HA channel's keys come from.
+    pub key: Option<KeySource>,
     /// `service-ha heartbeat interval MS dead-count N`.
     pub heartbeat_ms: u32,
     pub dead_count: u32,
@@ -37,6 +39,23 @@ impl Default for Ha {
             notify: None,
         }
     }
+}
+
+/// Where the HA secret comes from (`crate::secret` reads it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// `service-ha preshared-key KEY`: typed in the configuration; displays print
+    /// `******`, `save` the key itself.
+    Inline(Secret),
+    /// `service-ha preshared-key file PATH`: read at start and at every commit.
+    File(PathBuf),
+    /// `service-ha preshared-key credential NAME`: `$CREDENTIALS_DIRECTORY/NAME`, as
+    /// systemd's `LoadCredential=` gives it to the service.
+    Credential(String),
+    /// `service-ha preshared-key ******`, as displays print an inline key: the key
+    /// this board runs with, kept (a configuration read back from a display, and
+    /// `aftrctl`'s session, hold this).
+    Running,
 }
 
 /// `service-ha delay-time`: the vendor's range and default (huawei-command-facts.md).

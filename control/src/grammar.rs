@@ -87,6 +87,12 @@ pub enum Kind {
         min: usize,
         max: usize,
     },
+    /// A secret: any word of `min` to `max` characters, or the mask displays print for
+    /// one. No error quotes it.
+    Secret {
+        min: usize,
+        max: usize,
+    },
     /// An absolute path: a word that starts with `/`, up to 4096 bytes.
     Path,
     Ipv4,
@@ -124,6 +130,9 @@ pub enum SessionCommand {
 pub enum Print {
     /// Its lines in the view (none where the configuration has the default).
     Lines(fn(&Config, &View) -> Vec<String>),
+    /// Lines that may hold a secret: masked in displays, in clear (`true`) in what
+    /// `save` writes.
+    Secret(fn(&Config, bool) -> Vec<String>),
     /// Its lines, then `#` if anything was printed since the last `#`.
     Paragraph(fn(&Config, &View) -> Vec<String>),
     /// One block per object: the line that opens the object's view, and that view.

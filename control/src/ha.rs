@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use ha_sync::node::Settings;
 
-use crate::config::Config;
+use crate::config::{Config, Secret};
 use crate::plan::Plan;
 
 /// A digest of a whole configuration, as it prints (the first 8 bytes of its SHA-256):
@@ -15,9 +15,11 @@ pub fn digest(c: &Config) -> u64 {
     u64::from_be_bytes(h[..8].try_into().expect("32 bytes"))
 }
 
-/// The HA settings of `slot`: None when it runs alone (no location pairs it with
-/// another board, or it has no `ha-address`); an error when the pairing cannot work.
-pub fn settings(c: &Config, p: &Plan, slot: u32) -> Result<Option<Settings>, String> {
+/// The HA settings of `slot`, with `secret` (the configuration's key as
+/// `crate::secret::resolve` read it): None when it runs alone (no location pairs it
+/// with another board, or it has no `ha-address`); an error when the pairing cannot
+/// work.
+pub fn settings(c: &Config, p: &Plan, slot: u32, secret: Option<&Secret>) -> Result<Option<Settings>, String> {
     let Some(sp) = p.slots.get(&slot) else { return Ok(None) };
     let Some(&peer) = sp.peers.iter().next() else { return Ok(None) };
     if sp.peers.len() > 1 {
@@ -33,7 +35,7 @@ pub fn settings(c: &Config, p: &Plan, slot: u32) -> Result<Option<Settings>, Str
         .get(&peer)
         .and_then(|s| s.ha_address)
         .ok_or_else(|| format!("slot {peer}, the peer of slot {slot}, has no ha-address"))?;
-    let key = c.ha.key.clone().ok_or_else(|| {
+    let secret = secret.cloned().ok_or_else(|| {
         "service-ha preshared-key is required for hot backup: the HA channel is authenticated".to_string()
     })?;
     if c.slots.get(&peer).map(|s| s.cores.len().max(1)) != Some(me.cores.len().max(1)) {
@@ -43,12 +45,14 @@ pub fn settings(c: &Config, p: &Plan, slot: u32) -> Result<Option<Settings>, Str
     }
     Ok(Some(Settings {
         slot: slot as u16,
+        // Only the peer's messages are believed.
+        peer_slot: peer as u16,
         bind,
         peer: peer_addr,
         witness: me.softwire_if.clone().map(|i| (i, bind.port().wrapping_add(1))),
         // A board whose softwire or Internet link is down gives its locations up.
         links: me.softwire_if.iter().chain(&me.internet_if).cloned().collect(),
-        key: key.into_bytes(),
+        secret,
         // Every location of the slot has a role of its own, in the engine's order.
         locations: crate::plan::slot_locations(sp)
             .into_iter()

@@ -23,5 +23,6 @@ pub mod natlog;
 pub mod nexthop;
 pub mod parse;
 pub mod plan;
+pub mod secret;
 pub mod systemd;
 pub mod validate;

@@ -82,7 +82,7 @@ pub fn render_ha(slot: u32, st: &ha_sync::node::Status) -> String {
     for (name, help, v) in gauges {
         o.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{slot=\"{slot}\"}} {v}\n"));
     }
-    let counters: [(&str, u64); 13] = [
+    let counters: [(&str, u64); 14] = [
         ("records_sent", st.records_sent),
         ("messages_sent", st.messages_sent),
         ("records_received", st.records_received),
@@ -95,6 +95,7 @@ pub fn render_ha(slot: u32, st: &ha_sync::node::Status) -> String {
         ("overflows", st.overflows),
         ("rejected_unauthenticated", st.rejected_auth),
         ("rejected_replayed", st.rejected_replay),
+        ("rejected_other_slot", st.rejected_slot),
         ("events_dropped", st.events_dropped),
     ];
     o.push_str("# HELP aftr_ha_total Hot-backup counters.\n# TYPE aftr_ha_total counter\n");
@@ -190,6 +191,7 @@ mod tests {
             in_sync: true,
             records_received: 42,
             rejected_auth: 1,
+            rejected_slot: 4,
             install_refused: 3,
             config_digest: 7,
             peer_config_digest: Some(8),
@@ -203,6 +205,7 @@ mod tests {
             "aftr_ha_config_differs{slot=\"2\"} 1",
             "aftr_ha_total{slot=\"2\",counter=\"records_received\"} 42",
             "aftr_ha_total{slot=\"2\",counter=\"rejected_unauthenticated\"} 1",
+            "aftr_ha_total{slot=\"2\",counter=\"rejected_other_slot\"} 4",
             "aftr_ha_total{slot=\"2\",counter=\"install_refused\"} 3",
         ] {
             assert!(o.lines().any(|l| l == line), "{line} not in\n{o}");

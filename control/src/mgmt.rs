@@ -29,6 +29,8 @@ pub struct Daemon {
     /// The configuration file the daemon started with (`save` writes it, SIGHUP reads it).
     pub file: PathBuf,
     pub running: Config,
+    /// The running configuration's HA secret, as read at start or by the last commit.
+    pub secret: Option<crate::config::Secret>,
     pub board: Board,
     /// The hot-backup thread, when this board is paired with another.
     pub ha: Option<std::sync::Arc<ha_sync::node::Node>>,

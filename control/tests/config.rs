@@ -22,7 +22,7 @@ fn err(s: &mut Session, line: &str) -> ConfigError {
 /// procedure takes for granted.
 const BOARDS: &[&str] = &[
     "system-view",
-    "service-ha preshared-key lab-only-secret",
+    "service-ha preshared-key lab-only-secret-0123456789",
     "slot 1",
     " worker-cores 0",
     " ha-address 192.0.2.1",
@@ -287,11 +287,140 @@ fn display_round_trips_the_examples() {
     for f in ["../deploy/aftr-ha.conf", "../deploy/aftr-two-locations.conf"] {
         let text = std::fs::read_to_string(f).unwrap();
         let (c, _) = parse(&text).unwrap_or_else(|e| panic!("{f}: {e:?}"));
-        let printed = control::display::render(&c);
+        // As `save` writes it (the key in clear): the same configuration.
+        let printed = control::display::render_in_clear(&c);
         let (again, _) = parse(&printed).unwrap_or_else(|e| panic!("{f} printed: {e:?}\n{printed}"));
         assert_eq!(again, c, "{printed}");
-        assert_eq!(control::display::render(&again), printed);
+        assert_eq!(control::display::render_in_clear(&again), printed);
+        // As displays show it: the same but for the key, masked.
+        let shown = control::display::render(&c);
+        assert_eq!(shown, printed.replace(&key_line(&c), "service-ha preshared-key ******"));
     }
+}
+
+/// The key statement of `c`, in clear.
+fn key_line(c: &Config) -> String {
+    let Some(KeySource::Inline(k)) = &c.ha.key else { panic!("an inline key") };
+    format!("service-ha preshared-key {}", std::str::from_utf8(k.expose()).unwrap())
+}
+
+/// The boards, paired, with `key` as the key statement (line 1).
+fn paired_with(key: &str) -> String {
+    format!(
+        "{key}\nslot 1\n worker-cores 0\n ha-address 192.0.2.1\nslot 2\n worker-cores 1\n ha-address 192.0.2.2\n\
+         service-location 1\n location slot 1 backup slot 2\n"
+    )
+}
+
+const GOOD_KEY: &str = "tW5m2y0hB4a0XgQx3f8Zr1Kc";
+
+#[test]
+fn a_key_too_short_for_128_bits_is_refused_where_it_is_and_changes_nothing() {
+    let short = "service-ha preshared-key abcdefghij0123456789x";
+    let errors = parse(&paired_with(short)).unwrap_err();
+    assert_eq!((errors[0].line, errors[0].column), (1, 26), "{errors:?}");
+    let e = &errors[0].message;
+    assert!(e.contains("22 to 128 characters, 21 given") && e.contains("openssl rand -base64 24"), "{e}");
+    assert!(!e.contains("abcdefghij"), "the error never quotes the key: {e}");
+    // In a session: refused at once, the candidate keeps its key.
+    let mut s = Session::new(Config::default());
+    run(&mut s, BOARDS);
+    run(&mut s, &["system-view"]);
+    let before = s.candidate.clone();
+    let e = err(&mut s, "service-ha preshared-key short");
+    assert_eq!((e.line, e.column), (1, 26));
+    assert_eq!(s.candidate, before);
+    // A key typed with spaces: the rest is not quoted either.
+    let e = err(&mut s, &format!("service-ha preshared-key {GOOD_KEY} and-more-secret"));
+    assert_eq!(e.column, 51);
+    assert!(!e.message.contains("and-more-secret"), "{e}");
+    assert_eq!(s.candidate, before);
+    // 22 characters (132 bits of base64) are enough.
+    parse(&paired_with("service-ha preshared-key abcdefghij0123456789xy")).unwrap();
+}
+
+#[test]
+fn displays_mask_the_key_and_save_writes_what_reads_back_to_it() {
+    let (c, pos) = parse(&paired_with(&format!("service-ha preshared-key {GOOD_KEY}"))).unwrap();
+    let shown = control::display::render(&c);
+    assert!(shown.contains("service-ha preshared-key ******\n") && !shown.contains(GOOD_KEY), "{shown}");
+    assert!(!format!("{c:?}").contains(GOOD_KEY), "not even a debug print shows it");
+    // `save` writes it in clear: the file starts the board with the same key.
+    let saved = control::display::render_in_clear(&c);
+    assert!(saved.contains(&format!("service-ha preshared-key {GOOD_KEY}\n")));
+    let (again, _) = parse(&saved).unwrap();
+    assert_eq!(again, c);
+    // What a display shows reads back as "the key this board runs with": committed to
+    // the running board, it keeps that key.
+    let (mut shown_back, shown_pos) = parse(&shown).unwrap();
+    assert_eq!(shown_back.ha.key, Some(KeySource::Running));
+    let secret = control::secret::resolve(&mut shown_back, &shown_pos, Some(&c), None).unwrap();
+    assert_eq!(secret.as_ref().map(|s| s.expose()), Some(GOOD_KEY.as_bytes()));
+    assert_eq!(shown_back, c);
+    // A board that starts has no running key: `******` is an error at the statement.
+    let (mut alone, _) = parse(&shown).unwrap();
+    let e = control::secret::resolve(&mut alone, &shown_pos, None, None).unwrap_err();
+    let line = shown.lines().position(|l| l.starts_with("service-ha preshared-key")).unwrap() + 1;
+    assert_eq!((e.line, e.column), (line, 1));
+    assert!(e.message.contains("runs with none"), "{e}");
+    // The resolved key of the original is the key itself.
+    let mut c2 = c.clone();
+    let s = control::secret::resolve(&mut c2, &pos, None, None).unwrap().unwrap();
+    assert_eq!(s.expose(), GOOD_KEY.as_bytes());
+}
+
+#[test]
+fn a_key_from_a_file_or_a_systemd_credential() {
+    let dir = std::env::temp_dir().join(format!("aftr-key-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("ha.key");
+    // As `openssl rand -base64 24 > ha.key` writes it: the final newline is not the key's.
+    std::fs::write(&file, format!("{GOOD_KEY}\n")).unwrap();
+    let text = paired_with(&format!("service-ha preshared-key file {}", file.display()));
+    let (mut c, pos) = parse(&text).unwrap();
+    assert_eq!(c.ha.key, Some(KeySource::File(file.clone())));
+    // Displays and `save` show where it is, never what it is.
+    for printed in [control::display::render(&c), control::display::render_in_clear(&c)] {
+        assert!(printed.contains(&format!("service-ha preshared-key file {}\n", file.display())), "{printed}");
+        assert!(!printed.contains(GOOD_KEY));
+        assert_eq!(parse(&printed).unwrap().0, c);
+    }
+    let secret = control::secret::resolve(&mut c, &pos, None, None).unwrap().unwrap();
+    assert_eq!(secret.expose(), GOOD_KEY.as_bytes());
+
+    // A systemd credential: `$CREDENTIALS_DIRECTORY/NAME`.
+    std::fs::write(dir.join("aftr-ha"), GOOD_KEY).unwrap();
+    let (mut c, pos) = parse(&paired_with("service-ha preshared-key credential aftr-ha")).unwrap();
+    assert!(control::display::render(&c).contains("service-ha preshared-key credential aftr-ha\n"));
+    let secret = control::secret::resolve(&mut c.clone(), &pos, None, Some(&dir)).unwrap().unwrap();
+    assert_eq!(secret.expose(), GOOD_KEY.as_bytes());
+    let e = control::secret::resolve(&mut c, &pos, None, None).unwrap_err();
+    assert!(e.message.contains("$CREDENTIALS_DIRECTORY is not set") && e.message.contains("LoadCredential="), "{e}");
+
+    // A file that cannot be read, or holds too little: an error at the statement.
+    for (content, why) in
+        [(None, "cannot read the key file"), (Some("short\n"), "holds 5 bytes; a key needs at least 22")]
+    {
+        let f = dir.join("bad.key");
+        let _ = std::fs::remove_file(&f);
+        if let Some(content) = content {
+            std::fs::write(&f, content).unwrap();
+        }
+        let (mut c, pos) = parse(&paired_with(&format!("service-ha preshared-key file {}", f.display()))).unwrap();
+        let e = control::secret::resolve(&mut c, &pos, None, None).unwrap_err();
+        assert_eq!((e.line, e.column), (1, 1), "{e}");
+        assert!(e.message.contains(why), "{e}");
+    }
+    // A path is absolute; a credential's name is a name. A key typed there by mistake
+    // is not quoted back.
+    let e = parse(&paired_with(&format!("service-ha preshared-key file {GOOD_KEY}"))).unwrap_err();
+    assert!(e[0].message.contains("an absolute path") && e[0].column == 31, "{e:?}");
+    assert!(!e[0].message.contains(GOOD_KEY), "{e:?}");
+    let e = parse(&paired_with(&format!("service-ha preshared-key credential {GOOD_KEY}/="))).unwrap_err();
+    assert!(e[0].column == 37 && !e[0].message.contains(GOOD_KEY), "{e:?}");
+    let e = parse(&paired_with("service-ha preshared-key credential ../ha")).unwrap_err();
+    assert_eq!(e[0].column, 37, "{e:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

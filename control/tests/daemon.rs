@@ -19,17 +19,24 @@ struct Aftrd {
 
 impl Aftrd {
     fn start(name: &str, config: &str) -> Aftrd {
-        Aftrd::start_with_env(name, config, &[])
+        Aftrd::start_with(name, config, &[], &[])
     }
 
-    fn start_with_env(name: &str, config: &str, env: &[(&str, &str)]) -> Aftrd {
+    /// [`Aftrd::start`] with files written beside the configuration first (`NAME`,
+    /// content), `$CREDENTIALS_DIRECTORY` set to that directory, as systemd does, and
+    /// more of the environment (`env`).
+    fn start_with(name: &str, config: &str, files: &[(&str, &str)], env: &[(&str, &str)]) -> Aftrd {
         let dir = std::env::temp_dir().join(format!("aftrd-test-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let socket = dir.join("slot1.sock");
         let cfg = dir.join("aftr.conf");
         std::fs::write(&cfg, config).unwrap();
+        for (name, content) in files {
+            std::fs::write(dir.join(name), content).unwrap();
+        }
         let child = Command::new(env!("CARGO_BIN_EXE_aftrd"))
+            .env("CREDENTIALS_DIRECTORY", &dir)
             .args(["--config", cfg.to_str().unwrap(), "--slot", "1", "--socket", socket.to_str().unwrap()])
             .envs(env.iter().copied())
             .stdout(Stdio::null())
@@ -71,6 +78,9 @@ fn example() -> String {
     std::fs::read_to_string("../deploy/aftr-ha.conf").unwrap()
 }
 
+/// The key of the example.
+const EXAMPLE_KEY: &str = "lab-only-secret-change-me";
+
 #[test]
 fn aftrctl_displays_and_commits_through_the_daemon() {
     let d = Aftrd::start("ctl", &example());
@@ -80,7 +90,11 @@ fn aftrctl_displays_and_commits_through_the_daemon() {
     let (ok, text, _) = d.ctl(&["display", "current-configuration"]);
     assert!(ok);
     let (running, _) = control::parse::parse(&text).unwrap();
-    assert_eq!(running, control::parse::parse(&example()).unwrap().0);
+    // The same configuration, but for the key: masked in every display.
+    let mut example_shown = control::parse::parse(&example()).unwrap().0;
+    example_shown.ha.key = Some(control::config::KeySource::Running);
+    assert_eq!(running, example_shown);
+    assert!(text.contains("service-ha preshared-key ******\n") && !text.contains(EXAMPLE_KEY), "{text}");
 
     let (ok, plan, _) = d.ctl(&["display", "plan"]);
     assert!(ok && plan.contains("slot 1: active for [1]"), "{plan}");
@@ -160,8 +174,16 @@ fn save_writes_the_running_configuration_and_keeps_the_previous_file() {
     assert!(out.contains("saved to"), "{out}");
     let saved = std::fs::read_to_string(&d.config).unwrap();
     let running = d.ctl(&["display", "current-configuration"]).1;
-    assert_eq!(saved, running, "the file is the running configuration");
-    assert_eq!(control::parse::parse(&saved).unwrap().0.ha.delay_time, 20);
+    // The file is the running configuration, the key in clear (it must start the board
+    // with it), and then readable by its owner only; the display masks the key.
+    let key_line = format!("service-ha preshared-key {EXAMPLE_KEY}\n");
+    assert_eq!(saved.replace(&key_line, "service-ha preshared-key ******\n"), running);
+    assert!(saved.contains(&key_line) && !running.contains(EXAMPLE_KEY));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&d.config).unwrap().permissions().mode() & 0o077, 0, "a key in clear");
+    let (saved_config, _) = control::parse::parse(&saved).unwrap();
+    assert_eq!(saved_config.ha.delay_time, 20);
+    assert_eq!(saved_config, control::parse::parse(&std::fs::read_to_string(&changed).unwrap()).unwrap().0);
     let bak = d.dir.join("aftr.conf.bak");
     assert_eq!(std::fs::read_to_string(&bak).unwrap(), before, "the previous file is kept");
     let leftovers: Vec<_> = std::fs::read_dir(&d.dir)
@@ -174,6 +196,68 @@ fn save_writes_the_running_configuration_and_keeps_the_previous_file() {
     d.signal("HUP");
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(d.ctl(&["display", "current-configuration"]).1, running);
+}
+
+#[test]
+fn the_key_is_read_from_a_credential_or_a_file_at_start_and_at_commit() {
+    const KEY: &str = "Qm9hcmRzLWtleS0wMTIzNDU2";
+    let with = |statement: &str| {
+        example().replace(
+            &format!("service-ha preshared-key {EXAMPLE_KEY}"),
+            &format!("service-ha preshared-key {statement}"),
+        )
+    };
+    // As systemd's LoadCredential= gives it: $CREDENTIALS_DIRECTORY/aftr-ha.
+    let d = Aftrd::start_with("credential", &with("credential aftr-ha"), &[("aftr-ha", KEY)], &[]);
+    let (_, shown, _) = d.ctl(&["display", "current-configuration"]);
+    assert!(shown.contains("service-ha preshared-key credential aftr-ha\n"), "{shown}");
+    let (_, g, _) = d.ctl(&["display", "service-ha", "global-information"]);
+    assert!(g.contains("Preshared-key       : credential aftr-ha"), "{g}");
+
+    // A key file that cannot be read, or too short a key in it, refuses the commit at
+    // the statement (line 42 of the example), and nothing is applied.
+    let file = d.dir.join("ha.key");
+    let conf = d.dir.join("file.conf");
+    let text =
+        with(&format!("file {}", file.display())).replace("service-ha delay-time 10", "service-ha delay-time 20");
+    std::fs::write(&conf, &text).unwrap();
+    for (content, why) in [(None, "cannot read the key file"), (Some("short\n"), "a key needs at least 22")] {
+        if let Some(content) = content {
+            std::fs::write(&file, content).unwrap();
+        }
+        let (ok, _, err) = d.ctl(&["commit", conf.to_str().unwrap()]);
+        assert!(!ok && err.starts_with("42:1: ") && err.contains(why), "{err}");
+        assert!(!err.contains("short"), "{err}");
+        assert_eq!(d.ctl(&["display", "current-configuration"]).1, shown, "nothing applied");
+    }
+    // Readable, long enough: committed; `save` writes where the key is, not the key.
+    std::fs::write(&file, format!("{KEY}\n")).unwrap();
+    let (ok, _, err) = d.ctl(&["commit", conf.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let (_, ha, _) = d.ctl(&["display", "service-ha"]);
+    assert!(ha.contains("delay-time: 20 s"), "{ha}");
+    assert!(d.ctl(&["save"]).0);
+    let saved = std::fs::read_to_string(&d.config).unwrap();
+    assert!(saved.contains(&format!("service-ha preshared-key file {}\n", file.display())) && !saved.contains(KEY));
+
+    // `aftrd --check` reads the key as the board would at start.
+    let check = |env: Option<&Path>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_aftrd"));
+        c.env_remove("CREDENTIALS_DIRECTORY");
+        if let Some(dir) = env {
+            c.env("CREDENTIALS_DIRECTORY", dir);
+        }
+        let cred = d.dir.join("cred.conf");
+        std::fs::write(&cred, with("credential aftr-ha")).unwrap();
+        c.args(["--check", "--config", cred.to_str().unwrap()]).output().unwrap()
+    };
+    let out = check(None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("cred.conf:42:1: credential aftr-ha: $CREDENTIALS_DIRECTORY is not set"),
+        "{err}"
+    );
+    assert!(check(Some(&d.dir)).status.success());
 }
 
 /// A free TCP port on the loopback.
@@ -358,7 +442,7 @@ fn a_moved_weight_ends_only_the_sessions_whose_location_changed() {
     let text = |w2: u32| {
         format!(
             "slot 1\n worker-cores 0\n ha-address 192.0.2.1\nslot 2\n worker-cores 1\n ha-address 192.0.2.2\n\
-             service-ha preshared-key lab-secret\nservice-location 1\n location slot 1 backup slot 2\n\
+             service-ha preshared-key lab-secret-0123456789ab\nservice-location 1\n location slot 1 backup slot 2\n\
              service-location 2\n location slot 2 backup slot 1\nservice-instance-group g\n service-location 1 weight 1\n\
              service-location 2 weight {w2}\nds-lite address-group pool\n section 0 198.51.100.0 mask 24\n\
              ds-lite instance d id 1\n service-instance-group g\n local-ipv6 2001:db8::1\n\
@@ -411,7 +495,7 @@ fn under_systemd_it_says_ready_pings_the_watchdog_and_says_stopping() {
     systemd.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
     // WatchdogSec=1s: a ping every half second while the workers and the HA thread run.
     let env = [("NOTIFY_SOCKET", path.to_str().unwrap()), ("WATCHDOG_USEC", "1000000")];
-    let d = Aftrd::start_with_env("systemd", &example(), &env);
+    let d = Aftrd::start_with("systemd", &example(), &[], &env);
     let mut said = Vec::new();
     let t = Instant::now();
     let mut buf = [0u8; 256];

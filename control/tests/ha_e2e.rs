@@ -44,7 +44,7 @@ service-ha hot-backup enable
 service-ha delay-time 1
 service-ha preempt-time 3
 service-ha heartbeat interval 50 dead-count 4
-service-ha preshared-key e2e-secret
+service-ha preshared-key e2e-secret-0123456789ab
 service-location 1
  location slot 1 backup slot 2
 service-instance-group g
@@ -93,15 +93,24 @@ while time.time() < end:
     time.sleep(0.02)
 "#;
 
-const FORGE: &str = r#"
-import socket, struct, time
-# A well-formed heartbeat of slot 2 in a new epoch, tagged with a guessed key.
-# Payload (wire version 3): configuration digest, softwire MAC, one location (id 1:
-# active, preferred, fit, active for 5 ms).
-payload = b"\0" * 8 + bytes([2, 0, 0, 0, 0, 0x66]) + bytes([1]) + struct.pack(">IBBI", 1, 2, 5, 5)
-hdr = b"AFHA" + bytes([3, 1, 0, 0]) + struct.pack(">HH", 2, 0) + struct.pack(">QQQ", int(time.time() * 1e6) + 10**9, 1, 0) + struct.pack(">HH", len(payload), 0)
+/// A well-formed heartbeat of slot 2 in a new epoch, tagged with a guessed key, in the
+/// wire version of this build.
+fn forge() -> String {
+    format!(
+        r#"
+import os, socket, struct, time
+# Payload: configuration digest, softwire MAC, one location (id 1: active, preferred,
+# links up, active for a second).
+payload = b"\0" * 8 + bytes([2, 0, 0, 0, 0, 0x66]) + bytes([1]) + struct.pack(">IBBI", 1, 2, 5, 1000)
+# Header: magic, version, kind, flags, slot, epoch, nonce and echo (16 bytes each), seq,
+# ack, payload length, records.
+hdr = b"AFHA" + bytes([{version}, 1, 0, 0]) + struct.pack(">HH", 2, 0) + struct.pack(">Q", int(time.time() * 1e6) + 10**9)
+hdr += os.urandom(32) + struct.pack(">QQHH", 1, 0, len(payload), 0)
 socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(hdr + payload + b"\0" * 16, ("192.0.2.1", 62000))
-"#;
+"#,
+        version = ha_sync::wire::VERSION
+    )
+}
 
 /// The user-space B4 of the bench crate, built beside the tests (scripts/test.sh builds
 /// every binary first).
@@ -176,7 +185,7 @@ fn hot_backup_between_two_boards() {
     }
     let mut lab = Lab::of("deploy/netns/ha-topology.sh", "hb", std::path::Path::new(".."));
     std::fs::write(lab.dir.join("aftr.conf"), CONFIG).unwrap();
-    for (name, text) in [("flow.py", FLOW), ("forge.py", FORGE)] {
+    for (name, text) in [("flow.py", FLOW.to_string()), ("forge.py", forge())] {
         std::fs::write(lab.dir.join(name), text).unwrap();
     }
     let dir = lab.dir.to_str().unwrap().to_string();
@@ -545,8 +554,12 @@ fn mutual_backup_serves_each_location_from_its_own_board() {
         let saved = ctl(&lab, slot, &["save"]);
         assert!(!saved.contains("Error"), "slot {slot}: {saved}");
     }
+    // The file is the running configuration; the display masks the key, `save` writes it.
+    let key = "service-ha preshared-key e2e-secret-0123456789ab\n";
+    let saved = std::fs::read_to_string(lab.dir.join("aftr.conf")).unwrap();
+    assert!(saved.contains(key), "{saved}");
     assert_eq!(
-        std::fs::read_to_string(lab.dir.join("aftr.conf")).unwrap(),
+        saved.replace(key, "service-ha preshared-key ******\n"),
         ctl(&lab, 1, &["display", "current-configuration"])
     );
     let (c2, _) = control::parse::parse(&next).unwrap();

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use dataplane::nat::events::{BlockRecord, Refused, SessionEvent, SessionRecord, SweepKeys};
 
-use crate::protocol::{Channel, Now, Output, Protocol};
+use crate::protocol::{Channel, Incarnation, Now, Output, Protocol};
 pub use crate::protocol::{Location, LocationStatus, MAX_BACKLOG, Settings, Status};
 
 /// What the HA thread needs of its board. Installs, removals and table walks run on a
@@ -208,6 +208,17 @@ pub struct Node {
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// This run's nonce (see [`Incarnation`]), from the kernel's random source.
+fn nonce() -> io::Result<u128> {
+    use rand::TryRng;
+    let mut b = [0u8; 16];
+    rand::rngs::SysRng
+        .try_fill_bytes(&mut b)
+        .map_err(|e| io::Error::other(format!("the kernel's random source: {e}")))?;
+    // 0 means "not heard yet" on the wire.
+    Ok(u128::from_be_bytes(b).max(1))
+}
+
 /// The clock, read once per step of the thread: the protocol reads none.
 fn now() -> Now {
     let unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
@@ -373,6 +384,7 @@ impl<L: Local> Shell<L> {
         status: Arc<Mutex<Status>>,
     ) -> io::Result<Self> {
         let epoch = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(1);
+        let me = Incarnation { epoch, nonce: nonce()? };
         let window = sock.as_ref().map(window_for).unwrap_or(16);
         let local = Arc::new(local);
         let (jobs, done) = board_thread(local.clone())?;
@@ -390,7 +402,7 @@ impl<L: Local> Shell<L> {
             slot: s.slot,
             config_differed: false,
             notify: s.notify.clone(),
-            proto: Protocol::new(s, epoch, window, witness.is_some(), now()),
+            proto: Protocol::new(s, me, window, witness.is_some(), now()),
             sock,
             last_bind: Instant::now().checked_sub(Duration::from_secs(2)).unwrap_or_else(Instant::now),
             channel_error: None,

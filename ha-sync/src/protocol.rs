@@ -1,10 +1,12 @@
 //! One board's side of the HA protocol, without I/O (in the manner of quinn-proto): the
 //! peer's datagrams, the engine's session events, the board's answers and the time go
 //! in; datagrams to send and work for the board come out, in order. It drives the role
-//! machine, the replication stream both ways, bulk sync, pacing and the epoch, replay
-//! and authentication checks; it never touches a socket, a thread or a clock, so loss,
-//! reordering, a silent peer and a restart are tested with a simulated link and clock
-//! (`protocol/tests.rs`). `node` is the shell that ties it to sockets and the board.
+//! machine, the replication stream both ways, bulk sync, pacing and the checks of who
+//! may be believed (the peer's slot, the pair's keys, the handshake of nonces across
+//! restarts, replays); it never touches a socket, a thread, a clock or the kernel's
+//! random source (the caller draws the [`Incarnation`]), so loss, reordering, a silent
+//! peer and a restart are tested with a simulated link and clock (`protocol/tests.rs`).
+//! `node` is the shell that ties it to sockets and the board.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -17,7 +19,7 @@ use dataplane::nat::events::{BlockRecord, Refused, SessionEvent, SessionRecord, 
 use crate::replicate::Replicator;
 use crate::role::{Action, PeerState, Role, RoleMachine};
 use crate::stream::{self, Accepted};
-use crate::wire::{self, Builder, Header, Key, Kind, Record};
+use crate::wire::{self, Builder, Header, Key, Kind, Purpose, Record, Secret};
 
 /// Live records waiting behind the window at most; beyond, the standby cannot keep up:
 /// counted as an overflow and repaired with a bulk sync.
@@ -27,6 +29,9 @@ pub const MAX_BACKLOG: usize = 2_000_000;
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub slot: u16,
+    /// The peer's slot (the other board of this board's service-locations): only its
+    /// messages are believed.
+    pub peer_slot: u16,
     /// Our end of the HA channel, and the peer's (for `node`; the protocol sends on a
     /// [`Channel`]).
     pub bind: SocketAddr,
@@ -36,7 +41,9 @@ pub struct Settings {
     /// The interfaces whose carrier the board needs (softwire and Internet): one down
     /// makes it unfit (`Protocol::set_fit`).
     pub links: Vec<String>,
-    pub key: Vec<u8>,
+    /// `service-ha preshared-key`: the keys of the HA channel and of the witness are
+    /// derived from it for this pair ([`wire::Key::pair`]).
+    pub secret: Secret,
     /// The service-locations the two boards share, in the board's order (the engine's
     /// location index): each has a role of its own (decision 0012).
     pub locations: Vec<Location>,
@@ -72,6 +79,22 @@ impl Settings {
     pub fn dead_ms(&self) -> u64 {
         self.heartbeat_ms * self.dead_count as u64
     }
+
+    /// The pair's key for `purpose`.
+    fn key(&self, purpose: Purpose) -> Key {
+        Key::pair(&self.secret, purpose, (self.slot, self.bind), (self.peer_slot, self.peer))
+    }
+}
+
+/// Who a board is in one run: a restart is a new incarnation. The peer believes only
+/// messages that echo the nonce of the incarnation they are for, so a recording of
+/// another run is refused; the epoch orders the incarnations of a board.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Incarnation {
+    /// Microseconds since 1970 at the start (grows from run to run).
+    pub epoch: u64,
+    /// Random, from the kernel: never the same twice. Not 0, which means "not heard".
+    pub nonce: u128,
 }
 
 /// A service-location the two boards share.
@@ -136,6 +159,8 @@ pub struct Status {
     pub overflows: u64,
     pub rejected_auth: u64,
     pub rejected_replay: u64,
+    /// Messages from a slot that is not the peer's (another board, or a misconfiguration).
+    pub rejected_slot: u64,
     pub rejected_malformed: u64,
     pub events_dropped: u64,
     /// Unix milliseconds and reason of the last change of role of any location.
@@ -229,7 +254,10 @@ pub fn unchangeable(old: &Settings, new: &Settings) -> Option<String> {
     let fixed = [
         (new.bind != old.bind, "ha-address of this board"),
         (new.peer != old.peer, "ha-address of the peer"),
-        (new.slot != old.slot || new.locations != old.locations, "service-location of this board"),
+        (
+            new.slot != old.slot || new.peer_slot != old.peer_slot || new.locations != old.locations,
+            "service-location of this board",
+        ),
         (new.witness != old.witness, "softwire interface (the witness)"),
         (new.hot_backup != old.hot_backup, "service-ha hot-backup"),
     ];
@@ -247,9 +275,11 @@ fn machines(s: &Settings, now: u64) -> Vec<RoleMachine> {
 /// One board's side of the HA protocol.
 pub struct Protocol {
     s: Settings,
-    key: Key,
-    /// This board's incarnation (microseconds since 1970 at its start).
-    epoch: u64,
+    /// The pair's keys: the HA channel's and the witness's.
+    link_key: Key,
+    witness_key: Key,
+    /// This board's incarnation: its epoch and the nonce the peer must echo.
+    me: Incarnation,
     /// The counter of our non-Data messages (replay protection at the peer).
     ctl: u64,
     /// One role machine per location, in `s.locations`' order.
@@ -263,8 +293,13 @@ pub struct Protocol {
     last_hb: Option<Instant>,
     /// Witness heartbeats are sent too.
     witness: bool,
-    // The peer as heard.
-    peer_epoch: u64,
+    // The peer as heard. Its incarnation believed (0, 0: none yet), and the newest one
+    // heard, believed or not, whose nonce our messages echo.
+    peer: (u64, u128),
+    newest: (u64, u128),
+    /// A new nonce to echo was heard: a heartbeat goes at once, so that the handshake
+    /// takes a round trip, not a heartbeat interval.
+    answer_due: bool,
     peer_ctl: [u64; 2],
     // Sending side (active).
     repl: Replicator,
@@ -307,12 +342,13 @@ pub struct Protocol {
 }
 
 impl Protocol {
-    /// A board starting at `now` as incarnation `epoch`, in Init; `window`: Data
+    /// A board starting at `now` as incarnation `me`, in Init; `window`: Data
     /// messages in flight at most; `witness`: witness heartbeats are sent too.
-    pub fn new(s: Settings, epoch: u64, window: usize, witness: bool, now: Now) -> Protocol {
+    pub fn new(s: Settings, me: Incarnation, window: usize, witness: bool, now: Now) -> Protocol {
         Protocol {
-            key: Key::new(&s.key),
-            epoch,
+            link_key: s.key(Purpose::Link),
+            witness_key: s.key(Purpose::Witness),
+            me,
             ctl: 0,
             roles: machines(&s, 0),
             heard: None,
@@ -320,7 +356,9 @@ impl Protocol {
             t0: now.at,
             last_hb: None,
             witness,
-            peer_epoch: 0,
+            peer: (0, 0),
+            newest: (0, 0),
+            answer_due: false,
             peer_ctl: [0; 2],
             repl: Replicator::new(s.delay_secs),
             tx: stream::Sender::new(s.queue, Duration::from_millis(s.rto_ms)),
@@ -370,7 +408,7 @@ impl Protocol {
         if let Some(why) = unchangeable(&self.s, &s) {
             return Err(why);
         }
-        self.key = Key::new(&s.key);
+        (self.link_key, self.witness_key) = (s.key(Purpose::Link), s.key(Purpose::Witness));
         for r in &mut self.roles {
             r.set_timers(s.dead_ms(), s.preempt_ms);
         }
@@ -422,9 +460,16 @@ impl Protocol {
         Duration::from_millis(self.s.dead_ms())
     }
 
+    /// The header of a message other than Data, with the next number of their counter.
     fn header(&mut self, kind: Kind, flags: u8) -> Header {
         self.ctl += 1;
-        Header { kind, flags, slot: self.s.slot, epoch: self.epoch, seq: self.ctl, ack: 0 }
+        self.header_seq(kind, flags, self.ctl)
+    }
+
+    /// A header with this sequence number: our incarnation, and the peer's nonce echoed.
+    fn header_seq(&self, kind: Kind, flags: u8, seq: u64) -> Header {
+        let (slot, epoch, nonce, echo) = (self.s.slot, self.me.epoch, self.me.nonce, self.newest.1);
+        Header { kind, flags, slot, epoch, nonce, echo, seq, ack: 0 }
     }
 
     fn transmit(&mut self, d: Vec<u8>) {
@@ -466,46 +511,14 @@ impl Protocol {
         }
     }
 
-    /// A datagram from `channel`: checked (tag, own slot, epoch, replay) before any of
-    /// it is believed; refusals are counted in the status.
+    /// A datagram from `channel`: checked (the peer's slot, the path's tag, the
+    /// handshake, replay) before any of it is believed; refusals are counted in the
+    /// status.
     pub fn handle_datagram(&mut self, channel: Channel, d: &[u8], now: Now) {
-        let m = match wire::open(&self.key, d) {
-            Ok(m) => m,
-            Err(wire::WireError::Auth) => {
-                self.st.rejected_auth += 1;
-                return;
-            }
-            Err(_) => {
-                self.st.rejected_malformed += 1;
-                return;
-            }
-        };
+        let Some(m) = self.authenticate(channel, d) else { return };
         let h = m.header;
-        if h.slot == self.s.slot {
-            // Our own multicast, or a board with our slot number: never the peer.
+        if !self.believe(channel, &h) {
             return;
-        }
-        if h.epoch < self.peer_epoch {
-            self.st.rejected_replay += 1;
-            return;
-        }
-        if h.epoch > self.peer_epoch {
-            // The peer (re)started: its stream starts over.
-            self.peer_epoch = h.epoch;
-            self.peer_ctl = [0; 2];
-            self.rx.forget();
-            for r in &mut self.roles {
-                r.in_sync = false;
-            }
-            self.in_sync_at = None;
-        }
-        if h.kind != Kind::Data {
-            let last = &mut self.peer_ctl[channel.index()];
-            if h.seq <= *last {
-                self.st.rejected_replay += 1;
-                return;
-            }
-            *last = h.seq;
         }
         let ms = self.ms(now);
         match h.kind {
@@ -586,6 +599,100 @@ impl Protocol {
                 }
             }
         }
+    }
+
+    /// The datagram, if it is the peer's and its tag verifies with the key of the path
+    /// it came on; otherwise None, and the refusal counted. The slot it names picks the
+    /// counter before the tag is checked: it is believed only once the tag verifies.
+    fn authenticate<'a>(&mut self, channel: Channel, d: &'a [u8]) -> Option<wire::Message<'a>> {
+        match wire::sender(d) {
+            Err(_) => {
+                self.st.rejected_malformed += 1;
+                return None;
+            }
+            // Our own multicast coming back: not a refusal.
+            Ok(slot) if slot == self.s.slot => return None,
+            Ok(slot) if slot != self.s.peer_slot => {
+                self.st.rejected_slot += 1;
+                return None;
+            }
+            Ok(_) => {}
+        }
+        let key = match channel {
+            Channel::Link => &self.link_key,
+            Channel::Witness => &self.witness_key,
+        };
+        match wire::open(key, d) {
+            // The witness carries heartbeats only.
+            Ok(m) if channel == Channel::Witness && m.header.kind != Kind::Heartbeat => {
+                self.st.rejected_malformed += 1;
+                None
+            }
+            Ok(m) => Some(m),
+            Err(wire::WireError::Auth) => {
+                self.st.rejected_auth += 1;
+                None
+            }
+            Err(_) => {
+                self.st.rejected_malformed += 1;
+                None
+            }
+        }
+    }
+
+    /// Whether an authentic message of the peer is believed: it is of the peer's newest
+    /// incarnation, it echoes this incarnation's nonce (so it was made for this run of
+    /// ours, not recorded in another), and it is newer than the last on its path.
+    /// Learns the peer's nonce on the way (the handshake), and starts the peer's stream
+    /// over when a new incarnation is first believed.
+    fn believe(&mut self, channel: Channel, h: &Header) -> bool {
+        if h.epoch < self.peer.0 || (h.epoch == self.peer.0 && h.nonce != self.peer.1) {
+            // An earlier incarnation than the one believed: a recording.
+            self.st.rejected_replay += 1;
+            return false;
+        }
+        if h.epoch > self.newest.0 {
+            // The newest incarnation heard: our messages echo its nonce from now on, and
+            // one goes at once. An older one never takes its place: a recording of an
+            // earlier run neither holds the handshake up nor makes this board answer.
+            self.newest = (h.epoch, h.nonce);
+            self.answer_due = true;
+        }
+        if h.echo != self.me.nonce {
+            // Made before the sender knew this incarnation of ours: the handshake of a
+            // board that has just started (either one), or a recording of another run.
+            // Once the sender is believed, it knows our nonce: a message that does not
+            // echo it is stale, and counted.
+            if h.epoch == self.peer.0 {
+                self.st.rejected_replay += 1;
+            }
+            return false;
+        }
+        if h.epoch > self.peer.0 {
+            // The peer (re)started, or is heard for the first time: its stream starts
+            // over.
+            self.peer = (h.epoch, h.nonce);
+            if self.newest != self.peer {
+                // Two runs with one epoch: echo the one believed.
+                self.newest = self.peer;
+                self.answer_due = true;
+            }
+            self.peer_ctl = [0; 2];
+            self.rx.forget();
+            for r in &mut self.roles {
+                r.in_sync = false;
+            }
+            self.in_sync_at = None;
+        }
+        if h.kind != Kind::Data {
+            let last = &mut self.peer_ctl[channel.index()];
+            if h.seq <= *last {
+                self.st.rejected_replay += 1;
+                return false;
+            }
+            *last = h.seq;
+        }
+        true
     }
 
     /// A session event of the board's engine (replicated while active).
@@ -784,7 +891,7 @@ impl Protocol {
         let active = self.any(Role::Active);
         let end_pending = self.reset_next && self.bulk_left == 0 && self.st.bulk_syncs > 0;
         let data_ready = active && !self.snapshot_pending && (!self.outq.is_empty() || end_pending);
-        if !self.out.is_empty() || self.ack_due || (data_ready && self.tx.depth() < self.window) {
+        if !self.out.is_empty() || self.ack_due || self.answer_due || (data_ready && self.tx.depth() < self.window) {
             return at_once;
         }
         let hb = Duration::from_millis(self.s.heartbeat_ms);
@@ -1021,7 +1128,7 @@ impl Protocol {
                 h.ack = self.tx.next_seq();
                 let mut b = Builder::new(&h);
                 b.raw(&id.to_be_bytes());
-                let d = b.finish(&self.key);
+                let d = b.finish(&self.link_key);
                 self.transmit(d);
                 self.request_bulk(true, now);
             }
@@ -1034,7 +1141,7 @@ impl Protocol {
                 let h = self.header(Kind::Switchover, wire::FLAG_TAKE_OVER);
                 let mut b = Builder::new(&h);
                 b.raw(&id.to_be_bytes());
-                let d = b.finish(&self.key);
+                let d = b.finish(&self.link_key);
                 self.transmit(d);
             }
         }
@@ -1059,7 +1166,7 @@ impl Protocol {
         if force || due {
             self.last_bulk_request = Some(now.at);
             let h = self.header(Kind::BulkRequest, 0);
-            let d = Builder::new(&h).finish(&self.key);
+            let d = Builder::new(&h).finish(&self.link_key);
             self.transmit(d);
         }
     }
@@ -1119,7 +1226,7 @@ impl Protocol {
             return false;
         }
         let seq = self.tx.next_seq();
-        let mut h = Header { kind: Kind::Data, flags: 0, slot: self.s.slot, epoch: self.epoch, seq, ack: 0 };
+        let mut h = self.header_seq(Kind::Data, 0, seq);
         if self.reset_next {
             h.flags |= wire::FLAG_RESET;
         }
@@ -1141,7 +1248,7 @@ impl Protocol {
         }
         b.set_flags(flags);
         self.st.records_sent += b.records() as u64;
-        let d = b.finish(&self.key);
+        let d = b.finish(&self.link_key);
         self.transmit(d.clone());
         self.reset_next = false;
         if self.tx.sent(d, now.at).is_err() {
@@ -1159,11 +1266,14 @@ impl Protocol {
             self.peer_told.1 = 0;
             self.out.push_back(Output::Peer { mac: self.peer_told.0, active: 0 });
         }
-        if self
+        let periodic = self
             .last_hb
-            .is_none_or(|t| now.at.saturating_duration_since(t) >= Duration::from_millis(self.s.heartbeat_ms))
-        {
-            self.last_hb = Some(now.at);
+            .is_none_or(|t| now.at.saturating_duration_since(t) >= Duration::from_millis(self.s.heartbeat_ms));
+        // A handshake's answer goes between the periodic heartbeats, without moving them.
+        if std::mem::take(&mut self.answer_due) || periodic {
+            if periodic {
+                self.last_hb = Some(now.at);
+            }
             let me: Vec<(u32, PeerState)> = (self.s.locations.iter().zip(&self.roles))
                 .map(|(l, r)| {
                     let (role, preferred, in_sync, fit) = (r.role(), l.preferred, r.in_sync, r.fit());
@@ -1173,10 +1283,11 @@ impl Protocol {
             let h = self.header(Kind::Heartbeat, 0);
             let mut b = Builder::new(&h);
             b.raw(&wire::encode_heartbeat(&me, self.s.config_digest, self.s.softwire_mac));
-            let d = b.finish(&self.key);
-            self.transmit(d.clone());
-            if self.witness {
-                self.out.push_back(Output::Transmit(Channel::Witness, d));
+            // The same heartbeat, sealed with each path's key.
+            let w = self.witness.then(|| b.clone().finish(&self.witness_key));
+            self.transmit(b.finish(&self.link_key));
+            if let Some(w) = w {
+                self.out.push_back(Output::Transmit(Channel::Witness, w));
             }
         }
         if self.ack_due {
@@ -1186,7 +1297,7 @@ impl Protocol {
             h.ack = cum;
             let mut b = Builder::new(&h);
             b.raw(&stream::encode_missing(&missing));
-            let d = b.finish(&self.key);
+            let d = b.finish(&self.link_key);
             self.transmit(d);
         }
         if self.release.iter().any(Option::is_some) {

@@ -1,11 +1,15 @@
 //! The HA channel's messages on the wire (documented in `ha-sync/README.md`).
 //!
 //! Every message is one UDP datagram: a fixed header, a payload of records, and an
-//! HMAC-SHA256 tag (first 16 bytes) over both, keyed with the configured pre-shared key.
-//! A message that is short, of another version, or whose tag does not verify is refused
-//! with a reason the caller counts; nothing of it is used.
+//! HMAC-SHA256 tag (first 16 bytes) over both, keyed with a key derived from the
+//! configured secret for the pair of boards and the path (`Key::pair`). A message that
+//! is short, of another version, or whose tag does not verify is refused with a reason
+//! the caller counts; nothing of it is used.
+
+use std::net::SocketAddr;
 
 use dataplane::nat::events::{BlockRecord, SessionRecord};
+use hkdf::Hkdf;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
@@ -14,14 +18,35 @@ use crate::role::{PeerState, Role};
 pub const MAGIC: [u8; 4] = *b"AFHA";
 /// 2: heartbeats carry a state per service-location, switchovers name theirs.
 /// 3: each location's state says for how long the sender has been active.
-pub const VERSION: u8 = 3;
-pub const HEADER: usize = 40;
+/// 4: the header carries the sender's nonce and the receiver's as last heard (the
+/// handshake that refuses replays across restarts).
+pub const VERSION: u8 = 4;
+pub const HEADER: usize = field::RECORDS.end;
 pub const TAG: usize = 16;
 /// The largest datagram we send: fits a 1500-byte path with IPv6 and UDP headers.
 pub const MAX_DATAGRAM: usize = 1400;
 pub const SESSION_LEN: usize = 46;
 pub const BLOCK_LEN: usize = 30;
 pub const COVER_LEN: usize = 6;
+
+/// Where each header field is (big-endian integers).
+mod field {
+    use std::ops::Range;
+    pub const MAGIC: Range<usize> = 0..4;
+    pub const VERSION: usize = 4;
+    pub const KIND: usize = 5;
+    pub const FLAGS: usize = 6;
+    // 7: zero.
+    pub const SLOT: Range<usize> = 8..10;
+    // 10..12: zero.
+    pub const EPOCH: Range<usize> = 12..20;
+    pub const NONCE: Range<usize> = 20..36;
+    pub const ECHO: Range<usize> = 36..52;
+    pub const SEQ: Range<usize> = 52..60;
+    pub const ACK: Range<usize> = 60..68;
+    pub const LEN: Range<usize> = 68..70;
+    pub const RECORDS: Range<usize> = 70..72;
+}
 
 /// What a message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +98,11 @@ pub struct Header {
     /// The sender's incarnation: microseconds since the epoch at its start. A message
     /// of an older incarnation than one already heard is a replay.
     pub epoch: u64,
+    /// The sender's nonce: random, drawn at its start (one per incarnation).
+    pub nonce: u128,
+    /// The receiver's nonce as the sender last heard it (0: not heard yet). A message is
+    /// believed only by the incarnation whose nonce it echoes.
+    pub echo: u128,
     /// Data: the stream's sequence number. Other kinds: a counter that only grows
     /// within an epoch (replay protection).
     pub seq: u64,
@@ -126,13 +156,76 @@ pub enum WireError {
     Heartbeat,
 }
 
-/// The pre-shared key, ready to sign and verify.
+/// The configured secret (`service-ha preshared-key`) that the keys are derived from.
+/// Its `Debug` never shows it: settings and configurations that hold it may be logged.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Secret {
+        Secret(bytes.into())
+    }
+
+    /// The secret itself: for deriving keys, and for `save` of an inline key.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(******)")
+    }
+}
+
+/// What a key derived from the secret is for. Each path has a key of its own, so that
+/// a tag heard on one (witness heartbeats are multicast on the subscribers' segment) is
+/// worth nothing on another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// The HA channel between the two boards of a pair.
+    Link,
+    /// Witness heartbeats on the softwire segment.
+    Witness,
+}
+
+impl Purpose {
+    fn name(self) -> &'static str {
+        match self {
+            Purpose::Link => "link",
+            Purpose::Witness => "witness",
+        }
+    }
+}
+
+/// A key, ready to sign and verify.
 #[derive(Clone)]
 pub struct Key(Hmac<Sha256>);
 
 impl Key {
-    pub fn new(secret: &[u8]) -> Key {
-        Key(Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length"))
+    /// A key used as it is (HMAC-SHA256 takes any length).
+    pub fn new(key: &[u8]) -> Key {
+        Key(Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length"))
+    }
+
+    /// The key for `info`, derived from `secret` with HKDF-SHA256 (RFC 5869, no salt:
+    /// the secret is already a key of at least 128 bits; `info` keeps the uses apart).
+    pub fn derive(secret: &Secret, info: &[u8]) -> Key {
+        let mut okm = [0u8; 32];
+        Hkdf::<Sha256>::new(None, secret.expose())
+            .expand(info, &mut okm)
+            .expect("32 bytes is within what HKDF-SHA256 gives");
+        Key::new(&okm)
+    }
+
+    /// The key of `purpose` between two boards, each named by its slot and HA address:
+    /// the same at both ends (they are sorted), and another for any other pair, also
+    /// for boards of another chassis that reuse the slot numbers and the secret.
+    pub fn pair(secret: &Secret, purpose: Purpose, a: (u16, SocketAddr), b: (u16, SocketAddr)) -> Key {
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        let end = |(slot, at): (u16, SocketAddr)| format!("slot {slot} at {} port {}", at.ip(), at.port());
+        let info = format!("aftr-ha {} v1: {}, {}", purpose.name(), end(lo), end(hi));
+        Key::derive(secret, info.as_bytes())
     }
 
     /// The (truncated) HMAC-SHA256 tag of `bytes`.
@@ -160,6 +253,7 @@ impl std::fmt::Debug for Key {
 }
 
 /// Builds one datagram: header, then records or raw payload, then the tag.
+#[derive(Clone)]
 pub struct Builder {
     buf: Vec<u8>,
     records: u16,
@@ -168,19 +262,19 @@ pub struct Builder {
 impl Builder {
     pub fn new(h: &Header) -> Builder {
         let mut buf = Vec::with_capacity(MAX_DATAGRAM);
-        buf.extend_from_slice(&MAGIC);
-        buf.push(VERSION);
-        buf.push(h.kind as u8);
-        buf.push(h.flags);
-        buf.push(0);
-        buf.extend_from_slice(&h.slot.to_be_bytes());
-        buf.extend_from_slice(&[0, 0]);
-        buf.extend_from_slice(&h.epoch.to_be_bytes());
-        buf.extend_from_slice(&h.seq.to_be_bytes());
-        buf.extend_from_slice(&h.ack.to_be_bytes());
-        // Payload length and record count, filled in by `finish`.
-        buf.extend_from_slice(&[0, 0, 0, 0]);
-        debug_assert_eq!(buf.len(), HEADER);
+        // Zeros where nothing goes; the payload length and record count are filled in
+        // by `finish`.
+        buf.resize(HEADER, 0);
+        buf[field::MAGIC].copy_from_slice(&MAGIC);
+        buf[field::VERSION] = VERSION;
+        buf[field::KIND] = h.kind as u8;
+        buf[field::FLAGS] = h.flags;
+        buf[field::SLOT].copy_from_slice(&h.slot.to_be_bytes());
+        buf[field::EPOCH].copy_from_slice(&h.epoch.to_be_bytes());
+        buf[field::NONCE].copy_from_slice(&h.nonce.to_be_bytes());
+        buf[field::ECHO].copy_from_slice(&h.echo.to_be_bytes());
+        buf[field::SEQ].copy_from_slice(&h.seq.to_be_bytes());
+        buf[field::ACK].copy_from_slice(&h.ack.to_be_bytes());
         Builder { buf, records: 0 }
     }
 
@@ -238,7 +332,7 @@ impl Builder {
 
     /// Sets the header's flags (known only once the records are in).
     pub fn set_flags(&mut self, flags: u8) {
-        self.buf[6] = flags;
+        self.buf[field::FLAGS] = flags;
     }
 
     /// Appends raw payload bytes (acknowledgement ranges, heartbeat state).
@@ -249,8 +343,8 @@ impl Builder {
     /// Seals the datagram with the key.
     pub fn finish(mut self, key: &Key) -> Vec<u8> {
         let len = (self.buf.len() - HEADER) as u16;
-        self.buf[36..38].copy_from_slice(&len.to_be_bytes());
-        self.buf[38..40].copy_from_slice(&self.records.to_be_bytes());
+        self.buf[field::LEN].copy_from_slice(&len.to_be_bytes());
+        self.buf[field::RECORDS].copy_from_slice(&self.records.to_be_bytes());
         let tag = key.tag(&self.buf);
         self.buf.extend_from_slice(&tag);
         self.buf
@@ -265,38 +359,48 @@ pub struct Message<'a> {
     pub payload: &'a [u8],
 }
 
-/// Checks a datagram and returns its header and payload. The tag is checked before
-/// anything of the content is believed.
-pub fn open<'a>(key: &Key, d: &'a [u8]) -> Result<Message<'a>, WireError> {
+/// The slot a datagram says it comes from, if it is a message of this version at all;
+/// not believed until its tag is checked ([`open`]), but enough to tell the peer's
+/// messages from our own multicast and from other boards' before any key is tried.
+pub fn sender(d: &[u8]) -> Result<u16, WireError> {
     if d.len() < HEADER + TAG {
         return Err(WireError::Short);
     }
-    if d[0..4] != MAGIC {
+    if d[field::MAGIC] != MAGIC {
         return Err(WireError::Magic);
     }
-    if d[4] != VERSION {
-        return Err(WireError::Version(d[4]));
+    if d[field::VERSION] != VERSION {
+        return Err(WireError::Version(d[field::VERSION]));
     }
+    Ok(u16::from_be_bytes([d[field::SLOT.start], d[field::SLOT.start + 1]]))
+}
+
+/// Checks a datagram and returns its header and payload. The tag is checked before
+/// anything of the content is believed.
+pub fn open<'a>(key: &Key, d: &'a [u8]) -> Result<Message<'a>, WireError> {
+    let slot = sender(d)?;
     let (body, tag) = d.split_at(d.len() - TAG);
     if !key.verify(body, tag) {
         return Err(WireError::Auth);
     }
-    let kind = Kind::from_u8(d[5]).ok_or(WireError::Kind(d[5]))?;
-    let be64 = |at: usize| u64::from_be_bytes(d[at..at + 8].try_into().expect("8 bytes"));
-    let len = u16::from_be_bytes([d[36], d[37]]) as usize;
+    let kind = Kind::from_u8(d[field::KIND]).ok_or(WireError::Kind(d[field::KIND]))?;
+    let be = |at: std::ops::Range<usize>| d[at].iter().fold(0u128, |v, &b| v << 8 | b as u128);
+    let len = be(field::LEN) as usize;
     if HEADER + len != body.len() {
         return Err(WireError::Length);
     }
     Ok(Message {
         header: Header {
             kind,
-            flags: d[6],
-            slot: u16::from_be_bytes([d[8], d[9]]),
-            epoch: be64(12),
-            seq: be64(20),
-            ack: be64(28),
+            flags: d[field::FLAGS],
+            slot,
+            epoch: be(field::EPOCH) as u64,
+            nonce: be(field::NONCE),
+            echo: be(field::ECHO),
+            seq: be(field::SEQ) as u64,
+            ack: be(field::ACK) as u64,
         },
-        records: u16::from_be_bytes([d[38], d[39]]),
+        records: be(field::RECORDS) as u16,
         payload: &body[HEADER..],
     })
 }
@@ -434,7 +538,52 @@ mod tests {
     }
 
     fn header(kind: Kind) -> Header {
-        Header { kind, flags: 0, slot: 1, epoch: 42, seq: 7, ack: 3 }
+        Header { kind, flags: 0, slot: 1, epoch: 42, nonce: 0x0a0b, echo: 0x0c0d, seq: 7, ack: 3 }
+    }
+
+    #[test]
+    fn the_header_is_laid_out_as_documented() {
+        let mut b = Builder::new(&Header { flags: FLAG_RESET, ..header(Kind::Data) });
+        b.raw(&[0xee]);
+        let d = b.finish(&Key::new(b"k"));
+        #[rustfmt::skip]
+        let want: [u8; HEADER] = [
+            b'A', b'F', b'H', b'A', VERSION, 2, FLAG_RESET, 0, 0, 1, 0, 0,
+            0, 0, 0, 0, 0, 0, 0, 42, // epoch
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0a, 0x0b, // nonce
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0c, 0x0d, // echo
+            0, 0, 0, 0, 0, 0, 0, 7, // seq
+            0, 0, 0, 0, 0, 0, 0, 3, // ack
+            0, 1, 0, 0, // payload length, records
+        ];
+        assert_eq!(d[..HEADER], want);
+        assert_eq!((d[HEADER], d.len()), (0xee, HEADER + 1 + TAG));
+        assert_eq!(sender(&d), Ok(1));
+    }
+
+    #[test]
+    fn keys_are_derived_per_pair_and_per_purpose() {
+        let secret = Secret::new(*b"0123456789abcdefghijkl");
+        let at = |s: &str| -> SocketAddr { s.parse().unwrap() };
+        let (one, two) = ((1, at("192.0.2.1:62000")), (2, at("192.0.2.2:62000")));
+        let mut b = Builder::new(&header(Kind::Heartbeat));
+        b.raw(&[1, 2, 3]);
+        let d = b.finish(&Key::pair(&secret, Purpose::Link, one, two));
+        // Both ends derive the same key, whichever is first.
+        assert!(open(&Key::pair(&secret, Purpose::Link, two, one), &d).is_ok());
+        // Another path, another pair, another chassis with the same slots, another secret.
+        let three = (3, at("192.0.2.3:62000"));
+        let elsewhere = (2, at("198.18.0.2:62000"));
+        for other in [
+            Key::pair(&secret, Purpose::Witness, one, two),
+            Key::pair(&secret, Purpose::Link, one, three),
+            Key::pair(&secret, Purpose::Link, one, elsewhere),
+            Key::pair(&Secret::new(*b"0123456789abcdefghijkm"), Purpose::Link, one, two),
+            Key::new(secret.expose()),
+        ] {
+            assert_eq!(open(&other, &d), Err(WireError::Auth));
+        }
+        assert_eq!(format!("{secret:?}"), "Secret(******)", "never shown, not even in a debug print");
     }
 
     #[test]

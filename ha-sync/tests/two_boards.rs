@@ -83,11 +83,12 @@ fn free_port() -> SocketAddr {
 fn settings(slot: u16, bind: SocketAddr, peer: SocketAddr, preferred: bool) -> Settings {
     Settings {
         slot,
+        peer_slot: 3 - slot,
         bind,
         peer,
         witness: None,
         links: Vec::new(),
-        key: b"lab-only-secret".to_vec(),
+        secret: ha_sync::wire::Secret::new(*b"lab-only-secret-0123456789"),
         locations: vec![Location { id: 1, preferred }],
         shares: Default::default(),
         softwire_mac: [0; 6],
@@ -167,6 +168,8 @@ fn sessions_survive_the_death_of_the_active_board() {
         flags: ha_sync::wire::FLAG_RELEASED,
         slot: 1,
         epoch: u64::MAX,
+        nonce: 1,
+        echo: 1,
         seq: 1,
         ack: 0,
     });

@@ -92,7 +92,7 @@ struct Loopback {
     standby_key: &'static [u8],
 }
 
-const KEY: &[u8] = b"bench";
+const KEY: &[u8] = b"bench-secret-0123456789";
 
 /// An active board (in the active role) and a standby joining it, over 127.0.0.1; the
 /// counter of what the standby installs.
@@ -101,11 +101,12 @@ fn loopback_pair(table: Vec<SessionRecord>, l: &Loopback) -> Result<(Node, Node,
     let (a, b): (SocketAddr, SocketAddr) = (port(0).map_err(|e| e.to_string())?, port(1).map_err(|e| e.to_string())?);
     let settings = |slot, bind, peer, preferred, key: &[u8]| Settings {
         slot,
+        peer_slot: 3 - slot,
         bind,
         peer,
         witness: None,
         links: Vec::new(),
-        key: key.to_vec(),
+        secret: ha_sync::wire::Secret::new(key),
         locations: vec![ha_sync::node::Location { id: 1, preferred }],
         shares: Default::default(),
         softwire_mac: [0; 6],
@@ -231,7 +232,7 @@ slot 2
 service-ha hot-backup enable
 service-ha delay-time 1
 service-ha preempt-time 3600
-service-ha preshared-key bench-secret
+service-ha preshared-key bench-secret-0123456789
 service-location 1
  location slot 1 backup slot 2
 service-instance-group g
@@ -624,7 +625,7 @@ fn main() -> ExitCode {
 fn run(kills: usize, records: u32, bulk: u32, broken: Option<Break>) -> Result<(), String> {
     let l = Loopback {
         limit: Duration::from_secs(60),
-        standby_key: if broken == Some(Break::WrongKey) { b"another" } else { KEY },
+        standby_key: if broken == Some(Break::WrongKey) { b"another-secret-0123456" } else { KEY },
     };
     let rate = replication_rate(records, &l)?;
     println!("replication on loopback: {rate:.0} records/s ({records} session records)");
@@ -648,7 +649,7 @@ mod tests {
 
     #[test]
     fn a_standby_that_counts_nothing_fails_the_loopback_figures() {
-        let l = Loopback { limit: Duration::from_secs(1), standby_key: b"another" };
+        let l = Loopback { limit: Duration::from_secs(1), standby_key: b"another-secret-0123456" };
         let e = replication_rate(1000, &l).unwrap_err();
         assert!(e.contains("did not get in sync"), "{e}");
         let e = bulk_sync_secs(1000, &l).unwrap_err();

@@ -146,7 +146,9 @@ fn interactive(socket: &std::path::Path) -> ExitCode {
                 }
                 continue;
             }
-            let text = control::display::render(&s.candidate);
+            // In clear: a key typed in this session goes to the daemon (over its socket,
+            // mode 0600); one read back from its display is `******`, its own.
+            let text = control::display::render_in_clear(&s.candidate);
             match request(socket, &format!("commit\n{text}")) {
                 Ok((true, msg)) => {
                     // The daemon took it: it is the running configuration now.

@@ -38,7 +38,13 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let (config, _) = match control::parse::parse(&text) {
+    // The key is read as the board would read it at start (its file or credential).
+    let credentials = control::secret::credentials_directory();
+    let parsed = control::parse::parse(&text).and_then(|(mut c, pos)| {
+        let secret = control::secret::resolve(&mut c, &pos, None, credentials.as_deref()).map_err(|e| vec![e])?;
+        Ok((c, secret))
+    });
+    let (config, secret) = match parsed {
         Ok(c) => c,
         Err(errors) => {
             for ConfigError { line, column, message } in errors {
@@ -61,7 +67,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let Some(slot) = slot else { return usage() };
-    match run(&file, config, slot, value("--socket").map(PathBuf::from)) {
+    match run(&file, config, secret, slot, value("--socket").map(PathBuf::from)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("aftrd: {e:#}");
@@ -70,7 +76,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(file: &str, config: control::config::Config, slot: u32, socket: Option<PathBuf>) -> anyhow::Result<()> {
+fn run(
+    file: &str,
+    config: control::config::Config,
+    secret: Option<control::config::Secret>,
+    slot: u32,
+    socket: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let plan = control::plan::plan(&config);
     let slot_cfg = config.slots.get(&slot).ok_or_else(|| anyhow::anyhow!("slot {slot} is not defined in {file}"))?;
     let cores = slot_cfg.cores.clone();
@@ -93,7 +105,8 @@ fn run(file: &str, config: control::config::Config, slot: u32, socket: Option<Pa
     }));
     let l2 = logger.clone();
     let seed = dataplane::board::random_seed().map_err(|e| anyhow::anyhow!("the kernel's random source: {e}"))?;
-    let ha_settings = control::ha::settings(&config, &plan, slot).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+    let ha_settings =
+        control::ha::settings(&config, &plan, slot, secret.as_ref()).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
     // The HA thread's event input exists before the board, which feeds it from its
     // first event; the thread itself starts once the board's handle is there.
     let (ha_events, ha_input) = ha_settings.as_ref().map(|_| ha_sync::node::events()).unzip();
@@ -165,6 +178,7 @@ fn run(file: &str, config: control::config::Config, slot: u32, socket: Option<Pa
         slot,
         file: PathBuf::from(file),
         running: config,
+        secret,
         board,
         ha,
         logger,

@@ -55,7 +55,7 @@ fn leading(words: &[Word]) -> Vec<&'static str> {
 
 impl<'a, 'b> Matcher<'a, 'b> {
     fn new(toks: &'b [Tok<'a>], line: usize, end_col: usize) -> Self {
-        Matcher { w: Words { toks, at: 0, line, end_col }, args: Args::default(), wanted: Vec::new() }
+        Matcher { w: Words { toks, at: 0, line, end_col, quiet: false }, args: Args::default(), wanted: Vec::new() }
     }
 
     /// Notes `what` as a possible next word if the words have run out.
@@ -111,8 +111,14 @@ impl<'a, 'b> Matcher<'a, 'b> {
             i += 1;
         };
         let words = syntax(command).unwrap_or_default();
+        // Any word of a command that takes a key may be a key typed in the wrong place,
+        // or the rest of one typed with spaces: no error quotes them.
+        self.w.quiet = holds_secret(words);
         self.seq(&words[i..])?;
         self.want(["<cr>"]);
+        if self.w.peek().is_some() && self.w.quiet {
+            return Err(self.w.err("unexpected words after the key (a key is one word)"));
+        }
         self.w.end()?;
         Ok(Found { command, undo, args: std::mem::take(&mut self.args), at })
     }
@@ -191,6 +197,16 @@ impl<'a, 'b> Matcher<'a, 'b> {
         }
         Ok(())
     }
+}
+
+/// Whether a command's words take a secret.
+fn holds_secret(words: &[Word]) -> bool {
+    words.iter().any(|w| match w {
+        Word::Arg(a) | Word::Repeated(a) => matches!(a.kind, super::Kind::Secret { .. }),
+        Word::Optional(inner) => holds_secret(inner),
+        Word::Choice(alts) => alts.iter().any(|a| holds_secret(a)),
+        Word::Key(_) => false,
+    })
 }
 
 /// What a sequence of words may start with, for completion.

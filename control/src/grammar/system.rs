@@ -2,10 +2,13 @@
 //! views of slots, service locations, groups, pools and instances, NAT logs, metrics.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use super::Word::*;
 use super::{Action, Arg, Command, Kind, Print, View, Word};
 use crate::config::*;
+use crate::error::ConfigError;
+use crate::secret::{MASK, MAX_CHARS, MIN_CHARS};
 
 const fn number(name: &'static str, what: &'static str, (min, max): (u32, u32)) -> Word {
     Arg(Arg { name, what, kind: Kind::Number { min, max } })
@@ -95,13 +98,32 @@ pub static COMMANDS: &[Command] = &[
         syntax: &[
             Key("service-ha"),
             Key("preshared-key"),
-            Arg(Arg { name: "KEY", what: "a key", kind: Kind::Text { min: 8, max: 128 } }),
+            Choice(&[
+                &[Key("file"), Arg(Arg { name: "PATH", what: "a key file", kind: Kind::Path })],
+                &[Key("credential"), name("NAME", "a systemd credential")],
+                &[Arg(Arg { name: "KEY", what: "a key", kind: Kind::Secret { min: MIN_CHARS, max: MAX_CHARS } })],
+            ]),
         ],
         undo: Some(&[Key("service-ha"), Key("preshared-key")]),
-        help: "authenticates the HA channel, 8-128 characters",
+        help: "the HA secret: 22-128 characters (`openssl rand -base64 24`), or read from a file or a systemd credential; displayed ******",
         action: Action::Edit {
             apply: |e, a| {
-                e.config.ha.key = Some(a.text("KEY"));
+                let source = if a.has("file") {
+                    KeySource::File(PathBuf::from(a.text("PATH")))
+                } else if a.has("credential") {
+                    let name = a.text("NAME");
+                    if name.starts_with('.') {
+                        return Err(ConfigError::at(a.pos("NAME"), "a credential's name does not start with `.`"));
+                    }
+                    KeySource::Credential(name)
+                } else {
+                    match a.text("KEY") {
+                        k if k == MASK => KeySource::Running,
+                        k => KeySource::Inline(Secret::new(k)),
+                    }
+                };
+                e.config.ha.key = Some(source);
+                e.positions.insert(crate::secret::STATEMENT.to_string(), e.at);
                 Ok(())
             },
             undo: |e, _| {
@@ -109,7 +131,7 @@ pub static COMMANDS: &[Command] = &[
                 Ok(())
             },
         },
-        print: Print::Lines(|c, _| line_of(&c.ha.key, |k| format!("service-ha preshared-key {k}"))),
+        print: Print::Secret(|c, in_clear| line_of(&c.ha.key, |k| crate::secret::statement(k, in_clear))),
     },
     Command {
         syntax: &[

@@ -68,6 +68,8 @@ pub struct Words<'a, 'b> {
     pub line: usize,
     /// The column just after the line, where "incomplete command" errors point.
     pub end_col: usize,
+    /// Errors do not quote the words (they may be a secret).
+    pub quiet: bool,
 }
 
 impl<'a> Words<'a, '_> {
@@ -77,6 +79,10 @@ impl<'a> Words<'a, '_> {
     }
     pub fn err(&self, msg: impl Into<String>) -> ConfigError {
         ConfigError::at(self.pos(), msg)
+    }
+    /// ", found `WORD`" for an error about `w`, unless the words are not to be quoted.
+    fn found(&self, w: &str) -> String {
+        if self.quiet { String::new() } else { format!(", found `{w}`") }
     }
     pub fn peek(&self) -> Option<&'a str> {
         self.toks.get(self.at).map(|t| t.text)
@@ -95,7 +101,7 @@ impl<'a> Words<'a, '_> {
         let pos = self.pos();
         let what = listing(keywords);
         let w = self.next(&what)?;
-        pick(w, keywords).ok_or_else(|| ConfigError::at(pos, format!("expected {what}, found `{w}`")))
+        pick(w, keywords).ok_or_else(|| ConfigError::at(pos, format!("expected {what}{}", self.found(w))))
     }
     /// No word left.
     pub fn end(&self) -> Result<(), ConfigError> {
@@ -114,7 +120,7 @@ impl<'a> Words<'a, '_> {
                 let w = self.next(&format!("{what} ({min}-{max})"))?;
                 let v = match w.parse::<u32>() {
                     Ok(v) if v >= min && v <= max => v,
-                    _ => return Err(bad(format!("expected {what} from {min} to {max}, found `{w}`"))),
+                    _ => return Err(bad(format!("expected {what} from {min} to {max}{}", self.found(w)))),
                 };
                 if matches!(arg.kind, Kind::PowerOfTwo { .. }) && !v.is_power_of_two() {
                     return Err(bad(format!("expected a power of two from {min} to {max}, found {v}")));
@@ -124,7 +130,7 @@ impl<'a> Words<'a, '_> {
             Kind::Name => {
                 let w = self.next(what)?;
                 if w.len() > 31 || !w.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-                    return Err(bad(format!("expected {what} (1-31 letters, digits, `-`, `_`, `.`), found `{w}`")));
+                    return Err(bad(format!("expected {what} (1-31 letters, digits, `-`, `_`, `.`){}", self.found(w))));
                 }
                 Ok(Value::Text(w.to_string()))
             }
@@ -135,24 +141,39 @@ impl<'a> Words<'a, '_> {
                 }
                 Ok(Value::Text(w.to_string()))
             }
+            Kind::Secret { min, max } => {
+                let w = self.next(what)?;
+                let n = w.chars().count();
+                if w != crate::secret::MASK && (n < min || n > max) {
+                    let how = crate::secret::HOW_TO_MAKE;
+                    return Err(bad(format!(
+                        "expected {what} of {min} to {max} characters, {n} given: a key carries at least 128 bits; {how}"
+                    )));
+                }
+                Ok(Value::Text(w.to_string()))
+            }
             Kind::Path => {
                 let w = self.next(what)?;
                 if !w.starts_with('/') || w.len() > 4096 {
-                    return Err(bad(format!("expected {what} (an absolute path), found `{w}`")));
+                    return Err(bad(format!("expected {what} (an absolute path){}", self.found(w))));
                 }
                 Ok(Value::Text(w.to_string()))
             }
             Kind::Ipv4 => {
                 let w = self.next(what)?;
-                w.parse().map(Value::Ipv4).map_err(|_| bad(format!("expected {what} (an IPv4 address), found `{w}`")))
+                w.parse()
+                    .map(Value::Ipv4)
+                    .map_err(|_| bad(format!("expected {what} (an IPv4 address){}", self.found(w))))
             }
             Kind::Ipv6 => {
                 let w = self.next(what)?;
-                w.parse().map(Value::Ipv6).map_err(|_| bad(format!("expected {what} (an IPv6 address), found `{w}`")))
+                w.parse()
+                    .map(Value::Ipv6)
+                    .map_err(|_| bad(format!("expected {what} (an IPv6 address){}", self.found(w))))
             }
             Kind::Ip => {
                 let w = self.next(what)?;
-                w.parse().map(Value::Ip).map_err(|_| bad(format!("expected {what} (an IP address), found `{w}`")))
+                w.parse().map(Value::Ip).map_err(|_| bad(format!("expected {what} (an IP address){}", self.found(w))))
             }
         }
     }

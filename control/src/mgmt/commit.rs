@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::{Daemon, Reply};
 use crate::chassis::{self, Answer, Phase};
-use crate::config::Config;
+use crate::config::{Config, KeySource, Secret};
 use crate::error::ConfigError;
 use crate::natlog::NatLogger;
 use ha_sync::wire::Key;
@@ -26,6 +26,7 @@ pub struct Chassis {
 pub struct Prepared {
     text: String,
     config: Config,
+    secret: Option<Secret>,
     ec: dataplane::config::EngineConfig,
     ha: Option<ha_sync::node::Settings>,
     metrics: Option<Option<crate::metrics::Listener>>,
@@ -54,7 +55,7 @@ impl Daemon {
             return Some(format!("slot {slot}: changing `{what}` needs a restart of the board"));
         }
         let old_plan = crate::plan::plan(&self.running);
-        let old_ha = crate::ha::settings(&self.running, &old_plan, slot).ok().flatten();
+        let old_ha = crate::ha::settings(&self.running, &old_plan, slot, self.secret.as_ref()).ok().flatten();
         match (old_ha, new_ha) {
             (Some(old), Some(new)) => ha_sync::protocol::unchangeable(&old, new),
             (None, None) => None,
@@ -68,21 +69,23 @@ impl Daemon {
     /// (syntax, semantics, what cannot change while running) and binds a moved metrics
     /// listener; nothing changes yet.
     pub(super) fn prepare(&self, text: &str) -> Result<Prepared, String> {
-        let config = match crate::parse::parse(text) {
-            Ok((c, _)) => c,
-            Err(errors) => {
-                let mut o = String::new();
-                for ConfigError { line, column, message } in errors {
-                    let _ = writeln!(o, "{line}:{column}: {message}");
-                }
-                return Err(o);
+        let lines = |errors: Vec<ConfigError>| {
+            let mut o = String::new();
+            for ConfigError { line, column, message } in errors {
+                let _ = writeln!(o, "{line}:{column}: {message}");
             }
+            o
         };
+        let (mut config, positions) = crate::parse::parse(text).map_err(lines)?;
+        // `******` keeps the running key; a key file or credential is read now.
+        let credentials = crate::secret::credentials_directory();
+        let secret = crate::secret::resolve(&mut config, &positions, Some(&self.running), credentials.as_deref())
+            .map_err(|e| lines(vec![e]))?;
         let plan = crate::plan::plan(&config);
         let Some(ec) = crate::plan::engine_config(&config, &plan, self.slot) else {
             return Err(format!("slot {} would serve no DS-Lite instance\n", self.slot));
         };
-        let ha = crate::ha::settings(&config, &plan, self.slot).map_err(|e| format!("{e}\n"))?;
+        let ha = crate::ha::settings(&config, &plan, self.slot, secret.as_ref()).map_err(|e| format!("{e}\n"))?;
         if let Some(why) = self.unchangeable(&config, &ha) {
             return Err(format!("{why}; nothing was applied\n"));
         }
@@ -98,14 +101,14 @@ impl Daemon {
             None if self.running.metrics.is_some() => Some(None),
             _ => None,
         };
-        Ok(Prepared { text: text.to_string(), config, ec, ha, metrics })
+        Ok(Prepared { text: text.to_string(), config, secret, ec, ha, metrics })
     }
 
     /// Applies a prepared configuration to every part of the running board: the engines
     /// (every session the new settings allow is kept; counters go on), the XDP programs
     /// and ARP/ND answers, the hot-backup timers and delay-time, NAT logging and metrics.
     pub(super) fn apply(&mut self, p: Prepared) -> Reply {
-        let Prepared { config, ec, ha, metrics, .. } = p;
+        let Prepared { config, secret, ec, ha, metrics, .. } = p;
         let carried = match self.board.reconfigure(ec) {
             Ok(c) => c,
             Err(e) => return Reply::Error(format!("{e}\n")),
@@ -125,6 +128,7 @@ impl Daemon {
             self.metrics = m;
         }
         self.running = config;
+        self.secret = secret;
         Reply::Ok(format!("committed; {} sessions kept, {} ended\n", carried.kept, carried.ended))
     }
 
@@ -137,10 +141,10 @@ impl Daemon {
         }
     }
 
-    /// The key that signs chassis commits: the running one (both boards hold it while
-    /// their configurations agree), else the new configuration's.
-    pub(super) fn chassis_key(&self, new: &Config) -> Option<Key> {
-        self.running.ha.key.as_ref().or(new.ha.key.as_ref()).map(|k| Key::new(k.as_bytes()))
+    /// The key that signs chassis commits, from the running secret (both boards hold
+    /// it while their configurations agree), else from the new configuration's.
+    pub(super) fn chassis_key(&self, new: Option<&Secret>) -> Option<Key> {
+        self.secret.as_ref().or(new).map(chassis::key)
     }
 
     /// A commit for the chassis (`crate::chassis`): checked here, then by every other
@@ -158,7 +162,7 @@ impl Daemon {
             .filter(|(id, _)| **id != self.slot)
             .filter_map(|(id, s)| s.ha_address.map(|a| (*id, a)))
             .collect();
-        let Some(key) = self.chassis_key(&prepared.config).filter(|_| !targets.is_empty()) else {
+        let Some(key) = self.chassis_key(prepared.secret.as_ref()).filter(|_| !targets.is_empty()) else {
             return self.apply(prepared);
         };
         let nonce = chassis::nonce();
@@ -236,7 +240,7 @@ impl Daemon {
 
     /// Answers one chassis-commit request from another board (see `crate::chassis`).
     pub fn chassis_request(&mut self, bytes: &[u8]) -> Vec<u8> {
-        let Some(key) = self.chassis_key(&self.running) else {
+        let Some(key) = self.chassis_key(None) else {
             return b"error -\nthis board has no service-ha preshared-key\n".to_vec();
         };
         let r = match self.chassis.replay.check(&key, bytes) {
@@ -270,9 +274,11 @@ impl Daemon {
     }
 
     /// `save`: writes the running configuration to the daemon's file, atomically; the
-    /// previous file is kept beside it as `FILE.bak`.
+    /// previous file is kept beside it as `FILE.bak`. An inline key is written in clear
+    /// (the file must start the board with it), so the file is then its owner's alone.
     pub(super) fn save(&self) -> Reply {
-        match write_keeping_previous(&self.file, &crate::display::render(&self.running)) {
+        let secret = matches!(self.running.ha.key, Some(KeySource::Inline(_)));
+        match write_keeping_previous(&self.file, &crate::display::render_in_clear(&self.running), secret) {
             Ok(bak) => Reply::Ok(format!(
                 "Info: the running configuration is saved to {} (the previous file is {})\n",
                 self.file.display(),
@@ -286,7 +292,9 @@ impl Daemon {
 /// Writes `text` to `path` so that a reader (or a crash) sees the old file or the new
 /// one, never a part: a temporary file in the same directory, synced, renamed over it,
 /// the directory synced. The old file is first copied to `path.bak`, which is returned.
-fn write_keeping_previous(path: &Path, text: &str) -> std::io::Result<PathBuf> {
+/// With `secret`, the new file is readable by its owner only.
+fn write_keeping_previous(path: &Path, text: &str, secret: bool) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -295,11 +303,11 @@ fn write_keeping_previous(path: &Path, text: &str) -> std::io::Result<PathBuf> {
     let bak = dir.join(format!("{name}.bak"));
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let written = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        // Nobody else reads it while it is written; then it gets the old file's mode.
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
         f.write_all(text.as_bytes())?;
-        if let Ok(meta) = std::fs::metadata(path) {
-            f.set_permissions(meta.permissions())?;
-        }
+        let mode = std::fs::metadata(path).map(|m| m.permissions().mode()).unwrap_or(0o644);
+        f.set_permissions(std::fs::Permissions::from_mode(if secret { mode & 0o700 } else { mode }))?;
         f.sync_all()
     })();
     if let Err(e) = written {

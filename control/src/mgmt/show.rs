@@ -102,8 +102,8 @@ impl Daemon {
         );
         let _ = writeln!(
             o,
-            "refused messages: {} unauthenticated, {} replayed, {} malformed",
-            st.rejected_auth, st.rejected_replay, st.rejected_malformed
+            "refused messages: {} unauthenticated, {} replayed, {} malformed, {} from another slot",
+            st.rejected_auth, st.rejected_replay, st.rejected_malformed, st.rejected_slot
         );
         match &st.last_change {
             Some((ms, why)) => {
@@ -128,7 +128,12 @@ impl Daemon {
             ha.preempt_time,
             ha.heartbeat_ms,
             ha.dead_count,
-            if ha.key.is_some() { "configured" } else { "not configured" },
+            match &ha.key {
+                None => "not configured".to_string(),
+                Some(crate::config::KeySource::File(p)) => format!("file {}", p.display()),
+                Some(crate::config::KeySource::Credential(n)) => format!("credential {n}"),
+                Some(_) => "configured".to_string(),
+            },
         )
     }
 

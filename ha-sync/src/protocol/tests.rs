@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use dataplane::nat::events::{BlockRecord, InstallError, Refused, SessionEvent, SessionRecord, SweepKeys};
 
 use super::*;
-use crate::wire::{Builder, Header, Key, Kind};
+use crate::wire::{Builder, Header, Key, Kind, Purpose, Secret};
 
 const UNIX0_MS: u64 = 1_700_000_000_000;
 const HEARTBEAT: u64 = 20;
@@ -18,17 +18,30 @@ const DEAD_COUNT: u32 = 5;
 const DEAD: u64 = HEARTBEAT * DEAD_COUNT as u64;
 const PREEMPT: u64 = 1500;
 const DELAY_S: u32 = 1;
-const KEY: &[u8] = b"lab-only-secret";
+const KEY: &[u8] = b"lab-only-secret-0123456789";
+/// When two boards started together first believe each other (ms): both send a
+/// heartbeat at 0, which the other cannot believe yet (it does not echo its nonce) but
+/// answers at once, at 1; the answers arrive at 2. One link round trip.
+const MET: u64 = 2;
+
+fn addr() -> SocketAddr {
+    "127.0.0.1:62000".parse().expect("an address")
+}
+
+/// The key of `purpose` between slots 1 and 2.
+fn key(purpose: Purpose) -> Key {
+    Key::pair(&Secret::new(KEY), purpose, (1, addr()), (2, addr()))
+}
 
 fn settings(slot: u16, preferred: bool, dead_count: u32) -> Settings {
-    let addr: SocketAddr = "127.0.0.1:62000".parse().expect("an address");
     Settings {
         slot,
-        bind: addr,
-        peer: addr,
+        peer_slot: 3 - slot,
+        bind: addr(),
+        peer: addr(),
         witness: None,
         links: Vec::new(),
-        key: KEY.to_vec(),
+        secret: Secret::new(KEY),
         locations: vec![Location { id: 1, preferred }],
         shares: PoolShares::default(),
         softwire_mac: [0; 6],
@@ -234,7 +247,9 @@ impl Sim {
     fn start_with(&mut self, i: usize, s: Settings, witness: bool) {
         self.sides[i].board.shares = s.shares.clone();
         let epoch = (UNIX0_MS + self.ms) * 1000 + i as u64;
-        self.sides[i].proto = Some(Protocol::new(s, epoch, 64, witness, self.now()));
+        // Any nonce that no other incarnation has.
+        let me = Incarnation { epoch, nonce: (epoch as u128) << 64 | 0x5eed };
+        self.sides[i].proto = Some(Protocol::new(s, me, 64, witness, self.now()));
     }
 
     fn stop(&mut self, i: usize) {
@@ -490,8 +505,8 @@ fn the_preferred_board_takes_the_role_and_the_other_goes_standby() {
         let sim = settled(1, CLEAN, DEAD_COUNT, drive);
         let (a, b) = (sim.status(0), sim.status(1));
         assert_eq!((a.role, b.role), (Role::Active, Role::Standby));
-        assert_eq!(sim.sides[0].board.activations(), vec![(1, true)], "on the peer's first heartbeat");
-        assert_eq!(sim.sides[1].board.activations(), vec![(1, false)]);
+        assert_eq!(sim.sides[0].board.activations(), vec![(MET, true)], "on the peer's first believed heartbeat");
+        assert_eq!(sim.sides[1].board.activations(), vec![(MET, false)]);
         assert_eq!(a.last_change.as_ref().map(|c| c.1.as_str()), Some("active: the preferred board of the location"));
         assert_eq!(b.last_change.as_ref().map(|c| c.1.as_str()), Some("standby: the peer is the preferred board"));
         assert_eq!((a.peer_role, b.peer_role), (Some(Role::Standby), Some(Role::Active)));
@@ -510,7 +525,7 @@ fn the_standby_takes_over_after_dead_count_heartbeats_of_silence() {
         let mut sim = settled(2, CLEAN, DEAD_COUNT, drive);
         // The active board's last heartbeat went out at 1000 ms (one every 20 ms).
         let last = sim.sides[0].sent.iter().rev().find(|(_, ch, d)| {
-            *ch == Channel::Link && wire::open(&Key::new(KEY), d).is_ok_and(|m| m.header.kind == Kind::Heartbeat)
+            *ch == Channel::Link && wire::open(&key(Purpose::Link), d).is_ok_and(|m| m.header.kind == Kind::Heartbeat)
         });
         assert_eq!(last.map(|l| l.0), Some(1000));
         sim.ms = 1001;
@@ -519,7 +534,7 @@ fn the_standby_takes_over_after_dead_count_heartbeats_of_silence() {
         assert_eq!(sim.status(1).role, Role::Standby, "not before the dead interval");
         sim.run_until(1200, drive);
         // Heard at 1001; silent for the dead interval at 1101.
-        assert_eq!(sim.sides[1].board.activations(), vec![(1, false), (1001 + DEAD, true)]);
+        assert_eq!(sim.sides[1].board.activations(), vec![(MET, false), (1001 + DEAD, true)]);
         let st = sim.status(1);
         assert_eq!(st.last_change.map(|c| c.1), Some("active: the peer went silent".to_string()));
         assert!(!st.peer_alive);
@@ -563,7 +578,9 @@ fn the_preferred_board_returns_syncs_and_preempts_after_preempt_time() {
         let synced = sim.ms;
         assert_eq!(sim.status(0).role, Role::Standby);
         assert_eq!(sim.sides[0].board.sessions.len(), 50, "the bulk sync carried the table");
-        assert_eq!(sim.sides[0].board.activations(), vec![(2001, false)], "the peer is active");
+        // Started at 2001, it heard the peer at once but believes it a round trip later,
+        // once the peer echoes the new nonce.
+        assert_eq!(sim.sides[0].board.activations(), vec![(2003, false)], "the peer is active");
         sim.run_until(synced + 3000, drive);
         let a = sim.sides[0].board.activations();
         assert_eq!(a.len(), 2, "{a:?}");
@@ -649,7 +666,7 @@ fn thirty_seconds_of_loss_and_delay_on_the_ha_link_change_no_role_and_lose_no_re
 
 /// The last datagram of `kind` side `i` sent on the HA link.
 fn last_sent(sim: &Sim, i: usize, kind: Kind) -> Vec<u8> {
-    let key = Key::new(KEY);
+    let key = key(Purpose::Link);
     let found = sim.sides[i]
         .sent
         .iter()
@@ -666,11 +683,11 @@ fn replayed_forged_and_truncated_datagrams_are_refused_and_counted() {
     let before = sim.status(1);
     // A replay: the peer's last heartbeat again.
     let hb = last_sent(&sim, 0, Kind::Heartbeat);
-    let epoch = wire::open(&Key::new(KEY), &hb).expect("authentic").header.epoch;
+    let said = wire::open(&key(Purpose::Link), &hb).expect("authentic").header;
     sim.inject(1, Channel::Link, &hb);
     assert_eq!(sim.status(1).rejected_replay, before.rejected_replay + 1);
     // A forged release: the right shape, another key.
-    let h = Header { kind: Kind::Switchover, flags: wire::FLAG_RELEASED, slot: 1, epoch: u64::MAX, seq: 1, ack: 0 };
+    let h = Header { kind: Kind::Switchover, flags: wire::FLAG_RELEASED, epoch: u64::MAX, seq: 1, ..said };
     sim.inject(1, Channel::Link, &Builder::new(&h).finish(&Key::new(b"guessed")));
     assert_eq!(sim.status(1).rejected_auth, before.rejected_auth + 1);
     // Truncated: shorter than a header and a tag.
@@ -678,28 +695,35 @@ fn replayed_forged_and_truncated_datagrams_are_refused_and_counted() {
     assert_eq!(sim.status(1).rejected_malformed, before.rejected_malformed + 1);
     // Authentic, but a heartbeat with a role that does not exist (on the witness path,
     // whose counter nothing else moves here).
-    let h = Header { kind: Kind::Heartbeat, flags: 0, slot: 1, epoch, seq: 1, ack: 0 };
+    let h = Header { seq: 1, ..said };
     let mut b = Builder::new(&h);
     b.raw(&[9, 1, 1]);
-    sim.inject(1, Channel::Witness, &b.finish(&Key::new(KEY)));
+    sim.inject(1, Channel::Witness, &b.finish(&key(Purpose::Witness)));
     assert_eq!(sim.status(1).rejected_malformed, before.rejected_malformed + 2);
     // None of it changed a role or reached the board.
     assert!(sim.sides[1].proto.as_mut().expect("running").poll().is_none());
     sim.run_until(1200, Drive::EveryMs);
     assert_eq!(sim.status(1).role, Role::Standby);
-    assert_eq!(sim.sides[1].board.activations(), vec![(1, false)]);
+    assert_eq!(sim.sides[1].board.activations(), vec![(MET, false)]);
 }
 
-#[test]
-fn a_peer_restart_starts_its_stream_over_and_old_incarnations_are_replays() {
-    let mut sim = settled(7, CLEAN, DEAD_COUNT, Drive::EveryMs);
+/// A settled pair whose standby holds 20 sessions of the active board, replicated by
+/// `until` (ms); and when the sessions were created (unix seconds).
+fn replicated(seed: u64, until: u64) -> (Sim, u32) {
+    let mut sim = settled(seed, CLEAN, DEAD_COUNT, Drive::EveryMs);
     let old = sim.unix_s() - 10;
     for n in 0..20 {
         sim.event(0, SessionEvent::BlockAllocated(block(n)));
         sim.event(0, SessionEvent::Created(session(n, old)));
     }
-    sim.run_until(1100, Drive::EveryMs);
+    sim.run_until(until, Drive::EveryMs);
     assert_eq!(sim.sides[1].board.sessions.len(), 20);
+    (sim, old)
+}
+
+#[test]
+fn a_peer_restart_starts_its_stream_over_and_old_incarnations_are_replays() {
+    let (mut sim, old) = replicated(7, 1100);
     let old_hb = last_sent(&sim, 0, Kind::Heartbeat);
     // The active board restarts within the dead interval, with a smaller table.
     sim.stop(0);
@@ -725,11 +749,199 @@ fn a_peer_restart_starts_its_stream_over_and_old_incarnations_are_replays() {
     for n in 100..105 {
         assert!(sim.sides[1].board.sessions.contains_key(&key_of(&session(n, old))));
     }
-    assert_eq!(sim.sides[1].board.activations(), vec![(1, false)], "the standby never went active");
+    assert_eq!(sim.sides[1].board.activations(), vec![(MET, false)], "the standby never went active");
     // A datagram of the old incarnation is a replay now.
     let before = b.rejected_replay;
     sim.inject(1, Channel::Link, &old_hb);
     assert_eq!(sim.status(1).rejected_replay, before + 1);
+}
+
+/// What a holder of the secret can make: `h` and `payload`, sealed with `key`.
+fn sealed(h: &Header, payload: &[u8], key: &Key) -> Vec<u8> {
+    let mut b = Builder::new(h);
+    b.raw(payload);
+    b.finish(key)
+}
+
+/// The first heartbeat on the HA link of a board with settings `s`, which has heard
+/// no one yet.
+fn first_heartbeat(sim: &Sim, s: Settings) -> Vec<u8> {
+    let me = Incarnation { epoch: (UNIX0_MS + sim.ms) * 1000 + 9, nonce: 0xbad };
+    let mut p = Protocol::new(s, me, 64, false, sim.now());
+    p.handle_timeout(sim.now());
+    let link = |o| match o {
+        Output::Transmit(Channel::Link, d) => Some(d),
+        _ => None,
+    };
+    std::iter::from_fn(|| p.poll()).find_map(link).expect("a heartbeat")
+}
+
+/// How many things each side's board was asked to do so far.
+fn work_done(sim: &Sim) -> [usize; 2] {
+    [sim.sides[0].board.done.len(), sim.sides[1].board.done.len()]
+}
+
+#[test]
+fn a_board_of_another_slot_is_refused_and_counted_even_with_the_secret() {
+    let mut sim = settled(20, CLEAN, DEAD_COUNT, Drive::EveryMs);
+    let before = [sim.status(0), sim.status(1)];
+    let done = work_done(&sim);
+    // Slot 3, paired with slot 1 elsewhere in the chassis, holds the same secret: its
+    // heartbeats say it is the preferred board of location 1, and active.
+    let mut three = settings(3, true, DEAD_COUNT);
+    three.peer_slot = 1;
+    let honest = first_heartbeat(&sim, three);
+    // With the secret it can also derive this pair's key, and echo each board's nonce
+    // from the heartbeats it hears: only its slot gives it away.
+    let active = last_sent(&sim, 0, Kind::Heartbeat);
+    let said = wire::open(&key(Purpose::Link), &active).expect("authentic");
+    for i in 0..2 {
+        let echo = sim.proto(i).me.nonce;
+        let h = Header { slot: 3, epoch: said.header.epoch + 1, echo, seq: u64::MAX / 2, ..said.header };
+        let forged = sealed(&h, said.payload, &key(Purpose::Link));
+        sim.inject(i, Channel::Link, &honest);
+        sim.inject(i, Channel::Link, &forged);
+    }
+    assert_eq!(work_done(&sim), done, "none of it reached a board");
+    sim.run_until(2000, Drive::EveryMs);
+    for (i, before) in before.iter().enumerate() {
+        let st = sim.status(i);
+        assert_eq!(st.rejected_slot, before.rejected_slot + 2, "side {i}");
+        assert_eq!((st.rejected_auth, st.rejected_replay), (0, 0), "side {i}");
+        assert!(st.in_sync && st.peer_alive, "side {i}: the pair goes on as before: {st:?}");
+    }
+    assert_eq!((sim.status(0).role, sim.status(1).role), (Role::Active, Role::Standby));
+    assert_eq!(sim.sides[1].board.activations(), vec![(MET, false)]);
+    assert_eq!(sim.sides[0].board.activations(), vec![(MET, true)]);
+}
+
+#[test]
+fn a_board_of_another_pair_with_the_same_secret_and_slots_is_not_believed() {
+    let mut sim = Sim::new(21, CLEAN);
+    sim.start(0, DEAD_COUNT, true);
+    sim.start(1, DEAD_COUNT, true);
+    sim.run_until(1000, Drive::EveryMs);
+    let before = sim.status(0);
+    let done = work_done(&sim);
+    // Slot 2 of another chassis (its own HA addresses) with the same secret, and the
+    // best it can do: this board's nonce echoed, a newer epoch than the peer's.
+    let mut other = settings(2, false, DEAD_COUNT);
+    (other.bind, other.peer) = ("127.0.0.2:62000".parse().unwrap(), "127.0.0.3:62000".parse().unwrap());
+    let standby = last_sent(&sim, 1, Kind::Heartbeat);
+    let said = wire::open(&key(Purpose::Link), &standby).expect("authentic");
+    let echo = sim.proto(0).me.nonce;
+    let h = Header { epoch: said.header.epoch + 1, echo, seq: u64::MAX / 2, ..said.header };
+    sim.inject(0, Channel::Link, &sealed(&h, said.payload, &other.key(Purpose::Link)));
+    assert_eq!(sim.status(0).rejected_auth, before.rejected_auth + 1);
+    // The peer's witness heartbeats, which any subscriber hears, are worth nothing on
+    // the HA link: a key per path.
+    let witness = sim.sides[1].sent.iter().rev().find(|(_, ch, _)| *ch == Channel::Witness);
+    let witness = witness.expect("witness heartbeats").2.clone();
+    assert!(wire::open(&key(Purpose::Witness), &witness).is_ok());
+    sim.inject(0, Channel::Link, &witness);
+    assert_eq!(sim.status(0).rejected_auth, before.rejected_auth + 2);
+    // And the witness carries heartbeats only.
+    let data = Header { kind: Kind::Data, seq: 1, ..wire::open(&key(Purpose::Witness), &witness).unwrap().header };
+    sim.inject(0, Channel::Witness, &sealed(&data, &[], &key(Purpose::Witness)));
+    assert_eq!(sim.status(0).rejected_malformed, before.rejected_malformed + 1);
+    assert_eq!(work_done(&sim), done, "none of it reached the board");
+    sim.run_until(1500, Drive::EveryMs);
+    let st = sim.status(0);
+    assert!(st.in_sync && st.peer_alive, "{st:?}");
+    assert_eq!((st.role, sim.status(1).role), (Role::Active, Role::Standby));
+}
+
+#[test]
+fn after_a_restart_what_was_recorded_before_is_refused_and_changes_nothing() {
+    let (mut sim, old) = replicated(22, 1500);
+    // What an eavesdropper recorded of the active board's messages to the standby: its
+    // heartbeats (active), its stream (with the bulk and its reset), and switchovers as
+    // it would send them (a release, a request), numbered past anything it has sent.
+    let link = key(Purpose::Link);
+    let kind = |d: &[u8]| wire::open(&link, d).expect("authentic").header.kind;
+    let mut recorded: Vec<Vec<u8>> = (sim.sides[0].sent.iter())
+        .filter(|(_, ch, d)| *ch == Channel::Link && matches!(kind(d), Kind::Heartbeat | Kind::Data))
+        .map(|(_, _, d)| d.clone())
+        .collect();
+    let hb = wire::open(&link, &last_sent(&sim, 0, Kind::Heartbeat)).expect("authentic").header;
+    for (n, flags) in [(1, wire::FLAG_RELEASED), (2, wire::FLAG_TAKE_OVER)] {
+        let h = Header { kind: Kind::Switchover, flags, seq: hb.seq + 1_000_000 + n, ..hb };
+        recorded.push(sealed(&h, &1u32.to_be_bytes(), &link));
+    }
+    assert!(recorded.iter().filter(|d| kind(d) == Kind::Data).count() >= 2);
+
+    // The standby restarts, empty, and the recordings reach it before its peer does.
+    sim.stop(1);
+    sim.sides[1].board = Board::default();
+    sim.start(1, DEAD_COUNT, false);
+    let restarted = sim.ms;
+    for d in &recorded {
+        sim.inject(1, Channel::Link, d);
+    }
+    let done: Vec<&Output> = sim.sides[1].board.done.iter().map(|(_, o)| o).collect();
+    assert!(done.is_empty(), "believed, the board was asked for {} things, first {:?}", done.len(), done.first());
+    let st = sim.status(1);
+    assert_eq!((st.role, st.peer_role, st.peer_alive, st.records_received), (Role::Init, None, false, 0));
+
+    // The real peer: the handshake, the roles and the bulk sync as after any restart.
+    sim.run_until(restarted + 500, Drive::EveryMs);
+    assert_eq!(sim.sides[1].board.activations(), vec![(restarted + MET, false)]);
+    for n in 0..5 {
+        sim.event(0, SessionEvent::Deleted(session(n, old)));
+    }
+    sim.run_until(sim.ms + 500, Drive::EveryMs);
+    assert_eq!(sim.sides[1].board.sessions.len(), 15);
+    assert_eq!(sim.sides[1].board.sessions, sim.sides[0].board.sessions);
+
+    // Again, now that the standby believes its peer: each is refused as a replay (the
+    // peer knows the new nonce, and they echo the old one), and nothing changes.
+    let before = sim.status(1);
+    let done = work_done(&sim);
+    for d in &recorded {
+        sim.inject(1, Channel::Link, d);
+    }
+    assert_eq!(sim.status(1).rejected_replay, before.rejected_replay + recorded.len() as u64);
+    assert_eq!(work_done(&sim), done);
+    sim.run_until(sim.ms + 500, Drive::EveryMs);
+    assert_eq!(sim.sides[1].board.sessions, sim.sides[0].board.sessions, "no session came back");
+    assert_eq!((sim.status(0).role, sim.status(1).role), (Role::Active, Role::Standby));
+    assert!(sim.status(1).in_sync);
+    assert_eq!(sim.sides[1].board.activations(), vec![(restarted + MET, false)]);
+}
+
+#[test]
+fn recordings_of_an_earlier_run_replayed_all_along_do_not_delay_the_handshake() {
+    let mut sim = settled(23, CLEAN, DEAD_COUNT, Drive::EveryMs);
+    let first_run: Vec<Vec<u8>> =
+        sim.sides[0].sent.iter().filter(|(_, ch, _)| *ch == Channel::Link).map(|(_, _, d)| d.clone()).collect();
+    // The active board restarts; later the standby does, while a recording of the
+    // active board's first run reaches it every millisecond.
+    sim.stop(0);
+    sim.sides[0].board = Board::default();
+    sim.start(0, DEAD_COUNT, false);
+    sim.run_until(1500, Drive::EveryMs);
+    assert_eq!((sim.status(0).role, sim.status(1).role), (Role::Active, Role::Standby));
+    sim.stop(1);
+    sim.sides[1].board = Board::default();
+    sim.start(1, DEAD_COUNT, false);
+    let restarted = sim.ms;
+    let sent_before = sim.sides[1].sent.len();
+    for t in restarted..restarted + 300 {
+        sim.inject(1, Channel::Link, &first_run[t as usize % first_run.len()]);
+        sim.run_until(t, Drive::EveryMs);
+    }
+    assert_eq!(sim.sides[1].board.activations(), vec![(restarted + MET, false)], "as without the recordings");
+    assert!(sim.status(1).in_sync && sim.status(0).in_sync);
+    // Nor do they make the board talk: it answers a new incarnation once, not each
+    // recording.
+    let link = key(Purpose::Link);
+    let heartbeats = sim.sides[1].sent[sent_before..]
+        .iter()
+        .filter(|(_, ch, d)| {
+            *ch == Channel::Link && wire::open(&link, d).is_ok_and(|m| m.header.kind == Kind::Heartbeat)
+        })
+        .count();
+    assert!(heartbeats <= (300 / HEARTBEAT + 1 + 1) as usize, "{heartbeats} heartbeats in 300 ms");
 }
 
 #[test]
@@ -860,8 +1072,7 @@ fn heartbeats_carry_the_configuration_digest_and_a_commit_changes_it() {
     for i in 0..2 {
         let mut s = settings(i as u16 + 1, i == 0, DEAD_COUNT);
         s.config_digest = 0xaaaa;
-        let epoch = UNIX0_MS * 1000 + i as u64;
-        sim.sides[i].proto = Some(Protocol::new(s, epoch, 64, false, sim.now()));
+        sim.start_with(i, s, false);
     }
     sim.run_until(200, Drive::EveryMs);
     let (a, b) = (sim.status(0), sim.status(1));
@@ -888,8 +1099,7 @@ fn records_name_instances_by_id_whatever_their_order_on_each_board() {
     for (i, ids) in ids.into_iter().enumerate() {
         let mut s = settings(i as u16 + 1, i == 0, DEAD_COUNT);
         s.instance_ids = ids;
-        let epoch = UNIX0_MS * 1000 + i as u64;
-        sim.sides[i].proto = Some(Protocol::new(s, epoch, 64, false, sim.now()));
+        sim.start_with(i, s, false);
     }
     sim.run_until(1000, Drive::EveryMs);
     assert_eq!((sim.status(0).role, sim.status(1).role), (Role::Active, Role::Standby));
