@@ -98,6 +98,8 @@ pub struct BoardHandle {
     block_sizes: Arc<RwLock<Vec<u16>>>,
     /// Each worker's sessions, subscribers and rounds.
     gauges: Arc<Gauges>,
+    /// Each worker's counters.
+    counters: Vec<Arc<WorkerCounters>>,
 }
 
 impl Board {
@@ -163,6 +165,7 @@ impl Board {
             neighbours,
             block_sizes: Arc::new(RwLock::new(cfg.instances.iter().map(|i| i.port_block_size).collect())),
             gauges: gauges.clone(),
+            counters: workers.iter().map(Worker::counters).collect(),
         };
         Ok(Board {
             slot,
@@ -347,6 +350,13 @@ impl BoardHandle {
     /// without packet I/O): a count that stops moving is a stuck worker.
     pub fn progress(&self) -> Vec<u64> {
         self.gauges.rounds.iter().map(|r| r.load(Ordering::Relaxed)).collect()
+    }
+
+    /// Session events the workers could not hand over (their ring and waiting room were
+    /// full), in all: what hot backup streams is then incomplete, and a bulk sync must
+    /// follow.
+    pub fn events_lost(&self) -> u64 {
+        self.counters.iter().map(|c| c.get(crate::counters::Counter::EventsDropped)).sum()
     }
 
     /// The number of workers.

@@ -128,6 +128,7 @@ impl Engine {
     ) -> Result<(Engine, Receiver<SessionEvent>), ConfigError> {
         let (mut e, events) = Engine::build(cfg, self.id(), hash_seed, self.owners(), self.counters.clone())?;
         e.nat.continue_random_from(&mut self.nat);
+        e.nat.adopt_pending_events(&self.nat);
         e.set_clock(self.now_ms);
         e.unix_offset_ms = self.unix_offset_ms;
         e.nat.set_unix_offset(self.nat_unix_offset());
@@ -252,6 +253,12 @@ impl Engine {
     /// engine handles, so this is a frame of a configuration being changed).
     pub fn set_kernel_sees_frames(&mut self, sees: bool) {
         self.path.kernel_sees_frames = sees;
+    }
+
+    /// Hands the events that waited for room on the event ring to it, as far as it
+    /// takes them (between batches; block events are never dropped).
+    pub fn flush_events(&self) {
+        self.nat.flush_events();
     }
 
     /// Updates layer-2 addressing after neighbour resolution.

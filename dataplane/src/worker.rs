@@ -381,6 +381,7 @@ const SESSIONS_SWEPT: u32 = u32::MAX;
 
 fn housekeeping(engine: &mut Engine, ctx: &Ctx) {
     set_clocks(engine);
+    engine.flush_events();
     engine.expire(4096);
     ctx.gauges.sessions[ctx.id as usize].store(engine.session_count() as u64, Ordering::Relaxed);
     ctx.gauges.subscribers[ctx.id as usize].store(engine.subscriber_count() as u64, Ordering::Relaxed);

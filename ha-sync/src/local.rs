@@ -30,4 +30,7 @@ impl Local for BoardHandle {
     fn progress(&self) -> Vec<u64> {
         BoardHandle::progress(self)
     }
+    fn events_lost(&self) -> u64 {
+        BoardHandle::events_lost(self)
+    }
 }

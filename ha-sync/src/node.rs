@@ -42,6 +42,11 @@ pub trait Local: Send + Sync + 'static {
     fn progress(&self) -> Vec<u64> {
         Vec::new()
     }
+    /// Session events the board's workers dropped (their rings were full), in all: a
+    /// loss makes the next stream a bulk sync, as one of the HA thread's own queue does.
+    fn events_lost(&self) -> u64 {
+        0
+    }
 }
 
 /// A worker whose rounds stop this long is stuck (a worker's round takes at most about
@@ -504,7 +509,8 @@ impl<L: Local> Shell<L> {
             work = true;
             self.proto.handle_event(e, t);
         }
-        self.proto.handle_events_dropped(self.events.sender.dropped.load(Ordering::Relaxed), t);
+        let lost = self.events.sender.dropped.load(Ordering::Relaxed) + self.local.events_lost();
+        self.proto.handle_events_dropped(lost, t);
         self.carry_out();
         work |= self.proto.handle_timeout(now());
         self.carry_out();

@@ -232,11 +232,14 @@ struct Faulty {
     walk: Duration,
     rounds: Arc<std::sync::atomic::AtomicU64>,
     stuck: Arc<AtomicBool>,
+    /// Session events its workers dropped.
+    lost: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Faulty {
     fn new(board: &Board) -> Faulty {
-        Faulty { board: board.clone(), walk: Duration::ZERO, rounds: Default::default(), stuck: Default::default() }
+        let (rounds, stuck, lost) = Default::default();
+        Faulty { board: board.clone(), walk: Duration::ZERO, rounds, stuck, lost }
     }
 }
 
@@ -264,6 +267,31 @@ impl Local for Faulty {
         }
         vec![self.rounds.load(Ordering::SeqCst)]
     }
+    fn events_lost(&self) -> u64 {
+        self.lost.load(Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn events_the_workers_dropped_bring_a_bulk_sync() {
+    let (a_addr, b_addr) = (free_port(), free_port());
+    let (a, _a_events) = Board::new();
+    let (b, _b_events) = Board::new();
+    let fa = Faulty::new(&a);
+    let lost = fa.lost.clone();
+    let na = Node::start(settings(1, a_addr, b_addr, true), fa).unwrap();
+    wait_for("slot 1 active alone", 5, || status(&na).role == Role::Active);
+    let nb = Node::start(settings(2, b_addr, a_addr, false), b.clone()).unwrap();
+    wait_for("the standby in sync", 5, || status(&nb).in_sync && status(&na).in_sync);
+    let bulks = status(&na).bulk_syncs;
+    // The active board's workers lost events (their rings were full): what the standby
+    // holds may lack them, so the active sends the whole table again.
+    lost.store(3, Ordering::SeqCst);
+    wait_for("a bulk sync", 5, || status(&na).bulk_syncs > bulks);
+    assert_eq!(status(&na).events_dropped, 3);
+    wait_for("in sync again", 5, || status(&nb).in_sync);
+    nb.stop();
+    na.stop();
 }
 
 #[test]

@@ -1,8 +1,12 @@
 //! Session events for hot backup and NAT logging, and the records a peer installs.
 //!
 //! Each worker pushes its events onto its own bounded ring; a full ring never blocks the
-//! worker: the event is counted as dropped (`events_dropped`), so the consumer can tell
-//! that it must resynchronise.
+//! worker. What does not fit waits in the worker, in order, and goes between batches:
+//! block events always (they are the legal NAT log and the peer's port blocks, and there
+//! are at most as many as blocks), session events up to
+//! [`PENDING_SESSION_EVENTS`](crate::nat::table::PENDING_SESSION_EVENTS); beyond, a
+//! session event is counted as dropped (`events_dropped`), and hot backup, which reads
+//! that counter, resynchronises the peer with a bulk sync.
 
 use std::hash::{Hash, Hasher};
 

@@ -5,9 +5,11 @@
 //!
 //! Hot path for lookups, creation and refresh: no allocation after [`NatState::new`].
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Sender, TrySendError};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -72,6 +74,10 @@ pub struct NatState {
     unix_offset: i64,
     counters: Arc<WorkerCounters>,
     events: Sender<SessionEvent>,
+    /// Events waiting for room on the ring, in order: block events are never dropped
+    /// (they are the legal NAT log and the peer's port blocks), session events wait
+    /// here up to [`PENDING_SESSION_EVENTS`] and beyond are dropped and counted.
+    pending: RefCell<VecDeque<SessionEvent>>,
     refresh_interval: u32,
     /// Ports, blocks and identifications are drawn from this (ChaCha12, seeded from the
     /// board's seed, itself from the kernel: decision 0014).
@@ -83,6 +89,11 @@ pub struct NatState {
     /// The locations (bits by index) this board is active for.
     active: u64,
 }
+
+/// Session events that wait for room on a full event ring at most, behind the block
+/// events (which always wait): beyond, they are dropped and counted, and hot backup
+/// resyncs with a bulk sync.
+pub const PENDING_SESSION_EVENTS: usize = 16_384;
 
 impl NatState {
     /// The state of worker `id` of a board whose workers claim subscribers in `owners`,
@@ -153,6 +164,7 @@ impl NatState {
             unix_offset: 0,
             counters,
             events,
+            pending: RefCell::new(VecDeque::new()),
             refresh_interval: cfg.refresh_event_interval.max(1),
             rng: StdRng::seed_from_u64(hash_seed ^ ((id as u64) << 32) ^ 0x853c_49e6_748f_ea9b),
             filter: cfg
@@ -412,9 +424,48 @@ impl NatState {
     }
 
     fn push_event(&self, e: SessionEvent) {
-        if self.events.try_send(e).is_err() {
+        let mut pending = self.pending.borrow_mut();
+        if pending.is_empty() {
+            match self.events.try_send(e) {
+                Ok(()) => return,
+                Err(TrySendError::Disconnected(_)) => return,
+                Err(TrySendError::Full(_)) => {}
+            }
+        }
+        let block = matches!(e, SessionEvent::BlockAllocated(_) | SessionEvent::BlockReleased(_));
+        if block || pending.len() < PENDING_SESSION_EVENTS {
+            pending.push_back(e);
+        } else {
             self.count(Counter::EventsDropped);
         }
+    }
+
+    /// Hands the events that waited for room to the ring, in order, as far as it takes
+    /// them (between batches).
+    pub fn flush_events(&self) {
+        let mut pending = self.pending.borrow_mut();
+        while let Some(&e) = pending.front() {
+            match self.events.try_send(e) {
+                Ok(()) | Err(TrySendError::Disconnected(_)) => {
+                    pending.pop_front();
+                }
+                Err(TrySendError::Full(_)) => break,
+            }
+        }
+    }
+
+    /// Takes over the events `old` (the engine this one succeeds) could not hand over
+    /// yet: they go first.
+    pub fn adopt_pending_events(&self, old: &NatState) {
+        let mut mine = self.pending.borrow_mut();
+        let theirs = std::mem::take(&mut *old.pending.borrow_mut());
+        let later = std::mem::replace(&mut *mine, theirs);
+        mine.extend(later);
+    }
+
+    /// Events waiting for room on the ring.
+    pub fn pending_events(&self) -> usize {
+        self.pending.borrow().len()
     }
 
     /// Reports sessions and blocks that ended without expiring (see
