@@ -74,18 +74,74 @@ pub trait Sink {
     fn handoff(&mut self, worker: WorkerId, frame: &[u8], hint: Option<FragmentPorts>);
 }
 
-/// A sink that collects into vectors (tests, benchmarks, slow paths).
+/// A sink that collects copies into vectors (the worker between a batch and the port,
+/// tests, benchmarks). Drained with [`VecSink::drain`], the copies' buffers are kept and
+/// reused: once warm it allocates nothing.
 #[derive(Debug, Default)]
 pub struct VecSink {
     pub emitted: Vec<(Egress, Vec<u8>)>,
     pub handed: Vec<(WorkerId, Vec<u8>, Option<FragmentPorts>)>,
+    /// Buffers of drained copies, for the next ones.
+    spare: Vec<Vec<u8>>,
+}
+
+impl VecSink {
+    fn copy(&mut self, frame: &[u8]) -> Vec<u8> {
+        let mut v = self.spare.pop().unwrap_or_default();
+        v.clear();
+        v.extend_from_slice(frame);
+        v
+    }
+
+    /// Gives each frame handed to another worker to `handed`, then each frame emitted to
+    /// `emitted`, in order, and keeps their buffers for the next copies.
+    pub fn drain(
+        &mut self,
+        mut handed: impl FnMut(WorkerId, &[u8], Option<FragmentPorts>),
+        mut emitted: impl FnMut(Egress, &[u8]),
+    ) {
+        for (w, f, hint) in self.handed.drain(..) {
+            handed(w, &f, hint);
+            self.spare.push(f);
+        }
+        for (e, f) in self.emitted.drain(..) {
+            emitted(e, &f);
+            self.spare.push(f);
+        }
+    }
 }
 
 impl Sink for VecSink {
     fn emit(&mut self, egress: Egress, frame: &[u8]) {
-        self.emitted.push((egress, frame.to_vec()));
+        let v = self.copy(frame);
+        self.emitted.push((egress, v));
     }
     fn handoff(&mut self, worker: WorkerId, frame: &[u8], hint: Option<FragmentPorts>) {
-        self.handed.push((worker, frame.to_vec(), hint));
+        let v = self.copy(frame);
+        self.handed.push((worker, v, hint));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_drained_sink_copies_into_the_buffers_it_kept() {
+        let mut sink = VecSink::default();
+        sink.emit(Egress::Internet, &[1; 1500]);
+        sink.handoff(1, &[2; 100], None);
+        let first: Vec<*const u8> = [sink.emitted[0].1.as_ptr(), sink.handed[0].1.as_ptr()].into();
+        let (mut handed, mut emitted) = (Vec::new(), Vec::new());
+        sink.drain(|w, f, _| handed.push((w, f.to_vec())), |e, f| emitted.push((e, f.to_vec())));
+        assert_eq!(handed, vec![(1, vec![2; 100])]);
+        assert_eq!(emitted, vec![(Egress::Internet, vec![1; 1500])]);
+        assert!(sink.emitted.is_empty() && sink.handed.is_empty());
+        // The next copies land in the same two buffers: no allocation once warm.
+        sink.emit(Egress::Softwire, &[3; 60]);
+        sink.emit(Egress::Softwire, &[4; 60]);
+        let again = [sink.emitted[0].1.as_ptr(), sink.emitted[1].1.as_ptr()];
+        assert!(again.iter().all(|p| first.contains(p)), "reused");
+        assert_eq!(sink.emitted[1].1, vec![4; 60]);
     }
 }

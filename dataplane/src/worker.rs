@@ -458,20 +458,20 @@ fn packet_loop(mut engine: Engine, mut ctx: Ctx, rx: Receiver<Command>, mut port
             hand_over_batch(frames, &verdicts[..n], &mailbox, &counters);
             port.send_batch(frames, &verdicts[..n]);
         });
-        for (w, f, hint) in sink.handed.drain(..) {
-            hand_over(&mailbox, &counters, w, &f, hint);
-        }
+        // Frames for other workers, and frames made on the side (fragments, ICMP
+        // errors, released IPv4 fragments), from buffers the sink reuses.
+        sink.drain(
+            |w, f, hint| hand_over(&mailbox, &counters, w, f, hint),
+            |e, f| {
+                if !port.send(e, f) {
+                    // No room on the ring, or larger than a UMEM chunk takes.
+                    counters.inc(Counter::DropTxFailed);
+                }
+            },
+        );
         // What was handed over in this round leaves now (unless its owner is behind:
         // then the batch fills up first, see `handoff`).
         mailbox.flush();
-        // Frames made on the side: outer fragments, released IPv4 fragments.
-        for (e, f) in sink.emitted.drain(..) {
-            if !port.send(e, &f) {
-                // No room on the ring, or larger than a UMEM chunk takes (frames made
-                // on the side: fragments, ICMP errors, reassembled datagrams).
-                counters.inc(Counter::DropTxFailed);
-            }
-        }
         port.flush();
         idle = work == 0;
         housekeeping(&mut engine, &ctx);

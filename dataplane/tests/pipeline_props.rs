@@ -205,7 +205,7 @@ proptest! {
         let mut batched_emitted = Vec::new();
         for chunk in frames.chunks(split) {
             let mut bufs: Vec<Vec<u8>> = chunk.iter().map(|f| {
-                let mut b = vec![0u8; dataplane::HEADROOM + f.len() + 64];
+                let mut b = vec![0u8; dataplane::HEADROOM + f.len()];
                 b[dataplane::HEADROOM..dataplane::HEADROOM + f.len()].copy_from_slice(f);
                 b
             }).collect();

@@ -39,7 +39,7 @@ impl Board {
     fn run(&self, frame: &[u8]) -> (Verdict, Vec<u8>) {
         let mut eng = self.eng.lock().unwrap();
         eng.set_clock(unix_ms());
-        let mut buf = vec![0u8; HEADROOM + frame.len() + 64];
+        let mut buf = vec![0u8; HEADROOM + frame.len()];
         buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
         let mut f = Frame::new(&mut buf, HEADROOM, frame.len());
         let v = eng.process(&mut f, &mut VecSink::default());

@@ -22,7 +22,6 @@ pub fn run(data: &[u8]) -> usize {
     let mut e = engine();
     let mut now = 1_700_000_000_000u64;
     let mut rest = data;
-    let mut buf = vec![0u8; HEADROOM + 65536 + 64];
     let mut mapping: Option<(u32, u16)> = None;
     let mut forwarded = 0;
     while rest.len() >= 4 {
@@ -57,7 +56,10 @@ pub fn run(data: &[u8]) -> usize {
             xor(f, bytes)
         };
         let n = frame.len().min(65536);
-        buf[HEADROOM..HEADROOM + n].copy_from_slice(&frame[..n]);
+        // Exactly the frame after the headroom: a write past its end panics here
+        // instead of landing in slack.
+        let mut buf = vec![0u8; HEADROOM + n];
+        buf[HEADROOM..].copy_from_slice(&frame[..n]);
         let mut f = Frame::new(&mut buf, HEADROOM, n);
         let mut sink = VecSink::default();
         let v = e.process(&mut f, &mut sink);

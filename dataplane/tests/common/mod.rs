@@ -106,7 +106,8 @@ impl Harness {
         self.run_hint(frame, None)
     }
     pub fn run_hint(&mut self, frame: &[u8], hint: Option<FragmentPorts>) -> Out {
-        let mut buf = vec![0u8; HEADROOM + frame.len() + 64];
+        // Exactly the frame after the headroom: a write past its end panics.
+        let mut buf = vec![0u8; HEADROOM + frame.len()];
         buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
         let mut sink = VecSink::default();
         let mut f = Frame::new(&mut buf, HEADROOM, frame.len());
