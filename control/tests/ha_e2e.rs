@@ -21,58 +21,13 @@
 //! a weight) reaches both boards, is saved, keeps exactly the B4s whose location still
 //! holds their address, and the counters count on. Needs root and scapy, as CI has.
 
-use std::io::BufRead;
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{CONFIG, ctl, ha, mac_of, start_b4, start_board, start_servers, stats, take_turn, wait_for};
 use dataplane::testing::{Lab, is_root, skip, statistic};
-
-const CONFIG: &str = "sysname ha-lab
-slot 1
- worker-cores 0
- interface softwire a1-sw
- interface internet a1-in
- ha-address 192.0.2.1 port 62000
- packet-poll blocking
-slot 2
- worker-cores 1
- interface softwire a2-sw
- interface internet a2-in
- ha-address 192.0.2.2 port 62000
- packet-poll blocking
-service-ha hot-backup enable
-service-ha delay-time 1
-service-ha preempt-time 3
-service-ha heartbeat interval 50 dead-count 4
-service-ha preshared-key e2e-secret-0123456789ab
-service-location 1
- location slot 1 backup slot 2
-service-instance-group g
- service-location 1
-ds-lite address-group pool
- section 0 198.51.100.0 mask 24
-ds-lite instance d id 1
- service-instance-group g
- local-ipv6 2001:db8::1
- remote-ipv6 2001:db8:b4:: prefix-length 64
- ds-lite address-group pool
-";
-
-/// UDP echo on 7 that says whom it saw, and an HTTP server of a 24 MB file on 8080.
-const SERVERS: &str = r#"
-import socket, threading, http.server, os, sys
-os.chdir(sys.argv[1])
-with open("file.bin", "wb") as f:
-    f.write(os.urandom(24 << 20))
-u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-u.bind(("203.0.113.80", 7))
-h = http.server.ThreadingHTTPServer(("203.0.113.80", 8080), http.server.SimpleHTTPRequestHandler)
-threading.Thread(target=h.serve_forever, daemon=True).start()
-print("ready", flush=True)
-while True:
-    d, peer = u.recvfrom(2048)
-    u.sendto(d + (" from %s:%d" % peer).encode(), peer)
-"#;
 
 /// A UDP flow from a fixed port: one datagram every 20 ms for a while; each line says
 /// what came back (or `lost`).
@@ -112,64 +67,6 @@ socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(hdr + payload + b"\0" * 
     )
 }
 
-/// The user-space B4 of the bench crate, built beside the tests (scripts/test.sh builds
-/// every binary first).
-fn b4_path() -> String {
-    let exe = std::env::current_exe().unwrap();
-    let p = exe.parent().and_then(|d| d.parent()).unwrap().join("b4");
-    assert!(p.exists(), "{} is not built: cargo build --workspace --release --bins", p.display());
-    p.to_string_lossy().into_owned()
-}
-
-fn ctl(lab: &Lab, slot: u32, args: &[&str]) -> String {
-    let sock = lab.dir.join(format!("s{slot}.sock"));
-    let o = Command::new(env!("CARGO_BIN_EXE_aftrctl")).arg("--socket").arg(&sock).args(args).output().unwrap();
-    String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
-}
-
-fn ha(lab: &Lab, slot: u32) -> String {
-    ctl(lab, slot, &["display", "service-ha"])
-}
-
-fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !ok() {
-        assert!(t.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Starts the board of `slot` and returns its pid.
-fn start_board(lab: &mut Lab, slot: u32) -> u32 {
-    let cfg = lab.dir.join("aftr.conf");
-    let sock = lab.dir.join(format!("s{slot}.sock"));
-    let _ = std::fs::remove_file(&sock);
-    let log = std::fs::File::create(lab.dir.join(format!("a{slot}.log"))).unwrap();
-    let c = lab
-        .exec(&format!("a{slot}"), &[env!("CARGO_BIN_EXE_aftrd"), "--config", cfg.to_str().unwrap()])
-        .args(["--slot", &slot.to_string(), "--socket", sock.to_str().unwrap()])
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let pid = c.id();
-    lab.keep(c);
-    wait_for("the management socket", 10, || std::os::unix::net::UnixStream::connect(&sock).is_ok());
-    pid
-}
-
-/// Starts `SERVERS` on the Internet side and waits until it is ready.
-fn start_servers(lab: &mut Lab) {
-    let script = lab.dir.join("servers.py");
-    std::fs::write(&script, SERVERS).unwrap();
-    let dir = lab.dir.to_str().unwrap().to_string();
-    let mut servers =
-        lab.exec("inet", &["python3", script.to_str().unwrap(), &dir]).stdout(Stdio::piped()).spawn().unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(servers.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    lab.keep(servers);
-    assert_eq!(line.trim(), "ready");
-}
-
 /// The session line of inside port `port` in `display sessions` of `slot`, if any.
 fn session(lab: &Lab, slot: u32, port: u16) -> Option<String> {
     ctl(lab, slot, &["display", "sessions", "inside", "192.168.1.10"])
@@ -183,6 +80,7 @@ fn hot_backup_between_two_boards() {
     if !is_root() {
         return skip("needs root for network namespaces");
     }
+    let _turn = take_turn();
     let mut lab = Lab::of("deploy/netns/ha-topology.sh", "hb", std::path::Path::new(".."));
     std::fs::write(lab.dir.join("aftr.conf"), CONFIG).unwrap();
     for (name, text) in [("flow.py", FLOW.to_string()), ("forge.py", forge())] {
@@ -204,15 +102,7 @@ fn hot_backup_between_two_boards() {
         assert!(s.contains("configuration: the same as the peer's"), "slot {slot}: {s}");
     }
 
-    let mut b4 = lab
-        .exec("sub", &[&b4_path(), "--b4", "2001:db8:b4::2", "--aftr", "2001:db8::1", "--ipv4", "192.168.1.10"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut said = String::new();
-    std::io::BufReader::new(b4.stderr.take().unwrap()).read_line(&mut said).unwrap();
-    lab.keep(b4);
-    assert!(said.contains("softwire"), "{said}");
+    start_b4(&mut lab);
 
     // A long UDP flow, then (later) a short one.
     let flow_log = lab.dir.join("flow.log");
@@ -409,22 +299,12 @@ fn b4_round(
     (ads.unwrap_or_else(|| panic!("no count in {out}")), got)
 }
 
-/// `display statistics` of a board.
-fn stats(lab: &Lab, slot: u32) -> String {
-    ctl(lab, slot, &["display", "statistics"])
-}
-
-/// A board's softwire MAC.
-fn mac_of(lab: &Lab, slot: u32) -> String {
-    let o = lab.exec(&format!("a{slot}"), &["cat", &format!("/sys/class/net/a{slot}-sw/address")]).output().unwrap();
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
-
 #[test]
 fn mutual_backup_serves_each_location_from_its_own_board() {
     if !is_root() {
         return skip("needs root for network namespaces");
     }
+    let _turn = take_turn();
     if let Err(why) = dataplane::testing::can_capture() {
         return skip(why);
     }

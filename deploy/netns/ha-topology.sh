@@ -14,7 +14,12 @@
 # addresses are 203.0.113.1 and .2, default route via 203.0.113.80. Offloads off and
 # multicast snooping off (the witness heartbeats are link-local multicast).
 #
-# Usage: ha-topology.sh up|down [PREFIX]   (PREFIX defaults to "ha-")
+# `relay` moves the HA link of a topology that is up into the lan namespace: a1-ha to
+# p-a1h and a2-ha to p-a2h there, not joined, so that a program forwarding between the
+# two can make the link lossy or slow (this kernel may have no netem). Before the
+# boards start: their HA addresses go with the old link.
+#
+# Usage: ha-topology.sh up|down|relay [PREFIX]   (PREFIX defaults to "ha-")
 set -euo pipefail
 cmd=${1:-}
 P=${2:-ha-}
@@ -78,8 +83,18 @@ up() {
     trap - ERR
 }
 
+relay() {
+    L=${P}lan
+    ip -n "${P}a1" link del a1-ha
+    link "${P}a1" a1-ha "$L" p-a1h
+    link "${P}a2" a2-ha "$L" p-a2h
+    ip -n "${P}a1" addr add 192.0.2.1/24 dev a1-ha
+    ip -n "${P}a2" addr add 192.0.2.2/24 dev a2-ha
+}
+
 case "$cmd" in
     up) up ;;
     down) down ;;
-    *) echo "usage: $0 up|down [PREFIX]" >&2; exit 2 ;;
+    relay) relay ;;
+    *) echo "usage: $0 up|down|relay [PREFIX]" >&2; exit 2 ;;
 esac
