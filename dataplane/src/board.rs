@@ -100,6 +100,16 @@ pub struct BoardHandle {
     gauges: Arc<Gauges>,
     /// Each worker's counters.
     counters: Vec<Arc<WorkerCounters>>,
+    /// The Internet side's next hop is resolved (a default gateway with a MAC).
+    internet: Arc<AtomicBool>,
+}
+
+/// The next hops as the board's thread polls them, the last seen, and whether the
+/// Internet side has one.
+struct NextHopWatch {
+    source: NextHopSource,
+    l2: Option<(EgressL2, EgressL2)>,
+    internet: Arc<AtomicBool>,
 }
 
 impl Board {
@@ -119,6 +129,8 @@ impl Board {
         let Ports { ports, steering, description } = ports;
         let mut ports = ports.into_iter();
         let l2 = next_hops.as_mut().map(|f| f());
+        // Without a next-hop source (no interfaces) nothing is missing.
+        let internet = Arc::new(AtomicBool::new(l2.is_none_or(|(_, inet)| inet.dst != [0; 6])));
         // The workers' claims on subscribers: each holds those whose frames reach it.
         let owners = Arc::new(Owners::with_capacity(n * cfg.max_subscribers as usize));
         let mut workers = Vec::new();
@@ -151,9 +163,10 @@ impl Board {
         let stop = Arc::new(AtomicBool::new(false));
         let house = {
             let (stop, txs, active_now, shares) = (stop.clone(), txs.clone(), active.clone(), shares.clone());
+            let watch = next_hops.map(|source| NextHopWatch { source, l2, internet: internet.clone() });
             std::thread::Builder::new()
                 .name(format!("aftr-slot{slot}-events"))
-                .spawn(move || housekeeping(ev_rx, on_event, next_hops, l2, &txs, &stop, &active_now, &shares))
+                .spawn(move || housekeeping(ev_rx, on_event, watch, &txs, &stop, &active_now, &shares))
                 .map_err(|e| e.to_string())?
         };
         let handle = BoardHandle {
@@ -166,6 +179,7 @@ impl Board {
             block_sizes: Arc::new(RwLock::new(cfg.instances.iter().map(|i| i.port_block_size).collect())),
             gauges: gauges.clone(),
             counters: workers.iter().map(Worker::counters).collect(),
+            internet,
         };
         Ok(Board {
             slot,
@@ -285,8 +299,7 @@ fn every_location(cfg: &EngineConfig) -> u64 {
 fn housekeeping(
     rings_in: Receiver<Receiver<SessionEvent>>,
     mut on_event: Box<dyn FnMut(SessionEvent, bool) + Send>,
-    mut next_hops: Option<NextHopSource>,
-    mut l2: Option<(EgressL2, EgressL2)>,
+    mut next_hops: Option<NextHopWatch>,
     workers: &[Sender<Command>],
     stop: &AtomicBool,
     active: &AtomicU64,
@@ -313,13 +326,14 @@ fn housekeeping(
             }
             true
         });
-        if let Some(f) = next_hops.as_mut()
+        if let Some(w) = next_hops.as_mut()
             && polled.elapsed() >= Duration::from_millis(200)
         {
             polled = Instant::now();
-            let now = f();
-            if l2 != Some(now) {
-                l2 = Some(now);
+            let now = (w.source)();
+            w.internet.store(now.1.dst != [0; 6], Ordering::Relaxed);
+            if w.l2 != Some(now) {
+                w.l2 = Some(now);
                 for w in workers {
                     let _ = w.send(Command::NextHops(now.0, now.1));
                 }
@@ -350,6 +364,12 @@ impl BoardHandle {
     /// without packet I/O): a count that stops moving is a stuck worker.
     pub fn progress(&self) -> Vec<u64> {
         self.gauges.rounds.iter().map(|r| r.load(Ordering::Relaxed)).collect()
+    }
+
+    /// Why the board cannot serve, if it cannot: no next hop towards the Internet (no
+    /// default route, or its gateway does not answer ARP).
+    pub fn unfit(&self) -> Option<String> {
+        (!self.internet.load(Ordering::Relaxed)).then(|| "no next hop towards the Internet".to_string())
     }
 
     /// Session events the workers could not hand over (their ring and waiting room were

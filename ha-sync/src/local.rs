@@ -33,4 +33,7 @@ impl Local for BoardHandle {
     fn events_lost(&self) -> u64 {
         BoardHandle::events_lost(self)
     }
+    fn unfit(&self) -> Option<String> {
+        BoardHandle::unfit(self)
+    }
 }

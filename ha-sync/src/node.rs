@@ -47,6 +47,11 @@ pub trait Local: Send + Sync + 'static {
     fn events_lost(&self) -> u64 {
         0
     }
+    /// Why the board cannot serve for a reason of its own (no next hop towards the
+    /// Internet), if it cannot: as a link down, it makes the board unfit.
+    fn unfit(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A worker whose rounds stop this long is stuck (a worker's round takes at most about
@@ -170,15 +175,50 @@ enum Done {
     Table(Vec<SessionRecord>, Vec<BlockRecord>),
 }
 
+/// Records of the installs merged into one at most: a worker takes them in one go
+/// between two rounds (a few milliseconds for this many).
+const MERGED_INSTALL: usize = 8192;
+
 /// Starts the board thread: it does the jobs in order until their sender goes (the HA
 /// thread ends), and sends back what they gave.
 fn board_thread<L: Local>(local: Arc<L>) -> io::Result<(Sender<Job>, Receiver<Done>)> {
     let (jobs, todo) = crossbeam_channel::unbounded::<Job>();
     let (tell, done) = crossbeam_channel::unbounded();
     std::thread::Builder::new().name("aftr-ha-board".into()).spawn(move || {
-        for job in todo {
+        let mut held: Option<Job> = None;
+        loop {
+            let Some(job) = held.take().or_else(|| todo.recv().ok()) else { return };
             let answer = match job {
-                Job::Install(blocks, sessions) => Done::Installed(local.install(blocks, sessions)),
+                Job::Install(mut blocks, mut sessions) => {
+                    // The installs queued behind this one go with it: each is a round
+                    // trip to every worker, which a worker answers between rounds (up to
+                    // 10 ms apart with blocking polls), so one at a time installs only
+                    // about a thousand sessions a second.
+                    let mut merged = 1;
+                    while blocks.len() + sessions.len() < MERGED_INSTALL {
+                        match todo.try_recv() {
+                            Ok(Job::Install(b, s)) => {
+                                blocks.extend(b);
+                                sessions.extend(s);
+                                merged += 1;
+                            }
+                            Ok(other) => {
+                                held = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    let refused = local.install(blocks, sessions);
+                    // One answer per install asked, once all are done (a standby is in
+                    // sync when its installs are): the refusals with the last.
+                    for _ in 1..merged {
+                        if tell.send(Done::Installed(Refused::default())).is_err() {
+                            return;
+                        }
+                    }
+                    Done::Installed(refused)
+                }
                 Job::Sweep(keep, locations) => Done::Swept(local.sweep(keep, locations)),
                 Job::Remove(sessions) => {
                     local.remove(sessions);
@@ -535,7 +575,7 @@ impl<L: Local> Shell<L> {
             }
         }
         let down = self.links.iter().find(|l| !carrier(l)).map(|l| format!("link {l} is down"));
-        down.or(stuck)
+        down.or(stuck).or_else(|| self.local.unfit())
     }
 
     /// Does what the protocol asks, in order: datagrams to the sockets, work to the
