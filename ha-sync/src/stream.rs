@@ -3,7 +3,10 @@
 //! sent again at once; what stays unacknowledged longer than the retransmission time is
 //! sent again anyway. The sender keeps at most `capacity` messages unacknowledged: a
 //! full queue is never silently dropped but counted, and the stream restarts
-//! (`FLAG_RESET`) with a bulk sync behind it.
+//! (`FLAG_RESET`) with a bulk sync behind it. The retransmission time follows the
+//! measured round trip (RFC 6298: smoothed RTT plus four deviations, sampled only from
+//! messages sent once, Karn's rule), never below the configured one: a link slower
+//! than the heartbeat is not flooded with early retransmissions.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -22,14 +25,22 @@ struct Pending {
     seq: u64,
     bytes: Vec<u8>,
     sent_at: Instant,
+    /// Sent more than once: its acknowledgement says nothing of the round trip.
+    again: bool,
 }
+
+/// The retransmission time at most, however slow the round trip.
+const MAX_RTO: Duration = Duration::from_secs(1);
 
 /// The sending side of a stream.
 pub struct Sender {
     next: u64,
     unacked: VecDeque<Pending>,
     capacity: usize,
-    rto: Duration,
+    /// The configured retransmission time: the least the measured one may be.
+    min_rto: Duration,
+    /// Smoothed round trip and its deviation (RFC 6298), once measured.
+    srtt: Option<(Duration, Duration)>,
     pub stats: SenderStats,
 }
 
@@ -39,12 +50,30 @@ pub struct Overflow;
 
 impl Sender {
     pub fn new(capacity: usize, rto: Duration) -> Sender {
-        Sender { next: 1, unacked: VecDeque::new(), capacity, rto, stats: SenderStats::default() }
+        Sender { next: 1, unacked: VecDeque::new(), capacity, min_rto: rto, srtt: None, stats: SenderStats::default() }
     }
 
-    /// A new retransmission timeout (the heartbeat changed).
+    /// A new least retransmission time (the heartbeat changed).
     pub fn set_rto(&mut self, rto: Duration) {
-        self.rto = rto;
+        self.min_rto = rto;
+    }
+
+    /// The retransmission time: smoothed round trip plus four deviations, within the
+    /// configured one and [`MAX_RTO`].
+    pub fn rto(&self) -> Duration {
+        let measured = self.srtt.map_or(Duration::ZERO, |(srtt, var)| srtt + 4 * var);
+        measured.clamp(self.min_rto, MAX_RTO.max(self.min_rto))
+    }
+
+    /// A round-trip sample (RFC 6298 section 2).
+    fn sample(&mut self, r: Duration) {
+        self.srtt = Some(match self.srtt {
+            None => (r, r / 2),
+            Some((srtt, var)) => {
+                let dev = srtt.abs_diff(r);
+                (srtt * 7 / 8 + r / 8, var * 3 / 4 + dev / 4)
+            }
+        });
     }
 
     /// The sequence number the next message will carry.
@@ -64,7 +93,8 @@ impl Sender {
 
     /// When the next retransmission is due, if anything waits for its acknowledgement.
     pub fn next_due(&self) -> Option<Instant> {
-        self.unacked.iter().map(|p| p.sent_at + self.rto).min()
+        let rto = self.rto();
+        self.unacked.iter().map(|p| p.sent_at + rto).min()
     }
 
     /// Records a message just sent with `next_seq()`. A full queue refuses it: the
@@ -74,7 +104,7 @@ impl Sender {
             self.stats.overflows += 1;
             return Err(Overflow);
         }
-        self.unacked.push_back(Pending { seq: self.next, bytes, sent_at: now });
+        self.unacked.push_back(Pending { seq: self.next, bytes, sent_at: now, again: false });
         self.next += 1;
         self.stats.sent += 1;
         Ok(())
@@ -89,16 +119,24 @@ impl Sender {
     /// Takes an acknowledgement: everything before `cumulative` arrived; the `missing`
     /// ranges (inclusive) did not and are returned to be sent again now.
     pub fn on_ack(&mut self, cumulative: u64, missing: &[(u64, u64)], now: Instant) -> Vec<Vec<u8>> {
+        let mut newest = None;
         while self.unacked.front().is_some_and(|p| p.seq < cumulative) {
-            self.unacked.pop_front();
+            if let Some(p) = self.unacked.pop_front() {
+                newest = Some(p);
+            }
             self.stats.acked += 1;
         }
+        if let Some(p) = newest.filter(|p| !p.again) {
+            self.sample(now.saturating_duration_since(p.sent_at));
+        }
+        let rto = self.rto();
         let mut again = Vec::new();
         for p in self.unacked.iter_mut() {
             // Not twice within half a retransmission time: NACKs repeat while a
             // retransmission is under way.
-            if missing.iter().any(|&(a, b)| a <= p.seq && p.seq <= b) && now.duration_since(p.sent_at) >= self.rto / 2 {
+            if missing.iter().any(|&(a, b)| a <= p.seq && p.seq <= b) && now.duration_since(p.sent_at) >= rto / 2 {
                 p.sent_at = now;
+                p.again = true;
                 again.push(p.bytes.clone());
             }
         }
@@ -109,13 +147,15 @@ impl Sender {
     /// Messages unacknowledged for longer than the retransmission time (at most `max`),
     /// to be sent again.
     pub fn due(&mut self, now: Instant, max: usize) -> Vec<Vec<u8>> {
+        let rto = self.rto();
         let mut again = Vec::new();
         for p in self.unacked.iter_mut() {
             if again.len() >= max {
                 break;
             }
-            if now.duration_since(p.sent_at) >= self.rto {
+            if now.duration_since(p.sent_at) >= rto {
                 p.sent_at = now;
+                p.again = true;
                 again.push(p.bytes.clone());
             }
         }
@@ -284,6 +324,35 @@ mod tests {
             }
         }
         (delivered, tx.stats)
+    }
+
+    #[test]
+    fn the_retransmission_time_follows_a_round_trip_slower_than_the_configured_one() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut tx = Sender::new(100, ms(40));
+        assert_eq!(tx.rto(), ms(40), "nothing measured: the configured one");
+        // A 100 ms round trip, steady: each message acknowledged 100 ms after it left.
+        for k in 0..20u64 {
+            let at = t0 + ms(10 * k);
+            tx.sent(msg(k + 1), at).unwrap();
+            assert!(tx.on_ack(k + 2, &[], at + ms(100)).is_empty());
+        }
+        let rto = tx.rto();
+        assert!(rto >= ms(100) && rto <= ms(130), "{rto:?}");
+        // So a message waits that long before it goes again, not 40 ms.
+        tx.sent(msg(21), t0 + ms(1000)).unwrap();
+        assert!(tx.due(t0 + ms(1090), 10).is_empty());
+        assert_eq!(tx.due(t0 + ms(1000) + rto, 10), vec![msg(21)]);
+        // Its acknowledgement (it went twice) is no sample (Karn).
+        let before = tx.rto();
+        tx.on_ack(22, &[], t0 + ms(5000));
+        assert_eq!(tx.rto(), before);
+        // However slow the link, at most a second.
+        let mut slow = Sender::new(100, ms(40));
+        slow.sent(msg(1), t0).unwrap();
+        slow.on_ack(2, &[], t0 + ms(5000));
+        assert_eq!(slow.rto(), MAX_RTO);
     }
 
     #[test]
