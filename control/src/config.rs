@@ -163,6 +163,28 @@ impl Default for DsLite {
     }
 }
 
+/// The data plane's own defences, board-wide: the ICMP errors it generates, and how
+/// long a released port block waits before another subscriber may have it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Protection {
+    /// `icmp-error rate PER-SECOND burst N`, per worker (0: no limit).
+    pub icmp_errors_per_sec: u32,
+    pub icmp_errors_burst: u32,
+    /// `port-block hold-down SECONDS` (RFC 6888 REQ-8).
+    pub block_hold_down: u32,
+}
+
+impl Default for Protection {
+    fn default() -> Self {
+        let d = dataplane::config::EngineConfig::new(Vec::new());
+        Protection {
+            icmp_errors_per_sec: d.icmp_errors_per_sec,
+            icmp_errors_burst: d.icmp_errors_burst,
+            block_hold_down: d.block_hold_down,
+        }
+    }
+}
+
 /// `nat log syslog HOST [port P]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Logging {
@@ -183,6 +205,7 @@ pub struct Config {
     pub syslog: Vec<SocketAddr>,
     /// `metrics http ADDR port P`.
     pub metrics: Option<SocketAddr>,
+    pub protection: Protection,
 }
 
 pub use dataplane::io::port::Interfaces;

@@ -237,6 +237,9 @@ pub fn engine_config(c: &Config, p: &Plan, slot: u32) -> Option<EngineConfig> {
     let mut e = EngineConfig::new(instances);
     e.workers = sp.cores.len().max(1) as u16;
     e.locations = mine;
+    e.icmp_errors_per_sec = c.protection.icmp_errors_per_sec;
+    e.icmp_errors_burst = c.protection.icmp_errors_burst;
+    e.block_hold_down = c.protection.block_hold_down;
     Some(e)
 }
 

@@ -173,6 +173,12 @@ pub fn validate(c: &Config, pos: &Positions) -> Result<(), Vec<ConfigError>> {
 /// What a valid configuration leaves unused or incomplete: committed, but inactive.
 pub fn warnings(c: &Config) -> Vec<String> {
     let mut w = Vec::new();
+    if c.protection.block_hold_down < 120 {
+        w.push(format!(
+            "port-block hold-down {} s: RFC 6888 REQ-8 asks at least 120 s before a released port goes to another subscriber",
+            c.protection.block_hold_down
+        ));
+    }
     for (id, l) in &c.locations {
         if l.slot.is_none() {
             w.push(format!("service-location {id} has no `location slot S backup slot B`: it serves nothing"));

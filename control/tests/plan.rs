@@ -116,3 +116,18 @@ fn instances_without_an_id_take_ids_no_instance_names() {
     let p = plan(&parse(&text).unwrap().0);
     assert_eq!((p.instances["dslite-a"].id, p.instances["dslite-b"].id), (2, 1));
 }
+
+#[test]
+fn the_data_planes_defences_reach_every_board() {
+    let text = std::fs::read_to_string("../deploy/aftr-two-locations.conf").unwrap();
+    let plain = engine_config(&example(), &plan(&example()), 1).unwrap();
+    assert_eq!((plain.icmp_errors_per_sec, plain.icmp_errors_burst, plain.block_hold_down), (1000, 50, 120));
+    let (c, _) = parse(&format!("{text}icmp-error rate 200 burst 10\nport-block hold-down 300\n")).unwrap();
+    for slot in [1, 2, 3, 4] {
+        let e = engine_config(&c, &plan(&c), slot).unwrap();
+        assert_eq!((e.icmp_errors_per_sec, e.icmp_errors_burst, e.block_hold_down), (200, 10, 300), "slot {slot}");
+    }
+    // A hold-down shorter than RFC 6888 asks is allowed, with a warning.
+    let (short, _) = parse(&format!("{text}port-block hold-down 30\n")).unwrap();
+    assert!(control::validate::warnings(&short).iter().any(|w| w.contains("RFC 6888 REQ-8")));
+}

@@ -73,6 +73,8 @@ prop_compose! {
         instances in proptest::collection::btree_map(name(), instance(), 0..3),
         syslog in proptest::collection::vec((any::<[u8; 4]>(), 1u16..), 0..2),
         metrics in proptest::option::of((any::<[u8; 4]>(), 1u16..)),
+        protection in (0u32..=1_000_000, 1u32..=1_000_000, 0u32..=3600),
+        notify in proptest::option::of("/[a-z]{1,8}(/[a-z0-9.-]{1,8}){0,3}"),
     ) -> Config {
         Config {
             sysname,
@@ -83,7 +85,7 @@ prop_compose! {
                 key,
                 heartbeat_ms: hb,
                 dead_count: dead,
-                notify: None,
+                notify,
             },
             slots: slots.into_iter().map(|(id, (host, cores, ifname, ha, io, blocking))| (id, Slot {
                 host,
@@ -109,6 +111,11 @@ prop_compose! {
                 v
             },
             metrics: metrics.map(|(a, p)| SocketAddr::new(Ipv4Addr::from(a).into(), p)),
+            protection: Protection {
+                icmp_errors_per_sec: protection.0,
+                icmp_errors_burst: protection.1,
+                block_hold_down: protection.2,
+            },
         }
     }
 }

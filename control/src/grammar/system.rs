@@ -327,6 +327,56 @@ pub static COMMANDS: &[Command] = &[
         },
         print: Print::Paragraph(|c, _| line_of(&c.metrics, |m| format!("metrics http {} port {}", m.ip(), m.port()))),
     },
+    Command {
+        syntax: &[
+            Key("icmp-error"),
+            Key("rate"),
+            number("PER-SECOND", "ICMP errors a second per worker (0: no limit)", (0, 1_000_000)),
+            Key("burst"),
+            number("N", "a burst of ICMP errors", (1, 1_000_000)),
+        ],
+        undo: Some(&[Key("icmp-error"), Key("rate")]),
+        help: "ICMP errors the AFTR generates, per worker: 0-1000000 a second (0: no limit), burst 1-1000000; 1000, 50",
+        action: Action::Edit {
+            apply: |e, a| {
+                let p = &mut e.config.protection;
+                (p.icmp_errors_per_sec, p.icmp_errors_burst) = (a.number("PER-SECOND"), a.number("N"));
+                Ok(())
+            },
+            undo: |e, _| {
+                let d = Protection::default();
+                let p = &mut e.config.protection;
+                (p.icmp_errors_per_sec, p.icmp_errors_burst) = (d.icmp_errors_per_sec, d.icmp_errors_burst);
+                Ok(())
+            },
+        },
+        print: Print::Paragraph(|c, _| {
+            let (p, d) = (c.protection, Protection::default());
+            if (p.icmp_errors_per_sec, p.icmp_errors_burst) == (d.icmp_errors_per_sec, d.icmp_errors_burst) {
+                return vec![];
+            }
+            vec![format!("icmp-error rate {} burst {}", p.icmp_errors_per_sec, p.icmp_errors_burst)]
+        }),
+    },
+    Command {
+        syntax: &[Key("port-block"), Key("hold-down"), number("SECONDS", "a hold-down in seconds", (0, 3600))],
+        undo: Some(&[Key("port-block"), Key("hold-down")]),
+        help: "a released port block waits this long before another subscriber gets it, 0-3600 s (RFC 6888 REQ-8: 120 at least); 120",
+        action: Action::Edit {
+            apply: |e, a| {
+                e.config.protection.block_hold_down = a.number("SECONDS");
+                Ok(())
+            },
+            undo: |e, _| {
+                e.config.protection.block_hold_down = Protection::default().block_hold_down;
+                Ok(())
+            },
+        },
+        print: Print::Paragraph(|c, _| {
+            let (p, d) = (c.protection, Protection::default());
+            differs(p.block_hold_down, d.block_hold_down, "port-block hold-down")
+        }),
+    },
 ];
 
 const INSTANCE: &[Word] = &[
