@@ -517,3 +517,40 @@ fn under_systemd_it_says_ready_pings_the_watchdog_and_says_stopping() {
     }
     assert!(stopping, "STOPPING=1 at SIGTERM");
 }
+
+#[test]
+fn the_command_lines_have_help_version_and_checked_values() {
+    let run = |bin: &str, args: &[&str]| {
+        let out = Command::new(bin).args(args).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text)
+    };
+    let (aftrd, aftrctl) = (env!("CARGO_BIN_EXE_aftrd"), env!("CARGO_BIN_EXE_aftrctl"));
+    let version = format!("{}\n", env!("CARGO_PKG_VERSION"));
+    for bin in [aftrd, aftrctl] {
+        let (code, help) = run(bin, &["--help"]);
+        assert_eq!(code, Some(0), "{help}");
+        assert!(help.contains("Usage:") && help.contains("--socket"), "{help}");
+        let (code, v) = run(bin, &["--version"]);
+        assert_eq!(code, Some(0));
+        assert!(v.ends_with(&version), "{v}");
+    }
+    // aftrctl's help is its own: nothing is sent to a daemon (there is none here).
+    let (code, help) = run(aftrctl, &["--socket", "/nonexistent/aftrd.sock", "--help"]);
+    assert_eq!(code, Some(0), "{help}");
+    // Bad values are refused with the reason and exit 2, never taken as a default.
+    let (code, text) = run(aftrd, &["--config", "../deploy/aftr-ha.conf", "--slot", "abc"]);
+    assert_eq!(code, Some(2));
+    assert!(text.contains("invalid value 'abc' for '--slot <N>'"), "{text}");
+    let (code, text) = run(aftrd, &["--config", "../deploy/aftr-ha.conf", "--slot", "65"]);
+    assert_eq!(code, Some(2), "{text}");
+    let (code, text) = run(aftrd, &["--config", "../deploy/aftr-ha.conf"]);
+    assert_eq!(code, Some(2));
+    assert!(text.contains("--slot N is needed to run a board"), "{text}");
+    let (code, text) = run(aftrd, &["--config", "../deploy/aftr-ha.conf", "--check", "--verbose"]);
+    assert_eq!(code, Some(2));
+    assert!(text.contains("unexpected argument '--verbose'"), "{text}");
+    // The checks that worked before still do.
+    let (code, text) = run(aftrd, &["--check", "--config", "../deploy/aftr-ha.conf"]);
+    assert_eq!(code, Some(0), "{text}");
+}

@@ -15,22 +15,44 @@ use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
+use clap::{CommandFactory, Parser};
 use control::error::ConfigError;
 use control::mgmt::{self, Daemon};
 use control::natlog::NatLogger;
 
-fn usage() -> ExitCode {
-    eprintln!(
-        "usage: aftrd --check --config FILE\n       aftrd --plan --config FILE [--slot N]\n       aftrd --config FILE --slot N [--socket PATH]"
-    );
-    ExitCode::from(2)
+/// One board of the DS-Lite AFTR: runs the slot of a configuration (its workers, hot
+/// backup with its peer, NAT logs, metrics, the management socket for aftrctl), or
+/// checks a configuration, or prints its plan.
+#[derive(Parser)]
+#[command(name = "aftrd", version)]
+struct Cli {
+    /// The configuration (the router's language; see aftr.conf(5)).
+    #[arg(long, value_name = "FILE")]
+    config: String,
+    /// Check the configuration and exit: 0 if valid, else FILE:LINE:COLUMN: message for
+    /// each error and 1.
+    #[arg(long, conflicts_with = "plan")]
+    check: bool,
+    /// Print the plan (what each slot does) and exit; only the slot's with --slot.
+    #[arg(long)]
+    plan: bool,
+    /// The slot (board) to run.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    slot: Option<u32>,
+    /// The management socket for aftrctl [default: /run/aftrd/slotN.sock].
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let flag = |f: &str| args.iter().any(|a| a == f);
-    let value = |f: &str| args.iter().position(|a| a == f).and_then(|i| args.get(i + 1)).cloned();
-    let Some(file) = value("--config") else { return usage() };
+    let cli = Cli::parse();
+    let file = cli.config.clone();
+    if !cli.check && !cli.plan && cli.slot.is_none() {
+        // Exits 2, as clap does for every bad command line.
+        Cli::command()
+            .error(clap::error::ErrorKind::MissingRequiredArgument, "--slot N is needed to run a board")
+            .exit();
+    }
     let text = match std::fs::read_to_string(&file) {
         Ok(t) => t,
         Err(e) => {
@@ -56,18 +78,17 @@ fn main() -> ExitCode {
     for w in control::validate::warnings(&config) {
         eprintln!("{file}: warning: {w}");
     }
-    if flag("--check") {
+    if cli.check {
         println!("{file}: configuration is valid");
         return ExitCode::SUCCESS;
     }
     let plan = control::plan::plan(&config);
-    let slot: Option<u32> = value("--slot").and_then(|s| s.parse().ok());
-    if flag("--plan") {
-        print!("{}", control::plan::describe(&config, &plan, slot));
+    if cli.plan {
+        print!("{}", control::plan::describe(&config, &plan, cli.slot));
         return ExitCode::SUCCESS;
     }
-    let Some(slot) = slot else { return usage() };
-    match run(&file, config, secret, slot, value("--socket").map(PathBuf::from)) {
+    let Some(slot) = cli.slot else { return ExitCode::from(2) };
+    match run(&file, config, secret, slot, cli.socket) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("aftrd: {e:#}");
