@@ -185,10 +185,12 @@ impl Default for Protection {
     }
 }
 
-/// `nat log syslog HOST [port P]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Logging {
-    pub syslog: Vec<SocketAddr>,
+/// `nat log syslog HOST [port P] [transport { udp | tcp }]`: a collector of NAT logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyslogTarget {
+    pub addr: SocketAddr,
+    /// RFC 6587 over TCP (octet counting), else RFC 5426 over UDP.
+    pub tcp: bool,
 }
 
 /// The whole configuration.
@@ -201,8 +203,8 @@ pub struct Config {
     pub groups: BTreeMap<String, InstanceGroup>,
     pub address_groups: BTreeMap<String, AddressGroup>,
     pub instances: BTreeMap<String, DsLite>,
-    /// `nat log syslog HOST [port P]`.
-    pub syslog: Vec<SocketAddr>,
+    /// `nat log syslog HOST [port P] [transport T]`.
+    pub syslog: Vec<SyslogTarget>,
     /// `metrics http ADDR port P`.
     pub metrics: Option<SocketAddr>,
     pub protection: Protection,

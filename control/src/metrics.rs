@@ -105,6 +105,17 @@ pub fn render_ha(slot: u32, st: &ha_sync::node::Status) -> String {
     o
 }
 
+/// The NAT logger's counters (since it was set up: a commit that changes the collectors
+/// starts them again).
+pub fn render_log(slot: u32, st: &crate::natlog::LogStats) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut o = String::from("# HELP aftr_natlog_total NAT log messages.\n# TYPE aftr_natlog_total counter\n");
+    for (name, v) in [("sent", &st.sent), ("dropped", &st.dropped), ("reconnects", &st.reconnects)] {
+        o.push_str(&format!("aftr_natlog_total{{slot=\"{slot}\",counter=\"{name}\"}} {}\n", v.load(Relaxed)));
+    }
+    o
+}
+
 fn serve_one(mut s: TcpStream, body: &dyn Fn() -> String) -> std::io::Result<()> {
     s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
     let mut first = String::new();

@@ -6,9 +6,16 @@
 //! Port blocks are always logged (`BLKADD`/`BLKDEL`); sessions (`SADD`/`SDEL`) only
 //! when asked, since with port blocks they only repeat what the block says.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use dataplane::nat::events::{BlockRecord, SessionEvent, SessionRecord};
+
+use crate::config::SyslogTarget;
 
 /// RFC 5424 facility local0 (16), severity informational (6).
 const PRI: u8 = 16 * 8 + 6;
@@ -29,9 +36,14 @@ pub fn rfc3339(unix: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
+/// The private enterprise number in the SD-IDs (RFC 5424 section 7.2.2: an SD-ID of
+/// one's own is `name@number`): 32473, which RFC 5612 reserves for documentation and
+/// examples, until the project has one of its own from IANA.
+pub const ENTERPRISE: u32 = 32473;
+
 fn session_sd(r: &SessionRecord) -> String {
     format!(
-        "[nsess SSUBIX=\"{}\" IATYP=\"IPv4\" ISADDR=\"{}\" ISPORT=\"{}\" XATYP=\"IPv4\" XSADDR=\"{}\" XSPORT=\"{}\" PROTO=\"{}\" SV6ENC=\"{}\"]",
+        "[nsess@{ENTERPRISE} SSUBIX=\"{}\" IATYP=\"IPv4\" ISADDR=\"{}\" ISPORT=\"{}\" XATYP=\"IPv4\" XSADDR=\"{}\" XSPORT=\"{}\" PROTO=\"{}\" SV6ENC=\"{}\"]",
         r.inst,
         Ipv4Addr::from(r.inner_addr),
         r.inner_port,
@@ -44,7 +56,7 @@ fn session_sd(r: &SessionRecord) -> String {
 
 fn block_sd(b: &BlockRecord) -> String {
     format!(
-        "[nblk SSUBIX=\"{}\" XATYP=\"IPv4\" XSADDR=\"{}\" XSPORTSTART=\"{}\" XSPORTEND=\"{}\" SV6ENC=\"{}\"]",
+        "[nblk@{ENTERPRISE} SSUBIX=\"{}\" XATYP=\"IPv4\" XSADDR=\"{}\" XSPORTSTART=\"{}\" XSPORTEND=\"{}\" SV6ENC=\"{}\"]",
         b.inst,
         Ipv4Addr::from(b.ext_addr),
         b.first_port,
@@ -53,8 +65,9 @@ fn block_sd(b: &BlockRecord) -> String {
     )
 }
 
-/// The RFC 5424 message for an event, or None for events not logged.
-pub fn format(e: &SessionEvent, hostname: &str, sessions: bool) -> Option<String> {
+/// The RFC 5424 message for an event, with sequence id `seq` (RFC 5424 section 7.3.1:
+/// 1 to 2147483647, then 1 again), or None for events not logged.
+pub fn format(e: &SessionEvent, hostname: &str, sessions: bool, seq: u32) -> Option<String> {
     let (msgid, at, sd) = match e {
         SessionEvent::BlockAllocated(b) => ("BLKADD", b.at, block_sd(b)),
         SessionEvent::BlockReleased(b) => ("BLKDEL", b.at, block_sd(b)),
@@ -63,45 +76,169 @@ pub fn format(e: &SessionEvent, hostname: &str, sessions: bool) -> Option<String
         _ => return None,
     };
     // HEADER: PRI VERSION TIMESTAMP HOSTNAME APP-NAME PROCID MSGID, then SD, no MSG.
-    Some(format!("<{PRI}>1 {} {hostname} aftrd {} {msgid} {sd}", rfc3339(at as u64), std::process::id()))
+    let pid = std::process::id();
+    Some(format!("<{PRI}>1 {} {hostname} aftrd {pid} {msgid} [meta sequenceId=\"{seq}\"]{sd}", rfc3339(at as u64)))
 }
 
-/// Sends NAT events to syslog collectors over UDP (RFC 5426).
+/// Messages waiting for a TCP collector at most; beyond, they are dropped and counted.
+pub const TCP_QUEUE: usize = 65_536;
+
+/// A TCP collector's sender thread retries a lost connection this often.
+const RECONNECT: Duration = Duration::from_secs(1);
+
+/// What the logger has done, for metrics and displays.
+#[derive(Debug, Default)]
+pub struct LogStats {
+    /// Messages handed to a socket (UDP: sent; TCP: written whole to the connection).
+    pub sent: AtomicU64,
+    /// Messages lost: a UDP send failed, or a TCP collector's queue was full.
+    pub dropped: AtomicU64,
+    /// TCP connections made again after one was lost.
+    pub reconnects: AtomicU64,
+}
+
+/// One collector: UDP (RFC 5426), or TCP with octet counting (RFC 6587 section 3.4.1)
+/// fed by a thread of its own through a bounded queue.
+enum Collector {
+    Udp(SocketAddr),
+    Tcp(Sender<Vec<u8>>),
+}
+
+/// Sends NAT events to syslog collectors. Never blocks its caller (the board's event
+/// thread): UDP sends at once; a TCP collector's thread writes, reconnects every second
+/// while it cannot, and keeps what waits (up to [`TCP_QUEUE`] messages), so a collector
+/// restart loses nothing; a full queue is counted (`dropped`).
 pub struct NatLogger {
     socket: UdpSocket,
-    targets: Vec<SocketAddr>,
+    collectors: Vec<Collector>,
     hostname: String,
     pub sessions: bool,
-    pub sent: u64,
-    pub failed: u64,
+    seq: u32,
+    pub stats: Arc<LogStats>,
+    stop: Arc<AtomicBool>,
 }
 
 impl NatLogger {
-    pub fn new(targets: Vec<SocketAddr>, hostname: &str) -> std::io::Result<Self> {
-        let bind: SocketAddr = if targets.iter().any(|t| t.is_ipv6()) {
+    pub fn new(targets: &[SyslogTarget], hostname: &str) -> std::io::Result<Self> {
+        let bind: SocketAddr = if targets.iter().any(|t| t.addr.is_ipv6()) {
             "[::]:0".parse().expect("literal")
         } else {
             "0.0.0.0:0".parse().expect("literal")
         };
+        let stats = Arc::new(LogStats::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut collectors = Vec::new();
+        for t in targets {
+            collectors.push(match t.tcp {
+                false => Collector::Udp(t.addr),
+                true => {
+                    let (tx, rx) = bounded(TCP_QUEUE);
+                    let (to, stats, stop) = (t.addr, stats.clone(), stop.clone());
+                    std::thread::Builder::new()
+                        .name("aftr-natlog-tcp".into())
+                        .spawn(move || tcp_sender(to, &rx, &stats, &stop))?;
+                    Collector::Tcp(tx)
+                }
+            });
+        }
         Ok(NatLogger {
             socket: UdpSocket::bind(bind)?,
-            targets,
+            collectors,
             hostname: hostname.to_string(),
             sessions: false,
-            sent: 0,
-            failed: 0,
+            seq: 0,
+            stats,
+            stop,
         })
     }
 
     pub fn log(&mut self, e: &SessionEvent) {
-        let Some(msg) = format(e, &self.hostname, self.sessions) else { return };
-        for t in &self.targets {
-            match self.socket.send_to(msg.as_bytes(), t) {
-                Ok(_) => self.sent += 1,
-                Err(_) => self.failed += 1,
-            }
+        let seq = self.seq % 2_147_483_647 + 1;
+        let Some(msg) = format(e, &self.hostname, self.sessions, seq) else { return };
+        self.seq = seq;
+        for c in &self.collectors {
+            let ok = match c {
+                Collector::Udp(to) => self.socket.send_to(msg.as_bytes(), to).is_ok(),
+                Collector::Tcp(q) => q.try_send(msg.clone().into_bytes()).is_ok(),
+            };
+            let counter = match (ok, c) {
+                (true, Collector::Udp(_)) => &self.stats.sent,
+                (true, Collector::Tcp(_)) => continue,
+                (false, _) => &self.stats.dropped,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+impl Drop for NatLogger {
+    fn drop(&mut self) {
+        // The TCP threads end once their queues are empty or they cannot connect.
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A TCP collector's thread: connects, writes each message as `LENGTH SP MESSAGE`, and
+/// on a failure reconnects (every [`RECONNECT`]) and writes the message again whole.
+fn tcp_sender(to: SocketAddr, queue: &Receiver<Vec<u8>>, stats: &LogStats, stop: &AtomicBool) {
+    let mut conn: Option<TcpStream> = None;
+    let mut connected_once = false;
+    let mut pending: Option<Vec<u8>> = None;
+    loop {
+        let msg = match pending.take() {
+            Some(m) => m,
+            None => match queue.recv_timeout(Duration::from_millis(200)) {
+                Ok(m) => m,
+                Err(RecvTimeoutError::Timeout) if stop.load(Ordering::Relaxed) => return,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return,
+            },
+        };
+        if conn.is_none() {
+            match TcpStream::connect_timeout(&to, RECONNECT) {
+                Ok(c) => {
+                    let _ = c.set_write_timeout(Some(Duration::from_secs(5)));
+                    if connected_once {
+                        stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                    }
+                    connected_once = true;
+                    conn = Some(c);
+                }
+                Err(_) => {
+                    pending = Some(msg);
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    std::thread::sleep(RECONNECT);
+                    continue;
+                }
+            }
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        let mut frame = format!("{} ", msg.len()).into_bytes();
+        frame.extend_from_slice(&msg);
+        // A peer that closed is seen by the next write at the latest: check first, so a
+        // message is not written into a connection already gone.
+        if peer_closed(c) || c.write_all(&frame).is_err() {
+            conn = None;
+            pending = Some(msg);
+            continue;
+        }
+        stats.sent.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The collector closed the connection (a read finds its end, without waiting).
+fn peer_closed(c: &TcpStream) -> bool {
+    let _ = c.set_nonblocking(true);
+    let mut b = [0u8; 64];
+    let closed = match (&*c).read(&mut b) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    };
+    let _ = c.set_nonblocking(false);
+    closed
 }
 
 #[cfg(test)]
@@ -116,15 +253,19 @@ mod tests {
         assert_eq!(rfc3339(1_795_995_045), "2026-11-29T23:30:45Z");
     }
 
+    fn block(port: u16) -> BlockRecord {
+        let b4 = "2001:db8:b4::1".parse::<Ipv6Addr>().unwrap().octets();
+        BlockRecord { inst: 1, b4, ext_addr: 0xc633_6407, first_port: port, size: 512, at: 1_795_995_045 }
+    }
+
     #[test]
     fn block_and_session_messages() {
         let b4 = "2001:db8:b4::1".parse::<Ipv6Addr>().unwrap().octets();
-        let blk = BlockRecord { inst: 1, b4, ext_addr: 0xc633_6407, first_port: 1536, size: 512, at: 1_795_995_045 };
-        let m = format(&SessionEvent::BlockAllocated(blk), "aftr1", false).unwrap();
+        let m = format(&SessionEvent::BlockAllocated(block(1536)), "aftr1", false, 7).unwrap();
         assert_eq!(
             m,
             format!(
-                "<134>1 2026-11-29T23:30:45Z aftr1 aftrd {} BLKADD [nblk SSUBIX=\"1\" XATYP=\"IPv4\" XSADDR=\"198.51.100.7\" XSPORTSTART=\"1536\" XSPORTEND=\"2047\" SV6ENC=\"2001:db8:b4::1\"]",
+                "<134>1 2026-11-29T23:30:45Z aftr1 aftrd {} BLKADD [meta sequenceId=\"7\"][nblk@32473 SSUBIX=\"1\" XATYP=\"IPv4\" XSADDR=\"198.51.100.7\" XSPORTSTART=\"1536\" XSPORTEND=\"2047\" SV6ENC=\"2001:db8:b4::1\"]",
                 std::process::id()
             )
         );
@@ -141,40 +282,98 @@ mod tests {
             last_seen: 0,
             mac: [0; 6],
         };
-        assert_eq!(format(&SessionEvent::Created(s), "h", false), None, "sessions off by default");
-        let m = format(&SessionEvent::Created(s), "h", true).unwrap();
+        assert_eq!(format(&SessionEvent::Created(s), "h", false, 1), None, "sessions off by default");
+        let m = format(&SessionEvent::Created(s), "h", true, 1).unwrap();
         assert!(
-            m.contains(" SADD [nsess ")
+            m.contains(" SADD [meta sequenceId=\"1\"][nsess@32473 ")
                 && m.contains("ISADDR=\"192.168.1.10\" ISPORT=\"5000\"")
                 && m.contains("XSPORT=\"1600\" PROTO=\"17\"")
         );
         assert!(!m.contains("203.0.113"), "no destination");
-        assert_eq!(format(&SessionEvent::Refreshed(s), "h", true), None);
+        assert_eq!(format(&SessionEvent::Refreshed(s), "h", true, 1), None);
     }
 
     #[test]
-    fn messages_reach_a_collector() {
+    fn messages_reach_a_udp_collector_numbered() {
         let collector = UdpSocket::bind("127.0.0.1:0").unwrap();
-        collector.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
-        let mut l = NatLogger::new(vec![collector.local_addr().unwrap()], "aftr-test").unwrap();
-        let blk = BlockRecord {
-            inst: 0,
-            b4: [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
-            ext_addr: 0x0a00_0001,
-            first_port: 1024,
-            size: 64,
-            at: 0,
-        };
-        l.log(&SessionEvent::BlockReleased(blk));
+        collector.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let to = SyslogTarget { addr: collector.local_addr().unwrap(), tcp: false };
+        let mut l = NatLogger::new(&[to], "aftr-test").unwrap();
+        l.log(&SessionEvent::BlockReleased(BlockRecord { at: 0, size: 64, first_port: 1024, ..block(0) }));
+        l.log(&SessionEvent::BlockAllocated(block(2048)));
         let mut buf = [0u8; 1024];
         let n = collector.recv(&mut buf).unwrap();
         let m = std::str::from_utf8(&buf[..n]).unwrap();
         assert!(
             m.starts_with("<134>1 1970-01-01T00:00:00Z aftr-test aftrd ")
-                && m.contains("BLKDEL")
+                && m.contains("BLKDEL [meta sequenceId=\"1\"]")
                 && m.contains("XSPORTEND=\"1087\""),
             "{m}"
         );
-        assert_eq!((l.sent, l.failed), (1, 0));
+        let n = collector.recv(&mut buf).unwrap();
+        assert!(std::str::from_utf8(&buf[..n]).unwrap().contains("BLKADD [meta sequenceId=\"2\"]"));
+        assert_eq!((l.stats.sent.load(Ordering::Relaxed), l.stats.dropped.load(Ordering::Relaxed)), (2, 0));
+    }
+
+    /// Reads octet-counted messages (RFC 6587) from `c` until `n` came or it closes.
+    fn frames(c: &mut TcpStream, n: usize) -> Vec<String> {
+        let mut got = Vec::new();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        while got.len() < n {
+            while let Some(sp) = buf.iter().position(|&b| b == b' ') {
+                let len: usize = std::str::from_utf8(&buf[..sp]).unwrap().parse().unwrap();
+                if buf.len() < sp + 1 + len {
+                    break;
+                }
+                got.push(String::from_utf8(buf[sp + 1..sp + 1 + len].to_vec()).unwrap());
+                buf.drain(..sp + 1 + len);
+            }
+            if got.len() >= n {
+                break;
+            }
+            match c.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => buf.extend_from_slice(&chunk[..k]),
+            }
+        }
+        got
+    }
+
+    fn seq_of(m: &str) -> u32 {
+        let at = m.find("sequenceId=\"").unwrap() + 12;
+        m[at..].split('"').next().unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn over_tcp_a_collector_restart_loses_nothing() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut l = NatLogger::new(&[SyslogTarget { addr, tcp: true }], "aftr-test").unwrap();
+        for k in 0..5 {
+            l.log(&SessionEvent::BlockAllocated(block(1024 + 512 * k)));
+        }
+        let (mut c, _) = listener.accept().unwrap();
+        let first = frames(&mut c, 5);
+        assert_eq!(first.iter().map(|m| seq_of(m)).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
+        // The collector restarts: the connection and the listener go; events go on.
+        drop(c);
+        drop(listener);
+        std::thread::sleep(Duration::from_millis(300));
+        for k in 0..20 {
+            l.log(&SessionEvent::BlockReleased(block(1024 + 512 * (k % 60))));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let listener = std::net::TcpListener::bind(addr).unwrap();
+        let (mut c, _) = listener.accept().unwrap();
+        let rest = frames(&mut c, 20);
+        // Every message after the restart arrives, whole and in order.
+        assert_eq!(rest.iter().map(|m| seq_of(m)).collect::<Vec<_>>(), (6..=25).collect::<Vec<_>>());
+        assert!(rest.iter().all(|m| m.contains(" BLKDEL ")));
+        let st = &l.stats;
+        assert_eq!(st.sent.load(Ordering::Relaxed), 25);
+        assert_eq!(st.dropped.load(Ordering::Relaxed), 0);
+        assert_eq!(st.reconnects.load(Ordering::Relaxed), 1);
     }
 }

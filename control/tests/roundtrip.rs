@@ -71,7 +71,7 @@ prop_compose! {
         groups in proptest::collection::btree_map(name(), proptest::collection::btree_map(1u32..=128, 1u32..=100, 0..3), 0..3),
         pools in proptest::collection::btree_map(name(), proptest::collection::btree_map(0u32..=255, (any::<u32>(), 0u32..1000), 0..3), 0..3),
         instances in proptest::collection::btree_map(name(), instance(), 0..3),
-        syslog in proptest::collection::vec((any::<[u8; 4]>(), 1u16..), 0..2),
+        syslog in proptest::collection::vec((any::<[u8; 4]>(), 1u16.., any::<bool>()), 0..2),
         metrics in proptest::option::of((any::<[u8; 4]>(), 1u16..)),
         protection in (0u32..=1_000_000, 1u32..=1_000_000, 0u32..=3600),
         notify in proptest::option::of("/[a-z]{1,8}(/[a-z0-9.-]{1,8}){0,3}"),
@@ -106,8 +106,11 @@ prop_compose! {
             })).collect(),
             instances,
             syslog: {
-                let mut v: Vec<SocketAddr> = syslog.into_iter().map(|(a, p)| SocketAddr::new(Ipv4Addr::from(a).into(), p)).collect();
-                v.dedup();
+                let mut v: Vec<SyslogTarget> = syslog
+                    .into_iter()
+                    .map(|(a, p, tcp)| SyslogTarget { addr: SocketAddr::new(Ipv4Addr::from(a).into(), p), tcp })
+                    .collect();
+                v.dedup_by_key(|t| t.addr);
                 v
             },
             metrics: metrics.map(|(a, p)| SocketAddr::new(Ipv4Addr::from(a).into(), p)),

@@ -122,7 +122,7 @@ fn run(
     let logger = Arc::new(Mutex::new(if config.syslog.is_empty() {
         None
     } else {
-        Some(NatLogger::new(config.syslog.clone(), &host)?)
+        Some(NatLogger::new(&config.syslog, &host)?)
     }));
     let l2 = logger.clone();
     let seed = dataplane::board::random_seed().map_err(|e| anyhow::anyhow!("the kernel's random source: {e}"))?;
@@ -171,10 +171,14 @@ fn run(
     let counters = board.counters();
     let gauges = board.gauges.clone();
     let ha_metrics = ha.clone();
+    let log_metrics = logger.clone();
     let metrics_body: control::metrics::Body = Arc::new(move || {
         let mut o = control::metrics::render(slot, &counters, &gauges);
         if let Some(n) = &ha_metrics {
             o.push_str(&control::metrics::render_ha(slot, &n.status()));
+        }
+        if let Some(l) = log_metrics.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            o.push_str(&control::metrics::render_log(slot, &l.stats));
         }
         o
     });

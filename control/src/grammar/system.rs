@@ -293,22 +293,28 @@ pub static COMMANDS: &[Command] = &[
     Command {
         syntax: SYSLOG,
         undo: Some(SYSLOG),
-        help: "send RFC 5424 NAT logs to a collector; port 514; repeatable",
+        help: "send RFC 5424 NAT logs to a collector; port 514, over UDP (or TCP, RFC 6587); repeatable",
         action: Action::Edit {
             apply: |e, a| {
                 let to = syslog(a);
-                e.config.syslog.retain(|x| *x != to);
+                e.config.syslog.retain(|x| x.addr != to.addr);
                 e.config.syslog.push(to);
                 Ok(())
             },
             undo: |e, a| {
                 let to = syslog(a);
-                e.config.syslog.retain(|x| *x != to);
+                e.config.syslog.retain(|x| x.addr != to.addr);
                 Ok(())
             },
         },
         print: Print::Lines(|c, _| {
-            c.syslog.iter().map(|s| format!("nat log syslog {} port {}", s.ip(), s.port())).collect()
+            c.syslog
+                .iter()
+                .map(|s| {
+                    let transport = if s.tcp { " transport tcp" } else { "" };
+                    format!("nat log syslog {} port {}{transport}", s.addr.ip(), s.addr.port())
+                })
+                .collect()
         }),
     },
     Command {
@@ -390,15 +396,16 @@ const SYSLOG: &[Word] = &[
     Key("log"),
     Key("syslog"),
     ip("ADDRESS", "a syslog server"),
-    Optional(&[Key("port"), number("PORT", "a UDP port", (1, 65535))]),
+    Optional(&[Key("port"), number("PORT", "a port", (1, 65535))]),
+    Optional(&[Key("transport"), Choice(&[&[Key("udp")], &[Key("tcp")]])]),
 ];
 const METRICS: &[Word] = &[Key("metrics"), Key("http"), METRICS_AT, Key("port"), METRICS_PORT];
 const METRICS_AT: Word = ip("ADDRESS", "the address to serve metrics on");
 const METRICS_PORT: Word = number("PORT", "a TCP port", (1, 65535));
 
-fn syslog(a: &super::Args) -> SocketAddr {
+fn syslog(a: &super::Args) -> SyslogTarget {
     let port = if a.has("PORT") { a.number("PORT") as u16 } else { SYSLOG_PORT };
-    SocketAddr::new(a.ip("ADDRESS"), port)
+    SyslogTarget { addr: SocketAddr::new(a.ip("ADDRESS"), port), tcp: a.has("tcp") }
 }
 
 /// `KEYWORDS VALUE` where the value is not the default.

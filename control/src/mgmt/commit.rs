@@ -121,7 +121,7 @@ impl Daemon {
         if config.syslog != self.running.syslog || config.sysname != self.running.sysname {
             let host = config.sysname.clone().unwrap_or_else(|| "aftr".into());
             *self.logger.lock().unwrap_or_else(|e| e.into_inner()) =
-                if config.syslog.is_empty() { None } else { NatLogger::new(config.syslog.clone(), &host).ok() };
+                if config.syslog.is_empty() { None } else { NatLogger::new(&config.syslog, &host).ok() };
         }
         if let Some(m) = metrics {
             // The old listener stops as it is dropped.
