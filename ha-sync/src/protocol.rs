@@ -309,6 +309,10 @@ pub struct Protocol {
     outq: VecDeque<Record>,
     /// Records of `outq` that belong to the bulk sync under way.
     bulk_left: usize,
+    /// A bulk sync's table went into `outq` and its end has not been sent yet.
+    bulk_open: bool,
+    /// Events were lost while a bulk sync was under way: another follows it.
+    bulk_again: bool,
     reset_next: bool,
     /// A table was asked for and has not come yet.
     snapshot_pending: bool,
@@ -365,6 +369,8 @@ impl Protocol {
             window,
             outq: VecDeque::new(),
             bulk_left: 0,
+            bulk_open: false,
+            bulk_again: false,
             reset_next: true,
             snapshot_pending: false,
             dropped_seen: 0,
@@ -739,7 +745,14 @@ impl Protocol {
         self.st.events_dropped = total;
         self.dropped_seen = total;
         if self.replicating(now) {
-            self.bulk_sync();
+            if self.snapshot_pending || self.bulk_open {
+                // Starting over would throw away the bulk under way (and, under a
+                // flood that drops events all the time, never end one): one more
+                // follows it.
+                self.bulk_again = true;
+            } else {
+                self.bulk_sync();
+            }
         }
     }
 
@@ -823,6 +836,7 @@ impl Protocol {
             .map(|(l, _)| Record::Cover(l.id))
             .collect();
         self.outq.clear();
+        self.bulk_open = true;
         self.bulk_left = covers.len() + bulk.len();
         self.outq.extend(covers);
         self.outq.extend(bulk);
@@ -837,6 +851,10 @@ impl Protocol {
             if self.replicating(now) {
                 if std::mem::take(&mut self.lost_while_away) {
                     // What went while the peer was not heard never reached it.
+                    self.bulk_sync();
+                }
+                if self.bulk_again && !self.bulk_open && !self.snapshot_pending {
+                    // Events were lost during the last bulk sync.
                     self.bulk_sync();
                 }
                 self.outq.extend(self.repl.drain());
@@ -889,7 +907,7 @@ impl Protocol {
     pub fn poll_timeout(&self, now: Now) -> Instant {
         let at_once = now.at;
         let active = self.any(Role::Active);
-        let end_pending = self.reset_next && self.bulk_left == 0 && self.st.bulk_syncs > 0;
+        let end_pending = self.bulk_open && self.bulk_left == 0;
         let data_ready = active && !self.snapshot_pending && (!self.outq.is_empty() || end_pending);
         if !self.out.is_empty() || self.ack_due || self.answer_due || (data_ready && self.tx.depth() < self.window) {
             return at_once;
@@ -965,10 +983,16 @@ impl Protocol {
     fn apply(&mut self, msg: &[u8], now: Now) {
         let Some((&flags, payload)) = msg.split_first() else { return };
         if flags & wire::FLAG_RESET != 0 {
-            // The stream starts over, and a bulk sync with it.
+            // The stream starts over, and a bulk sync with it: until it is in, this
+            // board does not hold the peer's table.
             self.bulk_keys = (Vec::new(), Vec::new());
             self.bulk_cover = 0;
             self.bulk_refused = 0;
+            for r in &mut self.roles {
+                if r.role() == Role::Standby {
+                    r.in_sync = false;
+                }
+            }
         }
         let bulk = flags & wire::FLAG_BULK != 0;
         if bulk {
@@ -1049,8 +1073,16 @@ impl Protocol {
             let serving: u64 = (self.roles.iter().enumerate())
                 .filter(|(_, r)| r.role() == Role::Active)
                 .fold(0, |m, (l, _)| m | 1 << (l % 64));
-            let locations = std::mem::take(&mut self.bulk_cover) & !serving;
+            let covered = std::mem::take(&mut self.bulk_cover);
+            let locations = covered & !serving;
             let (s, b) = std::mem::take(&mut self.bulk_keys);
+            if covered == 0 {
+                // A bulk names what it covers (every active location): an end without
+                // is no bulk of a table, and says nothing of being in sync.
+                self.request_bulk(false, now);
+                self.check_release(now);
+                return;
+            }
             if locations != 0 {
                 self.out.push_back(Output::Sweep { keep: Arc::new(SweepKeys::new(s, b)), locations });
                 self.installs_asked += 1;
@@ -1119,6 +1151,7 @@ impl Protocol {
                     // Nothing left to stream: the next stream starts with a bulk.
                     self.outq.clear();
                     self.bulk_left = 0;
+                    self.bulk_open = false;
                     self.snapshot_pending = false;
                     self.tx.reset();
                     self.reset_next = true;
@@ -1190,6 +1223,8 @@ impl Protocol {
         self.tx.reset();
         self.outq.clear();
         self.bulk_left = 0;
+        self.bulk_open = false;
+        self.bulk_again = false;
         self.reset_next = true;
         self.st.bulk_syncs += 1;
         if !self.snapshot_pending {
@@ -1221,7 +1256,7 @@ impl Protocol {
         if (!self.any(Role::Active) && !force) || self.snapshot_pending {
             return false;
         }
-        let end_pending = self.reset_next && self.bulk_left == 0 && self.st.bulk_syncs > 0;
+        let end_pending = self.bulk_open && self.bulk_left == 0;
         if self.outq.is_empty() && !end_pending {
             return false;
         }
@@ -1244,6 +1279,7 @@ impl Protocol {
             flags |= wire::FLAG_BULK;
             if self.bulk_left == 0 {
                 flags |= wire::FLAG_BULK_END;
+                self.bulk_open = false;
             }
         }
         b.set_flags(flags);

@@ -195,6 +195,8 @@ impl RoleMachine {
         self.role = role;
         self.last_change = Some((now, why));
         self.active_since = (role == Role::Active).then_some(now);
+        // A split this board kept the role in is over once its role changes.
+        self.split = None;
         self.ready_since = None;
         self.requested = None;
         match role {
@@ -303,6 +305,10 @@ impl RoleMachine {
     /// Time passes: takeover on a silent peer, preempt.
     pub fn tick(&mut self, now: u64) -> Option<Action> {
         let alive = self.peer_alive(now);
+        if !alive {
+            // A peer silent for a dead interval: the next split is a new one.
+            self.split = None;
+        }
         match self.role {
             Role::Init if !alive && now.saturating_sub(self.started) >= self.dead_ms => {
                 self.go(Role::Active, now, "no peer answered")

@@ -190,6 +190,8 @@ struct Sim {
     cut: [bool; 2],
     /// Everything to side 0 or 1 lost (a one-way cut).
     cut_to: [bool; 2],
+    /// The next HA-link message of this kind from side 0 or 1 is lost.
+    drop_next: [Option<Kind>; 2],
     order: u64,
     sides: [Side; 2],
     /// Calls of `handle_timeout`, to see that `poll_timeout` saves most of them.
@@ -224,6 +226,7 @@ impl Sim {
             faults,
             cut: [false; 2],
             cut_to: [false; 2],
+            drop_next: [None, None],
             order: 0,
             sides: [side(), side()],
             timeouts: 0,
@@ -355,6 +358,13 @@ impl Sim {
     /// Puts a datagram on the link to side `to`: lost, delayed, duplicated.
     fn send(&mut self, to: usize, channel: Channel, bytes: Vec<u8>) {
         if self.cut[channel.index()] || self.cut_to[to] {
+            return;
+        }
+        if let Some(k) = self.drop_next[1 - to]
+            && channel == Channel::Link
+            && wire::open(&key(Purpose::Link), &bytes).is_ok_and(|m| m.header.kind == k)
+        {
+            self.drop_next[1 - to] = None;
             return;
         }
         let f = if self.faults.link_only && channel == Channel::Witness { CLEAN } else { self.faults };
@@ -1302,6 +1312,61 @@ fn a_standby_that_refuses_records_is_not_in_sync_until_a_bulk_sync_installs_them
     assert!(st.in_sync && st.sync_problem.is_none(), "{:?}", st.sync_problem);
     assert_eq!(sim.sides[1].board.sessions, sim.sides[0].board.sessions);
     assert_eq!(st.install_refused, 3);
+}
+
+#[test]
+fn a_board_active_again_after_a_lost_bulk_request_still_syncs_its_standby() {
+    let mut sim = settled(21, CLEAN, DEAD_COUNT, Drive::EveryMs);
+    let old = replicated_ten(&mut sim);
+    let now = sim.now();
+    sim.proto(0).switchover(None, now).expect("hands over");
+    sim.carry_out(0);
+    sim.run_until(sim.ms + 1000, Drive::EveryMs);
+    assert_eq!((sim.status(0).role, sim.status(1).role), (Role::Standby, Role::Active));
+    for n in 10..20 {
+        sim.event(1, SessionEvent::BlockAllocated(block(n)));
+        sim.event(1, SessionEvent::Created(session(n, old)));
+    }
+    sim.run_until(sim.ms + 300, Drive::EveryMs);
+    assert_eq!(sim.sides[0].board.sessions.len(), 20);
+    // Side 0 (preferred) preempts; side 1's first bulk request is lost. Side 0 must
+    // not end a bulk it never sent (it had sent one before, as active), and side 1
+    // must not say it is in sync until a real bulk came.
+    sim.drop_next[1] = Some(Kind::BulkRequest);
+    let bulks = sim.status(0).bulk_syncs;
+    sim.run_until(sim.ms + PREEMPT + 1000, Drive::EveryMs);
+    assert_eq!((sim.status(0).role, sim.status(1).role), (Role::Active, Role::Standby));
+    assert!(sim.status(0).bulk_syncs > bulks, "a bulk sync followed the lost request");
+    assert!(sim.status(1).in_sync);
+    // And the stream carries what side 0 inherited: a refresh, then a deletion.
+    let mut s = session(15, old);
+    s.last_seen = sim.unix_s();
+    sim.event(0, SessionEvent::Refreshed(s));
+    sim.run_until(sim.ms + 300, Drive::EveryMs);
+    assert_eq!(sim.sides[1].board.sessions[&key_of(&s)].last_seen, s.last_seen);
+    sim.event(0, SessionEvent::Deleted(s));
+    sim.run_until(sim.ms + 300, Drive::EveryMs);
+    assert!(!sim.sides[1].board.sessions.contains_key(&key_of(&s)));
+}
+
+#[test]
+fn a_standby_is_not_in_sync_while_a_new_bulk_is_on_its_way() {
+    let mut sim = settled(22, CLEAN, DEAD_COUNT, Drive::EveryMs);
+    replicated_ten(&mut sim);
+    assert!(sim.status(1).in_sync);
+    // The active board lost events: it bulk-syncs; the standby's board is slow.
+    sim.sides[1].hold_installs = true;
+    let now = sim.now();
+    sim.proto(0).handle_events_dropped(5, now);
+    sim.carry_out(0);
+    sim.run_until(sim.ms + 300, Drive::EveryMs);
+    assert!(sim.sides[1].held > 0, "installs waiting");
+    assert!(!sim.status(1).in_sync && !sim.status(0).in_sync);
+    let now = sim.now();
+    assert!(sim.proto(0).switchover(None, now).is_err(), "no hand-over to a standby without the table");
+    sim.finish_installs(1);
+    sim.run_until(sim.ms + 100, Drive::EveryMs);
+    assert!(sim.status(1).in_sync);
 }
 
 /// Two boards in mutual backup (the usual way to run two service boards): location 1 is
