@@ -154,7 +154,6 @@ impl Board {
                 active: active.clone(),
                 peer: peer.clone(),
                 gauges: gauges.clone(),
-                events_out: ev_tx.clone(),
                 core,
             };
             workers.push(Worker::spawn(spec, format!("aftr-slot{slot}-w{id}")).map_err(|e| e.to_string())?);

@@ -114,26 +114,28 @@ impl Engine {
         hash_seed: u64,
         owners: Arc<Owners>,
     ) -> Result<(Engine, Receiver<SessionEvent>), ConfigError> {
-        Engine::build(cfg, id, hash_seed, owners, Arc::new(WorkerCounters::default()))
+        Engine::build(cfg, id, hash_seed, owners, Arc::new(WorkerCounters::default()), None)
     }
 
     /// An empty engine for the same worker under a new configuration, to move the state
     /// into (a commit): the same claims, the same counters (they go on counting across
     /// the commit), the same clock and next hops; its port generator seeded from this
     /// one's.
-    pub fn successor(
-        &mut self,
-        cfg: &EngineConfig,
-        hash_seed: u64,
-    ) -> Result<(Engine, Receiver<SessionEvent>), ConfigError> {
-        let (mut e, events) = Engine::build(cfg, self.id(), hash_seed, self.owners(), self.counters.clone())?;
+    ///
+    /// It emits on this engine's event ring, after what waits here: the events of one
+    /// worker stay in order across a commit (a block's release never before its
+    /// allocation in the NAT log).
+    pub fn successor(&mut self, cfg: &EngineConfig, hash_seed: u64) -> Result<Engine, ConfigError> {
+        let events = Some(self.nat.events_sender());
+        let (mut e, _) = Engine::build(cfg, self.id(), hash_seed, self.owners(), self.counters.clone(), events)?;
         e.nat.continue_random_from(&mut self.nat);
         e.nat.adopt_pending_events(&self.nat);
+        e.path.kernel_sees_frames = self.path.kernel_sees_frames;
         e.set_clock(self.now_ms);
         e.unix_offset_ms = self.unix_offset_ms;
         e.nat.set_unix_offset(self.nat_unix_offset());
         e.set_l2(self.path.softwire_l2, self.path.internet_l2);
-        Ok((e, events))
+        Ok(e)
     }
 
     fn build(
@@ -142,12 +144,14 @@ impl Engine {
         hash_seed: u64,
         owners: Arc<Owners>,
         counters: Arc<WorkerCounters>,
+        events: Option<crossbeam_channel::Sender<SessionEvent>>,
     ) -> Result<(Engine, Receiver<SessionEvent>), ConfigError> {
         validate(cfg)?;
         if id >= cfg.workers {
             return Err(ConfigError::Workers);
         }
-        let (tx, rx) = crossbeam_channel::bounded(cfg.event_ring);
+        let (new_tx, rx) = crossbeam_channel::bounded(cfg.event_ring);
+        let tx = events.unwrap_or(new_tx);
         let engine = Engine {
             path: PathConfig::new(cfg),
             nat: NatState::new(cfg, id, hash_seed, owners, counters.clone(), tx),

@@ -21,7 +21,7 @@ use crate::engine::{Engine, SubscriberView};
 use crate::frame::{FragmentPorts, Frame, VecSink, Verdict};
 use crate::handoff::{BATCH, Mailbox};
 use crate::io::port::Port;
-use crate::nat::events::{BlockRecord, Refused, SessionEvent, SessionRecord, SweepKeys};
+use crate::nat::events::{BlockRecord, Refused, SessionRecord, SweepKeys};
 use crate::wire::ethernet::Mac;
 
 /// Which sessions to show (`display sessions ...`).
@@ -146,8 +146,6 @@ pub struct Spec {
     /// Where softwire frames of the peer's locations go on to.
     pub peer: Arc<PeerLink>,
     pub gauges: Arc<Gauges>,
-    /// Where the event rings of engines made by a reconfiguration go.
-    pub events_out: Sender<Receiver<SessionEvent>>,
     /// The core to pin the thread to.
     pub core: Option<usize>,
 }
@@ -205,7 +203,6 @@ struct Ctx {
     seed: u64,
     cfg: EngineConfig,
     gauges: Arc<Gauges>,
-    events_out: Sender<Receiver<SessionEvent>>,
 }
 
 /// Where the workers' timer clock starts: 10^9 s, so that a session installed from the
@@ -226,8 +223,8 @@ fn set_clocks(engine: &mut Engine) {
 }
 
 fn run(spec: Spec, rx: Receiver<Command>) {
-    let Spec { id, mut engine, cfg, seed, port, mailbox, active, peer, gauges, events_out, core: _ } = spec;
-    let ctx = Ctx { id, active, peer, seed, cfg, gauges, events_out };
+    let Spec { id, mut engine, cfg, seed, port, mailbox, active, peer, gauges, core: _ } = spec;
+    let ctx = Ctx { id, active, peer, seed, cfg, gauges };
     match port {
         Some(port) => {
             engine.set_kernel_sees_frames(port.kernel_sees_frames());
@@ -295,7 +292,11 @@ fn carry_over(old: &Engine, old_cfg: &EngineConfig, new: &mut Engine, new_cfg: &
 /// Answers one command; false when the worker must stop.
 fn command(engine: &mut Engine, ctx: &mut Ctx, c: Command) -> bool {
     match c {
-        Command::Stop => return false,
+        Command::Stop => {
+            // What waited for room goes if it can (the board drains the ring last).
+            engine.flush_events();
+            return false;
+        }
         Command::Sessions(f, reply) => {
             let _ = reply.send(engine.sessions().into_iter().filter(|r| f.matches(r)).collect());
         }
@@ -306,13 +307,12 @@ fn command(engine: &mut Engine, ctx: &mut Ctx, c: Command) -> bool {
             let _ = reply.send(snapshot(engine, from, max));
         }
         Command::Reconfigure(new_cfg, reply) => match engine.successor(&new_cfg, ctx.seed) {
-            Ok((mut fresh, events)) => {
+            Ok(mut fresh) => {
                 set_clocks(&mut fresh);
                 let carried = carry_over(engine, &ctx.cfg, &mut fresh, &new_cfg);
                 fresh.release_claims_of(engine);
                 *engine = fresh;
                 ctx.cfg = *new_cfg;
-                let _ = ctx.events_out.send(events);
                 let _ = reply.send(Ok(carried));
             }
             Err(e) => {
@@ -399,6 +399,7 @@ fn idle_loop(mut engine: Engine, mut ctx: Ctx, rx: Receiver<Command>) {
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }
+        engine.set_active_locations(ctx.active.load(Ordering::Relaxed));
         housekeeping(&mut engine, &ctx);
     }
 }

@@ -235,6 +235,43 @@ fn non_df_packets_too_big_for_the_internet_are_fragmented() {
 }
 
 #[test]
+fn a_subscribers_own_fragments_larger_than_the_internet_mtu_are_cut_again() {
+    let mut inst = instance();
+    inst.internet_mtu = 1400;
+    let mut h = Harness::new(config(inst));
+    let payload: Vec<u8> = (0..3000u32).map(|i| (i * 13) as u8).collect();
+    let whole = ip4_udp(HOST, SERVER, 5000, 53, 64, &payload);
+    // The host sent it in two fragments of 1500 and 1548 bytes.
+    let (first, second) = ipv4_fragments(&whole, 1480);
+    let mut pieces = Vec::new();
+    for frag in [&first, &second] {
+        let o = h.run(&softwire(B4_A, frag));
+        assert_eq!(o.verdict, Verdict::Consumed);
+        pieces.extend(o.emitted_to(Egress::Internet).into_iter().cloned());
+    }
+    // Every piece fits; together they are one datagram: offsets contiguous from 0,
+    // more-fragments on all but the very last, one identification.
+    let mut at = 0;
+    let mut idents = Vec::new();
+    let mut data = Vec::new();
+    for (k, f) in pieces.iter().enumerate() {
+        let ip = &f[14..];
+        assert!(ip.len() <= 1400, "piece {k}: {} bytes", ip.len());
+        check_ipv4_packet(ip);
+        let hdr = etherparse::Ipv4HeaderSlice::from_slice(ip).unwrap();
+        assert_eq!(hdr.fragments_offset().byte_offset() as usize, at, "piece {k}");
+        assert_eq!(hdr.more_fragments(), k + 1 < pieces.len(), "piece {k}");
+        idents.push(hdr.identification());
+        at += ip.len() - 20;
+        data.extend_from_slice(&ip[20..]);
+    }
+    assert_eq!(at, 3008);
+    assert!(idents.iter().all(|&i| i == idents[0]));
+    assert_eq!(&data[8..], &payload[..]);
+    assert_eq!(h.counter(Counter::Ipv4Fragmented), 2);
+}
+
+#[test]
 fn fragmented_softwire_packets_are_reassembled_in_any_order() {
     let mut h = Harness::default();
     let inner = ip4_udp(HOST, SERVER, 5000, 53, 64, &[9u8; 1000]);

@@ -633,12 +633,13 @@ fn past_the_waiting_room_session_events_are_dropped_but_block_events_are_not() {
     cfg.event_ring = 1;
     cfg.max_sessions = 1 << 16;
     let mut h = Harness::new(cfg);
-    // 64 subscribers of 300 sessions: far more session events than wait, and a block
-    // event for each subscriber among them.
+    // 64 subscribers of 300 sessions, one after the other: far more session events
+    // than wait, and the blocks of the last subscribers allocated when the waiting room
+    // is already full of session events.
     let n = 64 * 300;
-    assert!(n > dataplane::nat::table::PENDING_SESSION_EVENTS);
-    for port in 0..300u16 {
-        for k in 0..64u8 {
+    assert!(n > dataplane::nat::table::PENDING_SESSION_EVENTS + 5 * 300);
+    for k in 0..64u8 {
+        for port in 0..300u16 {
             let mut b4 = B4_A;
             b4[15] = k + 1;
             h.forward(&softwire(b4, &ip4_udp(HOST, SERVER, 1024 + port, 53, 64, b"x")), Egress::Internet);

@@ -211,13 +211,20 @@ fn board_thread<L: Local>(local: Arc<L>) -> io::Result<(Sender<Job>, Receiver<Do
                     }
                     let refused = local.install(blocks, sessions);
                     // One answer per install asked, once all are done (a standby is in
-                    // sync when its installs are): the refusals with the last.
-                    for _ in 1..merged {
+                    // sync when its installs are): the refusals with the first, so that
+                    // they are known before any answer completes a bulk.
+                    if tell.send(Done::Installed(refused)).is_err() {
+                        return;
+                    }
+                    for _ in 2..merged {
                         if tell.send(Done::Installed(Refused::default())).is_err() {
                             return;
                         }
                     }
-                    Done::Installed(refused)
+                    if merged == 1 {
+                        continue;
+                    }
+                    Done::Installed(Refused::default())
                 }
                 Job::Sweep(keep, locations) => Done::Swept(local.sweep(keep, locations)),
                 Job::Remove(sessions) => {

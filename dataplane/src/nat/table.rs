@@ -463,6 +463,11 @@ impl NatState {
         mine.extend(later);
     }
 
+    /// The event ring's sending end (a successor engine emits on the same ring).
+    pub fn events_sender(&self) -> Sender<SessionEvent> {
+        self.events.clone()
+    }
+
     /// Events waiting for room on the ring.
     pub fn pending_events(&self) -> usize {
         self.pending.borrow().len()
@@ -1093,6 +1098,9 @@ impl NatState {
 
     /// Whether `addr` is of one of `locations` (bits by index).
     fn covered(&self, addr: u32, locations: u64) -> bool {
+        // A location this board is active for now is its own (it may have taken it over
+        // since the bulk ended, its sweep still queued): never swept.
+        let locations = locations & !self.active;
         self.location_of_addr(addr).is_some_and(|l| l < 64 && locations & (1 << l) != 0)
     }
 

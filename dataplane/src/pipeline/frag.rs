@@ -130,6 +130,7 @@ impl BatchCtx<'_> {
         inst: u8,
         b4: &[u8; 16],
         dst: u32,
+        sink: &mut dyn Sink,
     ) -> Verdict {
         let Ok(si) = self.nat.subscriber(inst, b4, None, self.rx_mac) else {
             return self.drop(Counter::DropFragNoSubscriber);
@@ -145,6 +146,12 @@ impl BatchCtx<'_> {
         p.decrement_ttl();
         self.count(Counter::Ipv4FragmentsTranslated);
         self.count(Counter::In2Out);
+        let mtu = self.hot[inst as usize].internet_mtu as usize;
+        if ip_len > mtu {
+            // A fragment larger than the Internet MTU is cut again (DF is never set on
+            // a fragment that has an offset).
+            return self.fragment_ipv4(f, ip_at, ip_len, mtu, sink);
+        }
         self.emit_l3(f, ip_at, ip_len, Egress::Internet)
     }
 

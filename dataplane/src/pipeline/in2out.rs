@@ -173,7 +173,7 @@ impl BatchCtx<'_> {
         let l4 = ip_at + hl;
         let l4_end = ip_at + ip_len;
         if is_frag && frag_off != 0 {
-            return self.in2out_fragment(f, ip_at, ip_len, inst, b4, dst);
+            return self.in2out_fragment(f, ip_at, ip_len, inst, b4, dst, sink);
         }
         let verdict = match protocol {
             proto::UDP | proto::TCP => self.in2out_l4(f, ip_at, l4, l4_end, protocol, inst, b4, src, dst, is_frag),
