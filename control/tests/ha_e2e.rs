@@ -484,6 +484,11 @@ fn mutual_backup_serves_each_location_from_its_own_board() {
         assert_eq!(seen, &fifth[b4].1, "{b4}: the same address and port across the link failure");
     }
     link("up");
+    // Setting the link down took the default route with it: without a next hop towards
+    // the Internet slot 1 stays unfit, until its network configuration adds it again.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(ha(&lab, 1).contains("fit: no, no next hop towards the Internet"), "{}", ha(&lab, 1));
+    assert!(lab.exec("a1", &["ip", "route", "add", "default", "via", "203.0.113.80"]).status().unwrap().success());
     wait_for("location 1 back on slot 1 after preempt-time", 20, || settled(&lab));
     eprintln!("slot 1's Internet link down: location 1 on slot 2 after {handed:?}");
 }

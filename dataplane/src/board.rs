@@ -110,7 +110,13 @@ struct NextHopWatch {
     source: NextHopSource,
     l2: Option<(EgressL2, EgressL2)>,
     internet: Arc<AtomicBool>,
+    /// Since when the Internet side has had no next hop (a moment without one, as a
+    /// neighbour entry is probed again on a loaded host, is no reason to hand over).
+    missing_since: Option<Instant>,
 }
+
+/// The Internet side without a next hop this long makes the board unfit.
+const NO_NEXT_HOP: Duration = Duration::from_secs(1);
 
 impl Board {
     /// Starts the workers of a slot, one per `cfg.workers`.
@@ -162,7 +168,8 @@ impl Board {
         let stop = Arc::new(AtomicBool::new(false));
         let house = {
             let (stop, txs, active_now, shares) = (stop.clone(), txs.clone(), active.clone(), shares.clone());
-            let watch = next_hops.map(|source| NextHopWatch { source, l2, internet: internet.clone() });
+            let watch =
+                next_hops.map(|source| NextHopWatch { source, l2, internet: internet.clone(), missing_since: None });
             std::thread::Builder::new()
                 .name(format!("aftr-slot{slot}-events"))
                 .spawn(move || housekeeping(ev_rx, on_event, watch, &txs, &stop, &active_now, &shares))
@@ -330,7 +337,12 @@ fn housekeeping(
         {
             polled = Instant::now();
             let now = (w.source)();
-            w.internet.store(now.1.dst != [0; 6], Ordering::Relaxed);
+            let missing = now.1.dst == [0; 6];
+            let since = *w.missing_since.get_or_insert(polled);
+            if !missing {
+                w.missing_since = None;
+            }
+            w.internet.store(!missing || polled.duration_since(since) < NO_NEXT_HOP, Ordering::Relaxed);
             if w.l2 != Some(now) {
                 w.l2 = Some(now);
                 for w in workers {
