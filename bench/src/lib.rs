@@ -4,6 +4,7 @@
 
 pub mod frames;
 pub mod generator;
+pub mod lab;
 pub mod measure;
 pub mod start;
 pub mod tap;

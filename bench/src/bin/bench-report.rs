@@ -22,75 +22,14 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use bench::generator::{self, Addresses, Direction, Io, L4, Mix, Plan, Sent, Traffic};
+use bench::lab::{Running, Topology, bin, start_aftrd};
 use bench::measure::{arg, known_options, percentiles};
-use bench::start::{first_line, wait_for_socket};
+use bench::start::first_line;
 use bench::tap::{self, Check, Tap, TapReport};
-
-/// The namespaces of the run; removed on drop.
-struct Topology {
-    gen_ns: String,
-    dut_ns: String,
-}
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip").args(args).output().map_err(|e| format!("ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
-    }
-}
-
-impl Topology {
-    fn up() -> Result<Topology, String> {
-        let id = std::process::id();
-        let t = Topology { gen_ns: format!("br-gen-{id}"), dut_ns: format!("br-dut-{id}") };
-        let (g, d) = (t.gen_ns.as_str(), t.dut_ns.as_str());
-        for ns in [g, d] {
-            ip(&["netns", "add", ns])?;
-            ip(&["-n", ns, "link", "set", "lo", "up"])?;
-        }
-        let q = ["numtxqueues", "2", "numrxqueues", "2"];
-        for (a, b) in [("g-sw", "d-sw"), ("g-in", "d-in")] {
-            let mut args = vec!["-n", g, "link", "add", a];
-            args.extend(q);
-            args.extend(["type", "veth", "peer", "name", b]);
-            args.extend(q);
-            args.extend(["netns", d]);
-            ip(&args)?;
-        }
-        for (ns, dev) in [(g, "g-sw"), (g, "g-in"), (d, "d-sw"), (d, "d-in")] {
-            ip(&["-n", ns, "link", "set", dev, "mtu", "1600", "up"])?;
-            let _ = Command::new("ip")
-                .args(["netns", "exec", ns, "ethtool", "-K", dev, "tx", "off", "rx", "off", "gso", "off", "tso", "off"])
-                .args(["gro", "off"])
-                .output();
-        }
-        // The board's addresses and its upstream router (the generator's interface, by a
-        // permanent neighbour entry: the generator's kernel owns no address, so it
-        // answers nothing and sends nothing back).
-        let gmac =
-            Command::new("ip").args(["-n", g, "-br", "link", "show", "g-in"]).output().map_err(|e| e.to_string())?;
-        let gmac = String::from_utf8_lossy(&gmac.stdout).split_whitespace().nth(2).unwrap_or("").to_string();
-        ip(&["-n", d, "-6", "addr", "add", "2001:db8:b4::1/64", "dev", "d-sw", "nodad"])?;
-        ip(&["-n", d, "addr", "add", "203.0.113.1/24", "dev", "d-in"])?;
-        ip(&["-n", d, "neigh", "add", "203.0.113.80", "lladdr", &gmac, "dev", "d-in", "nud", "permanent"])?;
-        ip(&["-n", d, "route", "add", "default", "via", "203.0.113.80"])?;
-        Ok(t)
-    }
-}
-
-impl Drop for Topology {
-    fn drop(&mut self) {
-        for ns in [&self.gen_ns, &self.dut_ns] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
 
 /// The devices under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,67 +61,19 @@ impl Dut {
     }
 }
 
-/// A running DUT (with aftrd's management socket); stopped (SIGTERM) on drop, after
-/// aftrd's drop counters are shown.
-struct Running(Child, Option<PathBuf>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(sock) = &self.1 {
-            let out = Command::new(bin("aftrctl")).arg("--socket").arg(sock).args(["display", "statistics"]).output();
-            let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
-            let drops: Vec<&str> = text
-                .lines()
-                .filter(|l| {
-                    let mut w = l.split_whitespace();
-                    w.next().is_some_and(|k| k.contains("drop")) && w.next().is_some_and(|v| v != "0")
-                })
-                .collect();
-            if !drops.is_empty() {
-                eprintln!("  aftrd counted: {}", drops.iter().map(|l| l.trim()).collect::<Vec<_>>().join("; "));
-            }
-        }
-        // Through kill(1): this crate keeps its unsafe code in `tun`.
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).stderr(Stdio::null()).status();
-        let _ = self.0.wait();
-    }
-}
-
 /// aftrd's hand-off counters: (handed_off_softwire, handed_off_internet, rx_frames,
 /// drop_handoff_full).
 #[derive(Debug, Clone, Copy, Default)]
 struct Handed(u64, u64, u64, u64);
 
-impl Running {
-    /// aftrd's hand-off counters now (None for the bare forwarder).
-    fn handed(&self) -> Result<Option<Handed>, String> {
-        let Some(sock) = &self.1 else { return Ok(None) };
-        let out = Command::new(bin("aftrctl"))
-            .arg("--socket")
-            .arg(sock)
-            .args(["display", "statistics"])
-            .output()
-            .map_err(|e| format!("aftrctl: {e}"))?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        if !out.status.success() || !text.contains("rx_frames") {
-            return Err(format!("aftrctl display statistics: {}{}", text, String::from_utf8_lossy(&out.stderr)));
-        }
-        let v = |k| dataplane::testing::statistic(&text, k);
-        Ok(Some(Handed(v("handed_off_softwire"), v("handed_off_internet"), v("rx_frames"), v("drop_handoff_full"))))
+/// aftrd's hand-off counters now (None for the bare forwarder).
+fn handed(dut: &Running) -> Result<Option<Handed>, String> {
+    if dut.socket.is_none() {
+        return Ok(None);
     }
-
-    /// Whether the DUT still runs: one that ended mid-run measured nothing after.
-    fn alive(&mut self, dut: Dut) -> Result<(), String> {
-        match self.0.try_wait() {
-            Ok(None) => Ok(()),
-            Ok(Some(status)) => Err(format!("{} ended during the run ({status})", dut.name())),
-            Err(e) => Err(format!("{}: {e}", dut.name())),
-        }
-    }
-}
-
-fn bin(name: &str) -> PathBuf {
-    std::env::current_exe().expect("own path").with_file_name(name)
+    let v = dut.statistics()?;
+    let v = |k| v.get(k);
+    Ok(Some(Handed(v("handed_off_softwire"), v("handed_off_internet"), v("rx_frames"), v("drop_handoff_full"))))
 }
 
 fn start(t: &Topology, dir: &Path, dut: Dut) -> Result<Running, String> {
@@ -197,7 +88,7 @@ fn start(t: &Topology, dir: &Path, dut: Dut) -> Result<Running, String> {
                 .spawn()
                 .map_err(|e| format!("xdp-forward: {e}"))?;
             let err = c.stderr.take().expect("piped");
-            let running = Running(c, None);
+            let running = Running { child: c, socket: None };
             // It says "XDP on ..." once its program is attached and its sockets open.
             let line = first_line(err, "xdp-forward", 10)?;
             if !line.contains("XDP on") {
@@ -205,38 +96,7 @@ fn start(t: &Topology, dir: &Path, dut: Dut) -> Result<Running, String> {
             }
             Ok(running)
         }
-        Dut::Aftrd(workers) => {
-            let cores = if workers == 1 { "1" } else { "1 0" };
-            let cfg = dir.join("aftr.conf");
-            std::fs::write(
-                &cfg,
-                format!(
-                    "sysname bench\nslot 1\n worker-cores {cores}\n interface softwire d-sw\n interface internet d-in\n packet-io af-xdp\n\
-                     service-location 1\n location slot 1\nservice-instance-group g\n service-location 1\n\
-                     ds-lite address-group pool\n section 0 198.51.100.0 mask 24\n\
-                     ds-lite instance d id 1\n service-instance-group g\n local-ipv6 2001:db8::1\n remote-ipv6 2001:db8:b400:: prefix-length 48\n\
-                     ds-lite address-group pool\n"
-                ),
-            )
-            .map_err(|e| e.to_string())?;
-            let sock = dir.join("slot1.sock");
-            let log = dir.join("aftrd.log");
-            let _ = std::fs::remove_file(&sock);
-            let c = Command::new("ip")
-                .args(["netns", "exec", &t.dut_ns])
-                .arg(bin("aftrd"))
-                .arg("--config")
-                .arg(&cfg)
-                .args(["--slot", "1", "--socket"])
-                .arg(&sock)
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?)
-                .spawn()
-                .map_err(|e| format!("aftrd: {e}"))?;
-            let mut running = Running(c, Some(sock.clone()));
-            wait_for_socket(&mut running.0, &sock, &log, &dut.name())?;
-            Ok(running)
-        }
+        Dut::Aftrd(workers) => start_aftrd(t, dir, workers, ""),
     }
 }
 
@@ -472,10 +332,10 @@ fn measure(t: &Topology, dir: &Path, s: &Settings, sizes: &[usize], duts: &[Dut]
                     size,
                     sw.templates[0].bytes.len() + 4
                 );
-                let before = running.handed()?;
+                let before = handed(&running)?;
                 let found = search(t, s, dut, d, traffic)?;
-                running.alive(dut)?;
-                let handed = match (before, running.handed()?) {
+                running.alive(&dut.name())?;
+                let handed = match (before, handed(&running)?) {
                     (Some(b), Some(a)) => Some(
                         handed_share(b, a, d)
                             .ok_or_else(|| format!("{}: aftrd counted no received frame in the search", dut.name()))?,
@@ -807,7 +667,7 @@ fn run(args: &[String], o: Options) -> Result<(), String> {
     let kills = kills.to_string();
     let started = Instant::now();
     let cells = {
-        let t = Topology::up()?;
+        let t = Topology::up("br", 2)?;
         let dir = std::env::temp_dir().join(format!("bench-report-{}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let r = measure(&t, &dir, &s, &sizes, &duts);
