@@ -2,6 +2,7 @@
 // Unsafe code only in `tun` (the TUN device ioctl).
 #![deny(unsafe_code)]
 
+pub mod attack;
 pub mod frames;
 pub mod generator;
 pub mod lab;
