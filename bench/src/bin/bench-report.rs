@@ -7,8 +7,10 @@
 //! section 26.1 style: a binary search over paced trials, with a stated loss tolerance),
 //! then the latency of sampled frames at that rate (section 26.2: the kernel's receive
 //! time minus the send time the generator wrote into the frame). Then, from their own
-//! programs, the in-memory engine figures (`engine-bench`) and the hot-backup figures
-//! (`failover-bench`). Prints a table and writes `bench/results/<date>.md` and `.svg`.
+//! programs, the in-memory engine figures (`engine-bench`), the hot-backup figures
+//! (`failover-bench`) and `aftrd` under attack (`hostile-bench`: the legitimate load's
+//! throughput beside each attack against its throughput alone). Prints a table and
+//! writes `bench/results/<date>.md` and `.svg`.
 //!
 //! Topology (made here, removed on exit, even on failure):
 //!   [gen] g-sw <-> d-sw [dut] d-in <-> g-in [gen]
@@ -17,7 +19,8 @@
 //! worker on core 1 (the second, if any, on core 0: this machine has two).
 //!
 //! Usage: bench-report [--sizes 64,512] [--trial S] [--loss PCT] [--flows N] [--b4s N]
-//!   [--duts bare,aftrd1,aftrd2] [--skip-engine] [--skip-ha] [--kills N] [--out DIR]
+//!   [--duts bare,aftrd1,aftrd2] [--skip-engine] [--skip-ha] [--skip-hostile] [--kills N]
+//!   [--out DIR]
 //! (as root, with the workspace binaries built: `bash scripts/bench-report.sh`)
 
 use std::fmt::Write as _;
@@ -25,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
+use bench::attack::Attack;
 use bench::generator::{self, Addresses, Direction, Io, L4, Mix, Plan, Sent, Traffic};
 use bench::lab::{Running, Topology, bin, start_aftrd};
 use bench::measure::{arg, known_options, percentiles};
@@ -398,6 +402,55 @@ const HA_FIGURES: &[(&str, &str)] = &[
     ("bulk_sessions", "sessions in that bulk synchronisation"),
 ];
 
+/// The keys of `hostile-bench`'s summary the report shows: for each attack, at line rate
+/// and paced (`_paced_`), the legitimate load's packets per second beside it and alone
+/// (`BESIDE/ALONE`) and the attack's rate; the legitimate sessions kept.
+fn hostile_keys() -> Vec<String> {
+    let mut keys: Vec<String> = Attack::ALL
+        .iter()
+        .flat_map(|a| {
+            let k = a.name().replace('-', "_");
+            ["", "_paced"].map(|p| [format!("{k}{p}_legit_pps"), format!("{k}{p}_attack_mpps")])
+        })
+        .flatten()
+        .collect();
+    keys.push("sessions_kept".into());
+    keys
+}
+
+/// The report's section of `hostile-bench`'s figures.
+fn hostile_section(md: &mut String, h: &[(String, String)], flows: usize, b4s: u32) {
+    let _ = writeln!(md, "## Under attack (`hostile-bench`)\n");
+    let _ = writeln!(
+        md,
+        "aftrd (one worker) forwarding a steady legitimate load ({flows} UDP flows from {b4s} B4s and their replies, \
+         at 60% of what it forwards softwire -> IPv4), alone and beside each attack from a separate generator, as \
+         fast as it goes (line rate) and paced at 30% of that capacity, in alternating trials; legitimate packets per \
+         second delivered beside the attack and alone (medians), and the median ratio. Goal: at least 0.95, no \
+         legitimate session lost. The full tables, with aftrd's drop counters and where frames were lost: \
+         `bash scripts/hostile-bench.sh`.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| attack | from | pace | attack Mpps | legitimate pps beside / alone | ratio |\n| --- | --- | --- | --- | --- | --- |"
+    );
+    for a in Attack::ALL {
+        for (p, pace) in [("", "line rate"), ("_paced", "paced")] {
+            let k = format!("{}{p}", a.name().replace('-', "_"));
+            let _ = writeln!(
+                md,
+                "| {} | {} | {pace} | {} | {} | {} |",
+                a.name(),
+                if a.from_internet() { "Internet" } else { "B4" },
+                get(h, &format!("{k}_attack_mpps")),
+                get(h, &format!("{k}_legit_pps")),
+                get(h, &format!("{k}_ratio"))
+            );
+        }
+    }
+    let _ = writeln!(md, "\nLegitimate sessions kept with their mapping: {}.\n", get(h, "sessions_kept"));
+}
+
 /// The `key=value` pairs of the `summary:` line a benchmark program prints, which
 /// must hold a measurement for each of `keys`; a program that fails (even after a
 /// summary) or prints none fails the report.
@@ -611,13 +664,14 @@ struct Options {
     kills: usize,
     skip_engine: bool,
     skip_ha: bool,
+    skip_hostile: bool,
 }
 
 fn options(args: &[String]) -> Result<Options, String> {
     known_options(
         args,
         &["--sizes", "--trial", "--loss", "--flows", "--b4s", "--duts", "--kills", "--out"],
-        &["--skip-engine", "--skip-ha"],
+        &["--skip-engine", "--skip-ha", "--skip-hostile"],
     )?;
     let sizes: Vec<usize> = arg::<String>(args, "--sizes")?
         .unwrap_or("64,512".into())
@@ -659,11 +713,12 @@ fn options(args: &[String]) -> Result<Options, String> {
         kills,
         skip_engine: args.iter().any(|a| a == "--skip-engine"),
         skip_ha: args.iter().any(|a| a == "--skip-ha"),
+        skip_hostile: args.iter().any(|a| a == "--skip-hostile"),
     })
 }
 
 fn run(args: &[String], o: Options) -> Result<(), String> {
-    let Options { sizes, duts, s, out_dir, kills, skip_engine, skip_ha } = o;
+    let Options { sizes, duts, s, out_dir, kills, skip_engine, skip_ha, skip_hostile } = o;
     let kills = kills.to_string();
     let started = Instant::now();
     let cells = {
@@ -680,6 +735,14 @@ fn run(args: &[String], o: Options) -> Result<(), String> {
     let ha_keys: Vec<&str> = HA_FIGURES.iter().map(|f| f.0).collect();
     let engine = if skip_engine { None } else { Some(summary_of("engine-bench", &[], &engine_keys)?) };
     let ha = if skip_ha { None } else { Some(summary_of("failover-bench", &["--kills", &kills], &ha_keys)?) };
+    let hostile_keys = hostile_keys();
+    let hostile_keys: Vec<&str> = hostile_keys.iter().map(String::as_str).collect();
+    let (flows, b4s) = (s.flows.to_string(), s.b4s.to_string());
+    let hostile = if skip_hostile {
+        None
+    } else {
+        Some(summary_of("hostile-bench", &["--flows", &flows, "--b4s", &b4s], &hostile_keys)?)
+    };
 
     let date = sh("date", &["+%F"]);
     std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
@@ -775,6 +838,9 @@ fn run(args: &[String], o: Options) -> Result<(), String> {
             let _ = writeln!(md, "| {name} | {} |", get(h, k));
         }
         md.push('\n');
+    }
+    if let Some(h) = &hostile {
+        hostile_section(&mut md, h, s.flows, s.b4s);
     }
     let report = out_dir.join(format!("{date}.md"));
     std::fs::write(&report, md).map_err(|e| format!("{}: {e}", report.display()))?;
