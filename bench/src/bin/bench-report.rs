@@ -425,7 +425,7 @@ fn hostile_section(md: &mut String, h: &[(String, String)], flows: usize, b4s: u
         md,
         "aftrd (one worker) forwarding a steady legitimate load ({flows} UDP flows from {b4s} B4s and their replies, \
          at 60% of what it forwards softwire -> IPv4), alone and beside each attack from a separate generator, as \
-         fast as it goes (line rate) and paced at 30% of that capacity, in alternating trials; legitimate packets per \
+         fast as it goes (line rate) and paced at 20% of that capacity, in alternating trials; legitimate packets per \
          second delivered beside the attack and alone (medians), and the median ratio. Goal: at least 0.95, no \
          legitimate session lost. The full tables, with aftrd's drop counters and where frames were lost: \
          `bash scripts/hostile-bench.sh`.\n"

@@ -14,7 +14,7 @@
 //! - for each attack (`--attacks`, `bench::attack`), `--rounds` rounds of `--trial`-second
 //!   trials: the load alone, then the load with the attack beside it from a separate
 //!   generator process (`dslite-gen --attack`, AF_XDP, core 0) as fast as it goes ("line
-//!   rate"), then (`--paced`, 30% of the capacity unless `none`) at a rate the load
+//!   rate"), then (`--paced`, 20% of the capacity unless `none`) at a rate the load
 //!   leaves room for: whether the defences cost the legitimate flows anything once the
 //!   frames are in, apart from what a flood costs the receive path.
 //!
@@ -24,7 +24,9 @@
 //! rate times the share of sampled frames that arrived. Attack frames never carry the
 //! flag or the mark, so what an attack makes `aftrd` send (a flood's first sessions,
 //! ICMP errors) is not counted as legitimate. Medians over the rounds, and the median of
-//! the ratios of each attack trial to the baseline of its round.
+//! the ratios of each attack trial to the baseline of its round. A baseline that lost
+//! more than 5% of the load (on a shared machine: other work took aftrd's core) is no
+//! baseline: it is repeated, twice at most, and the notes say how often.
 //!
 //! Sessions: the legitimate sessions (`aftrctl display sessions`: B4, inside and
 //! external address and port) after the warm-up, compared after each attack's trials:
@@ -121,7 +123,7 @@ fn options(args: &[String]) -> Result<Options, String> {
         Some(list) => list.split(',').map(Attack::parse).collect::<Result<Vec<_>, _>>()?,
         None => Attack::ALL.to_vec(),
     };
-    let paced = match arg::<String>(args, "--paced")?.as_deref().unwrap_or("30%") {
+    let paced = match arg::<String>(args, "--paced")?.as_deref().unwrap_or("20%") {
         "none" => None,
         p => {
             let bad = || format!("--paced {p:?}: N% (of the capacity), frames per second, or none");
@@ -529,10 +531,28 @@ fn run(args: &[String], o: &Options, stop: &AtomicBool) -> Result<(), String> {
 /// What a run measured.
 struct Measured {
     rows: Vec<Row>,
+    busy: Busy,
+    /// The load average (1 minute) at the start and at the end.
+    loadavg: (String, String),
     /// The legitimate load's rate, both ways.
     rate: f64,
     /// What aftrd forwarded softwire -> IPv4 at full speed (None: the rate was set).
     capacity: Option<f64>,
+}
+
+/// Baselines that lost more than `1 - BUSY` of the load: repeated, and kept after two
+/// repeats.
+#[derive(Debug, Default, Clone, Copy)]
+struct Busy {
+    repeated: usize,
+    kept: usize,
+}
+
+/// The share of the load a baseline delivers when the machine leaves aftrd its core.
+const BUSY: f64 = 0.95;
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().next().unwrap_or("?").to_string()
 }
 
 /// The run: aftrd, the warm-up, the load's rate, then each attack's trials.
@@ -543,6 +563,8 @@ fn measure(
     interrupted: &dyn Fn() -> Result<(), String>,
 ) -> Result<Measured, String> {
     let lab = Addresses::default();
+    let load_at_start = loadavg();
+    let mut busy = Busy::default();
     let mut dut = start_aftrd(t, dir, 1, INSTANCE_LIMITS)?;
     let up = Traffic::softwire(&lab, o.flows, o.b4s, Mix::UDP, 64, 1);
     let mapped = warm(t, &up, o.flows)?;
@@ -582,20 +604,38 @@ fn measure(
         let mut runs: Vec<Run> =
             [None].into_iter().chain(paced.map(Some)).map(|rate| Run { rate, trials: Vec::new() }).collect();
         for round in 1..=o.rounds {
-            interrupted()?;
-            let b = trial(t, &mut dut, &load, o, None)?;
-            for (w, (dir, _, rx)) in b.ways.iter().zip(WAYS) {
-                if w.kept == 0 {
-                    return Err(format!(
-                        "{} baseline {round}: no legitimate frame delivered {} ({} of {} sampled frames; the sink {rx} \
-                         counted {})",
-                        attack.name(),
-                        dir.name(),
-                        w.kept,
-                        w.sampled,
-                        w.sink
-                    ));
+            // The load alone: at 60% of the capacity it all arrives, unless the machine's
+            // other work takes aftrd's core; then that baseline is no baseline, and the
+            // round starts again (twice at most).
+            let mut tries = 0;
+            let b = loop {
+                interrupted()?;
+                let b = trial(t, &mut dut, &load, o, None)?;
+                for (w, (dir, _, rx)) in b.ways.iter().zip(WAYS) {
+                    if w.kept == 0 {
+                        return Err(format!(
+                            "{} baseline {round}: no legitimate frame delivered {} ({} of {} sampled frames; the sink \
+                             {rx} counted {})",
+                            attack.name(),
+                            dir.name(),
+                            w.kept,
+                            w.sampled,
+                            w.sink
+                        ));
+                    }
                 }
+                if b.delivery() >= BUSY || tries == 2 {
+                    break b;
+                }
+                tries += 1;
+                busy.repeated += 1;
+                eprintln!(
+                    "  round {round}: the load alone lost {:.1}% (the machine is busy): again",
+                    100.0 * (1.0 - b.delivery())
+                );
+            };
+            if b.delivery() < BUSY {
+                busy.kept += 1;
             }
             let mut line = format!("  round {round}: legitimate {:.3} Mpps alone", b.legit() / 1e6);
             for run in &mut runs {
@@ -629,7 +669,7 @@ fn measure(
         rows.push(Row { attack, baseline, runs, kept, of: sessions.len(), new });
     }
     dut.alive("aftrd")?;
-    Ok(Measured { rows, rate, capacity })
+    Ok(Measured { rows, busy, loadavg: (load_at_start, loadavg()), rate, capacity })
 }
 
 /// One trial of the load, alone or beside an attack (at a rate, or as fast as it goes),
@@ -797,6 +837,16 @@ fn notes(m: &Measured, o: &Options) -> String {
         o.rounds,
         o.trial,
         INSTANCE_LIMITS.trim().replace("\n ", "`, `")
+    );
+    let _ = writeln!(
+        n,
+        "\nThe machine's other work: load average {} at the start, {} at the end; {} baselines lost more than {:.0}% \
+         of the load (aftrd's core taken) and were repeated, {} of them were kept after two repeats.",
+        m.loadavg.0,
+        m.loadavg.1,
+        m.busy.repeated,
+        100.0 * (1.0 - BUSY),
+        m.busy.kept
     );
     let all = m.rows.iter().flat_map(|r| r.baseline.iter().chain(r.runs.iter().flat_map(|x| &x.trials)));
     let (kept, bad) = all.flat_map(|t| &t.ways).fold((0, 0), |(k, b), w| (k + w.kept, b + w.bad));
