@@ -903,3 +903,62 @@ fn summary(m: &Measured) -> String {
     s.push(format!("sessions_kept={kept}/{of} goal_met={met}/{runs}"));
     s.join(" ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(line: &str) -> Result<Options, String> {
+        options(&line.split_whitespace().map(String::from).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn options_have_their_defaults_and_refuse_nonsense() {
+        let o = opts("").unwrap();
+        assert_eq!((o.attacks.len(), o.rounds, o.trial, o.load, o.paced), (6, 3, 2.5, 0.6, Some(Paced::Share(0.2))));
+        assert_eq!(opts("--paced 50000").unwrap().paced, Some(Paced::Rate(50000.0)));
+        assert_eq!(opts("--paced none").unwrap().paced, None);
+        assert_eq!(opts("--attacks ptb,frag-internet").unwrap().attacks, vec![Attack::Ptb, Attack::FragInternet]);
+        for bad in [
+            "--attacks ptb,smurf",
+            "--paced 0%",
+            "--paced fast",
+            "--load 1.5",
+            "--rounds 0",
+            "--b4s 70000",
+            "--legit-rate 0",
+            "--break everything",
+            "--attack-rate 5",
+        ] {
+            assert!(opts(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// A trial whose two ways each sent 1000 frames a second, `kept` of 100 sampled
+    /// arriving.
+    fn trial_of(kept: [u64; 2]) -> Trial {
+        let way = |k| Way { sent: Sent { frames: 1000, secs: 1.0 }, sampled: 100, kept: k, ..Default::default() };
+        Trial { ways: kept.map(way), secs: 1.0, ..Default::default() }
+    }
+
+    #[test]
+    fn each_attack_trial_is_measured_against_its_rounds_baseline() {
+        // Three rounds; the machine was slower in the second (both trials lower).
+        let baseline = vec![trial_of([100, 100]), trial_of([50, 50]), trial_of([100, 100])];
+        let run = Run { rate: None, trials: vec![trial_of([96, 100]), trial_of([48, 50]), trial_of([90, 100])] };
+        let row = Row { attack: Attack::Ptb, baseline, runs: vec![], kept: 10, of: 10, new: 0 };
+        // Each attack trial against its own round's baseline: 0.98, 0.98 and 0.95, so
+        // the slow second round counts as one like the others.
+        assert!((row.ratio(&run, None) - 0.98).abs() < 1e-9);
+        assert!((row.ratio(&run, Some(0)) - 0.96).abs() < 1e-9);
+        assert_eq!(row.ratio(&run, Some(1)), 1.0);
+        assert!(row.goal_met(&run));
+        assert_eq!(trial_of([96, 100]).legit(), 1960.0);
+        assert!((trial_of([96, 100]).delivery() - 0.98).abs() < 1e-9);
+        // One legitimate session lost, or mapped anew: the goal is not met.
+        let lost = Row { kept: 9, ..row };
+        assert!(!lost.goal_met(&run));
+        let anew = Row { new: 1, ..lost };
+        assert!(!anew.goal_met(&run));
+    }
+}
