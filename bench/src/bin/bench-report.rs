@@ -876,6 +876,36 @@ mod tests {
     }
 
     #[test]
+    fn hostile_bench_summaries_hold_the_keys_the_report_shows() {
+        // The form of hostile-bench's summary line (one attack spelt out, the others alike).
+        let mut line = String::from("legit_mpps=0.563");
+        for a in Attack::ALL {
+            let k = a.name().replace('-', "_");
+            for p in ["", "_paced"] {
+                line += &format!(
+                    " {k}{p}_legit_pps=472583/562311 {k}{p}_ratio=1.000 {k}{p}_sent_ratio=0.840 {k}{p}_attack_mpps=0.481"
+                );
+            }
+        }
+        line += " sessions_kept=6144/6144 goal_met=12/12";
+        let kv: Vec<(String, String)> =
+            line.split_whitespace().filter_map(|p| p.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect();
+        let keys = hostile_keys();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        assert!(check_summary("hostile-bench", &kv, &keys).is_ok());
+        // A baseline of nothing, or an attack that sent nothing, is no figure.
+        for bad in ["ptb_legit_pps=5/0", "ptb_paced_attack_mpps=0.000"] {
+            let (k, v) = bad.split_once('=').unwrap();
+            let broken: Vec<(String, String)> =
+                kv.iter().map(|(a, b)| (a.clone(), if a == k { v.to_string() } else { b.clone() })).collect();
+            assert!(check_summary("hostile-bench", &broken, &keys).is_err(), "{bad}");
+        }
+        let mut md = String::new();
+        hostile_section(&mut md, &kv, 1024, 64);
+        assert!(md.contains("| ptb | B4 | paced | 0.481 | 472583/562311 | 1.000 |"), "{md}");
+    }
+
+    #[test]
     fn a_summary_of_nothing_fails_the_report() {
         let kv = |s: &str| -> Vec<(String, String)> {
             s.split_whitespace().filter_map(|p| p.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect()

@@ -899,8 +899,8 @@ fn notes(m: &Measured, o: &Options) -> String {
         .collect();
     let _ = writeln!(
         n,
-        "\nGoal (legitimate throughput at least 95% of the baseline's, every legitimate session kept with its \
-         mapping): {}.",
+        "\nGoal (the share of the legitimate frames sent that arrive beside the attack at least 95% of the share \
+         alone, every legitimate session kept with its mapping): {}.",
         if missed.is_empty() {
             "met for every attack".to_string()
         } else {
