@@ -397,6 +397,23 @@ struct Cursor<'a> {
     sample_every: u64,
 }
 
+/// Where the frames of a run come from (`send_frames`): the next frame for a TX queue.
+pub trait Frames {
+    /// Writes the next frame for TX queue `q` into `buf`; its length (0: none for `q`).
+    fn fill(&mut self, q: usize, buf: &mut [u8]) -> usize;
+    /// The longest frame it writes (the size of AF_PACKET's buffers).
+    fn max_len(&self) -> usize;
+}
+
+impl Frames for Cursor<'_> {
+    fn fill(&mut self, q: usize, buf: &mut [u8]) -> usize {
+        self.next(q, buf, now_ns)
+    }
+    fn max_len(&self) -> usize {
+        self.traffic.templates.iter().map(|t| t.bytes.len()).max().unwrap_or(0)
+    }
+}
+
 impl<'a> Cursor<'a> {
     fn new(traffic: &'a Traffic, queues: u32, sample_every: u64) -> Cursor<'a> {
         let nq = queues.max(1) as usize;
@@ -444,23 +461,33 @@ pub fn send(
     queues: u32,
     traffic: &Traffic,
     plan: &Plan,
-    mut progress: impl FnMut(f64, u64),
+    progress: impl FnMut(f64, u64),
 ) -> io::Result<Sent> {
     if traffic.templates.is_empty() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "no frames to send"));
     }
     let queues = if io_kind == Io::AfXdp { queues.max(1) } else { 1 };
-    let mut cursor = Cursor::new(traffic, queues, plan.sample_every);
+    send_frames(ifname, io_kind, queues, &mut Cursor::new(traffic, queues, plan.sample_every), plan, progress)
+}
+
+/// Sends the frames `frames` makes out of `ifname` as `plan` says (its `sample_every`
+/// is the source's business), over `queues` TX queues (AF_XDP) or one AF_PACKET socket.
+pub fn send_frames(
+    ifname: &str,
+    io_kind: Io,
+    queues: u32,
+    frames: &mut dyn Frames,
+    plan: &Plan,
+    mut progress: impl FnMut(f64, u64),
+) -> io::Result<Sent> {
+    let queues = if io_kind == Io::AfXdp { queues.max(1) } else { 1 };
     enum Out {
         Xdp(Vec<XskTx>),
         Packet(PacketTx, Vec<Vec<u8>>),
     }
     let mut out = match io_kind {
         Io::AfXdp => Out::Xdp((0..queues).map(|q| XskTx::open(ifname, q)).collect::<io::Result<_>>()?),
-        Io::AfPacket => {
-            let max = traffic.templates.iter().map(|t| t.bytes.len()).max().unwrap_or(0);
-            Out::Packet(PacketTx::open(ifname)?, vec![vec![0u8; max]; BATCH])
-        }
+        Io::AfPacket => Out::Packet(PacketTx::open(ifname)?, vec![vec![0u8; frames.max_len()]; BATCH]),
     };
     let t0 = Instant::now();
     let (mut sent, mut next_report, mut q) = (0u64, 1.0, 0usize);
@@ -489,7 +516,7 @@ pub fn send(
         let want = (BATCH as u64).min(plan.count - sent) as usize;
         let n = match &mut out {
             Out::Xdp(socks) => {
-                let n = socks[q].send(want, |buf| cursor.next(q, buf, now_ns));
+                let n = socks[q].send(want, |buf| frames.fill(q, buf));
                 q = (q + 1) % socks.len();
                 n
             }
@@ -497,7 +524,7 @@ pub fn send(
                 let mut lens = [0usize; BATCH];
                 let mut m = 0;
                 for (b, l) in bufs.iter_mut().zip(lens.iter_mut()).take(want) {
-                    *l = cursor.next(0, b, now_ns);
+                    *l = frames.fill(0, b);
                     if *l == 0 {
                         break;
                     }

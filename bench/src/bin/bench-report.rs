@@ -7,8 +7,10 @@
 //! section 26.1 style: a binary search over paced trials, with a stated loss tolerance),
 //! then the latency of sampled frames at that rate (section 26.2: the kernel's receive
 //! time minus the send time the generator wrote into the frame). Then, from their own
-//! programs, the in-memory engine figures (`engine-bench`) and the hot-backup figures
-//! (`failover-bench`). Prints a table and writes `bench/results/<date>.md` and `.svg`.
+//! programs, the in-memory engine figures (`engine-bench`), the hot-backup figures
+//! (`failover-bench`) and `aftrd` under attack (`hostile-bench`: the legitimate load's
+//! throughput beside each attack against its throughput alone). Prints a table and
+//! writes `bench/results/<date>.md` and `.svg`.
 //!
 //! Topology (made here, removed on exit, even on failure):
 //!   [gen] g-sw <-> d-sw [dut] d-in <-> g-in [gen]
@@ -17,80 +19,21 @@
 //! worker on core 1 (the second, if any, on core 0: this machine has two).
 //!
 //! Usage: bench-report [--sizes 64,512] [--trial S] [--loss PCT] [--flows N] [--b4s N]
-//!   [--duts bare,aftrd1,aftrd2] [--skip-engine] [--skip-ha] [--kills N] [--out DIR]
+//!   [--duts bare,aftrd1,aftrd2] [--skip-engine] [--skip-ha] [--skip-hostile] [--kills N]
+//!   [--out DIR]
 //! (as root, with the workspace binaries built: `bash scripts/bench-report.sh`)
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
+use bench::attack::Attack;
 use bench::generator::{self, Addresses, Direction, Io, L4, Mix, Plan, Sent, Traffic};
+use bench::lab::{Running, Topology, bin, start_aftrd};
 use bench::measure::{arg, known_options, percentiles};
-use bench::start::{first_line, wait_for_socket};
+use bench::start::first_line;
 use bench::tap::{self, Check, Tap, TapReport};
-
-/// The namespaces of the run; removed on drop.
-struct Topology {
-    gen_ns: String,
-    dut_ns: String,
-}
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip").args(args).output().map_err(|e| format!("ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
-    }
-}
-
-impl Topology {
-    fn up() -> Result<Topology, String> {
-        let id = std::process::id();
-        let t = Topology { gen_ns: format!("br-gen-{id}"), dut_ns: format!("br-dut-{id}") };
-        let (g, d) = (t.gen_ns.as_str(), t.dut_ns.as_str());
-        for ns in [g, d] {
-            ip(&["netns", "add", ns])?;
-            ip(&["-n", ns, "link", "set", "lo", "up"])?;
-        }
-        let q = ["numtxqueues", "2", "numrxqueues", "2"];
-        for (a, b) in [("g-sw", "d-sw"), ("g-in", "d-in")] {
-            let mut args = vec!["-n", g, "link", "add", a];
-            args.extend(q);
-            args.extend(["type", "veth", "peer", "name", b]);
-            args.extend(q);
-            args.extend(["netns", d]);
-            ip(&args)?;
-        }
-        for (ns, dev) in [(g, "g-sw"), (g, "g-in"), (d, "d-sw"), (d, "d-in")] {
-            ip(&["-n", ns, "link", "set", dev, "mtu", "1600", "up"])?;
-            let _ = Command::new("ip")
-                .args(["netns", "exec", ns, "ethtool", "-K", dev, "tx", "off", "rx", "off", "gso", "off", "tso", "off"])
-                .args(["gro", "off"])
-                .output();
-        }
-        // The board's addresses and its upstream router (the generator's interface, by a
-        // permanent neighbour entry: the generator's kernel owns no address, so it
-        // answers nothing and sends nothing back).
-        let gmac =
-            Command::new("ip").args(["-n", g, "-br", "link", "show", "g-in"]).output().map_err(|e| e.to_string())?;
-        let gmac = String::from_utf8_lossy(&gmac.stdout).split_whitespace().nth(2).unwrap_or("").to_string();
-        ip(&["-n", d, "-6", "addr", "add", "2001:db8:b4::1/64", "dev", "d-sw", "nodad"])?;
-        ip(&["-n", d, "addr", "add", "203.0.113.1/24", "dev", "d-in"])?;
-        ip(&["-n", d, "neigh", "add", "203.0.113.80", "lladdr", &gmac, "dev", "d-in", "nud", "permanent"])?;
-        ip(&["-n", d, "route", "add", "default", "via", "203.0.113.80"])?;
-        Ok(t)
-    }
-}
-
-impl Drop for Topology {
-    fn drop(&mut self) {
-        for ns in [&self.gen_ns, &self.dut_ns] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
 
 /// The devices under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,67 +65,19 @@ impl Dut {
     }
 }
 
-/// A running DUT (with aftrd's management socket); stopped (SIGTERM) on drop, after
-/// aftrd's drop counters are shown.
-struct Running(Child, Option<PathBuf>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(sock) = &self.1 {
-            let out = Command::new(bin("aftrctl")).arg("--socket").arg(sock).args(["display", "statistics"]).output();
-            let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
-            let drops: Vec<&str> = text
-                .lines()
-                .filter(|l| {
-                    let mut w = l.split_whitespace();
-                    w.next().is_some_and(|k| k.contains("drop")) && w.next().is_some_and(|v| v != "0")
-                })
-                .collect();
-            if !drops.is_empty() {
-                eprintln!("  aftrd counted: {}", drops.iter().map(|l| l.trim()).collect::<Vec<_>>().join("; "));
-            }
-        }
-        // Through kill(1): this crate keeps its unsafe code in `tun`.
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).stderr(Stdio::null()).status();
-        let _ = self.0.wait();
-    }
-}
-
 /// aftrd's hand-off counters: (handed_off_softwire, handed_off_internet, rx_frames,
 /// drop_handoff_full).
 #[derive(Debug, Clone, Copy, Default)]
 struct Handed(u64, u64, u64, u64);
 
-impl Running {
-    /// aftrd's hand-off counters now (None for the bare forwarder).
-    fn handed(&self) -> Result<Option<Handed>, String> {
-        let Some(sock) = &self.1 else { return Ok(None) };
-        let out = Command::new(bin("aftrctl"))
-            .arg("--socket")
-            .arg(sock)
-            .args(["display", "statistics"])
-            .output()
-            .map_err(|e| format!("aftrctl: {e}"))?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        if !out.status.success() || !text.contains("rx_frames") {
-            return Err(format!("aftrctl display statistics: {}{}", text, String::from_utf8_lossy(&out.stderr)));
-        }
-        let v = |k| dataplane::testing::statistic(&text, k);
-        Ok(Some(Handed(v("handed_off_softwire"), v("handed_off_internet"), v("rx_frames"), v("drop_handoff_full"))))
+/// aftrd's hand-off counters now (None for the bare forwarder).
+fn handed(dut: &Running) -> Result<Option<Handed>, String> {
+    if dut.socket.is_none() {
+        return Ok(None);
     }
-
-    /// Whether the DUT still runs: one that ended mid-run measured nothing after.
-    fn alive(&mut self, dut: Dut) -> Result<(), String> {
-        match self.0.try_wait() {
-            Ok(None) => Ok(()),
-            Ok(Some(status)) => Err(format!("{} ended during the run ({status})", dut.name())),
-            Err(e) => Err(format!("{}: {e}", dut.name())),
-        }
-    }
-}
-
-fn bin(name: &str) -> PathBuf {
-    std::env::current_exe().expect("own path").with_file_name(name)
+    let v = dut.statistics()?;
+    let v = |k| v.get(k);
+    Ok(Some(Handed(v("handed_off_softwire"), v("handed_off_internet"), v("rx_frames"), v("drop_handoff_full"))))
 }
 
 fn start(t: &Topology, dir: &Path, dut: Dut) -> Result<Running, String> {
@@ -197,7 +92,7 @@ fn start(t: &Topology, dir: &Path, dut: Dut) -> Result<Running, String> {
                 .spawn()
                 .map_err(|e| format!("xdp-forward: {e}"))?;
             let err = c.stderr.take().expect("piped");
-            let running = Running(c, None);
+            let running = Running { child: c, socket: None };
             // It says "XDP on ..." once its program is attached and its sockets open.
             let line = first_line(err, "xdp-forward", 10)?;
             if !line.contains("XDP on") {
@@ -205,38 +100,7 @@ fn start(t: &Topology, dir: &Path, dut: Dut) -> Result<Running, String> {
             }
             Ok(running)
         }
-        Dut::Aftrd(workers) => {
-            let cores = if workers == 1 { "1" } else { "1 0" };
-            let cfg = dir.join("aftr.conf");
-            std::fs::write(
-                &cfg,
-                format!(
-                    "sysname bench\nslot 1\n worker-cores {cores}\n interface softwire d-sw\n interface internet d-in\n packet-io af-xdp\n\
-                     service-location 1\n location slot 1\nservice-instance-group g\n service-location 1\n\
-                     ds-lite address-group pool\n section 0 198.51.100.0 mask 24\n\
-                     ds-lite instance d id 1\n service-instance-group g\n local-ipv6 2001:db8::1\n remote-ipv6 2001:db8:b400:: prefix-length 48\n\
-                     ds-lite address-group pool\n"
-                ),
-            )
-            .map_err(|e| e.to_string())?;
-            let sock = dir.join("slot1.sock");
-            let log = dir.join("aftrd.log");
-            let _ = std::fs::remove_file(&sock);
-            let c = Command::new("ip")
-                .args(["netns", "exec", &t.dut_ns])
-                .arg(bin("aftrd"))
-                .arg("--config")
-                .arg(&cfg)
-                .args(["--slot", "1", "--socket"])
-                .arg(&sock)
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?)
-                .spawn()
-                .map_err(|e| format!("aftrd: {e}"))?;
-            let mut running = Running(c, Some(sock.clone()));
-            wait_for_socket(&mut running.0, &sock, &log, &dut.name())?;
-            Ok(running)
-        }
+        Dut::Aftrd(workers) => start_aftrd(t, dir, workers, ""),
     }
 }
 
@@ -472,10 +336,10 @@ fn measure(t: &Topology, dir: &Path, s: &Settings, sizes: &[usize], duts: &[Dut]
                     size,
                     sw.templates[0].bytes.len() + 4
                 );
-                let before = running.handed()?;
+                let before = handed(&running)?;
                 let found = search(t, s, dut, d, traffic)?;
-                running.alive(dut)?;
-                let handed = match (before, running.handed()?) {
+                running.alive(&dut.name())?;
+                let handed = match (before, handed(&running)?) {
                     (Some(b), Some(a)) => Some(
                         handed_share(b, a, d)
                             .ok_or_else(|| format!("{}: aftrd counted no received frame in the search", dut.name()))?,
@@ -537,6 +401,57 @@ const HA_FIGURES: &[(&str, &str)] = &[
     ("bulk_sync_s", "bulk synchronisation of a new standby, seconds"),
     ("bulk_sessions", "sessions in that bulk synchronisation"),
 ];
+
+/// The keys of `hostile-bench`'s summary the report shows: for each attack, at line rate
+/// and paced (`_paced_`), the legitimate load's packets per second beside it and alone
+/// (`BESIDE/ALONE`) and the attack's rate; the legitimate sessions kept.
+fn hostile_keys() -> Vec<String> {
+    let mut keys: Vec<String> = Attack::ALL
+        .iter()
+        .flat_map(|a| {
+            let k = a.name().replace('-', "_");
+            ["", "_paced"].map(|p| [format!("{k}{p}_legit_pps"), format!("{k}{p}_attack_mpps")])
+        })
+        .flatten()
+        .collect();
+    keys.push("sessions_kept".into());
+    keys
+}
+
+/// The report's section of `hostile-bench`'s figures.
+fn hostile_section(md: &mut String, h: &[(String, String)], flows: usize, b4s: u32) {
+    let _ = writeln!(md, "## Under attack (`hostile-bench`)\n");
+    let _ = writeln!(
+        md,
+        "aftrd (one worker) forwarding a steady legitimate load ({flows} UDP flows from {b4s} B4s and their replies, \
+         at 60% of what it forwards softwire -> IPv4), alone and beside each attack from a separate generator, as \
+         fast as it goes (line rate) and paced at 20% of that capacity, in alternating trials; legitimate packets per \
+         second delivered beside the attack and alone (medians), and the median ratio of the share of the \
+         legitimate frames sent that arrived, beside the attack against alone (on veth the attack also takes from \
+         the legitimate generator's core, which sends less). Goal: at least 0.95, no legitimate session lost. The \
+         full tables, with the frames sent, aftrd's drop counters and where frames were lost: `bash \
+         scripts/hostile-bench.sh`.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| attack | from | pace | attack Mpps | legitimate pps beside / alone | ratio |\n| --- | --- | --- | --- | --- | --- |"
+    );
+    for a in Attack::ALL {
+        for (p, pace) in [("", "line rate"), ("_paced", "paced")] {
+            let k = format!("{}{p}", a.name().replace('-', "_"));
+            let _ = writeln!(
+                md,
+                "| {} | {} | {pace} | {} | {} | {} |",
+                a.name(),
+                if a.from_internet() { "Internet" } else { "B4" },
+                get(h, &format!("{k}_attack_mpps")),
+                get(h, &format!("{k}_legit_pps")),
+                get(h, &format!("{k}_ratio"))
+            );
+        }
+    }
+    let _ = writeln!(md, "\nLegitimate sessions kept with their mapping: {}.\n", get(h, "sessions_kept"));
+}
 
 /// The `key=value` pairs of the `summary:` line a benchmark program prints, which
 /// must hold a measurement for each of `keys`; a program that fails (even after a
@@ -751,13 +666,14 @@ struct Options {
     kills: usize,
     skip_engine: bool,
     skip_ha: bool,
+    skip_hostile: bool,
 }
 
 fn options(args: &[String]) -> Result<Options, String> {
     known_options(
         args,
         &["--sizes", "--trial", "--loss", "--flows", "--b4s", "--duts", "--kills", "--out"],
-        &["--skip-engine", "--skip-ha"],
+        &["--skip-engine", "--skip-ha", "--skip-hostile"],
     )?;
     let sizes: Vec<usize> = arg::<String>(args, "--sizes")?
         .unwrap_or("64,512".into())
@@ -799,15 +715,16 @@ fn options(args: &[String]) -> Result<Options, String> {
         kills,
         skip_engine: args.iter().any(|a| a == "--skip-engine"),
         skip_ha: args.iter().any(|a| a == "--skip-ha"),
+        skip_hostile: args.iter().any(|a| a == "--skip-hostile"),
     })
 }
 
 fn run(args: &[String], o: Options) -> Result<(), String> {
-    let Options { sizes, duts, s, out_dir, kills, skip_engine, skip_ha } = o;
+    let Options { sizes, duts, s, out_dir, kills, skip_engine, skip_ha, skip_hostile } = o;
     let kills = kills.to_string();
     let started = Instant::now();
     let cells = {
-        let t = Topology::up()?;
+        let t = Topology::up("br", 2)?;
         let dir = std::env::temp_dir().join(format!("bench-report-{}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let r = measure(&t, &dir, &s, &sizes, &duts);
@@ -820,6 +737,14 @@ fn run(args: &[String], o: Options) -> Result<(), String> {
     let ha_keys: Vec<&str> = HA_FIGURES.iter().map(|f| f.0).collect();
     let engine = if skip_engine { None } else { Some(summary_of("engine-bench", &[], &engine_keys)?) };
     let ha = if skip_ha { None } else { Some(summary_of("failover-bench", &["--kills", &kills], &ha_keys)?) };
+    let hostile_keys = hostile_keys();
+    let hostile_keys: Vec<&str> = hostile_keys.iter().map(String::as_str).collect();
+    let (flows, b4s) = (s.flows.to_string(), s.b4s.to_string());
+    let hostile = if skip_hostile {
+        None
+    } else {
+        Some(summary_of("hostile-bench", &["--flows", &flows, "--b4s", &b4s], &hostile_keys)?)
+    };
 
     let date = sh("date", &["+%F"]);
     std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
@@ -916,6 +841,9 @@ fn run(args: &[String], o: Options) -> Result<(), String> {
         }
         md.push('\n');
     }
+    if let Some(h) = &hostile {
+        hostile_section(&mut md, h, s.flows, s.b4s);
+    }
     let report = out_dir.join(format!("{date}.md"));
     std::fs::write(&report, md).map_err(|e| format!("{}: {e}", report.display()))?;
     let mut summary: Vec<String> = Vec::new();
@@ -945,6 +873,36 @@ mod tests {
         assert_eq!(handed_share(b, a, Direction::In2Out), Some(0.25));
         assert_eq!(handed_share(b, a, Direction::Out2In), Some(0.0));
         assert_eq!(handed_share(b, b, Direction::In2Out), None, "nothing received: no figure");
+    }
+
+    #[test]
+    fn hostile_bench_summaries_hold_the_keys_the_report_shows() {
+        // The form of hostile-bench's summary line (one attack spelt out, the others alike).
+        let mut line = String::from("legit_mpps=0.563");
+        for a in Attack::ALL {
+            let k = a.name().replace('-', "_");
+            for p in ["", "_paced"] {
+                line += &format!(
+                    " {k}{p}_legit_pps=472583/562311 {k}{p}_ratio=1.000 {k}{p}_sent_ratio=0.840 {k}{p}_attack_mpps=0.481"
+                );
+            }
+        }
+        line += " sessions_kept=6144/6144 goal_met=12/12";
+        let kv: Vec<(String, String)> =
+            line.split_whitespace().filter_map(|p| p.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect();
+        let keys = hostile_keys();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        assert!(check_summary("hostile-bench", &kv, &keys).is_ok());
+        // A baseline of nothing, or an attack that sent nothing, is no figure.
+        for bad in ["ptb_legit_pps=5/0", "ptb_paced_attack_mpps=0.000"] {
+            let (k, v) = bad.split_once('=').unwrap();
+            let broken: Vec<(String, String)> =
+                kv.iter().map(|(a, b)| (a.clone(), if a == k { v.to_string() } else { b.clone() })).collect();
+            assert!(check_summary("hostile-bench", &broken, &keys).is_err(), "{bad}");
+        }
+        let mut md = String::new();
+        hostile_section(&mut md, &kv, 1024, 64);
+        assert!(md.contains("| ptb | B4 | paced | 0.481 | 472583/562311 | 1.000 |"), "{md}");
     }
 
     #[test]

@@ -3,12 +3,16 @@
 //! mapped ports (`--dir out2in`) out of an interface, with AF_XDP (default) or AF_PACKET,
 //! at a rate or as fast as it goes, printing each second what it sent and, with
 //! `--sink`, what arrived there (interface counter) and the latency of sampled frames.
+//! With `--attack KIND` it sends one of `hostile-bench`'s attacks instead
+//! (`bench::attack`: fragment floods, a session flood, forged Packet Too Big, malformed
+//! frames), from B4 number `--attacker N` (65536) where it comes from a B4, aimed at the
+//! legitimate flows of `--flows` and `--b4s`.
 //!
 //! Usage: dslite-gen --iface IF [--netns NS] [--dir in2out|out2in] [--size BYTES]
 //!   [--flows N] [--b4s N] [--mix udp=70,tcp=25,icmp=5] [--new-flows]
 //!   [--to ADDR:FIRST-LAST] [--rate PPS] [--seconds S] [--count N]
 //!   [--io af-xdp|af-packet] [--queues N] [--sample N]
-//!   [--sink IF [--sink-netns NS] [--check]]
+//!   [--sink IF [--sink-netns NS] [--check]] [--attack KIND [--attacker N]]
 //!   [--aftr ADDR6] [--b4-first ADDR6] [--b4-shift BITS] [--inner-src ADDR] [--inner-srcs N]
 //!   [--server ADDR] [--server-port PORT] [--pool PREFIX] [--src-mac MAC] [--dst-mac MAC]
 //! `--size` is the IPv4-side frame on the wire with FCS (64: the smallest; softwire
@@ -20,6 +24,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::ExitCode;
 
+use bench::attack::{Aim, Attack, AttackFrames};
 use bench::generator::{self, Addresses, Direction, Io, L4, Mix, Plan, Traffic};
 use bench::measure::{arg, known_options, percentiles};
 use bench::tap::{self, Check};
@@ -29,7 +34,8 @@ const USAGE: &str = "usage: dslite-gen --iface IF [--netns NS] [--dir in2out|out
 [--b4s N] [--mix udp=70,tcp=25,icmp=5] [--new-flows] [--to ADDR:FIRST-LAST] [--rate PPS] [--seconds S] [--count N] \
 [--io af-xdp|af-packet] [--queues N] [--sample N] [--sink IF [--sink-netns NS] [--check]] \
 [--aftr ADDR6] [--b4-first ADDR6] [--b4-shift BITS] [--inner-src ADDR] [--inner-srcs N] [--server ADDR] \
-[--server-port PORT] [--pool PREFIX] [--src-mac MAC] [--dst-mac MAC]";
+[--server-port PORT] [--pool PREFIX] [--src-mac MAC] [--dst-mac MAC] \
+[--attack frag-softwire|frag-internet|session-flood|ptb|malformed-softwire|malformed-internet [--attacker N]]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -123,6 +129,8 @@ struct Options {
     sink: Option<String>,
     sink_ns: String,
     check: Check,
+    /// An attack's frames instead of `traffic`.
+    attack: Option<(Attack, AttackFrames)>,
 }
 
 const WITH_VALUE: &[&str] = &[
@@ -152,6 +160,8 @@ const WITH_VALUE: &[&str] = &[
     "--pool",
     "--src-mac",
     "--dst-mac",
+    "--attack",
+    "--attacker",
 ];
 
 fn options(args: &[String]) -> Result<Options, String> {
@@ -211,28 +221,41 @@ fn options(args: &[String]) -> Result<Options, String> {
     let sink: Option<String> = arg(args, "--sink")?;
     let sink_ns: String = arg(args, "--sink-netns")?.or_else(|| netns.clone()).unwrap_or_default();
     let check = if args.iter().any(|a| a == "--check") { Check::Translated(dir, a) } else { Check::Mark };
-    Ok(Options { iface, dir, io, queues, traffic, plan, netns, sink, sink_ns, check })
+    let attacker: u32 = arg(args, "--attacker")?.unwrap_or(1 << 16);
+    if attacker < b4s {
+        return Err(format!("--attacker {attacker}: a B4 number from --b4s ({b4s}) up, not a legitimate one"));
+    }
+    let attack = arg::<String>(args, "--attack")?
+        .map(|k| {
+            let kind = Attack::parse(&k).map_err(|e| format!("--attack {e}"))?;
+            Ok::<_, String>((kind, AttackFrames::new(kind, Aim { addrs: a, attacker, b4s, flows })))
+        })
+        .transpose()?;
+    Ok(Options { iface, dir, io, queues, traffic, plan, netns, sink, sink_ns, check, attack })
 }
 
 fn run(o: Options) -> Result<(), String> {
-    let Options { iface, dir, io: io_kind, queues, traffic, plan, netns, sink, sink_ns, check: what } = o;
+    let Options { iface, dir, io: io_kind, queues, traffic, plan, netns, sink, sink_ns, check: what, mut attack } = o;
     let tap = sink.clone().map(|s| tap::start(sink_ns.clone(), s, false, what)).transpose()?;
     let count_sink = |s: &str| tap::rx_packets(&sink_ns, s);
     let base = sink.as_deref().map(count_sink).transpose()?.unwrap_or(0);
-    println!(
-        "dslite-gen: {} frames of {} bytes ({} templates) out of {iface} by {io_kind:?}, {}",
-        dir.name(),
-        traffic.templates[0].bytes.len(),
-        traffic.templates.len(),
-        plan.rate.map(|r| format!("{:.3} Mpps", r / 1e6)).unwrap_or("as fast as it goes".into())
-    );
+    let pace = plan.rate.map(|r| format!("{:.3} Mpps", r / 1e6)).unwrap_or("as fast as it goes".into());
+    match &attack {
+        Some((kind, _)) => println!("dslite-gen: attack {} out of {iface} by {io_kind:?}, {pace}", kind.name()),
+        None => println!(
+            "dslite-gen: {} frames of {} bytes ({} templates) out of {iface} by {io_kind:?}, {pace}",
+            dir.name(),
+            traffic.templates[0].bytes.len(),
+            traffic.templates.len(),
+        ),
+    }
     let sent = std::thread::scope(|s| {
         s.spawn(|| {
             if let Some(ns) = &netns {
                 dataplane::io::netns::enter(ns).map_err(|e| format!("netns {ns}: {e}"))?;
             }
             let (mut last_t, mut last_n, mut last_rx) = (0.0, 0u64, base);
-            generator::send(&iface, io_kind, queues, &traffic, &plan, |t, n| {
+            let progress = |t: f64, n: u64| {
                 let rate = (n - last_n) as f64 / (t - last_t) / 1e6;
                 let mut line = format!("{t:5.1} s  sent {rate:.3} Mpps  (total {n})");
                 if let Some(s) = &sink {
@@ -247,7 +270,11 @@ fn run(o: Options) -> Result<(), String> {
                 }
                 println!("{line}");
                 (last_t, last_n) = (t, n);
-            })
+            };
+            match &mut attack {
+                Some((_, frames)) => generator::send_frames(&iface, io_kind, queues, frames, &plan, progress),
+                None => generator::send(&iface, io_kind, queues, &traffic, &plan, progress),
+            }
             .map_err(|e| format!("{iface}: {e}"))
         })
         .join()
@@ -344,6 +371,15 @@ mod tests {
         assert!(
             matches!(o.check, Check::Translated(Direction::In2Out, a) if a.in_pool(0x647f_ffff) && !a.in_pool(0xc633_6401))
         );
+    }
+
+    #[test]
+    fn attacks_are_chosen_by_name_from_a_b4_that_is_not_legitimate() {
+        let o = opts("--iface x --attack ptb --b4s 8 --flows 64 --attacker 100").unwrap();
+        assert!(matches!(o.attack, Some((Attack::Ptb, _))));
+        assert!(opts("--iface x").unwrap().attack.is_none());
+        assert!(opts("--iface x --attack smurf").err().is_some_and(|e| e.contains("--attack")));
+        assert!(opts("--iface x --attack ptb --b4s 64 --attacker 3").err().is_some_and(|e| e.contains("--attacker")));
     }
 
     #[test]
