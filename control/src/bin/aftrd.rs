@@ -182,7 +182,7 @@ fn run(
         }
         o
     });
-    let metrics = match config.metrics {
+    let metrics = match config.metrics_of(slot) {
         Some(addr) => Some(control::metrics::Listener::start(addr, metrics_body.clone())?),
         None => None,
     };

@@ -91,14 +91,13 @@ impl Daemon {
         }
         // The new listener is bound before anything changes: an address in use refuses
         // the commit.
-        let metrics = match config.metrics {
-            Some(addr) if config.metrics != self.running.metrics => {
-                match crate::metrics::Listener::start(addr, self.metrics_body.clone()) {
-                    Ok(l) => Some(Some(l)),
-                    Err(e) => return Err(format!("metrics http {addr}: {e}; nothing was applied\n")),
-                }
-            }
-            None if self.running.metrics.is_some() => Some(None),
+        let (want, running) = (config.metrics_of(self.slot), self.running.metrics_of(self.slot));
+        let metrics = match want {
+            Some(addr) if want != running => match crate::metrics::Listener::start(addr, self.metrics_body.clone()) {
+                Ok(l) => Some(Some(l)),
+                Err(e) => return Err(format!("metrics http {addr}: {e}; nothing was applied\n")),
+            },
+            None if running.is_some() => Some(None),
             _ => None,
         };
         Ok(Prepared { text: text.to_string(), config, secret, ec, ha, metrics })
