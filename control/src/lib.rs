@@ -12,6 +12,7 @@
 pub mod announce;
 pub mod board;
 pub mod chassis;
+pub mod cli;
 pub mod config;
 pub mod display;
 pub mod error;

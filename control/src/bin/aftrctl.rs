@@ -10,27 +10,12 @@
 //!   `WORDS ?` for what may follow them.
 
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use control::cli::Aftrctl as Cli;
 use control::mgmt::request;
 use control::parse::{Outcome, Session, View, commands_of};
-
-/// Talks to a running aftrd over its management socket: one command from the command
-/// line (display ..., commit [local] FILE, save, switchover [service-location ID]), or,
-/// with none, an interactive session in the router's way (system-view, commands,
-/// commit, quit; `?` lists what may follow).
-#[derive(Parser)]
-#[command(name = "aftrctl", version)]
-struct Cli {
-    /// The board's management socket.
-    #[arg(long, value_name = "PATH", default_value = "/run/aftrd/slot1.sock")]
-    socket: PathBuf,
-    /// The command, e.g. `display service-ha` (none: interactive).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
-    command: Vec<String>,
-}
 
 fn main() -> ExitCode {
     let Cli { socket, command: args } = Cli::parse();

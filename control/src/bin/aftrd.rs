@@ -16,33 +16,10 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use clap::{CommandFactory, Parser};
+use control::cli::Aftrd as Cli;
 use control::error::ConfigError;
 use control::mgmt::{self, Daemon};
 use control::natlog::NatLogger;
-
-/// One board of the DS-Lite AFTR: runs the slot of a configuration (its workers, hot
-/// backup with its peer, NAT logs, metrics, the management socket for aftrctl), or
-/// checks a configuration, or prints its plan.
-#[derive(Parser)]
-#[command(name = "aftrd", version)]
-struct Cli {
-    /// The configuration (the router's language; see aftr.conf(5)).
-    #[arg(long, value_name = "FILE")]
-    config: String,
-    /// Check the configuration and exit: 0 if valid, else FILE:LINE:COLUMN: message for
-    /// each error and 1.
-    #[arg(long, conflicts_with = "plan")]
-    check: bool,
-    /// Print the plan (what each slot does) and exit; only the slot's with --slot.
-    #[arg(long)]
-    plan: bool,
-    /// The slot (board) to run.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
-    slot: Option<u32>,
-    /// The management socket for aftrctl [default: /run/aftrd/slotN.sock].
-    #[arg(long, value_name = "PATH")]
-    socket: Option<PathBuf>,
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -1,0 +1,45 @@
+//! The command lines of `aftrd` and `aftrctl` (clap), here so that the man pages and
+//! shell completions are generated from the same definitions (`aftr-gen-docs`).
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// One board of the DS-Lite AFTR: runs the slot of a configuration (its workers, hot
+/// backup with its peer, NAT logs, metrics, the management socket for aftrctl), or
+/// checks a configuration, or prints its plan.
+#[derive(Parser)]
+#[command(name = "aftrd", version)]
+pub struct Aftrd {
+    /// The configuration (the router's language; see aftr.conf(5)).
+    #[arg(long, value_name = "FILE")]
+    pub config: String,
+    /// Check the configuration and exit: 0 if valid, else FILE:LINE:COLUMN: message for
+    /// each error and 1.
+    #[arg(long, conflicts_with = "plan")]
+    pub check: bool,
+    /// Print the plan (what each slot does) and exit; only the slot's with --slot.
+    #[arg(long)]
+    pub plan: bool,
+    /// The slot (board) to run.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub slot: Option<u32>,
+    /// The management socket for aftrctl [default: /run/aftrd/slotN.sock].
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+}
+
+/// Talks to a running aftrd over its management socket: one command from the command
+/// line (display ..., commit [local] FILE, save, switchover [service-location ID]), or,
+/// with none, an interactive session in the router's way (system-view, commands,
+/// commit, quit; `?` lists what may follow).
+#[derive(Parser)]
+#[command(name = "aftrctl", version)]
+pub struct Aftrctl {
+    /// The board's management socket.
+    #[arg(long, value_name = "PATH", default_value = "/run/aftrd/slot1.sock")]
+    pub socket: PathBuf,
+    /// The command, e.g. `display service-ha` (none: interactive).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
