@@ -15,6 +15,7 @@ pub mod chassis;
 pub mod cli;
 pub mod config;
 pub mod display;
+pub mod docs;
 pub mod error;
 pub mod grammar;
 pub mod ha;
