@@ -27,6 +27,10 @@ pub struct Aftrd {
     /// The management socket for aftrctl [default: /run/aftrd/slotN.sock].
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
+    /// The least level logged (to journald under systemd, else stderr) [default: info,
+    /// or RUST_LOG's `target=level,...`].
+    #[arg(long, value_name = "LEVEL", value_parser = clap::builder::PossibleValuesParser::new(crate::logging::LEVELS))]
+    pub log_level: Option<String>,
 }
 
 /// Talks to a running aftrd over its management socket: one command from the command

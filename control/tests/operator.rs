@@ -40,8 +40,11 @@ fn scrape(port: u16) -> std::io::Result<String> {
 
 /// Two boards of host `lab`, each in backup of the other, each with its own metrics
 /// listener (`metrics http` in its slot view); waits until both serve metrics.
-fn two_boards() -> (Boards, [u16; 2]) {
-    let dir = std::env::temp_dir().join(format!("aftr-operator-{}", std::process::id()));
+/// Each board's log (stderr) is `DIR/slotN.log`; `args` go to both.
+fn two_boards(args: &[&str]) -> (Boards, [u16; 2]) {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("aftr-operator-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let (m1, m3, h1, h3, log) = (free_port(), free_port(), free_port(), free_port(), free_port());
@@ -66,8 +69,9 @@ fn two_boards() -> (Boards, [u16; 2]) {
         let socket = dir.join(format!("slot{slot}.sock"));
         let child = Command::new(env!("CARGO_BIN_EXE_aftrd"))
             .args(["--config", file.to_str().unwrap(), "--slot", slot, "--socket", socket.to_str().unwrap()])
+            .args(args)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(dir.join(format!("slot{slot}.log"))).unwrap())
             .spawn()
             .unwrap();
         boards.children.push(child);
@@ -114,7 +118,7 @@ fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
 
 #[test]
 fn two_boards_on_one_host_serve_metrics_that_promtool_accepts() {
-    let (_boards, ports) = two_boards();
+    let (_boards, ports) = two_boards(&[]);
     // Wait for the roles to settle: every location active on one board.
     let t = Instant::now();
     let pages = loop {
@@ -156,6 +160,27 @@ fn two_boards_on_one_host_serve_metrics_that_promtool_accepts() {
         assert!(names.len() > 5, "{what}: {names:?}");
         let missing: Vec<_> = names.difference(&served).collect();
         assert!(missing.is_empty(), "{what} queries metrics aftrd does not serve: {missing:?}");
+    }
+}
+
+/// The logs: levels, and a line for every change of role with its reason.
+#[test]
+fn role_changes_are_logged_at_info_which_log_level_warn_leaves_out() {
+    for (args, shown) in [(&[][..], true), (&["--log-level", "warn"][..], false)] {
+        let (boards, _) = two_boards(args);
+        let log = boards.dir.join("slot1.log");
+        let t = Instant::now();
+        let said = loop {
+            let said = std::fs::read_to_string(&log).unwrap();
+            if said.contains("management socket") || t.elapsed() > Duration::from_secs(3) {
+                std::thread::sleep(Duration::from_millis(500));
+                break std::fs::read_to_string(&log).unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let role = said.lines().any(|l| l.contains(" INFO slot 1: service-location 1: active: "));
+        assert_eq!(role, shown, "{args:?}:\n{said}");
+        assert_eq!(said.contains(" INFO "), shown, "{args:?}:\n{said}");
     }
 }
 

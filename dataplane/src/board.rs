@@ -253,7 +253,7 @@ impl Board {
         for s in self.handle.steering.lock().unwrap_or_else(|e| e.into_inner()).iter_mut() {
             let (endpoints, pools) = targets(&new);
             if let Err(e) = s.set_targets(&endpoints, &pools) {
-                eprintln!("aftrd: XDP on {}: {e}", s.ifname());
+                tracing::warn!("XDP on {}: {e}", s.ifname());
             }
         }
         *self.handle.shares.write().unwrap_or_else(|e| e.into_inner()) = PoolShares::of(&new);
@@ -520,7 +520,7 @@ impl BoardHandle {
         let on = self.active_locations() != 0 || self.peer.get().1 != 0;
         for s in self.steering.lock().unwrap_or_else(|e| e.into_inner()).iter_mut() {
             if let Err(e) = s.set_active(on) {
-                eprintln!("aftrd: XDP on {}: {e}", s.ifname());
+                tracing::warn!("XDP on {}: {e}", s.ifname());
             }
         }
     }

@@ -115,7 +115,7 @@ impl Daemon {
         if let (Some(node), Some(s)) = (&self.ha, ha)
             && let Err(e) = node.reconfigure(s)
         {
-            eprintln!("aftrd: slot {}: hot backup settings: {e}", self.slot);
+            tracing::warn!("slot {}: hot backup settings: {e}", self.slot);
         }
         if config.syslog != self.running.syslog || config.sysname != self.running.sysname {
             let host = config.sysname.clone().unwrap_or_else(|| "aftr".into());
@@ -128,6 +128,12 @@ impl Daemon {
         }
         self.running = config;
         self.secret = secret;
+        tracing::info!(
+            "slot {}: configuration committed; {} sessions kept, {} ended",
+            self.slot,
+            carried.kept,
+            carried.ended
+        );
         Reply::Ok(format!("committed; {} sessions kept, {} ended\n", carried.kept, carried.ended))
     }
 
@@ -245,7 +251,7 @@ impl Daemon {
         let r = match self.chassis.replay.check(&key, bytes) {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("aftrd: slot {}: chassis commit refused: {e}", self.slot);
+                tracing::warn!("slot {}: chassis commit refused: {e}", self.slot);
                 return chassis::reply(&key, 0, false, &format!("{e}\n"));
             }
         };
@@ -261,7 +267,7 @@ impl Daemon {
                 Some((n, p, at)) if n == r.nonce && p.text == r.text && at.elapsed() < PENDING_FOR => {
                     match self.apply(p) {
                         Reply::Ok(t) => {
-                            eprint!("aftrd: slot {}: chassis commit applied: {t}", self.slot);
+                            tracing::info!("slot {}: chassis commit applied: {}", self.slot, t.trim_end());
                             chassis::reply(&key, r.nonce, true, &t)
                         }
                         Reply::Error(t) => chassis::reply(&key, r.nonce, false, &t),
