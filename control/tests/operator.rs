@@ -191,3 +191,77 @@ fn the_alert_rules_pass_promtool_and_their_unit_tests() {
     let (ok, said) = promtool(&["test", "rules", "alerts_test.yml"], "");
     assert!(ok, "{said}");
 }
+
+/// The unit's capabilities are enough for the data plane: aftrd, its bounding set
+/// reduced to the unit's `CapabilityBoundingSet=` (setpriv, as systemd does for a root
+/// service), loads and attaches the XDP program and opens AF_XDP sockets; without
+/// CAP_BPF it falls back to AF_PACKET (so the check can tell).
+#[test]
+fn the_units_capabilities_are_enough_for_af_xdp() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let unit = std::fs::read_to_string(format!("{root}/deploy/aftrd@.service")).unwrap();
+    let caps: Vec<String> = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+        .expect("the unit has a CapabilityBoundingSet=")
+        .split_whitespace()
+        .map(|c| c.trim_start_matches("CAP_").to_lowercase())
+        .collect();
+    let p = format!("oc{}-", std::process::id() % 10000);
+    struct Topology(String, String);
+    impl Drop for Topology {
+        fn drop(&mut self) {
+            let _ =
+                Command::new("bash").args([&format!("{}/deploy/netns/topology.sh", self.0), "down", &self.1]).output();
+        }
+    }
+    let up = Command::new("bash").args([&format!("{root}/deploy/netns/topology.sh"), "up", &p]).output().unwrap();
+    let _topology = Topology(root.to_string(), p.clone());
+    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("aftr.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "slot 1\n interface softwire {p}sw\n interface internet {p}in\n\
+             service-location 1\n location slot 1\n\
+             service-instance-group g\n service-location 1\n\
+             ds-lite address-group pool1\n section 0 198.51.100.0 mask 24\n\
+             ds-lite instance d id 1\n service-instance-group g\n local-ipv6 2001:db8::1\n \
+             remote-ipv6 2001:db8:b4:: prefix-length 64\n ds-lite address-group pool1\n"
+        ),
+    )
+    .unwrap();
+    let run = |caps: &[String]| -> String {
+        let bounding = format!("-all,{}", caps.iter().map(|c| format!("+{c}")).collect::<Vec<_>>().join(","));
+        let log = dir.path().join("aftrd.log");
+        let socket = dir.path().join("slot1.sock");
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &format!("{p}aftr"), "setpriv", &format!("--bounding-set={bounding}")])
+            .arg(env!("CARGO_BIN_EXE_aftrd"))
+            .args(["--config", config.to_str().unwrap(), "--slot", "1", "--socket", socket.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let t = Instant::now();
+        let said = loop {
+            let said = std::fs::read_to_string(&log).unwrap();
+            if said.contains(" workers (")
+                || t.elapsed() > Duration::from_secs(10)
+                || child.try_wait().unwrap().is_some()
+            {
+                break said;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        said
+    };
+    let said = run(&caps);
+    assert!(said.contains("AF_XDP (") && !said.contains("using AF_PACKET"), "with {caps:?}:\n{said}");
+    let without_bpf: Vec<String> = caps.iter().filter(|c| *c != "bpf").cloned().collect();
+    let said = run(&without_bpf);
+    assert!(said.contains("using AF_PACKET"), "with {without_bpf:?}:\n{said}");
+}

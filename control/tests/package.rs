@@ -78,6 +78,12 @@ fn the_deb_installs_checks_its_example_and_purges_cleanly() {
     assert!(page.contains("\\-\\-check"), "{page}");
     let unit = std::fs::read_to_string("/lib/systemd/system/aftrd@.service").unwrap();
     assert!(unit.contains("ExecStart=/usr/sbin/aftrd "), "{unit}");
+    // systemd reads every setting of the unit (it warns, and exits 0, on one it does not
+    // know) and finds its programs.
+    let verify =
+        Command::new("systemd-analyze").args(["verify", "/lib/systemd/system/aftrd@.service"]).output().unwrap();
+    let said = String::from_utf8_lossy(&verify.stdout).to_string() + &String::from_utf8_lossy(&verify.stderr);
+    assert!(verify.status.success() && said.trim().is_empty(), "systemd-analyze verify: {said}");
 
     drop(guard);
     assert!(!Command::new("dpkg").args(["-s", "aftr"]).output().unwrap().status.success(), "still installed");
