@@ -49,6 +49,7 @@ pub fn family_of(k: Counter) -> (String, Option<Label>) {
         | "events_dropped"
         | "well_known_port_fallbacks" => (format!("aftr_{name}_total"), None),
         "blocks_allocated" | "blocks_released" => (format!("aftr_port_{name}_total"), None),
+        "rx_bytes" => ("aftr_received_bytes_total".into(), None),
         _ => ("aftr_packets_total".into(), Some(("path", name))),
     }
 }
@@ -354,6 +355,7 @@ mod tests {
         c.add(Counter::BlocksAllocated, 5);
         c.add(Counter::BlocksReleased, 2);
         c.add(Counter::SessionsCreated, 11);
+        c.add(Counter::RxBytes, 1500);
         let g = Arc::new(Gauges {
             sessions: vec![7.into()],
             subscribers: vec![3.into()],
@@ -379,6 +381,7 @@ mod tests {
             "aftr_packets_total{slot=\"1\",worker=\"0\",path=\"in2out\"} 42",
             "aftr_packet_drops_total{slot=\"1\",worker=\"0\",reason=\"no_session\"} 1",
             "aftr_sessions_created_total{slot=\"1\",worker=\"0\"} 11",
+            "aftr_received_bytes_total{slot=\"1\",worker=\"0\"} 1500",
             "aftr_port_blocks_allocated_total{slot=\"1\",worker=\"0\"} 5",
             "aftr_sessions{slot=\"1\",worker=\"0\"} 7",
             "aftr_port_blocks{slot=\"1\"} 512",
