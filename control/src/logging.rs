@@ -165,6 +165,57 @@ pub fn spawn_watch(s: Sources, stop: Arc<AtomicBool>) -> std::io::Result<std::th
 mod tests {
     use super::*;
 
+    /// What `f` logs, as the fmt layer writes it.
+    fn logged(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buf(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let w = buf.clone();
+        let sub = tracing_subscriber::fmt().with_writer(move || w.clone()).with_ansi(false).finish();
+        tracing::subscriber::with_default(sub, f);
+        String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn pool_exhaustion_and_rejected_messages_are_logged_once_a_minute() {
+        let c = Arc::new(WorkerCounters::default());
+        let st = Arc::new(std::sync::Mutex::new(ha_sync::node::Status { peer_alive: true, ..Default::default() }));
+        let s2 = st.clone();
+        let s = Sources { slot: 3, workers: vec![c.clone()], ha: Some(Box::new(move || s2.lock().unwrap().clone())) };
+        let mut w = Watch::default();
+        let t0 = Instant::now();
+        let at = |secs| t0 + Duration::from_secs(secs);
+        let out = logged(|| {
+            w.check(&s, at(0));
+            c.add(Counter::DropPortsExhausted, 3);
+            st.lock().unwrap().rejected_replay = 2;
+            st.lock().unwrap().bulk_syncs = 1;
+            w.check(&s, at(1));
+            c.add(Counter::DropPortsExhausted, 500);
+            st.lock().unwrap().rejected_replay = 9;
+            w.check(&s, at(2));
+            w.check(&s, at(30));
+            w.check(&s, at(62));
+        });
+        let lines: Vec<&str> = out.lines().collect();
+        let has = |text: &str| lines.iter().filter(|l| l.contains(text)).count();
+        assert_eq!(has("WARN"), 4, "{out}");
+        assert_eq!(has("slot 3: pool exhausted: 3 new sessions refused"), 1, "{out}");
+        assert_eq!(has("slot 3: pool exhausted: 500 new sessions refused"), 1, "a minute later: {out}");
+        assert_eq!(has("slot 3: hot backup: 2 HA messages rejected (in all: 2 replayed)"), 1, "{out}");
+        assert_eq!(has("slot 3: hot backup: 7 HA messages rejected (in all: 9 replayed)"), 1, "{out}");
+        assert_eq!(has("INFO control::logging: slot 3: hot backup: bulk sync started (1 new, 1 in all)"), 1, "{out}");
+    }
+
     #[test]
     fn a_count_is_logged_at_most_once_a_period_with_what_came_since() {
         let mut t = Throttled::new(Duration::from_secs(60));
