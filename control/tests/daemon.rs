@@ -103,7 +103,7 @@ fn aftrctl_displays_and_commits_through_the_daemon() {
     let (ok, s, _) = d.ctl(&["display", "sessions", "b4", "2001:db8:b4::1"]);
     assert!(ok && s.contains("total 0 sessions"), "{s}");
     let (ok, _, err) = d.ctl(&["display", "sessions", "b4", "nonsense"]);
-    assert!(!ok && err.contains("bad value"), "{err}");
+    assert!(!ok && err.contains("expected a B4's IPv6 address (an IPv6 address), found `nonsense`"), "{err}");
 
     // A broken configuration is refused with its position; nothing changes.
     let bad = d.dir.join("bad.conf");
