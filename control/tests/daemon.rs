@@ -554,3 +554,89 @@ fn the_command_lines_have_help_version_and_checked_values() {
     let (code, text) = run(aftrd, &["--check", "--config", "../deploy/aftr-ha.conf"]);
     assert_eq!(code, Some(0), "{text}");
 }
+
+/// Drives a program on a pseudo-terminal (Python's standard `pty`): argv is the
+/// program; stdin holds the steps, a JSON list of [keys to type, regular expression to
+/// wait for in the output]. Prints the whole output; exits 1 at a step not answered
+/// within 10 s, saying which.
+const PTY_DRIVER: &str = r#"
+import json, os, pty, re, select, sys, time
+steps = json.load(sys.stdin)
+pid, fd = pty.fork()
+if pid == 0:
+    os.environ["TERM"] = "xterm"
+    os.execv(sys.argv[1], sys.argv[1:])
+seen = b""
+def wait(pattern):
+    global seen
+    start, deadline = len(seen), time.time() + 10
+    while True:
+        m = re.compile(pattern.encode()).search(seen, start)
+        if m:
+            return
+        if time.time() > deadline:
+            sys.stdout.write(seen.decode(errors="replace"))
+            sys.stdout.write("\n---\nno %r after typing %r\n" % (pattern, keys))
+            sys.exit(1)
+        r, _, _ = select.select([fd], [], [], 0.1)
+        if r:
+            try:
+                seen += os.read(fd, 65536)
+            except OSError:
+                pass
+for keys, pattern in steps:
+    os.write(fd, keys.encode())
+    wait(pattern)
+os.waitpid(pid, 0)
+sys.stdout.write(seen.decode(errors="replace"))
+"#;
+
+/// aftrctl on a terminal: Tab completes from the command table, `?` lists what may
+/// follow and gives the words back, abbreviations run (an ambiguous one names the
+/// keywords it begins), the Up arrow recalls the previous line, the prompt shows the
+/// view and uncommitted changes, and the history file never gets the HA key.
+#[test]
+fn the_console_completes_abbreviates_and_remembers_on_a_terminal() {
+    let d = Aftrd::start("console", &example());
+    let state = d.dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let key = "k".repeat(30);
+    let steps = serde_json::json!([
+        ["", "<aftr-lab>"],
+        // Tab: `dis` becomes `display `, so `cur` makes a command.
+        ["dis\t", "play"],
+        ["cur\r", "(?s)sysname aftr-lab.*return\\r?\\n.*<aftr-lab>"],
+        // `?` lists what may follow; the words come back, to go on with.
+        ["dis ?\r", "(?s)current-configuration.*statistics.*service-ha.*<aftr-lab>"],
+        ["stat | include rx_frames\r", "(?s)rx_frames +\\d+ +\\d+.*<aftr-lab>"],
+        // Up: the previous line again.
+        ["\x1b[A", "include rx_frames"],
+        ["\r", "(?s)rx_frames +\\d+ +\\d+.*<aftr-lab>"],
+        ["s\r", "(?s)ambiguous `s`: `system-view`, `switchover` or `save`.*<aftr-lab>"],
+        ["sys\r", "\\[aftr-lab\\]"],
+        ["ds-lite inst x\r", "\\[\\*aftr-lab-ds-lite-instance-x\\]"],
+        ["q\r", "\\[\\*aftr-lab\\]"],
+        [format!("service-ha preshared-key {key}\r"), "\\[\\*aftr-lab\\]"],
+        ["dis cand | inc ds-lite instance\r", "(?s)ds-lite instance x.*\\[\\*aftr-lab\\]"],
+        ["return\r", "<aftr-lab>"],
+        ["quit\r", ""],
+    ]);
+    let mut child = Command::new("python3")
+        .args(["-c", PTY_DRIVER, env!("CARGO_BIN_EXE_aftrctl"), "--socket", d.socket.to_str().unwrap()])
+        .env("XDG_STATE_HOME", &state)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(steps.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let seen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{seen}");
+    assert!(!seen.contains("unknown command"), "{seen}");
+    let history = std::fs::read_to_string(state.join("aftrctl_history")).unwrap();
+    for line in ["dis\tcur", "ds-lite inst x", "stat | include rx_frames"] {
+        let line = line.replace("dis\tcur", "display cur");
+        assert!(history.contains(&line), "{line}: {history}");
+    }
+    assert!(!history.contains(&key) && !history.contains("preshared"), "{history}");
+}
