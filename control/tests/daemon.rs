@@ -96,6 +96,35 @@ fn aftrctl_displays_and_commits_through_the_daemon() {
     assert_eq!(running, example_shown);
     assert!(text.contains("service-ha preshared-key ******\n") && !text.contains(EXAMPLE_KEY), "{text}");
 
+    // Abbreviated as at the router, from the command line too; an ambiguous word
+    // names the keywords it begins; filters and JSON.
+    assert_eq!(d.ctl(&["dis", "cur"]), (true, text.clone(), String::new()));
+    let (ok, _, err) = d.ctl(&["s"]);
+    assert!(!ok && err.contains("ambiguous `s`: `system-view`, `switchover` or `save`"), "{err}");
+    let (ok, _, err) = d.ctl(&["dis", "c"]);
+    assert!(!ok && err.contains("`current-configuration` or `candidate-configuration`"), "{err}");
+    let (ok, only, _) = d.ctl(&["dis", "cur", "|", "inc", "service-ha"]);
+    assert!(ok && only.lines().count() == 3 && only.lines().all(|l| l.starts_with("service-ha")), "{only}");
+    let json = |args: &[&str]| -> serde_json::Value {
+        let (ok, text, err) = d.ctl(&[&["--json"], args].concat());
+        assert!(ok, "{err}");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
+    };
+    let j = json(&["display", "current-configuration"]);
+    assert_eq!(j["configuration"].as_array().unwrap().len(), text.lines().count());
+    let (_, global, _) = d.ctl(&["dis", "service-ha", "global-information"]);
+    let j = json(&["dis", "service-ha", "global-information"]);
+    assert!(global.contains(&format!("Delay-time          : {} (s)", j["delay_time_s"])), "{global} {j}");
+    assert!(global.contains(&format!("Preempt-time        : {} (s)", j["preempt_time_s"])), "{global} {j}");
+    assert_eq!((j["hot_backup"].as_bool(), j["preshared_key"].as_str()), (Some(true), Some("configured")), "{j}");
+    let j = json(&["dis", "service-ha"]);
+    assert_eq!((j["slot"].as_u64(), j["delay_time_s"].as_u64()), (Some(1), Some(10)), "{j}");
+    assert_eq!(j["locations"][0]["id"], 1, "{j}");
+    let j = json(&["dis", "service-location", "|", "json"]);
+    assert_eq!(j["service_locations"][0]["slot"], 1, "{j}");
+    assert_eq!(j["service_locations"][0]["backup_slot"], 2, "{j}");
+    assert_eq!(j["service_locations"][0]["groups"][0], "group1", "{j}");
+
     let (ok, plan, _) = d.ctl(&["display", "plan"]);
     assert!(ok && plan.contains("slot 1: active for [1]"), "{plan}");
     let (ok, stats, _) = d.ctl(&["display", "statistics"]);
