@@ -621,7 +621,7 @@ sys.stdout.write(seen.decode(errors="replace"))
 "#;
 
 /// aftrctl on a terminal: Tab completes from the command table, `?` lists what may
-/// follow and gives the words back, abbreviations run (an ambiguous one names the
+/// follow at once and gives the words back, abbreviations run (an ambiguous one names the
 /// keywords it begins), the Up arrow recalls the previous line, the prompt shows the
 /// view and uncommitted changes, and the history file never gets the HA key.
 #[test]
@@ -635,8 +635,8 @@ fn the_console_completes_abbreviates_and_remembers_on_a_terminal() {
         // Tab: `dis` becomes `display `, so `cur` makes a command.
         ["dis\t", "play"],
         ["cur\r", "(?s)sysname aftr-lab.*return\\r?\\n.*<aftr-lab>"],
-        // `?` lists what may follow; the words come back, to go on with.
-        ["dis ?\r", "(?s)current-configuration.*statistics.*service-ha.*<aftr-lab>"],
+        // `?` lists what may follow at once (no Enter); the words come back, to go on with.
+        ["dis ?", "(?s)dis \\?.*current-configuration.*statistics.*service-ha.*<aftr-lab>"],
         ["stat | include rx_frames\r", "(?s)rx_frames +\\d+ +\\d+.*<aftr-lab>"],
         // Up: the previous line again.
         ["\x1b[A", "include rx_frames"],
@@ -668,4 +668,11 @@ fn the_console_completes_abbreviates_and_remembers_on_a_terminal() {
         assert!(history.contains(&line), "{line}: {history}");
     }
     assert!(!history.contains(&key) && !history.contains("preshared"), "{history}");
+
+    // The same session from `-c`: lines as typed, abbreviations, exit 1 on an error.
+    let (ok, said, _) = d.ctl(&["-c", "dis cur | inc delay; sys; service-ha delay-t 20; dis cand | inc delay"]);
+    assert!(ok, "{said}");
+    assert_eq!(said, "service-ha delay-time 10\nservice-ha delay-time 20\n");
+    let (ok, said, _) = d.ctl(&["-c", "sys; s"]);
+    assert!(!ok && said.contains("Error: ambiguous `s`"), "{said}");
 }

@@ -25,7 +25,12 @@ use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
 use rustyline::history::FileHistory;
 use rustyline::validate::Validator;
-use rustyline::{CompletionType, Config, Editor};
+use rustyline::{
+    Cmd, CompletionType, ConditionalEventHandler, Config, Editor, Event, EventContext, EventHandler, KeyEvent,
+    RepeatCount,
+};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Talks to a running aftrd over its management socket: one command from the command
 /// line (display ..., reset ..., commit [local] FILE, save, switchover [service-location
@@ -44,6 +49,10 @@ struct Cli {
     /// `$XDG_STATE_HOME/aftrctl_history`, or `~/.local/state/aftrctl_history`).
     #[arg(long)]
     no_history: bool,
+    /// Runs these lines as a session (`;` or new lines between them), as if typed, and
+    /// exits 1 if any failed: `aftrctl -c 'sys; service-ha preempt-time 90; commit'`.
+    #[arg(short = 'c', value_name = "LINES", conflicts_with = "command")]
+    lines: Option<String>,
     /// The command, e.g. `display service-ha` (none: interactive).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
     command: Vec<String>,
@@ -52,8 +61,12 @@ struct Cli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let args = &cli.command;
+    if let Some(lines) = &cli.lines {
+        let script = lines.split([';', '\n']).map(|l| l.trim().to_string()).collect();
+        return interactive(&cli.socket, Input::Script(script));
+    }
     if args.is_empty() {
-        return interactive(&cli.socket, !cli.no_history);
+        return interactive(&cli.socket, Input::new(!cli.no_history));
     }
     let (req, piped) = if args[0] == "commit" {
         let local = args.get(1).is_some_and(|a| a == "local");
@@ -124,11 +137,25 @@ impl Highlighter for Complete {}
 impl Validator for Complete {}
 impl rustyline::Helper for Complete {}
 
+/// `?` answers at once, as at the router: the line so far is taken, marked as asking
+/// for help.
+struct HelpKey(Arc<AtomicBool>);
+
+impl ConditionalEventHandler for HelpKey {
+    fn handle(&self, _: &Event, _: RepeatCount, _: bool, _: &EventContext) -> Option<Cmd> {
+        self.0.store(true, Ordering::Relaxed);
+        Some(Cmd::AcceptLine)
+    }
+}
+
 /// Where the lines come from: a terminal (line editing, history, completion), or
 /// anything else (a pipe, a file), read as it is with the prompt written out.
 enum Input {
-    Terminal(Box<Editor<Complete, FileHistory>>, Option<PathBuf>),
+    /// The editor, the history file, and whether `?` ended the line.
+    Terminal(Box<Editor<Complete, FileHistory>>, Option<PathBuf>, Arc<AtomicBool>),
     Plain(std::io::Stdin),
+    /// The lines of `-c`, without prompts.
+    Script(std::collections::VecDeque<String>),
 }
 
 impl Input {
@@ -141,27 +168,36 @@ impl Input {
             return Input::Plain(std::io::stdin());
         };
         ed.set_helper(Some(Complete { view: View::User }));
+        let help = Arc::new(AtomicBool::new(false));
+        ed.bind_sequence(KeyEvent::from('?'), EventHandler::Conditional(Box::new(HelpKey(help.clone()))));
         let file = history.then(history_file).flatten();
         if let Some(f) = &file {
             let _ = ed.load_history(f);
         }
-        Input::Terminal(Box::new(ed), file)
+        Input::Terminal(Box::new(ed), file, help)
     }
 
     /// The next line, with `initial` typed already; None at the end.
     fn line(&mut self, prompt: &str, initial: &str, view: &View) -> Option<String> {
         match self {
-            Input::Terminal(ed, _) => {
+            Input::Terminal(ed, _, help) => {
                 if let Some(h) = ed.helper_mut() {
                     h.view = view.clone();
                 }
                 match ed.readline_with_initial(prompt, (initial, "")) {
+                    Ok(l) if help.swap(false, Ordering::Relaxed) => {
+                        // The line was taken without the `?`: written again, as typed,
+                        // over the line the editor left (up one, from its start).
+                        println!("\x1b[A\r\x1b[K{prompt}{l}?");
+                        Some(format!("{l}?"))
+                    }
                     Ok(l) => Some(l),
                     // Ctrl-C drops the line, as at the router.
                     Err(rustyline::error::ReadlineError::Interrupted) => Some(String::new()),
                     Err(_) => None,
                 }
             }
+            Input::Script(lines) => lines.pop_front(),
             Input::Plain(stdin) => {
                 print!("{prompt}");
                 let _ = std::io::stdout().flush();
@@ -177,11 +213,13 @@ impl Input {
         }
     }
 
-    /// Keeps `line` in the history; a line that may hold the HA key is not kept.
+    /// Keeps `line` in the history; a line that may hold the HA key is not kept, nor
+    /// one that asked for help.
     fn remember(&mut self, line: &str) {
         let secret = line.split_whitespace().any(|w| w.len() >= 3 && "preshared-key".starts_with(w));
-        if let Input::Terminal(ed, file) = self
+        if let Input::Terminal(ed, file, _) = self
             && !line.trim().is_empty()
+            && !line.ends_with('?')
             && !secret
         {
             let _ = ed.add_history_entry(line);
@@ -201,7 +239,22 @@ fn history_file() -> Option<PathBuf> {
     Some(dir.join("aftrctl_history"))
 }
 
-fn interactive(socket: &Path, history: bool) -> ExitCode {
+/// Standard output, noting whether an error was written (`Error: ...`).
+struct Out {
+    failed: bool,
+}
+
+impl Write for Out {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.failed |= buf.starts_with(b"Error:");
+        std::io::stdout().write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stdout().flush()
+    }
+}
+
+fn interactive(socket: &Path, mut input: Input) -> ExitCode {
     let running = match request(socket, "display current-configuration") {
         Ok((true, text)) => match control::parse::parse(&text) {
             Ok((c, _)) => c,
@@ -220,8 +273,7 @@ fn interactive(socket: &Path, history: bool) -> ExitCode {
         }
     };
     let mut s = Session::new(running);
-    let mut input = Input::new(history);
-    let mut out = std::io::stdout();
+    let mut out = Out { failed: false };
     let mut n = 0;
     let mut initial = String::new();
     loop {
@@ -285,7 +337,8 @@ fn interactive(socket: &Path, history: bool) -> ExitCode {
             Ok(Outcome::Daemon | Outcome::Save) => {
                 let req = if p.json { format!("{full} | json") } else { full };
                 match request(socket, &req) {
-                    Ok((_, text)) => {
+                    Ok((ok, text)) => {
+                        out.failed |= !ok;
                         let _ = write!(out, "{}", p.apply(&text));
                     }
                     Err(e) => {
@@ -299,7 +352,8 @@ fn interactive(socket: &Path, history: bool) -> ExitCode {
             }
         }
     }
-    ExitCode::SUCCESS
+    let _ = out.flush();
+    if out.failed && matches!(input, Input::Script(_)) { ExitCode::from(1) } else { ExitCode::SUCCESS }
 }
 
 /// `commit` in the session: checked here first (line numbers of this session), then
