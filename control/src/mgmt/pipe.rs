@@ -28,8 +28,13 @@ pub struct Piped {
 
 const PIPES: &[&str] = &["include", "exclude", "begin", "json"];
 
-/// Splits `line` at its `|`s: the command, then each filter.
+/// Splits `line` at its `|`s: the command, then each filter. Only a display has
+/// filters: any other line is the command whole (a key or a path may hold a `|`).
 pub fn split(line: &str) -> Result<Piped, String> {
+    let first = line.split_whitespace().next().unwrap_or("");
+    if first.is_empty() || !"display".starts_with(first) {
+        return Ok(Piped { command: line.trim().to_string(), json: false, filters: Vec::new() });
+    }
     let mut parts = line.split('|');
     let command = parts.next().unwrap_or("").trim().to_string();
     let mut p = Piped { command, json: false, filters: Vec::new() };
@@ -60,8 +65,8 @@ pub fn split(line: &str) -> Result<Piped, String> {
             _ => Filter::Begin(rest),
         });
     }
-    if p.command.is_empty() && (p.json || !p.filters.is_empty()) {
-        return Err("nothing before `|`".into());
+    if (p.json || !p.filters.is_empty()) && p.command.split_whitespace().count() < 2 {
+        return Err("nothing to display before `|`".into());
     }
     Ok(p)
 }
@@ -111,6 +116,15 @@ mod tests {
         assert!(split("dis cur | count").unwrap_err().contains("found `count`"));
         assert!(split("dis cur | include").unwrap_err().contains("needs the text"));
         assert!(split("dis cur | json x").is_err());
-        assert!(split("| json").is_err());
+        assert!(split("di | json").is_err());
+    }
+
+    #[test]
+    fn only_a_display_has_filters() {
+        let key = "service-ha preshared-key abc|defghijklmnopqrstuvwxyz";
+        assert_eq!(split(key).unwrap().command, key);
+        assert_eq!(split(key).unwrap().apply("a\n"), "a\n");
+        assert_eq!(split("d cur | inc x").unwrap().command, "d cur");
+        assert_eq!(split("display").unwrap().command, "display");
     }
 }
