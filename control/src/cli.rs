@@ -34,15 +34,26 @@ pub struct Aftrd {
 }
 
 /// Talks to a running aftrd over its management socket: one command from the command
-/// line (display ..., commit [local] FILE, save, switchover [service-location ID]), or,
-/// with none, an interactive session in the router's way (system-view, commands,
-/// commit, quit; `?` lists what may follow).
+/// line (display ..., reset ..., commit [local] FILE, save, switchover [service-location
+/// ID]), or, with none, an interactive session in the router's way (system-view,
+/// commands, commit, quit; Tab completes, `?` lists what may follow).
 #[derive(Parser)]
 #[command(name = "aftrctl", version)]
 pub struct Aftrctl {
     /// The board's management socket.
     #[arg(long, value_name = "PATH", default_value = "/run/aftrd/slot1.sock")]
     pub socket: PathBuf,
+    /// A display's JSON form (the same as `| json` after it).
+    #[arg(long)]
+    pub json: bool,
+    /// The interactive session keeps no history file (by default
+    /// `$XDG_STATE_HOME/aftrctl_history`, or `~/.local/state/aftrctl_history`).
+    #[arg(long)]
+    pub no_history: bool,
+    /// Runs these lines as a session (`;` or new lines between them), as if typed, and
+    /// exits 1 if any failed: `aftrctl -c 'sys; service-ha preempt-time 90; commit'`.
+    #[arg(short = 'c', value_name = "LINES", conflicts_with = "command")]
+    pub lines: Option<String>,
     /// The command, e.g. `display service-ha` (none: interactive).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
     pub command: Vec<String>,

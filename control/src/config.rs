@@ -187,6 +187,23 @@ impl Default for Protection {
     }
 }
 
+/// How much state each worker of a board has room for. A full session table refuses
+/// new sessions (`drop_session_table_full`); a full subscriber table, new B4s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capacity {
+    /// `nat session-table size SESSIONS`.
+    pub sessions: u32,
+    /// `nat subscriber-table size SUBSCRIBERS`.
+    pub subscribers: u32,
+}
+
+impl Default for Capacity {
+    fn default() -> Self {
+        let d = dataplane::config::EngineConfig::new(Vec::new());
+        Capacity { sessions: d.max_sessions, subscribers: d.max_subscribers }
+    }
+}
+
 /// `nat log syslog HOST [port P] [transport { udp | tcp }]`: a collector of NAT logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SyslogTarget {
@@ -211,6 +228,7 @@ pub struct Config {
     /// without its own.
     pub metrics: Option<SocketAddr>,
     pub protection: Protection,
+    pub capacity: Capacity,
 }
 
 impl Config {

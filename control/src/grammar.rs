@@ -119,8 +119,13 @@ pub enum SessionCommand {
     Quit,
     Return,
     Commit,
-    /// `display current-configuration` or `display candidate-configuration`.
-    Display,
+    /// `display current-configuration`: the running configuration.
+    DisplayRunning,
+    /// `display candidate-configuration`: the candidate with this session's changes.
+    DisplayCandidate,
+    /// A request the daemon answers (`display statistics`, `reset session`, ...): the
+    /// session only passes it on, in full form.
+    Daemon,
     /// `save`: the daemon writes its running configuration to its file.
     Save,
 }
@@ -205,6 +210,20 @@ pub fn complete(view: &View, line: &str) -> Vec<String> {
         wanted.retain(|w| w.starts_with(partial) && w != "<cr>" && !w.starts_with(char::is_uppercase));
     }
     wanted
+}
+
+/// The line in full form: each keyword as the tables spell it (`dis cur` becomes
+/// `display current-configuration`), the values as typed; or why the line is not a
+/// command of `view` (an ambiguous abbreviation names the keywords it begins).
+pub fn expand(view: &View, line: &str) -> Result<String, ConfigError> {
+    let toks = words::tokenize(line);
+    if toks.is_empty() {
+        return Ok(String::new());
+    }
+    let found = find(view, &toks, 1, line.chars().count() + 1)?;
+    let full: Vec<&str> =
+        toks.iter().enumerate().map(|(i, t)| found.keys.iter().find(|k| k.0 == i).map_or(t.text, |k| k.1)).collect();
+    Ok(full.join(" "))
 }
 
 /// The syntax as the `?` help shows it: `ds-lite instance NAME [ id ID ]`.

@@ -3,9 +3,7 @@
 //! (and, for `commit`, the whole configuration after it) and closes its side; the
 //! daemon answers `ok` or `error` on the first line, then the text.
 
-use std::fmt::Write as _;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -19,6 +17,7 @@ use crate::config::Config;
 use crate::natlog::NatLogger;
 
 mod commit;
+pub mod pipe;
 mod show;
 
 pub use commit::{Chassis, Prepared};
@@ -42,6 +41,8 @@ pub struct Daemon {
     /// (bound when the address is there), nonces seen, and the configuration prepared
     /// by the first phase of one.
     pub chassis: Chassis,
+    /// Where `reset statistics` set the displayed counters to zero.
+    pub baseline: Baseline,
 }
 
 pub enum Reply {
@@ -49,87 +50,123 @@ pub enum Reply {
     Error(String),
 }
 
+/// What `reset statistics` set to zero: the counters' values then, per worker (and per
+/// XDP program). Displays show the counts since; the metrics go on counting, as
+/// Prometheus counters must.
+#[derive(Default)]
+pub struct Baseline {
+    pub workers: Vec<Vec<u64>>,
+    pub xdp: Vec<Vec<u64>>,
+}
+
+/// A display, both ways: text for people, JSON (`| json`) for programs.
+pub(crate) struct Shown {
+    pub text: String,
+    pub json: serde_json::Value,
+}
+
 impl Daemon {
-    /// Answers one request.
+    /// Answers one request: a command line of the user view's table (abbreviations as
+    /// typed at the router, `dis cur`), ending in `| json` for the JSON form of a
+    /// display; or `commit [local]` with the configuration after it.
     pub fn handle(&mut self, request: &str) -> Reply {
         let (first, body) = request.split_once('\n').unwrap_or((request, ""));
-        let words: Vec<&str> = first.split_whitespace().collect();
-        match words[..] {
-            ["commit"] => self.commit(body),
-            ["commit", "local"] => self.commit_local(body),
-            ["save"] => self.save(),
-            ["display", "current-configuration"] => Reply::Ok(crate::display::render(&self.running)),
+        match first.split_whitespace().collect::<Vec<_>>()[..] {
+            ["commit"] => return self.commit(body),
+            ["commit", "local"] => return self.commit_local(body),
+            _ => {}
+        }
+        let (line, json) = match first.split_once('|') {
+            None => (first, false),
+            Some((l, "json" | " json")) => (l, true),
+            Some((l, m)) if m.trim() == "json" => (l, true),
+            Some((_, m)) => {
+                return Reply::Error(format!(
+                    "Error: `| {}`: the daemon answers `| json`; include, exclude and begin are aftrctl's\n",
+                    m.trim()
+                ));
+            }
+        };
+        let line = match crate::grammar::expand(&crate::grammar::View::User, line) {
+            Ok(l) if !l.is_empty() => l,
+            Ok(_) => return Reply::Error("Error: an empty request; `?` in aftrctl lists the commands\n".into()),
+            Err(e) => return Reply::Error(format!("Error: {} (column {})\n", e.message, e.column)),
+        };
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let shown = match words[..] {
+            ["save"] => return self.save(),
+            ["display", "current-configuration"] => {
+                let text = crate::display::render(&self.running);
+                let json = serde_json::json!({ "configuration": text.lines().collect::<Vec<_>>() });
+                Shown { text, json }
+            }
             ["display", "plan"] => {
-                Reply::Ok(crate::plan::describe(&self.running, &crate::plan::plan(&self.running), Some(self.slot)))
+                let text = crate::plan::describe(&self.running, &crate::plan::plan(&self.running), Some(self.slot));
+                let json = serde_json::json!({ "plan": text.lines().collect::<Vec<_>>() });
+                Shown { text, json }
             }
-            ["display", "sessions", ref rest @ ..] => self.sessions(rest),
-            ["display", "subscribers"] => {
-                let mut o = String::from(
-                    "B4                                       External         Port blocks                Sessions\n",
-                );
-                let subs = self.board.subscribers();
-                for s in &subs {
-                    let blocks: Vec<String> =
-                        s.blocks.iter().map(|(a, n)| format!("{}-{}", a, *a as u32 + *n as u32 - 1)).collect();
-                    let _ = writeln!(
-                        o,
-                        "{:<40} {:<16} {:<26} {}",
-                        Ipv6Addr::from(s.b4),
-                        Ipv4Addr::from(s.ext_addr),
-                        blocks.join(","),
-                        s.sessions
-                    );
-                }
-                let _ = writeln!(o, "total {} subscribers", subs.len());
-                Reply::Ok(o)
-            }
-            ["display", "statistics"] => {
-                let mut o = format!("{:<32} {}\n", "packet-io", self.board.io);
-                let xdp = self.board.steering_stats();
-                if !xdp.is_empty() {
-                    for (i, (name, _)) in xdp[0].named().iter().enumerate() {
-                        let per: Vec<u64> = xdp.iter().map(|s| s.named()[i].1).collect();
-                        let total: u64 = per.iter().sum();
-                        let _ = writeln!(o, "{name:<32} {total:>14}  softwire, internet {per:?}");
-                    }
-                }
-                let workers = self.board.counters();
-                for &c in Counter::ALL {
-                    let per: Vec<u64> = workers.iter().map(|w| w.get(c)).collect();
-                    let total: u64 = per.iter().sum();
-                    if total > 0 || !c.name().starts_with("drop_") {
-                        let _ = writeln!(o, "{:<32} {:>14}  per worker {:?}", c.name(), total, per);
-                    }
-                }
-                Reply::Ok(o)
-            }
-            ["display", "service-ha"] => Reply::Ok(self.display_ha()),
-            ["display", "service-ha", "global-information"] => Reply::Ok(self.display_ha_global(false)),
-            ["display", "service-ha", "global-information", "delay-time"] => Reply::Ok(self.display_ha_global(true)),
-            ["display", "service-location"] => self.display_locations(None),
+            ["display", "sessions", ref rest @ ..] => match show::filter(rest) {
+                Ok(f) => self.sessions(&f),
+                Err(e) => return Reply::Error(e),
+            },
+            ["display", "subscribers"] => self.subscribers(),
+            ["display", "statistics"] => self.statistics(),
+            ["display", "service-ha"] => self.display_ha(),
+            ["display", "service-ha", "global-information"] => self.display_ha_global(false),
+            ["display", "service-ha", "global-information", "delay-time"] => self.display_ha_global(true),
+            ["display", "service-location"] => return self.display_locations(None, json),
             ["display", "service-location", id] => match id.parse() {
-                Ok(id) => self.display_locations(Some(id)),
-                Err(_) => Reply::Error(format!("display service-location: bad id `{id}`\n")),
+                Ok(id) => return self.display_locations(Some(id), json),
+                Err(_) => return Reply::Error(format!("Error: bad service-location `{id}`\n")),
             },
-            ["switchover"] | ["switchover", "service-location" | "location", _] => match &self.ha {
-                Some(n) => {
-                    let location = match words.get(2).map(|id| id.parse::<u32>()) {
-                        None => None,
-                        Some(Ok(id)) => Some(id),
-                        Some(Err(_)) => return Reply::Error(format!("Error: bad service-location `{}`\n", words[2])),
-                    };
-                    match n.switchover(location) {
-                        Ok(what) => Reply::Ok(format!("Info: {what}\n")),
-                        Err(e) => Reply::Error(format!("Error: switchover refused: {e}\n")),
-                    }
+            ["display", "ds-lite", "address-usage"] => self.address_usage(None),
+            ["display", "ds-lite", "address-usage", "instance", name] => match self.running.instances.get(name) {
+                Some(_) => self.address_usage(Some(name)),
+                None => return Reply::Error(format!("Error: ds-lite instance {name} is not configured\n")),
+            },
+            ["reset", "session", ref rest @ ..] => match show::filter(rest) {
+                Ok(f) => {
+                    let n = self.board.end_sessions(&f);
+                    Shown { text: format!("Info: {n} sessions ended\n"), json: serde_json::json!({ "ended": n }) }
                 }
-                None => Reply::Error(
-                    "Error: this board runs alone (no service-location pairs it with another board)\n".into(),
-                ),
+                Err(e) => return Reply::Error(e),
             },
-            _ => Reply::Error(format!(
-                "unknown request `{first}`; one of: display current-configuration | plan | sessions [b4 A] [inside A] [external A] [port P] | subscribers | statistics | service-ha [global-information [delay-time]] | service-location [ID]; commit; save; switchover [service-location ID]\n"
-            )),
+            ["reset", "statistics"] => {
+                self.baseline = Baseline {
+                    workers: self
+                        .board
+                        .counters()
+                        .iter()
+                        .map(|w| Counter::ALL.iter().map(|&c| w.get(c)).collect())
+                        .collect(),
+                    xdp: self.board.steering_stats().iter().map(|s| s.named().iter().map(|v| v.1).collect()).collect(),
+                };
+                Shown { text: "Info: the statistics start again from zero\n".into(), json: serde_json::json!({}) }
+            }
+            ["switchover", ref rest @ ..] => return self.switchover(rest),
+            _ => {
+                return Reply::Error(format!(
+                    "Error: `{line}` is not a request of the daemon; `?` in aftrctl lists the commands\n"
+                ));
+            }
+        };
+        if json { Reply::Ok(format!("{}\n", shown.json)) } else { Reply::Ok(shown.text) }
+    }
+
+    fn switchover(&self, words: &[&str]) -> Reply {
+        let Some(n) = &self.ha else {
+            return Reply::Error(
+                "Error: this board runs alone (no service-location pairs it with another board)\n".into(),
+            );
+        };
+        let location = match words.get(1).map(|id| id.parse::<u32>()) {
+            None => None,
+            Some(Ok(id)) => Some(id),
+            Some(Err(_)) => return Reply::Error(format!("Error: bad service-location `{}`\n", words[1])),
+        };
+        match n.switchover(location) {
+            Ok(what) => Reply::Ok(format!("Info: {what}\n")),
+            Err(e) => Reply::Error(format!("Error: switchover refused: {e}\n")),
         }
     }
 }

@@ -21,6 +21,8 @@ pub enum Outcome {
     Exit,
     /// `save`: the running configuration is to be written to the daemon's file.
     Save,
+    /// A request for the daemon (`display statistics`, `reset session`, ...).
+    Daemon,
 }
 
 /// An editing session: running and candidate configuration and the current view.
@@ -58,7 +60,7 @@ impl Session {
         let toks = words::tokenize(line);
         let found = grammar::find(&self.view, &toks, line_no, line.chars().count() + 1)?;
         let (apply, undo) = match found.command.action {
-            Action::Session(c) => return self.session(c, &found.args),
+            Action::Session(c) => return self.session(c),
             Action::Edit { apply, undo } => (apply, undo),
         };
         let mut edit = Edit {
@@ -85,7 +87,7 @@ impl Session {
         }
     }
 
-    fn session(&mut self, c: SessionCommand, args: &grammar::Args) -> Result<Outcome, ConfigError> {
+    fn session(&mut self, c: SessionCommand) -> Result<Outcome, ConfigError> {
         match c {
             SessionCommand::SystemView => {
                 if self.view == View::User {
@@ -111,10 +113,9 @@ impl Session {
                 return Ok(Outcome::Committed);
             }
             SessionCommand::Save => return Ok(Outcome::Save),
-            SessionCommand::Display => {
-                let c = if args.has("current-configuration") { &self.running } else { &self.candidate };
-                return Ok(Outcome::Display(crate::display::render(c)));
-            }
+            SessionCommand::DisplayRunning => return Ok(Outcome::Display(crate::display::render(&self.running))),
+            SessionCommand::DisplayCandidate => return Ok(Outcome::Display(crate::display::render(&self.candidate))),
+            SessionCommand::Daemon => return Ok(Outcome::Daemon),
         }
         Ok(Outcome::Done)
     }
@@ -150,6 +151,10 @@ pub fn parse(text: &str) -> Result<(Config, Positions), Vec<ConfigError>> {
     for (n, line) in text.lines().enumerate() {
         match s.execute(n + 1, line) {
             Ok(Outcome::Exit) => break,
+            Ok(Outcome::Daemon) => errors.push(ConfigError::at(
+                Pos { line: n + 1, column: 1 },
+                "an operation on the running board, not configuration",
+            )),
             Ok(_) => {}
             Err(e) => errors.push(e),
         }

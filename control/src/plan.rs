@@ -240,6 +240,8 @@ pub fn engine_config(c: &Config, p: &Plan, slot: u32) -> Option<EngineConfig> {
     e.icmp_errors_per_sec = c.protection.icmp_errors_per_sec;
     e.icmp_errors_burst = c.protection.icmp_errors_burst;
     e.block_hold_down = c.protection.block_hold_down;
+    e.max_sessions = c.capacity.sessions;
+    e.max_subscribers = c.capacity.subscribers;
     Some(e)
 }
 

@@ -96,6 +96,35 @@ fn aftrctl_displays_and_commits_through_the_daemon() {
     assert_eq!(running, example_shown);
     assert!(text.contains("service-ha preshared-key ******\n") && !text.contains(EXAMPLE_KEY), "{text}");
 
+    // Abbreviated as at the router, from the command line too; an ambiguous word
+    // names the keywords it begins; filters and JSON.
+    assert_eq!(d.ctl(&["dis", "cur"]), (true, text.clone(), String::new()));
+    let (ok, _, err) = d.ctl(&["s"]);
+    assert!(!ok && err.contains("ambiguous `s`: `system-view`, `switchover` or `save`"), "{err}");
+    let (ok, _, err) = d.ctl(&["dis", "c"]);
+    assert!(!ok && err.contains("`current-configuration` or `candidate-configuration`"), "{err}");
+    let (ok, only, _) = d.ctl(&["dis", "cur", "|", "inc", "service-ha"]);
+    assert!(ok && only.lines().count() == 3 && only.lines().all(|l| l.starts_with("service-ha")), "{only}");
+    let json = |args: &[&str]| -> serde_json::Value {
+        let (ok, text, err) = d.ctl(&[&["--json"], args].concat());
+        assert!(ok, "{err}");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
+    };
+    let j = json(&["display", "current-configuration"]);
+    assert_eq!(j["configuration"].as_array().unwrap().len(), text.lines().count());
+    let (_, global, _) = d.ctl(&["dis", "service-ha", "global-information"]);
+    let j = json(&["dis", "service-ha", "global-information"]);
+    assert!(global.contains(&format!("Delay-time          : {} (s)", j["delay_time_s"])), "{global} {j}");
+    assert!(global.contains(&format!("Preempt-time        : {} (s)", j["preempt_time_s"])), "{global} {j}");
+    assert_eq!((j["hot_backup"].as_bool(), j["preshared_key"].as_str()), (Some(true), Some("configured")), "{j}");
+    let j = json(&["dis", "service-ha"]);
+    assert_eq!((j["slot"].as_u64(), j["delay_time_s"].as_u64()), (Some(1), Some(10)), "{j}");
+    assert_eq!(j["locations"][0]["id"], 1, "{j}");
+    let j = json(&["dis", "service-location", "|", "json"]);
+    assert_eq!(j["service_locations"][0]["slot"], 1, "{j}");
+    assert_eq!(j["service_locations"][0]["backup_slot"], 2, "{j}");
+    assert_eq!(j["service_locations"][0]["groups"][0], "group1", "{j}");
+
     let (ok, plan, _) = d.ctl(&["display", "plan"]);
     assert!(ok && plan.contains("slot 1: active for [1]"), "{plan}");
     let (ok, stats, _) = d.ctl(&["display", "statistics"]);
@@ -103,7 +132,7 @@ fn aftrctl_displays_and_commits_through_the_daemon() {
     let (ok, s, _) = d.ctl(&["display", "sessions", "b4", "2001:db8:b4::1"]);
     assert!(ok && s.contains("total 0 sessions"), "{s}");
     let (ok, _, err) = d.ctl(&["display", "sessions", "b4", "nonsense"]);
-    assert!(!ok && err.contains("bad value"), "{err}");
+    assert!(!ok && err.contains("expected a B4's IPv6 address (an IPv6 address), found `nonsense`"), "{err}");
 
     // A broken configuration is refused with its position; nothing changes.
     let bad = d.dir.join("bad.conf");
@@ -553,4 +582,97 @@ fn the_command_lines_have_help_version_and_checked_values() {
     // The checks that worked before still do.
     let (code, text) = run(aftrd, &["--check", "--config", "../deploy/aftr-ha.conf"]);
     assert_eq!(code, Some(0), "{text}");
+}
+
+/// Drives a program on a pseudo-terminal (Python's standard `pty`): argv is the
+/// program; stdin holds the steps, a JSON list of [keys to type, regular expression to
+/// wait for in the output]. Prints the whole output; exits 1 at a step not answered
+/// within 10 s, saying which.
+const PTY_DRIVER: &str = r#"
+import json, os, pty, re, select, sys, time
+steps = json.load(sys.stdin)
+pid, fd = pty.fork()
+if pid == 0:
+    os.environ["TERM"] = "xterm"
+    os.execv(sys.argv[1], sys.argv[1:])
+seen = b""
+def wait(pattern):
+    global seen
+    start, deadline = len(seen), time.time() + 10
+    while True:
+        m = re.compile(pattern.encode()).search(seen, start)
+        if m:
+            return
+        if time.time() > deadline:
+            sys.stdout.write(seen.decode(errors="replace"))
+            sys.stdout.write("\n---\nno %r after typing %r\n" % (pattern, keys))
+            sys.exit(1)
+        r, _, _ = select.select([fd], [], [], 0.1)
+        if r:
+            try:
+                seen += os.read(fd, 65536)
+            except OSError:
+                pass
+for keys, pattern in steps:
+    os.write(fd, keys.encode())
+    wait(pattern)
+os.waitpid(pid, 0)
+sys.stdout.write(seen.decode(errors="replace"))
+"#;
+
+/// aftrctl on a terminal: Tab completes from the command table, `?` lists what may
+/// follow at once and gives the words back, abbreviations run (an ambiguous one names the
+/// keywords it begins), the Up arrow recalls the previous line, the prompt shows the
+/// view and uncommitted changes, and the history file never gets the HA key.
+#[test]
+fn the_console_completes_abbreviates_and_remembers_on_a_terminal() {
+    let d = Aftrd::start("console", &example());
+    let state = d.dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let key = "k".repeat(30);
+    let steps = serde_json::json!([
+        ["", "<aftr-lab>"],
+        // Tab: `dis` becomes `display `, so `cur` makes a command.
+        ["dis\t", "play"],
+        ["cur\r", "(?s)sysname aftr-lab.*return\\r?\\n.*<aftr-lab>"],
+        // `?` lists what may follow at once (no Enter); the words come back, to go on with.
+        ["dis ?", "(?s)dis \\?.*current-configuration.*statistics.*service-ha.*<aftr-lab>"],
+        ["stat | include rx_frames\r", "(?s)rx_frames +\\d+ +\\d+.*<aftr-lab>"],
+        // Up: the previous line again.
+        ["\x1b[A", "include rx_frames"],
+        ["\r", "(?s)rx_frames +\\d+ +\\d+.*<aftr-lab>"],
+        ["s\r", "(?s)ambiguous `s`: `system-view`, `switchover` or `save`.*<aftr-lab>"],
+        ["sys\r", "\\[aftr-lab\\]"],
+        ["ds-lite inst x\r", "\\[\\*aftr-lab-ds-lite-instance-x\\]"],
+        ["q\r", "\\[\\*aftr-lab\\]"],
+        [format!("service-ha preshared-key {key}\r"), "\\[\\*aftr-lab\\]"],
+        ["dis cand | inc ds-lite instance\r", "(?s)ds-lite instance x.*\\[\\*aftr-lab\\]"],
+        ["return\r", "<aftr-lab>"],
+        ["quit\r", ""],
+    ]);
+    let mut child = Command::new("python3")
+        .args(["-c", PTY_DRIVER, env!("CARGO_BIN_EXE_aftrctl"), "--socket", d.socket.to_str().unwrap()])
+        .env("XDG_STATE_HOME", &state)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(steps.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let seen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{seen}");
+    assert!(!seen.contains("unknown command"), "{seen}");
+    let history = std::fs::read_to_string(state.join("aftrctl_history")).unwrap();
+    for line in ["dis\tcur", "ds-lite inst x", "stat | include rx_frames"] {
+        let line = line.replace("dis\tcur", "display cur");
+        assert!(history.contains(&line), "{line}: {history}");
+    }
+    assert!(!history.contains(&key) && !history.contains("preshared"), "{history}");
+
+    // The same session from `-c`: lines as typed, abbreviations, exit 1 on an error.
+    let (ok, said, _) = d.ctl(&["-c", "dis cur | inc delay; sys; service-ha delay-t 20; dis cand | inc delay"]);
+    assert!(ok, "{said}");
+    assert_eq!(said, "service-ha delay-time 10\nservice-ha delay-time 20\n");
+    let (ok, said, _) = d.ctl(&["-c", "sys; s"]);
+    assert!(!ok && said.contains("Error: ambiguous `s`"), "{said}");
 }

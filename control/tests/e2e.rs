@@ -191,10 +191,104 @@ fn udp_tcp_and_icmp_both_ways(name: &str, io: &str) {
     } else {
         assert!(stats.contains("AF_PACKET rings"), "{stats}");
         assert!(!stats.contains("xdp_redirected"), "{stats}");
+        json_against_text_and_reset(&ctl);
     }
     drop(lab);
     let left = Command::new("ip").args(["netns", "list"]).output().unwrap();
     assert!(!String::from_utf8_lossy(&left.stdout).contains(&prefix), "namespaces removed");
+}
+
+/// The JSON form of the displays against their text, field by field, on the board of
+/// the three sessions of subscriber 2001:db8:b4::2; then `reset statistics` and `reset
+/// session` (by port, then by B4), each seen in the displays.
+fn json_against_text_and_reset(ctl: &dyn Fn(&[&str]) -> String) {
+    let json = |args: &[&str]| -> serde_json::Value {
+        let text = ctl(&[&["--json"], args].concat());
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {text}"))
+    };
+    // Sessions: each JSON record is a line of the text.
+    let text = ctl(&["display", "sessions", "b4", "2001:db8:b4::2"]);
+    let j = json(&["display", "sessions", "b4", "2001:db8:b4::2"]);
+    assert_eq!(j["total"], 3, "{j}");
+    let sessions = j["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 3);
+    let mut protocols: Vec<&str> = Vec::new();
+    for s in sessions {
+        let line = text
+            .lines()
+            .find(|l| l.contains(&format!("{}:{} ", s["inside_address"].as_str().unwrap(), s["inside_port"])))
+            .unwrap_or_else(|| panic!("{s} is not in the text: {text}"));
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(words[0], s["b4"].as_str().unwrap());
+        assert_eq!(words[2], format!("{}:{}", s["external_address"].as_str().unwrap(), s["external_port"]));
+        assert_eq!(words[3], s["protocol"].as_str().unwrap());
+        assert!(s["age_s"].as_u64().unwrap() < 60 && s["idle_s"].as_u64().unwrap() <= s["age_s"].as_u64().unwrap());
+        protocols.push(s["protocol"].as_str().unwrap());
+    }
+    protocols.sort();
+    assert_eq!(protocols, ["icmp", "tcp", "udp"]);
+    // Statistics: every counter of the table, total and per worker, between the JSON
+    // read before and the one read after (the kernel's own packets go on counting); the
+    // JSON has every counter.
+    let before = json(&["display", "statistics"]);
+    let text = ctl(&["display", "statistics"]);
+    let j = json(&["display", "statistics"]);
+    assert!(text.starts_with(&format!("packet-io: {}", j["packet_io"].as_str().unwrap())), "{text}");
+    let counters = j["counters"].as_object().unwrap();
+    assert_eq!(counters.len(), dataplane::counters::COUNTERS);
+    let mut rows = 0;
+    for line in text.lines() {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        let Some(after) = w.first().and_then(|n| counters.get(*n)) else { continue };
+        let was = &before["counters"][w[0]];
+        let values: Vec<u64> = w[1..].iter().map(|v| v.parse().unwrap()).collect();
+        let json_values = |c: &serde_json::Value| -> Vec<u64> {
+            let per = c["per_worker"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap());
+            std::iter::once(c["total"].as_u64().unwrap()).chain(per).collect()
+        };
+        let (lo, hi) = (json_values(was), json_values(after));
+        assert_eq!(values.len(), hi.len(), "{line}");
+        for i in 0..values.len() {
+            assert!(lo[i] <= values[i] && values[i] <= hi[i], "{line}: {lo:?} {hi:?}");
+        }
+        assert_eq!(hi[0], hi[1..].iter().sum::<u64>(), "{line}");
+        rows += 1;
+    }
+    assert!(rows >= 30, "{text}");
+    assert!(counters["in2out"]["total"].as_u64().unwrap() >= 3, "{j}");
+    // Subscribers and the pool's use.
+    let j = json(&["display", "subscribers"]);
+    assert_eq!(j["total"], 1, "{j}");
+    let sub = &j["subscribers"][0];
+    assert_eq!(sub["b4"], "2001:db8:b4::2");
+    assert_eq!(sub["sessions"], 3);
+    let ext = sub["external_address"].as_str().unwrap();
+    assert!(ctl(&["display", "subscribers"]).contains(ext));
+    let j = json(&["display", "ds-lite", "address-usage"]);
+    let loc = &j["instances"][0]["locations"][0];
+    assert_eq!(j["instances"][0]["name"], "d", "{j}");
+    assert_eq!(loc["addresses"], 256, "{j}");
+    assert_eq!(loc["addresses_in_use"], 1, "{j}");
+    assert_eq!(loc["subscribers"], 1, "{j}");
+    assert_eq!(loc["port_blocks_in_use"], sub["port_blocks"].as_array().unwrap().len(), "{j}");
+    assert_eq!(loc["top_subscribers"][0]["b4"], "2001:db8:b4::2", "{j}");
+    assert_eq!(loc["top_subscribers"][0]["sessions"], 3, "{j}");
+    let text = ctl(&["dis", "ds-lite", "address-usage"]);
+    assert!(text.contains("addresses            : 256 (1 in use)"), "{text}");
+    // reset statistics: the displays count again from zero.
+    assert!(ctl(&["reset", "statistics"]).contains("start again from zero"));
+    let j = json(&["display", "statistics"]);
+    assert_eq!(j["counters"]["in2out"]["total"], 0, "{j}");
+    assert_eq!(j["counters"]["sessions_created"]["total"], 0, "{j}");
+    // reset session: one by its external port, then the rest of the B4's.
+    let port = sessions[0]["external_port"].as_u64().unwrap().to_string();
+    let ended = ctl(&["reset", "session", "b4", "2001:db8:b4::2", "port", &port]);
+    assert!(ended.contains("Info: 1 sessions ended"), "{ended}");
+    assert_eq!(json(&["display", "sessions"])["total"], 2);
+    let ended = ctl(&["res", "sess", "b4", "2001:db8:b4::2"]);
+    assert!(ended.contains("Info: 2 sessions ended"), "{ended}");
+    assert_eq!(json(&["display", "sessions"])["total"], 0);
+    assert_eq!(json(&["display", "subscribers"])["total"], 0, "a subscriber without sessions goes");
 }
 
 /// `SIDE IFACE ...` sends from the subscriber (`sub-*`) or the Internet (`inet-*`);

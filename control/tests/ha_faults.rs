@@ -807,11 +807,11 @@ fn standby_restart_under_load() {
     rig.finish_without_takeover(began);
 }
 
-/// Sessions made for the bulk sync test: a board's worker holds at most 65,536
-/// (`EngineConfig::max_sessions`, not configurable), so not the million of the issue.
-const BULK: usize = 50_000;
+/// Sessions made for the bulk sync test: the million of the issue (the boards' session
+/// tables are sized for it, `nat session-table size`) ...
+const BULK: usize = 1_000_000;
 /// ... from this many B4s (at most 4,096 sessions each by default).
-const BULK_B4S: usize = 100;
+const BULK_B4S: usize = 1_000;
 
 /// The sessions a board holds, by `display subscribers`.
 fn session_count(lab: &Lab, slot: u32) -> usize {
@@ -828,7 +828,12 @@ fn session_count(lab: &Lab, slot: u32) -> usize {
 /// it is in sync it holds as many sessions as the active board.
 #[test]
 fn bulk_sync_of_many_sessions_keeps_the_roles() {
-    let Some(mut rig) = Rig::up("fb") else { return };
+    let sized = |lab: &mut Lab| {
+        let conf = lab.dir.join("aftr.conf");
+        let text = std::fs::read_to_string(&conf).unwrap();
+        std::fs::write(conf, format!("{text}nat session-table size {}\n", BULK.next_power_of_two())).unwrap();
+    };
+    let Some(mut rig) = Rig::up_with("fb", sized) else { return };
     let began = unix_ms();
     rig.signal(2, "TERM");
     let sub_mac = {
@@ -841,18 +846,25 @@ fn bulk_sync_of_many_sessions_keeps_the_roles() {
     for round in 1.. {
         let o = Command::new(bench_bin("dslite-gen"))
             .args(["--iface", "b4", "--netns", &rig.lab.name("sub"), "--io", "af-packet"])
-            .args(["--flows", &flows, "--b4s", &b4s, "--count", &flows, "--rate", "50000"])
+            .args(["--flows", &flows, "--b4s", &b4s, "--count", &flows, "--rate", "50000", "--seconds", "25"])
             .args(["--b4-first", "2001:db8:b4::1:0", "--b4-shift", "0", "--server-port", "9"])
             .args(["--src-mac", &sub_mac, "--dst-mac", &mac_of(&rig.lab, 1)])
             .output()
             .unwrap();
         assert!(o.status.success(), "dslite-gen: {}", String::from_utf8_lossy(&o.stderr));
         std::thread::sleep(Duration::from_millis(500));
+        // All of them but a few: the last frames lost under load take a round each.
         let made = session_count(&rig.lab, 1);
-        if made >= want {
+        if made >= want - BULK / 100 {
             break;
         }
-        assert!(round < 3, "{made} sessions on the active board after {round} rounds, not {want}");
+        // On a quiet machine one round makes them all; a loaded one drops frames at
+        // the worker's ring, and each round makes more.
+        assert!(
+            round < 8,
+            "{made} sessions on the active board after {round} rounds, not {want}\n{}",
+            ctl(&rig.lab, 1, &["display", "statistics"])
+        );
     }
     // Older than delay-time (whole seconds: created + delay + 1).
     std::thread::sleep(Duration::from_millis(2500));
@@ -873,7 +885,13 @@ fn bulk_sync_of_many_sessions_keeps_the_roles() {
         line(1, "bulk syncs sent"),
         line(2, "records received")
     );
-    assert_eq!(installed, held, "in sync, the standby holds every session of the active board");
+    assert_eq!(
+        installed,
+        held,
+        "in sync, the standby holds every session of the active board\nslot 1:\n{}\nslot 2:\n{}",
+        ha(&rig.lab, 1),
+        ha(&rig.lab, 2)
+    );
     rig.finish_without_takeover(began);
 }
 

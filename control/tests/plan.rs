@@ -131,3 +131,26 @@ fn the_data_planes_defences_reach_every_board() {
     let (short, _) = parse(&format!("{text}port-block hold-down 30\n")).unwrap();
     assert!(control::validate::warnings(&short).iter().any(|w| w.contains("RFC 6888 REQ-8")));
 }
+
+#[test]
+fn table_sizes_reach_every_board_and_print_back() {
+    let text = std::fs::read_to_string("../deploy/aftr-two-locations.conf").unwrap();
+    let plain = engine_config(&example(), &plan(&example()), 1).unwrap();
+    assert_eq!((plain.max_sessions, plain.max_subscribers), (65536, 16384));
+    let sized = format!("{text}nat session-table size 1048576\nnat subscriber-table size 65536\n");
+    let (c, _) = parse(&sized).unwrap();
+    for slot in [1, 2, 3, 4] {
+        let e = engine_config(&c, &plan(&c), slot).unwrap();
+        assert_eq!((e.max_sessions, e.max_subscribers), (1 << 20, 1 << 16), "slot {slot}");
+    }
+    let shown = control::display::render(&c);
+    assert!(shown.contains("\nnat session-table size 1048576\n"), "{shown}");
+    assert!(shown.contains("\nnat subscriber-table size 65536\n"), "{shown}");
+    let saved = control::display::render_in_clear(&c);
+    assert_eq!(parse(&saved).unwrap().0, c, "what is saved parses back to the same");
+    // The defaults are not displayed; a size out of range is refused where it stands.
+    assert!(!control::display::render(&example()).contains("session-table"));
+    let line = text.lines().count() + 1;
+    let e = parse(&format!("{text}nat session-table size 100\n")).unwrap_err()[0].to_string();
+    assert!(e.starts_with(&format!("{line}:24: ")) && e.contains("from 1024 to 16777216"), "{e}");
+}

@@ -74,6 +74,7 @@ prop_compose! {
         syslog in proptest::collection::vec((any::<[u8; 4]>(), 1u16.., any::<bool>()), 0..2),
         metrics in proptest::option::of((any::<[u8; 4]>(), 1u16..)),
         protection in (0u32..=1_000_000, 1u32..=1_000_000, 0u32..=3600),
+        capacity in (1024u32..=1 << 24, 256u32..=1 << 22),
         notify in proptest::option::of("/[a-z]{1,8}(/[a-z0-9.-]{1,8}){0,3}"),
     ) -> Config {
         Config {
@@ -120,6 +121,7 @@ prop_compose! {
                 icmp_errors_burst: protection.1,
                 block_hold_down: protection.2,
             },
+            capacity: Capacity { sessions: capacity.0, subscribers: capacity.1 },
         }
     }
 }

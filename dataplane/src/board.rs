@@ -224,6 +224,11 @@ impl Board {
         self.handle.sessions(f)
     }
 
+    /// Ends the sessions `f` selects (see [`BoardHandle::end_sessions`]).
+    pub fn end_sessions(&self, f: &SessionFilter) -> usize {
+        self.handle.end_sessions(f)
+    }
+
     pub fn subscribers(&self) -> Vec<SubscriberView> {
         self.handle.subscribers()
     }
@@ -467,8 +472,43 @@ impl BoardHandle {
         found
     }
 
+    /// The sessions `f` selects, read from each worker in pieces of [`CHUNK`] sessions,
+    /// filtered by the worker: no worker stops forwarding for long, and only the
+    /// sessions selected are copied.
     pub fn sessions(&self, f: &SessionFilter) -> Vec<SessionRecord> {
-        self.ask(|tx| Command::Sessions(f.clone(), tx)).into_iter().flatten().collect()
+        let mut out = Vec::new();
+        self.in_pieces(|from, tx| Command::Sessions(f.clone(), from, CHUNK, tx), |some| out.extend(some));
+        out
+    }
+
+    /// Ends the sessions `f` selects (`reset session`), in pieces of [`CHUNK`] on each
+    /// worker, as if they had expired: each is logged as deleted and removed from the
+    /// peer board. Returns how many went.
+    pub fn end_sessions(&self, f: &SessionFilter) -> usize {
+        let mut gone = 0;
+        self.in_pieces(|from, tx| Command::EndSessions(f.clone(), from, CHUNK, tx), |n| gone += n);
+        gone
+    }
+
+    /// Asks every worker, piece by piece from session slot 0, until it answers that no
+    /// piece is left (or does not answer within 5 s); `take` gets each answer.
+    fn in_pieces<T>(
+        &self,
+        ask: impl Fn(u32, crossbeam_channel::Sender<(T, Option<u32>)>) -> Command,
+        mut take: impl FnMut(T),
+    ) {
+        for w in &self.txs {
+            let mut at = Some(0);
+            while let Some(from) = at {
+                let (tx, rx) = bounded(1);
+                if w.send(ask(from, tx)).is_err() {
+                    break;
+                }
+                let Ok((piece, next)) = rx.recv_timeout(Duration::from_secs(5)) else { break };
+                take(piece);
+                at = next;
+            }
+        }
     }
 
     pub fn subscribers(&self) -> Vec<SubscriberView> {

@@ -394,6 +394,28 @@ impl Engine {
         self.nat.sessions_from(from, max)
     }
 
+    /// Of up to `max` sessions from slot `from` on, those `pick` selects, and where the
+    /// next ones start (None: no more).
+    pub fn sessions_matching(
+        &self,
+        pick: impl Fn(&SessionRecord) -> bool,
+        from: u32,
+        max: usize,
+    ) -> (Vec<SessionRecord>, Option<u32>) {
+        self.nat.sessions_matching(pick, from, max)
+    }
+
+    /// Ends, of up to `max` sessions from slot `from` on, those `pick` selects (`reset
+    /// session`): returns how many went and where to go on (None: done).
+    pub fn end_sessions(
+        &mut self,
+        pick: impl Fn(&SessionRecord) -> bool,
+        from: u32,
+        max: usize,
+    ) -> (usize, Option<u32>) {
+        self.nat.delete_matching(pick, from, max)
+    }
+
     /// Every subscriber with its external address and blocks (slow path: display).
     pub fn subscribers(&self) -> Vec<SubscriberView> {
         self.nat.subscribers()

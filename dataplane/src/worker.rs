@@ -24,7 +24,7 @@ use crate::io::port::Port;
 use crate::nat::events::{BlockRecord, Refused, SessionRecord, SweepKeys};
 use crate::wire::ethernet::Mac;
 
-/// Which sessions to show (`display sessions ...`).
+/// Which sessions to show or end (`display sessions ...`, `reset session ...`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SessionFilter {
     pub b4: Option<[u8; 16]>,
@@ -67,7 +67,13 @@ pub struct Chunk {
 
 /// What a worker is asked between rounds. Each request carries its reply channel.
 pub enum Command {
-    Sessions(SessionFilter, Sender<Vec<SessionRecord>>),
+    /// Of up to this many sessions from the slot on, those the filter selects, and the
+    /// slot where the next ones start (a display reads the table in such pieces, so the
+    /// worker never stops forwarding for long and only what is shown is copied).
+    Sessions(SessionFilter, u32, usize, Sender<(Vec<SessionRecord>, Option<u32>)>),
+    /// The same, ending the sessions selected (`reset session`): how many went, and
+    /// where to go on.
+    EndSessions(SessionFilter, u32, usize, Sender<(usize, Option<u32>)>),
     Subscribers(Sender<Vec<SubscriberView>>),
     /// Up to this many records of the table from the cursor on (a bulk sync reads the
     /// table in pieces, so the worker never stops forwarding for long).
@@ -316,8 +322,12 @@ fn command(engine: &mut Engine, ctx: &mut Ctx, c: Command) -> bool {
             engine.flush_events();
             return false;
         }
-        Command::Sessions(f, reply) => {
-            let _ = reply.send(engine.sessions().into_iter().filter(|r| f.matches(r)).collect());
+        Command::Sessions(f, from, max, reply) => {
+            let _ = reply.send(engine.sessions_matching(|r| f.matches(r), from, max));
+        }
+        Command::EndSessions(f, from, max, reply) => {
+            set_clocks(engine);
+            let _ = reply.send(engine.end_sessions(|r| f.matches(r), from, max));
         }
         Command::Subscribers(reply) => {
             let _ = reply.send(engine.subscribers());

@@ -658,3 +658,41 @@ fn past_the_waiting_room_session_events_are_dropped_but_block_events_are_not() {
     assert_eq!(blocks as u64, h.counter(Counter::BlocksAllocated), "but every block event arrived");
     assert_eq!(blocks, 64);
 }
+
+/// `display sessions` and `reset session` read the table in bounded pieces: each piece
+/// looks at most `max` sessions, copies only those the filter selects, and says where
+/// the next begins; ending sessions in pieces logs each as deleted.
+#[test]
+fn sessions_are_filtered_and_ended_in_bounded_pieces() {
+    let mut h = Harness::default();
+    for port in 0..10 {
+        udp_from(&mut h, B4_A, HOST, 5000 + port);
+    }
+    for port in 0..5 {
+        udp_from(&mut h, B4_B, HOST, 6000 + port);
+    }
+    h.drain_events();
+    let of_a = |r: &dataplane::nat::events::SessionRecord| r.b4 == B4_A;
+    let (mut seen, mut pieces, mut at) = (Vec::new(), 0, Some(0));
+    while let Some(from) = at {
+        let (some, next) = h.eng.sessions_matching(of_a, from, 4);
+        assert!(some.len() <= 4);
+        seen.extend(some);
+        pieces += 1;
+        at = next;
+    }
+    assert_eq!(pieces, 4, "15 sessions, 4 a piece");
+    assert_eq!(seen.len(), 10);
+    assert!(seen.iter().all(of_a));
+    let (mut gone, mut at) = (0, Some(0));
+    while let Some(from) = at {
+        let (n, next) = h.eng.end_sessions(|r| r.b4 == B4_B && r.inner_port != 6000, from, 4);
+        gone += n;
+        at = next;
+    }
+    assert_eq!(gone, 4);
+    assert_eq!(h.eng.session_count(), 11);
+    let deleted =
+        h.drain_events().into_iter().filter(|e| matches!(e, SessionEvent::Deleted(r) if r.b4 == B4_B)).count();
+    assert_eq!(deleted, 4, "each ended session is logged and goes to the peer");
+}

@@ -163,7 +163,7 @@ enum Job {
     Install(Vec<BlockRecord>, Vec<SessionRecord>),
     Remove(Vec<SessionRecord>),
     Table,
-    Sweep(Arc<SweepKeys>, u64),
+    Sweep((Vec<u64>, Vec<u64>), u64),
 }
 
 /// What the board thread answers.
@@ -226,7 +226,10 @@ fn board_thread<L: Local>(local: Arc<L>) -> io::Result<(Sender<Job>, Receiver<Do
                     }
                     Done::Installed(Refused::default())
                 }
-                Job::Sweep(keep, locations) => Done::Swept(local.sweep(keep, locations)),
+                Job::Sweep((sessions, blocks), locations) => {
+                    // Sorted here, not on the HA thread: a million keys take a while.
+                    Done::Swept(local.sweep(Arc::new(SweepKeys::new(sessions, blocks)), locations))
+                }
                 Job::Remove(sessions) => {
                     local.remove(sessions);
                     continue;
@@ -547,7 +550,7 @@ impl<L: Local> Shell<L> {
             match d {
                 Done::Installed(refused) => self.proto.installed(refused, now()),
                 Done::Swept(gone) => self.proto.swept(gone, now()),
-                Done::Table(sessions, blocks) => self.proto.handle_table(&sessions, &blocks, now()),
+                Done::Table(sessions, blocks) => self.proto.handle_table(sessions, blocks, now()),
             }
             self.carry_out();
         }

@@ -10,11 +10,10 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dataplane::config::PoolShares;
-use dataplane::nat::events::{BlockRecord, Refused, SessionEvent, SessionRecord, SweepKeys};
+use dataplane::nat::events::{BlockRecord, Refused, SessionEvent, SessionRecord};
 
 use crate::replicate::Replicator;
 use crate::role::{Action, PeerState, Role, RoleMachine};
@@ -243,9 +242,22 @@ pub enum Output {
     /// the notify hook. (A re-announcement while active says `Active` again.)
     RoleChanged { location: u32, role: Role, why: String },
     /// A bulk sync ended: remove the sessions and blocks of these locations (bits by
-    /// index) that it did not bring (`keep`), after every install before; answer with
-    /// [`Protocol::swept`].
-    Sweep { keep: Arc<SweepKeys>, locations: u64 },
+    /// index) that it did not bring (`keep`: session and block keys, unsorted: a
+    /// million of them take the board's thread, not this one, to sort), after every
+    /// install before; answer with [`Protocol::swept`].
+    Sweep { keep: (Vec<u64>, Vec<u64>), locations: u64 },
+}
+
+/// Records of the board's table taken in per round (a few milliseconds of work).
+pub const TABLE_CHUNK: usize = 16_384;
+
+/// A table being taken in for a bulk: the board's records, how far, and the events
+/// that came meanwhile.
+struct TableIn {
+    sessions: Vec<SessionRecord>,
+    blocks: Vec<BlockRecord>,
+    at: usize,
+    held: Vec<SessionEvent>,
 }
 
 /// Why `new` cannot replace `old` while the board runs (see
@@ -316,6 +328,10 @@ pub struct Protocol {
     reset_next: bool,
     /// A table was asked for and has not come yet.
     snapshot_pending: bool,
+    /// The board's table for a bulk, taken in [`TABLE_CHUNK`]s a round so that
+    /// heartbeats never wait behind a million records; the bulk starts once it is all
+    /// in (`snapshot_pending` stays true until then).
+    table: Option<TableIn>,
     dropped_seen: u64,
     /// Records were dropped while the peer was not heard: a bulk sync when it is again.
     lost_while_away: bool,
@@ -373,6 +389,7 @@ impl Protocol {
             bulk_again: false,
             reset_next: true,
             snapshot_pending: false,
+            table: None,
             dropped_seen: 0,
             lost_while_away: false,
             rx: stream::Receiver::new(s.queue as u64),
@@ -703,6 +720,11 @@ impl Protocol {
 
     /// A session event of the board's engine (replicated while active).
     pub fn handle_event(&mut self, e: SessionEvent, now: Now) {
+        if let Some(t) = &mut self.table {
+            // After the table's records, in order.
+            t.held.push(e);
+            return;
+        }
         let (inst, addr) = e.external();
         if self.active_for(inst, addr)
             && let Some(e) = self.event_to_wire(e)
@@ -813,23 +835,50 @@ impl Protocol {
 
     /// The board's table, asked for by [`Output::TakeSnapshot`]: the bulk sync starts
     /// with everything eligible in it. Ignored if the role was let go meanwhile.
-    pub fn handle_table(&mut self, sessions: &[SessionRecord], blocks: &[BlockRecord], now: Now) {
+    pub fn handle_table(&mut self, sessions: Vec<SessionRecord>, blocks: Vec<BlockRecord>, now: Now) {
         if !self.snapshot_pending {
             return;
         }
+        self.repl.begin();
+        self.table = Some(TableIn { sessions, blocks, at: 0, held: Vec::new() });
+        self.take_table(now);
+    }
+
+    /// Whether a table is still being taken in (see [`Protocol::handle_table`]).
+    pub fn taking_table(&self) -> bool {
+        self.table.is_some()
+    }
+
+    /// Takes up to [`TABLE_CHUNK`] records of the table in (blocks first: a session's
+    /// block goes before it); at the end, the bulk starts, and the events that came
+    /// meanwhile follow in order.
+    fn take_table(&mut self, now: Now) {
+        let Some(mut t) = self.table.take() else { return };
+        let end = (t.at + TABLE_CHUNK).min(t.blocks.len() + t.sessions.len());
+        while t.at < end {
+            if let Some(b) = t.blocks.get(t.at) {
+                // The records of the locations this board is active for.
+                if self.active_for(b.inst, b.ext_addr)
+                    && let Some(inst) = self.inst_to_wire(b.inst)
+                {
+                    self.repl.add_block(BlockRecord { inst, ..*b });
+                }
+            } else {
+                let r = &t.sessions[t.at - t.blocks.len()];
+                if self.active_for(r.inst, r.ext_addr)
+                    && let Some(inst) = self.inst_to_wire(r.inst)
+                {
+                    self.repl.add_session(SessionRecord { inst, ..*r }, now.unix_s());
+                }
+            }
+            t.at += 1;
+        }
+        if t.at < t.blocks.len() + t.sessions.len() {
+            self.table = Some(t);
+            return;
+        }
         self.snapshot_pending = false;
-        // The records of the locations this board is active for.
-        let sessions: Vec<SessionRecord> = sessions
-            .iter()
-            .filter(|r| self.active_for(r.inst, r.ext_addr))
-            .filter_map(|r| Some(SessionRecord { inst: self.inst_to_wire(r.inst)?, ..*r }))
-            .collect();
-        let blocks: Vec<BlockRecord> = blocks
-            .iter()
-            .filter(|r| self.active_for(r.inst, r.ext_addr))
-            .filter_map(|r| Some(BlockRecord { inst: self.inst_to_wire(r.inst)?, ..*r }))
-            .collect();
-        let bulk = self.repl.restart(&sessions, &blocks, now.unix_s());
+        let bulk = self.repl.finish();
         // First, which locations the bulk holds whole: the standby sweeps them at its end.
         let covers: Vec<Record> = (self.s.locations.iter().zip(&self.roles))
             .filter(|(_, r)| r.role() == Role::Active)
@@ -840,13 +889,19 @@ impl Protocol {
         self.bulk_left = covers.len() + bulk.len();
         self.outq.extend(covers);
         self.outq.extend(bulk);
+        for e in t.held {
+            self.handle_event(e, now);
+        }
     }
 
     /// Time passes: sessions reach their delay-time, Data goes out (paced, in the
     /// window), retransmissions, heartbeats, acknowledgements, the role machine's
     /// timers. Returns whether Data went out (call again at once: more may be waiting).
     pub fn handle_timeout(&mut self, now: Now) -> bool {
-        if self.any(Role::Active) {
+        self.take_table(now);
+        // While a table is taken in, what the replicator makes is the bulk's: it all
+        // goes at the end, in one piece.
+        if self.any(Role::Active) && self.table.is_none() {
             self.repl.tick(now.unix_s());
             if self.replicating(now) {
                 if std::mem::take(&mut self.lost_while_away) {
@@ -909,7 +964,12 @@ impl Protocol {
         let active = self.any(Role::Active);
         let end_pending = self.bulk_open && self.bulk_left == 0;
         let data_ready = active && !self.snapshot_pending && (!self.outq.is_empty() || end_pending);
-        if !self.out.is_empty() || self.ack_due || self.answer_due || (data_ready && self.tx.depth() < self.window) {
+        if !self.out.is_empty()
+            || self.ack_due
+            || self.answer_due
+            || self.table.is_some()
+            || (data_ready && self.tx.depth() < self.window)
+        {
             return at_once;
         }
         let hb = Duration::from_millis(self.s.heartbeat_ms);
@@ -1084,7 +1144,7 @@ impl Protocol {
                 return;
             }
             if locations != 0 {
-                self.out.push_back(Output::Sweep { keep: Arc::new(SweepKeys::new(s, b)), locations });
+                self.out.push_back(Output::Sweep { keep: (s, b), locations });
                 self.installs_asked += 1;
             }
             // In sync when the table is in the board, not merely on its way there.
@@ -1153,6 +1213,7 @@ impl Protocol {
                     self.bulk_left = 0;
                     self.bulk_open = false;
                     self.snapshot_pending = false;
+                    self.table = None;
                     self.tx.reset();
                     self.reset_next = true;
                 }
@@ -1313,7 +1374,7 @@ impl Protocol {
             let me: Vec<(u32, PeerState)> = (self.s.locations.iter().zip(&self.roles))
                 .map(|(l, r)| {
                     let (role, preferred, in_sync, fit) = (r.role(), l.preferred, r.in_sync, r.fit());
-                    (l.id, PeerState { role, preferred, in_sync, fit, active_ms: r.active_ms(ms) })
+                    (l.id, PeerState { role, preferred, in_sync, fit, active_ms: r.active_ms(ms), cold: r.cold() })
                 })
                 .collect();
             let h = self.header(Kind::Heartbeat, 0);

@@ -58,6 +58,8 @@ pub struct Replicator {
     /// Sessions younger than delay-time, by when they become eligible.
     young: VecDeque<(u32, Key)>,
     young_rec: AHashMap<Key, SessionRecord>,
+    /// Young sessions of a table being taken in ([`Replicator::begin`]).
+    young_taken: Vec<SessionRecord>,
     sent: AHashSet<Key>,
     /// Sessions of each subscriber the standby holds: at none, the standby's engine lets
     /// the subscriber go with its blocks, so they must go again before its next session.
@@ -74,6 +76,7 @@ impl Replicator {
             delay: delay_secs,
             young: VecDeque::new(),
             young_rec: AHashMap::new(),
+            young_taken: Vec::new(),
             sent: AHashSet::new(),
             sent_per_sub: AHashMap::new(),
             blocks: AHashMap::new(),
@@ -217,6 +220,19 @@ impl Replicator {
     /// marked sent (the bulk carries it), everything younger waits for its delay-time.
     /// Returns the bulk's records: each block before the first of its sessions.
     pub fn restart(&mut self, sessions: &[SessionRecord], blocks: &[BlockRecord], now: u32) -> Vec<Record> {
+        self.begin();
+        for b in blocks {
+            self.add_block(*b);
+        }
+        for r in sessions {
+            self.add_session(*r, now);
+        }
+        self.finish()
+    }
+
+    /// [`Replicator::restart`] in pieces: `begin`, every block, then every session,
+    /// then `finish` for the bulk (a large table is taken in over many rounds).
+    pub fn begin(&mut self) {
         self.young.clear();
         self.young_rec.clear();
         self.sent.clear();
@@ -224,21 +240,27 @@ impl Replicator {
         self.blocks_sent.clear();
         self.out.clear();
         self.blocks.clear();
-        for b in blocks {
-            self.blocks.entry((b.inst, b.b4)).or_default().push(*b);
+        self.young_taken.clear();
+    }
+
+    pub fn add_block(&mut self, b: BlockRecord) {
+        self.blocks.entry((b.inst, b.b4)).or_default().push(b);
+    }
+
+    pub fn add_session(&mut self, r: SessionRecord, now: u32) {
+        if eligible_at(&r, self.delay) <= now {
+            self.send_session(Key::of(&r), r);
+        } else {
+            self.young_taken.push(r);
         }
-        let mut young: Vec<&SessionRecord> = Vec::new();
-        for r in sessions {
-            if eligible_at(r, self.delay) <= now {
-                self.send_session(Key::of(r), *r);
-            } else {
-                young.push(r);
-            }
-        }
+    }
+
+    pub fn finish(&mut self) -> Vec<Record> {
+        let mut young = std::mem::take(&mut self.young_taken);
         young.sort_by_key(|r| r.created);
         for r in young {
-            self.young.push_back((eligible_at(r, self.delay), Key::of(r)));
-            self.young_rec.insert(Key::of(r), *r);
+            self.young.push_back((eligible_at(&r, self.delay), Key::of(&r)));
+            self.young_rec.insert(Key::of(&r), r);
         }
         self.out.drain(..).collect()
     }

@@ -8,12 +8,17 @@
 //!   dead count) takes over. The peer is heard on the HA channel and, as a witness, on
 //!   the softwire segment: a board takes over only when both are silent, so a cut HA
 //!   link alone never makes two active boards.
-//! - Two active boards (a split that healed, a board that was stopped and runs again):
-//!   the one that became active last keeps the role, for it holds the newer state (it
-//!   took over and served the subscribers since, and the neighbours follow it); the
-//!   other steps down at once and syncs from it. Where the two became active within a
-//!   dead interval of each other (a start race), or both still are a dead interval later
-//!   (the two saw the times differently), the preferred one keeps the role.
+//! - Two active boards (a split that healed, a board that was stopped and runs again, a
+//!   board that started and did not hear its busy peer in time): the one holding the
+//!   state keeps the role, and the other steps down at once and syncs from it. An
+//!   activation is *warm* when the board held the peer's table (a standby in sync took
+//!   over or was handed the role) and *cold* otherwise (it started alone, or took over
+//!   out of sync). A warm board keeps the role against a cold one (a board just started
+//!   holds nothing); of two warm ones, the one that became active last (it took over
+//!   and served the subscribers since, and the neighbours follow it); of two cold ones,
+//!   the one active longer (it has made the sessions). Where the two became active
+//!   within a dead interval of each other (a start race), or both still are a dead
+//!   interval later (the two saw the times differently), the preferred one keeps it.
 //! - A board whose links are down (its softwire or Internet interface has no carrier)
 //!   or one of whose workers is stuck (its rounds stopped) is unfit: active, it hands the role to a fit peer (gracefully, as a switchover);
 //!   standby, it neither preempts nor asks; a fit standby never hands over to it. With
@@ -69,6 +74,8 @@ pub struct PeerState {
     /// Active: for how long, in milliseconds (as the heartbeat left). Two active boards
     /// keep the one active for the shorter time: it holds the newer state.
     pub active_ms: u32,
+    /// Active without the other board's table (see the module's rules).
+    pub cold: bool,
 }
 
 /// What the machine asks its board to do.
@@ -105,6 +112,8 @@ pub struct RoleMachine {
     split: Option<u64>,
     /// Active since (this machine's clock).
     active_since: Option<u64>,
+    /// Active, and it was not a standby in sync when it became so.
+    cold: bool,
     /// This board's links are up.
     fit: bool,
 }
@@ -125,6 +134,7 @@ impl RoleMachine {
             last_change: None,
             split: None,
             active_since: None,
+            cold: false,
             fit: true,
         }
     }
@@ -175,23 +185,41 @@ impl RoleMachine {
         self.active_since.map_or(0, |t| now.saturating_sub(t).min(u32::MAX as u64) as u32)
     }
 
-    /// Both boards are active: whether this one keeps the role. The one that became
-    /// active last holds the newer state; within a dead interval of each other, or if
-    /// both kept it for a dead interval already, the preferred one does (a tie, which a
-    /// sound configuration never has, goes to the peer: stepping down is safe).
+    /// Active without the peer's table (for the heartbeat).
+    pub fn cold(&self) -> bool {
+        self.role == Role::Active && self.cold
+    }
+
+    /// Both boards are active: whether this one keeps the role (the module's rules). A
+    /// warm board against a cold one keeps it; of two warm ones the one that became
+    /// active last, of two cold ones the one active longer; within a dead interval of
+    /// each other, or if both kept it for a dead interval already, the preferred one (a
+    /// tie, which a sound configuration never has, goes to the peer: stepping down is
+    /// safe).
     fn keeps_role(&self, p: PeerState, now: u64) -> bool {
         let by_preference = self.preferred && !p.preferred;
         if self.split.is_some_and(|t| now.saturating_sub(t) >= self.dead_ms) {
             return by_preference;
         }
+        if self.cold != p.cold {
+            return !self.cold;
+        }
         let (mine, theirs) = (self.active_ms(now) as u64, p.active_ms as u64);
-        if mine.abs_diff(theirs) < self.dead_ms { by_preference } else { mine < theirs }
+        if mine.abs_diff(theirs) < self.dead_ms {
+            by_preference
+        } else if self.cold {
+            mine > theirs
+        } else {
+            mine < theirs
+        }
     }
 
     fn go(&mut self, role: Role, now: u64, why: &'static str) -> Option<Action> {
         if role == self.role {
             return None;
         }
+        // Warm only from a standby that holds the peer's table.
+        self.cold = !(self.role == Role::Standby && self.in_sync);
         self.role = role;
         self.last_change = Some((now, why));
         self.active_since = (role == Role::Active).then_some(now);
@@ -346,7 +374,7 @@ mod tests {
     const PREEMPT: u64 = 5_000;
 
     fn hb(role: Role, preferred: bool, in_sync: bool) -> PeerState {
-        PeerState { role, preferred, in_sync, fit: true, active_ms: 0 }
+        PeerState { role, preferred, in_sync, fit: true, active_ms: 0, cold: false }
     }
 
     #[test]
@@ -378,8 +406,14 @@ mod tests {
         assert_eq!(m.tick(900 + DEAD), Some(Action::Activate("the peer went silent")));
     }
 
+    /// An active peer that started alone (cold), active for `active_ms`.
     fn active(preferred: bool, active_ms: u32) -> PeerState {
-        PeerState { active_ms, ..hb(Role::Active, preferred, false) }
+        PeerState { active_ms, cold: true, ..hb(Role::Active, preferred, false) }
+    }
+
+    /// What `m` says of itself in a heartbeat at `now`.
+    fn said(m: &RoleMachine, now: u64) -> PeerState {
+        PeerState { active_ms: m.active_ms(now), cold: m.cold(), ..hb(m.role(), m.preferred, m.in_sync) }
     }
 
     #[test]
@@ -406,28 +440,66 @@ mod tests {
         let mut pref = RoleMachine::new(true, DEAD, PREEMPT, 0);
         let mut other = RoleMachine::new(false, DEAD, PREEMPT, 0);
         pref.tick(DEAD);
-        other.on_heartbeat(active(true, 500), 800);
+        other.on_heartbeat(said(&pref, 800), 800);
+        other.in_sync = true;
         assert_eq!(other.tick(800 + DEAD), Some(Action::Activate("the peer went silent")));
+        assert!(pref.cold() && !other.cold(), "slot 2 took over with slot 1's table");
         // The board that took over holds the newer state: it keeps the role.
-        let stale = PeerState { active_ms: pref.active_ms(3000), ..active(true, 0) };
-        assert!(matches!(other.on_heartbeat(stale, 3000), Some(Action::Reannounce(_))));
-        let newer = PeerState { active_ms: other.active_ms(3000), ..active(false, 0) };
+        assert!(matches!(other.on_heartbeat(said(&pref, 3000), 3000), Some(Action::Reannounce(_))));
         assert_eq!(
-            pref.on_heartbeat(newer, 3000),
+            pref.on_heartbeat(said(&other, 3000), 3000),
             Some(Action::Deactivate("both boards were active; the peer keeps the role"))
         );
         assert_eq!(other.role(), Role::Active);
     }
 
     #[test]
+    fn a_board_that_started_alone_yields_to_the_one_that_holds_the_sessions() {
+        // Slot 1 (preferred) active since 0, slot 2 standby in sync; slot 2 restarts
+        // at 10,000 and, its peer busy, hears nothing for a dead interval: active, but
+        // cold (nothing in its tables).
+        let mut pref = RoleMachine::new(true, DEAD, PREEMPT, 0);
+        pref.tick(DEAD);
+        let mut restarted = RoleMachine::new(false, DEAD, PREEMPT, 10_000);
+        assert_eq!(restarted.tick(10_000 + DEAD), Some(Action::Activate("no peer answered")));
+        assert!(restarted.cold());
+        // Both cold: the one active longer keeps the role, whoever is preferred.
+        assert!(matches!(pref.on_heartbeat(said(&restarted, 10_400), 10_400), Some(Action::Reannounce(_))));
+        assert!(matches!(restarted.on_heartbeat(said(&pref, 10_400), 10_400), Some(Action::Deactivate(_))));
+        // The same with the preferences the other way round.
+        let mut old = RoleMachine::new(false, DEAD, PREEMPT, 0);
+        old.tick(DEAD);
+        let mut fresh = RoleMachine::new(true, DEAD, PREEMPT, 10_000);
+        fresh.tick(10_000 + DEAD);
+        assert!(matches!(old.on_heartbeat(said(&fresh, 10_400), 10_400), Some(Action::Reannounce(_))));
+        assert!(matches!(fresh.on_heartbeat(said(&old, 10_400), 10_400), Some(Action::Deactivate(_))));
+        // A warm board (it took over in sync) keeps the role against a cold one that
+        // has been active longer.
+        let mut warm = RoleMachine::new(false, DEAD, PREEMPT, 0);
+        warm.on_heartbeat(said(&old, 100), 100);
+        warm.in_sync = true;
+        warm.tick(100 + DEAD);
+        assert!(!warm.cold());
+        let mut cold = RoleMachine::new(true, DEAD, PREEMPT, 0);
+        cold.tick(DEAD);
+        assert!(matches!(warm.on_heartbeat(said(&cold, 5_000), 5_000), Some(Action::Reannounce(_))));
+        assert!(matches!(cold.on_heartbeat(said(&warm, 5_000), 5_000), Some(Action::Deactivate(_))));
+    }
+
+    #[test]
     fn two_boards_that_both_keep_the_role_settle_on_the_preferred_one() {
         // Each saw the other's time differently: both kept it. A dead interval later
         // the preferred board does.
+        // Both warm (each took over with the other's table at some point).
         let mut other = RoleMachine::new(false, DEAD, PREEMPT, 0);
+        other.on_heartbeat(active(true, 0), 0);
+        other.in_sync = true;
         other.tick(DEAD);
-        assert!(matches!(other.on_heartbeat(active(true, 10_000), 1000), Some(Action::Reannounce(_))));
-        assert_eq!(other.on_heartbeat(active(true, 10_100), 1100), None);
-        assert!(matches!(other.on_heartbeat(active(true, 10_300), 1000 + DEAD), Some(Action::Deactivate(_))));
+        assert!(!other.cold());
+        let warm = |ms| PeerState { cold: false, ..active(true, ms) };
+        assert!(matches!(other.on_heartbeat(warm(10_000), 1000), Some(Action::Reannounce(_))));
+        assert_eq!(other.on_heartbeat(warm(10_100), 1100), None);
+        assert!(matches!(other.on_heartbeat(warm(10_300), 1000 + DEAD), Some(Action::Deactivate(_))));
     }
 
     #[test]

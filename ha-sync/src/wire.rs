@@ -412,7 +412,9 @@ pub fn open<'a>(key: &Key, d: &'a [u8]) -> Result<Message<'a>, WireError> {
 /// service-locations (1 byte); then per location its id (4 bytes, big-endian), the
 /// sender's role for it (0 init, 1 standby, 2 active) and its flags (1: the sender is
 /// the location's preferred board, 2: the sender, a standby, holds the whole eligible
-/// table, 4: the sender's links are up).
+/// table, 4: the sender's links are up, 8: the sender, active, became so without the
+/// other board's table: `role.rs`'s cold activation; a board that does not know the
+/// bit ignores it).
 pub fn encode_heartbeat(me: &[(u32, PeerState)], config_digest: u64, mac: [u8; 6]) -> Vec<u8> {
     let n = me.len().min(u8::MAX as usize);
     let mut p = Vec::with_capacity(15 + ENTRY * n);
@@ -422,7 +424,7 @@ pub fn encode_heartbeat(me: &[(u32, PeerState)], config_digest: u64, mac: [u8; 6
     for (id, st) in &me[..n] {
         p.extend_from_slice(&id.to_be_bytes());
         p.push(st.role.to_u8());
-        p.push(st.preferred as u8 | (st.in_sync as u8) << 1 | (st.fit as u8) << 2);
+        p.push(st.preferred as u8 | (st.in_sync as u8) << 1 | (st.fit as u8) << 2 | (st.cold as u8) << 3);
         p.extend_from_slice(&st.active_ms.to_be_bytes());
     }
     p
@@ -452,8 +454,8 @@ pub fn decode_heartbeat(p: &[u8]) -> Result<HeartbeatPayload, WireError> {
             let role = Role::from_u8(e[4]).ok_or(WireError::Heartbeat)?;
             let id = u32::from_be_bytes([e[0], e[1], e[2], e[3]]);
             let active_ms = u32::from_be_bytes([e[6], e[7], e[8], e[9]]);
-            let (preferred, in_sync, fit) = (e[5] & 1 != 0, e[5] & 2 != 0, e[5] & 4 != 0);
-            Ok((id, PeerState { role, preferred, in_sync, fit, active_ms }))
+            let (preferred, in_sync, fit, cold) = (e[5] & 1 != 0, e[5] & 2 != 0, e[5] & 4 != 0, e[5] & 8 != 0);
+            Ok((id, PeerState { role, preferred, in_sync, fit, active_ms, cold }))
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(HeartbeatPayload {
@@ -648,12 +650,20 @@ mod tests {
 
     #[test]
     fn heartbeat_payloads_round_trip_and_bad_ones_are_refused() {
-        let st = |role, preferred, in_sync| PeerState { role, preferred, in_sync, fit: true, active_ms: 7 };
+        let st = |role, preferred, in_sync| PeerState {
+            role,
+            preferred,
+            in_sync,
+            fit: true,
+            active_ms: 7,
+            cold: role == Role::Active,
+        };
         let me = vec![(1, st(Role::Active, true, false)), (0x0102_0304, st(Role::Standby, false, true))];
         let mac = [2, 0, 0, 0, 0, 0xa1];
         let p = encode_heartbeat(&me, 0x0102_0304_0506_0708, mac);
         let want = [
-            1, 2, 3, 4, 5, 6, 7, 8, 2, 0, 0, 0, 0, 0xa1, 2, 0, 0, 0, 1, 2, 5, 0, 0, 0, 7, 1, 2, 3, 4, 1, 6, 0, 0, 0, 7,
+            // Location 1: active, preferred (1), links up (4), cold (8): 13.
+            1, 2, 3, 4, 5, 6, 7, 8, 2, 0, 0, 0, 0, 0xa1, 2, 0, 0, 0, 1, 2, 13, 0, 0, 0, 7, 1, 2, 3, 4, 1, 6, 0, 0, 0, 7,
         ];
         assert_eq!(p, want);
         let said = HeartbeatPayload { locations: me, config_digest: 0x0102_0304_0506_0708, mac };

@@ -299,9 +299,10 @@ while True:
     u.sendto(d, peer)
 "#;
 
-/// 200 datagrams a second from port 5000 while none is answered, the next one as soon
-/// as the echo comes otherwise, each carrying its send time; prints the time of each
-/// echo and the send time it carries.
+/// 200 datagrams a second from port 5000 while none is answered, otherwise the next
+/// one a millisecond after the last (the gap's resolution; unpaced, a ping-pong over
+/// veth wrote half a megabyte of log a second), each carrying its send time; prints
+/// the time of each echo and the send time it carries.
 const PROBE: &str = r#"
 import socket, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -309,10 +310,14 @@ s.bind(("0.0.0.0", 5000))
 s.settimeout(0.005)
 print("started", flush=True)
 while True:
+    t = time.time()
     try:
-        s.sendto(b"%.6f" % time.time(), ("203.0.113.80", 7))
+        s.sendto(b"%.6f" % t, ("203.0.113.80", 7))
         sent = float(s.recv(64))
         print("%.4f %.6f" % (time.time(), sent), flush=True)
+        rest = t + 0.001 - time.time()
+        if rest > 0:
+            time.sleep(rest)
     except (OSError, ValueError):
         pass
 "#;
@@ -996,8 +1001,7 @@ const LATE: f64 = 0.5;
 
 /// The echoes the probe got so far: (received, sent), unix seconds.
 fn echo_log(log: &Path) -> Vec<(f64, f64)> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
+    recent(log)
         .lines()
         .filter_map(|l| {
             let (received, sent) = l.split_once(' ')?;
@@ -1005,6 +1009,28 @@ fn echo_log(log: &Path) -> Vec<(f64, f64)> {
         })
         .collect()
 }
+
+/// The last [`RECENT_BYTES`] of the probe's log (about a minute of echoes, more than a
+/// trial looks back), from a line's start: reading the whole log at every poll of every
+/// trial would cost more the longer the run.
+fn recent(log: &Path) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(log) else { return String::new() };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let from = len.saturating_sub(RECENT_BYTES);
+    let mut bytes = Vec::new();
+    if f.seek(SeekFrom::Start(from)).and_then(|_| f.read_to_end(&mut bytes)).is_err() {
+        return String::new();
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    match (from, text.find('\n')) {
+        (0, _) => text.into_owned(),
+        (_, Some(first_end)) => text[first_end + 1..].to_owned(),
+        (_, None) => String::new(),
+    }
+}
+
+const RECENT_BYTES: u64 = 2 << 20;
 
 /// The times the probe got an echo in time (within [`LATE`]).
 fn echoes(log: &Path) -> Vec<f64> {

@@ -198,6 +198,7 @@ fn run(
         metrics,
         metrics_body,
         chassis: Default::default(),
+        baseline: Default::default(),
     };
     mgmt::serve(&listener, &mut d, &stop, &reload, &PathBuf::from(file));
     control::systemd::stopping();

@@ -2,7 +2,7 @@
 //! keywords, then reads its values. Errors point at the word concerned; at the end of
 //! the words it notes what could come next, which is what completion shows.
 
-use super::words::{Tok, Value, Words, listing, pick};
+use super::words::{Tok, Value, Words, ambiguous, listing, pick};
 use super::{Args, Command, View, Word, tables};
 use crate::config::Pos;
 use crate::error::ConfigError;
@@ -14,6 +14,8 @@ pub struct Found {
     pub args: Args,
     /// Where the command starts (after `undo`).
     pub at: Pos,
+    /// The keywords in full, by the index of the word typed for each.
+    pub keys: Vec<(usize, &'static str)>,
 }
 
 /// Recognises the command on the words `toks` (not empty) of line `line`, typed in
@@ -55,7 +57,11 @@ fn leading(words: &[Word]) -> Vec<&'static str> {
 
 impl<'a, 'b> Matcher<'a, 'b> {
     fn new(toks: &'b [Tok<'a>], line: usize, end_col: usize) -> Self {
-        Matcher { w: Words { toks, at: 0, line, end_col, quiet: false }, args: Args::default(), wanted: Vec::new() }
+        Matcher {
+            w: Words { toks, at: 0, line, end_col, quiet: false, keys: Vec::new() },
+            args: Args::default(),
+            wanted: Vec::new(),
+        }
     }
 
     /// Notes `what` as a possible next word if the words have run out.
@@ -99,14 +105,14 @@ impl<'a, 'b> Matcher<'a, 'b> {
                     _ => format!("incomplete command: expected {}", listing(&keys)),
                 }));
             };
-            let Some(chosen) = pick(word, &keys) else {
-                return Err(if i == 0 {
-                    self.unknown(view, first)
-                } else {
-                    self.w.err(format!("expected {}, found `{word}`", listing(&keys)))
-                });
+            let chosen = match pick(word, &keys) {
+                Ok(k) => k,
+                Err(c) if c.len() > 1 => return Err(self.w.err(ambiguous(word, &c))),
+                Err(_) if i == 0 => return Err(self.unknown(view, first)),
+                Err(_) => return Err(self.w.err(format!("expected {}, found `{word}`", listing(&keys)))),
             };
             alive.retain(|(_, lead)| lead[i] == chosen);
+            self.w.keys.push((self.w.at, chosen));
             self.w.at += 1;
             i += 1;
         };
@@ -120,7 +126,7 @@ impl<'a, 'b> Matcher<'a, 'b> {
             return Err(self.w.err("unexpected words after the key (a key is one word)"));
         }
         self.w.end()?;
-        Ok(Found { command, undo, args: std::mem::take(&mut self.args), at })
+        Ok(Found { command, undo, args: std::mem::take(&mut self.args), at, keys: std::mem::take(&mut self.w.keys) })
     }
 
     fn unknown(&self, view: &View, first: usize) -> ConfigError {
@@ -159,7 +165,7 @@ impl<'a, 'b> Matcher<'a, 'b> {
             }
             Word::Optional(inner) => {
                 let take = match inner.first() {
-                    Some(Word::Key(k)) => self.w.peek().and_then(|w| pick(w, &[k])).is_some(),
+                    Some(Word::Key(k)) => self.w.peek().is_some_and(|w| pick(w, &[k]).is_ok()),
                     _ => self.w.peek().is_some(),
                 };
                 if take {
@@ -171,11 +177,16 @@ impl<'a, 'b> Matcher<'a, 'b> {
             Word::Choice(alts) => {
                 let keys: Vec<&'static str> = alts.iter().filter_map(|a| leading(a).first().copied()).collect();
                 self.want(alts.iter().flat_map(|a| first_words(a)));
-                let by_key = self.w.peek().and_then(|w| pick(w, &keys));
+                let by_key = match self.w.peek().map(|w| (w, pick(w, &keys))) {
+                    Some((_, Ok(k))) => Some(k),
+                    Some((w, Err(c))) if c.len() > 1 => return Err(self.w.err(ambiguous(w, &c))),
+                    _ => None,
+                };
                 let fallback = alts.iter().find(|a| !matches!(a.first(), Some(Word::Key(_))));
                 match (by_key, fallback) {
                     (Some(k), _) => {
                         let pos = self.w.pos();
+                        self.w.keys.push((self.w.at, k));
                         self.w.at += 1;
                         self.args.push(k, Value::Keyword, pos);
                         let alt = alts.iter().find(|a| leading(a).first() == Some(&k)).expect("k is a leading keyword");

@@ -384,7 +384,58 @@ pub static COMMANDS: &[Command] = &[
             differs(p.block_hold_down, d.block_hold_down, "port-block hold-down")
         }),
     },
+    Command {
+        syntax: &[
+            Key("nat"),
+            Key("session-table"),
+            Key("size"),
+            number("SESSIONS", "sessions per worker", SESSION_TABLE),
+        ],
+        undo: Some(&[Key("nat"), Key("session-table"), Key("size")]),
+        help: "room for this many sessions on each worker of every board, 1024-16777216; 65536 (a commit resizes running boards, ending what no longer fits)",
+        action: Action::Edit {
+            apply: |e, a| {
+                e.config.capacity.sessions = a.number("SESSIONS");
+                Ok(())
+            },
+            undo: |e, _| {
+                e.config.capacity.sessions = Capacity::default().sessions;
+                Ok(())
+            },
+        },
+        print: Print::Paragraph(|c, _| {
+            differs(c.capacity.sessions, Capacity::default().sessions, "nat session-table size")
+        }),
+    },
+    Command {
+        syntax: &[
+            Key("nat"),
+            Key("subscriber-table"),
+            Key("size"),
+            number("SUBSCRIBERS", "subscribers per worker", SUBSCRIBER_TABLE),
+        ],
+        undo: Some(&[Key("nat"), Key("subscriber-table"), Key("size")]),
+        help: "room for this many B4s on each worker of every board, 256-4194304; 16384",
+        action: Action::Edit {
+            apply: |e, a| {
+                e.config.capacity.subscribers = a.number("SUBSCRIBERS");
+                Ok(())
+            },
+            undo: |e, _| {
+                e.config.capacity.subscribers = Capacity::default().subscribers;
+                Ok(())
+            },
+        },
+        print: Print::Paragraph(|c, _| {
+            differs(c.capacity.subscribers, Capacity::default().subscribers, "nat subscriber-table size")
+        }),
+    },
 ];
+
+/// Sessions a worker may have room for: a session's index is 32 bits, and 16 M of 40
+/// bytes each (plus their indexes) is about a gigabyte per worker.
+const SESSION_TABLE: (u32, u32) = (1024, 1 << 24);
+const SUBSCRIBER_TABLE: (u32, u32) = (256, 1 << 22);
 
 const INSTANCE: &[Word] = &[
     Key("ds-lite"),

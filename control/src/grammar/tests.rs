@@ -131,7 +131,7 @@ fn help_lists_exactly_the_commands_of_the_view() {
     for v in all_views() {
         let listed = help(&v);
         let own = table(&v).len();
-        let session = if v == View::User { 5 } else { 6 };
+        let session = session::ANY_VIEW.len() + if v == View::User { 0 } else { session::CONFIGURING.len() };
         assert_eq!(listed.len(), own + session, "{v:?}");
         for (line, c) in listed.iter().zip(commands(&v)) {
             assert!(line.starts_with(&syntax(c.syntax)) && line.ends_with(c.help), "{line}");
@@ -166,7 +166,11 @@ fn completion_offers_the_next_keywords_and_values() {
     // The instance's own `ds-lite address-group`, and the system view's commands.
     assert_eq!(c(&View::DsLite("d".into()), "ds-lite "), ["address-group", "instance"]);
     assert!(c(&View::DsLite("d".into()), "sl").contains(&"slot".to_string()));
-    assert_eq!(c(&View::User, ""), ["system-view", "display", "quit", "save", "return"]);
+    assert_eq!(c(&View::User, ""), ["system-view", "display", "reset", "switchover", "quit", "save", "return"]);
+    assert_eq!(c(&View::User, "dis"), ["display"]);
+    assert_eq!(c(&View::User, "dis s"), ["sessions", "subscribers", "statistics", "service-ha", "service-location"]);
+    assert_eq!(c(&View::User, "dis service-ha "), ["global-information", "<cr>"]);
+    assert_eq!(c(&View::User, "reset session b4 2001:db8::1 "), ["inside", "external", "port", "<cr>"]);
     assert!(c(&sys, "service-ha delay-time x ").is_empty(), "nothing follows a wrong word");
 }
 
@@ -177,4 +181,50 @@ fn a_view_whose_object_was_removed_refuses_its_commands() {
     let e = s.execute(2, "host h").unwrap_err();
     assert_eq!((e.line, e.column), (2, 1));
     assert!(e.message.contains("slot 1 no longer exists"), "{e}");
+}
+
+#[test]
+fn keywords_may_be_abbreviated_as_long_as_one_keyword_begins_so() {
+    let full = |v: &View, l: &str| expand(v, l).unwrap_or_else(|e| panic!("{l}: {e}"));
+    assert_eq!(full(&View::User, "dis cur"), "display current-configuration");
+    assert_eq!(full(&View::User, "dis service-ha glob del"), "display service-ha global-information delay-time");
+    assert_eq!(full(&View::User, "sys"), "system-view");
+    let e = expand(&View::User, "re").unwrap_err();
+    assert!(e.message.contains("ambiguous `re`: `reset` or `return`"), "{e}");
+    assert_eq!(full(&View::User, "res sess b 2001:db8::2 p 1024"), "reset session b4 2001:db8::2 port 1024");
+    assert_eq!(full(&View::System, "ds-lite inst x"), "ds-lite instance x");
+    assert_eq!(full(&View::System, "undo service-h delay"), "undo service-ha delay-time");
+    assert_eq!(full(&View::Slot(1), "packet-io af-x gen"), "packet-io af-xdp generic");
+    // A word that begins several keywords names them.
+    let e = expand(&View::System, "sys").unwrap_err();
+    assert!(e.message.contains("ambiguous `sys`: `system-view` or `sysname`"), "{e}");
+    let e = expand(&View::User, "s").unwrap_err();
+    assert!(e.message.contains("ambiguous `s`: `system-view`, `switchover` or `save`"), "{e}");
+    let e = expand(&View::User, "dis c").unwrap_err();
+    assert!(e.message.contains("`current-configuration` or `candidate-configuration`"), "{e}");
+    assert_eq!((e.line, e.column), (1, 5));
+    let e = expand(&View::Slot(1), "packet-io af").unwrap_err();
+    assert!(e.message.contains("ambiguous `af`: `af-xdp` or `af-packet`"), "{e}");
+    // What a session keeps is the full form: a configuration typed with abbreviations
+    // prints (and saves) in full.
+    let (c, _) = crate::parse::parse(
+        "sysn a\nservice-h delay-t 5\nds-lite address-g p\n sec 0 10.0.0.0 mask 24\nds-lite inst d\n port-block-s 256\n",
+    )
+    .unwrap();
+    let text = crate::display::render(&c);
+    for line in [
+        "sysname a",
+        "service-ha delay-time 5",
+        "ds-lite address-group p",
+        "ds-lite instance d",
+        " port-block-size 256",
+    ] {
+        assert!(text.contains(line), "{line}: {text}");
+    }
+}
+
+#[test]
+fn an_operation_is_not_configuration() {
+    let e = crate::parse::parse("sysname a\nreset session\n").unwrap_err();
+    assert_eq!((e[0].line, e[0].message.as_str()), (2, "an operation on the running board, not configuration"));
 }

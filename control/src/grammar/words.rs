@@ -33,10 +33,30 @@ pub fn tokenize(line: &str) -> Vec<Tok<'_>> {
     out
 }
 
-/// Which of `keywords` the typed `word` stands for. Today only the keyword itself;
-/// unique abbreviations (`dis cur`) are to be resolved here, and only here.
-pub fn pick(word: &str, keywords: &[&'static str]) -> Option<&'static str> {
-    keywords.iter().find(|k| **k == word).copied()
+/// Which of `keywords` the typed `word` stands for: the keyword itself, or the one
+/// keyword it begins (`dis` for `display`), as the router accepts abbreviations. `Err`
+/// holds the keywords it begins when there are several (empty: none). Abbreviations
+/// are resolved here, and only here: parsing, completion and the daemon's requests all
+/// come through it, and what they keep is the keyword in full.
+pub fn pick(word: &str, keywords: &[&'static str]) -> Result<&'static str, Vec<&'static str>> {
+    if let Some(k) = keywords.iter().find(|k| **k == word) {
+        return Ok(k);
+    }
+    let mut begun: Vec<&'static str> = Vec::new();
+    for k in keywords.iter().filter(|k| !word.is_empty() && k.starts_with(word)) {
+        if !begun.contains(k) {
+            begun.push(k);
+        }
+    }
+    match begun[..] {
+        [one] => Ok(one),
+        _ => Err(begun),
+    }
+}
+
+/// The error for a word that begins several keywords.
+pub fn ambiguous(word: &str, candidates: &[&str]) -> String {
+    format!("ambiguous `{word}`: {}", listing(candidates))
 }
 
 /// "`a`, `b` or `c`": the keywords an error says were expected.
@@ -70,6 +90,8 @@ pub struct Words<'a, 'b> {
     pub end_col: usize,
     /// Errors do not quote the words (they may be a secret).
     pub quiet: bool,
+    /// The keywords read, by the index of their word: the full form of what was typed.
+    pub keys: Vec<(usize, &'static str)>,
 }
 
 impl<'a> Words<'a, '_> {
@@ -100,8 +122,16 @@ impl<'a> Words<'a, '_> {
     pub fn one_of(&mut self, keywords: &[&'static str]) -> Result<&'static str, ConfigError> {
         let pos = self.pos();
         let what = listing(keywords);
+        let at = self.at;
         let w = self.next(&what)?;
-        pick(w, keywords).ok_or_else(|| ConfigError::at(pos, format!("expected {what}{}", self.found(w))))
+        match pick(w, keywords) {
+            Ok(k) => {
+                self.keys.push((at, k));
+                Ok(k)
+            }
+            Err(c) if c.len() > 1 => Err(ConfigError::at(pos, ambiguous(w, &c))),
+            Err(_) => Err(ConfigError::at(pos, format!("expected {what}{}", self.found(w)))),
+        }
     }
     /// No word left.
     pub fn end(&self) -> Result<(), ConfigError> {
@@ -188,6 +218,19 @@ mod tests {
         let t = tokenize("  slot  1\tx");
         let got: Vec<(usize, &str)> = t.iter().map(|t| (t.col, t.text)).collect();
         assert_eq!(got, vec![(3, "slot"), (9, "1"), (11, "x")]);
+    }
+
+    #[test]
+    fn a_keyword_may_be_abbreviated_while_it_is_the_only_one_so_begun() {
+        let keys = ["display", "system-view", "save", "sysname"];
+        assert_eq!(pick("display", &keys), Ok("display"));
+        assert_eq!(pick("dis", &keys), Ok("display"));
+        assert_eq!(pick("sa", &keys), Ok("save"));
+        assert_eq!(pick("sys", &keys), Err(vec!["system-view", "sysname"]));
+        assert_eq!(pick("x", &keys), Err(vec![]));
+        assert_eq!(pick("", &keys), Err(vec![]));
+        // A keyword typed in full is that keyword, even where it begins a longer one.
+        assert_eq!(pick("id", &["id", "idle"]), Ok("id"));
     }
 
     #[test]

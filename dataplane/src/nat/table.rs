@@ -1110,11 +1110,7 @@ impl NatState {
     /// bring. Returns how many sessions and blocks went, and the slot to go on from
     /// (None: done).
     pub fn sweep_sessions(&mut self, keep: &[u64], locations: u64, from: u32, max: usize) -> (usize, Option<u32>) {
-        let (look, next) = {
-            let mut it = self.sessions.iter_from(from);
-            let look: Vec<u32> = it.by_ref().take(max.max(1)).map(|(i, _)| i).collect();
-            (look, it.next().map(|(i, _)| i))
-        };
+        let (look, next) = self.session_slots(from, max);
         let mut gone = 0;
         for i in look {
             let r = self.session_record(i);
@@ -1172,6 +1168,48 @@ impl NatState {
         let mut it = self.sessions.iter_from(from);
         let out: Vec<_> = it.by_ref().take(max).map(|(i, _)| self.session_record(i)).collect();
         (out, it.next().map(|(i, _)| i))
+    }
+
+    /// The slots of up to `max` (at least one) sessions from slot `from` on, and the
+    /// slot where the next ones start (None: no more).
+    fn session_slots(&self, from: u32, max: usize) -> (Vec<u32>, Option<u32>) {
+        let mut it = self.sessions.iter_from(from);
+        let look: Vec<u32> = it.by_ref().take(max.max(1)).map(|(i, _)| i).collect();
+        (look, it.next().map(|(i, _)| i))
+    }
+
+    /// Of up to `max` sessions from slot `from` on, those `pick` selects, and the slot
+    /// where the next ones start (None: no more): a display reads the table in such
+    /// pieces, copying only what it shows.
+    pub fn sessions_matching(
+        &self,
+        pick: impl Fn(&SessionRecord) -> bool,
+        from: u32,
+        max: usize,
+    ) -> (Vec<SessionRecord>, Option<u32>) {
+        let mut it = self.sessions.iter_from(from);
+        let out = it.by_ref().take(max.max(1)).map(|(i, _)| self.session_record(i)).filter(|r| pick(r)).collect();
+        (out, it.next().map(|(i, _)| i))
+    }
+
+    /// Deletes, of up to `max` sessions from slot `from` on, those `pick` selects, as
+    /// an expiry does (logged as deleted, removed from the peer board); returns how many
+    /// went and the slot where the next ones start (None: no more).
+    pub fn delete_matching(
+        &mut self,
+        pick: impl Fn(&SessionRecord) -> bool,
+        from: u32,
+        max: usize,
+    ) -> (usize, Option<u32>) {
+        let (look, next) = self.session_slots(from, max);
+        let mut gone = 0;
+        for i in look {
+            if pick(&self.session_record(i)) {
+                self.delete_session(i);
+                gone += 1;
+            }
+        }
+        (gone, next)
     }
 
     /// Every subscriber with its external address and blocks (slow path: display).

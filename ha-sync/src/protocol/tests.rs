@@ -330,7 +330,7 @@ impl Sim {
                     }
                 }
                 Output::Sweep { keep, locations } => {
-                    let gone = side.board.sweep(keep, *locations);
+                    let gone = side.board.sweep(&SweepKeys::new(keep.0.clone(), keep.1.clone()), *locations);
                     side.proto.as_mut().expect("running").swept(gone, now);
                 }
                 Output::Remove(sessions) => {
@@ -348,7 +348,7 @@ impl Sim {
                 Output::TakeSnapshot if side.table_delay_ms > 0 => side.table_due = Some(self.ms + side.table_delay_ms),
                 Output::TakeSnapshot => {
                     let (sessions, blocks) = side.board.table();
-                    side.proto.as_mut().expect("running").handle_table(&sessions, &blocks, now);
+                    side.proto.as_mut().expect("running").handle_table(sessions, blocks, now);
                 }
             }
             side.board.done.push((self.ms, o));
@@ -400,7 +400,7 @@ impl Sim {
         if self.sides[i].table_due.is_some_and(|t| t <= self.ms) {
             self.sides[i].table_due = None;
             let (sessions, blocks) = self.sides[i].board.table();
-            self.proto(i).handle_table(&sessions, &blocks, now);
+            self.proto(i).handle_table(sessions, blocks, now);
             self.carry_out(i);
         }
         self.timeouts += 1;
@@ -994,6 +994,7 @@ fn a_bulk_sync_longer_than_the_dead_interval_is_not_asked_for_again() {
     let took = sim.ms - joined;
     let (a, b) = (sim.status(0), sim.status(1));
     assert!(b.in_sync, "{b:?}");
+    assert_eq!(b.records_received, 2 * n as u64, "{took} ms");
     assert!(took > DEAD, "the bulk must outlast the dead interval to test anything ({took} ms)");
     assert_eq!(a.bulk_syncs, 1, "one bulk sync, not restarted every dead interval ({took} ms)");
     assert_eq!(b.records_received, 2 * n as u64);
@@ -1534,4 +1535,33 @@ fn when_the_preferred_board_starts_with_a_link_down_the_other_serves_at_once() {
     assert_eq!(sim.status(1).role, Role::Active, "{:?}", sim.status(1));
     assert_eq!(sim.status(0).role, Role::Standby);
     assert!(sim.sides[0].board.activations().iter().all(|(_, on)| !on), "the unfit preferred board never served");
+}
+
+/// A table too large for one round is taken in a chunk a round (the heartbeats go on
+/// between: the standby, restarted, never sees the active silent), and what happens
+/// meanwhile follows the bulk: a session ended while its table was taken in is not
+/// left on the standby.
+#[test]
+fn a_large_table_is_taken_in_over_rounds_and_what_happens_meanwhile_follows_it() {
+    let mut sim = Sim::new(9, CLEAN);
+    sim.start(0, DEAD_COUNT, false);
+    let old = sim.unix_s() - 10;
+    let n = 3 * super::TABLE_CHUNK as u32;
+    for i in 0..n {
+        sim.event(0, SessionEvent::BlockAllocated(block(i)));
+        sim.event(0, SessionEvent::Created(session(i, old)));
+    }
+    sim.run_until(1000, Drive::EveryMs);
+    sim.start(1, DEAD_COUNT, false);
+    sim.run_while(3000, Drive::EveryMs, |s| !s.sides[0].proto.as_ref().unwrap().taking_table());
+    assert!(sim.sides[0].proto.as_ref().unwrap().taking_table(), "six chunks take more than a round");
+    sim.event(0, SessionEvent::Deleted(session(0, old)));
+    sim.run_while(20_000, Drive::EveryMs, |s| !s.status(1).in_sync);
+    let (a, b) = (sim.status(0), sim.status(1));
+    assert!(b.in_sync, "{b:?}");
+    assert_eq!((a.role, b.role), (Role::Active, Role::Standby));
+    assert_eq!(a.bulk_syncs, 1);
+    assert_eq!(b.records_received, 2 * n as u64 + 1, "the bulk, then the deletion");
+    assert!(!sim.sides[1].board.sessions.contains_key(&key_of(&session(0, old))));
+    assert_eq!(sim.sides[1].board.sessions.len(), n as usize - 1);
 }
