@@ -18,6 +18,12 @@ command -v pgrep >/dev/null || need_apt+=(procps)
 command -v curl >/dev/null || need_apt+=(curl)
 # End-to-end tests record packets with tcpdump, then read them with scapy (Python).
 command -v tcpdump >/dev/null || need_apt+=(tcpdump)
+# promtool checks the metrics' exposition and the alert rules (control/tests/operator.rs).
+command -v promtool >/dev/null || need_apt+=(prometheus)
+# The package (scripts/build-deb.sh strips the binaries) and its test (systemd-analyze
+# verify on the installed unit).
+command -v strip >/dev/null || need_apt+=(binutils)
+command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 if ! command -v python3 >/dev/null; then
     need_apt+=(python3 python3-pip)
 elif ! python3 -m pip --version >/dev/null 2>&1; then

@@ -83,6 +83,8 @@ pub struct Slot {
     pub packet_io: PacketIo,
     /// `packet-poll busy | blocking`: how AF_XDP workers wait for frames.
     pub poll: PollMode,
+    /// `metrics http ADDR port P` in the slot view: this board's metrics listener.
+    pub metrics: Option<SocketAddr>,
 }
 
 pub use dataplane::io::xdp::Mode as XdpMode;
@@ -222,10 +224,19 @@ pub struct Config {
     pub instances: BTreeMap<String, DsLite>,
     /// `nat log syslog HOST [port P] [transport T]`.
     pub syslog: Vec<SyslogTarget>,
-    /// `metrics http ADDR port P`.
+    /// `metrics http ADDR port P` in the system view: the listener of every board
+    /// without its own.
     pub metrics: Option<SocketAddr>,
     pub protection: Protection,
     pub capacity: Capacity,
+}
+
+impl Config {
+    /// Where board `slot` serves its metrics: its own `metrics http`, else the system
+    /// view's.
+    pub fn metrics_of(&self, slot: u32) -> Option<SocketAddr> {
+        self.slots.get(&slot).and_then(|s| s.metrics).or(self.metrics)
+    }
 }
 
 pub use dataplane::io::port::Interfaces;

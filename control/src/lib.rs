@@ -12,11 +12,14 @@
 pub mod announce;
 pub mod board;
 pub mod chassis;
+pub mod cli;
 pub mod config;
 pub mod display;
+pub mod docs;
 pub mod error;
 pub mod grammar;
 pub mod ha;
+pub mod logging;
 pub mod metrics;
 pub mod mgmt;
 pub mod natlog;

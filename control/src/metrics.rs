@@ -10,27 +10,119 @@ use dataplane::counters::{Counter, WorkerCounters};
 
 pub use dataplane::worker::Gauges;
 
-/// Renders the exposition text.
+/// One metric family: its `# HELP` and `# TYPE` lines, then a sample per (labels,
+/// value); labels are written as given (`slot="1",worker="0"`).
+fn family<V: std::fmt::Display>(
+    o: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (String, V)>,
+) {
+    use std::fmt::Write as _;
+    let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, v) in samples {
+        let _ = writeln!(o, "{name}{{{labels}}} {v}");
+    }
+}
+
+/// A label's name and value.
+pub type Label = (&'static str, &'static str);
+
+/// A metric family's name and its engine counters, each with its label.
+type Family = (String, Vec<(Counter, Option<Label>)>);
+
+/// The metric family of an engine counter, and the label that tells it apart within
+/// the family (`reason`, `path`) if it shares one: packets by path, drops by reason,
+/// and a family of its own for each count of something else (sessions, port blocks).
+pub fn family_of(k: Counter) -> (String, Option<Label>) {
+    let name = k.name();
+    if let Some(reason) = name.strip_prefix("drop_") {
+        return ("aftr_packet_drops_total".into(), Some(("reason", reason)));
+    }
+    match name {
+        "sessions_created"
+        | "sessions_expired"
+        | "sessions_installed"
+        | "sessions_ended_by_commit"
+        | "subscribers_created"
+        | "events_dropped"
+        | "well_known_port_fallbacks" => (format!("aftr_{name}_total"), None),
+        "blocks_allocated" | "blocks_released" => (format!("aftr_port_{name}_total"), None),
+        "rx_bytes" => ("aftr_received_bytes_total".into(), None),
+        _ => ("aftr_packets_total".into(), Some(("path", name))),
+    }
+}
+
+/// Renders the exposition text of the board's engines: counters of every worker (a
+/// family per kind of thing counted), sessions, subscribers, the pools' sizes and their
+/// port blocks in use, and the build.
 pub fn render(slot: u32, workers: &[Arc<WorkerCounters>], gauges: &Gauges) -> String {
     let mut o = String::new();
-    o.push_str("# HELP aftr_packets_total Packets by path and by drop reason, per worker.\n# TYPE aftr_packets_total counter\n");
-    for (w, c) in workers.iter().enumerate() {
-        for &k in Counter::ALL {
-            o.push_str(&format!(
-                "aftr_packets_total{{slot=\"{slot}\",worker=\"{w}\",counter=\"{}\"}} {}\n",
-                k.name(),
-                c.get(k)
-            ));
+    family(
+        &mut o,
+        "aftr_build_info",
+        "gauge",
+        "The aftrd build (1), its version as a label.",
+        [(format!("slot=\"{slot}\",version=\"{}\"", env!("CARGO_PKG_VERSION")), 1)],
+    );
+    // Families in the order of their first counter, each counter under its family.
+    let mut families: Vec<Family> = Vec::new();
+    for &k in Counter::ALL {
+        let (f, label) = family_of(k);
+        match families.iter_mut().find(|(n, _)| *n == f) {
+            Some((_, ks)) => ks.push((k, label)),
+            None => families.push((f, vec![(k, label)])),
         }
     }
-    o.push_str("# HELP aftr_sessions NAT sessions, per worker.\n# TYPE aftr_sessions gauge\n");
-    for (w, v) in gauges.sessions.iter().enumerate() {
-        o.push_str(&format!("aftr_sessions{{slot=\"{slot}\",worker=\"{w}\"}} {}\n", v.load(Ordering::Relaxed)));
+    for (name, ks) in &families {
+        let help = match name.as_str() {
+            "aftr_packets_total" => "Packets by path, per worker.".to_string(),
+            "aftr_packet_drops_total" => "Packets dropped, by reason, per worker.".to_string(),
+            _ => format!("Engine counter {}, per worker.", ks[0].0.name()),
+        };
+        let samples = workers.iter().enumerate().flat_map(|(w, c)| {
+            ks.iter().map(move |(k, label)| {
+                let extra = label.map(|(l, v)| format!(",{l}=\"{v}\"")).unwrap_or_default();
+                (format!("slot=\"{slot}\",worker=\"{w}\"{extra}"), c.get(*k))
+            })
+        });
+        family(&mut o, name, "counter", &help, samples);
     }
-    o.push_str("# HELP aftr_subscribers Subscribers (B4s) with sessions, per worker.\n# TYPE aftr_subscribers gauge\n");
-    for (w, v) in gauges.subscribers.iter().enumerate() {
-        o.push_str(&format!("aftr_subscribers{{slot=\"{slot}\",worker=\"{w}\"}} {}\n", v.load(Ordering::Relaxed)));
-    }
+    let per_worker = |v: &[std::sync::atomic::AtomicU64]| -> Vec<(String, u64)> {
+        v.iter()
+            .enumerate()
+            .map(|(w, v)| (format!("slot=\"{slot}\",worker=\"{w}\""), v.load(Ordering::Relaxed)))
+            .collect()
+    };
+    family(&mut o, "aftr_sessions", "gauge", "NAT sessions, per worker.", per_worker(&gauges.sessions));
+    family(
+        &mut o,
+        "aftr_subscribers",
+        "gauge",
+        "Subscribers (B4s) with sessions, per worker.",
+        per_worker(&gauges.subscribers),
+    );
+    let at_slot = |v: u64| [(format!("slot=\"{slot}\""), v)];
+    family(
+        &mut o,
+        "aftr_pool_addresses",
+        "gauge",
+        "External addresses of the pool shares of the board's locations.",
+        at_slot(gauges.pool_addresses.load(Ordering::Relaxed)),
+    );
+    family(
+        &mut o,
+        "aftr_port_blocks",
+        "gauge",
+        "Port blocks of those addresses (65536 ports / port-block-size each).",
+        at_slot(gauges.port_blocks.load(Ordering::Relaxed)),
+    );
+    // Allocated (or installed from the peer) and not released yet; held-down blocks
+    // are counted free here although they wait out port-block hold-down.
+    let in_use: u64 =
+        workers.iter().map(|c| c.get(Counter::BlocksAllocated).saturating_sub(c.get(Counter::BlocksReleased))).sum();
+    family(&mut o, "aftr_port_blocks_in_use", "gauge", "Port blocks held by subscribers.", at_slot(in_use));
     o
 }
 
@@ -38,25 +130,21 @@ pub fn render(slot: u32, workers: &[Arc<WorkerCounters>], gauges: &Gauges) -> St
 pub fn render_ha(slot: u32, st: &ha_sync::node::Status) -> String {
     use ha_sync::role::Role;
     let mut o = String::new();
-    o.push_str("# HELP aftr_ha_role The board's role (1 for the current one).\n# TYPE aftr_ha_role gauge\n");
-    for r in [Role::Init, Role::Standby, Role::Active] {
-        o.push_str(&format!("aftr_ha_role{{slot=\"{slot}\",role=\"{}\"}} {}\n", r.name(), (st.role == r) as u8));
-    }
-    o.push_str(
-        "# HELP aftr_ha_location_role The board's role for each service-location (1 for the current one).\n\
-         # TYPE aftr_ha_location_role gauge\n",
+    let roles = |current: Role, labels: &str| -> Vec<(String, u8)> {
+        [Role::Init, Role::Standby, Role::Active]
+            .into_iter()
+            .map(|r| (format!("slot=\"{slot}\"{labels},role=\"{}\"", r.name()), (current == r) as u8))
+            .collect()
+    };
+    family(&mut o, "aftr_ha_role", "gauge", "The board's role (1 for the current one).", roles(st.role, ""));
+    family(
+        &mut o,
+        "aftr_ha_location_role",
+        "gauge",
+        "The board's role for each service-location (1 for the current one).",
+        st.locations.iter().flat_map(|l| roles(l.role, &format!(",location=\"{}\"", l.id))),
     );
-    for l in &st.locations {
-        for r in [Role::Init, Role::Standby, Role::Active] {
-            o.push_str(&format!(
-                "aftr_ha_location_role{{slot=\"{slot}\",location=\"{}\",role=\"{}\"}} {}\n",
-                l.id,
-                r.name(),
-                (l.role == r) as u8
-            ));
-        }
-    }
-    let gauges: [(&str, &str, u64); 9] = [
+    let gauges: [(&str, &str, u64); 8] = [
         ("aftr_ha_peer_alive", "The peer is heard (1) or not (0).", st.peer_alive as u64),
         (
             "aftr_ha_fit",
@@ -71,7 +159,6 @@ pub fn render_ha(slot: u32, st: &ha_sync::node::Status) -> String {
         ("aftr_ha_sessions_waiting", "Sessions waiting for their delay-time before replication.", st.young as u64),
         ("aftr_ha_in_sync", "Standby: holds the whole eligible table; active: the peer says so.", st.in_sync as u64),
         ("aftr_ha_queue_depth", "Data messages unacknowledged plus records waiting.", st.queue_depth as u64),
-        ("aftr_ha_lag_milliseconds", "Age of the oldest unacknowledged message.", st.lag_ms),
         ("aftr_ha_sessions_replicated", "Sessions the standby holds, as the stream knows.", st.replicated as u64),
         (
             "aftr_ha_config_differs",
@@ -79,29 +166,52 @@ pub fn render_ha(slot: u32, st: &ha_sync::node::Status) -> String {
             st.config_differs() as u64,
         ),
     ];
+    let at_slot = || format!("slot=\"{slot}\"");
     for (name, help, v) in gauges {
-        o.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{slot=\"{slot}\"}} {v}\n"));
+        family(&mut o, name, "gauge", help, [(at_slot(), v)]);
     }
-    let counters: [(&str, u64); 14] = [
-        ("records_sent", st.records_sent),
-        ("messages_sent", st.messages_sent),
-        ("records_received", st.records_received),
-        ("install_refused", st.install_refused),
-        ("refused_active_here", st.refused_active_here),
-        ("swept", st.swept),
-        ("rejected_malformed", st.rejected_malformed),
-        ("retransmitted", st.retransmitted),
-        ("bulk_syncs", st.bulk_syncs),
-        ("overflows", st.overflows),
-        ("rejected_unauthenticated", st.rejected_auth),
-        ("rejected_replayed", st.rejected_replay),
-        ("rejected_other_slot", st.rejected_slot),
-        ("events_dropped", st.events_dropped),
+    family(
+        &mut o,
+        "aftr_ha_lag_seconds",
+        "gauge",
+        "Age of the oldest unacknowledged message.",
+        [(at_slot(), st.lag_ms as f64 / 1000.0)],
+    );
+    let counters: [(&str, &str, u64); 8] = [
+        ("aftr_ha_records_sent_total", "Records (sessions, blocks, deletions) sent to the peer.", st.records_sent),
+        ("aftr_ha_messages_sent_total", "Data messages sent to the peer.", st.messages_sent),
+        ("aftr_ha_records_received_total", "Records received from the peer.", st.records_received),
+        ("aftr_ha_retransmitted_total", "Data messages sent again, unacknowledged.", st.retransmitted),
+        ("aftr_ha_bulk_syncs_total", "Bulk syncs (the whole table to a joining standby).", st.bulk_syncs),
+        ("aftr_ha_swept_total", "Sessions a bulk sync's sweep removed on the standby.", st.swept),
+        ("aftr_ha_overflows_total", "Records lost to a full replication queue.", st.overflows),
+        ("aftr_ha_events_dropped_total", "Engine events the HA thread could not take.", st.events_dropped),
     ];
-    o.push_str("# HELP aftr_ha_total Hot-backup counters.\n# TYPE aftr_ha_total counter\n");
-    for (name, v) in counters {
-        o.push_str(&format!("aftr_ha_total{{slot=\"{slot}\",counter=\"{name}\"}} {v}\n"));
+    for (name, help, v) in counters {
+        family(&mut o, name, "counter", help, [(at_slot(), v)]);
     }
+    let by_reason = |reasons: &[(&str, u64)]| -> Vec<(String, u64)> {
+        reasons.iter().map(|(r, v)| (format!("slot=\"{slot}\",reason=\"{r}\""), *v)).collect()
+    };
+    family(
+        &mut o,
+        "aftr_ha_records_refused_total",
+        "counter",
+        "Records from the peer this board's engines refused, by reason.",
+        by_reason(&[("install", st.install_refused), ("active_here", st.refused_active_here)]),
+    );
+    family(
+        &mut o,
+        "aftr_ha_messages_rejected_total",
+        "counter",
+        "HA messages rejected, by reason.",
+        by_reason(&[
+            ("malformed", st.rejected_malformed),
+            ("unauthenticated", st.rejected_auth),
+            ("replayed", st.rejected_replay),
+            ("other_slot", st.rejected_slot),
+        ]),
+    );
     o
 }
 
@@ -109,10 +219,22 @@ pub fn render_ha(slot: u32, st: &ha_sync::node::Status) -> String {
 /// starts them again).
 pub fn render_log(slot: u32, st: &crate::natlog::LogStats) -> String {
     use std::sync::atomic::Ordering::Relaxed;
-    let mut o = String::from("# HELP aftr_natlog_total NAT log messages.\n# TYPE aftr_natlog_total counter\n");
-    for (name, v) in [("sent", &st.sent), ("dropped", &st.dropped), ("reconnects", &st.reconnects)] {
-        o.push_str(&format!("aftr_natlog_total{{slot=\"{slot}\",counter=\"{name}\"}} {}\n", v.load(Relaxed)));
-    }
+    let mut o = String::new();
+    family(
+        &mut o,
+        "aftr_natlog_messages_total",
+        "counter",
+        "NAT log messages sent, or dropped on a full queue.",
+        [("sent", &st.sent), ("dropped", &st.dropped)]
+            .map(|(r, v)| (format!("slot=\"{slot}\",result=\"{r}\""), v.load(Relaxed))),
+    );
+    family(
+        &mut o,
+        "aftr_natlog_reconnects_total",
+        "counter",
+        "Connections to TCP collectors made again.",
+        [(format!("slot=\"{slot}\""), st.reconnects.load(Relaxed))],
+    );
     o
 }
 
@@ -206,6 +328,7 @@ mod tests {
             install_refused: 3,
             config_digest: 7,
             peer_config_digest: Some(8),
+            lag_ms: 250,
             ..Default::default()
         };
         let o = render_ha(2, &st);
@@ -214,10 +337,11 @@ mod tests {
             "aftr_ha_role{slot=\"2\",role=\"active\"} 0",
             "aftr_ha_in_sync{slot=\"2\"} 1",
             "aftr_ha_config_differs{slot=\"2\"} 1",
-            "aftr_ha_total{slot=\"2\",counter=\"records_received\"} 42",
-            "aftr_ha_total{slot=\"2\",counter=\"rejected_unauthenticated\"} 1",
-            "aftr_ha_total{slot=\"2\",counter=\"rejected_other_slot\"} 4",
-            "aftr_ha_total{slot=\"2\",counter=\"install_refused\"} 3",
+            "aftr_ha_records_received_total{slot=\"2\"} 42",
+            "aftr_ha_messages_rejected_total{slot=\"2\",reason=\"unauthenticated\"} 1",
+            "aftr_ha_messages_rejected_total{slot=\"2\",reason=\"other_slot\"} 4",
+            "aftr_ha_records_refused_total{slot=\"2\",reason=\"install\"} 3",
+            "aftr_ha_lag_seconds{slot=\"2\"} 0.25",
         ] {
             assert!(o.lines().any(|l| l == line), "{line} not in\n{o}");
         }
@@ -228,7 +352,17 @@ mod tests {
         let c = Arc::new(WorkerCounters::default());
         c.add(Counter::In2Out, 42);
         c.inc(Counter::DropNoSession);
-        let g = Arc::new(Gauges { sessions: vec![7.into()], subscribers: vec![3.into()], rounds: vec![9.into()] });
+        c.add(Counter::BlocksAllocated, 5);
+        c.add(Counter::BlocksReleased, 2);
+        c.add(Counter::SessionsCreated, 11);
+        c.add(Counter::RxBytes, 1500);
+        let g = Arc::new(Gauges {
+            sessions: vec![7.into()],
+            subscribers: vec![3.into()],
+            rounds: vec![9.into()],
+            ..Default::default()
+        });
+        g.port_blocks.store(512, Ordering::Relaxed);
         let stop = Arc::new(AtomicBool::new(false));
         let (cc, gg) = (c.clone(), g.clone());
         let (addr, h) =
@@ -243,9 +377,21 @@ mod tests {
         };
         let m = get("/metrics");
         assert!(m.starts_with("HTTP/1.1 200 OK"), "{m}");
-        assert!(m.contains("aftr_packets_total{slot=\"1\",worker=\"0\",counter=\"in2out\"} 42\n"));
-        assert!(m.contains("counter=\"drop_no_session\"} 1\n"));
-        assert!(m.contains("aftr_sessions{slot=\"1\",worker=\"0\"} 7\n"));
+        for line in [
+            "aftr_packets_total{slot=\"1\",worker=\"0\",path=\"in2out\"} 42",
+            "aftr_packet_drops_total{slot=\"1\",worker=\"0\",reason=\"no_session\"} 1",
+            "aftr_sessions_created_total{slot=\"1\",worker=\"0\"} 11",
+            "aftr_received_bytes_total{slot=\"1\",worker=\"0\"} 1500",
+            "aftr_port_blocks_allocated_total{slot=\"1\",worker=\"0\"} 5",
+            "aftr_sessions{slot=\"1\",worker=\"0\"} 7",
+            "aftr_port_blocks{slot=\"1\"} 512",
+            "aftr_port_blocks_in_use{slot=\"1\"} 3",
+            &format!("aftr_build_info{{slot=\"1\",version=\"{}\"}} 1", env!("CARGO_PKG_VERSION")),
+        ] {
+            assert!(m.lines().any(|l| l == line), "{line} not in\n{m}");
+        }
+        // Every family has one name per kind: no packet family counts sessions.
+        assert!(!m.lines().any(|l| l.starts_with("aftr_packets_total") && l.contains("sessions")), "{m}");
         assert!(get("/other").starts_with("HTTP/1.1 404"));
         stop.store(true, Ordering::Relaxed);
         h.join().unwrap();

@@ -199,10 +199,12 @@ pub fn serve(l: &UnixListener, d: &mut Daemon, stop: &AtomicBool, reload: &Atomi
         if reload.swap(false, Ordering::Relaxed) {
             match std::fs::read_to_string(file) {
                 Ok(text) => match d.commit_local(&text) {
-                    Reply::Ok(m) => eprint!("aftrd: reloaded {}: {m}", file.display()),
-                    Reply::Error(m) => eprint!("aftrd: reload of {} refused, nothing changed:\n{m}", file.display()),
+                    Reply::Ok(m) => tracing::info!("reloaded {}: {}", file.display(), m.trim_end()),
+                    Reply::Error(m) => {
+                        tracing::warn!("reload of {} refused, nothing changed: {}", file.display(), m.trim_end())
+                    }
                 },
-                Err(e) => eprintln!("aftrd: reload: {}: {e}", file.display()),
+                Err(e) => tracing::warn!("reload: {}: {e}", file.display()),
             }
         }
         d.poll_chassis();

@@ -32,7 +32,7 @@ pub fn watchdog(progress: impl Fn() -> Vec<u64> + Send + 'static) -> Option<Dura
             if moved(&last, &now) {
                 let _ = sd_notify::notify(false, &[NotifyState::Watchdog]);
             } else {
-                eprintln!("aftrd: watchdog: a worker or the HA thread made no progress in {period:?}; no ping");
+                tracing::warn!("watchdog: a worker or the HA thread made no progress in {period:?}; no ping");
             }
             last = now;
         }

@@ -167,6 +167,21 @@ pub fn validate(c: &Config, pos: &Positions) -> Result<(), Vec<ConfigError>> {
             }
         }
     }
+    // Metrics: two boards on one named host cannot listen at the same address (the
+    // second would fail to bind and stop). Slots without `host` may be anywhere.
+    let mut listeners: BTreeMap<(&str, std::net::SocketAddr), u32> = BTreeMap::new();
+    for (id, s) in &c.slots {
+        if let (Some(host), Some(addr)) = (s.host.as_deref(), c.metrics_of(*id))
+            && let Some(other) = listeners.insert((host, addr), *id)
+        {
+            err(
+                &format!("slot {id}"),
+                format!(
+                    "slot {id}: slot {other} on host {host} already serves metrics at {addr}; give each board of a host its own `metrics http ADDR port P` in its slot view"
+                ),
+            );
+        }
+    }
     if errs.is_empty() { Ok(()) } else { Err(errs) }
 }
 

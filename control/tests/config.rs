@@ -260,6 +260,23 @@ fn semantic_errors_point_at_the_statement() {
 }
 
 #[test]
+fn each_board_of_a_host_serves_its_own_metrics() {
+    // The system view's listener, on two boards of one host: the second could not bind.
+    let shared = "metrics http 127.0.0.1 port 9100\nslot 1\n host a\nslot 3\n host a\n";
+    has(&parse(shared).unwrap_err(), 4, "slot 1 on host a already serves metrics at 127.0.0.1:9100");
+    // One per slot view; the system view's for the slots without their own.
+    let own = "metrics http 127.0.0.1 port 9100\nslot 1\n host a\n metrics http 127.0.0.1 port 9101\nslot 3\n host a\n";
+    let (c, _) = parse(own).unwrap();
+    assert_eq!(c.metrics_of(1), Some("127.0.0.1:9101".parse().unwrap()));
+    assert_eq!(c.metrics_of(3), Some("127.0.0.1:9100".parse().unwrap()));
+    // Printed with the system view's line first, so that it reads back as the system's.
+    let printed = control::display::render(&c);
+    assert_eq!(parse(&printed).unwrap().0, c, "{printed}");
+    // Boards of different hosts may share an address.
+    parse("metrics http 127.0.0.1 port 9100\nslot 1\n host a\nslot 3\n host b\n").unwrap();
+}
+
+#[test]
 fn a_file_with_errors_applies_nothing_and_reports_them_all() {
     let text = "sysname ok\nservice-ha delay-time 5000\nslot 1\n worker-cores x\nservice-location 1\n location slot 1 backup slot 1\n";
     let errors = parse(text).unwrap_err();

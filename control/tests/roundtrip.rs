@@ -96,6 +96,7 @@ prop_compose! {
                 ha_address: ha.map(|a| SocketAddr::new(Ipv4Addr::from(a).into(), 62000)),
                 packet_io: [PacketIo::Auto, PacketIo::AfPacket, PacketIo::AfXdp(XdpMode::Auto), PacketIo::AfXdp(XdpMode::Native), PacketIo::AfXdp(XdpMode::Generic)][io as usize],
                 poll: if blocking { PollMode::Block } else { PollMode::Busy },
+                metrics: ha.map(|a| SocketAddr::new(Ipv4Addr::from(a).into(), 9100 + id as u16)),
             })).collect(),
             locations: locations.into_iter().map(|(id, l)| (id, match l {
                 Some((s, b)) => Location { slot: Some(s), backup: b },

@@ -129,6 +129,7 @@ impl Board {
         let peer = Arc::new(PeerLink::default());
         let mut mailboxes = crate::handoff::mesh(n as u16, 1024, 2048).into_iter();
         let gauges = Arc::new(Gauges::new(n));
+        gauges.set_pools(&cfg);
         let available: Vec<usize> =
             core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect();
         let (ev_tx, ev_rx) = bounded::<Receiver<SessionEvent>>(64);
@@ -257,10 +258,11 @@ impl Board {
         for s in self.handle.steering.lock().unwrap_or_else(|e| e.into_inner()).iter_mut() {
             let (endpoints, pools) = targets(&new);
             if let Err(e) = s.set_targets(&endpoints, &pools) {
-                eprintln!("aftrd: XDP on {}: {e}", s.ifname());
+                tracing::warn!("XDP on {}: {e}", s.ifname());
             }
         }
         *self.handle.shares.write().unwrap_or_else(|e| e.into_inner()) = PoolShares::of(&new);
+        self.gauges.set_pools(&new);
         // A board active for all its locations (one without a peer: a paired board's
         // locations cannot change while it runs) is active for all the new ones too.
         if new.locations != self.config.locations {
@@ -558,7 +560,7 @@ impl BoardHandle {
         let on = self.active_locations() != 0 || self.peer.get().1 != 0;
         for s in self.steering.lock().unwrap_or_else(|e| e.into_inner()).iter_mut() {
             if let Err(e) = s.set_active(on) {
-                eprintln!("aftrd: XDP on {}: {e}", s.ifname());
+                tracing::warn!("XDP on {}: {e}", s.ifname());
             }
         }
     }

@@ -25,6 +25,8 @@ macro_rules! counters {
 
 counters! {
     RxFrames = "rx_frames",
+    /// Bytes of the frames received (Ethernet header on), added once per batch.
+    RxBytes = "rx_bytes",
     In2Out = "in2out",
     Out2In = "out2in",
     Hairpin = "hairpin",

@@ -182,6 +182,7 @@ impl Engine {
     /// Processes one received frame: the whole data plane for that frame.
     pub fn process(&mut self, f: &mut Frame, sink: &mut dyn Sink) -> Verdict {
         self.counters.inc(Counter::RxFrames);
+        self.counters.add(Counter::RxBytes, f.len as u64);
         self.batch().process(f, sink)
     }
 

@@ -96,12 +96,18 @@ pub enum Command {
 }
 
 /// Sessions and subscribers of each worker, published between rounds for metrics and
-/// `display`, and its rounds: a worker whose count stops is stuck.
+/// `display`, and its rounds: a worker whose count stops is stuck. With them, the size
+/// of the board's pools (its locations' shares), set by the board at start and at every
+/// change of configuration.
 #[derive(Default)]
 pub struct Gauges {
     pub sessions: Vec<AtomicU64>,
     pub subscribers: Vec<AtomicU64>,
     pub rounds: Vec<AtomicU64>,
+    /// External addresses of every instance's pool shares on this board.
+    pub pool_addresses: AtomicU64,
+    /// Port blocks those addresses hold (65536 / block size each).
+    pub port_blocks: AtomicU64,
 }
 
 impl Gauges {
@@ -110,7 +116,20 @@ impl Gauges {
             sessions: (0..workers).map(|_| AtomicU64::new(0)).collect(),
             subscribers: (0..workers).map(|_| AtomicU64::new(0)).collect(),
             rounds: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            ..Default::default()
         }
+    }
+
+    /// Publishes the pool sizes of `cfg`.
+    pub fn set_pools(&self, cfg: &crate::config::EngineConfig) {
+        let (mut addresses, mut blocks) = (0u64, 0u64);
+        for i in &cfg.instances {
+            let n: u64 = i.pool.iter().map(|p| p.range()).map(|(a, b)| (b - a) as u64 + 1).sum();
+            addresses += n;
+            blocks += n * (65536 / i.port_block_size.max(1) as u64);
+        }
+        self.pool_addresses.store(addresses, Ordering::Relaxed);
+        self.port_blocks.store(blocks, Ordering::Relaxed);
     }
 }
 

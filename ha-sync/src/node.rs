@@ -149,12 +149,12 @@ fn notify(program: &str, slot: u16, location: u32, role: crate::role::Role, why:
             .status();
         match status {
             Ok(s) if s.success() => {}
-            Ok(s) => eprintln!("aftrd: slot {slot}: notify {program}: {s}"),
-            Err(e) => eprintln!("aftrd: slot {slot}: notify {program}: {e}"),
+            Ok(s) => tracing::warn!("slot {slot}: notify {program}: {s}"),
+            Err(e) => tracing::warn!("slot {slot}: notify {program}: {e}"),
         }
     };
     if let Err(e) = std::thread::Builder::new().name("aftr-ha-notify".into()).spawn(run) {
-        eprintln!("aftrd: slot {slot}: notify: no thread: {e}");
+        tracing::warn!("slot {slot}: notify: no thread: {e}");
     }
 }
 
@@ -494,8 +494,8 @@ impl<L: Local> Shell<L> {
             let unfit = self.unfitness();
             if unfit != self.unfit {
                 match &unfit {
-                    Some(why) => eprintln!("aftrd: slot {}: unfit: {why}", self.slot),
-                    None => eprintln!("aftrd: slot {}: fit again: links up, workers running", self.slot),
+                    Some(why) => tracing::warn!("slot {}: unfit: {why}", self.slot),
+                    None => tracing::info!("slot {}: fit again: links up, workers running", self.slot),
                 }
                 self.unfit = unfit;
             }
@@ -612,7 +612,7 @@ impl<L: Local> Shell<L> {
                 Output::SetActive(l, on) => self.local.set_active(l, on),
                 Output::Peer { mac, active } => self.local.set_peer(mac, active),
                 Output::RoleChanged { location, role, why } => {
-                    eprintln!("aftrd: slot {}: service-location {location}: {}: {why}", self.slot, role.name());
+                    tracing::info!("slot {}: service-location {location}: {}: {why}", self.slot, role.name());
                     if let Some(program) = &self.notify {
                         notify(program, self.slot, location, role, &why);
                     }
@@ -634,14 +634,14 @@ impl<L: Local> Shell<L> {
         if st.config_differs() != self.config_differed {
             self.config_differed = st.config_differs();
             if self.config_differed {
-                eprintln!(
-                    "aftrd: slot {}: the peer runs another configuration (digest {:016x}, ours {:016x}): commit the same on both boards",
+                tracing::warn!(
+                    "slot {}: the peer runs another configuration (digest {:016x}, ours {:016x}): commit the same on both boards",
                     self.slot,
                     st.peer_config_digest.unwrap_or(0),
                     st.config_digest
                 );
             } else {
-                eprintln!("aftrd: slot {}: the peer runs the same configuration again", self.slot);
+                tracing::info!("slot {}: the peer runs the same configuration again", self.slot);
             }
         }
         if let Ok(mut g) = self.status.try_lock() {

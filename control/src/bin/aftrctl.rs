@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
+use control::cli::Aftrctl as Cli;
 use control::grammar::{self, View};
 use control::mgmt::pipe;
 use control::mgmt::request;
@@ -31,32 +32,6 @@ use rustyline::{
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-
-/// Talks to a running aftrd over its management socket: one command from the command
-/// line (display ..., reset ..., commit [local] FILE, save, switchover [service-location
-/// ID]), or, with none, an interactive session in the router's way (system-view,
-/// commands, commit, quit; Tab completes, `?` lists what may follow).
-#[derive(Parser)]
-#[command(name = "aftrctl", version)]
-struct Cli {
-    /// The board's management socket.
-    #[arg(long, value_name = "PATH", default_value = "/run/aftrd/slot1.sock")]
-    socket: PathBuf,
-    /// A display's JSON form (the same as `| json` after it).
-    #[arg(long)]
-    json: bool,
-    /// The interactive session keeps no history file (by default
-    /// `$XDG_STATE_HOME/aftrctl_history`, or `~/.local/state/aftrctl_history`).
-    #[arg(long)]
-    no_history: bool,
-    /// Runs these lines as a session (`;` or new lines between them), as if typed, and
-    /// exits 1 if any failed: `aftrctl -c 'sys; service-ha preempt-time 90; commit'`.
-    #[arg(short = 'c', value_name = "LINES", conflicts_with = "command")]
-    lines: Option<String>,
-    /// The command, e.g. `display service-ha` (none: interactive).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
-    command: Vec<String>,
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

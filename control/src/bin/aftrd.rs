@@ -16,33 +16,11 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use clap::{CommandFactory, Parser};
+use control::cli::Aftrd as Cli;
 use control::error::ConfigError;
 use control::mgmt::{self, Daemon};
 use control::natlog::NatLogger;
-
-/// One board of the DS-Lite AFTR: runs the slot of a configuration (its workers, hot
-/// backup with its peer, NAT logs, metrics, the management socket for aftrctl), or
-/// checks a configuration, or prints its plan.
-#[derive(Parser)]
-#[command(name = "aftrd", version)]
-struct Cli {
-    /// The configuration (the router's language; see aftr.conf(5)).
-    #[arg(long, value_name = "FILE")]
-    config: String,
-    /// Check the configuration and exit: 0 if valid, else FILE:LINE:COLUMN: message for
-    /// each error and 1.
-    #[arg(long, conflicts_with = "plan")]
-    check: bool,
-    /// Print the plan (what each slot does) and exit; only the slot's with --slot.
-    #[arg(long)]
-    plan: bool,
-    /// The slot (board) to run.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
-    slot: Option<u32>,
-    /// The management socket for aftrctl [default: /run/aftrd/slotN.sock].
-    #[arg(long, value_name = "PATH")]
-    socket: Option<PathBuf>,
-}
+use tracing::info;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -88,10 +66,14 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let Some(slot) = cli.slot else { return ExitCode::from(2) };
+    if let Err(e) = control::logging::init(cli.log_level.as_deref()) {
+        eprintln!("aftrd: {e}");
+        return ExitCode::from(2);
+    }
     match run(&file, config, secret, slot, cli.socket) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("aftrd: {e:#}");
+            tracing::error!("slot {slot}: {e:#}");
             ExitCode::from(1)
         }
     }
@@ -154,21 +136,27 @@ fn run(
                 ha_sync::node::Node::start_with(s, board.handle(), input)
                     .map_err(|e| anyhow::anyhow!("HA channel: {e}"))?,
             );
-            eprintln!("aftrd: slot {slot}: {desc}; inactive until the role is settled");
+            info!("slot {slot}: {desc}; inactive until the role is settled");
             Some(node)
         }
         None => None,
     };
-    eprintln!(
-        "aftrd: slot {slot}: {} workers ({} pinned to cores {:?}); {}",
-        board.config.workers, board.pinned, cores, board.io
-    );
+    info!("slot {slot}: {} workers ({} pinned to cores {:?}); {}", board.config.workers, board.pinned, cores, board.io);
     let stop = Arc::new(AtomicBool::new(false));
     let reload = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
     signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
     signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())?;
     let counters = board.counters();
+    let ha_status = ha.clone();
+    let watch = control::logging::spawn_watch(
+        control::logging::Sources {
+            slot,
+            workers: counters.clone(),
+            ha: ha_status.map(|n| Box::new(move || n.status()) as Box<dyn Fn() -> ha_sync::node::Status + Send>),
+        },
+        stop.clone(),
+    )?;
     let gauges = board.gauges.clone();
     let ha_metrics = ha.clone();
     let log_metrics = logger.clone();
@@ -182,13 +170,13 @@ fn run(
         }
         o
     });
-    let metrics = match config.metrics {
+    let metrics = match config.metrics_of(slot) {
         Some(addr) => Some(control::metrics::Listener::start(addr, metrics_body.clone())?),
         None => None,
     };
     let path = socket.unwrap_or_else(|| PathBuf::from(format!("/run/aftrd/slot{slot}.sock")));
     let listener = mgmt::bind(&path)?;
-    eprintln!("aftrd: management socket {}", path.display());
+    info!("slot {slot}: management socket {}", path.display());
     let (workers, ha_thread) = (board.handle(), ha.clone());
     let progress = move || {
         let mut p = workers.progress();
@@ -196,7 +184,7 @@ fn run(
         p
     };
     if let Some(period) = control::systemd::watchdog(progress) {
-        eprintln!("aftrd: systemd watchdog: a ping every {period:?} while every worker and the HA thread run");
+        info!("systemd watchdog: a ping every {period:?} while every worker and the HA thread run");
     }
     control::systemd::ready();
     let mut d = Daemon {
@@ -221,6 +209,7 @@ fn run(
     }
     d.board.stop();
     drop(d.metrics.take());
-    eprintln!("aftrd: slot {slot} stopped");
+    let _ = watch.join();
+    info!("slot {slot} stopped");
     Ok(())
 }

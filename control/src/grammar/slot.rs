@@ -1,5 +1,5 @@
 //! The slot view's commands: a board's host, worker cores, interfaces, HA channel
-//! address and how its workers move packets.
+//! address, how its workers move packets and where its metrics are served.
 
 use std::net::SocketAddr;
 
@@ -192,6 +192,24 @@ pub static COMMANDS: &[Command] = &[
         },
         print: Print::Lines(|c, v| {
             print(c, v, |s| if s.poll == PollMode::Block { vec!["packet-poll blocking".into()] } else { vec![] })
+        }),
+    },
+    Command {
+        syntax: super::system::METRICS,
+        undo: Some(super::system::METRICS_UNDO),
+        help: "serve this board's Prometheus metrics at /metrics (instead of the system view's)",
+        action: Action::Edit {
+            apply: |e, a| {
+                e.slot()?.metrics = Some(SocketAddr::new(a.ip("ADDRESS"), a.number("PORT") as u16));
+                Ok(())
+            },
+            undo: |e, _| {
+                e.slot()?.metrics = None;
+                Ok(())
+            },
+        },
+        print: Print::Lines(|c, v| {
+            print(c, v, |s| s.metrics.iter().map(|m| format!("metrics http {} port {}", m.ip(), m.port())).collect())
         }),
     },
 ];

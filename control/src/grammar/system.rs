@@ -179,6 +179,23 @@ pub static COMMANDS: &[Command] = &[
         },
         print: Print::Lines(|c, _| line_of(&c.ha.notify, |p| format!("service-ha notify {p}"))),
     },
+    // Printed before the views: after a slot's lines it would read as the slot's own.
+    Command {
+        syntax: METRICS,
+        undo: Some(METRICS_UNDO),
+        help: "serve Prometheus metrics at /metrics, on every board without its own (slot view)",
+        action: Action::Edit {
+            apply: |e, a| {
+                e.config.metrics = Some(SocketAddr::new(a.ip("ADDRESS"), a.number("PORT") as u16));
+                Ok(())
+            },
+            undo: |e, _| {
+                e.config.metrics = None;
+                Ok(())
+            },
+        },
+        print: Print::Paragraph(|c, _| line_of(&c.metrics, |m| format!("metrics http {} port {}", m.ip(), m.port()))),
+    },
     Command {
         syntax: &[Key("slot"), number("ID", "a slot number", (1, 64))],
         undo: Some(&[Key("slot"), number("ID", "a slot number", (1, 64))]),
@@ -318,22 +335,6 @@ pub static COMMANDS: &[Command] = &[
         }),
     },
     Command {
-        syntax: METRICS,
-        undo: Some(&[Key("metrics"), Key("http"), Optional(&[METRICS_AT, Key("port"), METRICS_PORT])]),
-        help: "serve Prometheus metrics at /metrics",
-        action: Action::Edit {
-            apply: |e, a| {
-                e.config.metrics = Some(SocketAddr::new(a.ip("ADDRESS"), a.number("PORT") as u16));
-                Ok(())
-            },
-            undo: |e, _| {
-                e.config.metrics = None;
-                Ok(())
-            },
-        },
-        print: Print::Paragraph(|c, _| line_of(&c.metrics, |m| format!("metrics http {} port {}", m.ip(), m.port()))),
-    },
-    Command {
         syntax: &[
             Key("icmp-error"),
             Key("rate"),
@@ -450,7 +451,9 @@ const SYSLOG: &[Word] = &[
     Optional(&[Key("port"), number("PORT", "a port", (1, 65535))]),
     Optional(&[Key("transport"), Choice(&[&[Key("udp")], &[Key("tcp")]])]),
 ];
-const METRICS: &[Word] = &[Key("metrics"), Key("http"), METRICS_AT, Key("port"), METRICS_PORT];
+pub(super) const METRICS: &[Word] = &[Key("metrics"), Key("http"), METRICS_AT, Key("port"), METRICS_PORT];
+pub(super) const METRICS_UNDO: &[Word] =
+    &[Key("metrics"), Key("http"), Optional(&[METRICS_AT, Key("port"), METRICS_PORT])];
 const METRICS_AT: Word = ip("ADDRESS", "the address to serve metrics on");
 const METRICS_PORT: Word = number("PORT", "a TCP port", (1, 65535));
 

@@ -91,14 +91,13 @@ impl Daemon {
         }
         // The new listener is bound before anything changes: an address in use refuses
         // the commit.
-        let metrics = match config.metrics {
-            Some(addr) if config.metrics != self.running.metrics => {
-                match crate::metrics::Listener::start(addr, self.metrics_body.clone()) {
-                    Ok(l) => Some(Some(l)),
-                    Err(e) => return Err(format!("metrics http {addr}: {e}; nothing was applied\n")),
-                }
-            }
-            None if self.running.metrics.is_some() => Some(None),
+        let (want, running) = (config.metrics_of(self.slot), self.running.metrics_of(self.slot));
+        let metrics = match want {
+            Some(addr) if want != running => match crate::metrics::Listener::start(addr, self.metrics_body.clone()) {
+                Ok(l) => Some(Some(l)),
+                Err(e) => return Err(format!("metrics http {addr}: {e}; nothing was applied\n")),
+            },
+            None if running.is_some() => Some(None),
             _ => None,
         };
         Ok(Prepared { text: text.to_string(), config, secret, ec, ha, metrics })
@@ -116,7 +115,7 @@ impl Daemon {
         if let (Some(node), Some(s)) = (&self.ha, ha)
             && let Err(e) = node.reconfigure(s)
         {
-            eprintln!("aftrd: slot {}: hot backup settings: {e}", self.slot);
+            tracing::warn!("slot {}: hot backup settings: {e}", self.slot);
         }
         if config.syslog != self.running.syslog || config.sysname != self.running.sysname {
             let host = config.sysname.clone().unwrap_or_else(|| "aftr".into());
@@ -129,6 +128,12 @@ impl Daemon {
         }
         self.running = config;
         self.secret = secret;
+        tracing::info!(
+            "slot {}: configuration committed; {} sessions kept, {} ended",
+            self.slot,
+            carried.kept,
+            carried.ended
+        );
         Reply::Ok(format!("committed; {} sessions kept, {} ended\n", carried.kept, carried.ended))
     }
 
@@ -246,7 +251,7 @@ impl Daemon {
         let r = match self.chassis.replay.check(&key, bytes) {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("aftrd: slot {}: chassis commit refused: {e}", self.slot);
+                tracing::warn!("slot {}: chassis commit refused: {e}", self.slot);
                 return chassis::reply(&key, 0, false, &format!("{e}\n"));
             }
         };
@@ -262,7 +267,7 @@ impl Daemon {
                 Some((n, p, at)) if n == r.nonce && p.text == r.text && at.elapsed() < PENDING_FOR => {
                     match self.apply(p) {
                         Reply::Ok(t) => {
-                            eprint!("aftrd: slot {}: chassis commit applied: {t}", self.slot);
+                            tracing::info!("slot {}: chassis commit applied: {}", self.slot, t.trim_end());
                             chassis::reply(&key, r.nonce, true, &t)
                         }
                         Reply::Error(t) => chassis::reply(&key, r.nonce, false, &t),

@@ -223,14 +223,14 @@ impl Ports {
             _ => match attach_xdp(io, cfg) {
                 Ok(s) => Some(s),
                 Err(e) if io.packet_io == PacketIo::Auto => {
-                    eprintln!("aftrd: slot {slot}: AF_XDP not available on {sides} ({e}); using AF_PACKET");
+                    tracing::warn!("slot {slot}: AF_XDP not available on {sides} ({e}); using AF_PACKET");
                     None
                 }
                 Err(e) => return Err(format!("AF_XDP on {sides}: {e}")),
             },
         };
         let warn = |id: usize, e: std::io::Error| {
-            eprintln!("aftrd: worker {id}: cannot open {sides}: {e}; running without packets");
+            tracing::error!("worker {id}: cannot open {sides}: {e}; running without packets");
             None
         };
         let unopened = |ports: &[Option<Port>]| {

@@ -37,6 +37,7 @@ impl BatchCtx<'_> {
         for (fs, vs) in frames.chunks_mut(MAX_BATCH).zip(verdicts.chunks_mut(MAX_BATCH)) {
             let n = fs.len();
             self.counters.add(crate::counters::Counter::RxFrames, n as u64);
+            self.counters.add(crate::counters::Counter::RxBytes, fs.iter().map(|f| f.len as u64).sum());
             let mut hints = [Hint::None; MAX_BATCH];
             for k in 0..n + 3 * STEP {
                 if k < n {
@@ -185,5 +186,6 @@ mod tests {
         assert!(matches!(v, Verdict::Forward(_)));
         let Hint::Inside { sess } = h else { panic!("no hint") };
         assert_eq!(e.nat.sessions.inside.peek(sess), Some(0));
+        assert_eq!(counters.get(crate::counters::Counter::RxBytes), 2 * f.len() as u64, "bytes of both frames");
     }
 }
