@@ -83,6 +83,9 @@ pub struct Slot {
     pub packet_io: PacketIo,
     /// `packet-poll busy | blocking`: how AF_XDP workers wait for frames.
     pub poll: PollMode,
+    /// `route-table N`: the kernel routing table where the board, while active, keeps
+    /// routes to its endpoints and pool shares for a routing daemon (`crate::routes`).
+    pub route_table: Option<u32>,
 }
 
 pub use dataplane::io::xdp::Mode as XdpMode;
