@@ -18,6 +18,8 @@ command -v pgrep >/dev/null || need_apt+=(procps)
 command -v curl >/dev/null || need_apt+=(curl)
 # End-to-end tests record packets with tcpdump, then read them with scapy (Python).
 command -v tcpdump >/dev/null || need_apt+=(tcpdump)
+# Announcements by BGP: the end-to-end test runs BIRD 2 on both boards and the upstream.
+command -v bird >/dev/null || need_apt+=(bird2)
 if ! command -v python3 >/dev/null; then
     need_apt+=(python3 python3-pip)
 elif ! python3 -m pip --version >/dev/null 2>&1; then
