@@ -4,7 +4,8 @@
 //! /128 for the endpoint of each instance the location serves; BIRD's `kernel`
 //! protocol learns that table and its BGP sessions export it (`deploy/bird/`). A
 //! board that stops being active for a location takes its routes away; a board that
-//! starts empties the table (it is not active yet), and so does one that stops.
+//! starts empties the table (it is not active yet), and so does one that stops. A
+//! location given up stays announced for [`LINGER`] (make before break).
 //!
 //! The routes' metric says when the board became active: the later, the lower
 //! ([`metric_at`]). BIRD passes it on as the MED, so an upstream router prefers the
@@ -19,8 +20,8 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
-use std::sync::mpsc::{Receiver, Sender, channel};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dataplane::config::EngineConfig;
 
@@ -112,7 +113,8 @@ enum Msg {
     Addresses(Addresses),
 }
 
-/// A board's routes in its table, kept by a thread of their own.
+/// A board's routes in its table, kept by a thread of their own. Dropping it waits
+/// while the routes linger (at most [`LINGER`]), then empties the table.
 pub struct Routes {
     tx: Mutex<Option<Sender<Msg>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -158,34 +160,72 @@ impl Drop for Routes {
     }
 }
 
-/// The thread: follows the role and the addresses until the sender goes, then
-/// empties the table.
+/// How long a board goes on announcing a location it gave up (switchover, preempt,
+/// unfit, stop): the peer's routes, of a later activation, win as soon as they come
+/// (tens of milliseconds after its takeover), so the upstream moves from one route to
+/// the other without a moment with none (make before break).
+pub const LINGER: Duration = Duration::from_secs(1);
+
+/// Writes `want` over `have` in `table`; what the table holds afterwards.
+fn apply(table: u32, have: BTreeMap<String, u32>, want: BTreeMap<String, u32>) -> BTreeMap<String, u32> {
+    match ip_batch(&changes(table, &have, &want)) {
+        Ok(()) => want,
+        Err(e) => {
+            eprintln!("aftrd: route-table {table}: {e}");
+            // What is there now is not known: start again from an empty table.
+            flush(table);
+            match ip_batch(&changes(table, &BTreeMap::new(), &want)) {
+                Ok(()) => want,
+                Err(_) => BTreeMap::new(),
+            }
+        }
+    }
+}
+
+/// The thread: follows the role and the addresses until the sender goes, then, once
+/// the locations it gave up last have lingered, empties the table.
 fn keep(table: u32, mut addresses: Addresses, rx: Receiver<Msg>) {
     let (mut active, mut metrics, mut have) = (0u64, [u32::MAX; 64], BTreeMap::new());
-    while let Ok(m) = rx.recv() {
-        match m {
-            Msg::Active(mask) => {
-                let now = metric_at(SystemTime::now());
-                for l in (0..64).filter(|l| mask & !active & (1 << l) != 0) {
-                    metrics[l] = now;
+    let mut released: [Option<Instant>; 64] = [None; 64];
+    loop {
+        let next = released.iter().flatten().min().map(|t| *t + LINGER);
+        let got = match next {
+            Some(t) => rx.recv_timeout(t.saturating_duration_since(Instant::now())),
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        let now = Instant::now();
+        match got {
+            Ok(Msg::Active(mask)) => {
+                let metric = metric_at(SystemTime::now());
+                for l in 0..64 {
+                    let bit = 1u64 << l;
+                    if mask & !active & bit != 0 {
+                        (metrics[l], released[l]) = (metric, None);
+                    } else if active & !mask & bit != 0 {
+                        released[l] = Some(now);
+                    }
                 }
                 active = mask;
             }
-            Msg::Addresses(a) => addresses = a,
-        }
-        let want = wanted(&addresses, active, &metrics);
-        match ip_batch(&changes(table, &have, &want)) {
-            Ok(()) => have = want,
-            Err(e) => {
-                eprintln!("aftrd: route-table {table}: {e}");
-                // What is there now is not known: start again from an empty table.
-                flush(table);
-                have = match ip_batch(&changes(table, &BTreeMap::new(), &want)) {
-                    Ok(()) => want,
-                    Err(_) => BTreeMap::new(),
-                };
+            Ok(Msg::Addresses(a)) => addresses = a,
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                // The board stops: what it still announces lingers, then goes.
+                let last = released.iter().flatten().max().map(|t| *t + LINGER);
+                let until = if active != 0 { Some(now + LINGER) } else { last };
+                if let Some(t) = until {
+                    std::thread::sleep(t.saturating_duration_since(now));
+                }
+                break;
             }
         }
+        for r in released.iter_mut() {
+            if r.is_some_and(|t| now >= t + LINGER) {
+                *r = None;
+            }
+        }
+        let lingering = (0..64).filter(|l| released[*l].is_some()).fold(0u64, |m, l| m | 1 << l);
+        have = apply(table, have, wanted(&addresses, active | lingering, &metrics));
     }
     flush(table);
 }
