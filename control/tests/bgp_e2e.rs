@@ -13,7 +13,9 @@
 //! is printed) and the echo answers again; the killed board's aftrd, started again,
 //! empties its table, and when it takes its role back (preempt) the upstream follows
 //! it without a moment without a route (the other board's routes linger a second),
-//! and the other board's table is empty afterwards. Needs root and BIRD 2
+//! and the other board's table is empty afterwards. A board without a peer routes
+//! everything from the start, and SIGTERM empties its table (after the linger) before
+//! aftrd exits. Needs root and BIRD 2
 //! (`scripts/setup.sh` installs it).
 
 mod common;
@@ -165,4 +167,49 @@ fn bgp_announcements_follow_the_active_board() {
     wait_for("slot 2 to withdraw", 5, || table(&lab, 2).is_empty());
     let r = bird_route(&lab, &up, "198.51.100.0/24");
     assert!(!r.contains("via 203.0.113.2 "), "slot 2 withdrew its route\n{r}");
+}
+
+/// A board without a peer is active for everything from the start: its routes are in
+/// its table at once; SIGTERM takes them away (after the linger) before aftrd exits.
+#[test]
+fn a_board_alone_routes_everything_until_it_stops() {
+    if !is_root() {
+        return skip("needs root for network namespaces");
+    }
+    let ns = dataplane::testing::Netns::new(&format!("bgalone{}", std::process::id() % 100_000));
+    let dir = std::env::temp_dir().join(format!("aftr-bgalone-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("aftr.conf");
+    std::fs::write(
+        &cfg,
+        "slot 1\n worker-cores 0\n route-table 100\nservice-location 1\n location slot 1\n\
+         service-instance-group g\n service-location 1\nds-lite address-group pool\n section 0 198.51.100.0 mask 24\n\
+         ds-lite instance d id 1\n service-instance-group g\n local-ipv6 2001:db8::1\n\
+         remote-ipv6 2001:db8:b4:: prefix-length 64\n ds-lite address-group pool\n",
+    )
+    .unwrap();
+    let sock = dir.join("s1.sock");
+    let mut aftrd = Command::new("ip")
+        .args(["netns", "exec", &ns.0, env!("CARGO_BIN_EXE_aftrd"), "--config", cfg.to_str().unwrap()])
+        .args(["--slot", "1", "--socket", sock.to_str().unwrap()])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let routes =
+        || ns.output(&["-4", "route", "show", "table", "100"]) + &ns.output(&["-6", "route", "show", "table", "100"]);
+    let t = Instant::now();
+    while !(routes().contains("blackhole 198.51.100.0/24 ") && routes().contains("blackhole 2001:db8::1 ")) {
+        if t.elapsed() > Duration::from_secs(10) {
+            let _ = aftrd.kill();
+            panic!("no routes in table 100 within 10 s: {:?}", routes());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(Command::new("kill").args(["-TERM", &aftrd.id().to_string()]).status().unwrap().success());
+    let stopped = Instant::now();
+    assert!(aftrd.wait().unwrap().success());
+    let took = stopped.elapsed();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(routes(), "", "a stopped board leaves nothing in its table");
+    assert!(took >= Duration::from_millis(900), "the routes lingered a second first: {took:?}");
 }
