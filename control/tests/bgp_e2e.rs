@@ -176,10 +176,21 @@ fn a_board_alone_routes_everything_until_it_stops() {
     if !is_root() {
         return skip("needs root for network namespaces");
     }
+    /// The scratch directory and aftrd, gone even when the test fails.
+    struct Alone(std::path::PathBuf, Option<std::process::Child>);
+    impl Drop for Alone {
+        fn drop(&mut self) {
+            if let Some(c) = self.1.as_mut() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
     let ns = dataplane::testing::Netns::new(&format!("bgalone{}", std::process::id() % 100_000));
-    let dir = std::env::temp_dir().join(format!("aftr-bgalone-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg = dir.join("aftr.conf");
+    let mut alone = Alone(std::env::temp_dir().join(format!("aftr-bgalone-{}", std::process::id())), None);
+    std::fs::create_dir_all(&alone.0).unwrap();
+    let cfg = alone.0.join("aftr.conf");
     std::fs::write(
         &cfg,
         "slot 1\n worker-cores 0\n route-table 100\nservice-location 1\n location slot 1\n\
@@ -188,28 +199,32 @@ fn a_board_alone_routes_everything_until_it_stops() {
          remote-ipv6 2001:db8:b4:: prefix-length 64\n ds-lite address-group pool\n",
     )
     .unwrap();
-    let sock = dir.join("s1.sock");
-    let mut aftrd = Command::new("ip")
+    let sock = alone.0.join("s1.sock");
+    let aftrd = Command::new("ip")
         .args(["netns", "exec", &ns.0, env!("CARGO_BIN_EXE_aftrd"), "--config", cfg.to_str().unwrap()])
         .args(["--slot", "1", "--socket", sock.to_str().unwrap()])
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let pid = aftrd.id();
+    alone.1 = Some(aftrd);
     let routes =
         || ns.output(&["-4", "route", "show", "table", "100"]) + &ns.output(&["-6", "route", "show", "table", "100"]);
     let t = Instant::now();
     while !(routes().contains("blackhole 198.51.100.0/24 ") && routes().contains("blackhole 2001:db8::1 ")) {
-        if t.elapsed() > Duration::from_secs(10) {
-            let _ = aftrd.kill();
-            panic!("no routes in table 100 within 10 s: {:?}", routes());
-        }
+        assert!(t.elapsed() < Duration::from_secs(10), "no routes in table 100 within 10 s: {:?}", routes());
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(Command::new("kill").args(["-TERM", &aftrd.id().to_string()]).status().unwrap().success());
+    // SIGTERM is aftrd's once its management socket answers.
+    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(10), "no management socket within 10 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap().success());
     let stopped = Instant::now();
-    assert!(aftrd.wait().unwrap().success());
+    let status = alone.1.take().map(|mut c| c.wait().unwrap());
     let took = stopped.elapsed();
-    let _ = std::fs::remove_dir_all(&dir);
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
     assert_eq!(routes(), "", "a stopped board leaves nothing in its table");
     assert!(took >= Duration::from_millis(900), "the routes lingered a second first: {took:?}");
 }
