@@ -34,11 +34,11 @@ const ETH_P_IPV6: u16 = 0x86dd;
 const MAX_GRATUITOUS: usize = 4096;
 
 /// An instance's endpoint and what says which board answers for it.
-struct Endpoint {
-    addr: [u8; 16],
+pub(crate) struct Endpoint {
+    pub(crate) addr: [u8; 16],
     /// The lowest of the instance's locations (index), and all of them (bits).
     lowest: u8,
-    all: u64,
+    pub(crate) all: u64,
     b4_prefixes: Vec<dataplane::config::Ipv6Prefix>,
     buckets: Vec<u8>,
 }
@@ -58,14 +58,15 @@ impl Endpoint {
 }
 
 /// The addresses answered for: the endpoints (softwire side) and the pool shares,
-/// each with the location (index) whose active board answers (Internet side).
-struct Addresses {
-    endpoints: Vec<Endpoint>,
-    pools: Vec<(Ipv4Prefix, u8)>,
+/// each with the location (index) whose active board answers (Internet side). The
+/// routes a board announces (`crate::routes`) are the same addresses.
+pub(crate) struct Addresses {
+    pub(crate) endpoints: Vec<Endpoint>,
+    pub(crate) pools: Vec<(Ipv4Prefix, u8)>,
 }
 
 impl Addresses {
-    fn of(cfg: &EngineConfig) -> Addresses {
+    pub(crate) fn of(cfg: &EngineConfig) -> Addresses {
         let loc = |i: &dataplane::config::InstanceConfig, k: usize| i.pool_locations.get(k).copied().unwrap_or(0);
         let endpoints = cfg
             .instances

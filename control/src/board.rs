@@ -1,6 +1,6 @@
 //! Starts a board as its slot's configuration says: the workers' ports on the slot's
-//! interfaces, next hops from the kernel's tables, and the ARP/ND announcer that follows
-//! the board's role and addresses. The board itself (workers, hand-offs, the handle hot backup uses)
+//! interfaces, next hops from the kernel's tables, and what follows the board's role
+//! and addresses: the ARP/ND announcer and the routes for a routing daemon. The board itself (workers, hand-offs, the handle hot backup uses)
 //! is `dataplane::board`.
 
 use std::sync::Arc;
@@ -15,13 +15,15 @@ use dataplane::io::port::Ports;
 use dataplane::nat::events::SessionEvent;
 
 /// Starts the workers of `slot` on `cores`, on `io`'s interfaces (None: without
-/// packets); forwarding from the start if `active`; events go to `on_event`, with
-/// whether the board was forwarding.
+/// packets), with its routes in `route_table` if set; forwarding from the start if
+/// `active`; events go to `on_event`, with whether the board was forwarding.
+#[allow(clippy::too_many_arguments)]
 pub fn start(
     slot: u32,
     cfg: EngineConfig,
     cores: &[u32],
     io: Option<Interfaces>,
+    route_table: Option<u32>,
     seed: u64,
     active: bool,
     on_event: impl FnMut(SessionEvent, bool) + Send + 'static,
@@ -35,7 +37,19 @@ pub fn start(
         let hops = crate::nexthop::NextHops::new(&io.softwire, &io.internet);
         Box::new(move || hops.resolve()) as NextHopSource
     });
-    let neighbours = io.as_ref().map(|io| Arc::new(crate::announce::Announce::new(io, &cfg)) as Arc<dyn Neighbours>);
+    let announce = io.as_ref().map(|io| Arc::new(crate::announce::Announce::new(io, &cfg)) as Arc<dyn Neighbours>);
+    let routes = match route_table {
+        Some(t) => Some(Arc::new(crate::routes::Routes::new(t, &cfg)?) as Arc<dyn Neighbours>),
+        None => None,
+    };
+    if let Some(r) = routes.as_ref().filter(|_| active) {
+        // A board without a peer is active for every location from the start.
+        r.set_active(u64::MAX >> (64 - cfg.locations.len().clamp(1, 64)));
+    }
+    let neighbours = match (announce, routes) {
+        (Some(a), Some(r)) => Some(Arc::new(Both(a, r)) as Arc<dyn Neighbours>),
+        (a, r) => a.or(r),
+    };
     Board::start(BoardSpec {
         slot,
         cfg,
@@ -47,4 +61,18 @@ pub fn start(
         on_event: Box::new(on_event),
         neighbours,
     })
+}
+
+/// The announcer and the routes, both told of every change.
+struct Both(Arc<dyn Neighbours>, Arc<dyn Neighbours>);
+
+impl Neighbours for Both {
+    fn set_active(&self, locations: u64) {
+        self.0.set_active(locations);
+        self.1.set_active(locations);
+    }
+    fn set_addresses(&self, cfg: &EngineConfig) {
+        self.0.set_addresses(cfg);
+        self.1.set_addresses(cfg);
+    }
 }

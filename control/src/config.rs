@@ -85,6 +85,9 @@ pub struct Slot {
     pub poll: PollMode,
     /// `metrics http ADDR port P` in the slot view: this board's metrics listener.
     pub metrics: Option<SocketAddr>,
+    /// `route-table N`: the kernel routing table where the board, while active, keeps
+    /// routes to its endpoints and pool shares for a routing daemon (`crate::routes`).
+    pub route_table: Option<u32>,
 }
 
 pub use dataplane::io::xdp::Mode as XdpMode;

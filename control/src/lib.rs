@@ -26,6 +26,7 @@ pub mod natlog;
 pub mod nexthop;
 pub mod parse;
 pub mod plan;
+pub mod routes;
 pub mod secret;
 pub mod systemd;
 pub mod validate;

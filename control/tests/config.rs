@@ -188,6 +188,24 @@ fn packet_io_and_poll_of_a_slot() {
 }
 
 #[test]
+fn route_table_of_a_slot() {
+    let mut s = Session::new(Config::default());
+    run(&mut s, &["system-view", "slot 1", "route-table 100", "quit", "commit"]);
+    assert_eq!(s.running.slots[&1].route_table, Some(100));
+    assert!(control::display::render(&s.running).contains("slot 1\n route-table 100\n"));
+    run(&mut s, &["slot 1"]);
+    for (table, name) in [(253, "default"), (254, "main"), (255, "local")] {
+        let e = err(&mut s, &format!("route-table {table}"));
+        assert_eq!(e.column, 13);
+        assert!(e.message.contains(&format!("the kernel's `{name}` table")), "{e}");
+    }
+    let e = err(&mut s, "route-table 0");
+    assert!(e.message.contains("from 1 to 4294967295"), "{e}");
+    run(&mut s, &["undo route-table", "quit", "commit"]);
+    assert_eq!(s.running.slots[&1].route_table, None);
+}
+
+#[test]
 fn an_instance_binds_to_one_group_only() {
     let mut s = Session::new(Config::default());
     run(

@@ -26,27 +26,10 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{CONFIG, ctl, ha, mac_of, start_b4, start_board, start_servers, stats, take_turn, wait_for};
+use common::{
+    CONFIG, FLOW, ctl, ha, mac_of, start_b4, start_board, start_pair, start_servers, stats, take_turn, wait_for,
+};
 use dataplane::testing::{Lab, is_root, skip, statistic};
-
-/// A UDP flow from a fixed port: one datagram every 20 ms for a while; each line says
-/// what came back (or `lost`).
-const FLOW: &str = r#"
-import socket, sys, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("0.0.0.0", int(sys.argv[1])))
-s.settimeout(0.05)
-end = time.time() + float(sys.argv[2])
-n = 0
-print("started", flush=True)
-while time.time() < end:
-    s.sendto(b"seq %d" % n, ("203.0.113.80", 7)); n += 1
-    try:
-        print("%.3f %s" % (time.time(), s.recv(2048).decode()), flush=True)
-    except socket.timeout:
-        print("%.3f lost" % time.time(), flush=True)
-    time.sleep(0.02)
-"#;
 
 /// A well-formed heartbeat of slot 2 in a new epoch, tagged with a guessed key, in the
 /// wire version of this build.
@@ -89,13 +72,7 @@ fn hot_backup_between_two_boards() {
     let dir = lab.dir.to_str().unwrap().to_string();
     start_servers(&mut lab);
 
-    let a1 = start_board(&mut lab, 1);
-    wait_for("slot 1 active", 10, || ha(&lab, 1).contains("role: active"));
-    start_board(&mut lab, 2);
-    wait_for("slot 2 standby and in sync", 10, || {
-        let s = ha(&lab, 2);
-        s.contains("role: standby") && s.contains("in sync: yes")
-    });
+    let [a1, _] = start_pair(&mut lab);
     // Both boards run the file's configuration, and their heartbeats say so.
     for slot in [1, 2] {
         let s = ha(&lab, slot);

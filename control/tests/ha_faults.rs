@@ -46,7 +46,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{CONFIG, bench_bin, ctl, ha, mac_of, start_b4, start_board, start_servers, stats, take_turn, wait_for};
+use common::{
+    CONFIG, bench_bin, ctl, ha, mac_of, start_b4, start_board, start_pair, start_servers, stats, take_turn, wait_for,
+};
 use dataplane::testing::{Capture, Lab, can_capture, is_root, skip};
 
 /// Flows of the traffic running from the start, and of the batch that starts during a
@@ -444,13 +446,7 @@ impl Rig {
         prepare(&mut lab);
         start_servers(&mut lab);
         let watch = RoleWatch::start(&lab.dir);
-        let a1 = start_board(&mut lab, 1);
-        wait_for("slot 1 active", 10, || ha(&lab, 1).contains("role: active"));
-        let a2 = start_board(&mut lab, 2);
-        wait_for("slot 2 standby and in sync", 10, || {
-            let s = ha(&lab, 2);
-            s.contains("role: standby") && s.contains("in sync: yes")
-        });
+        let [a1, a2] = start_pair(&mut lab);
         start_b4(&mut lab);
         let mut rig = Rig { name, began, watch, pids: [a1, a2], batches: Vec::new(), lab, _turn: turn };
         rig.start_flows(FIRST_PORT, FLOWS);

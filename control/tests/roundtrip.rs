@@ -66,7 +66,7 @@ prop_compose! {
         sysname in proptest::option::of(name()),
         hot in any::<bool>(), delay in 1u32..=300, preempt in 0u32..=3600,
         key in proptest::option::of(key_source()), hb in 10u32..=10000, dead in 2u32..=100,
-        slots in proptest::collection::btree_map(1u32..=64, (proptest::option::of(name()), proptest::collection::btree_set(0u32..64, 0..4), proptest::option::of(name()), proptest::option::of(any::<[u8; 4]>()), 0u8..5, any::<bool>()), 0..5),
+        slots in proptest::collection::btree_map(1u32..=64, (proptest::option::of(name()), proptest::collection::btree_set(0u32..64, 0..4), proptest::option::of(name()), proptest::option::of(any::<[u8; 4]>()), 0u8..5, any::<bool>(), proptest::option::of(prop_oneof![1u32..=252, 256u32..=u32::MAX])), 0..5),
         locations in proptest::collection::btree_map(1u32..=128, proptest::option::of((1u32..=64, proptest::option::of(1u32..=64))), 0..4),
         groups in proptest::collection::btree_map(name(), proptest::collection::btree_map(1u32..=128, 1u32..=100, 0..3), 0..3),
         pools in proptest::collection::btree_map(name(), proptest::collection::btree_map(0u32..=255, (any::<u32>(), 0u32..1000), 0..3), 0..3),
@@ -88,7 +88,7 @@ prop_compose! {
                 dead_count: dead,
                 notify,
             },
-            slots: slots.into_iter().map(|(id, (host, cores, ifname, ha, io, blocking))| (id, Slot {
+            slots: slots.into_iter().map(|(id, (host, cores, ifname, ha, io, blocking, table))| (id, Slot {
                 host,
                 cores: cores.into_iter().collect(),
                 softwire_if: ifname.clone(),
@@ -97,6 +97,7 @@ prop_compose! {
                 packet_io: [PacketIo::Auto, PacketIo::AfPacket, PacketIo::AfXdp(XdpMode::Auto), PacketIo::AfXdp(XdpMode::Native), PacketIo::AfXdp(XdpMode::Generic)][io as usize],
                 poll: if blocking { PollMode::Block } else { PollMode::Busy },
                 metrics: ha.map(|a| SocketAddr::new(Ipv4Addr::from(a).into(), 9100 + id as u16)),
+                route_table: table,
             })).collect(),
             locations: locations.into_iter().map(|(id, l)| (id, match l {
                 Some((s, b)) => Location { slot: Some(s), backup: b },

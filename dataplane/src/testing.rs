@@ -101,6 +101,54 @@ impl Lab {
         self.children.push(c);
         self.children.last_mut().expect("just pushed")
     }
+
+    /// Announcements by BGP on a lab of `deploy/netns/ha-topology.sh` (decision 0016):
+    /// IPv6 on the Internet segment (2001:db8:ffff::1, ::2, ::80), no route to the pool
+    /// in `inet` but what BGP gives, and BIRD running `deploy/bird/`'s configurations in
+    /// `a1`, `a2` (board 2's with its own addresses) and `inet` (the upstream), each in
+    /// the foreground with its control socket `NS.ctl` in the lab's directory, killed
+    /// with the lab. Returns the upstream's control socket. The boards' slots need
+    /// `route-table 100`.
+    pub fn bgp(&mut self, workspace: &Path) -> Result<String, String> {
+        let run = |ns: &str, args: &[&str]| match self.exec(ns, args).output() {
+            Ok(o) if o.status.success() => Ok(()),
+            Ok(o) => Err(format!("{ns}: {args:?}: {}", String::from_utf8_lossy(&o.stderr).trim())),
+            Err(e) => Err(format!("{ns}: {args:?}: {e}")),
+        };
+        for (ns, dev, a) in [("a1", "a1-in", "1"), ("a2", "a2-in", "2"), ("inet", "srv", "80")] {
+            run(ns, &["ip", "-6", "addr", "add", &format!("2001:db8:ffff::{a}/64"), "dev", dev, "nodad"])?;
+        }
+        run("inet", &["ip", "route", "del", "198.51.100.0/24"])?;
+        let read = |f: &str| std::fs::read_to_string(workspace.join(f)).map_err(|e| format!("{f}: {e}"));
+        let board = read("deploy/bird/aftr-board.conf")?;
+        let board2 = board.replace("203.0.113.1;", "203.0.113.2;").replace("2001:db8:ffff::1;", "2001:db8:ffff::2;");
+        let mut upstream = String::new();
+        for (ns, conf) in [("inet", read("deploy/bird/upstream-example.conf")?), ("a1", board), ("a2", board2)] {
+            let path = self.dir.join(format!("{ns}.bird.conf"));
+            std::fs::write(&path, conf).map_err(|e| e.to_string())?;
+            let sock = self.dir.join(format!("{ns}.ctl")).to_string_lossy().into_owned();
+            let pid = self.dir.join(format!("{ns}.bird.pid")).to_string_lossy().into_owned();
+            let log = std::fs::File::create(self.dir.join(format!("{ns}.bird.log"))).map_err(|e| e.to_string())?;
+            let bird = self
+                .exec(ns, &["bird", "-f", "-c", path.to_str().unwrap_or_default(), "-s", &sock, "-P", &pid])
+                .stdout(log.try_clone().map_err(|e| e.to_string())?)
+                .stderr(log)
+                .spawn()
+                .map_err(|e| format!("bird (bash scripts/setup.sh installs it): {e}"))?;
+            self.keep(bird);
+            let t = Instant::now();
+            while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+                if t.elapsed() > Duration::from_secs(10) {
+                    return Err(format!("BIRD in {ns} did not open {sock} within 10 s"));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if ns == "inet" {
+                upstream = sock;
+            }
+        }
+        Ok(upstream)
+    }
 }
 
 impl Drop for Lab {

@@ -33,7 +33,7 @@
 //!    eligible session kept.
 //!
 //! Usage: failover-bench [--faults kill9,sigstop,...] [--trials N] [--heartbeat MS
-//! --dead-count N] [--records N] [--bulk N]   (root, binaries built); `--kills N` is the
+//! --dead-count N] [--records N] [--bulk N] [--bgp]   (root, binaries built); `--kills N` is the
 //! first form of `--faults kill9 --trials N` (what bench-report runs).
 //! Ends with `summary:` rows, one per fault kind (`fault=kill9 gap_ms=... gap_worst_ms=...
 //! preserved=KEPT/ELIGIBLE ...`); kill9's row comes last and carries the loopback
@@ -46,6 +46,9 @@
 //! after it (and after the SIGCONT), without an eligible session; a takeover at an HA
 //! link cut; and, stopping the run at once, a fault with no takeover or a pair that
 //! does not settle afterwards (what the boards do then is unknown).
+//! `--bgp`: the upstream router learns the pool by BGP from the boards' BIRD
+//! (`deploy/bird/`, decision 0016) instead of ARP on its segment, so every gap includes
+//! the route's move; the rows end with `announce=bgp`.
 //! `--break no-b4|echo-stops|echo-stops-at-sigcont|witness-cut|wrong-key` breaks a run
 //! on purpose (for the tests).
 
@@ -296,7 +299,11 @@ u.bind(("203.0.113.80", 7))
 print("ready", flush=True)
 while True:
     d, peer = u.recvfrom(2048)
-    u.sendto(d, peer)
+    try:
+        u.sendto(d, peer)
+    except OSError:
+        # No route back (--bgp: none announced at that moment): a lost echo, a gap.
+        pass
 "#;
 
 /// 200 datagrams a second from port 5000 while none is answered, otherwise the next
@@ -1040,7 +1047,7 @@ fn echoes(log: &Path) -> Vec<f64> {
 /// The topology, the two boards, the echo server, the B4 and the probe, each started
 /// and seen to be working (the probe has had an echo through B4 and active board, the
 /// notify hook has logged slot 1's start as active).
-fn set_up(timers: Timers, broken: Option<Break>) -> Result<(Bench, PathBuf), String> {
+fn set_up(timers: Timers, broken: Option<Break>, bgp: bool) -> Result<(Bench, PathBuf), String> {
     let mut lab =
         Bench { boards: [None, None], echo: None, lab: Lab::of("deploy/netns/ha-topology.sh", "fb", Path::new(".")) };
     let dir = lab.lab.dir.clone();
@@ -1055,7 +1062,13 @@ fn set_up(timers: Timers, broken: Option<Break>) -> Result<(Bench, PathBuf), Str
     if !CONFIG.contains(HA_LINES_AFTER) {
         return Err("the bench's configuration lost the line its HA settings follow".into());
     }
-    let config = CONFIG.replace(HA_LINES_AFTER, &format!("{HA_LINES_AFTER}{ha}"));
+    let mut config = CONFIG.replace(HA_LINES_AFTER, &format!("{HA_LINES_AFTER}{ha}"));
+    if bgp {
+        // Decision 0016: the upstream reaches the pool only by the route the active
+        // board's BIRD announces.
+        config = config.replace(" packet-poll blocking\n", " packet-poll blocking\n route-table 100\n");
+        lab.lab.bgp(Path::new("."))?;
+    }
     std::fs::write(dir.join("aftr.conf"), config).map_err(|e| e.to_string())?;
     for (name, text) in [("echo.py", ECHO), ("probe.py", PROBE), ("flows.py", FLOWS)] {
         std::fs::write(dir.join(name), text).map_err(|e| e.to_string())?;
@@ -1086,6 +1099,16 @@ fn set_up(timers: Timers, broken: Option<Break>) -> Result<(Bench, PathBuf), Str
             "the notify hook logged no change of role of slot 1 within 5 s ({}): takeovers could not be counted",
             tail(&dir.join("aftrd-s1.log"))
         ));
+    }
+    if bgp {
+        let route = || lab.exec("inet", &["ip", "route", "show", "198.51.100.0/24"]).output();
+        let via1 = || route().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("via 203.0.113.1 "));
+        if !wait(20, via1) {
+            return Err(format!(
+                "the upstream learned no route to the pool via slot 1 by BGP within 20 s (its BIRD says: {})",
+                tail(&dir.join("inet.bird.log"))
+            ));
+        }
     }
     lab.start(2)?;
     let b4 = Bench::bin(if broken == Some(Break::NoB4) { "b4-missing" } else { "b4" });
@@ -1248,13 +1271,18 @@ fn verdict(goals: &[(String, bool)]) -> String {
 
 /// The trials of every fault kind on one topology, and the timers the boards ran with.
 fn faults(o: &Options) -> Result<(Vec<Row>, (u32, u32)), String> {
-    let (mut lab, probe_log) = set_up(o.timers, o.broken)?;
+    let (mut lab, probe_log) = set_up(o.timers, o.broken, o.bgp)?;
     let timers = lab.timers(1)?;
     let source = match o.timers {
         Timers::Defaults => "the configuration's defaults",
         Timers::Set { .. } => "--heartbeat, --dead-count",
     };
     println!("HA timers: heartbeat {} ms, dead after {} ({source})", timers.0, timers.1);
+    if o.bgp {
+        println!(
+            "announcements: BGP through BIRD 2; the upstream reaches the pool by the active board's route (--bgp)"
+        );
+    }
     let mut rows = Vec::new();
     let mut seq = 0;
     for &fault in &o.faults {
@@ -1272,7 +1300,7 @@ fn faults(o: &Options) -> Result<(Vec<Row>, (u32, u32)), String> {
 }
 
 const USAGE: &str = "usage: failover-bench [--faults kill9,sigstop,inet-down,softwire-down,switchover,ha-cut] \
-                     [--trials N] [--heartbeat MS --dead-count N] [--records N] [--bulk N]
+                     [--trials N] [--heartbeat MS --dead-count N] [--records N] [--bulk N] [--bgp]
        failover-bench --kills N ...   (the same as --faults kill9 --trials N)";
 
 /// What a run measures.
@@ -1286,13 +1314,15 @@ struct Options {
     bulk: u32,
     timers: Timers,
     broken: Option<Break>,
+    /// `--bgp`: the upstream learns the pool by BGP (decision 0016), not by ARP.
+    bgp: bool,
 }
 
 fn options(args: &[String]) -> Result<Options, String> {
     known_options(
         args,
         &["--faults", "--trials", "--kills", "--heartbeat", "--dead-count", "--records", "--bulk", "--break"],
-        &[],
+        &["--bgp"],
     )?;
     let (faults, trials) = match (arg::<usize>(args, "--kills")?, arg::<String>(args, "--faults")?) {
         (Some(_), Some(_)) => {
@@ -1331,7 +1361,8 @@ fn options(args: &[String]) -> Result<Options, String> {
             f.name()
         ));
     }
-    Ok(Options { faults, trials, records, bulk, timers, broken })
+    let bgp = args.iter().any(|a| a == "--bgp");
+    Ok(Options { faults, trials, records, bulk, timers, broken, bgp })
 }
 
 fn main() -> ExitCode {
@@ -1397,6 +1428,9 @@ fn run(o: &Options) -> Result<(), String> {
     ordered.extend(rows.iter().filter(|r| r.fault == Fault::Kill9));
     for (i, row) in ordered.iter().enumerate() {
         let mut s = format!("summary: {}", row.summary(timers, o.timers));
+        if o.bgp {
+            s += " announce=bgp";
+        }
         if i + 1 == ordered.len() {
             s += &format!(
                 " replication_records_per_s={rate:.0} replication_worst_records_per_s={rate_worst:.0} replication_goal={} bulk_sync_s={bulk_s:.2} bulk_sessions={}",
@@ -1434,9 +1468,10 @@ mod tests {
         let o = options(&a("")).unwrap();
         assert_eq!(o.faults, Fault::ALL.to_vec());
         assert_eq!(
-            (o.trials, o.records, o.bulk, o.timers, o.broken),
-            (20, 2_000_000, 1_000_000, Timers::Defaults, None)
+            (o.trials, o.records, o.bulk, o.timers, o.broken, o.bgp),
+            (20, 2_000_000, 1_000_000, Timers::Defaults, None, false)
         );
+        assert!(options(&a("--faults kill9 --bgp")).unwrap().bgp, "--bgp: BGP through BIRD");
     }
 
     #[test]

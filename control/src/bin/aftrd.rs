@@ -113,17 +113,19 @@ fn run(
     // The HA thread's event input exists before the board, which feeds it from its
     // first event; the thread itself starts once the board's handle is there.
     let (ha_events, ha_input) = ha_settings.as_ref().map(|_| ha_sync::node::events()).unzip();
-    let board = control::board::start(slot, ec, &cores, io, seed, ha_settings.is_none(), move |e, active| {
-        if let Some(tx) = &ha_events {
-            tx.send(e);
-        }
-        // Only the forwarding board logs: a standby's events are the peer's sessions
-        // installed here, already logged there.
-        if active && let Some(l) = l2.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            l.log(&e);
-        }
-    })
-    .map_err(|e| anyhow::anyhow!(e))?;
+    let route_table = slot_cfg.route_table;
+    let board =
+        control::board::start(slot, ec, &cores, io, route_table, seed, ha_settings.is_none(), move |e, active| {
+            if let Some(tx) = &ha_events {
+                tx.send(e);
+            }
+            // Only the forwarding board logs: a standby's events are the peer's sessions
+            // installed here, already logged there.
+            if active && let Some(l) = l2.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                l.log(&e);
+            }
+        })
+        .map_err(|e| anyhow::anyhow!(e))?;
     let ha = match ha_settings.zip(ha_input) {
         Some((s, input)) => {
             let roles: Vec<String> = s

@@ -1,5 +1,6 @@
 //! The slot view's commands: a board's host, worker cores, interfaces, HA channel
-//! address, how its workers move packets and where its metrics are served.
+//! address, how its workers move packets, where its metrics are served and where it
+//! keeps its routes.
 
 use std::net::SocketAddr;
 
@@ -211,5 +212,32 @@ pub static COMMANDS: &[Command] = &[
         print: Print::Lines(|c, v| {
             print(c, v, |s| s.metrics.iter().map(|m| format!("metrics http {} port {}", m.ip(), m.port())).collect())
         }),
+    },
+    Command {
+        syntax: &[
+            Key("route-table"),
+            Arg(Arg { name: "TABLE", what: "a kernel routing table", kind: Kind::Number { min: 1, max: u32::MAX } }),
+        ],
+        undo: Some(&[Key("route-table")]),
+        help: "while active, keep routes to the endpoints and pool shares in this kernel table, for BGP",
+        action: Action::Edit {
+            apply: |e, a| {
+                let Some((table, pos)) = a.numbers("TABLE").next() else { return Err(e.gone()) };
+                if (253..=255).contains(&table) {
+                    let name = ["default", "main", "local"][(table - 253) as usize];
+                    return Err(ConfigError::at(
+                        pos,
+                        format!("table {table} is the kernel's `{name}` table; choose another"),
+                    ));
+                }
+                e.slot()?.route_table = Some(table);
+                Ok(())
+            },
+            undo: |e, _| {
+                e.slot()?.route_table = None;
+                Ok(())
+            },
+        },
+        print: Print::Lines(|c, v| print(c, v, |s| s.route_table.iter().map(|t| format!("route-table {t}")).collect())),
     },
 ];

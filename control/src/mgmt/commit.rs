@@ -50,6 +50,7 @@ impl Daemon {
             (a.poll != b.poll, "packet-poll"),
             (a.cores != b.cores, "worker-cores"),
             (a.ha_address != b.ha_address, "ha-address"),
+            (a.route_table != b.route_table, "route-table"),
         ];
         if let Some((_, what)) = fields.iter().find(|(changed, _)| *changed) {
             return Some(format!("slot {slot}: changing `{what}` needs a restart of the board"));

@@ -43,6 +43,25 @@ ds-lite instance d id 1
  ds-lite address-group pool
 ";
 
+/// A UDP flow from a fixed port: one datagram every 20 ms for a while; each line says
+/// what came back (or `lost`).
+pub const FLOW: &str = r#"
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.settimeout(0.05)
+end = time.time() + float(sys.argv[2])
+n = 0
+print("started", flush=True)
+while time.time() < end:
+    s.sendto(b"seq %d" % n, ("203.0.113.80", 7)); n += 1
+    try:
+        print("%.3f %s" % (time.time(), s.recv(2048).decode()), flush=True)
+    except socket.timeout:
+        print("%.3f lost" % time.time(), flush=True)
+    time.sleep(0.02)
+"#;
+
 /// UDP echo on 7 that says whom it saw, and an HTTP server of a 24 MB file on 8080.
 const SERVERS: &str = r#"
 import socket, threading, http.server, os, sys
@@ -125,6 +144,19 @@ pub fn start_board(lab: &mut Lab, slot: u32) -> u32 {
     lab.keep(c);
     wait_for("the management socket", 10, || std::os::unix::net::UnixStream::connect(&sock).is_ok());
     pid
+}
+
+/// Starts slot 1, waits until it is active, then slot 2, until it is standby and in
+/// sync; returns their pids.
+pub fn start_pair(lab: &mut Lab) -> [u32; 2] {
+    let a1 = start_board(lab, 1);
+    wait_for("slot 1 active", 10, || ha(lab, 1).contains("role: active"));
+    let a2 = start_board(lab, 2);
+    wait_for("slot 2 standby and in sync", 10, || {
+        let s = ha(lab, 2);
+        s.contains("role: standby") && s.contains("in sync: yes")
+    });
+    [a1, a2]
 }
 
 /// Starts `SERVERS` on the Internet side and waits until it is ready.
