@@ -161,7 +161,7 @@ pub(crate) struct BatchCtx<'e> {
     softwire_l2: EgressL2,
     internet_l2: EgressL2,
     /// The forwarding table as it was when the batch began.
-    fib: Option<Guard<Arc<Fib>>>,
+    pub(crate) fib: Option<Guard<Arc<Fib>>>,
     peer: (Mac, u64),
     kernel_sees_frames: bool,
     nat: &'e mut NatState,
