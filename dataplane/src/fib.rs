@@ -325,15 +325,12 @@ impl Fib {
         if mac == [0; 6] { Next::Unresolved } else { Next::Mac(mac) }
     }
 
-    /// Whether the board can forward: the link is up and a gateway is resolved, or,
-    /// without any gateway, some route is on-link.
+    /// Whether the board is fit to forward towards the Internet: the link is up and a
+    /// route's gateway is resolved. The connected subnet alone (on-link routes) is not
+    /// the Internet: a board whose routes went with its link stays unfit until one
+    /// through a router is back.
     pub fn usable(&self) -> bool {
-        self.link_up
-            && if self.gateway_macs.is_empty() {
-                self.routes.groups.iter().skip(1).any(|g| g.n == 0)
-            } else {
-                self.gateway_macs.iter().any(|m| *m != [0; 6])
-            }
+        self.link_up && self.gateway_macs.iter().any(|m| *m != [0; 6])
     }
 
     /// The gateways that have no MAC.
@@ -512,6 +509,8 @@ mod tests {
         assert!(Arc::ptr_eq(&fib.routes, &t), "a neighbour change keeps the route table");
         assert_eq!(fib.next(ip("203.0.113.1"), || 0), Next::Mac([2, 0, 0, 0, 0, 1]));
         assert!(fib.usable());
+        let on_link_only = Arc::new(RouteTable::build(&[route("198.51.100.0/24", &["link"])]).unwrap());
+        assert!(!Fib::new(on_link_only, &HashMap::new(), true).usable(), "the connected subnet is not the Internet");
         let down = Fib::new(t, &macs, false);
         assert_eq!(down.next(ip("203.0.113.1"), || 0), Next::LinkDown);
         assert!(!down.usable());

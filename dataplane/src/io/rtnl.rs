@@ -449,6 +449,7 @@ fn follow(
     let poke = UdpSocket::bind("0.0.0.0:0").ok();
     let mut pending = Changed::default();
     let mut last_resolve = Instant::now();
+    let mut link_up = view.link_up();
     while !stop.load(Ordering::Relaxed) {
         match rtnl.recv(&shared.bad_messages) {
             Ok(Some(msgs)) => {
@@ -462,18 +463,17 @@ fn follow(
                 }
                 continue;
             }
-            Ok(None) => {}
-            Err(_) => {
-                // ENOBUFS: changes were lost; start again from a dump (on a socket
-                // of its own: answers and changes would interleave on this one).
-                if let Ok(mut fresh) = Rtnl::open(0) {
-                    let mut v = KernelView::new(&view.ifname);
-                    if fresh.dump(&mut v, &shared.bad_messages).is_ok() {
-                        view = v;
-                        pending = Changed { routes: true, neighbours: true, links: true };
-                    }
+            Ok(None) => {
+                // The kernel removes the IPv4 routes through a link that goes down
+                // without telling (no RTM_DELROUTE): read them again when the link's
+                // state changes.
+                if view.link_up() != link_up {
+                    link_up = view.link_up();
+                    redump(&mut view, &mut pending, shared);
                 }
             }
+            // ENOBUFS: changes were lost; start again from a dump.
+            Err(_) => redump(&mut view, &mut pending, shared),
         }
         // Nothing more waits: one build for the whole burst.
         if pending != Changed::default() {
@@ -498,6 +498,17 @@ fn follow(
             }
         }
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Reads every table again into `view`, on a socket of its own (answers and changes
+/// would interleave on the thread's).
+fn redump(view: &mut KernelView, pending: &mut Changed, shared: &Shared) {
+    let Ok(mut fresh) = Rtnl::open(0) else { return };
+    let mut v = KernelView::new(&view.ifname);
+    if fresh.dump(&mut v, &shared.bad_messages).is_ok() {
+        *view = v;
+        *pending = Changed { routes: true, neighbours: true, links: true };
     }
 }
 
