@@ -122,8 +122,9 @@ impl Board {
     ) -> Vec<(String, u16, u32)> {
         static N: AtomicUsize = AtomicUsize::new(0);
         let pcap = self.lab.dir.join(format!("fib-{}.pcap", N.fetch_add(1, Ordering::Relaxed)));
-        let filter = "udp and dst net 192.0.2.0/24 and dst port 9";
-        let cap = Capture::start(&self.lab.name("inet"), &self.lab.name("srv"), filter, &pcap);
+        // From the pool: the translated frames, not the kernel's own datagrams to port 9.
+        let filter = format!("udp and src net 198.51.100.0/24 and dst host {dst} and dst port 9");
+        let cap = Capture::start(&self.lab.name("inet"), &self.lab.name("srv"), &filter, &pcap);
         let b4 = self.lab.name("b4");
         let args = [flows.to_string(), rounds.to_string(), gap.to_string()];
         let mut sender = self
@@ -180,6 +181,7 @@ fn a_specific_route_without_default_forwards_and_follows_route_and_neighbour_cha
         return;
     }
     let b = Board::start("fa");
+    assert_eq!(statistic(&b.stats(), "drop_neighbour_unresolved"), 0);
     // The specific route: every frame to its neighbour's MAC.
     let got = b.traffic("192.0.2.9", (1, 5, 0.05), 5, |_| {});
     assert_eq!(got.len(), 5, "{got:?}\n{}", b.stats());
@@ -188,6 +190,14 @@ fn a_specific_route_without_default_forwards_and_follows_route_and_neighbour_cha
     // No route: counted drops.
     b.traffic("10.9.9.9", (1, 3, 0.0), 0, |_| {});
     assert!(statistic(&b.stats(), "drop_no_next_hop") >= 3, "{}", b.stats());
+
+    // An on-link destination the board's kernel has no entry for: the first frames
+    // are counted drops, the kernel is asked, then the host's own MAC.
+    let srv = b.lab.exec("inet", &["cat", &format!("/sys/class/net/{}/address", b.lab.name("srv"))]).output().unwrap();
+    let srv = String::from_utf8_lossy(&srv.stdout).trim().to_string();
+    let got = b.traffic("203.0.113.80", (1, 30, 0.05), 25, |_| {});
+    assert!(statistic(&b.stats(), "drop_neighbour_unresolved") >= 1, "{}", b.stats());
+    assert!(got.len() >= 20 && got.iter().all(|(m, _, _)| *m == srv), "{srv}: {got:?}");
 
     // The route moves to another next hop while traffic runs.
     let got = b.traffic("192.0.2.9", (1, 40, 0.05), 40, |cap| {
