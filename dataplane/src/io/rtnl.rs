@@ -379,6 +379,8 @@ pub struct Watcher {
 /// How often the thread asks the kernel to resolve what workers wanted (and so at most
 /// how often per neighbour).
 const RESOLVE_EVERY: Duration = Duration::from_millis(100);
+/// How often every gateway, resolved or not, is asked for (see `follow`).
+const CONFIRM_EVERY: Duration = Duration::from_secs(20);
 
 impl Watcher {
     /// Dumps the tables (the first forwarding table is ready on return), then follows
@@ -449,6 +451,7 @@ fn follow(
     let poke = UdpSocket::bind("0.0.0.0:0").ok();
     let mut pending = Changed::default();
     let mut last_resolve = Instant::now();
+    let mut last_confirm = Instant::now();
     let mut link_up = view.link_up();
     while !stop.load(Ordering::Relaxed) {
         match rtnl.recv(&shared.bad_messages) {
@@ -490,9 +493,16 @@ fn follow(
                 let fib = shared.fib.load();
                 let mut ask = fib.take_wanted();
                 ask.extend(fib.unresolved_gateways());
+                if last_confirm.elapsed() >= CONFIRM_EVERY {
+                    // The kernel never confirms an entry our traffic uses (it does not
+                    // see that traffic): a datagram through a stale entry makes it probe
+                    // again, so a gateway that changed its MAC is learnt anew.
+                    last_confirm = Instant::now();
+                    ask.extend(fib.routes.gateways().iter().copied());
+                }
                 ask.sort();
                 ask.dedup();
-                for ip in ask.into_iter().take(64) {
+                for ip in ask.into_iter().take(256) {
                     let _ = s.send_to(&[], (ip, 9));
                 }
             }
