@@ -33,10 +33,16 @@ pub fn start(
         Some(io) => Ports::open(io, &cfg, slot, n, active)?,
         None => Ports::none(n),
     };
-    let next_hops = io.as_ref().map(|io| {
-        let hops = crate::nexthop::NextHops::new(&io.softwire, &io.internet);
-        Box::new(move || hops.resolve()) as NextHopSource
-    });
+    let hops = match &io {
+        Some(io) => Some(
+            crate::nexthop::NextHops::start(&io.softwire, &io.internet)
+                .map_err(|e| format!("reading the kernel's routes for {}: {e}", io.internet))?,
+        ),
+        None => None,
+    };
+    let fib = hops.as_ref().map(|h| h.fib());
+    // The board's thread owns the watcher: it stops with the board.
+    let next_hops = hops.map(|hops| Box::new(move || hops.resolve()) as NextHopSource);
     let announce = io.as_ref().map(|io| Arc::new(crate::announce::Announce::new(io, &cfg)) as Arc<dyn Neighbours>);
     let routes = match route_table {
         Some(t) => Some(Arc::new(crate::routes::Routes::new(t, &cfg)?) as Arc<dyn Neighbours>),
@@ -58,6 +64,7 @@ pub fn start(
         seed,
         active,
         next_hops,
+        fib,
         on_event: Box::new(on_event),
         neighbours,
     })

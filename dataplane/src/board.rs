@@ -12,6 +12,7 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded};
 use crate::config::{EgressL2, EngineConfig, PoolShares};
 use crate::counters::WorkerCounters;
 use crate::engine::{Engine, SubscriberView};
+use crate::fib::FibHandle;
 use crate::io::port::{Ports, targets};
 use crate::io::xdp::{Steering, SteeringStats};
 use crate::nat::events::{BlockRecord, Refused, SessionEvent, SessionRecord, SweepKeys};
@@ -56,6 +57,9 @@ pub struct BoardSpec {
     pub active: bool,
     /// Polled every 200 ms off the workers' cores; None for a board without packets.
     pub next_hops: Option<NextHopSource>,
+    /// The forwarding table towards the Internet (decision 0015), which the workers read;
+    /// None: the one next hop of `next_hops`.
+    pub fib: Option<FibHandle>,
     /// Every session event of every worker, in order per worker, with whether the board
     /// was active for the event's location when it was taken (a standby's events are
     /// its installs' and expiries': hot backup wants them, NAT logging does not).
@@ -109,6 +113,7 @@ pub struct BoardHandle {
 struct NextHopWatch {
     source: NextHopSource,
     l2: Option<(EgressL2, EgressL2)>,
+    fib: Option<FibHandle>,
     internet: Arc<AtomicBool>,
     /// Since when the Internet side has had no next hop (a moment without one, as a
     /// neighbour entry is probed again on a loaded host, is no reason to hand over).
@@ -121,7 +126,7 @@ const NO_NEXT_HOP: Duration = Duration::from_secs(1);
 impl Board {
     /// Starts the workers of a slot, one per `cfg.workers`.
     pub fn start(spec: BoardSpec) -> Result<Board, String> {
-        let BoardSpec { slot, cfg, cores, ports, seed, active: start_active, mut next_hops, on_event, neighbours } =
+        let BoardSpec { slot, cfg, cores, ports, seed, active: start_active, mut next_hops, fib, on_event, neighbours } =
             spec;
         let n = cfg.workers as usize;
         let active = Arc::new(AtomicU64::new(if start_active { every_location(&cfg) } else { 0 }));
@@ -137,7 +142,7 @@ impl Board {
         let mut ports = ports.into_iter();
         let l2 = next_hops.as_mut().map(|f| f());
         // Without a next-hop source (no interfaces) nothing is missing.
-        let internet = Arc::new(AtomicBool::new(l2.is_none_or(|(_, inet)| inet.dst != [0; 6])));
+        let internet = Arc::new(AtomicBool::new(l2.is_none_or(|(_, inet)| internet_resolved(&fib, &inet))));
         // The workers' claims on subscribers: each holds those whose frames reach it.
         let owners = Arc::new(Owners::with_capacity(n * cfg.max_subscribers as usize));
         let mut workers = Vec::new();
@@ -148,6 +153,7 @@ impl Board {
             if let Some((sw, inet)) = l2 {
                 engine.set_l2(sw, inet);
             }
+            engine.set_fib(fib.clone());
             let _ = ev_tx.send(events);
             let core = cores.get(id as usize).map(|&c| c as usize).filter(|c| available.contains(c));
             pinned += core.is_some() as usize;
@@ -169,8 +175,13 @@ impl Board {
         let stop = Arc::new(AtomicBool::new(false));
         let house = {
             let (stop, txs, active_now, shares) = (stop.clone(), txs.clone(), active.clone(), shares.clone());
-            let watch =
-                next_hops.map(|source| NextHopWatch { source, l2, internet: internet.clone(), missing_since: None });
+            let watch = next_hops.map(|source| NextHopWatch {
+                source,
+                l2,
+                fib,
+                internet: internet.clone(),
+                missing_since: None,
+            });
             std::thread::Builder::new()
                 .name(format!("aftr-slot{slot}-events"))
                 .spawn(move || housekeeping(ev_rx, on_event, watch, &txs, &stop, &active_now, &shares))
@@ -307,6 +318,15 @@ fn every_location(cfg: &EngineConfig) -> u64 {
     u64::MAX >> (64 - cfg.locations.len().clamp(1, 64))
 }
 
+/// Whether the Internet side has a usable next hop: by the forwarding table, or the
+/// one next hop's MAC without a table.
+fn internet_resolved(fib: &Option<FibHandle>, inet: &EgressL2) -> bool {
+    match fib {
+        Some(f) => f.load().usable(),
+        None => inet.dst != [0; 6],
+    }
+}
+
 /// The board's own thread: drains the workers' event rings (those of engines made by a
 /// reconfiguration too) and polls the next hops, telling the workers when they change.
 fn housekeeping(
@@ -344,7 +364,7 @@ fn housekeeping(
         {
             polled = Instant::now();
             let now = (w.source)();
-            let missing = now.1.dst == [0; 6];
+            let missing = !internet_resolved(&w.fib, &now.1);
             let since = *w.missing_since.get_or_insert(polled);
             if !missing {
                 w.missing_since = None;

@@ -130,7 +130,13 @@ counters! {
     DropMartian = "drop_martian",
     /// Outer CE on an inner Not-ECT packet (RFC 6040 section 4.2).
     DropEcnCeNotEct = "drop_ecn_ce_not_ect",
+    /// No next hop: no route towards the destination (or, without a forwarding table,
+    /// no next hop resolved yet).
     DropNoNextHop = "drop_no_next_hop",
+    /// The route's neighbour has no MAC yet; the kernel is asked to resolve it.
+    DropNeighbourUnresolved = "drop_neighbour_unresolved",
+    /// The Internet interface is down.
+    DropLinkDown = "drop_link_down",
     DropHandoffFull = "drop_handoff_full",
     /// A frame made on the side (a fragment, an ICMP error) the port could not send: its
     /// ring was full, or it is larger than a UMEM chunk holds (keep the MTUs below

@@ -135,6 +135,7 @@ impl Engine {
         e.unix_offset_ms = self.unix_offset_ms;
         e.nat.set_unix_offset(self.nat_unix_offset());
         e.set_l2(self.path.softwire_l2, self.path.internet_l2);
+        e.path.fib = self.path.fib.clone();
         Ok(e)
     }
 
@@ -270,6 +271,12 @@ impl Engine {
     pub fn set_l2(&mut self, softwire: EgressL2, internet: EgressL2) {
         self.path.softwire_l2 = softwire;
         self.path.internet_l2 = internet;
+    }
+
+    /// Routes packets towards the Internet by this forwarding table (None: by the one
+    /// next hop of [`Engine::set_l2`]).
+    pub fn set_fib(&mut self, fib: Option<crate::fib::FibHandle>) {
+        self.path.fib = fib;
     }
 
     pub fn session_count(&self) -> u32 {

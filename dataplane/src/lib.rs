@@ -13,6 +13,7 @@ pub mod board;
 pub mod config;
 pub mod counters;
 pub mod engine;
+pub mod fib;
 pub mod frame;
 pub mod handoff;
 pub mod io;

@@ -136,6 +136,7 @@ fn run(io: PacketIo, tag: &str) {
                 let gw = if m.load(Ordering::Relaxed) { NEW_GW } else { INET_GW };
                 (sw_l2, EgressL2 { dst: gw, ..in_l2 })
             })),
+            fib: None,
             on_event: Box::new(move |e: SessionEvent, active| {
                 let _ = ev_tx.send((e, active));
             }),

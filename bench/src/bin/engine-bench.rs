@@ -31,9 +31,14 @@
 //! that happened. In the scaling rows, frames refused by a full lane are counted and
 //! printed beside the rate (the rate counts forwarded frames only). Ends with one
 //! `summary:` line (DESIGN.md).
+//! - the forwarding table (decision 0015): established UDP in2out towards servers spread
+//!   over the address space, by the engine's one next hop, by a table of one default
+//!   route and by a table of a million prefixes (Internet-like lengths, ECMP groups),
+//!   passes alternating; and the time to build the million-prefix table.
+//!
 //! Options: `--quick` (smaller, for a smoke run), `--rounds N`, `--skip-10m`,
 //! `--seconds S` (length of one timed pass, default 1), `--frag-flood` (the fragment
-//! flood row alone).
+//! flood row alone), `--fib` (the forwarding-table row alone).
 
 use std::hint::black_box;
 use std::process::ExitCode;
@@ -264,13 +269,18 @@ struct Flows {
 /// `shape.remotes` servers, through the engine; returns the frames of every (mapping,
 /// remote) each way, in a random arrival order.
 fn flows(w: &mut Worker, n: u32, shape: Shape, subs: &[u32]) -> Outcome<Flows> {
+    flows_to(w, n, shape, subs, |_, r| frames::SERVER + r)
+}
+
+/// The same, towards the server `server(mapping, remote)`.
+fn flows_to(w: &mut Worker, n: u32, shape: Shape, subs: &[u32], server: impl Fn(u32, u32) -> u32) -> Outcome<Flows> {
     let (mut ins, mut outs) = (Frames::default(), Frames::default());
     let mut buf = vec![0u8; HEADROOM + STRIDE];
     for k in 0..n {
         let (sub, flow) = (subs[(k / SESSIONS_PER_SUB) as usize], k % SESSIONS_PER_SUB);
         let l4 = shape.mix.pick(k as usize);
         for r in 0..shape.remotes {
-            let remote = Addresses { server: frames::SERVER + r, ..Addresses::default() };
+            let remote = Addresses { server: server(k, r), ..Addresses::default() };
             let t = generator::softwire_from(&remote, sub, 0, l4, 1024 + flow as u16 * 2, SIZE).bytes;
             let len = t.len();
             buf[HEADROOM..HEADROOM + len].copy_from_slice(&t);
@@ -816,6 +826,115 @@ fn flood_summary(f: &Flood) -> String {
     )
 }
 
+/// The forwarding-table row's figures (in2out Mpps, medians).
+struct FibFigures {
+    /// The engine's one next hop, no table.
+    fixed: f64,
+    /// A table of one default route.
+    default_only: f64,
+    /// A table of `routes` prefixes and a default.
+    full: f64,
+    routes: usize,
+    /// Building the full table, in milliseconds (median).
+    build_ms: f64,
+}
+
+/// A table shaped like the Internet's: `n` prefixes from /8 to /24 (most /24, a few
+/// longer: /25 to /28), anywhere in 1.0.0.0-223.255.255.255, through 16 gateways
+/// and some two-way ECMP groups, and a default route.
+fn internet_table(n: usize) -> Vec<dataplane::fib::Route> {
+    use dataplane::fib::{Hop, Route};
+    use std::net::Ipv4Addr;
+    let gw = |i: u64| Hop::Gateway(Ipv4Addr::new(192, 0, 2, 1 + (i % 16) as u8));
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut routes = vec![Route { addr: Ipv4Addr::UNSPECIFIED, len: 0, hops: vec![gw(0)] }];
+    for _ in 0..n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let len = match x % 100 {
+            0..=59 => 24,
+            60..=69 => 23,
+            70..=79 => 22,
+            80..=86 => 21,
+            87..=91 => 20,
+            92..=98 => 16 + (x >> 40) % 4,
+            _ => 25 + (x >> 40) % 4,
+        } as u8;
+        let addr = (1 << 24) + (x >> 32) as u32 % (223 << 24);
+        let hops = if x.is_multiple_of(10) { vec![gw(x >> 20), gw((x >> 20) + 1)] } else { vec![gw(x >> 20)] };
+        routes.push(Route { addr: Ipv4Addr::from(addr & (u32::MAX << (32 - len))), len, hops });
+    }
+    routes
+}
+
+/// A forwarding table of `routes` whose gateways all answer with the bench's next hop.
+fn fib_of(routes: &[dataplane::fib::Route]) -> Outcome<dataplane::fib::FibHandle> {
+    use dataplane::fib::{Fib, RouteTable};
+    let table = RouteTable::build(routes).map_err(|e| e.to_string())?;
+    let macs = table.gateways().iter().map(|&g| (g, frames::PEER_MAC)).collect();
+    Ok(Arc::new(arc_swap::ArcSwap::from_pointee(Fib::new(Arc::new(table), &macs, true))))
+}
+
+/// Established UDP in2out with `n` sessions towards servers spread over the address
+/// space, by the engine's one next hop, a table of one default route, and an
+/// Internet-sized table of `routes` prefixes: passes alternate, medians.
+fn fib_rates(n: u32, routes: usize, rounds: usize, budget: Duration) -> Outcome<FibFigures> {
+    let subs: Vec<u32> = (0..n.div_ceil(SESSIONS_PER_SUB)).collect();
+    let mut w = Worker::new(n, subs.len() as u32, UDP, 1, 0);
+    // Servers in 11.0.0.0-99.255.255.255: no martian, not the pool.
+    let server = |k: u32, _| (11 << 24) + (k.wrapping_mul(0x9e37_79b1) % (89 << 24));
+    let fl = flows_to(&mut w, n, UDP, &subs, server)?;
+    let table = internet_table(routes);
+    let mut builds = Vec::new();
+    let mut full = None;
+    for _ in 0..rounds.max(3) {
+        let t = Instant::now();
+        full = Some(fib_of(&table)?);
+        builds.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let full = full.expect("built");
+    let default_only = fib_of(&table[..1])?;
+    let (mut a, mut b, mut c) = (vec![], vec![], vec![]);
+    for _ in 0..rounds {
+        for (fib, out) in [(None, &mut a), (Some(default_only.clone()), &mut b), (Some(full.clone()), &mut c)] {
+            w.e.set_fib(fib);
+            out.push(pump(&fl.in2out, budget, |f, v| w.batch(f, v, Egress::Internet))?);
+        }
+    }
+    Ok(FibFigures {
+        fixed: median(&mut a),
+        default_only: median(&mut b),
+        full: median(&mut c),
+        routes: table.len(),
+        build_ms: median(&mut builds),
+    })
+}
+
+fn fib_row(n: u32, f: &FibFigures) {
+    println!(
+        "forwarding table, in2out, {n} sessions to spread servers: one next hop {:.2} Mpps | default route only {:.2} Mpps | {} routes {:.2} Mpps ({:.3}x default only, {:.3}x one next hop) | table built in {:.0} ms",
+        f.fixed,
+        f.default_only,
+        f.routes,
+        f.full,
+        f.full / f.default_only,
+        f.full / f.fixed,
+        f.build_ms
+    );
+}
+
+fn fib_summary(f: &FibFigures) -> String {
+    format!(
+        "fib_fixed_mpps={:.2} fib_default_mpps={:.2} fib_full_mpps={:.2} fib_full_ratio={:.3} fib_build_ms={:.0}",
+        f.fixed,
+        f.default_only,
+        f.full,
+        f.full / f.default_only,
+        f.build_ms
+    )
+}
+
 fn row(label: &str, e: &Est) {
     println!(
         "{label}: baseline {:6.2} Mpps | in2out {:6.2} Mpps ({:.3}x baseline) | out2in {:6.2} Mpps ({:.3}x) | {} refresh and other events drained, {} dropped",
@@ -829,7 +948,7 @@ fn row(label: &str, e: &Est) {
     );
 }
 
-const USAGE: &str = "usage: engine-bench [--quick] [--skip-10m] [--frag-flood] [--rounds N] [--seconds S]";
+const USAGE: &str = "usage: engine-bench [--quick] [--skip-10m] [--frag-flood] [--fib] [--rounds N] [--seconds S]";
 
 /// What the command line asks for.
 struct Options {
@@ -837,12 +956,15 @@ struct Options {
     skip_10m: bool,
     /// The fragment flood row alone.
     frag_flood: bool,
+    /// The forwarding-table row alone.
+    fib: bool,
     rounds: usize,
     secs: f64,
 }
 
 fn options(args: &[String]) -> Result<Options, String> {
-    known_options(args, &["--rounds", "--seconds"], &["--quick", "--skip-10m", "--frag-flood"])?;
+    known_options(args, &["--rounds", "--seconds"], &["--quick", "--skip-10m", "--frag-flood", "--fib"])?;
+    let fib = args.iter().any(|a| a == "--fib");
     let quick = args.iter().any(|a| a == "--quick");
     let frag_flood = args.iter().any(|a| a == "--frag-flood");
     let skip_10m = quick || args.iter().any(|a| a == "--skip-10m");
@@ -851,7 +973,7 @@ fn options(args: &[String]) -> Result<Options, String> {
     if rounds == 0 || secs.is_nan() || secs <= 0.0 {
         return Err("--rounds and --seconds must be positive".into());
     }
-    Ok(Options { quick, skip_10m, frag_flood, rounds, secs })
+    Ok(Options { quick, skip_10m, frag_flood, fib, rounds, secs })
 }
 
 /// `1m` for 1,000,000, `100k` for 100,000: how the summary names a table size.
@@ -860,8 +982,16 @@ fn size_label(n: u32) -> String {
 }
 
 fn run(o: &Options) -> Outcome<()> {
-    let Options { quick, skip_10m, frag_flood: flood_only, rounds, secs } = *o;
+    let Options { quick, skip_10m, frag_flood: flood_only, fib: fib_only, rounds, secs } = *o;
     let budget = Duration::from_secs_f64(secs);
+    let (fib_sessions, fib_routes) = if quick { (10_000, 100_000) } else { (100_000, 1_000_000) };
+    if fib_only {
+        println!("engine-bench: forwarding table, {rounds} rounds of {secs} s passes, medians");
+        let f = fib_rates(fib_sessions, fib_routes, rounds, budget)?;
+        fib_row(fib_sessions, &f);
+        println!("summary: {}", fib_summary(&f));
+        return Ok(());
+    }
     if flood_only {
         println!("engine-bench: fragment flood, {rounds} rounds of {secs} s passes, medians");
         let f = frag_flood(rounds, budget)?;
@@ -919,9 +1049,11 @@ fn run(o: &Options) -> Outcome<()> {
     }
     let flood = frag_flood(rounds, budget)?;
     flood_row(&flood);
+    let fib = fib_rates(fib_sessions, fib_routes, rounds, budget)?;
+    fib_row(fib_sessions, &fib);
     let (k, big) = (size_label(small), size_label(large));
     println!(
-        "summary: baseline_mpps={:.2} est{k}_in2out_mpps={:.2} est{k}_out2in_mpps={:.2} est{k}_ratio={:.3} est{big}_in2out_mpps={:.2} est{big}_out2in_mpps={:.2} est{big}_ratio={:.3} mix_in2out_mpps={:.2} mix_out2in_mpps={:.2} mix_ratio={:.3} new_sessions_per_sec={:.0} bytes_per_session_{big}={:.1}{ten_million} scale2_in2out={:.2} scale2_half_in2out={:.2} scale2_out2in={:.2} scale2_half_out2in={:.2} {}",
+        "summary: baseline_mpps={:.2} est{k}_in2out_mpps={:.2} est{k}_out2in_mpps={:.2} est{k}_ratio={:.3} est{big}_in2out_mpps={:.2} est{big}_out2in_mpps={:.2} est{big}_ratio={:.3} mix_in2out_mpps={:.2} mix_out2in_mpps={:.2} mix_ratio={:.3} new_sessions_per_sec={:.0} bytes_per_session_{big}={:.1}{ten_million} scale2_in2out={:.2} scale2_half_in2out={:.2} scale2_out2in={:.2} scale2_half_out2in={:.2} {} {}",
         s.base,
         s.in2out,
         s.out2in,
@@ -939,6 +1071,7 @@ fn run(o: &Options) -> Outcome<()> {
         scale[1].two / scale[1].one,
         scale[1].two_half / scale[1].one,
         flood_summary(&flood),
+        fib_summary(&fib),
     );
     Ok(())
 }

@@ -13,5 +13,6 @@
 pub mod af_packet;
 pub mod netns;
 pub mod port;
+pub mod rtnl;
 pub mod xdp;
 pub mod xsk;

@@ -6,10 +6,9 @@
 //! [`Steering`] is dropped, and also when the process dies however it dies (the kernel
 //! closes the link). Programs attached the older way (netlink) by an earlier tool or run
 //! are removed before attaching ([`detach_stale`]).
-#![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 
 use aya::Ebpf;
 use aya::maps::lpm_trie::{Key, LpmTrie};
@@ -196,9 +195,6 @@ pub fn rx_queues(ifname: &str) -> u32 {
         .max(1)
 }
 
-const IFLA_XDP: u16 = 43;
-const IFLA_XDP_FD: u16 = 1;
-const IFLA_XDP_FLAGS: u16 = 3;
 const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
 const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
 
@@ -207,80 +203,13 @@ const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
 /// BPF link (another running process) is left alone and reported as an error.
 pub fn detach_stale(ifindex: i32) -> io::Result<()> {
     for mode in [XDP_FLAGS_SKB_MODE, XDP_FLAGS_DRV_MODE] {
-        if let Err(e) = netlink_set_xdp_none(ifindex, mode) {
+        if let Err(e) = super::rtnl::set_xdp_none(ifindex as u32, mode) {
             return Err(io::Error::new(
                 e.kind(),
                 format!(
                     "an XDP program is attached to interface {ifindex} and cannot be removed ({e}): is another aftrd running on it?"
                 ),
             ));
-        }
-    }
-    Ok(())
-}
-
-/// RTM_SETLINK with IFLA_XDP { FD = -1, FLAGS = mode }, waiting for the kernel's answer.
-fn netlink_set_xdp_none(ifindex: i32, mode: u32) -> io::Result<()> {
-    let mut msg: Vec<u8> = Vec::with_capacity(64);
-    let attr = |m: &mut Vec<u8>, kind: u16, payload: &[u8]| {
-        m.extend_from_slice(&((4 + payload.len()) as u16).to_ne_bytes());
-        m.extend_from_slice(&kind.to_ne_bytes());
-        m.extend_from_slice(payload);
-    };
-    // nlmsghdr: len (filled below), type, flags, seq, pid.
-    msg.extend_from_slice(&0u32.to_ne_bytes());
-    msg.extend_from_slice(&libc::RTM_SETLINK.to_ne_bytes());
-    msg.extend_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16).to_ne_bytes());
-    msg.extend_from_slice(&1u32.to_ne_bytes());
-    msg.extend_from_slice(&0u32.to_ne_bytes());
-    // ifinfomsg: family, pad, type, index, flags, change.
-    msg.extend_from_slice(&[libc::AF_UNSPEC as u8, 0, 0, 0]);
-    msg.extend_from_slice(&ifindex.to_ne_bytes());
-    msg.extend_from_slice(&0u32.to_ne_bytes());
-    msg.extend_from_slice(&0u32.to_ne_bytes());
-    let mut nested = Vec::new();
-    attr(&mut nested, IFLA_XDP_FD, &(-1i32).to_ne_bytes());
-    attr(&mut nested, IFLA_XDP_FLAGS, &mode.to_ne_bytes());
-    attr(&mut msg, IFLA_XDP | libc::NLA_F_NESTED as u16, &nested);
-    let len = msg.len() as u32;
-    msg[..4].copy_from_slice(&len.to_ne_bytes());
-
-    // SAFETY: plain socket(2); the result is checked before it is owned.
-    let raw = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE) };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    // SAFETY: sockaddr_nl is plain data; zeroed (pid 0: the kernel) is valid.
-    let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-    kernel.nl_family = libc::AF_NETLINK as u16;
-    // SAFETY: `msg` and `kernel` are valid for the lengths passed.
-    let sent = unsafe {
-        libc::sendto(
-            fd.as_raw_fd(),
-            msg.as_ptr() as *const libc::c_void,
-            msg.len(),
-            0,
-            &kernel as *const _ as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_nl>() as u32,
-        )
-    };
-    if sent < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut answer = [0u8; 512];
-    // SAFETY: `answer` is writable for its length.
-    let got = unsafe { libc::recv(fd.as_raw_fd(), answer.as_mut_ptr() as *mut libc::c_void, answer.len(), 0) };
-    if got < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // An NLMSG_ERROR answer: header (16 bytes), then the error code (0: success).
-    let got = got as usize;
-    if got >= 20 && u16::from_ne_bytes([answer[4], answer[5]]) == libc::NLMSG_ERROR as u16 {
-        let code = i32::from_ne_bytes([answer[16], answer[17], answer[18], answer[19]]);
-        if code != 0 {
-            return Err(io::Error::from_raw_os_error(-code));
         }
     }
     Ok(())

@@ -5,7 +5,8 @@
 //! Stage 1 hashes each frame's key from its headers and prefetches the index slot;
 //! stage 2 reads the slot and prefetches the session it points to; stage 3 prefetches
 //! the session's subscriber (its B4 address: checked inbound-side on the way out,
-//! needed to encapsulate on the way in); stage 4 processes the frame, finding everything
+//! needed to encapsulate on the way in) — and stage 1 of a softwire frame also
+//! prefetches the forwarding table's entry of its destination; stage 4 processes the frame, finding everything
 //! in cache.
 //! A frame the stages cannot read is simply processed without prefetch.
 
@@ -100,6 +101,10 @@ impl BatchCtx<'_> {
                 let ip = l3 + 40;
                 let ihl = ((b[ip] & 0x0f) as usize) * 4;
                 let (protocol, src) = (b[ip + 9], get_u32(b, ip + 12));
+                if let Some(fib) = &self.fib {
+                    // Where it goes after translation: NAT44 keeps the destination.
+                    fib.routes.prefetch(get_u32(b, ip + 16));
+                }
                 let l4 = ip + ihl;
                 // Exactly the key `find_or_create` looks up: the source port, or the
                 // identifier of an echo request (the hash is handed to it).

@@ -335,10 +335,10 @@ impl BatchCtx<'_> {
         mtu: usize,
         sink: &mut dyn Sink,
     ) -> Verdict {
-        let l2 = self.internet_l2;
-        if l2.dst == [0; 6] {
-            return self.drop(Counter::DropNoNextHop);
-        }
+        let l2 = match self.internet_next_hop(f.buf.get(ip_at..ip_at + len).unwrap_or_default()) {
+            Ok(l2) => l2,
+            Err(c) => return self.drop(c),
+        };
         let (hl, tos, ident, ttl, protocol, src, dst, base, last_more) = {
             let p = Ipv4Packet::new_unchecked(&f.buf[ip_at..]);
             let h = (p.header_len(), p.tos(), p.ident(), p.ttl(), p.protocol(), p.src(), p.dst());

@@ -23,8 +23,13 @@ pub mod icmp;
 pub mod in2out;
 pub mod out2in;
 
+use std::sync::Arc;
+
+use arc_swap::Guard;
+
 use crate::config::{EgressL2, EngineConfig, InstanceConfig};
 use crate::counters::{Counter, WorkerCounters};
+use crate::fib::{Fib, FibHandle, Next};
 use crate::frame::{Egress, Frame, HEADROOM, Sink, Verdict};
 use crate::nat::fragments::{FragTracker4, Reassembler};
 use crate::nat::table::NatState;
@@ -126,6 +131,9 @@ pub(crate) struct PathConfig {
     hot: Vec<HotInstance>,
     pub softwire_l2: EgressL2,
     pub internet_l2: EgressL2,
+    /// The forwarding table towards the Internet; without it, `internet_l2` is the
+    /// one next hop (in-memory engines, tests).
+    pub fib: Option<FibHandle>,
     /// The peer board's softwire MAC and the locations it is active for (bits by
     /// index): softwire frames of those locations go on to it.
     pub peer: (Mac, u64),
@@ -139,6 +147,7 @@ impl PathConfig {
             hot: cfg.instances.iter().map(HotInstance::new).collect(),
             softwire_l2: cfg.softwire_l2,
             internet_l2: cfg.internet_l2,
+            fib: None,
             peer: ([0; 6], 0),
             kernel_sees_frames: true,
         }
@@ -151,6 +160,8 @@ pub(crate) struct BatchCtx<'e> {
     hot: &'e [HotInstance],
     softwire_l2: EgressL2,
     internet_l2: EgressL2,
+    /// The forwarding table as it was when the batch began.
+    pub(crate) fib: Option<Guard<Arc<Fib>>>,
     peer: (Mac, u64),
     kernel_sees_frames: bool,
     nat: &'e mut NatState,
@@ -182,6 +193,7 @@ impl<'e> BatchCtx<'e> {
             hot: &path.hot,
             softwire_l2: path.softwire_l2,
             internet_l2: path.internet_l2,
+            fib: path.fib.as_ref().map(|f| f.load()),
             peer: path.peer,
             kernel_sees_frames: path.kernel_sees_frames,
             nat,
@@ -281,6 +293,21 @@ impl BatchCtx<'_> {
         Verdict::Drop(c)
     }
 
+    /// The layer-2 header towards the Internet for the IPv4 packet `ip`: its route's
+    /// next hop in the forwarding table, or the one next hop without a table.
+    #[inline]
+    pub(crate) fn internet_next_hop(&self, ip: &[u8]) -> Result<EgressL2, Counter> {
+        let Some(fib) = &self.fib else {
+            return if self.internet_l2.dst == [0; 6] { Err(Counter::DropNoNextHop) } else { Ok(self.internet_l2) };
+        };
+        match fib.next_of(ip) {
+            Next::Mac(dst) => Ok(EgressL2 { dst, ..self.internet_l2 }),
+            Next::NoRoute => Err(Counter::DropNoNextHop),
+            Next::Unresolved => Err(Counter::DropNeighbourUnresolved),
+            Next::LinkDown => Err(Counter::DropLinkDown),
+        }
+    }
+
     /// Puts the egress Ethernet header in front of the layer-3 packet at `l3` and makes
     /// the frame span it.
     #[inline]
@@ -289,10 +316,13 @@ impl BatchCtx<'_> {
             Egress::Softwire => {
                 (crate::config::EgressL2 { dst: self.softwire_dst, ..self.softwire_l2 }, ETHERTYPE_IPV6)
             }
-            Egress::Internet => (self.internet_l2, ETHERTYPE_IPV4),
+            Egress::Internet => match self.internet_next_hop(&f.buf[l3..l3 + l3_len]) {
+                Ok(l2) => (l2, ETHERTYPE_IPV4),
+                Err(c) => return self.drop(c),
+            },
         };
         if l2.dst == [0; 6] {
-            // Not resolved yet (no neighbour entry, no frame from that subscriber).
+            // Not resolved yet (no frame from that subscriber).
             return self.drop(Counter::DropNoNextHop);
         }
         let hl = ethernet::header_len(l2.vlan);
