@@ -65,7 +65,7 @@ pub static COMMANDS: &[Command] = &[
     Command {
         syntax: &[Key("service-ha"), Key("delay-time"), DELAY],
         undo: Some(&[Key("service-ha"), Key("delay-time"), Optional(&[DELAY])]),
-        help: "back up only sessions older than this, 0-3600 s; 10",
+        help: "back up only sessions older than this, 1-300 s; 1",
         action: Action::Edit {
             apply: |e, a| {
                 e.config.ha.delay_time = a.number("SECONDS");

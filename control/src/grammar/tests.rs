@@ -70,6 +70,47 @@ fn every_command_has_help_and_starts_with_a_keyword() {
     }
 }
 
+/// The number ranges a command's words take (in any optional or alternative part).
+fn ranges(words: &[Word], out: &mut Vec<(u32, u32)>) {
+    for w in words {
+        match w {
+            Word::Arg(a) | Word::Repeated(a) => {
+                if let Kind::Number { min, max } = a.kind {
+                    out.push((min, max));
+                }
+            }
+            Word::Optional(ws) => ranges(ws, out),
+            Word::Choice(alts) => alts.iter().for_each(|ws| ranges(ws, out)),
+            Word::Key(_) => {}
+        }
+    }
+}
+
+/// A help text that states a range (`1-300`) states one of the command's own: the
+/// texts are published in aftr.conf(5) and `?`, and drifted from the code before.
+#[test]
+fn the_ranges_help_states_are_the_commands_own() {
+    for v in all_views() {
+        for c in commands(&v) {
+            let mut own = Vec::new();
+            ranges(c.syntax, &mut own);
+            if own.is_empty() {
+                // (A range of characters, as the key's, is no number's.)
+                continue;
+            }
+            for word in c.help.split(|ch: char| !(ch.is_ascii_digit() || ch == '-')) {
+                let Some((lo, hi)) = word.split_once('-') else { continue };
+                let (Ok(lo), Ok(hi)) = (lo.parse::<u32>(), hi.parse::<u32>()) else { continue };
+                assert!(
+                    own.contains(&(lo, hi)),
+                    "{}: help says {lo}-{hi}, the command takes {own:?}",
+                    syntax(c.syntax)
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn every_command_runs_from_its_own_syntax_and_undoes() {
     for v in all_views().filter(|v| *v != View::User) {
