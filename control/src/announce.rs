@@ -197,6 +197,12 @@ impl dataplane::board::Neighbours for Announce {
     fn set_active(&self, locations: u64) {
         self.set(locations)
     }
+    fn reannounce(&self, locations: u64) {
+        let mask = self.inner.active.load(Ordering::SeqCst);
+        if mask & locations != 0 {
+            self.announce(mask & locations, mask);
+        }
+    }
     fn set_addresses(&self, cfg: &EngineConfig) {
         Announce::set_addresses(self, cfg)
     }

@@ -78,6 +78,10 @@ impl Neighbours for Both {
         self.0.set_active(locations);
         self.1.set_active(locations);
     }
+    fn reannounce(&self, locations: u64) {
+        self.0.reannounce(locations);
+        self.1.reannounce(locations);
+    }
     fn set_addresses(&self, cfg: &EngineConfig) {
         self.0.set_addresses(cfg);
         self.1.set_addresses(cfg);

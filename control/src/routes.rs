@@ -110,6 +110,8 @@ fn flush(table: u32) {
 
 enum Msg {
     Active(u64),
+    /// Still active for these after both boards were: the newest metric.
+    Renew(u64),
     Addresses(Addresses),
 }
 
@@ -144,6 +146,9 @@ impl Routes {
 impl dataplane::board::Neighbours for Routes {
     fn set_active(&self, locations: u64) {
         self.send(Msg::Active(locations));
+    }
+    fn reannounce(&self, locations: u64) {
+        self.send(Msg::Renew(locations));
     }
     fn set_addresses(&self, cfg: &EngineConfig) {
         self.send(Msg::Addresses(Addresses::of(cfg)));
@@ -206,6 +211,14 @@ fn keep(table: u32, mut addresses: Addresses, rx: Receiver<Msg>) {
                     }
                 }
                 active = mask;
+            }
+            Ok(Msg::Renew(mask)) => {
+                // Both boards were active and this one kept the role: its routes take
+                // the newest metric, so that they win over the other board's.
+                let metric = metric_at(SystemTime::now());
+                for l in (0..64).filter(|l| mask & active & (1u64 << l) != 0) {
+                    (metrics[l], released[l]) = (metric, None);
+                }
             }
             Ok(Msg::Addresses(a)) => addresses = a,
             Err(RecvTimeoutError::Timeout) => {}

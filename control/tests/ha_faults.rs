@@ -697,6 +697,79 @@ fn sigstop_of_the_active_for_2_s() {
     rig.finish(Some((stopped, resumed + RESUME_GRACE_MS)));
 }
 
+/// The standby restarts while the active board is stopped (SIGSTOP): alone, it goes
+/// active with empty tables (cold) and draws the neighbours to itself with gratuitous
+/// ARP. At the SIGCONT both are active; the one holding the sessions (slot 1, active
+/// longer, both cold) keeps the role and tells the neighbours again, and slot 2 steps
+/// down and syncs from it: the server's ARP entries for the pool point at slot 1 once
+/// more, and every flow is answered again from the mapping it had before.
+#[test]
+fn a_standby_that_went_active_alone_yields_to_the_board_with_the_sessions() {
+    let Some(mut rig) = Rig::up("fy") else { return };
+    let before: BTreeMap<u16, String> =
+        rig.batches[0].read().into_iter().map(|(port, seen)| (port, seen[0].mapping.clone())).collect();
+    let mac = |slot: u32| {
+        let o = rig.lab.exec(&format!("a{slot}"), &["cat", &format!("/sys/class/net/a{slot}-in/address")]).output();
+        String::from_utf8_lossy(&o.unwrap().stdout).trim().to_string()
+    };
+    let (mac1, mac2) = (mac(1), mac(2));
+    // The server's neighbour entries for the pool's addresses: address to MAC.
+    let pool_neighbours = |lab: &Lab| -> BTreeMap<String, String> {
+        let o = lab.exec("inet", &["ip", "neigh", "show", "dev", "srv"]).output().unwrap();
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                let at = w.iter().position(|x| *x == "lladdr")?;
+                let mac = w.get(at + 1)?;
+                w[0].starts_with("198.51.100.").then(|| (w[0].to_string(), mac.to_string()))
+            })
+            .collect()
+    };
+    rig.signal(2, "TERM");
+    rig.signal(1, "STOP");
+    rig.restart(2);
+    rig.wait_for_role(2, "active", 10);
+    wait_for("the server to follow slot 2's announcement", 5, || {
+        pool_neighbours(&rig.lab).values().any(|m| *m == mac2)
+    });
+    rig.signal(1, "CONT");
+    let t = Instant::now();
+    while rig.settled() != Some(1) {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "slot 1 did not keep the role:\nslot 1:\n{}\nslot 2:\n{}\n{}",
+            ha(&rig.lab, 1),
+            ha(&rig.lab, 2),
+            rig.watch.history()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let settled = unix_ms() as f64 / 1000.0;
+    wait_for("the server's pool entries to point at slot 1 again", 5, || {
+        let n = pool_neighbours(&rig.lab);
+        !n.is_empty() && n.values().all(|m| *m == mac1)
+    });
+    let answered = || {
+        let now = rig.batches[0].read();
+        before.iter().all(|(port, mapping)| {
+            now.get(port).is_some_and(|seen| seen.iter().any(|s| s.mapping == *mapping && s.last > settled))
+        })
+    };
+    let t = Instant::now();
+    while !answered() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "flows not answered from their first mapping after slot 1 kept the role: {:?}",
+            rig.batches[0].read().into_iter().take(5).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let s1 = ha(&rig.lab, 1);
+    assert!(s1.contains("both boards were active; this one keeps the role"), "{s1}");
+    eprintln!("fy: passed in {:.1} s\n{}", rig.began.elapsed().as_secs_f64(), rig.watch.history());
+}
+
 /// The Internet link of the active board down, then up. Setting a link down removes
 /// the kernel's routes through it, the default route too: with the link up again but
 /// no route yet, the board has no next hop towards the Internet, stays unfit and takes

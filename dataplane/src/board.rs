@@ -30,6 +30,9 @@ pub trait Neighbours: Send + Sync {
     /// The board is active for these locations now (bits by index into the
     /// configuration's `locations`; 0: standby for all, it forwards nothing).
     fn set_active(&self, locations: u64);
+    /// The board stays active for `locations` after both boards were: the other may
+    /// have drawn the neighbours and the routers to itself, so tell them again.
+    fn reannounce(&self, locations: u64);
     /// The board's endpoints and pools are now those of `cfg` (a commit).
     fn set_addresses(&self, cfg: &EngineConfig);
 }
@@ -594,16 +597,23 @@ impl BoardHandle {
     /// 0012): the workers' set of active locations, the XDP programs' flag (frames
     /// come while the board or its peer is active for any location), and the neighbours (on
     /// start, the announcement of the location's addresses: decision 0007).
+    /// Active for `location` (`on`) or not; active again when it was already: a
+    /// re-announcement (see [`Neighbours::reannounce`]).
     pub fn set_active(&self, location: usize, on: bool) {
         let bit = 1u64 << (location % 64);
-        let now = if on {
-            self.active.fetch_or(bit, Ordering::Relaxed) | bit
+        let before = if on {
+            self.active.fetch_or(bit, Ordering::Relaxed)
         } else {
-            self.active.fetch_and(!bit, Ordering::Relaxed) & !bit
+            self.active.fetch_and(!bit, Ordering::Relaxed)
         };
+        let now = if on { before | bit } else { before & !bit };
         self.steer();
         if let Some(n) = &self.neighbours {
-            n.set_active(now);
+            if on && before & bit != 0 {
+                n.reannounce(bit);
+            } else {
+                n.set_active(now);
+            }
         }
     }
 }

@@ -35,12 +35,16 @@ const POOL2: [u8; 4] = [198, 51, 100, 64];
 #[derive(Default)]
 struct Told {
     roles: Mutex<Vec<u64>>,
+    reannounced: Mutex<Vec<u64>>,
     endpoints: Mutex<Vec<Vec<[u8; 16]>>>,
 }
 
 impl Neighbours for Told {
     fn set_active(&self, locations: u64) {
         self.roles.lock().unwrap().push(locations);
+    }
+    fn reannounce(&self, locations: u64) {
+        self.reannounced.lock().unwrap().push(locations);
     }
     fn set_addresses(&self, cfg: &EngineConfig) {
         self.endpoints.lock().unwrap().push(cfg.instances.iter().map(|i| i.endpoint).collect());
@@ -332,6 +336,11 @@ fn run(io: PacketIo, tag: &str) {
         }
         handle.set_active(0, true);
         // (The sweep above went standby and back once.)
+        assert_eq!(*told.roles.lock().unwrap(), vec![0, 1, 0, 1]);
+        // Active again while active (both boards were, and this one keeps the role):
+        // the neighbours are told again, the roles are not.
+        handle.set_active(0, true);
+        assert_eq!(*told.reannounced.lock().unwrap(), vec![1]);
         assert_eq!(*told.roles.lock().unwrap(), vec![0, 1, 0, 1]);
         board.stop();
         assert_eq!(*told.roles.lock().unwrap(), vec![0, 1, 0, 1, 0], "an active board withdraws at stop");
