@@ -32,9 +32,10 @@ const EPOCH_SECS: u64 = 1_767_225_600;
 
 /// The metric of routes of an activation at `t`: `u32::MAX` minus the tenths of a
 /// second since [`EPOCH_SECS`], so a later activation has a lower metric. Two
-/// activations of a pair are at least a dead interval apart (≥ 100 ms, as
-/// `service-ha heartbeat` allows), so they never share one; the count lasts until
-/// 2039, when it stays at its floor of 1.
+/// activations of a pair with the default timers are at least a dead interval apart
+/// (120 ms), so they rarely share one; a board that keeps the role over the other
+/// renews to one less than now (`Msg::Renew`). The count lasts until 2039, when it
+/// stays at its floor of 1.
 pub fn metric_at(t: SystemTime) -> u32 {
     let tenths = t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() / 100).unwrap_or(0);
     let since = tenths.saturating_sub(EPOCH_SECS as u128 * 10);
@@ -214,8 +215,10 @@ fn keep(table: u32, mut addresses: Addresses, rx: Receiver<Msg>) {
             }
             Ok(Msg::Renew(mask)) => {
                 // Both boards were active and this one kept the role: its routes take
-                // the newest metric, so that they win over the other board's.
-                let metric = metric_at(SystemTime::now());
+                // the newest metric, so that they win over the other board's, which
+                // became active before this was heard, maybe within the same tenth of
+                // a second: one lower still.
+                let metric = metric_at(SystemTime::now()).saturating_sub(1);
                 for l in (0..64).filter(|l| mask & active & (1u64 << l) != 0) {
                     (metrics[l], released[l]) = (metric, None);
                 }

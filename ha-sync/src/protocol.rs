@@ -251,13 +251,14 @@ pub enum Output {
 /// Records of the board's table taken in per round (a few milliseconds of work).
 pub const TABLE_CHUNK: usize = 16_384;
 
-/// A table being taken in for a bulk: the board's records, how far, and the events
-/// that came meanwhile.
+/// A table being taken in for a bulk: the board's records, how far, and what the board
+/// was active for when it came.
 struct TableIn {
     sessions: Vec<SessionRecord>,
     blocks: Vec<BlockRecord>,
     at: usize,
-    held: Vec<SessionEvent>,
+    /// The locations active when it came (bits by index).
+    active: u64,
 }
 
 /// Why `new` cannot replace `old` while the board runs (see
@@ -332,6 +333,10 @@ pub struct Protocol {
     /// heartbeats never wait behind a million records; the bulk starts once it is all
     /// in (`snapshot_pending` stays true until then).
     table: Option<TableIn>,
+    /// Events from the moment the table is asked for until the bulk is made: the board
+    /// reads its workers' tables while they go on, so an event of this time may or may
+    /// not be in the table; replayed after it (each is idempotent there), none lost.
+    held: Vec<SessionEvent>,
     dropped_seen: u64,
     /// Records were dropped while the peer was not heard: a bulk sync when it is again.
     lost_while_away: bool,
@@ -390,6 +395,7 @@ impl Protocol {
             reset_next: true,
             snapshot_pending: false,
             table: None,
+            held: Vec::new(),
             dropped_seen: 0,
             lost_while_away: false,
             rx: stream::Receiver::new(s.queue as u64),
@@ -720,9 +726,14 @@ impl Protocol {
 
     /// A session event of the board's engine (replicated while active).
     pub fn handle_event(&mut self, e: SessionEvent, now: Now) {
-        if let Some(t) = &mut self.table {
-            // After the table's records, in order.
-            t.held.push(e);
+        if self.snapshot_pending {
+            // After the table's records, in order; past the backlog's bound, another
+            // bulk follows this one instead.
+            if self.held.len() < MAX_BACKLOG {
+                self.held.push(e);
+            } else {
+                self.bulk_again = true;
+            }
             return;
         }
         let (inst, addr) = e.external();
@@ -839,8 +850,13 @@ impl Protocol {
         if !self.snapshot_pending {
             return;
         }
+        if self.table.is_some() {
+            // A second answer while one is taken in (the roles moved meanwhile): the
+            // one under way goes on.
+            return;
+        }
         self.repl.begin();
-        self.table = Some(TableIn { sessions, blocks, at: 0, held: Vec::new() });
+        self.table = Some(TableIn { sessions, blocks, at: 0, active: self.active_mask() });
         self.take_table(now);
     }
 
@@ -879,19 +895,31 @@ impl Protocol {
         }
         self.snapshot_pending = false;
         let bulk = self.repl.finish();
-        // First, which locations the bulk holds whole: the standby sweeps them at its end.
-        let covers: Vec<Record> = (self.s.locations.iter().zip(&self.roles))
-            .filter(|(_, r)| r.role() == Role::Active)
-            .map(|(l, _)| Record::Cover(l.id))
+        // First, which locations the bulk holds whole (the standby sweeps them at its
+        // end): those this board was active for all the while it took the table in. A
+        // location that became active meanwhile has only part of its records here:
+        // another bulk follows this one.
+        let whole = t.active & self.active_mask();
+        if self.active_mask() & !t.active != 0 {
+            self.bulk_again = true;
+        }
+        let covers: Vec<Record> = (self.s.locations.iter().enumerate())
+            .filter(|(i, _)| whole & 1 << (i % 64) != 0)
+            .map(|(_, l)| Record::Cover(l.id))
             .collect();
         self.outq.clear();
         self.bulk_open = true;
         self.bulk_left = covers.len() + bulk.len();
         self.outq.extend(covers);
         self.outq.extend(bulk);
-        for e in t.held {
+        for e in std::mem::take(&mut self.held) {
             self.handle_event(e, now);
         }
+    }
+
+    /// The locations this board is active for (bits by index).
+    fn active_mask(&self) -> u64 {
+        (self.roles.iter().enumerate()).filter(|(_, r)| r.role() == Role::Active).fold(0, |m, (l, _)| m | 1 << (l % 64))
     }
 
     /// Time passes: sessions reach their delay-time, Data goes out (paced, in the
@@ -1214,6 +1242,7 @@ impl Protocol {
                     self.bulk_open = false;
                     self.snapshot_pending = false;
                     self.table = None;
+                    self.held.clear();
                     self.tx.reset();
                     self.reset_next = true;
                 }

@@ -71,8 +71,9 @@ pub struct PeerState {
     pub in_sync: bool,
     /// The peer's links are up (see the module's rules).
     pub fit: bool,
-    /// Active: for how long, in milliseconds (as the heartbeat left). Two active boards
-    /// keep the one active for the shorter time: it holds the newer state.
+    /// Active: for how long, in milliseconds (as the heartbeat left): of two active
+    /// boards both warm, the one active for the shorter time keeps the role, both cold,
+    /// the one active longer (see the module's rules).
     pub active_ms: u32,
     /// Active without the other board's table (see the module's rules).
     pub cold: bool,

@@ -173,9 +173,10 @@ struct Side {
     hold_installs: bool,
     held: usize,
     /// The board's table comes this many milliseconds after it was asked for (0: at
-    /// once), as from the node's board thread; and when the one asked for is due.
+    /// once), as from the node's board thread; and the one asked for, read when asked
+    /// (as the board reads its workers while they go on), with when it is due.
     table_delay_ms: u64,
-    table_due: Option<u64>,
+    table_due: Option<(u64, Vec<SessionRecord>, Vec<BlockRecord>)>,
     /// The process is stopped (SIGSTOP): it does nothing, and what comes waits for it
     /// as in a socket buffer.
     paused: bool,
@@ -345,7 +346,10 @@ impl Sim {
                     side.board.locations = if *on { side.board.locations | bit } else { side.board.locations & !bit };
                     side.board.active = side.board.locations != 0;
                 }
-                Output::TakeSnapshot if side.table_delay_ms > 0 => side.table_due = Some(self.ms + side.table_delay_ms),
+                Output::TakeSnapshot if side.table_delay_ms > 0 => {
+                    let (sessions, blocks) = side.board.table();
+                    side.table_due = Some((self.ms + side.table_delay_ms, sessions, blocks));
+                }
                 Output::TakeSnapshot => {
                     let (sessions, blocks) = side.board.table();
                     side.proto.as_mut().expect("running").handle_table(sessions, blocks, now);
@@ -397,9 +401,9 @@ impl Sim {
             self.inject(i, d.channel, &d.bytes);
         }
         let now = self.now();
-        if self.sides[i].table_due.is_some_and(|t| t <= self.ms) {
-            self.sides[i].table_due = None;
-            let (sessions, blocks) = self.sides[i].board.table();
+        if self.sides[i].table_due.as_ref().is_some_and(|t| t.0 <= self.ms)
+            && let Some((_, sessions, blocks)) = self.sides[i].table_due.take()
+        {
             self.proto(i).handle_table(sessions, blocks, now);
             self.carry_out(i);
         }
@@ -1564,4 +1568,33 @@ fn a_large_table_is_taken_in_over_rounds_and_what_happens_meanwhile_follows_it()
     assert_eq!(b.records_received, 2 * n as u64 + 1, "the bulk, then the deletion");
     assert!(!sim.sides[1].board.sessions.contains_key(&key_of(&session(0, old))));
     assert_eq!(sim.sides[1].board.sessions.len(), n as usize - 1);
+}
+
+/// The board reads its table while its workers go on: a session made after the read
+/// and before the table reaches the HA thread is in no table, and its event must not
+/// be lost to the bulk that starts over the replicator's state.
+#[test]
+fn an_event_between_the_tables_read_and_its_arrival_reaches_the_standby() {
+    let mut sim = Sim::new(10, CLEAN);
+    sim.start(0, DEAD_COUNT, false);
+    let old = sim.unix_s() - 10;
+    for n in 0..50 {
+        sim.event(0, SessionEvent::BlockAllocated(block(n)));
+        sim.event(0, SessionEvent::Created(session(n, old)));
+    }
+    sim.run_until(1000, Drive::EveryMs);
+    sim.sides[0].table_delay_ms = 30;
+    sim.start(1, DEAD_COUNT, false);
+    sim.run_while(3000, Drive::EveryMs, |s| s.sides[0].table_due.is_none());
+    assert!(sim.sides[0].table_due.is_some(), "the table was asked for");
+    // Made after the read, before the table arrives; and one ended then.
+    sim.event(0, SessionEvent::BlockAllocated(block(50)));
+    sim.event(0, SessionEvent::Created(session(50, old)));
+    sim.event(0, SessionEvent::Deleted(session(0, old)));
+    sim.run_while(20_000, Drive::EveryMs, |s| !s.status(1).in_sync);
+    sim.run_until(sim.ms + 500, Drive::EveryMs);
+    let standby = &sim.sides[1].board.sessions;
+    assert!(standby.contains_key(&key_of(&session(50, old))), "the session made meanwhile");
+    assert!(!standby.contains_key(&key_of(&session(0, old))), "the session ended meanwhile");
+    assert_eq!(standby.len(), 50);
 }
