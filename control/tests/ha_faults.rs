@@ -32,7 +32,11 @@
 //! bulk sync, replayed and forged messages) assert instead that no board became active
 //! after the fault began. The tests run one at a time (they share the machine's two
 //! cores and time their heartbeats). Needs root, python3 and, for the replayed and
-//! forged messages, scapy and tcpdump, as CI has.
+//! forged messages, scapy and tcpdump, as CI has. One test checks its own ends: a
+//! standby restarted while the active board is stopped goes active alone, and the flows
+//! that meet it then get other mappings there; it asserts that the board with the
+//! sessions keeps the role, the server's ARP entries come back to it, and every flow is
+//! answered again from its first mapping.
 
 mod common;
 
