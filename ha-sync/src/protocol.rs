@@ -712,6 +712,14 @@ impl Protocol {
                 r.in_sync = false;
             }
             self.in_sync_at = None;
+            // A board that (re)starts may have gone active alone before it heard this
+            // one and drawn the neighbours (and the routers) to itself: where this board
+            // is active, tell them again.
+            for (l, r) in self.roles.iter().enumerate() {
+                if r.role() == Role::Active {
+                    self.out.push_back(Output::SetActive(l, true));
+                }
+            }
         }
         if h.kind != Kind::Data {
             let last = &mut self.peer_ctl[channel.index()];
