@@ -1165,9 +1165,7 @@ impl NatState {
     /// Up to `max` sessions from slot `from` on, and the slot where the next ones start
     /// (None: no more).
     pub fn sessions_from(&self, from: u32, max: usize) -> (Vec<SessionRecord>, Option<u32>) {
-        let mut it = self.sessions.iter_from(from);
-        let out: Vec<_> = it.by_ref().take(max).map(|(i, _)| self.session_record(i)).collect();
-        (out, it.next().map(|(i, _)| i))
+        self.sessions_matching(|_| true, from, max)
     }
 
     /// The slots of up to `max` (at least one) sessions from slot `from` on, and the
