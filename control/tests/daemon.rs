@@ -414,7 +414,7 @@ fn a_commit_keeps_every_session_the_new_settings_allow() {
     let (c, _) = control::parse::parse(&text).unwrap();
     let p = control::plan::plan(&c);
     let ec = control::plan::engine_config(&c, &p, 4).unwrap();
-    let mut board = control::board::start(4, ec.clone(), &[], None, None, 7, true, |_, _| {}).unwrap();
+    let mut board = control::board::start(4, ec.clone(), &[], None, None, 7, true, |_| {}).unwrap();
     // One session in each instance, as the peer board would send them: a B4 of a
     // location of slot 4, with an address of that location's share.
     let mut installed = 0;
@@ -484,7 +484,7 @@ fn a_moved_weight_ends_only_the_sessions_whose_location_changed() {
         (control::plan::engine_config(&c, &p, 1).unwrap(), p.instances["d"].clone())
     };
     let (ec, before) = plan_of(1);
-    let mut board = control::board::start(1, ec.clone(), &[], None, None, 7, true, |_, _| {}).unwrap();
+    let mut board = control::board::start(1, ec.clone(), &[], None, None, 7, true, |_| {}).unwrap();
     // 64 subscribers, each with an address of its location's share, as the engine gives.
     let b4s: Vec<[u8; 16]> = (0..64u16)
         .map(|i| {

@@ -114,18 +114,19 @@ fn run(
     // first event; the thread itself starts once the board's handle is there.
     let (ha_events, ha_input) = ha_settings.as_ref().map(|_| ha_sync::node::events()).unzip();
     let route_table = slot_cfg.route_table;
-    let board =
-        control::board::start(slot, ec, &cores, io, route_table, seed, ha_settings.is_none(), move |e, active| {
-            if let Some(tx) = &ha_events {
-                tx.send(e);
+    let board = control::board::start(slot, ec, &cores, io, route_table, seed, ha_settings.is_none(), move |events| {
+        if let Some(tx) = &ha_events {
+            tx.send_batch(events.iter().map(|&(e, _)| e).collect());
+        }
+        // Only the forwarding board logs: a standby's events are the peer's sessions
+        // installed here, already logged there.
+        if let Some(l) = l2.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            for (e, _) in events.iter().filter(|(_, active)| *active) {
+                l.log(e);
             }
-            // Only the forwarding board logs: a standby's events are the peer's sessions
-            // installed here, already logged there.
-            if active && let Some(l) = l2.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-                l.log(&e);
-            }
-        })
-        .map_err(|e| anyhow::anyhow!(e))?;
+        }
+    })
+    .map_err(|e| anyhow::anyhow!(e))?;
     let ha = match ha_settings.zip(ha_input) {
         Some((s, input)) => {
             let roles: Vec<String> = s
