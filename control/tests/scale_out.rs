@@ -1,26 +1,31 @@
 //! Scale-out across hosts (issue 16 part 3, docs/decisions/0022): the topology of
 //! `deploy/netns/scale-topology.sh`, two hosts each with a pair of boards in hot backup
-//! for its own service-location of one DS-Lite instance (host A: location 1, slot 1
-//! backup slot 2; host B: location 2, slot 3 backup slot 4), one configuration for all
-//! four. Each board's BIRD announces what aftrd keeps in its `route-table 100`
-//! (`deploy/bird/aftr-board.conf`, host A in AS 65001, host B in AS 65002); the
-//! upstream router (`deploy/bird/upstream-ecmp.conf`) installs the shared endpoint as
-//! one ECMP route over both hosts' active boards and each pool share by its location's
-//! active board, and hashes on the outer source address alone.
+//! for its own service-location (host A: location 1, slot 1 backup slot 2; host B:
+//! location 2, slot 3 backup slot 4), one configuration for all four. Each board's BIRD
+//! announces what aftrd keeps in its `route-table 100` (`deploy/bird/aftr-board.conf`,
+//! host A in AS 65001, host B in AS 65002); the upstream router
+//! (`deploy/bird/upstream-ecmp.conf`) installs the shared endpoint as one ECMP route
+//! over both hosts' active boards and each pool share by its location's active board,
+//! and hashes on the outer source address alone.
 //!
 //! B4s behind the router (raw IPv4-in-IPv6 from 24 addresses, two flows each with
 //! their own flow labels and ports) send UDP to an echo server that says whom it saw.
-//! Checked: the upstream's routes; one B4 is never split over the hosts (all its
-//! flows answered, or none); every answered B4 is translated to an address of its own
-//! location's share, so it reached the host of its location, and the answers came back
-//! by the announced shares; each host serves some; a B4 that the router sends to the
-//! host of the other location is refused there and counted (`drop_b4_elsewhere`), not
-//! translated with a wrong share (handing it on to the owner across hosts is open:
-//! decision 0022); after `kill -9` of host B's active board its standby takes over, the
-//! upstream's routes follow it (the killed board's lingering routes lose within its
-//! AS and are not merged into the ECMP route: `deterministic med`), host B's B4s are
-//! answered again with the same address and port, and host A is untouched (roles,
-//! routes, no gap in its B4s' answers).
+//! Checked, for both ways of configuring the instance:
+//! - the upstream's routes; one B4 is never split over the hosts (all its flows
+//!   answered, or none); every answered B4 is translated to an address of its own
+//!   location's share and the answers come back by the announced shares; each host
+//!   serves some B4s;
+//! - one instance over both locations (a B4's location by the plan's buckets): a B4
+//!   that the router sends to the other location's host is refused there and counted
+//!   (`drop_b4_elsewhere`), never translated with a wrong share; handing it on across
+//!   hosts is open;
+//! - an instance per pair on the one endpoint: every B4 is served, by the host the
+//!   router sends it to, none refused;
+//! - after `kill -9` of host B's active board its standby takes over, the upstream's
+//!   routes follow (the killed board's lingering routes lose within its AS and are not
+//!   merged into the ECMP route: `deterministic med`), host B's B4s are answered again
+//!   with the same address and port, and host A is untouched (roles, routes, no gap).
+//!
 //! Needs root, BIRD 2 and the workspace's binaries.
 
 mod common;
@@ -32,8 +37,8 @@ use std::time::{Duration, Instant};
 use common::{ha, start_board, start_servers_in, stats, take_turn, wait_for};
 use dataplane::testing::{Lab, is_root, skip, statistic};
 
-/// Four boards, two hosts, one location each, one instance over both locations.
-const CONFIG: &str = "sysname scale-lab
+/// Four boards, two hosts, one location each; the instances follow.
+const SLOTS: &str = "sysname scale-lab
 slot 1
  host hostA
  worker-cores 0
@@ -75,7 +80,11 @@ service-location 1
  location slot 1 backup slot 2
 service-location 2
  location slot 3 backup slot 4
-service-instance-group g
+";
+
+/// One instance over both locations: each B4 belongs to a location by the plan's
+/// buckets (decision 0012).
+const ONE_INSTANCE: &str = "service-instance-group g
  service-location 1
  service-location 2
 ds-lite address-group pool
@@ -85,6 +94,28 @@ ds-lite instance d id 1
  local-ipv6 2001:db8::1
  remote-ipv6 2001:db8:b4:: prefix-length 64
  ds-lite address-group pool
+";
+
+/// An instance per pair on the one endpoint (decision 0022): a B4 belongs to the host
+/// the router sends it to.
+const PER_PAIR: &str = "service-instance-group ga
+ service-location 1
+service-instance-group gb
+ service-location 2
+ds-lite address-group pool-a
+ section 0 198.51.100.0 mask 25
+ds-lite address-group pool-b
+ section 0 198.51.100.128 mask 25
+ds-lite instance a id 1
+ service-instance-group ga
+ local-ipv6 2001:db8::1
+ remote-ipv6 2001:db8:b4:: prefix-length 64
+ ds-lite address-group pool-a
+ds-lite instance b id 2
+ service-instance-group gb
+ local-ipv6 2001:db8::1
+ remote-ipv6 2001:db8:b4:: prefix-length 64
+ ds-lite address-group pool-b
 ";
 
 /// B4s by raw sockets: IPv4-in-IPv6 built here (any source, any flow label), answers
@@ -183,7 +214,18 @@ fn answers(log: &str) -> Vec<(f64, usize, usize, String)> {
 }
 
 #[test]
-fn two_hosts_behind_an_ecmp_router() {
+fn one_instance_over_two_hosts_serves_only_the_b4s_the_router_sends_to_their_own_host() {
+    scale_out(ONE_INSTANCE, true);
+}
+
+#[test]
+fn an_instance_per_host_on_one_endpoint_serves_every_b4_where_the_router_sends_it() {
+    scale_out(PER_PAIR, false);
+}
+
+/// The scenario on `SLOTS` with `instances`; `by_bucket`: one instance, whose B4s
+/// belong to a location by the plan (else each B4 to the host the router picks).
+fn scale_out(instances: &str, by_bucket: bool) {
     if !is_root() {
         return skip("needs root for network namespaces");
     }
@@ -193,18 +235,23 @@ fn two_hosts_behind_an_ecmp_router() {
     let _turn = take_turn();
     let root = std::path::Path::new("..");
     let mut lab = Lab::of("deploy/netns/scale-topology.sh", "so", root);
-    std::fs::write(lab.dir.join("aftr.conf"), CONFIG).unwrap();
+    let config = format!("{SLOTS}{instances}");
+    std::fs::write(lab.dir.join("aftr.conf"), &config).unwrap();
     let dir = lab.dir.to_str().unwrap().to_string();
 
-    // Where each B4 belongs and each location's share, as the boards plan it.
-    let (c, _) = control::parse::parse(CONFIG).unwrap();
+    // Each location's share, and where each B4 belongs (by bucket), as the boards plan it.
+    let (c, _) = control::parse::parse(&config).unwrap();
     let plan = control::plan::plan(&c);
-    let ip = plan.instances["d"].clone();
+    let pool_shares: Vec<(u32, Vec<(std::net::Ipv4Addr, std::net::Ipv4Addr)>)> =
+        plan.instances.values().flat_map(|ip| ip.pool_shares.clone()).collect();
     let b4s: Vec<String> = (0..B4_COUNT).map(|i| format!("2001:db8:b4::1:{:x}", i + 1)).collect();
-    let owner: Vec<u32> =
-        b4s.iter().map(|b| ip.location_of(&b.parse::<std::net::Ipv6Addr>().unwrap().octets())).collect();
-    let shares: Vec<(u32, String)> = ip
-        .pool_shares
+    let by_plan: Vec<u32> = b4s
+        .iter()
+        .map(|b| {
+            plan.instances.values().next().unwrap().location_of(&b.parse::<std::net::Ipv6Addr>().unwrap().octets())
+        })
+        .collect();
+    let shares: Vec<(u32, String)> = pool_shares
         .iter()
         .flat_map(|(l, ranges)| {
             ranges
@@ -215,9 +262,10 @@ fn two_hosts_behind_an_ecmp_router() {
         .collect();
     let location_of_ext = |ext: &str| -> Option<u32> {
         let a: std::net::Ipv4Addr = ext.split(':').next()?.parse().ok()?;
-        ip.pool_shares.iter().find(|(_, r)| r.iter().any(|(x, y)| (*x..=*y).contains(&a))).map(|(l, _)| *l)
+        pool_shares.iter().find(|(_, r)| r.iter().any(|(x, y)| (*x..=*y).contains(&a))).map(|(l, _)| *l)
     };
-    assert!((1..=2).all(|l| owner.contains(&l)), "the B4s span both locations: {owner:?}");
+    assert_eq!(shares.len(), 2, "a share per location: {shares:?}");
+    assert!(!by_bucket || (1..=2).all(|l| by_plan.contains(&l)), "the B4s span both locations: {by_plan:?}");
 
     // BIRD on the upstream and on every board.
     let read = |f: &str| std::fs::read_to_string(root.join(f)).unwrap();
@@ -303,6 +351,15 @@ fn two_hosts_behind_an_ecmp_router() {
     for (_, i, j, ext) in &before {
         mapped.entry((*i, *j)).or_default().insert(ext.clone());
     }
+    // Where each B4 belongs: by the plan, or where the router sent it (the share it
+    // was answered from; every B4 must be answered).
+    let owner: Vec<u32> = (0..B4_COUNT)
+        .map(|i| match mapped.get(&(i, 0)) {
+            _ if by_bucket => by_plan[i],
+            Some(exts) => location_of_ext(exts.iter().next().unwrap()).unwrap_or(0),
+            None => panic!("B4 {} not answered with an instance per host\n{log}", b4s[i]),
+        })
+        .collect();
     let mut served = [0usize; 2];
     let mut refused = [0usize; 2];
     for i in 0..B4_COUNT {
@@ -327,6 +384,7 @@ fn two_hosts_behind_an_ecmp_router() {
         moved.as_millis()
     );
     assert!(served.iter().all(|n| *n > 0), "each host serves some B4s: {served:?}\n{log}");
+    assert!(by_bucket || refused == [0, 0], "none refused with an instance per host: {refused:?}");
     // A B4 of location 2 that the router sent to host A is refused and counted there,
     // and the other way round.
     assert_eq!(refused_before[0] > 0, refused[1] > 0, "slot 1 counts what it refuses: {refused_before:?}");
