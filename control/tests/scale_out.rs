@@ -26,6 +26,10 @@
 //!   merged into the ECMP route: `deterministic med`), host B's B4s are answered again
 //!   with the same address and port, and host A is untouched (roles, routes, no gap).
 //!
+//! And: a board whose only route towards the Internet comes over its BGP session gives
+//! its role up when the session goes down (unfit: no next hop), and takes it back when
+//! the session returns.
+//!
 //! Needs root, BIRD 2 and the workspace's binaries.
 
 mod common;
@@ -203,6 +207,105 @@ fn upstream_follows(lab: &Lab, shares: &[(u32, String)], a: u32, b: u32) -> bool
         })
 }
 
+/// The lab of `deploy/netns/scale-topology.sh`, the boards' configuration `SLOTS` and
+/// `instances` written as its `aftr.conf`, once it is this test's turn (the guard);
+/// None, the test skipped, without root or BIRD.
+fn scale_lab(name: &str, instances: &str) -> Option<(std::sync::MutexGuard<'static, ()>, Lab, String)> {
+    if !is_root() {
+        skip("needs root for network namespaces");
+        return None;
+    }
+    if Command::new("bird").arg("--version").stderr(Stdio::null()).status().is_err() {
+        skip("needs BIRD 2 (bash scripts/setup.sh installs it)");
+        return None;
+    }
+    let turn = take_turn();
+    let lab = Lab::of("deploy/netns/scale-topology.sh", name, std::path::Path::new(".."));
+    let config = format!("{SLOTS}{instances}");
+    std::fs::write(lab.dir.join("aftr.conf"), &config).unwrap();
+    Some((turn, lab, config))
+}
+
+/// BIRD on the upstream and on every board, and the echo server on the upstream;
+/// returns the upstream's control socket.
+fn start_routers(lab: &mut Lab) -> String {
+    let read = |f: &str| std::fs::read_to_string(std::path::Path::new("..").join(f)).unwrap();
+    let up = lab.bird("up", &read("deploy/bird/upstream-ecmp.conf")).unwrap();
+    let template = read("deploy/bird/aftr-board.conf");
+    for slot in 1..=4 {
+        lab.bird(&format!("a{slot}"), &board_bird(&template, slot)).unwrap();
+    }
+    start_servers_in(lab, "up");
+    up
+}
+
+/// Each host's pair: its preferred board active, the other standby and in sync.
+fn start_pairs(lab: &mut Lab) {
+    for (active, standby) in [(1, 2), (3, 4)] {
+        start_board(lab, active);
+        wait_for(&format!("slot {active} active"), 10, || ha(lab, active).contains("role: active"));
+        start_board(lab, standby);
+        wait_for(&format!("slot {standby} standby and in sync"), 10, || {
+            let s = ha(lab, standby);
+            s.contains("role: standby") && s.contains("in sync: yes")
+        });
+    }
+}
+
+/// A board whose only route towards the Internet came by BGP loses it with its
+/// session: a second later it is unfit and hands its location to its peer, and the
+/// upstream follows the peer (decision 0022). When the session is back, the board is
+/// fit again and takes its role back after preempt-time.
+#[test]
+fn a_board_whose_bgp_session_is_down_gives_its_role_up() {
+    let Some((_turn, mut lab, config)) = scale_lab("sd", PER_PAIR) else { return };
+    start_routers(&mut lab);
+    // The boards' way to the Internet: only what BGP gives them.
+    for slot in 1..=4 {
+        let ns = format!("a{slot}");
+        wait_for(&format!("slot {slot}'s default route by BGP"), 20, || {
+            run(&lab, &ns, &["ip", "route", "show", "default"]).contains("via 203.0.113.80 dev a")
+                && run(&lab, &ns, &["ip", "route", "show", "default", "proto", "bird"]).contains("via 203.0.113.80")
+        });
+        assert!(lab.exec(&ns, &["ip", "route", "del", "default", "proto", "boot"]).status().unwrap().success());
+    }
+    start_pairs(&mut lab);
+    let (c, _) = control::parse::parse(&config).unwrap();
+    let shares: Vec<(u32, String)> = control::plan::plan(&c)
+        .instances
+        .values()
+        .flat_map(|ip| ip.pool_shares.clone())
+        .flat_map(|(l, r)| {
+            r.into_iter()
+                .flat_map(|(a, b)| control::plan::range_to_prefixes(a, b))
+                .map(move |p| (l, format!("{}/{}", std::net::Ipv4Addr::from(p.addr), p.len)))
+        })
+        .collect();
+    wait_for("the upstream to follow slots 1 and 3", 20, || upstream_follows(&lab, &shares, 1, 3));
+
+    // Slot 1's IPv4 session goes down (as when its link to the upstream or its BIRD
+    // fails while aftrd runs).
+    let a1 = lab.dir.join("a1.ctl").to_string_lossy().into_owned();
+    assert!(run(&lab, "a1", &["birdc", "-s", &a1, "disable", "up4"]).contains("disabled"));
+    let t = Instant::now();
+    wait_for("slot 2 to take over", 10, || ha(&lab, 2).contains("role: active"));
+    let took = t.elapsed();
+    let h1 = ha(&lab, 1);
+    assert!(h1.contains("role: standby") && h1.contains("no next hop towards the Internet"), "{h1}");
+    wait_for("the upstream to follow slot 2", 10, || upstream_follows(&lab, &shares, 2, 3));
+    eprintln!(
+        "bgp session down: slot 2 active {} ms after slot 1's session went down, the upstream following it {} ms after",
+        took.as_millis(),
+        t.elapsed().as_millis()
+    );
+    assert!(ha(&lab, 3).contains("role: active"), "host B untouched");
+
+    // The session back: slot 1 is fit again, and takes its role back (preempt-time 3 s).
+    assert!(run(&lab, "a1", &["birdc", "-s", &a1, "enable", "up4"]).contains("enabled"));
+    wait_for("slot 1 active again", 20, || ha(&lab, 1).contains("role: active"));
+    wait_for("the upstream to follow slot 1 again", 10, || upstream_follows(&lab, &shares, 1, 3));
+}
+
 /// The answers of the B4s' log: (time, B4, flow, EXT:PORT).
 fn answers(log: &str) -> Vec<(f64, usize, usize, String)> {
     log.lines()
@@ -226,17 +329,7 @@ fn an_instance_per_host_on_one_endpoint_serves_every_b4_where_the_router_sends_i
 /// The scenario on `SLOTS` with `instances`; `by_bucket`: one instance, whose B4s
 /// belong to a location by the plan (else each B4 to the host the router picks).
 fn scale_out(instances: &str, by_bucket: bool) {
-    if !is_root() {
-        return skip("needs root for network namespaces");
-    }
-    if Command::new("bird").arg("--version").stderr(Stdio::null()).status().is_err() {
-        return skip("needs BIRD 2 (bash scripts/setup.sh installs it)");
-    }
-    let _turn = take_turn();
-    let root = std::path::Path::new("..");
-    let mut lab = Lab::of("deploy/netns/scale-topology.sh", "so", root);
-    let config = format!("{SLOTS}{instances}");
-    std::fs::write(lab.dir.join("aftr.conf"), &config).unwrap();
+    let Some((_turn, mut lab, config)) = scale_lab("so", instances) else { return };
     let dir = lab.dir.to_str().unwrap().to_string();
 
     // Each location's share, and where each B4 belongs (by bucket), as the boards plan it.
@@ -267,25 +360,8 @@ fn scale_out(instances: &str, by_bucket: bool) {
     assert_eq!(shares.len(), 2, "a share per location: {shares:?}");
     assert!(!by_bucket || (1..=2).all(|l| by_plan.contains(&l)), "the B4s span both locations: {by_plan:?}");
 
-    // BIRD on the upstream and on every board.
-    let read = |f: &str| std::fs::read_to_string(root.join(f)).unwrap();
-    let up = lab.bird("up", &read("deploy/bird/upstream-ecmp.conf")).unwrap();
-    let template = read("deploy/bird/aftr-board.conf");
-    for slot in 1..=4 {
-        lab.bird(&format!("a{slot}"), &board_bird(&template, slot)).unwrap();
-    }
-    start_servers_in(&mut lab, "up");
-
-    // Each host's pair: its preferred board active, the other standby and in sync.
-    for (active, standby) in [(1, 2), (3, 4)] {
-        start_board(&mut lab, active);
-        wait_for(&format!("slot {active} active"), 10, || ha(&lab, active).contains("role: active"));
-        start_board(&mut lab, standby);
-        wait_for(&format!("slot {standby} standby and in sync"), 10, || {
-            let s = ha(&lab, standby);
-            s.contains("role: standby") && s.contains("in sync: yes")
-        });
-    }
+    let up = start_routers(&mut lab);
+    start_pairs(&mut lab);
     let t = Instant::now();
     while !upstream_follows(&lab, &shares, 1, 3) {
         assert!(
