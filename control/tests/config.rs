@@ -278,6 +278,28 @@ fn semantic_errors_point_at_the_statement() {
 }
 
 #[test]
+fn instances_share_an_endpoint_only_on_boards_of_their_own_that_route() {
+    // Scale-out by ECMP (decision 0022): one endpoint, an instance per pair of boards.
+    let slot =
+        |n: u32, table: &str| format!("slot {n}\n worker-cores {n}\n ha-address 192.0.2.{n} port 62000\n{table}");
+    let rest = |b: u32| {
+        format!(
+            "service-ha preshared-key e2e-secret-0123456789ab\nservice-location 1\n location slot 1 backup slot 2\n\
+             service-location 2\n location slot 3 backup slot {b}\nservice-instance-group ga\n service-location 1\n\
+             service-instance-group gb\n service-location 2\nds-lite instance a id 1\n service-instance-group ga\n\
+             local-ipv6 2001:db8::1\nds-lite instance b id 2\n service-instance-group gb\n local-ipv6 2001:db8::1\n"
+        )
+    };
+    let routed: String = (1..=4).map(|n| slot(n, " route-table 100\n")).collect();
+    parse(&format!("{routed}{}", rest(4))).unwrap();
+    // A board of both instances would have two instances on one endpoint.
+    has(&parse(&format!("{routed}{}", rest(2))).unwrap_err(), 31, "already used by instance a");
+    // Without BGP the pairs would answer neighbour discovery for one address.
+    let unrouted: String = (1..=4).map(|n| slot(n, if n == 4 { "" } else { " route-table 100\n" })).collect();
+    has(&parse(&format!("{unrouted}{}", rest(4))).unwrap_err(), 30, "each with a route-table");
+}
+
+#[test]
 fn each_board_of_a_host_serves_its_own_metrics() {
     // The system view's listener, on two boards of one host: the second could not bind.
     let shared = "metrics http 127.0.0.1 port 9100\nslot 1\n host a\nslot 3\n host a\n";

@@ -194,7 +194,7 @@ fn aftrd(args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn aftrd_check_accepts_the_examples_and_reports_errors_with_position() {
-    for f in ["../deploy/aftr-ha.conf", "../deploy/aftr-two-locations.conf"] {
+    for f in ["../deploy/aftr-ha.conf", "../deploy/aftr-two-locations.conf", "../deploy/aftr-scale-out.conf"] {
         let (code, out, err) = aftrd(&["--check", "--config", f]);
         assert_eq!(code, 0, "{f}: {err}");
         assert!(out.contains("configuration is valid"));
