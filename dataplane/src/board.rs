@@ -354,7 +354,9 @@ fn housekeeping(
                         any = true;
                         let (inst, addr) = e.external();
                         let loc = shares.read().unwrap_or_else(|e| e.into_inner()).location_of(inst, addr);
-                        on_event(e, loc.is_some_and(|l| active.load(Ordering::Relaxed) & (1 << l) != 0));
+                        // A limit is met only serving the B4, that is while active.
+                        let limit = matches!(e, SessionEvent::Limit(_));
+                        on_event(e, limit || loc.is_some_and(|l| active.load(Ordering::Relaxed) & (1 << l) != 0));
                     }
                     Err(TryRecvError::Empty) => return true,
                     Err(TryRecvError::Disconnected) => return false,

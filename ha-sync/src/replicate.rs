@@ -153,6 +153,7 @@ impl Replicator {
                     self.out.push(Record::BlockReleased(b));
                 }
             }
+            SessionEvent::Limit(_) => {}
         }
         self.tick(now);
     }

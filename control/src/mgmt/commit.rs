@@ -118,10 +118,15 @@ impl Daemon {
         {
             tracing::warn!("slot {}: hot backup settings: {e}", self.slot);
         }
-        if config.syslog != self.running.syslog || config.sysname != self.running.sysname {
+        if config.nat_log != self.running.nat_log || config.sysname != self.running.sysname {
             let host = config.sysname.clone().unwrap_or_else(|| "aftr".into());
-            *self.logger.lock().unwrap_or_else(|e| e.into_inner()) =
-                if config.syslog.is_empty() { None } else { NatLogger::new(&config.syslog, &host).ok() };
+            let logger = match config.nat_log.hosts.is_empty() {
+                true => None,
+                false => NatLogger::new(&config.nat_log, &host, self.slot)
+                    .inspect_err(|e| tracing::warn!("slot {}: NAT logging: {e}", self.slot))
+                    .ok(),
+            };
+            *self.logger.lock().unwrap_or_else(|e| e.into_inner()) = logger;
         }
         if let Some(m) = metrics {
             // The old listener stops as it is dropped.
