@@ -491,4 +491,20 @@ mod tests {
         assert_eq!(st.dropped.load(Ordering::Relaxed), 0);
         assert_eq!(st.reconnects.load(Ordering::Relaxed), 1);
     }
+
+    #[test]
+    fn collectors_hear_from_the_source_address() {
+        let (udp, tcp) = (UdpSocket::bind("127.0.0.1:0").unwrap(), std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+        udp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let src = |port| Some(SocketAddr::from(([127, 0, 0, 2], port)));
+        let hosts = vec![
+            LogHost { addr: udp.local_addr().unwrap(), format: LogFormat::SyslogUdp, source: src(0) },
+            LogHost { addr: tcp.local_addr().unwrap(), format: LogFormat::SyslogTcp, source: src(0) },
+        ];
+        let mut l = NatLogger::new(&NatLog { hosts, ..NatLog::default() }, "h", 1).unwrap();
+        l.log(&SessionEvent::BlockAllocated(block(1024)));
+        let (_, from) = udp.recv_from(&mut [0u8; 1024]).unwrap();
+        let (_, peer) = tcp.accept().unwrap();
+        assert_eq!((from.ip(), peer.ip()), (src(0).unwrap().ip(), src(0).unwrap().ip()));
+    }
 }
