@@ -332,4 +332,22 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn templates_again_after_the_refresh_time_or_count() {
+        let refresh = Refresh { every: Duration::from_secs(60), messages: 1000 };
+        let mut x = Exporter::new("127.0.0.1:9".parse().unwrap(), None, 3, refresh).unwrap();
+        let b = BlockRecord { inst: 0, b4: [0; 16], ext_addr: 1, first_port: 1024, size: 512, at: 1 };
+        let e = SessionEvent::BlockAllocated(b);
+        let t0 = Instant::now();
+        let with_templates = |m: &[u8]| m[16..18] == [0, 2];
+        let m = x.message(&e, 1, t0).unwrap();
+        assert!(with_templates(&m));
+        // Header: version 10, length, export time, sequence (records before), domain.
+        assert_eq!((&m[0..2], u16::from_be_bytes([m[2], m[3]]) as usize), (&[0, 10][..], m.len()));
+        assert_eq!((&m[8..12], &m[12..16]), (&[0, 0, 0, 0][..], &[0, 0, 0, 3][..]));
+        let m = x.message(&e, 1, t0 + Duration::from_secs(59)).unwrap();
+        assert!(!with_templates(&m) && m[8..12] == [0, 0, 0, 1]);
+        assert!(with_templates(&x.message(&e, 1, t0 + Duration::from_secs(61)).unwrap()));
+    }
 }

@@ -206,6 +206,12 @@ impl NatLogger {
         Ok(NatLogger { collectors, hostname: hostname.to_string(), what: log.clone(), seq: 0, stats, stop })
     }
 
+    /// Goes on from `old`'s syslog sequence id (a commit that changes the collectors
+    /// does not start the sequence again).
+    pub fn continue_from(&mut self, old: &NatLogger) {
+        self.seq = old.seq;
+    }
+
     /// Logs `e` if it is wanted and the board was `active` for its location (decision
     /// 0020: a standby's events are the peer's sessions and blocks, logged there).
     pub fn event(&mut self, e: &SessionEvent, active: bool) {
