@@ -102,7 +102,7 @@ fn every_block_counted_is_logged_once_across_a_collector_restart() {
         "sysname nl\nslot 1\n worker-cores 0\n interface softwire {prefix}sw\n interface internet {prefix}in\n packet-io af-packet\n\
          service-location 1\n location slot 1\nservice-instance-group g\n service-location 1\n\
          ds-lite address-group pool\n section 0 198.51.100.0 mask 24\n\
-         ds-lite instance d id 1\n service-instance-group g\n local-ipv6 2001:db8::1\n remote-ipv6 2001:db8:b4:: prefix-length 64\n ds-lite address-group pool\n port-block-size 8\n\
+         ds-lite instance d id 1\n service-instance-group g\n local-ipv6 2001:db8::1\n remote-ipv6 2001:db8:b4:: prefix-length 64\n ds-lite address-group pool\n port-block-size 8\n session-limit 30\n\
          nat log host 127.0.0.1 {SYSLOG_PORT} type syslog-tcp\n\
          nat log host 127.0.0.1 {IPFIX_PORT} type ipfix\n\
          metrics http 127.0.0.1 port {METRICS_PORT}\n",
@@ -155,8 +155,18 @@ fn every_block_counted_is_logged_once_across_a_collector_restart() {
         }
     };
 
+    // Until the engine has counted `n` of `what`.
+    let reach = |what: &str, n: u64| {
+        let t = Instant::now();
+        while statistic(&ctl(&["display", "statistics"]), what) < n {
+            assert!(t.elapsed() < Duration::from_secs(10), "{what} short of {n}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+
     // Blocks made and released while the collector runs.
     traffic(5000, 24);
+    reach("sessions_created", 24);
     ctl(&["reset", "session"]);
     settle("before the restart");
     assert!(counted().0 >= 3 && counted().1 >= 3, "{:?}", counted());
@@ -166,13 +176,19 @@ fn every_block_counted_is_logged_once_across_a_collector_restart() {
     // of its own, RELP has.)
     Command::new("kill").args(["-TERM", &collector.0.id().to_string()]).status().unwrap();
     collector.0.wait().unwrap();
-    traffic(6000, 40);
+    traffic(6000, 40); // 10 beyond the session limit
+    reach("drop_session_limit", 10);
+    reach("sessions_created", 54);
+    let refused = statistic(&ctl(&["display", "statistics"]), "drop_session_limit");
+    assert_eq!(refused, 10);
     ctl(&["reset", "session"]);
     std::thread::sleep(Duration::from_millis(500));
     let before = counted();
     let _collector = Running(rsyslog(&lab));
     settle("after the restart");
-    assert!(counted().0 >= before.0 && before.0 >= 8, "{before:?}");
+    assert!(counted().0 >= before.0 && before.0 >= 7, "{before:?}");
+    let quotas = lines(&dir).iter().filter(|l| l.0 == "QUOTA").count() as u64;
+    assert_eq!(quotas, refused, "each refusal logged (fewer than 50 a second)");
 
     // Nothing twice either: the sequence ids are 1..N, each once, in order.
     let seqs: Vec<u32> = lines(&dir).iter().map(|l| l.1).collect();
@@ -189,18 +205,29 @@ fn every_block_counted_is_logged_once_across_a_collector_restart() {
         assert!(page.lines().any(|l| l == want), "{want} not in\n{page}");
     }
 
-    // The same blocks by IPFIX: allocations (14) and releases (15), the B4's address
-    // in each, as tshark reads the recording of the loopback.
+    // The same blocks by IPFIX: allocations (14) and releases (15), and the quota
+    // exceeded (11, maximum entries per user, 30), the B4's address in each, as tshark
+    // reads the recording of the loopback.
     let (adds, dels) = counted();
-    let n = ipfix.wait_for((adds + dels) as usize, Duration::from_secs(5));
+    let n = ipfix.wait_for((adds + dels + quotas) as usize, Duration::from_secs(5));
     let pcap = ipfix.stop();
     let out = Command::new("tshark")
         .args(["-r", pcap.to_str().unwrap(), "-d", &format!("udp.port=={IPFIX_PORT},cflow"), "-T", "fields"])
-        .args(["-E", "occurrence=a", "-e", "cflow.nat_event", "-e", "cflow.srcaddrv6"])
+        .args([
+            "-E",
+            "occurrence=a",
+            "-e",
+            "cflow.nat_event",
+            "-e",
+            "cflow.srcaddrv6",
+            "-e",
+            "cflow.max_entries_per_user",
+        ])
         .output()
         .unwrap();
     let rows = String::from_utf8_lossy(&out.stdout).to_string();
-    let count = |ev: &str| rows.lines().filter(|l| *l == format!("{ev}\t2001:db8:b4::2")).count() as u64;
-    assert_eq!((count("14"), count("15")), (adds, dels), "{n} datagrams:\n{rows}");
+    let count = |ev: &str| rows.lines().filter(|l| *l == format!("{ev}\t2001:db8:b4::2\t")).count() as u64;
+    let over = rows.lines().filter(|l| *l == "11\t2001:db8:b4::2\t30").count() as u64;
+    assert_eq!((count("14"), count("15"), over), (adds, dels, quotas), "{n} datagrams:\n{rows}");
     drop(lab);
 }
