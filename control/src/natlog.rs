@@ -194,6 +194,10 @@ impl NatLogger {
                 LogFormat::SyslogUdp => Collector::Udp(udp_socket(addr, source)?, addr),
                 LogFormat::Ipfix => Collector::Ipfix(Exporter::new(addr, source, slot, refresh)?),
                 LogFormat::SyslogTcp => {
+                    if let Some(src) = source {
+                        // A source not on the host is refused now, not at the first message.
+                        tcp_socket(socket2::Domain::for_address(addr), src)?;
+                    }
                     let (tx, rx) = bounded(TCP_QUEUE);
                     let (stats, stop) = (stats.clone(), stop.clone());
                     std::thread::Builder::new()
@@ -261,11 +265,19 @@ impl Drop for NatLogger {
     }
 }
 
+/// A TCP socket bound to `src` (reusable: a fixed source port connects again while the
+/// last connection is in TIME_WAIT).
+fn tcp_socket(family: socket2::Domain, src: SocketAddr) -> std::io::Result<socket2::Socket> {
+    let s = socket2::Socket::new(family, socket2::Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    s.bind(&src.into())?;
+    Ok(s)
+}
+
 /// A TCP connection to `to`, from `source` if given.
 fn connect(to: SocketAddr, source: Option<SocketAddr>) -> std::io::Result<TcpStream> {
     let Some(src) = source else { return TcpStream::connect_timeout(&to, RECONNECT) };
-    let s = socket2::Socket::new(socket2::Domain::for_address(to), socket2::Type::STREAM, None)?;
-    s.bind(&src.into())?;
+    let s = tcp_socket(socket2::Domain::for_address(to), src)?;
     s.connect_timeout(&to.into(), RECONNECT)?;
     Ok(s.into())
 }

@@ -686,12 +686,12 @@ fn a_commit_sets_the_nat_log_collectors_or_refuses_a_source_not_on_the_host() {
             .replace("sysname aftr-lab\n", &format!("sysname aftr-lab\nmetrics http 127.0.0.1 port {port}\n{log}\n"))
     };
     let file = d.dir.join("natlog.conf");
-    std::fs::write(&file, with("nat log host 127.0.0.1 4739 source 192.0.2.77 type ipfix")).unwrap();
-    let (ok, out, err) = d.ctl(&["commit", file.to_str().unwrap()]);
-    assert!(
-        !ok && format!("{out}{err}").contains("nat log: ") && format!("{out}{err}").contains("nothing was applied"),
-        "{out}{err}"
-    );
+    for kind in ["ipfix", "syslog-udp", "syslog-tcp"] {
+        std::fs::write(&file, with(&format!("nat log host 127.0.0.1 4739 source 192.0.2.77 type {kind}"))).unwrap();
+        let (ok, out, err) = d.ctl(&["commit", file.to_str().unwrap()]);
+        let said = format!("{out}{err}");
+        assert!(!ok && said.contains("nat log: ") && said.contains("nothing was applied"), "{kind}: {said}");
+    }
     std::fs::write(&file, with("nat log host 127.0.0.1 4739 type ipfix")).unwrap();
     let (ok, _, err) = d.ctl(&["commit", file.to_str().unwrap()]);
     assert!(ok, "{err}");
