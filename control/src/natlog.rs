@@ -393,6 +393,16 @@ mod tests {
             mac: [0; 6],
         };
         assert!(!wanted(&SessionEvent::Created(s), &NatLog::default()), "sessions off by default");
+        let limit = |limit| {
+            SessionEvent::Limit(LimitRecord { inst: 0, b4, inner_addr: 0, ext_addr: 0, limit, value: 0, at: 0 })
+        };
+        let (full, exhausted) = (limit(Limit::SessionTable), limit(Limit::AddressesExhausted));
+        let d = NatLog::default();
+        assert!(wanted(&full, &d) && wanted(&exhausted, &d) && wanted(&SessionEvent::BlockAllocated(block(0)), &d));
+        assert!(!wanted(&full, &NatLog { quotas: false, ..d.clone() }));
+        assert!(!wanted(&exhausted, &NatLog { exhaustion: false, ..d.clone() }));
+        assert!(!wanted(&SessionEvent::BlockReleased(block(0)), &NatLog { blocks: false, ..d.clone() }));
+        assert!(wanted(&SessionEvent::Deleted(s), &NatLog { sessions: true, ..d }));
         let m = format(&SessionEvent::Created(s), "h", 1).unwrap();
         assert!(
             m.contains(" SADD [meta sequenceId=\"1\"][nsess@32473 ")
