@@ -143,47 +143,25 @@ fn block(b: &BlockRecord, event: u8) -> (u16, Vec<V>) {
 }
 
 fn limit(l: &LimitRecord) -> (u16, Vec<V>) {
-    let (t, i, p) = (ms(l.at), V::U32(l.inst as u32), V::V6(l.b4));
-    let quota = |q| V::U32(q);
+    use nat_event::*;
+    let (t, pool, b4, inside, value) =
+        (ms(l.at), V::U32(l.inst as u32), V::V6(l.b4), V::U32(l.inner_addr), V::U32(l.value));
+    let over = |q| [V::U8(QUOTA_EXCEEDED), V::U32(q)];
     match l.limit {
-        Limit::AddressesExhausted => (258, vec![t, V::U8(nat_event::ADDRESSES_EXHAUSTED), i, p, V::U32(l.inner_addr)]),
-        Limit::PortsExhausted => {
-            (259, vec![t, V::U8(nat_event::PORTS_EXHAUSTED), i, p, V::U32(l.inner_addr), V::U32(l.ext_addr)])
+        Limit::AddressesExhausted => (258, vec![t, V::U8(ADDRESSES_EXHAUSTED), pool, b4, inside]),
+        Limit::PortsExhausted => (259, vec![t, V::U8(PORTS_EXHAUSTED), pool, b4, inside, V::U32(l.ext_addr)]),
+        Limit::SessionLimit | Limit::BlockLimit | Limit::RateLimit => {
+            let [e, q] = over(quota::MAX_ENTRIES_PER_USER);
+            (260, vec![t, e, q, pool, b4, inside, value])
         }
-        Limit::SessionLimit | Limit::BlockLimit | Limit::RateLimit => (
-            260,
-            vec![
-                t,
-                V::U8(nat_event::QUOTA_EXCEEDED),
-                quota(quota::MAX_ENTRIES_PER_USER),
-                i,
-                p,
-                V::U32(l.inner_addr),
-                V::U32(l.value),
-            ],
-        ),
-        Limit::SessionTable => (
-            261,
-            vec![
-                t,
-                V::U8(nat_event::QUOTA_EXCEEDED),
-                quota(quota::MAX_SESSION_ENTRIES),
-                p,
-                V::U32(l.inner_addr),
-                V::U32(l.value),
-            ],
-        ),
-        Limit::SubscriberTable => (
-            262,
-            vec![
-                t,
-                V::U8(nat_event::QUOTA_EXCEEDED),
-                quota(quota::MAX_SUBSCRIBERS),
-                p,
-                V::U32(l.inner_addr),
-                V::U32(l.value),
-            ],
-        ),
+        Limit::SessionTable => {
+            let [e, q] = over(quota::MAX_SESSION_ENTRIES);
+            (261, vec![t, e, q, b4, inside, value])
+        }
+        Limit::SubscriberTable => {
+            let [e, q] = over(quota::MAX_SUBSCRIBERS);
+            (262, vec![t, e, q, b4, inside, value])
+        }
     }
 }
 
