@@ -215,8 +215,7 @@ pub fn render_ha(slot: u32, st: &ha_sync::node::Status) -> String {
     o
 }
 
-/// The NAT logger's counters (since it was set up: a commit that changes the collectors
-/// starts them again).
+/// The NAT logger's counters (since the board started with collectors, across commits).
 pub fn render_log(slot: u32, st: &crate::natlog::Stats) -> String {
     use std::sync::atomic::Ordering::Relaxed;
     let kinds = || crate::config::LogFormat::ALL.into_iter().map(|k| k.keyword()).zip(st.iter());
@@ -236,7 +235,10 @@ pub fn render_log(slot: u32, st: &crate::natlog::Stats) -> String {
         "aftr_natlog_reconnects_total",
         "counter",
         "Connections to TCP collectors made again.",
-        [(format!("slot=\"{slot}\",kind=\"syslog-tcp\""), st[1].reconnects.load(Relaxed))],
+        [(
+            format!("slot=\"{slot}\",kind=\"syslog-tcp\""),
+            crate::natlog::stats_of(st, crate::config::LogFormat::SyslogTcp).reconnects.load(Relaxed),
+        )],
     );
     o
 }

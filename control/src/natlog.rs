@@ -148,7 +148,8 @@ pub struct LogStats {
 /// The counters of each kind of collector, in the order of [`LogFormat::ALL`].
 pub type Stats = [LogStats; 3];
 
-fn of(stats: &Stats, f: LogFormat) -> &LogStats {
+/// The counters of collectors of kind `f`.
+pub fn stats_of(stats: &Stats, f: LogFormat) -> &LogStats {
     &stats[LogFormat::ALL.iter().position(|x| *x == f).unwrap_or(0)]
 }
 
@@ -182,7 +183,12 @@ pub struct NatLogger {
 impl NatLogger {
     /// The logger of `log`'s collectors for board `slot` (IPFIX's observation domain).
     pub fn new(log: &NatLog, hostname: &str, slot: u32) -> std::io::Result<Self> {
-        let stats: Arc<Stats> = Arc::default();
+        Self::counting_into(log, hostname, slot, Arc::default())
+    }
+
+    /// The same, counting into `stats` (a running logger's: the metrics go on across a
+    /// commit).
+    pub fn counting_into(log: &NatLog, hostname: &str, slot: u32, stats: Arc<Stats>) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let refresh = Refresh {
             every: Duration::from_secs(log.template_refresh_secs as u64),
@@ -202,7 +208,7 @@ impl NatLogger {
                     let (stats, stop) = (stats.clone(), stop.clone());
                     std::thread::Builder::new()
                         .name("aftr-natlog-tcp".into())
-                        .spawn(move || tcp_sender(addr, source, &rx, &stats[1], &stop))?;
+                        .spawn(move || tcp_sender(addr, source, &rx, stats_of(&stats, LogFormat::SyslogTcp), &stop))?;
                     Collector::Tcp(tx)
                 }
             });
@@ -249,7 +255,7 @@ impl NatLogger {
                     (false, LogFormat::SyslogTcp)
                 }
             };
-            let st = of(&self.stats, kind);
+            let st = stats_of(&self.stats, kind);
             (if ok { &st.sent } else { &st.dropped }).fetch_add(1, Ordering::Relaxed);
         }
         if msg.is_some_and(|m| m.is_some()) {
@@ -456,6 +462,14 @@ mod tests {
         // A standby's events are not logged; refreshes never are.
         l.event(&SessionEvent::BlockAllocated(block(4096)), false);
         assert_eq!(st.sent.load(Ordering::Relaxed), 2);
+        // A commit's new logger goes on: the sequence and the counters.
+        let log = log_to(collector.local_addr().unwrap(), LogFormat::SyslogUdp);
+        let mut next = NatLogger::counting_into(&log, "aftr-test", 1, l.stats.clone()).unwrap();
+        next.continue_from(&l);
+        next.event(&SessionEvent::BlockAllocated(block(4096)), true);
+        let n = collector.recv(&mut buf).unwrap();
+        assert!(std::str::from_utf8(&buf[..n]).unwrap().contains("BLKADD [meta sequenceId=\"3\"]"));
+        assert_eq!(st.sent.load(Ordering::Relaxed), 3);
     }
 
     /// Reads octet-counted messages (RFC 6587) from `c` until `n` came or it closes.

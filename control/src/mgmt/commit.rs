@@ -109,7 +109,8 @@ impl Daemon {
             true if config.nat_log.hosts.is_empty() => Some(None),
             true => {
                 let host = config.sysname.clone().unwrap_or_else(|| "aftr".into());
-                match NatLogger::new(&config.nat_log, &host, self.slot) {
+                let running = self.logger.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|l| l.stats.clone());
+                match NatLogger::counting_into(&config.nat_log, &host, self.slot, running.unwrap_or_default()) {
                     Ok(l) => Some(Some(l)),
                     Err(e) => return Err(format!("nat log: {e}; nothing was applied\n")),
                 }
