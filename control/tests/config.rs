@@ -502,3 +502,54 @@ fn the_examples_use_every_command_of_the_seed() {
         assert!(all.contains(cmd), "no `{cmd}` in the examples");
     }
 }
+
+#[test]
+fn nat_log_collectors_and_events() {
+    let mut s = Session::new(Config::default());
+    run(
+        &mut s,
+        &[
+            "system-view",
+            "nat log host 192.0.2.9 514 type syslog-tcp",
+            "nat log host 192.0.2.9 4739 source 192.0.2.1 port 40000 type ipfix",
+            "nat log syslog 192.0.2.10",
+            "nat log session enable",
+            "undo nat log quota enable",
+            "nat log ipfix template-refresh time 30 packets 200",
+            "commit",
+        ],
+    );
+    let l = &s.running.nat_log;
+    let hosts: Vec<(String, LogFormat, Option<String>)> =
+        l.hosts.iter().map(|h| (h.addr.to_string(), h.format, h.source.map(|s| s.to_string()))).collect();
+    assert_eq!(
+        hosts,
+        [
+            ("192.0.2.9:514".into(), LogFormat::SyslogTcp, None),
+            ("192.0.2.9:4739".into(), LogFormat::Ipfix, Some("192.0.2.1:40000".into())),
+            ("192.0.2.10:514".into(), LogFormat::SyslogUdp, None),
+        ]
+    );
+    assert_eq!((l.sessions, l.blocks, l.exhaustion, l.quotas), (true, true, true, false));
+    assert_eq!((l.template_refresh_secs, l.template_refresh_packets), (30, 200));
+    let e = err(&mut s, "nat log host 192.0.2.9 4739 source 2001:db8::1 type ipfix");
+    assert_eq!((e.column, &e.message[..]), (36, "the source address is not of the collector's family"));
+    let e = err(&mut s, "nat log host 192.0.2.9 4739 type netflow");
+    assert_eq!(e.column, 34);
+    assert!(e.message.contains("expected `syslog-udp`, `syslog-tcp` or `ipfix`, found `netflow`"), "{e}");
+    let e = err(&mut s, "nat log ipfix template-refresh time 0 packets 1");
+    assert_eq!(e.column, 37);
+    // Printed in the vendor's form, the older `nat log syslog` too.
+    run(&mut s, &["undo nat log host 192.0.2.9 514", "commit"]);
+    let shown = control::display::render(&s.running);
+    for line in [
+        "nat log host 192.0.2.9 4739 source 192.0.2.1 port 40000 type ipfix",
+        "nat log host 192.0.2.10 514 type syslog-udp",
+        "nat log session enable",
+        "undo nat log quota enable",
+        "nat log ipfix template-refresh time 30 packets 200",
+    ] {
+        assert!(shown.lines().any(|l| l == line), "{line} not in\n{shown}");
+    }
+    assert!(!shown.contains("192.0.2.9 514"), "{shown}");
+}

@@ -676,3 +676,27 @@ fn the_console_completes_abbreviates_and_remembers_on_a_terminal() {
     let (ok, said, _) = d.ctl(&["-c", "sys; s"]);
     assert!(!ok && said.contains("Error: ambiguous `s`"), "{said}");
 }
+
+#[test]
+fn a_commit_sets_the_nat_log_collectors_or_refuses_a_source_not_on_the_host() {
+    let d = Aftrd::start("natlog", &example());
+    let port = free_port();
+    let with = |log: &str| {
+        example()
+            .replace("sysname aftr-lab\n", &format!("sysname aftr-lab\nmetrics http 127.0.0.1 port {port}\n{log}\n"))
+    };
+    let file = d.dir.join("natlog.conf");
+    for kind in ["ipfix", "syslog-udp", "syslog-tcp"] {
+        std::fs::write(&file, with(&format!("nat log host 127.0.0.1 4739 source 192.0.2.77 type {kind}"))).unwrap();
+        let (ok, out, err) = d.ctl(&["commit", file.to_str().unwrap()]);
+        let said = format!("{out}{err}");
+        assert!(!ok && said.contains("nat log: ") && said.contains("nothing was applied"), "{kind}: {said}");
+    }
+    std::fs::write(&file, with("nat log host 127.0.0.1 4739 type ipfix")).unwrap();
+    let (ok, _, err) = d.ctl(&["commit", file.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let page = scrape(port).unwrap();
+    assert!(page.contains("aftr_natlog_messages_total{slot=\"1\",kind=\"ipfix\",result=\"sent\"} 0"), "{page}");
+    let (_, shown, _) = d.ctl(&["display", "current-configuration"]);
+    assert!(shown.lines().any(|l| l == "nat log host 127.0.0.1 4739 type ipfix"), "{shown}");
+}

@@ -377,7 +377,9 @@ fn housekeeping(
                         Ok(e) => {
                             let (inst, addr) = e.external();
                             let loc = shares.location_of(inst, addr);
-                            batch.push((e, loc.is_some_and(|l| active & (1 << l) != 0)));
+                            // A limit is met only serving the B4, that is while active.
+                            let limit = matches!(e, SessionEvent::Limit(_));
+                            batch.push((e, limit || loc.is_some_and(|l| active & (1 << l) != 0)));
                         }
                         Err(TryRecvError::Empty) => break,
                         Err(TryRecvError::Disconnected) => {

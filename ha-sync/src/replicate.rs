@@ -160,6 +160,7 @@ impl Replicator {
                     self.out.push(Record::BlockReleased(b));
                 }
             }
+            SessionEvent::Limit(_) => {}
         }
         self.tick(now);
     }

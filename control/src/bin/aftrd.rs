@@ -20,6 +20,7 @@ use control::cli::Aftrd as Cli;
 use control::error::ConfigError;
 use control::mgmt::{self, Daemon};
 use control::natlog::NatLogger;
+use dataplane::nat::events::SessionEvent;
 use tracing::info;
 
 fn main() -> ExitCode {
@@ -101,10 +102,10 @@ fn run(
     let ec = control::plan::engine_config(&config, &plan, slot)
         .ok_or_else(|| anyhow::anyhow!("slot {slot} serves no DS-Lite instance in {file}"))?;
     let host = config.sysname.clone().unwrap_or_else(|| "aftr".into());
-    let logger = Arc::new(Mutex::new(if config.syslog.is_empty() {
+    let logger = Arc::new(Mutex::new(if config.nat_log.hosts.is_empty() {
         None
     } else {
-        Some(NatLogger::new(&config.syslog, &host)?)
+        Some(NatLogger::new(&config.nat_log, &host, slot).map_err(|e| anyhow::anyhow!("NAT logging: {e}"))?)
     }));
     let l2 = logger.clone();
     let seed = dataplane::board::random_seed().map_err(|e| anyhow::anyhow!("the kernel's random source: {e}"))?;
@@ -116,13 +117,12 @@ fn run(
     let route_table = slot_cfg.route_table;
     let board = control::board::start(slot, ec, &cores, io, route_table, seed, ha_settings.is_none(), move |events| {
         if let Some(tx) = &ha_events {
-            tx.send_batch(events.iter().map(|&(e, _)| e).collect());
+            let session_events = events.iter().map(|&(e, _)| e);
+            tx.send_batch(session_events.filter(|e| !matches!(e, SessionEvent::Limit(_))).collect());
         }
-        // Only the forwarding board logs: a standby's events are the peer's sessions
-        // installed here, already logged there.
         if let Some(l) = l2.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            for (e, _) in events.iter().filter(|(_, active)| *active) {
-                l.log(e);
+            for (e, active) in events {
+                l.event(e, *active);
             }
         }
     })
