@@ -7,22 +7,31 @@
 
 use std::collections::VecDeque;
 
+use std::collections::{HashMap, HashSet};
+
 use ahash::{AHashMap, AHashSet};
 use dataplane::nat::events::{BlockRecord, SessionEvent, SessionRecord};
+use nohash_hasher::BuildNoHashHasher;
 
 use crate::wire::Record;
 
 /// A session's identity on both boards: the inside key, packed (the B4 address, then
-/// instance, inside address, port and protocol), so that hashing it is two words, not a
-/// field at a time: the replicator looks keys up several times per record.
+/// instance, inside address, port and protocol).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct Key(u128, u64);
+struct Inside(u128, u64);
 
-impl Key {
-    fn of(r: &SessionRecord) -> Key {
-        Key(u128::from_ne_bytes(r.b4), pack(r.inst, r.inner_addr, r.inner_port, r.proto))
-    }
-}
+/// What the replicator keeps of a session's identity: a 64-bit fingerprint of its
+/// inside key, keyed with a secret drawn at start. The sets it is kept in hold every
+/// replicated session (millions): 8 bytes an entry instead of 32 keeps them four times
+/// smaller, and their cache misses and growth with them, which were most of the HA
+/// thread's work per record. Two sessions of one fingerprint (about one chance in
+/// 10^7 in a table of two million) share their bookkeeping: one's refresh or deletion
+/// may be taken for the other's; nothing an outsider can aim at, as the key is secret.
+type Key = u64;
+
+/// Sets and maps of fingerprints, which are hashes already.
+type KeySet = HashSet<Key, BuildNoHashHasher<Key>>;
+type KeyMap<V> = HashMap<Key, V, BuildNoHashHasher<Key>>;
 
 fn pack(inst: u8, addr: u32, port: u16, proto: u8) -> u64 {
     (inst as u64) << 56 | (proto as u64) << 48 | (port as u64) << 32 | addr as u64
@@ -61,13 +70,15 @@ pub struct ReplicatorStats {
 
 /// The active board's filter between session events and the replication stream.
 pub struct Replicator {
+    /// The fingerprints' key.
+    keys: ahash::RandomState,
     delay: u32,
     /// Sessions younger than delay-time, by when they become eligible.
     young: VecDeque<(u32, Key)>,
-    young_rec: AHashMap<Key, SessionRecord>,
+    young_rec: KeyMap<SessionRecord>,
     /// Young sessions of a table being taken in ([`Replicator::begin`]).
     young_taken: Vec<SessionRecord>,
-    sent: AHashSet<Key>,
+    sent: KeySet,
     /// Sessions of each subscriber the standby holds: at none, the standby's engine lets
     /// the subscriber go with its blocks, so they must go again before its next session.
     sent_per_sub: AHashMap<Sub, u32>,
@@ -80,11 +91,12 @@ pub struct Replicator {
 impl Replicator {
     pub fn new(delay_secs: u32) -> Replicator {
         Replicator {
+            keys: ahash::RandomState::new(),
             delay: delay_secs,
             young: VecDeque::new(),
-            young_rec: AHashMap::new(),
+            young_rec: KeyMap::default(),
             young_taken: Vec::new(),
-            sent: AHashSet::new(),
+            sent: KeySet::default(),
             sent_per_sub: AHashMap::new(),
             blocks: AHashMap::new(),
             blocks_sent: AHashSet::new(),
@@ -100,6 +112,10 @@ impl Replicator {
         let mut young: Vec<(u32, Key)> = self.young_rec.iter().map(|(k, r)| (eligible_at(r, delay_secs), *k)).collect();
         young.sort_unstable_by_key(|&(at, _)| at);
         self.young = young.into();
+    }
+
+    fn key(&self, r: &SessionRecord) -> Key {
+        self.keys.hash_one(Inside(u128::from_ne_bytes(r.b4), pack(r.inst, r.inner_addr, r.inner_port, r.proto)))
     }
 
     /// Sessions waiting for their delay-time.
@@ -121,7 +137,7 @@ impl Replicator {
     pub fn on_event(&mut self, e: SessionEvent, now: u32) {
         match e {
             SessionEvent::Created(r) => {
-                let k = Key::of(&r);
+                let k = self.key(&r);
                 if self.delay == 0 {
                     self.send_session(k, r);
                 } else {
@@ -130,7 +146,7 @@ impl Replicator {
                 }
             }
             SessionEvent::Refreshed(r) => {
-                let k = Key::of(&r);
+                let k = self.key(&r);
                 if self.sent.contains(&k) {
                     self.out.push(Record::Session(r));
                     self.stats.refreshes_sent += 1;
@@ -139,7 +155,7 @@ impl Replicator {
                 }
             }
             SessionEvent::Deleted(r) => {
-                let k = Key::of(&r);
+                let k = self.key(&r);
                 if self.sent.remove(&k) {
                     self.out.push(Record::SessionDeleted(r));
                     self.stats.deletions_sent += 1;
@@ -259,7 +275,7 @@ impl Replicator {
 
     pub fn add_session(&mut self, r: SessionRecord, now: u32) {
         if eligible_at(&r, self.delay) <= now {
-            self.send_session(Key::of(&r), r);
+            self.send_session(self.key(&r), r);
         } else {
             self.young_taken.push(r);
         }
@@ -269,8 +285,8 @@ impl Replicator {
         let mut young = std::mem::take(&mut self.young_taken);
         young.sort_by_key(|r| r.created);
         for r in young {
-            self.young.push_back((eligible_at(&r, self.delay), Key::of(&r)));
-            self.young_rec.insert(Key::of(&r), r);
+            self.young.push_back((eligible_at(&r, self.delay), self.key(&r)));
+            self.young_rec.insert(self.key(&r), r);
         }
         self.out.drain(..).collect()
     }
