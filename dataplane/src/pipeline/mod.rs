@@ -22,6 +22,7 @@ pub mod frag;
 pub mod icmp;
 pub mod in2out;
 pub mod out2in;
+pub mod statics;
 
 use std::sync::Arc;
 
