@@ -180,6 +180,7 @@ impl BatchCtx<'_> {
             return self.frag_needed_to_b4(f, ip_at, inst, b4, internet_mtu as u16, sink);
         }
         if own {
+            self.learn_softwire_next_hop();
             self.count(Counter::OwnAddressIn2Out);
             return self.send_outbound(f, ip_at, ip_len, dst, internet_mtu, sink);
         }
@@ -314,6 +315,7 @@ impl BatchCtx<'_> {
                 // A static forwarding's inside end (decision 0019): no session.
                 if let Some((ext_addr, ext_port)) = self.nat.statics.inside(inst, b4, src, sport, protocol) {
                     self.translate_src(f, ip_at, inst, (src, sport), (ext_addr, ext_port));
+                    self.learn_softwire_next_hop();
                     self.count(Counter::StaticIn2Out);
                     return Ok(());
                 }
@@ -394,6 +396,7 @@ impl BatchCtx<'_> {
         dport: u16,
         tflags: u8,
     ) -> Result<u32, Counter> {
+        self.learn_softwire_next_hop();
         // ICMP identifiers have no range class.
         let class = if protocol == proto::ICMP { PortClass::Dynamic } else { PortClass::of(sport) };
         let si = self.nat.subscriber(inst, b4, Some(class), self.rx_mac)?;

@@ -78,10 +78,21 @@ impl BatchCtx<'_> {
         if p.ttl() <= 1 || (p.dont_frag() && ip_len + ipv6::HEADER_LEN > mtu) {
             return Err(mtu);
         }
-        if let Some(si) = sub {
-            self.towards_subscriber(si);
+        match sub {
+            Some(si) => self.towards_subscriber(si),
+            None if self.state.softwire_seen != [0; 6] => self.softwire_dst = self.state.softwire_seen,
+            None => {}
         }
         Ok(mtu)
+    }
+
+    /// Remembers where the frame being processed came from, as the next hop towards B4s
+    /// without a subscriber here (`path_to_b4`).
+    #[inline]
+    pub(crate) fn learn_softwire_next_hop(&mut self) {
+        if self.rx_mac != [0; 6] {
+            self.state.softwire_seen = self.rx_mac;
+        }
     }
 
     /// The ICMP error for a packet `path_to_b4` refused: time exceeded, or fragmentation
