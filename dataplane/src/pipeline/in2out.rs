@@ -385,6 +385,7 @@ impl BatchCtx<'_> {
 
     /// A new session (and subscriber, if need be) for an outbound packet without one.
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     fn create_for(
         &mut self,
         inst: u8,
