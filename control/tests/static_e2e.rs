@@ -44,7 +44,14 @@ fn capture_for(
 /// both checksums are the ones scapy computes.
 const SCRIPT: &str = r#"
 import sys
-from scapy.all import *
+# The layers it uses only: `scapy.all` takes seconds to import on a busy machine.
+from scapy.config import conf
+from scapy.layers.l2 import Ether
+from scapy.layers.inet import IP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.packet import Raw
+from scapy.sendrecv import send, sendp
+from scapy.utils import rdpcap
 conf.verb = 0
 side = sys.argv[1]
 EP = "2001:db8::1"
