@@ -26,6 +26,10 @@ command -v strip >/dev/null || need_apt+=(binutils)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 # Announcements by BGP: the end-to-end test runs BIRD 2 on both boards and the upstream.
 command -v bird >/dev/null || need_apt+=(bird2)
+# NAT logging: tshark decodes what aftrd exports by IPFIX (an independent decoder), and a
+# real rsyslog collects its syslog over TCP (control/tests/natlog_e2e.rs).
+command -v tshark >/dev/null || need_apt+=(tshark)
+command -v rsyslogd >/dev/null || need_apt+=(rsyslog)
 if ! command -v python3 >/dev/null; then
     need_apt+=(python3 python3-pip)
 elif ! python3 -m pip --version >/dev/null 2>&1; then
@@ -33,6 +37,8 @@ elif ! python3 -m pip --version >/dev/null 2>&1; then
 fi
 if ((${#need_apt[@]})); then
     apt-get update -qq
+    # wireshark-common asks whether non-root users may capture: no.
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections 2>/dev/null || true
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
 fi
 # The Python packages of the tests, at the versions pinned in requirements.txt, for the

@@ -16,7 +16,8 @@ use dataplane::nat::events::SessionEvent;
 
 /// Starts the workers of `slot` on `cores`, on `io`'s interfaces (None: without
 /// packets), with its routes in `route_table` if set; forwarding from the start if
-/// `active`; events go to `on_event`, with whether the board was forwarding.
+/// `active`; events go to `on_events` in batches, each with whether the board was
+/// forwarding for its location.
 #[allow(clippy::too_many_arguments)]
 pub fn start(
     slot: u32,
@@ -26,7 +27,7 @@ pub fn start(
     route_table: Option<u32>,
     seed: u64,
     active: bool,
-    on_event: impl FnMut(SessionEvent, bool) + Send + 'static,
+    on_events: impl FnMut(&[(SessionEvent, bool)]) + Send + 'static,
 ) -> Result<Board, String> {
     let n = cfg.workers as usize;
     let ports = match &io {
@@ -65,7 +66,7 @@ pub fn start(
         active,
         next_hops,
         fib,
-        on_event: Box::new(on_event),
+        on_events: Box::new(on_events),
         neighbours,
     })
 }

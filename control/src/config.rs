@@ -263,12 +263,70 @@ impl Default for Capacity {
     }
 }
 
-/// `nat log syslog HOST [port P] [transport { udp | tcp }]`: a collector of NAT logs.
+/// How a collector of NAT logs is fed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SyslogTarget {
+pub enum LogFormat {
+    /// RFC 5424 over UDP (RFC 5426).
+    SyslogUdp,
+    /// RFC 5424 over TCP with octet counting (RFC 6587 section 3.4.1).
+    SyslogTcp,
+    /// IPFIX over UDP (RFC 7011) with RFC 8158's NAT information elements.
+    Ipfix,
+}
+
+impl LogFormat {
+    pub const ALL: [LogFormat; 3] = [LogFormat::SyslogUdp, LogFormat::SyslogTcp, LogFormat::Ipfix];
+
+    /// The keyword of `nat log host ... type`, also the metrics' `kind` label.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            LogFormat::SyslogUdp => "syslog-udp",
+            LogFormat::SyslogTcp => "syslog-tcp",
+            LogFormat::Ipfix => "ipfix",
+        }
+    }
+}
+
+/// `nat log host ADDR PORT [source SRC [port SP]] [type T]`: a collector of NAT logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogHost {
     pub addr: SocketAddr,
-    /// RFC 6587 over TCP (octet counting), else RFC 5426 over UDP.
-    pub tcp: bool,
+    pub format: LogFormat,
+    /// The address (and port, 0: any) the board sends from; the kernel's choice if none.
+    pub source: Option<SocketAddr>,
+}
+
+/// `nat log ...`: what is logged, where, and the IPFIX template refresh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatLog {
+    pub hosts: Vec<LogHost>,
+    /// `nat log session enable`: session creation and deletion; off (port blocks say it).
+    pub sessions: bool,
+    /// `nat log port-block enable`: port block allocation and release; on.
+    pub blocks: bool,
+    /// `nat log exhaustion enable`: NAT addresses and ports exhausted; on.
+    pub exhaustion: bool,
+    /// `nat log quota enable`: session, block and rate limits of a subscriber, and full
+    /// tables; on.
+    pub quotas: bool,
+    /// `nat log ipfix template-refresh time S packets N`: templates go again after S
+    /// seconds or N messages, whichever comes first (RFC 7011 section 8.4).
+    pub template_refresh_secs: u32,
+    pub template_refresh_packets: u32,
+}
+
+impl Default for NatLog {
+    fn default() -> Self {
+        NatLog {
+            hosts: Vec::new(),
+            sessions: false,
+            blocks: true,
+            exhaustion: true,
+            quotas: true,
+            template_refresh_secs: 60,
+            template_refresh_packets: 1000,
+        }
+    }
 }
 
 /// The whole configuration.
@@ -281,8 +339,8 @@ pub struct Config {
     pub groups: BTreeMap<String, InstanceGroup>,
     pub address_groups: BTreeMap<String, AddressGroup>,
     pub instances: BTreeMap<String, DsLite>,
-    /// `nat log syslog HOST [port P] [transport T]`.
-    pub syslog: Vec<SyslogTarget>,
+    /// `nat log ...`.
+    pub nat_log: NatLog,
     /// `metrics http ADDR port P` in the system view: the listener of every board
     /// without its own.
     pub metrics: Option<SocketAddr>,

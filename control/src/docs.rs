@@ -83,8 +83,9 @@ pub fn aftr_conf_5() -> String {
         ".SH CHECKS AT COMMIT\n\
          Nothing is applied if one fails: a location's slots differ and exist, a paired board has an \
          \\fBha\\-address\\fR and \\fBservice\\-ha preshared\\-key\\fR is set; groups, pools and instances \
-         referred to exist; pools do not overlap and are not shared; endpoints and instance ids are unique; \
-         a core is claimed by one slot per host; two boards of one host do not serve metrics at one address.\n\
+         referred to exist; pools do not overlap and are not shared; instance ids are unique, and so are \
+         endpoints, but that instances whose boards all differ and all have a \\fBroute\\-table\\fR may share \
+         one (scale\\-out by ECMP); a core is claimed by one slot per host; two boards of one host do not serve metrics at one address.\n\
          .SH EXAMPLES\n/usr/share/doc/aftr/examples/aftr\\-ha.conf, /usr/share/doc/aftr/examples/aftr\\-two\\-locations.conf\n\
          .SH SEE ALSO\n\\fBaftrd\\fR(8), \\fBaftrctl\\fR(8)\n",
     );

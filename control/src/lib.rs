@@ -19,6 +19,7 @@ pub mod docs;
 pub mod error;
 pub mod grammar;
 pub mod ha;
+pub mod ipfix;
 pub mod logging;
 pub mod metrics;
 pub mod mgmt;

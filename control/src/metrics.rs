@@ -215,25 +215,30 @@ pub fn render_ha(slot: u32, st: &ha_sync::node::Status) -> String {
     o
 }
 
-/// The NAT logger's counters (since it was set up: a commit that changes the collectors
-/// starts them again).
-pub fn render_log(slot: u32, st: &crate::natlog::LogStats) -> String {
+/// The NAT logger's counters (since the board started with collectors, across commits).
+pub fn render_log(slot: u32, st: &crate::natlog::Stats) -> String {
     use std::sync::atomic::Ordering::Relaxed;
+    let kinds = || crate::config::LogFormat::ALL.into_iter().map(|k| k.keyword()).zip(st.iter());
     let mut o = String::new();
     family(
         &mut o,
         "aftr_natlog_messages_total",
         "counter",
-        "NAT log messages sent, or dropped on a full queue.",
-        [("sent", &st.sent), ("dropped", &st.dropped)]
-            .map(|(r, v)| (format!("slot=\"{slot}\",result=\"{r}\""), v.load(Relaxed))),
+        "NAT log messages sent, or dropped (a failed send, a full queue), by kind of collector.",
+        kinds().flat_map(|(k, s)| {
+            [("sent", &s.sent), ("dropped", &s.dropped)]
+                .map(|(r, v)| (format!("slot=\"{slot}\",kind=\"{k}\",result=\"{r}\""), v.load(Relaxed)))
+        }),
     );
     family(
         &mut o,
         "aftr_natlog_reconnects_total",
         "counter",
         "Connections to TCP collectors made again.",
-        [(format!("slot=\"{slot}\""), st.reconnects.load(Relaxed))],
+        [(
+            format!("slot=\"{slot}\",kind=\"syslog-tcp\""),
+            crate::natlog::stats_of(st, crate::config::LogFormat::SyslogTcp).reconnects.load(Relaxed),
+        )],
     );
     o
 }

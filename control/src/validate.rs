@@ -108,10 +108,15 @@ pub fn validate(c: &Config, pos: &Positions) -> Result<(), Vec<ConfigError>> {
         match d.local {
             None => {}
             Some(a) => {
-                if let Some(other) = endpoints.insert(a, name) {
+                if let Some(other) = endpoints.insert(a, name)
+                    && !may_share_endpoint(c, &c.instances[other], d)
+                {
                     err(
                         &format!("{k} local-ipv6"),
-                        format!("ds-lite instance {name}: endpoint {a} is already used by instance {other}"),
+                        format!(
+                            "ds-lite instance {name}: endpoint {a} is already used by instance {other} (instances \
+                             share an endpoint only on boards of their own, each with a route-table)"
+                        ),
                     );
                 }
                 if a.is_multicast() || a.is_unspecified() || a.is_loopback() {
@@ -274,6 +279,31 @@ pub fn validate(c: &Config, pos: &Positions) -> Result<(), Vec<ConfigError>> {
 }
 
 /// What a valid configuration leaves unused or incomplete: committed, but inactive.
+/// The boards that serve instance `d`: each location's board and its backup. None
+/// when that is not known (no group, a location without its slot).
+fn boards_of(c: &Config, d: &DsLite) -> Option<std::collections::BTreeSet<u32>> {
+    let g = c.groups.get(d.group.as_ref()?)?;
+    let mut boards = std::collections::BTreeSet::new();
+    for id in g.locations.keys() {
+        let l = c.locations.get(id)?;
+        boards.insert(l.slot?);
+        boards.extend(l.backup);
+    }
+    Some(boards)
+}
+
+/// Whether two instances may have one endpoint (scale-out by ECMP, decision 0022): no
+/// board serves both, so that each board's endpoint names one instance, and every
+/// board of both announces by BGP (`route-table`), so that routers spread the B4s
+/// over the boards by ECMP rather than the boards answering neighbour discovery for
+/// the one address on a shared segment.
+fn may_share_endpoint(c: &Config, a: &DsLite, b: &DsLite) -> bool {
+    let (Some(x), Some(y)) = (boards_of(c, a), boards_of(c, b)) else {
+        return false;
+    };
+    x.is_disjoint(&y) && x.union(&y).all(|s| c.slots.get(s).is_some_and(|s| s.route_table.is_some()))
+}
+
 pub fn warnings(c: &Config) -> Vec<String> {
     let mut w = Vec::new();
     if c.protection.block_hold_down < 120 {

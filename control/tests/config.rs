@@ -278,6 +278,28 @@ fn semantic_errors_point_at_the_statement() {
 }
 
 #[test]
+fn instances_share_an_endpoint_only_on_boards_of_their_own_that_route() {
+    // Scale-out by ECMP (decision 0022): one endpoint, an instance per pair of boards.
+    let slot =
+        |n: u32, table: &str| format!("slot {n}\n worker-cores {n}\n ha-address 192.0.2.{n} port 62000\n{table}");
+    let rest = |b: u32| {
+        format!(
+            "service-ha preshared-key e2e-secret-0123456789ab\nservice-location 1\n location slot 1 backup slot 2\n\
+             service-location 2\n location slot 3 backup slot {b}\nservice-instance-group ga\n service-location 1\n\
+             service-instance-group gb\n service-location 2\nds-lite instance a id 1\n service-instance-group ga\n\
+             local-ipv6 2001:db8::1\nds-lite instance b id 2\n service-instance-group gb\n local-ipv6 2001:db8::1\n"
+        )
+    };
+    let routed: String = (1..=4).map(|n| slot(n, " route-table 100\n")).collect();
+    parse(&format!("{routed}{}", rest(4))).unwrap();
+    // A board of both instances would have two instances on one endpoint.
+    has(&parse(&format!("{routed}{}", rest(2))).unwrap_err(), 31, "already used by instance a");
+    // Without BGP the pairs would answer neighbour discovery for one address.
+    let unrouted: String = (1..=4).map(|n| slot(n, if n == 4 { "" } else { " route-table 100\n" })).collect();
+    has(&parse(&format!("{unrouted}{}", rest(4))).unwrap_err(), 30, "each with a route-table");
+}
+
+#[test]
 fn each_board_of_a_host_serves_its_own_metrics() {
     // The system view's listener, on two boards of one host: the second could not bind.
     let shared = "metrics http 127.0.0.1 port 9100\nslot 1\n host a\nslot 3\n host a\n";
@@ -479,6 +501,57 @@ fn the_examples_use_every_command_of_the_seed() {
     ] {
         assert!(all.contains(cmd), "no `{cmd}` in the examples");
     }
+}
+
+#[test]
+fn nat_log_collectors_and_events() {
+    let mut s = Session::new(Config::default());
+    run(
+        &mut s,
+        &[
+            "system-view",
+            "nat log host 192.0.2.9 514 type syslog-tcp",
+            "nat log host 192.0.2.9 4739 source 192.0.2.1 port 40000 type ipfix",
+            "nat log syslog 192.0.2.10",
+            "nat log session enable",
+            "undo nat log quota enable",
+            "nat log ipfix template-refresh time 30 packets 200",
+            "commit",
+        ],
+    );
+    let l = &s.running.nat_log;
+    let hosts: Vec<(String, LogFormat, Option<String>)> =
+        l.hosts.iter().map(|h| (h.addr.to_string(), h.format, h.source.map(|s| s.to_string()))).collect();
+    assert_eq!(
+        hosts,
+        [
+            ("192.0.2.9:514".into(), LogFormat::SyslogTcp, None),
+            ("192.0.2.9:4739".into(), LogFormat::Ipfix, Some("192.0.2.1:40000".into())),
+            ("192.0.2.10:514".into(), LogFormat::SyslogUdp, None),
+        ]
+    );
+    assert_eq!((l.sessions, l.blocks, l.exhaustion, l.quotas), (true, true, true, false));
+    assert_eq!((l.template_refresh_secs, l.template_refresh_packets), (30, 200));
+    let e = err(&mut s, "nat log host 192.0.2.9 4739 source 2001:db8::1 type ipfix");
+    assert_eq!((e.column, &e.message[..]), (36, "the source address is not of the collector's family"));
+    let e = err(&mut s, "nat log host 192.0.2.9 4739 type netflow");
+    assert_eq!(e.column, 34);
+    assert!(e.message.contains("expected `syslog-udp`, `syslog-tcp` or `ipfix`, found `netflow`"), "{e}");
+    let e = err(&mut s, "nat log ipfix template-refresh time 0 packets 1");
+    assert_eq!(e.column, 37);
+    // Printed in the vendor's form, the older `nat log syslog` too.
+    run(&mut s, &["undo nat log host 192.0.2.9 514", "commit"]);
+    let shown = control::display::render(&s.running);
+    for line in [
+        "nat log host 192.0.2.9 4739 source 192.0.2.1 port 40000 type ipfix",
+        "nat log host 192.0.2.10 514 type syslog-udp",
+        "nat log session enable",
+        "undo nat log quota enable",
+        "nat log ipfix template-refresh time 30 packets 200",
+    ] {
+        assert!(shown.lines().any(|l| l == line), "{line} not in\n{shown}");
+    }
+    assert!(!shown.contains("192.0.2.9 514"), "{shown}");
 }
 
 /// An instance with a pool and B4s (lines 5-11 after the boards), then `extra`.

@@ -414,7 +414,7 @@ fn a_commit_keeps_every_session_the_new_settings_allow() {
     let (c, _) = control::parse::parse(&text).unwrap();
     let p = control::plan::plan(&c);
     let ec = control::plan::engine_config(&c, &p, 4).unwrap();
-    let mut board = control::board::start(4, ec.clone(), &[], None, None, 7, true, |_, _| {}).unwrap();
+    let mut board = control::board::start(4, ec.clone(), &[], None, None, 7, true, |_| {}).unwrap();
     // One session in each instance, as the peer board would send them: a B4 of a
     // location of slot 4, with an address of that location's share.
     let mut installed = 0;
@@ -484,7 +484,7 @@ fn a_moved_weight_ends_only_the_sessions_whose_location_changed() {
         (control::plan::engine_config(&c, &p, 1).unwrap(), p.instances["d"].clone())
     };
     let (ec, before) = plan_of(1);
-    let mut board = control::board::start(1, ec.clone(), &[], None, None, 7, true, |_, _| {}).unwrap();
+    let mut board = control::board::start(1, ec.clone(), &[], None, None, 7, true, |_| {}).unwrap();
     // 64 subscribers, each with an address of its location's share, as the engine gives.
     let b4s: Vec<[u8; 16]> = (0..64u16)
         .map(|i| {
@@ -675,4 +675,28 @@ fn the_console_completes_abbreviates_and_remembers_on_a_terminal() {
     assert_eq!(said, "service-ha delay-time 10\nservice-ha delay-time 20\n");
     let (ok, said, _) = d.ctl(&["-c", "sys; s"]);
     assert!(!ok && said.contains("Error: ambiguous `s`"), "{said}");
+}
+
+#[test]
+fn a_commit_sets_the_nat_log_collectors_or_refuses_a_source_not_on_the_host() {
+    let d = Aftrd::start("natlog", &example());
+    let port = free_port();
+    let with = |log: &str| {
+        example()
+            .replace("sysname aftr-lab\n", &format!("sysname aftr-lab\nmetrics http 127.0.0.1 port {port}\n{log}\n"))
+    };
+    let file = d.dir.join("natlog.conf");
+    for kind in ["ipfix", "syslog-udp", "syslog-tcp"] {
+        std::fs::write(&file, with(&format!("nat log host 127.0.0.1 4739 source 192.0.2.77 type {kind}"))).unwrap();
+        let (ok, out, err) = d.ctl(&["commit", file.to_str().unwrap()]);
+        let said = format!("{out}{err}");
+        assert!(!ok && said.contains("nat log: ") && said.contains("nothing was applied"), "{kind}: {said}");
+    }
+    std::fs::write(&file, with("nat log host 127.0.0.1 4739 type ipfix")).unwrap();
+    let (ok, _, err) = d.ctl(&["commit", file.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let page = scrape(port).unwrap();
+    assert!(page.contains("aftr_natlog_messages_total{slot=\"1\",kind=\"ipfix\",result=\"sent\"} 0"), "{page}");
+    let (_, shown, _) = d.ctl(&["display", "current-configuration"]);
+    assert!(shown.lines().any(|l| l == "nat log host 127.0.0.1 4739 type ipfix"), "{shown}");
 }

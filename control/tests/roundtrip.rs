@@ -106,7 +106,9 @@ prop_compose! {
         groups in proptest::collection::btree_map(name(), proptest::collection::btree_map(1u32..=128, 1u32..=100, 0..3), 0..3),
         pools in proptest::collection::btree_map(name(), proptest::collection::btree_map(0u32..=255, (any::<u32>(), 0u32..1000), 0..3), 0..3),
         instances in proptest::collection::btree_map(name(), instance(), 0..3),
-        syslog in proptest::collection::vec((any::<[u8; 4]>(), 1u16.., any::<bool>()), 0..2),
+        syslog in proptest::collection::vec((any::<[u8; 4]>(), 1u16.., 0u8..3, proptest::option::of((any::<[u8; 4]>(), prop_oneof![Just(0u16), 1u16..]))), 0..2),
+        events in any::<(bool, bool, bool, bool)>(),
+        refresh in (1u32..=86_400, 1u32..=1_000_000),
         metrics in proptest::option::of((any::<[u8; 4]>(), 1u16..)),
         protection in (0u32..=1_000_000, 1u32..=1_000_000, 0u32..=3600),
         capacity in (1024u32..=1 << 24, 256u32..=1 << 22),
@@ -143,13 +145,25 @@ prop_compose! {
                 sections: secs.into_iter().map(|(k, (a, len))| (k, (Ipv4Addr::from(a), Ipv4Addr::from(a.saturating_add(len))))).collect(),
             })).collect(),
             instances,
-            syslog: {
-                let mut v: Vec<SyslogTarget> = syslog
+            nat_log: {
+                let mut hosts: Vec<LogHost> = syslog
                     .into_iter()
-                    .map(|(a, p, tcp)| SyslogTarget { addr: SocketAddr::new(Ipv4Addr::from(a).into(), p), tcp })
+                    .map(|(a, p, k, src)| LogHost {
+                        addr: SocketAddr::new(Ipv4Addr::from(a).into(), p),
+                        format: LogFormat::ALL[k as usize],
+                        source: src.map(|(s, sp)| SocketAddr::new(Ipv4Addr::from(s).into(), sp)),
+                    })
                     .collect();
-                v.dedup_by_key(|t| t.addr);
-                v
+                hosts.dedup_by_key(|t| t.addr);
+                NatLog {
+                    hosts,
+                    sessions: events.0,
+                    blocks: events.1,
+                    exhaustion: events.2,
+                    quotas: events.3,
+                    template_refresh_secs: refresh.0,
+                    template_refresh_packets: refresh.1,
+                }
             },
             metrics: metrics.map(|(a, p)| SocketAddr::new(Ipv4Addr::from(a).into(), p)),
             protection: Protection {
@@ -229,7 +243,7 @@ fn aftrd(args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn aftrd_check_accepts_the_examples_and_reports_errors_with_position() {
-    for f in ["../deploy/aftr-ha.conf", "../deploy/aftr-two-locations.conf"] {
+    for f in ["../deploy/aftr-ha.conf", "../deploy/aftr-two-locations.conf", "../deploy/aftr-scale-out.conf"] {
         let (code, out, err) = aftrd(&["--check", "--config", f]);
         assert_eq!(code, 0, "{f}: {err}");
         assert!(out.contains("configuration is valid"));

@@ -63,10 +63,11 @@ pub struct BoardSpec {
     /// The forwarding table towards the Internet (decision 0015), which the workers read;
     /// None: the one next hop of `next_hops`.
     pub fib: Option<FibHandle>,
-    /// Every session event of every worker, in order per worker, with whether the board
-    /// was active for the event's location when it was taken (a standby's events are
-    /// its installs' and expiries': hot backup wants them, NAT logging does not).
-    pub on_event: Box<dyn FnMut(SessionEvent, bool) + Send>,
+    /// Every session event of every worker, in order per worker, in batches (up to
+    /// [`EVENT_BATCH`] of one worker), each with whether the board was active for the
+    /// event's location when it was taken (a standby's events are its installs' and
+    /// expiries': hot backup wants them, NAT logging does not).
+    pub on_events: OnEvents,
     /// Told of every change of role and of addresses.
     pub neighbours: Option<Arc<dyn Neighbours>>,
 }
@@ -123,14 +124,31 @@ struct NextHopWatch {
     missing_since: Option<Instant>,
 }
 
+/// Where a board's session events go, a batch at a time: each with whether the board
+/// was active for its location.
+pub type OnEvents = Box<dyn FnMut(&[(SessionEvent, bool)]) + Send>;
+
+/// Session events of one worker handed on at a time at most.
+pub const EVENT_BATCH: usize = 4096;
+
 /// The Internet side without a next hop this long makes the board unfit.
 const NO_NEXT_HOP: Duration = Duration::from_secs(1);
 
 impl Board {
     /// Starts the workers of a slot, one per `cfg.workers`.
     pub fn start(spec: BoardSpec) -> Result<Board, String> {
-        let BoardSpec { slot, cfg, cores, ports, seed, active: start_active, mut next_hops, fib, on_event, neighbours } =
-            spec;
+        let BoardSpec {
+            slot,
+            cfg,
+            cores,
+            ports,
+            seed,
+            active: start_active,
+            mut next_hops,
+            fib,
+            on_events,
+            neighbours,
+        } = spec;
         let n = cfg.workers as usize;
         let active = Arc::new(AtomicU64::new(if start_active { every_location(&cfg) } else { 0 }));
         let shares = Arc::new(RwLock::new(PoolShares::of(&cfg)));
@@ -187,7 +205,7 @@ impl Board {
             });
             std::thread::Builder::new()
                 .name(format!("aftr-slot{slot}-events"))
-                .spawn(move || housekeeping(ev_rx, on_event, watch, &txs, &stop, &active_now, &shares))
+                .spawn(move || housekeeping(ev_rx, on_events, watch, &txs, &stop, &active_now, &shares))
                 .map_err(|e| e.to_string())?
         };
         let handle = BoardHandle {
@@ -334,7 +352,7 @@ fn internet_resolved(fib: &Option<FibHandle>, inet: &EgressL2) -> bool {
 /// reconfiguration too) and polls the next hops, telling the workers when they change.
 fn housekeeping(
     rings_in: Receiver<Receiver<SessionEvent>>,
-    mut on_event: Box<dyn FnMut(SessionEvent, bool) + Send>,
+    mut on_events: OnEvents,
     mut next_hops: Option<NextHopWatch>,
     workers: &[Sender<Command>],
     stop: &AtomicBool,
@@ -342,25 +360,41 @@ fn housekeeping(
     shares: &RwLock<PoolShares>,
 ) {
     let mut rings: Vec<Receiver<SessionEvent>> = Vec::new();
+    let mut batch = Vec::with_capacity(EVENT_BATCH);
     let mut polled = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         rings.extend(rings_in.try_iter());
         let mut any = false;
         // Rings of replaced engines are dropped once drained and closed.
         rings.retain(|r| {
-            for _ in 0..4096 {
-                match r.try_recv() {
-                    Ok(e) => {
-                        any = true;
-                        let (inst, addr) = e.external();
-                        let loc = shares.read().unwrap_or_else(|e| e.into_inner()).location_of(inst, addr);
-                        on_event(e, loc.is_some_and(|l| active.load(Ordering::Relaxed) & (1 << l) != 0));
+            let mut open = true;
+            {
+                // One look at the shares and the roles per batch, not per event.
+                let shares = shares.read().unwrap_or_else(|e| e.into_inner());
+                let active = active.load(Ordering::Relaxed);
+                while batch.len() < EVENT_BATCH {
+                    match r.try_recv() {
+                        Ok(e) => {
+                            let (inst, addr) = e.external();
+                            let loc = shares.location_of(inst, addr);
+                            // A limit is met only serving the B4, that is while active.
+                            let limit = matches!(e, SessionEvent::Limit(_));
+                            batch.push((e, limit || loc.is_some_and(|l| active & (1 << l) != 0)));
+                        }
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => {
+                            open = false;
+                            break;
+                        }
                     }
-                    Err(TryRecvError::Empty) => return true,
-                    Err(TryRecvError::Disconnected) => return false,
                 }
             }
-            true
+            if !batch.is_empty() {
+                any = true;
+                on_events(&batch);
+                batch.clear();
+            }
+            open
         });
         if let Some(w) = next_hops.as_mut()
             && polled.elapsed() >= Duration::from_millis(200)

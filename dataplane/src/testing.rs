@@ -122,32 +122,36 @@ impl Lab {
         let read = |f: &str| std::fs::read_to_string(workspace.join(f)).map_err(|e| format!("{f}: {e}"));
         let board = read("deploy/bird/aftr-board.conf")?;
         let board2 = board.replace("203.0.113.1;", "203.0.113.2;").replace("2001:db8:ffff::1;", "2001:db8:ffff::2;");
-        let mut upstream = String::new();
-        for (ns, conf) in [("inet", read("deploy/bird/upstream-example.conf")?), ("a1", board), ("a2", board2)] {
-            let path = self.dir.join(format!("{ns}.bird.conf"));
-            std::fs::write(&path, conf).map_err(|e| e.to_string())?;
-            let sock = self.dir.join(format!("{ns}.ctl")).to_string_lossy().into_owned();
-            let pid = self.dir.join(format!("{ns}.bird.pid")).to_string_lossy().into_owned();
-            let log = std::fs::File::create(self.dir.join(format!("{ns}.bird.log"))).map_err(|e| e.to_string())?;
-            let bird = self
-                .exec(ns, &["bird", "-f", "-c", path.to_str().unwrap_or_default(), "-s", &sock, "-P", &pid])
-                .stdout(log.try_clone().map_err(|e| e.to_string())?)
-                .stderr(log)
-                .spawn()
-                .map_err(|e| format!("bird (bash scripts/setup.sh installs it): {e}"))?;
-            self.keep(bird);
-            let t = Instant::now();
-            while std::os::unix::net::UnixStream::connect(&sock).is_err() {
-                if t.elapsed() > Duration::from_secs(10) {
-                    return Err(format!("BIRD in {ns} did not open {sock} within 10 s"));
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if ns == "inet" {
-                upstream = sock;
-            }
-        }
+        let upstream = self.bird("inet", &read("deploy/bird/upstream-example.conf")?)?;
+        self.bird("a1", &board)?;
+        self.bird("a2", &board2)?;
         Ok(upstream)
+    }
+
+    /// Runs BIRD with configuration `conf` in namespace `ns`, in the foreground with its
+    /// control socket `NS.ctl` in the lab's directory (messages in `NS.bird.log`), killed
+    /// with the lab; returns the control socket once it answers.
+    pub fn bird(&mut self, ns: &str, conf: &str) -> Result<String, String> {
+        let path = self.dir.join(format!("{ns}.bird.conf"));
+        std::fs::write(&path, conf).map_err(|e| e.to_string())?;
+        let sock = self.dir.join(format!("{ns}.ctl")).to_string_lossy().into_owned();
+        let pid = self.dir.join(format!("{ns}.bird.pid")).to_string_lossy().into_owned();
+        let log = std::fs::File::create(self.dir.join(format!("{ns}.bird.log"))).map_err(|e| e.to_string())?;
+        let bird = self
+            .exec(ns, &["bird", "-f", "-c", path.to_str().unwrap_or_default(), "-s", &sock, "-P", &pid])
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("bird (bash scripts/setup.sh installs it): {e}"))?;
+        self.keep(bird);
+        let t = Instant::now();
+        while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+            if t.elapsed() > Duration::from_secs(10) {
+                return Err(format!("BIRD in {ns} did not open {sock} within 10 s"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(sock)
     }
 }
 

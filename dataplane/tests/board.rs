@@ -141,8 +141,10 @@ fn run(io: PacketIo, tag: &str) {
                 (sw_l2, EgressL2 { dst: gw, ..in_l2 })
             })),
             fib: None,
-            on_event: Box::new(move |e: SessionEvent, active| {
-                let _ = ev_tx.send((e, active));
+            on_events: Box::new(move |events: &[(SessionEvent, bool)]| {
+                for &e in events {
+                    let _ = ev_tx.send(e);
+                }
             }),
             neighbours: Some(told.clone()),
         })

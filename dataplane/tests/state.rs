@@ -696,3 +696,56 @@ fn sessions_are_filtered_and_ended_in_bounded_pieces() {
         h.drain_events().into_iter().filter(|e| matches!(e, SessionEvent::Deleted(r) if r.b4 == B4_B)).count();
     assert_eq!(deleted, 4, "each ended session is logged and goes to the peer");
 }
+
+/// The limit events of `h` since the last drain.
+fn limit_events(h: &mut Harness) -> Vec<dataplane::nat::events::LimitRecord> {
+    h.drain_events()
+        .into_iter()
+        .filter_map(|e| match e {
+            SessionEvent::Limit(l) => Some(l),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn limits_met_are_events_at_most_fifty_a_second() {
+    use dataplane::nat::events::Limit;
+    use dataplane::nat::table::LIMIT_EVENTS_PER_SEC;
+    let mut inst = instance();
+    inst.limits.max_sessions = 3;
+    inst.port_block_size = 32768; // 4 addresses: 4 dynamic blocks in the pool
+    let mut h = Harness::new(config(inst));
+    let mut ext = [0; 4];
+    for p in 0..3 {
+        ext = udp_from(&mut h, B4_A, HOST, 5000 + p).0;
+    }
+    assert!(limit_events(&mut h).is_empty());
+    // A flood of refused packets: every one counted, 50 of them logged this second.
+    for p in 0..100 {
+        h.run(&softwire(B4_A, &ip4_udp(HOST, SERVER, 6000 + p, 53, 64, b"")));
+    }
+    assert_eq!(h.counter(Counter::DropSessionLimit), 100);
+    let ev = limit_events(&mut h);
+    assert_eq!(ev.len(), LIMIT_EVENTS_PER_SEC as usize);
+    let l = ev[0];
+    assert_eq!((l.limit, l.value, l.b4, l.inner_addr), (Limit::SessionLimit, 3, B4_A, u32::from_be_bytes(HOST)));
+    assert_eq!(l.ext_addr, u32::from_be_bytes(ext));
+    h.advance(1);
+    h.run(&softwire(B4_A, &ip4_udp(HOST, SERVER, 7000, 53, 64, b"")));
+    assert_eq!(h.counter(Counter::DropSessionLimit), 101);
+    assert_eq!(limit_events(&mut h).len(), 1, "a new second, a new allowance");
+    // The pool's dynamic blocks all taken: the next B4 finds no address.
+    let b4 = |n: u8| {
+        let mut a = B4_B;
+        a[15] = n;
+        a
+    };
+    for n in 1..4 {
+        udp_from(&mut h, b4(n), HOST, 5000);
+    }
+    h.run(&softwire(b4(9), &ip4_udp(HOST, SERVER, 5000, 53, 64, b"")));
+    assert_eq!(h.counter(Counter::DropPortsExhausted), 1);
+    let ev = limit_events(&mut h);
+    assert_eq!((ev.len(), ev[0].limit, ev[0].b4, ev[0].ext_addr), (1, Limit::AddressesExhausted, b4(9), 0));
+}

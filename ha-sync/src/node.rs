@@ -7,12 +7,12 @@
 
 use std::io;
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use crossbeam_channel::{Receiver, Sender, bounded};
 use dataplane::nat::events::{BlockRecord, Refused, SessionEvent, SessionRecord, SweepKeys};
 
 use crate::protocol::{Channel, Incarnation, Now, Output, Protocol};
@@ -79,9 +79,14 @@ const EVENT_QUEUE: usize = 1 << 16;
 pub const WITNESS_GROUP: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0xaf7);
 
 /// The board's end of the HA thread's event input: cheap to clone, never blocks.
+/// Events cross in batches (the board drains its workers' rings in batches): one
+/// hand-over between threads per batch, not per event, which at a million events a
+/// second is most of what the crossing costs.
 #[derive(Clone)]
 pub struct EventSender {
-    tx: Sender<SessionEvent>,
+    tx: Sender<Vec<SessionEvent>>,
+    /// Events handed over and not yet taken, in all batches.
+    pending: Arc<AtomicUsize>,
     dropped: Arc<AtomicU64>,
 }
 
@@ -89,21 +94,50 @@ impl EventSender {
     /// Hands a session event of the board to the HA thread; never blocks. A full queue
     /// is counted (`events_dropped`) and makes the next stream a bulk sync.
     pub fn send(&self, e: SessionEvent) {
-        if let Err(TrySendError::Full(_)) = self.tx.try_send(e) {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+        self.send_batch(vec![e]);
+    }
+
+    /// Hands a batch of events over, in order; never blocks. A batch that does not fit
+    /// in what is left of the queue ([`EVENT_QUEUE`] events) is dropped whole and
+    /// counted, as [`EventSender::send`] counts one.
+    pub fn send_batch(&self, batch: Vec<SessionEvent>) {
+        let n = batch.len();
+        if n == 0 {
+            return;
+        }
+        if self.pending.fetch_add(n, Ordering::AcqRel) + n > EVENT_QUEUE || self.tx.try_send(batch).is_err() {
+            self.pending.fetch_sub(n, Ordering::AcqRel);
+            self.dropped.fetch_add(n as u64, Ordering::Relaxed);
         }
     }
 
     /// Events handed over and not yet taken by the HA thread.
     pub fn backlog(&self) -> usize {
-        self.tx.len()
+        self.pending.load(Ordering::Relaxed)
     }
 }
 
 /// The HA thread's end of its event input; give it to [`Node::start_with`].
 pub struct EventReceiver {
-    rx: Receiver<SessionEvent>,
+    rx: Receiver<Vec<SessionEvent>>,
     sender: EventSender,
+}
+
+impl EventReceiver {
+    /// The batches waiting, up to about [`EVENT_QUEUE`] events in all, each taken off
+    /// the backlog.
+    fn take(&self) -> impl Iterator<Item = Vec<SessionEvent>> + '_ {
+        let mut taken = 0;
+        std::iter::from_fn(move || {
+            if taken >= EVENT_QUEUE {
+                return None;
+            }
+            let batch = self.rx.try_recv().ok()?;
+            taken += batch.len();
+            self.sender.pending.fetch_sub(batch.len(), Ordering::AcqRel);
+            Some(batch)
+        })
+    }
 }
 
 /// The HA thread's event input, made before the thread: the board can start first and
@@ -111,8 +145,9 @@ pub struct EventReceiver {
 /// are counted as dropped), then the node starts with the [`EventReceiver`]
 /// ([`Node::start_with`]).
 pub fn events() -> (EventSender, EventReceiver) {
+    // A batch holds one event at least: the events' bound holds the batches too.
     let (tx, rx) = bounded(EVENT_QUEUE);
-    let sender = EventSender { tx, dropped: Arc::new(AtomicU64::new(0)) };
+    let sender = EventSender { tx, pending: Arc::new(AtomicUsize::new(0)), dropped: Arc::new(AtomicU64::new(0)) };
     (sender.clone(), EventReceiver { rx, sender })
 }
 
@@ -323,6 +358,11 @@ impl Node {
         self.events.send(e);
     }
 
+    /// [`Node::event`] for a batch, in order (see [`EventSender::send_batch`]).
+    pub fn events(&self, batch: Vec<SessionEvent>) {
+        self.events.send_batch(batch);
+    }
+
     /// Events handed over and not yet taken by the HA thread.
     pub fn event_backlog(&self) -> usize {
         self.events.backlog()
@@ -525,7 +565,7 @@ impl<L: Local> Shell<L> {
                 }
             }
             if self.sock.is_none() {
-                for _ in self.events.rx.try_iter().take(EVENT_QUEUE) {}
+                for _ in self.events.take() {}
                 self.publish();
                 return false;
             }
@@ -555,9 +595,11 @@ impl<L: Local> Shell<L> {
             self.carry_out();
         }
         let t = now();
-        for e in self.events.rx.try_iter().take(EVENT_QUEUE) {
+        for batch in self.events.take() {
             work = true;
-            self.proto.handle_event(e, t);
+            for e in batch {
+                self.proto.handle_event(e, t);
+            }
         }
         let lost = self.events.sender.dropped.load(Ordering::Relaxed) + self.local.events_lost();
         self.proto.handle_events_dropped(lost, t);

@@ -774,6 +774,7 @@ impl Protocol {
             SessionEvent::Deleted(r) => SessionEvent::Deleted(s(r)?),
             SessionEvent::BlockAllocated(r) => SessionEvent::BlockAllocated(b(r)?),
             SessionEvent::BlockReleased(r) => SessionEvent::BlockReleased(b(r)?),
+            SessionEvent::Limit(_) => return None,
         })
     }
 

@@ -12,26 +12,33 @@ use dataplane::nat::events::{BlockRecord, SessionEvent, SessionRecord};
 
 use crate::wire::Record;
 
-/// A session's identity on both boards: the inside key.
+/// A session's identity on both boards: the inside key, packed (the B4 address, then
+/// instance, inside address, port and protocol), so that hashing it is two words, not a
+/// field at a time: the replicator looks keys up several times per record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct Key {
-    inst: u8,
-    b4: [u8; 16],
-    inner_addr: u32,
-    inner_port: u16,
-    proto: u8,
-}
+struct Key(u128, u64);
 
 impl Key {
     fn of(r: &SessionRecord) -> Key {
-        Key { inst: r.inst, b4: r.b4, inner_addr: r.inner_addr, inner_port: r.inner_port, proto: r.proto }
+        Key(u128::from_ne_bytes(r.b4), pack(r.inst, r.inner_addr, r.inner_port, r.proto))
     }
 }
 
-type Sub = (u8, [u8; 16]);
+fn pack(inst: u8, addr: u32, port: u16, proto: u8) -> u64 {
+    (inst as u64) << 56 | (proto as u64) << 48 | (port as u64) << 32 | addr as u64
+}
 
-fn block_key(b: &BlockRecord) -> (u8, [u8; 16], u32, u16) {
-    (b.inst, b.b4, b.ext_addr, b.first_port)
+/// A subscriber: its B4 address and instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Sub(u128, u8);
+
+fn sub(inst: u8, b4: [u8; 16]) -> Sub {
+    Sub(u128::from_ne_bytes(b4), inst)
+}
+
+/// A port block: its subscriber, external address and first port.
+fn block_key(b: &BlockRecord) -> (u128, u64) {
+    (u128::from_ne_bytes(b.b4), pack(b.inst, b.ext_addr, b.first_port, 0))
 }
 
 /// When a session has surely lived `delay` seconds: times are whole seconds, so one
@@ -65,7 +72,7 @@ pub struct Replicator {
     /// the subscriber go with its blocks, so they must go again before its next session.
     sent_per_sub: AHashMap<Sub, u32>,
     blocks: AHashMap<Sub, Vec<BlockRecord>>,
-    blocks_sent: AHashSet<(u8, [u8; 16], u32, u16)>,
+    blocks_sent: AHashSet<(u128, u64)>,
     out: Vec<Record>,
     pub stats: ReplicatorStats,
 }
@@ -141,18 +148,19 @@ impl Replicator {
                     self.stats.died_young += 1;
                 }
             }
-            SessionEvent::BlockAllocated(b) => self.blocks.entry((b.inst, b.b4)).or_default().push(b),
+            SessionEvent::BlockAllocated(b) => self.blocks.entry(sub(b.inst, b.b4)).or_default().push(b),
             SessionEvent::BlockReleased(b) => {
-                if let Some(v) = self.blocks.get_mut(&(b.inst, b.b4)) {
+                if let Some(v) = self.blocks.get_mut(&sub(b.inst, b.b4)) {
                     v.retain(|x| block_key(x) != block_key(&b));
                     if v.is_empty() {
-                        self.blocks.remove(&(b.inst, b.b4));
+                        self.blocks.remove(&sub(b.inst, b.b4));
                     }
                 }
                 if self.blocks_sent.remove(&block_key(&b)) {
                     self.out.push(Record::BlockReleased(b));
                 }
             }
+            SessionEvent::Limit(_) => {}
         }
         self.tick(now);
     }
@@ -165,11 +173,13 @@ impl Replicator {
             }
             self.young.pop_front();
             // Gone already (deleted young), or queued twice by a reused key: skip.
-            if let Some(r) = self.young_rec.get(&k).copied()
-                && eligible_at(&r, self.delay) <= now
-            {
-                self.young_rec.remove(&k);
-                self.send_session(k, r);
+            match self.young_rec.remove(&k) {
+                Some(r) if eligible_at(&r, self.delay) <= now => self.send_session(k, r),
+                // A reused key's younger session: it waits for its own turn.
+                Some(r) => {
+                    self.young_rec.insert(k, r);
+                }
+                None => {}
             }
         }
     }
@@ -182,7 +192,7 @@ impl Replicator {
             self.stats.blocks_sent += 1;
         }
         if self.sent.insert(k) {
-            *self.sent_per_sub.entry((r.inst, r.b4)).or_default() += 1;
+            *self.sent_per_sub.entry(sub(r.inst, r.b4)).or_default() += 1;
         }
         self.out.push(Record::Session(r));
         self.stats.sessions_sent += 1;
@@ -192,7 +202,7 @@ impl Replicator {
     /// engine released the subscriber's blocks, which are then sent again before its next
     /// session (a subscriber's younger sessions become eligible later).
     fn session_gone(&mut self, r: &SessionRecord) {
-        let sub = (r.inst, r.b4);
+        let sub = sub(r.inst, r.b4);
         let Some(n) = self.sent_per_sub.get_mut(&sub) else { return };
         *n = n.saturating_sub(1);
         if *n == 0 {
@@ -204,7 +214,7 @@ impl Replicator {
     }
 
     fn block_of(&self, r: &SessionRecord) -> Option<BlockRecord> {
-        self.blocks.get(&(r.inst, r.b4))?.iter().copied().find(|b| {
+        self.blocks.get(&sub(r.inst, r.b4))?.iter().copied().find(|b| {
             b.ext_addr == r.ext_addr
                 && r.ext_port >= b.first_port
                 && (r.ext_port as u32) < b.first_port as u32 + b.size as u32
@@ -244,7 +254,7 @@ impl Replicator {
     }
 
     pub fn add_block(&mut self, b: BlockRecord) {
-        self.blocks.entry((b.inst, b.b4)).or_default().push(b);
+        self.blocks.entry(sub(b.inst, b.b4)).or_default().push(b);
     }
 
     pub fn add_session(&mut self, r: SessionRecord, now: u32) {

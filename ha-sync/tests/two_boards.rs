@@ -368,3 +368,77 @@ fn a_board_whose_worker_is_stuck_hands_its_location_to_the_peer() {
         ]
     );
 }
+
+/// The NAT log of two boards as aftrd keeps it: a board's event is logged while the board
+/// is active (decision 0020). Forwards the events to the HA thread as `pump` does.
+fn pump_logging(
+    slot: u16,
+    events: crossbeam_channel::Receiver<dataplane::nat::events::SessionEvent>,
+    board: &Board,
+    node: Arc<Node>,
+    stop: Arc<AtomicBool>,
+    log: Arc<Mutex<Vec<(u16, dataplane::nat::events::SessionEvent)>>>,
+) {
+    let active = board.active.clone();
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            for e in events.try_iter() {
+                if active.load(Ordering::SeqCst) {
+                    log.lock().unwrap().push((slot, e));
+                }
+                node.event(e);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+}
+
+#[test]
+fn a_moved_subscriber_s_block_is_logged_once_each_way_across_a_failover() {
+    use dataplane::nat::events::SessionEvent::{BlockAllocated, BlockReleased};
+    let (a_addr, b_addr) = (free_port(), free_port());
+    let (a, a_events) = Board::new();
+    let (b, b_events) = Board::new();
+    let na = Arc::new(Node::start(settings(1, a_addr, b_addr, true), a.clone()).unwrap());
+    let nb = Arc::new(Node::start(settings(2, b_addr, a_addr, false), b.clone()).unwrap());
+    let (stop_a, stop_b) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let log = Arc::new(Mutex::new(Vec::new()));
+    pump_logging(1, a_events, &a, na.clone(), stop_a.clone(), log.clone());
+    pump_logging(2, b_events, &b, nb.clone(), stop_b.clone(), log.clone());
+    wait_for("roles", 5, || status(&na).role == Role::Active && status(&nb).role == Role::Standby);
+    wait_for("the standby in sync", 5, || status(&nb).in_sync);
+
+    // Two subscribers with a block each on the active board, both backed up.
+    for b4 in [B4_A, B4_B] {
+        assert_eq!(
+            a.run(&softwire(b4, &ip4_udp(HOST, SERVER, 5000, 53, 64, b"x"))).0,
+            Verdict::Forward(Egress::Internet)
+        );
+    }
+    wait_for("both on the standby", 5, || b.sessions().len() == 2);
+    // One ends on the active board: it logs the release; the standby, told, releases its
+    // copy unlogged.
+    a.eng.lock().unwrap().end_sessions(|s| s.b4 == B4_B, 0, usize::MAX);
+    wait_for("the end on the standby", 5, || b.sessions().len() == 1);
+    // The active board dies; the other, active now, releases the moved subscriber's block.
+    stop_a.store(true, Ordering::Relaxed);
+    na.stop();
+    wait_for("the takeover", 5, || b.active.load(Ordering::SeqCst));
+    b.eng.lock().unwrap().end_sessions(|_| true, 0, usize::MAX);
+    std::thread::sleep(Duration::from_millis(100));
+    stop_b.store(true, Ordering::Relaxed);
+
+    let blocks: Vec<(u16, &str, [u8; 16])> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|(slot, e)| match e {
+            BlockAllocated(k) => Some((*slot, "allocated", k.b4)),
+            BlockReleased(k) => Some((*slot, "released", k.b4)),
+            _ => None,
+        })
+        .collect();
+    // The allocation by the board that made it, the release by the board active then:
+    // once each, none from the standby's installs or its copy's release.
+    assert_eq!(blocks, [(1, "allocated", B4_A), (1, "allocated", B4_B), (1, "released", B4_B), (2, "released", B4_A)],);
+}

@@ -7,8 +7,9 @@
 //! section 26.1 style: a binary search over paced trials, with a stated loss tolerance),
 //! then the latency of sampled frames at that rate (section 26.2: the kernel's receive
 //! time minus the send time the generator wrote into the frame). Then, from their own
-//! programs, the in-memory engine figures (`engine-bench`), the hot-backup figures
-//! (`failover-bench`) and `aftrd` under attack (`hostile-bench`: the legitimate load's
+//! programs, the in-memory engine figures (`engine-bench`, with its forwarding-table
+//! row), the hot-backup figures (`failover-bench`, and three kill -9 trials with `--bgp`)
+//! and `aftrd` under attack (`hostile-bench`: the legitimate load's
 //! throughput beside each attack against its throughput alone). Prints a table and
 //! writes `bench/results/<date>.md` and `.svg`.
 //!
@@ -402,6 +403,62 @@ const HA_FIGURES: &[(&str, &str)] = &[
     ("bulk_sessions", "sessions in that bulk synchronisation"),
 ];
 
+/// The routing figures of the report (issue 16): keys in `engine-bench`'s summary (its
+/// forwarding-table row), what each is, goal.
+const FIB_FIGURES: &[(&str, &str, &str)] = &[
+    ("fib_default_mpps", "softwire -> IPv4 through a forwarding table of one default route, Mpps", ""),
+    ("fib_full_mpps", "the same through an Internet-sized table of 1M routes, Mpps", ""),
+    ("fib_full_ratio", "1M routes / default route only", ">= 0.90"),
+    ("fib_build_ms", "building the 1M-route table, ms", ""),
+];
+
+/// The kill -9 trials of the BGP failover (`failover-bench --bgp`): few, on a small
+/// table, so that the report grows by a minute or so.
+const BGP_TRIALS: &str = "3";
+
+/// `failover-bench`'s arguments for the report's BGP failover row.
+fn bgp_failover_args() -> [&'static str; 9] {
+    ["--faults", "kill9", "--trials", BGP_TRIALS, "--records", "100000", "--bulk", "10000", "--bgp"]
+}
+
+/// The BGP failover figures: key in `failover-bench --bgp`'s kill9 row, what it is.
+const BGP_FIGURES: &[(&str, &str)] = &[
+    ("gap_ms", "traffic gap at a kill -9 of the active board, the upstream on BGP, median, ms"),
+    ("gap_worst_ms", "worst gap, ms"),
+    ("preserved", "sessions older than delay-time kept with their mapping"),
+];
+
+/// The report's routing section: the forwarding table from `engine-bench` (`e`) and
+/// the failover with announcements by BGP (`b`), whichever ran.
+fn routing_section(md: &mut String, e: Option<&[(String, String)]>, b: Option<&[(String, String)]>) {
+    if e.is_none() && b.is_none() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "## Routing: the forwarding table and BGP (issue 16)
+"
+    );
+    let _ = writeln!(
+        md,
+        "Forwarding: established UDP, one worker, in memory (`engine-bench`'s forwarding-table row), servers          spread over the address space, through a snapshot of one default route and of 1M Internet-like routes          (/8 to /28, some two-way ECMP). Failover: `failover-bench {}`, the upstream router reaching the pool          only by the route the active board's BIRD announces (decision 0016).
+",
+        bgp_failover_args().join(" ")
+    );
+    let _ = writeln!(md, "| figure | value | goal |\n| --- | --- | --- |");
+    if let Some(e) = e {
+        for (k, name, goal) in FIB_FIGURES {
+            let _ = writeln!(md, "| {name} | {} | {goal} |", get(e, k));
+        }
+    }
+    if let Some(b) = b {
+        for (k, name) in BGP_FIGURES {
+            let _ = writeln!(md, "| {name} | {} | |", get(b, k));
+        }
+    }
+    md.push('\n');
+}
+
 /// The keys of `hostile-bench`'s summary the report shows: for each attack, at line rate
 /// and paced (`_paced_`), the legitimate load's packets per second beside it and alone
 /// (`BESIDE/ALONE`) and the attack's rate; the legitimate sessions kept.
@@ -733,10 +790,12 @@ fn run(args: &[String], o: Options) -> Result<(), String> {
     };
     let io_table = table(&cells, &duts);
     println!("\n{io_table}");
-    let engine_keys: Vec<&str> = ENGINE_FIGURES.iter().map(|f| f.0).collect();
+    let engine_keys: Vec<&str> = ENGINE_FIGURES.iter().chain(FIB_FIGURES).map(|f| f.0).collect();
     let ha_keys: Vec<&str> = HA_FIGURES.iter().map(|f| f.0).collect();
     let engine = if skip_engine { None } else { Some(summary_of("engine-bench", &[], &engine_keys)?) };
     let ha = if skip_ha { None } else { Some(summary_of("failover-bench", &["--kills", &kills], &ha_keys)?) };
+    let bgp_keys: Vec<&str> = BGP_FIGURES.iter().map(|f| f.0).collect();
+    let bgp = if skip_ha { None } else { Some(summary_of("failover-bench", &bgp_failover_args(), &bgp_keys)?) };
     let hostile_keys = hostile_keys();
     let hostile_keys: Vec<&str> = hostile_keys.iter().map(String::as_str).collect();
     let (flows, b4s) = (s.flows.to_string(), s.b4s.to_string());
@@ -841,6 +900,7 @@ fn run(args: &[String], o: Options) -> Result<(), String> {
         }
         md.push('\n');
     }
+    routing_section(&mut md, engine.as_deref(), bgp.as_deref());
     if let Some(h) = &hostile {
         hostile_section(&mut md, h, s.flows, s.b4s);
     }
@@ -903,6 +963,29 @@ mod tests {
         let mut md = String::new();
         hostile_section(&mut md, &kv, 1024, 64);
         assert!(md.contains("| ptb | B4 | paced | 0.481 | 472583/562311 | 1.000 |"), "{md}");
+    }
+
+    #[test]
+    fn the_routing_section_shows_the_fib_ratio_and_the_bgp_gap() {
+        let kv = |s: &str| -> Vec<(String, String)> {
+            s.split_whitespace().filter_map(|p| p.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect()
+        };
+        // engine-bench's forwarding-table fields and failover-bench --bgp's kill9 row.
+        let e =
+            kv("fib_fixed_mpps=3.10 fib_default_mpps=3.00 fib_full_mpps=2.85 fib_full_ratio=0.950 fib_build_ms=640");
+        let b = kv("fault=kill9 gap_ms=129 gap_worst_ms=150 preserved=7/7 trials=3 kills=3 announce=bgp");
+        let keys: Vec<&str> = FIB_FIGURES.iter().map(|f| f.0).collect();
+        assert!(check_summary("engine-bench", &e, &keys).is_ok());
+        let keys: Vec<&str> = BGP_FIGURES.iter().map(|f| f.0).collect();
+        assert!(check_summary("failover-bench", &b, &keys).is_ok());
+        let mut md = String::new();
+        routing_section(&mut md, Some(&e), Some(&b));
+        assert!(md.contains("| 1M routes / default route only | 0.950 | >= 0.90 |"), "{md}");
+        assert!(md.contains("the upstream on BGP, median, ms | 129 |"), "{md}");
+        assert!(md.contains("`failover-bench --faults kill9 --trials 3 --records 100000 --bulk 10000 --bgp`"), "{md}");
+        let mut none = String::new();
+        routing_section(&mut none, None, None);
+        assert!(none.is_empty(), "nothing ran: no section");
     }
 
     #[test]

@@ -20,6 +20,7 @@ use control::cli::Aftrd as Cli;
 use control::error::ConfigError;
 use control::mgmt::{self, Daemon};
 use control::natlog::NatLogger;
+use dataplane::nat::events::SessionEvent;
 use tracing::info;
 
 fn main() -> ExitCode {
@@ -101,10 +102,10 @@ fn run(
     let ec = control::plan::engine_config(&config, &plan, slot)
         .ok_or_else(|| anyhow::anyhow!("slot {slot} serves no DS-Lite instance in {file}"))?;
     let host = config.sysname.clone().unwrap_or_else(|| "aftr".into());
-    let logger = Arc::new(Mutex::new(if config.syslog.is_empty() {
+    let logger = Arc::new(Mutex::new(if config.nat_log.hosts.is_empty() {
         None
     } else {
-        Some(NatLogger::new(&config.syslog, &host)?)
+        Some(NatLogger::new(&config.nat_log, &host, slot).map_err(|e| anyhow::anyhow!("NAT logging: {e}"))?)
     }));
     let l2 = logger.clone();
     let seed = dataplane::board::random_seed().map_err(|e| anyhow::anyhow!("the kernel's random source: {e}"))?;
@@ -114,18 +115,18 @@ fn run(
     // first event; the thread itself starts once the board's handle is there.
     let (ha_events, ha_input) = ha_settings.as_ref().map(|_| ha_sync::node::events()).unzip();
     let route_table = slot_cfg.route_table;
-    let board =
-        control::board::start(slot, ec, &cores, io, route_table, seed, ha_settings.is_none(), move |e, active| {
-            if let Some(tx) = &ha_events {
-                tx.send(e);
+    let board = control::board::start(slot, ec, &cores, io, route_table, seed, ha_settings.is_none(), move |events| {
+        if let Some(tx) = &ha_events {
+            let session_events = events.iter().map(|&(e, _)| e);
+            tx.send_batch(session_events.filter(|e| !matches!(e, SessionEvent::Limit(_))).collect());
+        }
+        if let Some(l) = l2.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            for (e, active) in events {
+                l.event(e, *active);
             }
-            // Only the forwarding board logs: a standby's events are the peer's sessions
-            // installed here, already logged there.
-            if active && let Some(l) = l2.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-                l.log(&e);
-            }
-        })
-        .map_err(|e| anyhow::anyhow!(e))?;
+        }
+    })
+    .map_err(|e| anyhow::anyhow!(e))?;
     let ha = match ha_settings.zip(ha_input) {
         Some((s, input)) => {
             let roles: Vec<String> = s

@@ -75,7 +75,7 @@ pub static COMMANDS: &[Command] = &[
     Command {
         syntax: &[Key("local-ipv6"), Arg(Arg { name: "ADDRESS", what: "the AFTR endpoint", kind: Kind::Ipv6 })],
         undo: Some(&[Key("local-ipv6")]),
-        help: "the AFTR endpoint, the softwires' IPv6 destination; unique",
+        help: "the AFTR endpoint, the softwires' IPv6 destination; unique, but instances on boards of their own that all have a route-table may share one",
         action: Action::Edit {
             apply: |e, a| {
                 let at = e.at;

@@ -308,30 +308,148 @@ pub static COMMANDS: &[Command] = &[
         }),
     },
     Command {
-        syntax: SYSLOG,
-        undo: Some(SYSLOG),
-        help: "send RFC 5424 NAT logs to a collector; port 514, over UDP (or TCP, RFC 6587); repeatable",
+        syntax: LOG_HOST,
+        undo: Some(LOG_HOST_UNDO),
+        help: "send NAT logs to a collector: RFC 5424 syslog over UDP (default) or TCP (RFC 6587), or IPFIX (RFC 8158); repeatable",
         action: Action::Edit {
             apply: |e, a| {
-                let to = syslog(a);
-                e.config.syslog.retain(|x| x.addr != to.addr);
-                e.config.syslog.push(to);
+                let host = LogHost {
+                    addr: SocketAddr::new(a.ip("ADDRESS"), a.number("PORT") as u16),
+                    format: if a.has("syslog-tcp") {
+                        LogFormat::SyslogTcp
+                    } else if a.has("ipfix") {
+                        LogFormat::Ipfix
+                    } else {
+                        LogFormat::SyslogUdp
+                    },
+                    source: a.has("SOURCE").then(|| {
+                        let port = if a.has("SOURCE-PORT") { a.number("SOURCE-PORT") as u16 } else { 0 };
+                        SocketAddr::new(a.ip("SOURCE"), port)
+                    }),
+                };
+                if let Some(src) = host.source
+                    && src.is_ipv4() != host.addr.is_ipv4()
+                {
+                    return Err(ConfigError::at(
+                        a.pos("SOURCE"),
+                        "the source address is not of the collector's family",
+                    ));
+                }
+                add_log_host(e, host);
                 Ok(())
             },
             undo: |e, a| {
-                let to = syslog(a);
-                e.config.syslog.retain(|x| x.addr != to.addr);
+                let to = SocketAddr::new(a.ip("ADDRESS"), a.number("PORT") as u16);
+                e.config.nat_log.hosts.retain(|x| x.addr != to);
                 Ok(())
             },
         },
         print: Print::Lines(|c, _| {
-            c.syslog
+            c.nat_log
+                .hosts
                 .iter()
-                .map(|s| {
-                    let transport = if s.tcp { " transport tcp" } else { "" };
-                    format!("nat log syslog {} port {}{transport}", s.addr.ip(), s.addr.port())
+                .map(|h| {
+                    let source = match h.source {
+                        None => String::new(),
+                        Some(s) if s.port() == 0 => format!(" source {}", s.ip()),
+                        Some(s) => format!(" source {} port {}", s.ip(), s.port()),
+                    };
+                    format!("nat log host {} {}{source} type {}", h.addr.ip(), h.addr.port(), h.format.keyword())
                 })
                 .collect()
+        }),
+    },
+    Command {
+        syntax: SYSLOG,
+        undo: Some(SYSLOG),
+        help: "a syslog collector (the older form of `nat log host`, printed as it); port 514, over UDP",
+        action: Action::Edit {
+            apply: |e, a| {
+                add_log_host(e, syslog(a));
+                Ok(())
+            },
+            undo: |e, a| {
+                let to = syslog(a);
+                e.config.nat_log.hosts.retain(|x| x.addr != to.addr);
+                Ok(())
+            },
+        },
+        print: Print::Never,
+    },
+    log_event(
+        &[Key("nat"), Key("log"), Key("session"), Key("enable")],
+        "log session creation and deletion; off (port blocks say it)",
+        |e, _| set(&mut e.config.nat_log.sessions, true),
+        |e, _| set(&mut e.config.nat_log.sessions, false),
+        Print::Lines(|c, _| {
+            // The four switches print here, in one place.
+            let (l, d) = (&c.nat_log, NatLog::default());
+            [("session", l.sessions, d.sessions), ("port-block", l.blocks, d.blocks)]
+                .into_iter()
+                .chain([("exhaustion", l.exhaustion, d.exhaustion), ("quota", l.quotas, d.quotas)])
+                .filter(|(_, v, d)| v != d)
+                .map(|(k, v, _)| format!("{}nat log {k} enable", if v { "" } else { "undo " }))
+                .collect()
+        }),
+    ),
+    log_event(
+        &[Key("nat"), Key("log"), Key("port-block"), Key("enable")],
+        "log port block allocation and release; on",
+        |e, _| set(&mut e.config.nat_log.blocks, true),
+        |e, _| set(&mut e.config.nat_log.blocks, false),
+        Print::Lines(|_, _| vec![]),
+    ),
+    log_event(
+        &[Key("nat"), Key("log"), Key("exhaustion"), Key("enable")],
+        "log NAT addresses and ports exhausted; on",
+        |e, _| set(&mut e.config.nat_log.exhaustion, true),
+        |e, _| set(&mut e.config.nat_log.exhaustion, false),
+        Print::Lines(|_, _| vec![]),
+    ),
+    log_event(
+        &[Key("nat"), Key("log"), Key("quota"), Key("enable")],
+        "log a subscriber's session, port-block and rate limits, and full tables, met (at most 50 a second per worker); on",
+        |e, _| set(&mut e.config.nat_log.quotas, true),
+        |e, _| set(&mut e.config.nat_log.quotas, false),
+        Print::Lines(|_, _| vec![]),
+    ),
+    Command {
+        syntax: &[
+            Key("nat"),
+            Key("log"),
+            Key("ipfix"),
+            Key("template-refresh"),
+            Key("time"),
+            number("SECONDS", "seconds between templates", (1, 86_400)),
+            Key("packets"),
+            number("PACKETS", "messages between templates", (1, 1_000_000)),
+        ],
+        undo: Some(&[Key("nat"), Key("log"), Key("ipfix"), Key("template-refresh")]),
+        help: "IPFIX templates go again after SECONDS (1-86400) or PACKETS messages (1-1000000), whichever first; 60, 1000",
+        action: Action::Edit {
+            apply: |e, a| {
+                let l = &mut e.config.nat_log;
+                (l.template_refresh_secs, l.template_refresh_packets) = (a.number("SECONDS"), a.number("PACKETS"));
+                Ok(())
+            },
+            undo: |e, _| {
+                let (l, d) = (&mut e.config.nat_log, NatLog::default());
+                (l.template_refresh_secs, l.template_refresh_packets) =
+                    (d.template_refresh_secs, d.template_refresh_packets);
+                Ok(())
+            },
+        },
+        print: Print::Paragraph(|c, _| {
+            let (l, d) = (&c.nat_log, NatLog::default());
+            if (l.template_refresh_secs, l.template_refresh_packets)
+                == (d.template_refresh_secs, d.template_refresh_packets)
+            {
+                return vec![];
+            }
+            vec![format!(
+                "nat log ipfix template-refresh time {} packets {}",
+                l.template_refresh_secs, l.template_refresh_packets
+            )]
         }),
     },
     Command {
@@ -443,6 +561,23 @@ const INSTANCE: &[Word] = &[
     name("NAME", "a DS-Lite instance name"),
     Optional(&[Key("id"), number("ID", "an instance ID", (1, 255))]),
 ];
+const LOG_HOST: &[Word] = &[
+    Key("nat"),
+    Key("log"),
+    Key("host"),
+    ip("ADDRESS", "a collector's address"),
+    number("PORT", "the collector's port", (1, 65535)),
+    Optional(&[Key("source"), ip("SOURCE", "the address to send from"), Optional(&[Key("port"), SOURCE_PORT])]),
+    Optional(&[Key("type"), Choice(&[&[Key("syslog-udp")], &[Key("syslog-tcp")], &[Key("ipfix")]])]),
+];
+const SOURCE_PORT: Word = number("SOURCE-PORT", "the port to send from", (1, 65535));
+const LOG_HOST_UNDO: &[Word] = &[
+    Key("nat"),
+    Key("log"),
+    Key("host"),
+    ip("ADDRESS", "a collector's address"),
+    number("PORT", "the collector's port", (1, 65535)),
+];
 const SYSLOG: &[Word] = &[
     Key("nat"),
     Key("log"),
@@ -457,9 +592,33 @@ pub(super) const METRICS_UNDO: &[Word] =
 const METRICS_AT: Word = ip("ADDRESS", "the address to serve metrics on");
 const METRICS_PORT: Word = number("PORT", "a TCP port", (1, 65535));
 
-fn syslog(a: &super::Args) -> SyslogTarget {
+fn syslog(a: &super::Args) -> LogHost {
     let port = if a.has("PORT") { a.number("PORT") as u16 } else { SYSLOG_PORT };
-    SyslogTarget { addr: SocketAddr::new(a.ip("ADDRESS"), port), tcp: a.has("tcp") }
+    let format = if a.has("tcp") { LogFormat::SyslogTcp } else { LogFormat::SyslogUdp };
+    LogHost { addr: SocketAddr::new(a.ip("ADDRESS"), port), format, source: None }
+}
+
+/// Adds a collector, replacing the one at the same address and port.
+fn add_log_host(e: &mut super::Edit, host: LogHost) {
+    let hosts = &mut e.config.nat_log.hosts;
+    hosts.retain(|x| x.addr != host.addr);
+    hosts.push(host);
+}
+
+fn set(switch: &mut bool, on: bool) -> Result<(), ConfigError> {
+    *switch = on;
+    Ok(())
+}
+
+/// `nat log EVENT enable`, which sets or (undo) clears one switch.
+const fn log_event(
+    syntax: &'static [Word],
+    help: &'static str,
+    apply: super::EditFn,
+    undo: super::EditFn,
+    print: Print,
+) -> Command {
+    Command { syntax, undo: Some(syntax), help, action: Action::Edit { apply, undo }, print }
 }
 
 /// `KEYWORDS VALUE` where the value is not the default.

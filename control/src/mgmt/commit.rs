@@ -30,6 +30,8 @@ pub struct Prepared {
     ec: dataplane::config::EngineConfig,
     ha: Option<ha_sync::node::Settings>,
     metrics: Option<Option<crate::metrics::Listener>>,
+    /// The NAT logger of the new settings, if they changed (None inside: no collector).
+    logger: Option<Option<NatLogger>>,
 }
 
 /// How long the first phase of a chassis commit holds its configuration.
@@ -101,14 +103,27 @@ impl Daemon {
             None if running.is_some() => Some(None),
             _ => None,
         };
-        Ok(Prepared { text: text.to_string(), config, secret, ec, ha, metrics })
+        // The collectors' sockets too (a source address not on the host refuses it).
+        let logger = match config.nat_log != self.running.nat_log || config.sysname != self.running.sysname {
+            false => None,
+            true if config.nat_log.hosts.is_empty() => Some(None),
+            true => {
+                let host = config.sysname.clone().unwrap_or_else(|| "aftr".into());
+                let running = self.logger.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|l| l.stats.clone());
+                match NatLogger::counting_into(&config.nat_log, &host, self.slot, running.unwrap_or_default()) {
+                    Ok(l) => Some(Some(l)),
+                    Err(e) => return Err(format!("nat log: {e}; nothing was applied\n")),
+                }
+            }
+        };
+        Ok(Prepared { text: text.to_string(), config, secret, ec, ha, metrics, logger })
     }
 
     /// Applies a prepared configuration to every part of the running board: the engines
     /// (every session the new settings allow is kept; counters go on), the XDP programs
     /// and ARP/ND answers, the hot-backup timers and delay-time, NAT logging and metrics.
     pub(super) fn apply(&mut self, p: Prepared) -> Reply {
-        let Prepared { config, secret, ec, ha, metrics, .. } = p;
+        let Prepared { config, secret, ec, ha, metrics, logger, .. } = p;
         let carried = match self.board.reconfigure(ec) {
             Ok(c) => c,
             Err(e) => return Reply::Error(format!("{e}\n")),
@@ -118,10 +133,12 @@ impl Daemon {
         {
             tracing::warn!("slot {}: hot backup settings: {e}", self.slot);
         }
-        if config.syslog != self.running.syslog || config.sysname != self.running.sysname {
-            let host = config.sysname.clone().unwrap_or_else(|| "aftr".into());
-            *self.logger.lock().unwrap_or_else(|e| e.into_inner()) =
-                if config.syslog.is_empty() { None } else { NatLogger::new(&config.syslog, &host).ok() };
+        if let Some(mut new) = logger {
+            let mut running = self.logger.lock().unwrap_or_else(|e| e.into_inner());
+            if let (Some(n), Some(old)) = (new.as_mut(), running.as_ref()) {
+                n.continue_from(old);
+            }
+            *running = new;
         }
         if let Some(m) = metrics {
             // The old listener stops as it is dropped.

@@ -161,11 +161,16 @@ pub fn start_pair(lab: &mut Lab) -> [u32; 2] {
 
 /// Starts `SERVERS` on the Internet side and waits until it is ready.
 pub fn start_servers(lab: &mut Lab) {
+    start_servers_in(lab, "inet")
+}
+
+/// Starts `SERVERS` (on 203.0.113.80) in namespace `ns` and waits until it is ready.
+pub fn start_servers_in(lab: &mut Lab, ns: &str) {
     let script = lab.dir.join("servers.py");
     std::fs::write(&script, SERVERS).unwrap();
     let dir = lab.dir.to_str().unwrap().to_string();
     let mut servers =
-        lab.exec("inet", &["python3", script.to_str().unwrap(), &dir]).stdout(Stdio::piped()).spawn().unwrap();
+        lab.exec(ns, &["python3", script.to_str().unwrap(), &dir]).stdout(Stdio::piped()).spawn().unwrap();
     let mut line = String::new();
     std::io::BufReader::new(servers.stdout.take().unwrap()).read_line(&mut line).unwrap();
     lab.keep(servers);

@@ -64,6 +64,45 @@ impl BlockRecord {
     }
 }
 
+/// What refused a subscriber's new mapping (RFC 6888 REQ-11; RFC 8158's NAT addresses
+/// exhausted, NAT ports exhausted and quota exceeded events).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// A new subscriber found no address of its location's share with a free block.
+    AddressesExhausted,
+    /// The subscriber's address has no free block left.
+    PortsExhausted,
+    /// The worker's session table is full.
+    SessionTable,
+    /// The worker's subscriber table is full.
+    SubscriberTable,
+    /// The subscriber holds `session-limit` sessions.
+    SessionLimit,
+    /// The subscriber holds `port-block-limit` blocks, all of them full.
+    BlockLimit,
+    /// The subscriber opened `new-session-rate` sessions this second.
+    RateLimit,
+}
+
+/// A mapping refused for a limit, as NAT logging sees it. At most
+/// [`LIMIT_EVENTS_PER_SEC`](crate::nat::table::LIMIT_EVENTS_PER_SEC) a second per
+/// worker: the drops themselves are all counted, by reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitRecord {
+    pub inst: u8,
+    pub b4: [u8; 16],
+    /// The inside address of the packet refused.
+    pub inner_addr: u32,
+    /// The subscriber's external address (0: it has none).
+    pub ext_addr: u32,
+    pub limit: Limit,
+    /// The limit's value: sessions or subscribers a table holds, sessions or ports a
+    /// subscriber may hold, new sessions a second; 0 for the exhaustions.
+    pub value: u32,
+    /// Unix seconds.
+    pub at: u32,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionEvent {
     Created(SessionRecord),
@@ -71,6 +110,8 @@ pub enum SessionEvent {
     Deleted(SessionRecord),
     BlockAllocated(BlockRecord),
     BlockReleased(BlockRecord),
+    /// For NAT logging only (hot backup ignores it).
+    Limit(LimitRecord),
 }
 
 impl SessionEvent {
@@ -79,6 +120,7 @@ impl SessionEvent {
         match self {
             SessionEvent::Created(r) | SessionEvent::Refreshed(r) | SessionEvent::Deleted(r) => (r.inst, r.ext_addr),
             SessionEvent::BlockAllocated(b) | SessionEvent::BlockReleased(b) => (b.inst, b.ext_addr),
+            SessionEvent::Limit(l) => (l.inst, l.ext_addr),
         }
     }
 }

@@ -16,7 +16,7 @@ use rand::{Rng, SeedableRng};
 use crate::config::{EngineConfig, Filtering, InstanceConfig, Timeouts};
 use crate::counters::{Counter, WorkerCounters};
 use crate::frame::WorkerId;
-use crate::nat::events::{BlockRecord, InstallError, SessionEvent, SessionRecord};
+use crate::nat::events::{BlockRecord, InstallError, Limit, LimitRecord, SessionEvent, SessionRecord};
 use crate::nat::filter::FilterTable;
 use crate::nat::owners::Owners;
 use crate::nat::ports::{PortClass, PortSpace};
@@ -91,7 +91,14 @@ pub struct NatState {
     active: u64,
     /// Static forwardings and own addresses, from the configuration.
     pub(crate) statics: Statics,
+    /// Limit events left this second (of [`LIMIT_EVENTS_PER_SEC`]), and the second.
+    limit_events: (u32, u32),
 }
+
+/// Limit events (mappings refused for a limit) a worker emits a second at most, so that a
+/// flood of refused packets cannot flood the NAT log collectors; the drops are all
+/// counted by reason.
+pub const LIMIT_EVENTS_PER_SEC: u32 = 50;
 
 /// Session events that wait for room on a full event ring at most, behind the block
 /// events (which always wait): beyond, they are dropped and counted, and hot backup
@@ -180,6 +187,7 @@ impl NatState {
             expiry_cursor: 0,
             active: u64::MAX,
             statics: Statics::new(&cfg.instances),
+            limit_events: (LIMIT_EVENTS_PER_SEC, 0),
         }
     }
 
@@ -515,6 +523,36 @@ impl NatState {
         let (first, size) = ps.block_ports(block);
         let at = self.unix_of(self.now);
         BlockRecord { inst: sub.inst, b4: sub.b4, ext_addr: sub.ext_addr, first_port: first, size, at }
+    }
+
+    /// Emits a limit event for a mapping of `b4` (subscriber `si`, if it has one)
+    /// refused for `c`, if `c` is a limit and this second's budget allows.
+    pub(crate) fn limit_hit(&mut self, inst: u8, b4: &[u8; 16], inner_addr: u32, si: Option<u32>, c: Counter) {
+        let limits = self.inst[inst as usize].cfg.limits;
+        let sub = si.map(|i| *self.subs.get(i));
+        let (limit, value) = match c {
+            Counter::DropPortsExhausted if sub.is_none() => (Limit::AddressesExhausted, 0),
+            Counter::DropPortsExhausted => (Limit::PortsExhausted, 0),
+            Counter::DropSessionTableFull => (Limit::SessionTable, self.sessions.len()),
+            Counter::DropSubscriberTableFull => (Limit::SubscriberTable, self.subs.len()),
+            Counter::DropSessionLimit => (Limit::SessionLimit, limits.max_sessions),
+            Counter::DropBlockLimit => {
+                let (_, size) = self.inst[inst as usize].ports.block_ports(0);
+                (Limit::BlockLimit, limits.max_blocks as u32 * size as u32)
+            }
+            Counter::DropRateLimited => (Limit::RateLimit, limits.new_sessions_per_sec),
+            _ => return,
+        };
+        if self.limit_events.1 != self.now {
+            self.limit_events = (LIMIT_EVENTS_PER_SEC, self.now);
+        }
+        if self.limit_events.0 == 0 {
+            return;
+        }
+        self.limit_events.0 -= 1;
+        let ext_addr = sub.map_or(0, |s| s.ext_addr);
+        let at = self.unix_of(self.now);
+        self.push_event(SessionEvent::Limit(LimitRecord { inst, b4: *b4, inner_addr, ext_addr, limit, value, at }));
     }
 
     // ----- Subscribers and sessions (called by the pipeline) -----

@@ -400,10 +400,17 @@ impl BatchCtx<'_> {
         self.learn_softwire_next_hop();
         // ICMP identifiers have no range class.
         let class = if protocol == proto::ICMP { PortClass::Dynamic } else { PortClass::of(sport) };
-        let si = self.nat.subscriber(inst, b4, Some(class), self.rx_mac)?;
+        let si = match self.nat.subscriber(inst, b4, Some(class), self.rx_mac) {
+            Ok(si) => si,
+            Err(c) => {
+                self.nat.limit_hit(inst, b4, src, None, c);
+                return Err(c);
+            }
+        };
         let flags = if protocol == proto::TCP { tcp_track(0, tflags, true) } else { 0 };
         let r = self.nat.create_session(si, src, sport, protocol, dst, dport, flags);
-        if r.is_err() {
+        if let Err(c) = r {
+            self.nat.limit_hit(inst, b4, src, Some(si), c);
             self.nat.drop_if_idle(si);
         }
         r

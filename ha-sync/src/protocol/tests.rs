@@ -298,6 +298,7 @@ impl Sim {
             }
             SessionEvent::BlockAllocated(k) => b.blocks.push(k),
             SessionEvent::BlockReleased(k) => b.blocks.retain(|x| *x != k),
+            SessionEvent::Limit(_) => {}
         }
         let now = self.now();
         self.proto(i).handle_event(e, now);
