@@ -212,7 +212,7 @@ fn static_forwarding_and_own_addresses_through_aftrd() {
         });
     assert_eq!(read(pcap), "", "nothing out");
     inet("198.51.100.201", "9999", "5000", "to-out-of-range");
-    std::thread::sleep(Duration::from_millis(300));
+    common::wait_for("the inbound drop counted", 5, || counter("drop_own_address_port") >= 2);
     assert_eq!(counter("drop_own_address_port"), 2);
     assert_eq!(counter("drop_own_address_spoofed"), 1);
 
@@ -229,7 +229,7 @@ fn static_forwarding_and_own_addresses_through_aftrd() {
     assert!(ok, "{err}");
     let before = counter("drop_no_session");
     inet("198.51.100.7", "9999", "5000", "to-nothing");
-    std::thread::sleep(Duration::from_millis(300));
+    common::wait_for("the drop counted", 5, || counter("drop_no_session") > before);
     assert_eq!(counter("drop_no_session"), before + 1);
     // And back: forwarded again.
     let (ok, err) = ctl(&["commit", cfg.to_str().unwrap()]);
