@@ -57,8 +57,9 @@ impl Endpoint {
     }
 }
 
-/// The addresses answered for: the endpoints (softwire side) and the pool shares,
-/// each with the location (index) whose active board answers (Internet side). The
+/// The addresses answered for: the endpoints (softwire side) and the pool shares and
+/// B4s' own addresses, each with the location (index) whose active board answers
+/// (Internet side). The
 /// routes a board announces (`crate::routes`) are the same addresses.
 pub(crate) struct Addresses {
     pub(crate) endpoints: Vec<Endpoint>,
@@ -79,8 +80,20 @@ impl Addresses {
                 buckets: i.buckets.clone(),
             })
             .collect();
-        let pools =
-            cfg.instances.iter().flat_map(|i| i.pool.iter().enumerate().map(move |(k, p)| (*p, loc(i, k)))).collect();
+        // The B4s' own addresses (decision 0019) are answered and routed like pool
+        // addresses, by the board active for the B4's location.
+        let own = |i: &'_ dataplane::config::InstanceConfig| {
+            i.own_addresses
+                .iter()
+                .map(|o| (Ipv4Prefix { addr: o.addr, len: 32 }, i.location_of_b4(&o.b4)))
+                .filter(|(_, l)| *l != dataplane::config::ELSEWHERE)
+                .collect::<Vec<_>>()
+        };
+        let pools = cfg
+            .instances
+            .iter()
+            .flat_map(|i| i.pool.iter().enumerate().map(move |(k, p)| (*p, loc(i, k))).chain(own(i)))
+            .collect();
         Addresses { endpoints, pools }
     }
 

@@ -137,6 +137,60 @@ pub struct DsLite {
     pub filtering: Filtering,
     pub hop_limit: u8,
     pub public_inner: bool,
+    /// `nat server protocol P global A P inside A P b4 B4`: static port forwardings.
+    pub servers: Vec<NatServer>,
+    /// `nat no-translation b4 B4 address A [ port-range FIRST LAST ]`.
+    pub no_translation: Vec<NoTranslation>,
+}
+
+/// A static port forwarding: `global` (a pool address and port) is `inside` behind `b4`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NatServer {
+    /// TCP, else UDP.
+    pub tcp: bool,
+    pub global: (Ipv4Addr, u16),
+    pub inside: (Ipv4Addr, u16),
+    pub b4: Ipv6Addr,
+}
+
+impl NatServer {
+    pub fn protocol(&self) -> &'static str {
+        if self.tcp { "tcp" } else { "udp" }
+    }
+
+    /// The command that configures it.
+    pub fn line(&self) -> String {
+        format!(
+            "nat server protocol {} global {} {} inside {} {} b4 {}",
+            self.protocol(),
+            self.global.0,
+            self.global.1,
+            self.inside.0,
+            self.inside.1,
+            self.b4
+        )
+    }
+}
+
+/// A B4 that holds public address `addr` (no NAT), or only its ports `ports` (A+P).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoTranslation {
+    pub b4: Ipv6Addr,
+    pub addr: Ipv4Addr,
+    pub ports: Option<(u16, u16)>,
+}
+
+impl NoTranslation {
+    /// The ports it holds: all of them without a range.
+    pub fn range(&self) -> (u16, u16) {
+        self.ports.unwrap_or((1, u16::MAX))
+    }
+
+    /// The command that configures it.
+    pub fn line(&self) -> String {
+        let range = self.ports.map(|(a, b)| format!(" port-range {a} {b}")).unwrap_or_default();
+        format!("nat no-translation b4 {} address {}{range}", self.b4, self.addr)
+    }
 }
 
 impl Default for DsLite {
@@ -164,6 +218,8 @@ impl Default for DsLite {
             filtering: d.filtering,
             hop_limit: d.hop_limit,
             public_inner: d.allow_public_inner,
+            servers: Vec::new(),
+            no_translation: Vec::new(),
         }
     }
 }

@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
-use dataplane::config::{EngineConfig, InstanceConfig, Ipv4Prefix, Ipv6Prefix, Limits};
+use dataplane::config::{EngineConfig, InstanceConfig, Ipv4Prefix, Ipv6Prefix, Limits, OwnAddress, StaticMapping};
 
 use crate::config::Config;
 
@@ -229,6 +229,33 @@ pub fn engine_config(c: &Config, p: &Plan, slot: u32) -> Option<EngineConfig> {
         i.filtering = d.filtering;
         i.hop_limit = d.hop_limit;
         i.allow_public_inner = d.public_inner;
+        // Static forwardings and own addresses (decision 0019): a forwarding where the
+        // board holds its address (inbound) or serves its B4 (outbound); an own address
+        // where it serves the B4.
+        let serves_b4 = |b4: &std::net::Ipv6Addr| index(&ip.location_of(&b4.octets())).is_some();
+        let holds = |a: Ipv4Addr| i.pool.iter().any(|p| (p.range().0..=p.range().1).contains(&u32::from(a)));
+        i.statics = d
+            .servers
+            .iter()
+            .filter(|s| holds(s.global.0) || serves_b4(&s.b4))
+            .map(|s| StaticMapping {
+                b4: s.b4.octets(),
+                proto: if s.tcp { dataplane::wire::proto::TCP } else { dataplane::wire::proto::UDP },
+                inside_addr: s.inside.0.into(),
+                inside_port: s.inside.1,
+                ext_addr: s.global.0.into(),
+                ext_port: s.global.1,
+            })
+            .collect();
+        i.own_addresses = d
+            .no_translation
+            .iter()
+            .filter(|n| serves_b4(&n.b4))
+            .map(|n| {
+                let (first, last) = n.range();
+                OwnAddress { b4: n.b4.octets(), addr: n.addr.into(), first, last }
+            })
+            .collect();
         instances.push(i);
     }
     if instances.is_empty() {

@@ -295,6 +295,21 @@ mod tests {
     }
 
     #[test]
+    fn own_addresses_are_routed_by_their_b4s_location() {
+        let mut c = two_locations();
+        let mut b4 = [0u8; 16];
+        b4[..6].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0xb4]);
+        b4[15] = 3;
+        c.instances[0].own_addresses =
+            vec![dataplane::config::OwnAddress { b4, addr: 0xc633_6501, first: 1, last: u16::MAX }];
+        c.instances[0].buckets = vec![1; dataplane::config::BUCKETS];
+        let a = Addresses::of(&c);
+        let metrics = [700; 64];
+        assert!(!wanted(&a, 0b01, &metrics).contains_key("198.51.101.1/32"));
+        assert_eq!(wanted(&a, 0b10, &metrics)["198.51.101.1/32"], 700);
+    }
+
+    #[test]
     fn changes_add_before_they_delete() {
         let have: BTreeMap<String, u32> = [("198.51.100.0/25".into(), 900), ("2001:db8::1/128".into(), 900)].into();
         let want: BTreeMap<String, u32> = [("198.51.100.0/25".into(), 900), ("2001:db8::1/128".into(), 800)].into();

@@ -160,6 +160,94 @@ pub fn validate(c: &Config, pos: &Positions) -> Result<(), Vec<ConfigError>> {
             }
         }
     }
+    // Static forwardings and own addresses (decision 0019).
+    let mut forwarded: BTreeMap<(bool, Ipv4Addr, u16), String> = BTreeMap::new();
+    let mut owned: Vec<(u32, u16, u16, String)> = Vec::new();
+    let pools: Vec<(u32, u32, &str)> = c
+        .address_groups
+        .iter()
+        .flat_map(|(n, g)| g.sections.values().map(move |(a, b)| (u32::from(*a), u32::from(*b), n.as_str())))
+        .collect();
+    for (name, d) in &c.instances {
+        let authorised = |b4: &std::net::Ipv6Addr| {
+            d.remotes.iter().any(|(p, l)| {
+                let m = if *l == 0 { 0 } else { u128::MAX << (128 - *l as u32) };
+                u128::from(*b4) & m == u128::from(*p) & m
+            })
+        };
+        let unauthorised = |b4| {
+            format!("ds-lite instance {name}: b4 {b4} is not in a remote-ipv6 prefix of the instance (not authorised)")
+        };
+        for s in &d.servers {
+            let key = format!("ds-lite instance {name} {}", s.line());
+            let (addr, port) = s.global;
+            let in_pool = |p: &&(u32, u32, &str)| (p.0..=p.1).contains(&u32::from(addr));
+            if !pools.iter().filter(|p| d.address_group.as_deref() == Some(p.2)).any(|p| in_pool(&p)) {
+                let pool = d.address_group.as_deref().unwrap_or("none");
+                err(
+                    &key,
+                    format!(
+                        "ds-lite instance {name}: nat server global {addr} is not in the instance's pool (address-group {pool})"
+                    ),
+                );
+            }
+            if let Some(other) = forwarded.insert((s.tcp, addr, port), key.clone()) {
+                let o = at(&other);
+                err(
+                    &key,
+                    format!(
+                        "ds-lite instance {name}: global {addr} {port} ({}) is already forwarded by the nat server at line {} column {}",
+                        s.protocol(),
+                        o.line,
+                        o.column
+                    ),
+                );
+            }
+            if !authorised(&s.b4) {
+                err(&key, unauthorised(s.b4));
+            }
+        }
+        for n in &d.no_translation {
+            let key = format!("ds-lite instance {name} {}", n.line());
+            let (first, last) = n.range();
+            if first > last {
+                err(
+                    &key,
+                    format!("ds-lite instance {name}: port-range {first} {last} is empty; the first port comes first"),
+                );
+            }
+            if let Some(p) = pools.iter().find(|p| (p.0..=p.1).contains(&u32::from(n.addr))) {
+                err(
+                    &key,
+                    format!(
+                        "ds-lite instance {name}: address {} is in address-group {}; a B4's own address must be outside every pool",
+                        n.addr, p.2
+                    ),
+                );
+            }
+            if !authorised(&n.b4) {
+                err(&key, unauthorised(n.b4));
+            }
+            owned.push((u32::from(n.addr), first, last, key));
+        }
+    }
+    owned.sort();
+    for w in owned.windows(2) {
+        if w[1].0 == w[0].0 && w[1].1 <= w[0].2 {
+            let o = at(&w[0].3);
+            err(
+                &w[1].3,
+                format!(
+                    "nat no-translation: ports {}-{} of {} overlap the entry at line {} column {}",
+                    w[1].1,
+                    w[1].2,
+                    Ipv4Addr::from(w[1].0),
+                    o.line,
+                    o.column
+                ),
+            );
+        }
+    }
     // Cores: one owner per core on a host (slots without `host` share the default host).
     let mut cores: BTreeMap<(Option<&str>, u32), u32> = BTreeMap::new();
     for (id, s) in &c.slots {

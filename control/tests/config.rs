@@ -553,3 +553,75 @@ fn nat_log_collectors_and_events() {
     }
     assert!(!shown.contains("192.0.2.9 514"), "{shown}");
 }
+
+/// An instance with a pool and B4s (lines 5-11 after the boards), then `extra`.
+fn with_instance(extra: &str) -> String {
+    format!(
+        "ds-lite address-group p\n section 0 198.51.100.0 mask 25\n\
+         ds-lite instance d\n local-ipv6 2001:db8::1\n remote-ipv6 2001:db8:b4:: prefix-length 64\n ds-lite address-group p\n\
+         {extra}"
+    )
+}
+
+#[test]
+fn static_forwardings_and_own_addresses_are_checked_at_commit() {
+    // Lines 1-4 are the boards, 5-10 the pool and instance: the entries are on 11 on.
+    let server = |g: &str, b4: &str| format!(" nat server protocol udp global {g} inside 192.168.1.10 5000 b4 {b4}\n");
+    let ok = format!(
+        "slot 1\n worker-cores 0\nslot 2\n worker-cores 1\n{}",
+        with_instance(&format!(
+            "{} nat no-translation b4 2001:db8:b4::3 address 198.51.100.200\n nat no-translation b4 2001:db8:b4::4 address 198.51.100.201 port-range 2048 4095\n",
+            server("198.51.100.7 5000", "2001:db8:b4::2")
+        ))
+    );
+    let (c, _) = parse(&ok).unwrap();
+    let d = &c.instances["d"];
+    assert_eq!(d.servers.len(), 1);
+    assert_eq!(d.no_translation[1].ports, Some((2048, 4095)));
+    // Printed and read back: the same.
+    let printed = control::display::render(&c);
+    assert!(
+        printed
+            .contains(" nat server protocol udp global 198.51.100.7 5000 inside 192.168.1.10 5000 b4 2001:db8:b4::2")
+    );
+    assert_eq!(parse(&printed).unwrap().0, c, "{printed}");
+
+    // Outside the pool, with the column of the command.
+    let e = commit_errors(&with_instance(&server("198.51.100.200 5000", "2001:db8:b4::2")));
+    has(&e, 11, "nat server global 198.51.100.200 is not in the instance's pool (address-group p)");
+    assert_eq!(e[0].column, 2, "{e:?}");
+    // Taken by another entry (of the other protocol it would not be).
+    let twice =
+        format!("{}{}", server("198.51.100.7 5000", "2001:db8:b4::2"), server("198.51.100.7 5000", "2001:db8:b4::9"));
+    has(&commit_errors(&with_instance(&twice)), 12, "already forwarded by the nat server at line 11 column 2");
+    let tcp = twice.replacen("protocol udp", "protocol tcp", 1);
+    parse(&format!("slot 1\n worker-cores 0\nslot 2\n worker-cores 1\n{}", with_instance(&tcp))).unwrap();
+    // A B4 outside the remote-ipv6 prefixes.
+    has(
+        &commit_errors(&with_instance(&server("198.51.100.7 5000", "2001:db8:66::2"))),
+        11,
+        "b4 2001:db8:66::2 is not in a remote-ipv6 prefix",
+    );
+    // Own addresses: not in a pool, not overlapping, authorised, a range in order.
+    let own = |b4: &str, rest: &str| format!(" nat no-translation b4 {b4} address {rest}\n");
+    has(&commit_errors(&with_instance(&own("2001:db8:b4::3", "198.51.100.9"))), 11, "must be outside every pool");
+    let overlap = format!(
+        "{}{}",
+        own("2001:db8:b4::3", "198.51.100.201 port-range 2048 4095"),
+        own("2001:db8:b4::4", "198.51.100.201 port-range 4000 6000")
+    );
+    has(&commit_errors(&with_instance(&overlap)), 12, "overlap the entry at line 11 column 2");
+    has(&commit_errors(&with_instance(&own("2001:db8:66::3", "198.51.100.200"))), 11, "not authorised");
+    has(&commit_errors(&with_instance(&own("2001:db8:b4::3", "198.51.100.200 port-range 9 8"))), 11, "is empty");
+    // `undo` takes an entry away.
+    let mut s = Session::new(c.clone());
+    run(
+        &mut s,
+        &[
+            "system-view",
+            "ds-lite instance d",
+            &format!("undo{}", server("198.51.100.7 5000", "2001:db8:b4::2").trim_end()),
+        ],
+    );
+    assert!(s.candidate.instances["d"].servers.is_empty());
+}

@@ -7,11 +7,13 @@
 //! removed, even when it fails.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dataplane::testing::{Capture, Lab, can_capture, skip, statistic};
+
+mod common;
 
 /// Records in namespace `ns` on `iface` the frames matching `filter` that `send` brings
 /// about: waits for `n` of them (10 s at most), then `linger` longer where a frame too
@@ -86,14 +88,7 @@ for p in rdpcap(sys.argv[2]):
 fn start_servers(lab: &mut Lab) {
     let script = lab.dir.join("servers.py");
     std::fs::write(&script, SERVERS).unwrap();
-    let mut servers = lab.exec("inet", &["python3", script.to_str().unwrap()]).stdout(Stdio::piped()).spawn().unwrap();
-    let mut line = String::new();
-    {
-        use std::io::BufRead;
-        std::io::BufReader::new(servers.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-    }
-    lab.keep(servers);
-    assert_eq!(line.trim(), "ready");
+    common::spawn_ready(lab, "inet", &["python3", script.to_str().unwrap()]);
 }
 
 #[test]
@@ -126,28 +121,7 @@ fn udp_tcp_and_icmp_both_ways(name: &str, io: &str) {
 
     start_servers(&mut lab);
 
-    let aftrd = lab
-        .exec(
-            "aftr",
-            &[
-                env!("CARGO_BIN_EXE_aftrd"),
-                "--config",
-                cfg.to_str().unwrap(),
-                "--slot",
-                "1",
-                "--socket",
-                sock.to_str().unwrap(),
-            ],
-        )
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    lab.keep(aftrd);
-    let t = Instant::now();
-    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
-        assert!(t.elapsed() < Duration::from_secs(10), "aftrd did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::start_aftrd(&mut lab, &cfg, &sock);
 
     let sub = dir.join("subscriber.py");
     std::fs::write(&sub, SUBSCRIBER).unwrap();
@@ -379,29 +353,8 @@ fn crafted_cases_against_the_running_aftrd() {
     )
     .unwrap();
     let sock = dir.join("slot1.sock");
-    let d = lab
-        .exec(
-            "aftr",
-            &[
-                env!("CARGO_BIN_EXE_aftrd"),
-                "--config",
-                cfg.to_str().unwrap(),
-                "--slot",
-                "1",
-                "--socket",
-                sock.to_str().unwrap(),
-            ],
-        )
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    lab.keep(d);
+    common::start_aftrd(&mut lab, &cfg, &sock);
     start_servers(&mut lab);
-    let t = Instant::now();
-    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
-        assert!(t.elapsed() < Duration::from_secs(10), "aftrd did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
     let script = dir.join("crafted.py");
     std::fs::write(&script, CRAFTED).unwrap();
     let (sub_if, inet_if) = (lab.name("b4"), lab.name("srv"));

@@ -18,9 +18,21 @@ fn instance() -> impl Strategy<Value = DsLite> {
         (3u32..=15, 1u8..=32, 1u32..=100_000, 0u32..=10_000),
         (120u32..=86400, 7440u32..=86400, 240u32..=86400, 60u32..=86400),
         (1280u16..=9000, any::<bool>(), any::<bool>(), 1u8..=255, any::<bool>(), 576u16..=9000),
+        (
+            proptest::collection::vec((any::<bool>(), any::<u32>(), 1u16.., any::<u32>(), 1u16.., any::<u128>()), 0..3),
+            proptest::collection::vec((any::<u128>(), any::<u32>(), proptest::option::of((1u16.., 1u16..))), 0..3),
+        ),
     )
         .prop_map(
-            |(id, local, remotes, (bs, bl, sl, rate), (u, t, tt, i), (mtu, mss, apdf, hop, public, imtu))| {
+            |(
+                id,
+                local,
+                remotes,
+                (bs, bl, sl, rate),
+                (u, t, tt, i),
+                (mtu, mss, apdf, hop, public, imtu),
+                (servers, own),
+            )| {
                 let mut remotes: Vec<(Ipv6Addr, u8)> = remotes
                     .into_iter()
                     .map(|(a, l)| {
@@ -46,6 +58,29 @@ fn instance() -> impl Strategy<Value = DsLite> {
                     filtering: if apdf { Filtering::AddressAndPortDependent } else { Filtering::EndpointIndependent },
                     hop_limit: hop,
                     public_inner: public,
+                    servers: servers
+                        .into_iter()
+                        .map(|(tcp, ga, gp, ia, ip, b4)| NatServer {
+                            tcp,
+                            global: (Ipv4Addr::from(ga), gp),
+                            inside: (Ipv4Addr::from(ia), ip),
+                            b4: Ipv6Addr::from(b4),
+                        })
+                        .fold(Vec::new(), |mut v, s| {
+                            if !v.contains(&s) {
+                                v.push(s);
+                            }
+                            v
+                        }),
+                    no_translation: own
+                        .into_iter()
+                        .map(|(b4, a, ports)| NoTranslation { b4: Ipv6Addr::from(b4), addr: Ipv4Addr::from(a), ports })
+                        .fold(Vec::new(), |mut v, n| {
+                            if !v.contains(&n) {
+                                v.push(n);
+                            }
+                            v
+                        }),
                 }
             },
         )

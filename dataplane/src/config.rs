@@ -124,6 +124,34 @@ pub struct InstanceConfig {
     /// comes from its location's share, since two boards must never hand out the same
     /// external port. Empty: every prefix is location 0's.
     pub pool_locations: Vec<u8>,
+    /// Static port forwardings (`nat server`): configuration, never replicated; their
+    /// blocks are never allocated dynamically (decision 0019).
+    pub statics: Vec<StaticMapping>,
+    /// B4s with a public address, or an address and a port range, of their own (`nat
+    /// no-translation`): forwarded with decapsulation and encapsulation only.
+    pub own_addresses: Vec<OwnAddress>,
+}
+
+/// A static port forwarding: `ext_addr:ext_port` (a pool address) is `inside_addr:
+/// inside_port` behind `b4`, both ways, for `proto` (TCP or UDP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StaticMapping {
+    pub b4: [u8; 16],
+    pub proto: u8,
+    pub inside_addr: u32,
+    pub inside_port: u16,
+    pub ext_addr: u32,
+    pub ext_port: u16,
+}
+
+/// A B4 that holds public address `addr` (no NAT), or its ports `first..=last` only
+/// (A+P, RFC 6346): `(1, 65535)` for the whole address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnAddress {
+    pub b4: [u8; 16],
+    pub addr: u32,
+    pub first: u16,
+    pub last: u16,
 }
 
 impl InstanceConfig {
@@ -145,6 +173,8 @@ impl InstanceConfig {
             allow_public_inner: false,
             buckets: Vec::new(),
             pool_locations: Vec::new(),
+            statics: Vec::new(),
+            own_addresses: Vec::new(),
         }
     }
 

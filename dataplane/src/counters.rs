@@ -30,6 +30,12 @@ counters! {
     In2Out = "in2out",
     Out2In = "out2in",
     Hairpin = "hairpin",
+    /// Packets translated by a static port forwarding (`nat server`), each way.
+    StaticIn2Out = "static_in2out",
+    StaticOut2In = "static_out2in",
+    /// Packets of B4s with an address (or port range) of their own, forwarded untranslated.
+    OwnAddressIn2Out = "own_address_in2out",
+    OwnAddressOut2In = "own_address_out2in",
     /// Softwire frames of a location the peer board is active for, sent on to it.
     SteeredToPeer = "steered_to_peer",
     EndpointEchoReplies = "endpoint_echo_replies",
@@ -92,6 +98,11 @@ counters! {
     DropSoftwireNextHeader = "drop_softwire_next_header",
     DropB4NotAuthorised = "drop_b4_not_authorised",
     DropInnerSourcePolicy = "drop_inner_source_policy",
+    /// An inner source that is another B4's own address (no-NAT or A+P entry).
+    DropOwnAddressSpoofed = "drop_own_address_spoofed",
+    /// A port outside the range of an A+P entry: sent by its B4, or to an A+P address
+    /// outside every B4's range.
+    DropOwnAddressPort = "drop_own_address_port",
     DropNoSession = "drop_no_session",
     DropFiltered = "drop_filtered",
     DropSessionTableFull = "drop_session_table_full",

@@ -136,6 +136,7 @@ impl Engine {
         e.nat.set_unix_offset(self.nat_unix_offset());
         e.set_l2(self.path.softwire_l2, self.path.internet_l2);
         e.path.fib = self.path.fib.clone();
+        e.state.softwire_seen = self.state.softwire_seen;
         Ok(e)
     }
 

@@ -304,7 +304,98 @@ pub static COMMANDS: &[Command] = &[
             print(c, v, |i, _| if i.public_inner { vec!["inner-source public permit".into()] } else { vec![] })
         }),
     },
+    Command {
+        syntax: NAT_SERVER,
+        undo: Some(NAT_SERVER),
+        help: "a static port forwarding: a pool address and port to a host behind a B4; repeatable",
+        action: Action::Edit {
+            apply: |e, a| {
+                let server = nat_server(a);
+                add(e, |i| &mut i.servers, server, server.line())
+            },
+            undo: |e, a| set(e, |i| i.servers.retain(|s| *s != nat_server(a))),
+        },
+        print: Print::Lines(|c, v| print(c, v, |i, _| i.servers.iter().map(NatServer::line).collect())),
+    },
+    Command {
+        syntax: NO_TRANSLATION,
+        undo: Some(NO_TRANSLATION),
+        help: "a B4 with a public address (or an A+P port range) of its own, not translated; repeatable",
+        action: Action::Edit {
+            apply: |e, a| {
+                let entry = no_translation(a);
+                add(e, |i| &mut i.no_translation, entry, entry.line())
+            },
+            undo: |e, a| set(e, |i| i.no_translation.retain(|n| *n != no_translation(a))),
+        },
+        print: Print::Lines(|c, v| print(c, v, |i, _| i.no_translation.iter().map(NoTranslation::line).collect())),
+    },
 ];
+
+const fn ipv4(name: &'static str, what: &'static str) -> Word {
+    Arg(Arg { name, what, kind: Kind::Ipv4 })
+}
+const NAT_SERVER: &[Word] = &[
+    Key("nat"),
+    Key("server"),
+    Key("protocol"),
+    Choice(&[&[Key("tcp")], &[Key("udp")]]),
+    Key("global"),
+    ipv4("GLOBAL-ADDRESS", "an external (pool) address"),
+    number("GLOBAL-PORT", "an external port", 1, 65535),
+    Key("inside"),
+    ipv4("INSIDE-ADDRESS", "the inside host's address"),
+    number("INSIDE-PORT", "the inside host's port", 1, 65535),
+    Key("b4"),
+    Arg(Arg { name: "B4-ADDRESS", what: "the B4's IPv6 address", kind: Kind::Ipv6 }),
+];
+const NO_TRANSLATION: &[Word] = &[
+    Key("nat"),
+    Key("no-translation"),
+    Key("b4"),
+    Arg(Arg { name: "B4-ADDRESS", what: "the B4's IPv6 address", kind: Kind::Ipv6 }),
+    Key("address"),
+    ipv4("ADDRESS", "the B4's public address"),
+    Optional(&[
+        Key("port-range"),
+        number("FIRST-PORT", "the first port of the range", 1, 65535),
+        number("LAST-PORT", "the last port of the range", 1, 65535),
+    ]),
+];
+
+/// Adds `entry` to the instance's list `of`, once, and remembers where `line` was typed
+/// (the commit's checks point there).
+fn add<T: PartialEq>(
+    e: &mut Edit,
+    of: fn(&mut DsLite) -> &mut Vec<T>,
+    entry: T,
+    line: String,
+) -> Result<(), ConfigError> {
+    let at = e.at;
+    let (name, inst) = e.instance()?;
+    let list = of(inst);
+    list.retain(|x| *x != entry);
+    list.push(entry);
+    e.positions.insert(format!("ds-lite instance {name} {line}"), at);
+    Ok(())
+}
+
+fn nat_server(a: &super::Args) -> NatServer {
+    NatServer {
+        tcp: a.has("tcp"),
+        global: (a.ipv4("GLOBAL-ADDRESS"), a.number("GLOBAL-PORT") as u16),
+        inside: (a.ipv4("INSIDE-ADDRESS"), a.number("INSIDE-PORT") as u16),
+        b4: a.ipv6("B4-ADDRESS"),
+    }
+}
+
+fn no_translation(a: &super::Args) -> NoTranslation {
+    NoTranslation {
+        b4: a.ipv6("B4-ADDRESS"),
+        addr: a.ipv4("ADDRESS"),
+        ports: a.has("FIRST-PORT").then(|| (a.number("FIRST-PORT") as u16, a.number("LAST-PORT") as u16)),
+    }
+}
 
 fn b4s(a: &super::Args) -> (Ipv6Addr, u8) {
     let len = a.number("LENGTH") as u8;

@@ -190,3 +190,39 @@ pub fn start_b4(lab: &mut Lab) {
     lab.keep(b4);
     assert!(said.contains("softwire"), "{said}");
 }
+
+/// Starts `aftrd` in the lab's board namespace on `cfg` as slot 1 with its management
+/// socket at `sock`, and waits for the socket (10 s at most).
+pub fn start_aftrd(lab: &mut Lab, cfg: &std::path::Path, sock: &std::path::Path) {
+    let aftrd = lab
+        .exec(
+            "aftr",
+            &[
+                env!("CARGO_BIN_EXE_aftrd"),
+                "--config",
+                cfg.to_str().unwrap(),
+                "--slot",
+                "1",
+                "--socket",
+                sock.to_str().unwrap(),
+            ],
+        )
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    lab.keep(aftrd);
+    let t = Instant::now();
+    while std::os::unix::net::UnixStream::connect(sock).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(10), "aftrd did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Starts `args` in namespace `ns` and waits for the line `ready` it prints when it is.
+pub fn spawn_ready(lab: &mut Lab, ns: &str, args: &[&str]) {
+    let child = lab.exec(ns, args).stdout(Stdio::piped()).spawn().unwrap();
+    let child = lab.keep(child);
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+}

@@ -175,7 +175,12 @@ fn packet_port(io: &Interfaces, slot: u32, workers: usize, receive: bool) -> std
 /// What the XDP programs steer to the workers: the endpoints and the pools.
 pub fn targets(cfg: &EngineConfig) -> (Vec<[u8; 16]>, Vec<Ipv4Prefix>) {
     let endpoints = cfg.instances.iter().map(|i| i.endpoint).collect();
-    let pools = cfg.instances.iter().flat_map(|i| i.pool.iter().copied()).collect();
+    // The B4s' own addresses are the data plane's too (decision 0019).
+    let own = |i: &crate::config::InstanceConfig| {
+        i.own_addresses.iter().map(|o| Ipv4Prefix { addr: o.addr, len: 32 }).collect::<Vec<_>>()
+    };
+    let mut pools: Vec<Ipv4Prefix> = cfg.instances.iter().flat_map(|i| i.pool.iter().copied().chain(own(i))).collect();
+    pools.dedup();
     (endpoints, pools)
 }
 

@@ -9,5 +9,6 @@ pub mod index;
 pub mod owners;
 pub mod ports;
 pub mod session;
+pub mod statics;
 pub mod subscriber;
 pub mod table;

@@ -180,6 +180,15 @@ impl PortSpace {
         true
     }
 
+    /// Takes block `b` of address `a` out of allocation for good (a static forwarding's
+    /// block), if it is this worker's. Never released: no subscriber holds it, and a
+    /// claim from the peer is refused as for any allocated block.
+    pub fn reserve(&mut self, a: usize, b: u16) {
+        if self.is_mine(b) && !self.taken(a, b) {
+            self.mark(a, b, true);
+        }
+    }
+
     /// Releases block `b`: held down first, if there is a hold-down, then free.
     pub fn release(&mut self, a: usize, b: u16, now: u32) {
         if !self.is_allocated(a, b) {

@@ -21,6 +21,7 @@ use crate::nat::filter::FilterTable;
 use crate::nat::owners::Owners;
 use crate::nat::ports::{PortClass, PortSpace};
 use crate::nat::session::{CLASSES, KeyHashes, Session, SessionTable, TimerClass};
+use crate::nat::statics::Statics;
 use crate::nat::subscriber::{MAX_BLOCKS, Subscriber, SubscriberTable};
 use crate::wire::ethernet::Mac;
 use crate::wire::proto;
@@ -88,6 +89,8 @@ pub struct NatState {
     expiry_cursor: usize,
     /// The locations (bits by index) this board is active for.
     active: u64,
+    /// Static forwardings and own addresses, from the configuration.
+    pub(crate) statics: Statics,
     /// Limit events left this second (of [`LIMIT_EVENTS_PER_SEC`]), and the second.
     limit_events: (u32, u32),
 }
@@ -115,7 +118,7 @@ impl NatState {
         events: Sender<SessionEvent>,
     ) -> NatState {
         let mut pool_ranges = Vec::new();
-        let inst: Vec<Instance> = cfg
+        let mut inst: Vec<Instance> = cfg
             .instances
             .iter()
             .enumerate()
@@ -140,6 +143,8 @@ impl NatState {
             })
             .collect();
         pool_ranges.sort_unstable();
+
+        reserve_static_blocks(&mut inst, &pool_ranges);
         NatState {
             id,
             workers: cfg.workers,
@@ -181,6 +186,7 @@ impl NatState {
                 .then(|| FilterTable::new(cfg.max_sessions as usize)),
             expiry_cursor: 0,
             active: u64::MAX,
+            statics: Statics::new(&cfg.instances),
             limit_events: (LIMIT_EVENTS_PER_SEC, 0),
         }
     }
@@ -550,6 +556,12 @@ impl NatState {
     }
 
     // ----- Subscribers and sessions (called by the pipeline) -----
+
+    /// The subscriber of `b4` on this worker, if there is one.
+    #[inline]
+    pub(crate) fn find_subscriber(&self, inst: u8, b4: &[u8; 16]) -> Option<u32> {
+        self.subs.find(self.sub_hash(inst, b4), inst, b4)
+    }
 
     /// Finds the subscriber of a B4, creating it when `create` (with its paired address
     /// chosen for the port class `class` and its next hop `mac`).
@@ -1307,4 +1319,20 @@ fn mix(a: u64, b: u64) -> u64 {
 #[inline]
 fn fold32(h: u64) -> u32 {
     (h ^ (h >> 32)) as u32
+}
+
+/// Takes the port blocks of the static forwardings out of dynamic allocation: a
+/// forwarding's block stays marked allocated on its address for good, so the allocator
+/// never hands out its port (decision 0019). Addresses outside this board's pool
+/// (forwardings of its B4s to another pair's addresses) reserve nothing here.
+fn reserve_static_blocks(inst: &mut [Instance], pool_ranges: &[(u32, u32, u8, u32)]) {
+    for (n, ins) in inst.iter_mut().enumerate() {
+        for m in &ins.cfg.statics {
+            let at = pool_ranges.iter().find(|r| r.2 == n as u8 && (r.0..=r.1).contains(&m.ext_addr));
+            if let Some(&(first, _, _, base)) = at {
+                let b = ins.ports.block_of_port(m.ext_port);
+                ins.ports.reserve((base + (m.ext_addr - first)) as usize, b);
+            }
+        }
+    }
 }

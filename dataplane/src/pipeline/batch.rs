@@ -106,7 +106,7 @@ impl BatchCtx<'_> {
                     fib.routes.prefetch(get_u32(b, ip + 16));
                 }
                 let l4 = ip + ihl;
-                // Exactly the key `find_or_create` looks up: the source port, or the
+                // Exactly the key `find_session` looks up: the source port, or the
                 // identifier of an echo request (the hash is handed to it).
                 let port = match protocol {
                     proto::UDP | proto::TCP if b.len() >= l4 + 2 => get_u16(b, l4),

@@ -2,6 +2,7 @@
 //! Hot path (see `pipeline/mod.rs`).
 
 use super::BatchCtx;
+use super::statics::outbound_port;
 use crate::counters::Counter;
 use crate::frame::{Egress, Frame, Sink, Verdict};
 use crate::nat::ports::PortClass;
@@ -155,9 +156,17 @@ impl BatchCtx<'_> {
         };
         let cfg = &self.hot[inst as usize];
         let internet_mtu = cfg.internet_mtu as usize;
-        // RFC 6333 section 5.7: inner sources are private or 192.0.0.0/29; others by policy.
-        if !cfg.allow_public_inner && !ipv4::is_private_or_b4(src) {
-            return self.drop(Counter::DropInnerSourcePolicy);
+        // RFC 6333 section 5.7: inner sources are private or 192.0.0.0/29; others by
+        // policy, but for the B4's own address (or port range: decision 0019).
+        let mut own = false;
+        if !ipv4::is_private_or_b4(src) {
+            let port = outbound_port(protocol, is_frag && frag_off != 0, &f.buf[ip_at + hl..ip_at + ip_len]);
+            match self.nat.statics.outbound(inst, b4, src, port) {
+                Some(Ok(())) => own = true,
+                Some(Err(c)) => return self.drop(c),
+                None if !cfg.allow_public_inner => return self.drop(Counter::DropInnerSourcePolicy),
+                None => {}
+            }
         }
         if is_martian(dst) {
             return self.drop(Counter::DropMartian);
@@ -169,6 +178,11 @@ impl BatchCtx<'_> {
         if ip_len > internet_mtu && Ipv4Packet::new_unchecked(&f.buf[ip_at..]).dont_frag() && !self.nat.serves(dst) {
             // RFC 1191: too big for the Internet side, and not to be fragmented.
             return self.frag_needed_to_b4(f, ip_at, inst, b4, internet_mtu as u16, sink);
+        }
+        if own {
+            self.learn_softwire_next_hop();
+            self.count(Counter::OwnAddressIn2Out);
+            return self.send_outbound(f, ip_at, ip_len, dst, internet_mtu, sink);
         }
         let l4 = ip_at + hl;
         let l4_end = ip_at + ip_len;
@@ -250,6 +264,11 @@ impl BatchCtx<'_> {
             }
             return v;
         }
+        if self.nat.statics.is_owned(dst) {
+            // Another B4's own address: to it, untranslated.
+            self.count(Counter::Hairpin);
+            return self.own_out2in(f, ip_at, sink);
+        }
         Ipv4Packet::new_unchecked(&mut f.buf[ip_at..]).decrement_ttl();
         if ip_len > mtu {
             return self.fragment_ipv4(f, ip_at, ip_len, mtu, sink);
@@ -290,7 +309,19 @@ impl BatchCtx<'_> {
             return Err(Counter::DropMalformedL4);
         }
         let tflags = if protocol == proto::TCP { tcp::flags(seg) } else { 0 };
-        let i = self.find_or_create(inst, b4, src, sport, protocol, dst, dport, tflags)?;
+        let i = match self.find_session(inst, b4, src, sport, protocol) {
+            Some(i) => i,
+            None => {
+                // A static forwarding's inside end (decision 0019): no session.
+                if let Some((ext_addr, ext_port)) = self.nat.statics.inside(inst, b4, src, sport, protocol) {
+                    self.translate_src(f, ip_at, inst, (src, sport), (ext_addr, ext_port));
+                    self.learn_softwire_next_hop();
+                    self.count(Counter::StaticIn2Out);
+                    return Ok(());
+                }
+                self.create_for(inst, b4, src, sport, protocol, dst, dport, tflags)?
+            }
+        };
         let s = *self.nat.sessions.get(i);
         self.nat.learn_mac(s.sub, self.rx_mac);
         let (flags, tracked) =
@@ -301,24 +332,36 @@ impl BatchCtx<'_> {
         } else {
             self.nat.remember_other_remote(i, dst, dport);
         }
-        // Rewrite source address and port, fix the IPv4 and transport checksums (RFC 1624).
-        Ipv4Packet::new_unchecked(&mut f.buf[ip_at..]).set_src_adjust(s.ext_addr);
+        self.translate_src(f, ip_at, inst, (src, sport), (s.ext_addr, s.ext_port));
+        Ok(())
+    }
+
+    /// Rewrites the source address and port of the outbound TCP or UDP packet at `ip_at`
+    /// from `from` to `to`, and fixes the IPv4 and transport checksums (RFC 1624); MSS
+    /// clamped on a SYN.
+    #[inline]
+    fn translate_src(&mut self, f: &mut Frame, ip_at: usize, inst: u8, from: (u32, u16), to: (u32, u16)) {
+        let ((src, sport), (ext_addr, ext_port)) = (from, to);
+        let (protocol, l4, l4_end) = {
+            let p = Ipv4Packet::new_unchecked(&f.buf[ip_at..]);
+            (p.protocol(), ip_at + p.header_len(), ip_at + p.total_len())
+        };
+        Ipv4Packet::new_unchecked(&mut f.buf[ip_at..]).set_src_adjust(ext_addr);
         let seg = &mut f.buf[l4..l4_end];
         if protocol == proto::UDP {
-            udp::set_src_port(seg, s.ext_port);
+            udp::set_src_port(seg, ext_port);
             let c = udp::checksum(seg);
             if c != 0 {
-                udp::set_checksum(seg, checksum::adjust_addr_port(c, src, s.ext_addr, sport, s.ext_port));
+                udp::set_checksum(seg, checksum::adjust_addr_port(c, src, ext_addr, sport, ext_port));
             }
         } else {
-            tcp::set_src_port(seg, s.ext_port);
-            let c = checksum::adjust_addr_port(tcp::checksum(seg), src, s.ext_addr, sport, s.ext_port);
+            tcp::set_src_port(seg, ext_port);
+            let c = checksum::adjust_addr_port(tcp::checksum(seg), src, ext_addr, sport, ext_port);
             tcp::set_checksum(seg, c);
-            if tflags & tcp::SYN != 0 {
+            if tcp::flags(seg) & tcp::SYN != 0 {
                 self.clamp_mss(inst, &mut f.buf[l4..l4_end]);
             }
         }
-        Ok(())
     }
 
     pub(crate) fn clamp_mss(&mut self, inst: u8, seg: &mut [u8]) {
@@ -329,9 +372,21 @@ impl BatchCtx<'_> {
         }
     }
 
+    /// The session of an outbound packet's inside key, if there is one.
+    #[inline]
+    fn find_session(&mut self, inst: u8, b4: &[u8; 16], src: u32, sport: u16, protocol: u8) -> Option<u32> {
+        // The batch's first stage hashed this same key (see `batch_hash`).
+        let h = match self.prehash.take() {
+            Some(h) => h,
+            None => self.nat.inside_hash(inst, b4, src, sport, protocol),
+        };
+        self.nat.find_inside_hashed(h, inst, b4, src, sport, protocol)
+    }
+
+    /// A new session (and subscriber, if need be) for an outbound packet without one.
     #[allow(clippy::too_many_arguments)]
     #[inline]
-    fn find_or_create(
+    fn create_for(
         &mut self,
         inst: u8,
         b4: &[u8; 16],
@@ -342,14 +397,7 @@ impl BatchCtx<'_> {
         dport: u16,
         tflags: u8,
     ) -> Result<u32, Counter> {
-        // The batch's first stage hashed this same key (see `batch_hash`).
-        let h = match self.prehash.take() {
-            Some(h) => h,
-            None => self.nat.inside_hash(inst, b4, src, sport, protocol),
-        };
-        if let Some(i) = self.nat.find_inside_hashed(h, inst, b4, src, sport, protocol) {
-            return Ok(i);
-        }
+        self.learn_softwire_next_hop();
         // ICMP identifiers have no range class.
         let class = if protocol == proto::ICMP { PortClass::Dynamic } else { PortClass::of(sport) };
         let si = match self.nat.subscriber(inst, b4, Some(class), self.rx_mac) {
@@ -382,7 +430,10 @@ impl BatchCtx<'_> {
         dst: u32,
     ) -> Result<(), Counter> {
         let id = wicmp::echo_ident(&f.buf[l4..]);
-        let i = self.find_or_create(inst, b4, src, id, proto::ICMP, dst, 0, 0)?;
+        let i = match self.find_session(inst, b4, src, id, proto::ICMP) {
+            Some(i) => i,
+            None => self.create_for(inst, b4, src, id, proto::ICMP, dst, 0, 0)?,
+        };
         let s = *self.nat.sessions.get(i);
         self.nat.learn_mac(s.sub, self.rx_mac);
         self.nat.touch(i, inst, s.flags);

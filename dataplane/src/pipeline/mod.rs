@@ -22,6 +22,7 @@ pub mod frag;
 pub mod icmp;
 pub mod in2out;
 pub mod out2in;
+pub mod statics;
 
 use std::sync::Arc;
 
@@ -118,11 +119,18 @@ impl TokenBucket {
 /// budget of ICMP errors the AFTR may generate.
 pub(crate) struct PathState {
     pub icmp_errors: TokenBucket,
+    /// The next hop of the last B4 that got a subscriber, a static forwarding's or an
+    /// own address's packet through (learned off the hot path): where packets to a B4
+    /// without a subscriber here go (decision 0019); zero until then.
+    pub softwire_seen: Mac,
 }
 
 impl PathState {
     pub fn new(cfg: &EngineConfig) -> Self {
-        PathState { icmp_errors: TokenBucket::new(cfg.icmp_errors_per_sec, cfg.icmp_errors_burst) }
+        PathState {
+            icmp_errors: TokenBucket::new(cfg.icmp_errors_per_sec, cfg.icmp_errors_burst),
+            softwire_seen: [0; 6],
+        }
     }
 }
 

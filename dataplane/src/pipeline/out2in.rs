@@ -4,7 +4,6 @@
 use super::BatchCtx;
 use crate::counters::Counter;
 use crate::frame::{Frame, Sink, Verdict};
-use crate::wire::checksum;
 use crate::wire::icmp as wicmp;
 use crate::wire::ipv4::Ipv4Packet;
 use crate::wire::ipv6;
@@ -23,6 +22,10 @@ impl BatchCtx<'_> {
             Err(_) => return self.drop(Counter::DropMalformedIpv4),
         };
         match self.nat.pool_lookup(dst) {
+            // A B4's own address (decision 0019): checked, then untranslated.
+            None if self.nat.statics.is_owned(dst) => {
+                return if ok { self.own_out2in(f, l3, sink) } else { self.drop(Counter::DropBadIpv4Checksum) };
+            }
             None => return self.pass(),
             Some((inst, idx)) if !self.nat.index_active(inst, idx) => return self.drop(Counter::DropLocationStandby),
             Some(_) => {}
@@ -96,6 +99,13 @@ impl BatchCtx<'_> {
             }
         }
         let Some(i) = self.nat.find_outside(dst, port, protocol) else {
+            // A static forwarding (decision 0019); fragments only through sessions.
+            if f.hint.is_none()
+                && !is_frag
+                && let Some(to) = self.nat.statics.outside(dst, port, protocol)
+            {
+                return self.static_out2in(f, ip_at, l4, l4_end, port, to, sink);
+            }
             // RFC 5382 REQ-4: an unsolicited SYN gets no answer; silently dropped.
             return self.drop(Counter::DropNoSession);
         };
@@ -139,29 +149,7 @@ impl BatchCtx<'_> {
         self.nat.touch(i, inst, flags);
         Ipv4Packet::new_unchecked(&mut f.buf[ip_at..]).set_dst_adjust(s.inner_addr);
         if first_piece {
-            let seg = &mut f.buf[l4..l4_end];
-            match protocol {
-                proto::UDP => {
-                    udp::set_dst_port(seg, s.inner_port);
-                    let c = udp::checksum(seg);
-                    if c != 0 {
-                        udp::set_checksum(seg, checksum::adjust_addr_port(c, dst, s.inner_addr, port, s.inner_port));
-                    }
-                }
-                proto::TCP => {
-                    tcp::set_dst_port(seg, s.inner_port);
-                    let c = checksum::adjust_addr_port(tcp::checksum(seg), dst, s.inner_addr, port, s.inner_port);
-                    tcp::set_checksum(seg, c);
-                    if tflags & tcp::SYN != 0 {
-                        self.clamp_mss(inst, &mut f.buf[l4..l4_end]);
-                    }
-                }
-                _ => {
-                    wicmp::set_echo_ident(seg, s.inner_port);
-                    let c = checksum::adjust_u16(wicmp::checksum(seg), port, s.inner_port);
-                    wicmp::set_checksum(seg, c);
-                }
-            }
+            self.translate_dst(f, l4, l4_end, protocol, inst, dst, s.inner_addr, port, s.inner_port);
         } else {
             self.count(Counter::Ipv4FragmentsTranslated);
         }
