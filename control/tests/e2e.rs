@@ -414,14 +414,19 @@ fn crafted_cases_against_the_running_aftrd() {
 
     // Hairpinning: B4 ::3 opens a mapping, B4 ::2 sends to its external address.
     assert_eq!(py(&lab, "sub", &["sub-open", &sub_if]).trim(), "opened");
-    std::thread::sleep(Duration::from_millis(300));
-    let s3 = ctl(&["display", "sessions", "b4", "2001:db8:b4::3"]);
-    let ext3 = s3
-        .lines()
-        .find(|l| l.contains(":5002"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .expect("session of ::3")
-        .to_string();
+    // The session shows once the worker has taken the frame: a moment on a loaded host.
+    let session3 = || {
+        let s3 = ctl(&["display", "sessions", "b4", "2001:db8:b4::3"]);
+        s3.lines().find(|l| l.contains(":5002")).and_then(|l| l.split_whitespace().nth(2)).map(str::to_string)
+    };
+    let t = std::time::Instant::now();
+    let ext3 = loop {
+        match session3() {
+            Some(e) => break e,
+            None if t.elapsed() < Duration::from_secs(5) => std::thread::sleep(Duration::from_millis(50)),
+            None => panic!("no session of ::3 port 5002 within 5 s"),
+        }
+    };
     let (a3, p3) = ext3.split_once(':').unwrap();
     // To B4 ::3, UDP inside (inner protocol at 40 + 9; its first packet to port 9 was
     // answered with an ICMP error).
