@@ -26,6 +26,8 @@ command -v strip >/dev/null || need_apt+=(binutils)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 # Announcements by BGP: the end-to-end test runs BIRD 2 on both boards and the upstream.
 command -v bird >/dev/null || need_apt+=(bird2)
+# The worker's profile (scripts/profile-worker.sh): perf record.
+command -v perf >/dev/null || need_apt+=(linux-perf)
 if ! command -v python3 >/dev/null; then
     need_apt+=(python3 python3-pip)
 elif ! python3 -m pip --version >/dev/null 2>&1; then
