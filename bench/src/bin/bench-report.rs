@@ -202,6 +202,9 @@ struct Found {
     loss: f64,
     /// One per share of [`LOADS`], in that order.
     latency: Vec<Latency>,
+    /// CPU time of the DUT's forwarding threads per frame delivered in the full-speed
+    /// trial, ns ([`forwarding_cpu_ns`]).
+    ns_per_frame: f64,
     trials: usize,
 }
 
@@ -230,7 +233,43 @@ struct Settings {
 
 /// RFC 2544-style search: a trial as fast as the generator goes, then bisection between
 /// the highest rate that passed and the lowest that failed, to 2% of the rate.
-fn search(t: &Topology, s: &Settings, dut: Dut, dir: Direction, traffic: &Traffic) -> Result<Found, String> {
+/// CPU time (ns) the DUT's forwarding threads have had so far (the kernel's
+/// `/proc/PID/task/TID/schedstat`): aftrd's workers (`aftr-slotN-wK`), or the bare
+/// forwarder's thread. It counts what they do in the kernel too (their transmit wakes
+/// the far veth's receive), and not the time other work on the machine took their core.
+fn forwarding_cpu_ns(dut: &Running) -> Result<u64, String> {
+    let dir = format!("/proc/{}/task", dut.child.id());
+    let tasks = std::fs::read_dir(&dir).map_err(|e| format!("{dir}: {e}"))?;
+    let mut total = None;
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let comm = comm.trim();
+        let worker = comm
+            .strip_prefix("aftr-slot")
+            .and_then(|r| r.split_once("-w"))
+            .is_some_and(|(slot, w)| slot.bytes().all(|b| b.is_ascii_digit()) && w.bytes().all(|b| b.is_ascii_digit()));
+        if !worker && comm != "xdp-forward" {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        let ns: u64 = stat
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("{}: no run time in {stat:?}", task.path().join("schedstat").display()))?;
+        *total.get_or_insert(0) += ns;
+    }
+    total.ok_or_else(|| format!("no forwarding thread of pid {} found", dut.child.id()))
+}
+
+fn search(
+    t: &Topology,
+    s: &Settings,
+    dut: Dut,
+    running: &Running,
+    dir: Direction,
+    traffic: &Traffic,
+) -> Result<Found, String> {
     let load = |rate: Option<f64>, tap: Option<(bool, Check)>, sample_every: u64| Load {
         dir,
         traffic,
@@ -239,14 +278,18 @@ fn search(t: &Topology, s: &Settings, dut: Dut, dir: Direction, traffic: &Traffi
         tap,
     };
     let mut f = Found::default();
+    let cpu_before = forwarding_cpu_ns(running)?;
     let full = trial(t, &load(None, None, u64::MAX))?;
+    f.ns_per_frame = (forwarding_cpu_ns(running)? - cpu_before) as f64 / full.received as f64;
     f.trials += 1;
     let (top, forwarded) = (full.sent.rate(), full.received as f64 / full.sent.secs);
     eprintln!(
-        "    full speed: offered {:.3} Mpps, forwarded {:.3} Mpps ({:.2}% lost)",
+        "    full speed: offered {:.3} Mpps, forwarded {:.3} Mpps ({:.2}% lost); {:.0} ns of the forwarding \
+         thread's CPU per frame",
         top / 1e6,
         forwarded / 1e6,
-        full.loss() * 100.0
+        full.loss() * 100.0,
+        f.ns_per_frame
     );
     let (mut lo, mut hi) = (0.0f64, top);
     let mut lo_loss = 0.0;
@@ -445,7 +488,7 @@ fn measure(t: &Topology, dir: &Path, s: &Settings, sizes: &[usize], duts: &[Dut]
                     sw.templates[0].bytes.len() + 4
                 );
                 let before = handed(&running)?;
-                let found = search(t, s, dut, d, traffic)?;
+                let found = search(t, s, dut, &running, d, traffic)?;
                 if let Some(out) = &s.profile
                     && (dut, d, size) == (Dut::Aftrd(1), Direction::In2Out, sizes[0])
                 {
@@ -716,6 +759,34 @@ fn latency_table(cells: &[Cell]) -> String {
             }
             o.push('\n');
         }
+    }
+    o
+}
+
+/// CPU per frame of each search's full-speed trial, ns, and the ratio to the bare
+/// forwarder's.
+fn cost_table(cells: &[Cell], duts: &[Dut]) -> String {
+    let mut o = String::from("| frame | direction |");
+    for d in duts {
+        let _ = write!(o, " {} ns |", d.name());
+        if *d != Dut::Bare {
+            o.push_str(" ratio |");
+        }
+    }
+    let _ = writeln!(o, "\n|{}", " --- |".repeat(2 + 2 * duts.len() - usize::from(duts.contains(&Dut::Bare))));
+    for (size, dir) in groups(cells) {
+        let cell = |dut: Dut| cells.iter().find(|c| c.size == size && c.dir == dir && c.dut == dut);
+        let bare = cell(Dut::Bare).map(|c| c.found.ns_per_frame);
+        let _ = write!(o, "| {size} | {} |", dir.name());
+        for &d in duts {
+            let Some(c) = cell(d) else { continue };
+            let _ = write!(o, " {:.0} |", c.found.ns_per_frame);
+            if d != Dut::Bare {
+                let r = bare.filter(|&b| b > 0.0).map_or("-".into(), |b| format!("{:.2}", c.found.ns_per_frame / b));
+                let _ = write!(o, " {r} |");
+            }
+        }
+        o.push('\n');
     }
     o
 }
@@ -1053,6 +1124,16 @@ fn run(args: &[String], o: Options) -> Result<(), String> {
         s.trial_secs
     );
     md.push_str(&latency_table(&cells));
+    let _ = writeln!(md, "\n### CPU per frame on the forwarding core\n");
+    let _ = writeln!(
+        md,
+        "CPU time of the DUT's forwarding threads (the kernel's run time of aftrd's workers or of the bare \
+         forwarder's thread, their system calls and the far veth's receive that their transmit runs included) per \
+         frame delivered in the full-speed trial of each search, in ns; ratio = aftrd / bare forwarder. Unlike \
+         the rates, it does not move with the time other work on the machine takes from the DUT's core. Where \
+         the DUT kept up with the generator, its busy polling while waiting is counted too.\n"
+    );
+    md.push_str(&cost_table(&cells, &duts));
     let _ = writeln!(md, "\n### Goals of issue 17\n");
     let _ = writeln!(
         md,
@@ -1122,6 +1203,7 @@ fn run(args: &[String], o: Options) -> Result<(), String> {
         summary.push(format!("{}_{}_{}_mpps={:.3}", c.dut.short(), dir, c.size, c.found.rate / 1e6));
         let l = &c.found.latency[AT_90];
         summary.push(format!("{}_{}_{}_p99_at90_us={:.0}", c.dut.short(), dir, c.size, l.us[1]));
+        summary.push(format!("{}_{}_{}_ns_per_frame={:.0}", c.dut.short(), dir, c.size, c.found.ns_per_frame));
         if let (Some(h), Dut::Aftrd(n)) = (c.handed, c.dut)
             && n > 1
         {
@@ -1239,6 +1321,11 @@ mod tests {
                 && text.contains("`IPv4 header checksum (3 bytes): ababab`"),
             "{text}"
         );
+        cells[0].found.ns_per_frame = 800.0; // bare, 64 B softwire -> IPv4
+        cells[8].found.ns_per_frame = 1000.0; // aftrd1, the same
+        let costs = cost_table(&cells, &[Dut::Bare, Dut::Aftrd(1)]);
+        assert!(costs.contains("| 64 | softwire -> IPv4 | 800 | 1000 | 1.25 |"), "{costs}");
+        assert!(costs.contains("| 64 | IPv4 -> softwire | 0 | 0 | - |"), "{costs}");
         assert!(
             latency_table(&cells).contains("| 64 | softwire -> IPv4 | aftrd, 1 worker | 0.623 (0.00%): 15 / 30 / 60 |")
         );
