@@ -669,6 +669,12 @@ fn sh(cmd: &str, args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
+/// The machine's 1-minute load average now, as the kernel gives it.
+fn load_average() -> String {
+    let l = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    l.split_whitespace().next().unwrap_or("unknown").to_string()
+}
+
 /// The machine the run was on.
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -1050,6 +1056,7 @@ fn run(args: &[String], o: Options) -> Result<(), String> {
     let Options { sizes, duts, s, out_dir, kills, skip_engine, skip_ha, skip_hostile } = o;
     let kills = kills.to_string();
     let started = Instant::now();
+    let load_at_start = load_average();
     let cells = {
         let t = Topology::up("br", 2)?;
         let dir = std::env::temp_dir().join(format!("bench-report-{}", std::process::id()));
@@ -1092,9 +1099,13 @@ fn run(args: &[String], o: Options) -> Result<(), String> {
     let _ = writeln!(
         md,
         "Produced by `bash scripts/bench-report.sh{}` in {:.0} s. Every figure below is printed by that \
-         run; nothing is copied in by hand.\n",
+         run; nothing is copied in by hand. Load average (1 minute) of the machine at the start of the run {}, \
+         at its end {}: work besides the run's own (generator, DUT, sink: about 2) takes the DUT's core for \
+         whole time slices, which the rates and the latency's tail show and the CPU per frame does not.\n",
         if args.is_empty() { String::new() } else { format!(" {}", args.join(" ")) },
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        load_at_start,
+        load_average()
     );
     let _ = writeln!(md, "## Packet I/O: the AFTR against the bare forwarder\n");
     let _ = writeln!(
