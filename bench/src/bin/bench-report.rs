@@ -1101,7 +1101,7 @@ fn run(args: &[String], o: Options) -> Result<(), String> {
         "Produced by `bash scripts/bench-report.sh{}` in {:.0} s. Every figure below is printed by that \
          run; nothing is copied in by hand. Load average (1 minute) of the machine at the start of the run {}, \
          at its end {}: work besides the run's own (generator, DUT, sink: about 2) takes the DUT's core for \
-         whole time slices, which the rates and the latency's tail show and the CPU per frame does not.\n",
+         whole time slices, which the rates and the latency's tail show, and the CPU per frame less (other work also takes its caches).\n",
         if args.is_empty() { String::new() } else { format!(" {}", args.join(" ")) },
         started.elapsed().as_secs_f64(),
         load_at_start,
@@ -1140,9 +1140,10 @@ fn run(args: &[String], o: Options) -> Result<(), String> {
         md,
         "CPU time of the DUT's forwarding threads (the kernel's run time of aftrd's workers or of the bare \
          forwarder's thread, their system calls and the far veth's receive that their transmit runs included) per \
-         frame delivered in the full-speed trial of each search, in ns; ratio = aftrd / bare forwarder. Unlike \
-         the rates, it does not move with the time other work on the machine takes from the DUT's core. Where \
-         the DUT kept up with the generator, its busy polling while waiting is counted too.\n"
+         frame delivered in the full-speed trial of each search, in ns; ratio = aftrd / bare forwarder. It does \
+         not count the time other work on the machine takes from the DUT's core, as the rates do, but that work \
+         still takes its caches: on a loaded machine it moves too. Where the DUT kept up with the generator, \
+         its busy polling while waiting is counted too.\n"
     );
     md.push_str(&cost_table(&cells, &duts));
     let _ = writeln!(md, "\n### Goals of issue 17\n");
