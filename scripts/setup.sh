@@ -30,6 +30,8 @@ command -v bird >/dev/null || need_apt+=(bird2)
 # real rsyslog collects its syslog over TCP (control/tests/natlog_e2e.rs).
 command -v tshark >/dev/null || need_apt+=(tshark)
 command -v rsyslogd >/dev/null || need_apt+=(rsyslog)
+# The worker's profile (scripts/profile-worker.sh): perf record.
+command -v perf >/dev/null || need_apt+=(linux-perf)
 if ! command -v python3 >/dev/null; then
     need_apt+=(python3 python3-pip)
 elif ! python3 -m pip --version >/dev/null 2>&1; then

@@ -51,11 +51,32 @@ pub struct TapReport {
     pub frames: u64,
     /// Frames that failed the check.
     pub bad: u64,
+    /// The first few of them ([`KEPT_BAD`]): why each failed, and its bytes.
+    pub bad_frames: Vec<BadFrame>,
     /// Latency of each kept frame, ns.
     pub latency_ns: Vec<u64>,
     /// The mappings of translated IPv4 frames: (transport, source address, source port
     /// or echo identifier).
     pub mapped: BTreeSet<(L4, u32, u16)>,
+}
+
+/// Failed frames a tap keeps whole, to show in a report.
+pub const KEPT_BAD: usize = 4;
+
+/// A frame that failed the check: which check, and the frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadFrame {
+    pub why: &'static str,
+    pub bytes: Vec<u8>,
+}
+
+impl BadFrame {
+    /// One line: why, the length, and the frame in hex (up to `max` bytes).
+    pub fn describe(&self, max: usize) -> String {
+        let n = self.bytes.len().min(max);
+        let hex: String = self.bytes[..n].iter().map(|b| format!("{b:02x}")).collect();
+        format!("{} ({} bytes): {hex}{}", self.why, self.bytes.len(), if n < self.bytes.len() { "..." } else { "" })
+    }
 }
 
 /// The classic BPF program keeping frames whose sample flag (TAIL bytes before the end)
@@ -74,32 +95,35 @@ fn sample_filter() -> Vec<FilterInsn> {
 }
 
 /// Checks a translated frame; for IPv4 out of the AFTR, also returns its mapping.
-fn check(f: &[u8], dir: Direction, a: &Addresses) -> Result<Option<(L4, u32, u16)>, ()> {
+fn check(f: &[u8], dir: Direction, a: &Addresses) -> Result<Option<(L4, u32, u16)>, &'static str> {
     let ip = match dir {
         Direction::In2Out => {
             if f.len() < 34 + 8 || f[12..14] != [8, 0] {
-                return Err(());
+                return Err("not an IPv4 frame");
             }
             &f[14..]
         }
         Direction::Out2In => {
             if f.len() < 54 + 28 || f[12..14] != [0x86, 0xdd] || f[20] != 4 {
-                return Err(());
+                return Err("not a softwire frame (IPv6, IPv4 inside)");
             }
             if f[22..38] != a.aftr || !a.is_b4(&f[38..54]) {
-                return Err(());
+                return Err("softwire addresses not the endpoint's to a B4");
             }
             &f[54..]
         }
     };
     let hl = ((ip[0] & 0x0f) as usize) * 4;
-    if ip[0] >> 4 != 4 || hl < 20 || ip.len() < hl + 8 || checksum::checksum(&ip[..hl]) != 0 {
-        return Err(());
+    if ip[0] >> 4 != 4 || hl < 20 || ip.len() < hl + 8 {
+        return Err("IPv4 header version or length");
     }
-    let l4 = L4::of_proto(ip[9]).ok_or(())?;
+    if checksum::checksum(&ip[..hl]) != 0 {
+        return Err("IPv4 header checksum");
+    }
+    let l4 = L4::of_proto(ip[9]).ok_or("transport protocol")?;
     let at = hl + [6, 16, 2][l4 as usize];
     if ip.len() < at + 2 || u16::from_be_bytes([ip[at], ip[at + 1]]) != l4_checksum(ip) {
-        return Err(());
+        return Err("transport checksum");
     }
     let src = u32::from_be_bytes(ip[12..16].try_into().unwrap());
     let dst = u32::from_be_bytes(ip[16..20].try_into().unwrap());
@@ -107,14 +131,14 @@ fn check(f: &[u8], dir: Direction, a: &Addresses) -> Result<Option<(L4, u32, u16
     match dir {
         Direction::In2Out => {
             if !a.in_pool(src) {
-                return Err(());
+                return Err("source not in the pool");
             }
             let port = if l4 == L4::Icmp { [seg[4], seg[5]] } else { [seg[0], seg[1]] };
             Ok(Some((l4, src, u16::from_be_bytes(port))))
         }
         Direction::Out2In => {
             if !a.is_inner(dst) {
-                return Err(());
+                return Err("destination not a host behind a B4");
             }
             Ok(None)
         }
@@ -176,7 +200,12 @@ pub fn start(ns: String, iface: String, all: bool, what: Check) -> Result<Tap, S
                             r.mapped.insert(m);
                         }
                         Ok(_) => {}
-                        Err(()) => r.bad += 1,
+                        Err(why) => {
+                            r.bad += 1;
+                            if r.bad_frames.len() < KEPT_BAD {
+                                r.bad_frames.push(BadFrame { why, bytes: f.to_vec() });
+                            }
+                        }
                     }
                 }
             }) > 0
@@ -231,12 +260,12 @@ mod tests {
             let mut bad = f.clone();
             let n = bad.len();
             bad[n - 12] ^= 1; // the payload changed in flight: the checksum says so
-            assert_eq!(check(&bad, Direction::In2Out, &lab), Err(()));
+            assert_eq!(check(&bad, Direction::In2Out, &lab), Err("transport checksum"));
             // An untranslated softwire frame is not a translated one.
-            assert_eq!(check(&softwire(1, l4, 1, 64).bytes, Direction::In2Out, &lab), Err(()));
+            assert_eq!(check(&softwire(1, l4, 1, 64).bytes, Direction::In2Out, &lab), Err("not an IPv4 frame"));
             // Another pool: the same frame is not from it.
             let other = Addresses { pool: Ipv4Prefix { addr: 0x0a00_0000, len: 8 }, ..lab };
-            assert_eq!(check(&f, Direction::In2Out, &other), Err(()));
+            assert_eq!(check(&f, Direction::In2Out, &other), Err("source not in the pool"));
         }
     }
 
@@ -260,8 +289,16 @@ mod tests {
         for l4 in [L4::Udp, L4::Tcp, L4::Icmp] {
             assert_eq!(check(&to_b4(&a, l4), Direction::Out2In, &a), Ok(None), "{l4:?}");
             assert_eq!(check(&to_b4(&lab, l4), Direction::Out2In, &lab), Ok(None), "{l4:?}");
-            assert_eq!(check(&to_b4(&a, l4), Direction::Out2In, &lab), Err(()), "{l4:?}");
-            assert_eq!(check(&to_b4(&lab, l4), Direction::Out2In, &a), Err(()), "{l4:?}");
+            assert_eq!(
+                check(&to_b4(&a, l4), Direction::Out2In, &lab),
+                Err("softwire addresses not the endpoint's to a B4"),
+                "{l4:?}"
+            );
+            assert_eq!(
+                check(&to_b4(&lab, l4), Direction::Out2In, &a),
+                Err("softwire addresses not the endpoint's to a B4"),
+                "{l4:?}"
+            );
         }
     }
 }

@@ -21,7 +21,10 @@
 //!
 //! Usage: bench-report [--sizes 64,512] [--trial S] [--loss PCT] [--flows N] [--b4s N]
 //!   [--duts bare,aftrd1,aftrd2] [--skip-engine] [--skip-ha] [--skip-hostile] [--kills N]
-//!   [--out DIR]
+//!   [--out DIR] [--profile PERF.DATA]
+//! `--trial`: 2 s by default, at most RFC 2544's 60 s. `--profile`: `perf record` of
+//! aftrd with one worker through a trial at its rate found, softwire -> IPv4, of the
+//! first size (`scripts/profile-worker.sh` makes the flame graph).
 //! (as root, with the workspace binaries built: `bash scripts/bench-report.sh`)
 
 use std::fmt::Write as _;
@@ -34,7 +37,7 @@ use bench::generator::{self, Addresses, Direction, Io, L4, Mix, Plan, Sent, Traf
 use bench::lab::{Running, Topology, bin, start_aftrd};
 use bench::measure::{arg, known_options, percentiles};
 use bench::start::first_line;
-use bench::tap::{self, Check, Tap, TapReport};
+use bench::tap::{self, BadFrame, Check, Tap, TapReport};
 
 /// The devices under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +167,30 @@ fn trial(t: &Topology, l: &Load) -> Result<Trial, String> {
     Ok(Trial { sent, received, tap })
 }
 
+/// The loads of the latency trials, as shares of the rate found (RFC 2544 section 26.2
+/// measures at the rate found; below it, what a frame waits when the DUT is not full).
+const LOADS: [f64; 3] = [0.5, 0.9, 1.0];
+/// Where the 90% load is in [`LOADS`] (the goal's).
+const AT_90: usize = 1;
+/// RFC 2544 section 24: trials of 60 s at most; the default is shorter, for a run of
+/// minutes on a shared machine.
+const TRIAL_MAX_SECS: f64 = 60.0;
+const TRIAL_DEFAULT_SECS: f64 = 2.0;
+
+/// The latency of the sampled frames at one load, and their translation checks.
+#[derive(Debug, Clone, Default)]
+struct Latency {
+    /// The share of the rate found, and the rate, frames per second.
+    load: f64,
+    rate: f64,
+    /// p50, p99, p99.9 in us.
+    us: [f64; 3],
+    loss: f64,
+    samples: u64,
+    bad: u64,
+    bad_frames: Vec<BadFrame>,
+}
+
 /// The result of one search.
 #[derive(Debug, Clone, Default)]
 struct Found {
@@ -174,15 +201,31 @@ struct Found {
     at_generator_limit: bool,
     /// Loss at that rate in the search's trial.
     loss: f64,
-    /// Latency percentiles (us) p50, p90, p99, p99.9 and the loss of the latency trial.
-    latency_us: [f64; 4],
-    latency_loss: f64,
-    samples: u64,
-    bad: u64,
+    /// One per share of [`LOADS`], in that order.
+    latency: Vec<Latency>,
+    /// CPU time of the DUT's forwarding threads per frame delivered in the full-speed
+    /// trial, ns ([`forwarding_cpu_ns`]).
+    ns_per_frame: f64,
     trials: usize,
 }
 
+impl Found {
+    /// The latency trial at the rate found.
+    fn at_rate(&self) -> &Latency {
+        self.latency.last().expect("a search measures latency")
+    }
+    fn samples(&self) -> u64 {
+        self.latency.iter().map(|l| l.samples).sum()
+    }
+    fn bad(&self) -> u64 {
+        self.latency.iter().map(|l| l.bad).sum()
+    }
+}
+
 struct Settings {
+    /// `perf record` of aftrd with one worker, softwire -> IPv4, at the rate found, of
+    /// the first frame size, into this file.
+    profile: Option<PathBuf>,
     trial_secs: f64,
     tolerance: f64,
     flows: usize,
@@ -191,7 +234,43 @@ struct Settings {
 
 /// RFC 2544-style search: a trial as fast as the generator goes, then bisection between
 /// the highest rate that passed and the lowest that failed, to 2% of the rate.
-fn search(t: &Topology, s: &Settings, dut: Dut, dir: Direction, traffic: &Traffic) -> Result<Found, String> {
+/// CPU time (ns) the DUT's forwarding threads have had so far (the kernel's
+/// `/proc/PID/task/TID/schedstat`): aftrd's workers (`aftr-slotN-wK`), or the bare
+/// forwarder's thread. It counts what they do in the kernel too (their transmit wakes
+/// the far veth's receive), and not the time other work on the machine took their core.
+fn forwarding_cpu_ns(dut: &Running) -> Result<u64, String> {
+    let dir = format!("/proc/{}/task", dut.child.id());
+    let tasks = std::fs::read_dir(&dir).map_err(|e| format!("{dir}: {e}"))?;
+    let mut total = None;
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let comm = comm.trim();
+        let worker = comm
+            .strip_prefix("aftr-slot")
+            .and_then(|r| r.split_once("-w"))
+            .is_some_and(|(slot, w)| slot.bytes().all(|b| b.is_ascii_digit()) && w.bytes().all(|b| b.is_ascii_digit()));
+        if !worker && comm != "xdp-forward" {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        let ns: u64 = stat
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("{}: no run time in {stat:?}", task.path().join("schedstat").display()))?;
+        *total.get_or_insert(0) += ns;
+    }
+    total.ok_or_else(|| format!("no forwarding thread of pid {} found", dut.child.id()))
+}
+
+fn search(
+    t: &Topology,
+    s: &Settings,
+    dut: Dut,
+    running: &Running,
+    dir: Direction,
+    traffic: &Traffic,
+) -> Result<Found, String> {
     let load = |rate: Option<f64>, tap: Option<(bool, Check)>, sample_every: u64| Load {
         dir,
         traffic,
@@ -200,14 +279,18 @@ fn search(t: &Topology, s: &Settings, dut: Dut, dir: Direction, traffic: &Traffi
         tap,
     };
     let mut f = Found::default();
+    let cpu_before = forwarding_cpu_ns(running)?;
     let full = trial(t, &load(None, None, u64::MAX))?;
+    f.ns_per_frame = (forwarding_cpu_ns(running)? - cpu_before) as f64 / full.received as f64;
     f.trials += 1;
     let (top, forwarded) = (full.sent.rate(), full.received as f64 / full.sent.secs);
     eprintln!(
-        "    full speed: offered {:.3} Mpps, forwarded {:.3} Mpps ({:.2}% lost)",
+        "    full speed: offered {:.3} Mpps, forwarded {:.3} Mpps ({:.2}% lost); {:.0} ns of the forwarding \
+         thread's CPU per frame",
         top / 1e6,
         forwarded / 1e6,
-        full.loss() * 100.0
+        full.loss() * 100.0,
+        f.ns_per_frame
     );
     let (mut lo, mut hi) = (0.0f64, top);
     let mut lo_loss = 0.0;
@@ -251,27 +334,90 @@ fn search(t: &Topology, s: &Settings, dut: Dut, dir: Direction, traffic: &Traffi
         ));
     }
     (f.rate, f.loss) = (lo, lo_loss);
-    // Latency at the rate found, of about one frame in 64.
+    // Latency at each load, of about one frame in 64.
     let check = match dut {
         Dut::Bare => Check::Mark,
         Dut::Aftrd(_) => Check::Translated(dir, Addresses::default()),
     };
-    let mut tr = trial(t, &load(Some(lo), Some((false, check)), 64))?;
-    f.trials += 1;
-    if tr.tap.frames == 0 {
-        return Err(format!(
-            "{} {}: the latency trial at {:.3} Mpps kept no sampled frame ({} of {} frames arrived)",
-            dut.name(),
-            dir.name(),
-            lo / 1e6,
-            tr.received,
-            tr.sent.frames
-        ));
+    for share in LOADS {
+        let rate = lo * share;
+        let mut tr = trial(t, &load(Some(rate), Some((false, check)), 64))?;
+        f.trials += 1;
+        if tr.tap.frames == 0 {
+            return Err(format!(
+                "{} {}: the latency trial at {:.3} Mpps ({:.0}% of the rate found) kept no sampled frame ({} of {} \
+                 frames arrived)",
+                dut.name(),
+                dir.name(),
+                rate / 1e6,
+                share * 100.0,
+                tr.received,
+                tr.sent.frames
+            ));
+        }
+        let p = percentiles(&mut tr.tap.latency_ns, &[50.0, 99.0, 99.9]);
+        let l = Latency {
+            load: share,
+            rate,
+            us: [0, 1, 2].map(|i| p[i] as f64 / 1e3),
+            loss: tr.loss(),
+            samples: tr.tap.frames,
+            bad: tr.tap.bad,
+            bad_frames: tr.tap.bad_frames,
+        };
+        eprintln!(
+            "    latency at {:.0}% ({:.3} Mpps): p50 {:.1} p99 {:.1} p99.9 {:.1} us, {} samples",
+            share * 100.0,
+            rate / 1e6,
+            l.us[0],
+            l.us[1],
+            l.us[2],
+            l.samples
+        );
+        if l.bad > 0 {
+            eprintln!("    {}: {} of {} sampled frames FAILED the translation check:", dut.name(), l.bad, l.samples);
+            for b in &l.bad_frames {
+                eprintln!("      {}", b.describe(128));
+            }
+        }
+        f.latency.push(l);
     }
-    let p = percentiles(&mut tr.tap.latency_ns, &[50.0, 90.0, 99.0, 99.9]);
-    f.latency_us = [0, 1, 2, 3].map(|i| p[i] as f64 / 1e3);
-    (f.latency_loss, f.samples, f.bad) = (tr.loss(), tr.tap.frames, tr.tap.bad);
     Ok(f)
+}
+
+/// `perf record` (call graphs from DWARF unwinding: release builds keep no frame
+/// pointers) of the running aftrd through one trial at `rate`, into `out`.
+fn profile(t: &Topology, s: &Settings, dut: &Running, traffic: &Traffic, rate: f64, out: &Path) -> Result<(), String> {
+    let secs = s.trial_secs.min(5.0);
+    eprintln!(
+        "    profiling aftrd (pid {}) for {secs} s at {:.3} Mpps into {}",
+        dut.child.id(),
+        rate / 1e6,
+        out.display()
+    );
+    let perf = Command::new("perf")
+        .args(["record", "-F", "997", "--call-graph", "dwarf,16384", "-p", &dut.child.id().to_string(), "-o"])
+        .arg(out)
+        .args(["--", "sleep", &format!("{:.1}", secs + 0.4)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("perf record: {e} (scripts/setup.sh installs linux-perf)"))?;
+    std::thread::sleep(Duration::from_millis(200));
+    let l = Load {
+        dir: Direction::In2Out,
+        traffic,
+        queues: 1,
+        plan: Plan { rate: Some(rate), secs, count: u64::MAX, sample_every: u64::MAX },
+        tap: None,
+    };
+    let tr = trial(t, &l)?;
+    let done = perf.wait_with_output().map_err(|e| format!("perf record: {e}"))?;
+    if !done.status.success() {
+        return Err(format!("perf record failed: {}", String::from_utf8_lossy(&done.stderr).trim()));
+    }
+    eprintln!("    profiled trial: {:.3}% lost", tr.loss() * 100.0);
+    Ok(())
 }
 
 /// One cell of the table.
@@ -312,7 +458,12 @@ fn warm(t: &Topology, s: &Settings, sw: &Traffic, dut: Dut) -> Result<Vec<(L4, u
     };
     let tr = trial(t, &l)?;
     if tr.tap.bad > 0 {
-        return Err(format!("{} of the translated frames failed the check in the warm-up", tr.tap.bad));
+        let first = tr.tap.bad_frames.first().map(|b| b.describe(128)).unwrap_or_default();
+        return Err(format!(
+            "{}: {} of the translated frames failed the check in the warm-up; the first: {first}",
+            dut.name(),
+            tr.tap.bad
+        ));
     }
     let mapped: Vec<_> = tr.tap.mapped.into_iter().collect();
     if mapped.len() < s.flows {
@@ -338,7 +489,12 @@ fn measure(t: &Topology, dir: &Path, s: &Settings, sizes: &[usize], duts: &[Dut]
                     sw.templates[0].bytes.len() + 4
                 );
                 let before = handed(&running)?;
-                let found = search(t, s, dut, d, traffic)?;
+                let found = search(t, s, dut, &running, d, traffic)?;
+                if let Some(out) = &s.profile
+                    && (dut, d, size) == (Dut::Aftrd(1), Direction::In2Out, sizes[0])
+                {
+                    profile(t, s, &running, traffic, found.rate, out)?;
+                }
                 running.alive(&dut.name())?;
                 let handed = match (before, handed(&running)?) {
                     (Some(b), Some(a)) => Some(
@@ -352,8 +508,8 @@ fn measure(t: &Topology, dir: &Path, s: &Settings, sizes: &[usize], duts: &[Dut]
                     found.rate / 1e6,
                     if found.at_generator_limit { " (generator limit)" } else { "" },
                     found.loss * 100.0,
-                    found.latency_us[0],
-                    found.latency_us[2]
+                    found.at_rate().us[0],
+                    found.at_rate().us[1]
                 );
                 if let (Some(h), Dut::Aftrd(2..)) = (handed, dut) {
                     eprintln!("  {:.1}% of the frames handed to another worker", h * 100.0);
@@ -570,6 +726,12 @@ fn sh(cmd: &str, args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
+/// The machine's 1-minute load average now, as the kernel gives it.
+fn load_average() -> String {
+    let l = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    l.split_whitespace().next().unwrap_or("unknown").to_string()
+}
+
 /// The machine the run was on.
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -637,9 +799,176 @@ fn table(cells: &[Cell], duts: &[Dut]) -> String {
                 let r = if bare > 0.0 { format!("{:.2}", c.found.rate / bare) } else { "-".into() };
                 let _ = write!(o, " {r} |");
             }
-            lat.push(format!("{:.0} / {:.0}", c.found.latency_us[0], c.found.latency_us[2]));
+            lat.push(format!("{:.0} / {:.0}", c.found.at_rate().us[0], c.found.at_rate().us[1]));
         }
         let _ = writeln!(o, " {} |", lat.join(", "));
+    }
+    o
+}
+
+/// The latency of every search at each load: p50 / p99 / p99.9 us.
+fn latency_table(cells: &[Cell]) -> String {
+    let mut o = String::from("| frame | direction | DUT |");
+    for share in LOADS {
+        let _ = write!(o, " {:.0}% of its rate: Mpps (lost), p50 / p99 / p99.9 us |", share * 100.0);
+    }
+    let _ = writeln!(o, "\n|{}", " --- |".repeat(3 + LOADS.len()));
+    for (size, dir) in groups(cells) {
+        for c in cells.iter().filter(|c| c.size == size && c.dir == dir) {
+            let _ = write!(o, "| {size} | {} | {} |", dir.name(), c.dut.name());
+            for l in &c.found.latency {
+                let (mpps, lost) = (l.rate / 1e6, l.loss * 100.0);
+                let _ = write!(o, " {mpps:.3} ({lost:.2}%): {:.0} / {:.0} / {:.0} |", l.us[0], l.us[1], l.us[2]);
+            }
+            o.push('\n');
+        }
+    }
+    o
+}
+
+/// CPU per frame of each search's full-speed trial, ns, and the ratio to the bare
+/// forwarder's.
+fn cost_table(cells: &[Cell], duts: &[Dut]) -> String {
+    let mut o = String::from("| frame | direction |");
+    for d in duts {
+        let _ = write!(o, " {} ns |", d.name());
+        if *d != Dut::Bare {
+            o.push_str(" ratio |");
+        }
+    }
+    let _ = writeln!(o, "\n|{}", " --- |".repeat(2 + 2 * duts.len() - usize::from(duts.contains(&Dut::Bare))));
+    for (size, dir) in groups(cells) {
+        let cell = |dut: Dut| cells.iter().find(|c| c.size == size && c.dir == dir && c.dut == dut);
+        let bare = cell(Dut::Bare).map(|c| c.found.ns_per_frame);
+        let _ = write!(o, "| {size} | {} |", dir.name());
+        for &d in duts {
+            let Some(c) = cell(d) else { continue };
+            let _ = write!(o, " {:.0} |", c.found.ns_per_frame);
+            if d != Dut::Bare {
+                let r = bare.filter(|&b| b > 0.0).map_or("-".into(), |b| format!("{:.2}", c.found.ns_per_frame / b));
+                let _ = write!(o, " {r} |");
+            }
+        }
+        o.push('\n');
+    }
+    o
+}
+
+/// What the translation checks found, DUT by DUT, and every failed frame the taps kept.
+fn checks_section(cells: &[Cell], duts: &[Dut]) -> String {
+    let mut o = String::new();
+    let counted: Vec<String> = duts
+        .iter()
+        .filter(|&&d| d != Dut::Bare)
+        .map(|&d| {
+            let of = cells.iter().filter(|c| c.dut == d);
+            let (n, bad) = of.fold((0, 0), |(n, b), c| (n + c.found.samples(), b + c.found.bad()));
+            format!("{}: {bad} of {n}", d.name())
+        })
+        .collect();
+    let _ = writeln!(
+        o,
+        "Translation checks (addresses, IPv4 header and transport checksums) of the sampled frames of the latency \
+         trials, failed of kept: {}.\n",
+        if counted.is_empty() { "no aftrd measured".into() } else { counted.join("; ") }
+    );
+    for c in cells {
+        for l in c.found.latency.iter().filter(|l| l.bad > 0) {
+            let _ = writeln!(
+                o,
+                "- {}, {} B, {}, at {:.0}% of its rate: {} of {} failed; the first {} kept:",
+                c.dut.name(),
+                c.size,
+                c.dir.name(),
+                l.load * 100.0,
+                l.bad,
+                l.samples,
+                l.bad_frames.len()
+            );
+            for b in &l.bad_frames {
+                let _ = writeln!(o, "  - `{}`", b.describe(256));
+            }
+        }
+    }
+    o
+}
+
+/// One goal of issue 17 and whether this run met it (None: not measured here).
+struct Goal {
+    what: String,
+    value: String,
+    met: Option<bool>,
+}
+
+/// The bound of each goal: aftrd with one worker at 0.9 of the bare forwarder or more,
+/// its p99 at 90% load at most 3 times the bare forwarder's.
+const GOAL_RATIO: f64 = 0.9;
+const GOAL_P99_TIMES: f64 = 3.0;
+
+/// Issue 17's goals: aftrd1 against the bare forwarder, both directions, 64 and 512
+/// bytes; p99 at 90% of the rate found; no translation check failure.
+fn goals(cells: &[Cell]) -> Vec<Goal> {
+    let find = |size, dir, dut| cells.iter().find(|c| c.size == size && c.dir == dir && c.dut == dut);
+    let mut g = Vec::new();
+    for size in [64, 512] {
+        for dir in [Direction::In2Out, Direction::Out2In] {
+            let (bare, one) = (find(size, dir, Dut::Bare), find(size, dir, Dut::Aftrd(1)));
+            let what = format!("{size} B {}: aftrd, 1 worker, at >= {GOAL_RATIO} of the bare forwarder", dir.name());
+            g.push(match (bare, one) {
+                (Some(b), Some(a)) => {
+                    let r = a.found.rate / b.found.rate;
+                    let limit = match (b.found.at_generator_limit, a.found.at_generator_limit) {
+                        (true, true) => " (both at the generator's limit)",
+                        (false, true) => " (aftrd at the generator's limit: a lower bound)",
+                        (true, false) => " (the bare forwarder at the generator's limit: an upper bound)",
+                        (false, false) => "",
+                    };
+                    Goal {
+                        what,
+                        value: format!("{r:.2} ({} / {} Mpps){limit}", mpps(&a.found), mpps(&b.found)),
+                        met: Some(r >= GOAL_RATIO),
+                    }
+                }
+                _ => Goal { what, value: "not measured in this run".into(), met: None },
+            });
+            let what = format!(
+                "{size} B {}: aftrd, 1 worker, p99 at 90% of its rate <= {GOAL_P99_TIMES} x the bare forwarder's",
+                dir.name()
+            );
+            g.push(match (bare, one) {
+                (Some(b), Some(a)) => {
+                    let (pa, pb) = (a.found.latency[AT_90].us[1], b.found.latency[AT_90].us[1]);
+                    Goal {
+                        what,
+                        value: format!("{pa:.0} us against {pb:.0} us: {:.1} x", pa / pb.max(1e-3)),
+                        met: Some(pa <= GOAL_P99_TIMES * pb),
+                    }
+                }
+                _ => Goal { what, value: "not measured in this run".into(), met: None },
+            });
+        }
+    }
+    let (n, bad) = cells
+        .iter()
+        .filter(|c| c.dut != Dut::Bare)
+        .fold((0, 0), |(n, b), c| (n + c.found.samples(), b + c.found.bad()));
+    g.push(Goal {
+        what: "no translation check failure among the sampled frames".into(),
+        value: format!("{bad} of {n}"),
+        met: (n > 0).then_some(bad == 0),
+    });
+    g
+}
+
+fn goals_table(g: &[Goal]) -> String {
+    let mut o = String::from("| goal | this run | met |\n| --- | --- | --- |\n");
+    for x in g {
+        let met = match x.met {
+            Some(true) => "met",
+            Some(false) => "MISSED",
+            None => "-",
+        };
+        let _ = writeln!(o, "| {} | {} | {met} |", x.what, x.value);
     }
     o
 }
@@ -729,7 +1058,7 @@ struct Options {
 fn options(args: &[String]) -> Result<Options, String> {
     known_options(
         args,
-        &["--sizes", "--trial", "--loss", "--flows", "--b4s", "--duts", "--kills", "--out"],
+        &["--sizes", "--trial", "--loss", "--flows", "--b4s", "--duts", "--kills", "--out", "--profile"],
         &["--skip-engine", "--skip-ha", "--skip-hostile"],
     )?;
     let sizes: Vec<usize> = arg::<String>(args, "--sizes")?
@@ -751,7 +1080,8 @@ fn options(args: &[String]) -> Result<Options, String> {
         })
         .collect::<Result<_, _>>()?;
     let s = Settings {
-        trial_secs: arg(args, "--trial")?.unwrap_or(2.0),
+        profile: arg(args, "--profile")?,
+        trial_secs: arg(args, "--trial")?.unwrap_or(TRIAL_DEFAULT_SECS),
         tolerance: arg::<f64>(args, "--loss")?.unwrap_or(0.5) / 100.0,
         flows: arg(args, "--flows")?.unwrap_or(1024),
         b4s: arg(args, "--b4s")?.unwrap_or(64),
@@ -759,6 +1089,9 @@ fn options(args: &[String]) -> Result<Options, String> {
     if s.trial_secs.is_nan() || s.trial_secs <= 0.0 || !(0.0..1.0).contains(&s.tolerance) || s.flows == 0 || s.b4s == 0
     {
         return Err("--trial, --flows and --b4s: more than 0; --loss: 0 to less than 100".into());
+    }
+    if s.trial_secs > TRIAL_MAX_SECS {
+        return Err(format!("--trial: at most {TRIAL_MAX_SECS} s (RFC 2544 section 24)"));
     }
     let kills = arg(args, "--kills")?.unwrap_or(5);
     if kills == 0 {
@@ -780,6 +1113,7 @@ fn run(args: &[String], o: Options) -> Result<(), String> {
     let Options { sizes, duts, s, out_dir, kills, skip_engine, skip_ha, skip_hostile } = o;
     let kills = kills.to_string();
     let started = Instant::now();
+    let load_at_start = load_average();
     let cells = {
         let t = Topology::up("br", 2)?;
         let dir = std::env::temp_dir().join(format!("bench-report-{}", std::process::id()));
@@ -789,7 +1123,8 @@ fn run(args: &[String], o: Options) -> Result<(), String> {
         r?
     };
     let io_table = table(&cells, &duts);
-    println!("\n{io_table}");
+    let goal_list = goals(&cells);
+    println!("\n{io_table}\n{}\n{}", latency_table(&cells), goals_table(&goal_list));
     let engine_keys: Vec<&str> = ENGINE_FIGURES.iter().chain(FIB_FIGURES).map(|f| f.0).collect();
     let ha_keys: Vec<&str> = HA_FIGURES.iter().map(|f| f.0).collect();
     let engine = if skip_engine { None } else { Some(summary_of("engine-bench", &[], &engine_keys)?) };
@@ -823,18 +1158,23 @@ fn run(args: &[String], o: Options) -> Result<(), String> {
     let _ = writeln!(
         md,
         "Produced by `bash scripts/bench-report.sh{}` in {:.0} s. Every figure below is printed by that \
-         run; nothing is copied in by hand.\n",
+         run; nothing is copied in by hand. Load average (1 minute) of the machine at the start of the run {}, \
+         at its end {}: work besides the run's own (generator, DUT, sink: about 2) takes the DUT's core for \
+         whole time slices, which the rates and the latency's tail show, and the CPU per frame less (other work also takes its caches).\n",
         if args.is_empty() { String::new() } else { format!(" {}", args.join(" ")) },
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        load_at_start,
+        load_average()
     );
     let _ = writeln!(md, "## Packet I/O: the AFTR against the bare forwarder\n");
     let _ = writeln!(
         md,
-        "Highest rate with at most {}% loss (RFC 2544 section 26.1 style: bisection over paced trials of {} s, to 2% \
-         of the rate), {} established UDP flows from {} B4s, in Mpps; ratio = aftrd / bare forwarder. `>=`: the \
-         generator's own limit was reached within the tolerance. Latency: the kernel's receive time at the sink \
-         minus the send time written into the frame, of one frame in 64, at the rate found (section 26.2), \
-         including the generator's batching (up to 32 frames).\n",
+        "Highest rate with at most {}% loss (RFC 2544 section 26.1 style: bisection over paced trials of {} s \
+         (`--trial`, default {TRIAL_DEFAULT_SECS} s, at most RFC 2544's {TRIAL_MAX_SECS} s), to 2% of the rate), {} \
+         established UDP flows from {} B4s, in Mpps; ratio = aftrd / bare forwarder. `>=`: the generator's own \
+         limit was reached within the tolerance. Latency: the kernel's receive time at the sink minus the send \
+         time written into the frame, of one frame in 64, at the rate found (section 26.2; below, also at 50% and \
+         90% of it), including the generator's batching (up to 32 frames).\n",
         s.tolerance * 100.0,
         s.trial_secs,
         s.flows,
@@ -844,12 +1184,35 @@ fn run(args: &[String], o: Options) -> Result<(), String> {
     let _ = writeln!(md, "\n![rates]({date}.svg)\n");
     let _ = writeln!(
         md,
-        "Frame sizes are the IPv4 side on the wire with FCS; softwire frames are 40 bytes more. Translation \
-         checks: the tap kept {} sampled frames of aftrd in the latency trials and {} failed a check \
-         (addresses, IPv4 header and transport checksums).\n",
-        cells.iter().filter(|c| c.dut != Dut::Bare).map(|c| c.found.samples).sum::<u64>(),
-        cells.iter().filter(|c| c.dut != Dut::Bare).map(|c| c.found.bad).sum::<u64>()
+        "Frame sizes are the IPv4 side on the wire with FCS; softwire frames are 40 bytes more.\n\n{}",
+        checks_section(&cells, &duts)
     );
+    let _ = writeln!(md, "### Latency at 50%, 90% and 100% of the rate found\n");
+    let _ = writeln!(
+        md,
+        "Each DUT at shares of its own rate found above, a trial of {} s each, one frame in 64 sampled.\n",
+        s.trial_secs
+    );
+    md.push_str(&latency_table(&cells));
+    let _ = writeln!(md, "\n### CPU per frame on the forwarding core\n");
+    let _ = writeln!(
+        md,
+        "CPU time of the DUT's forwarding threads (the kernel's run time of aftrd's workers or of the bare \
+         forwarder's thread, their system calls and the far veth's receive that their transmit runs included) per \
+         frame delivered in the full-speed trial of each search, in ns; ratio = aftrd / bare forwarder. It does \
+         not count the time other work on the machine takes from the DUT's core, as the rates do, but that work \
+         still takes its caches: on a loaded machine it moves too. Where the DUT kept up with the generator, \
+         its busy polling while waiting is counted too.\n"
+    );
+    md.push_str(&cost_table(&cells, &duts));
+    let _ = writeln!(md, "\n### Goals of issue 17\n");
+    let _ = writeln!(
+        md,
+        "Measured side by side in this run. On a machine shared with other work the figures move by +-30% from \
+         run to run (MACHINE-FACTS.md); the ratios of one run are what to read.\n"
+    );
+    md.push_str(&goals_table(&goal_list));
+    md.push('\n');
     let _ = writeln!(
         md,
         "Setting: generator (AF_XDP transmit sockets), DUT and sink share this machine's cores: generator on \
@@ -910,12 +1273,19 @@ fn run(args: &[String], o: Options) -> Result<(), String> {
     for c in &cells {
         let dir = if c.dir == Direction::In2Out { "in2out" } else { "out2in" };
         summary.push(format!("{}_{}_{}_mpps={:.3}", c.dut.short(), dir, c.size, c.found.rate / 1e6));
+        let l = &c.found.latency[AT_90];
+        summary.push(format!("{}_{}_{}_p99_at90_us={:.0}", c.dut.short(), dir, c.size, l.us[1]));
+        summary.push(format!("{}_{}_{}_ns_per_frame={:.0}", c.dut.short(), dir, c.size, c.found.ns_per_frame));
         if let (Some(h), Dut::Aftrd(n)) = (c.handed, c.dut)
             && n > 1
         {
             summary.push(format!("{}_{}_{}_handed_pct={:.1}", c.dut.short(), dir, c.size, h * 100.0));
         }
     }
+    let met = goal_list.iter().filter(|g| g.met == Some(true)).count();
+    let measured = goal_list.iter().filter(|g| g.met.is_some()).count();
+    summary.push(format!("check_failures={}", cells.iter().map(|c| c.found.bad()).sum::<u64>()));
+    summary.push(format!("goals_met={met}/{measured}"));
     println!("report: {} and {}", report.display(), svg.display());
     println!("summary: {}", summary.join(" "));
     Ok(())
@@ -963,6 +1333,83 @@ mod tests {
         let mut md = String::new();
         hostile_section(&mut md, &kv, 1024, 64);
         assert!(md.contains("| ptb | B4 | paced | 0.481 | 472583/562311 | 1.000 |"), "{md}");
+    }
+
+    /// A cell with the rate `mpps` and the p99 `p99s` (us) at each load.
+    fn cell(size: usize, dir: Direction, dut: Dut, mpps: f64, p99s: [f64; 3], bad: u64) -> Cell {
+        let latency = LOADS
+            .iter()
+            .zip(p99s)
+            .map(|(&load, p99)| Latency {
+                load,
+                rate: mpps * 1e6 * load,
+                us: [p99 / 2.0, p99, p99 * 2.0],
+                samples: 1000,
+                bad,
+                bad_frames: (0..bad)
+                    .map(|_| BadFrame { why: "transport checksum", bytes: vec![0x45, 0, 0, 20] })
+                    .collect(),
+                ..Latency::default()
+            })
+            .collect();
+        Cell { size, dir, dut, found: Found { rate: mpps * 1e6, latency, ..Found::default() }, handed: None }
+    }
+
+    #[test]
+    fn goals_are_met_or_missed_from_the_cells_of_the_run() {
+        let (i, o) = (Direction::In2Out, Direction::Out2In);
+        let mut cells = Vec::new();
+        for size in [64, 512] {
+            for dir in [i, o] {
+                cells.push(cell(size, dir, Dut::Bare, 1.5, [20.0, 40.0, 50.0], 0));
+                cells.push(cell(size, dir, Dut::Aftrd(2), 0.4, [900.0; 3], 0));
+            }
+        }
+        // 64 B softwire -> IPv4: 0.83 of the bare forwarder, p99 at 90% 2210 us (55 x).
+        cells.push(cell(64, i, Dut::Aftrd(1), 1.245, [30.0, 2210.0, 3000.0], 0));
+        cells.push(cell(64, o, Dut::Aftrd(1), 1.5, [30.0, 120.0, 3000.0], 0));
+        cells.push(cell(512, i, Dut::Aftrd(1), 1.35, [30.0, 119.0, 3000.0], 0));
+        let g = goals(&cells);
+        let met: Vec<Option<bool>> = g.iter().map(|g| g.met).collect();
+        assert_eq!(
+            met,
+            [Some(false), Some(false), Some(true), Some(true), Some(true), Some(true), None, None, Some(true)]
+        );
+        assert_eq!(g[0].value, "0.83 (1.245 / 1.500 Mpps)");
+        assert_eq!(g[1].value, "2210 us against 40 us: 55.2 x");
+        assert!(goals_table(&g).contains("| MISSED |") && goals_table(&g).contains("not measured"));
+        // One failed frame of aftrd with two workers: the goal is missed and the report
+        // says which DUT, which trial, and shows the frame.
+        cells.push(cell(512, o, Dut::Aftrd(1), 1.5, [30.0, 100.0, 3000.0], 0));
+        cells[3] = cell(64, o, Dut::Aftrd(2), 0.4, [900.0, 900.0, 900.0], 0);
+        cells[3].found.latency[1].bad = 1;
+        cells[3].found.latency[1].bad_frames = vec![BadFrame { why: "IPv4 header checksum", bytes: vec![0xab; 3] }];
+        let g = goals(&cells);
+        assert_eq!(g.last().map(|g| (g.met, g.value.as_str())), Some((Some(false), "1 of 24000")));
+        let text = checks_section(&cells, &[Dut::Bare, Dut::Aftrd(1), Dut::Aftrd(2)]);
+        assert!(text.contains("aftrd, 1 worker: 0 of 12000; aftrd, 2 workers: 1 of 12000"), "{text}");
+        assert!(
+            text.contains("- aftrd, 2 workers, 64 B, IPv4 -> softwire, at 90% of its rate: 1 of 1000 failed")
+                && text.contains("`IPv4 header checksum (3 bytes): ababab`"),
+            "{text}"
+        );
+        cells[0].found.ns_per_frame = 800.0; // bare, 64 B softwire -> IPv4
+        cells[8].found.ns_per_frame = 1000.0; // aftrd1, the same
+        let costs = cost_table(&cells, &[Dut::Bare, Dut::Aftrd(1)]);
+        assert!(costs.contains("| 64 | softwire -> IPv4 | 800 | 1000 | 1.25 |"), "{costs}");
+        assert!(costs.contains("| 64 | IPv4 -> softwire | 0 | 0 | - |"), "{costs}");
+        assert!(
+            latency_table(&cells).contains("| 64 | softwire -> IPv4 | aftrd, 1 worker | 0.623 (0.00%): 15 / 30 / 60 |")
+        );
+    }
+
+    #[test]
+    fn trials_are_of_rfc_2544_length_at_most() {
+        let o = |t: &str| options(&["--trial".into(), t.into()]).map(|o| o.s.trial_secs);
+        assert_eq!(o("60"), Ok(60.0));
+        assert!(o("60.5").unwrap_err().contains("at most 60"));
+        assert!(o("0").is_err());
+        assert_eq!(options(&[]).map(|o| o.s.trial_secs), Ok(TRIAL_DEFAULT_SECS));
     }
 
     #[test]

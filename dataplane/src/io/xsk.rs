@@ -276,8 +276,8 @@ impl XskPair {
 
     /// Receives up to [`BATCH`] frames from the side of `from`, and lends them to
     /// `each` in place with their verdict slots (the engine fills them in). Afterwards
-    /// frames with a `Forward` verdict go onto the TX ring of their side, unsent until
-    /// [`XskPair::flush`]; all others go back to the free chunks, so `each` must copy
+    /// frames with a `Forward` verdict go onto the TX ring of their side and are sent
+    /// (the kernel woken); all others go back to the free chunks, so `each` must copy
     /// what it keeps (hand-offs). Returns the number of frames received.
     pub fn receive(&mut self, from: Egress, mut each: impl FnMut(&mut [Frame], &mut [Verdict])) -> usize {
         self.reap();
@@ -332,30 +332,46 @@ impl XskPair {
                 }
             }
         }
-        for (side, d) in out {
-            self.push_tx(side, d);
+        // The batch's forwarded frames go onto their TX rings in one write per side, and
+        // leave now: a frame waits for no later batch (latency by design, issue 17).
+        for side in 0..2 {
+            let mut on_side = out.iter().filter(|(to, _)| *to == side).map(|&(_, d)| d).peekable();
+            if on_side.peek().is_some() {
+                self.push_tx(side, on_side);
+                self.kick(side);
+            }
         }
         self.refill(s);
         n
     }
 
-    /// Puts one descriptor on the TX ring of `side`; a full ring is a dropped frame
-    /// (its chunk goes back to the free ones), reported as false.
-    fn push_tx(&mut self, side: usize, d: XdpDesc) -> bool {
+    /// Puts the descriptors `ds` on the TX ring of `side` in one write; those a full
+    /// ring does not take are dropped frames (their chunks go back to the free ones).
+    /// Returns how many went on the ring.
+    fn push_tx(&mut self, side: usize, ds: impl Iterator<Item = XdpDesc>) -> u32 {
+        let ds: ArrayVec<XdpDesc, BATCH> = ds.collect();
         let s = &mut self.sides[side];
-        let ok = {
-            let mut w = s.tx.transmit(1);
-            let ok = w.insert_once(d);
+        let queued = {
+            let mut w = s.tx.transmit(ds.len() as u32);
+            let q = w.insert(ds.iter().copied());
             w.commit();
-            ok
+            q
         };
-        if ok {
-            s.tx_unsent += 1;
-        } else {
+        s.tx_unsent += queued;
+        for d in &ds[queued as usize..] {
             self.free.push(d.addr - d.addr % CHUNK as u64);
             self.tx_dropped += 1;
         }
-        ok
+        queued
+    }
+
+    /// Hands what waits on the TX ring of `side` to the kernel (see [`kick`]).
+    fn kick(&mut self, side: usize) {
+        let s = &mut self.sides[side];
+        if s.tx_unsent > 0 {
+            s.tx_unsent = 0;
+            kick(&s.tx);
+        }
     }
 
     /// Copies `frame` into a free chunk and puts it on the TX ring of `to` (frames made
@@ -375,7 +391,8 @@ impl XskPair {
             std::slice::from_raw_parts_mut(self.area.ptr.as_ptr().add(chunk as usize + TX_OFFSET), frame.len())
         };
         dst.copy_from_slice(frame);
-        self.push_tx(side_of(to), XdpDesc { addr: chunk + TX_OFFSET as u64, len: frame.len() as u32, options: 0 })
+        let d = XdpDesc { addr: chunk + TX_OFFSET as u64, len: frame.len() as u32, options: 0 };
+        self.push_tx(side_of(to), std::iter::once(d)) == 1
     }
 
     /// Sends what is on the TX rings ([`kick`]), after taking back what was sent
@@ -383,12 +400,8 @@ impl XskPair {
     /// that only transmits (hand-offs, frames made on the side) must reap too.
     pub fn flush(&mut self) {
         self.reap();
-        for s in &mut self.sides {
-            if s.tx_unsent == 0 {
-                continue;
-            }
-            s.tx_unsent = 0;
-            kick(&s.tx);
+        for side in 0..2 {
+            self.kick(side);
         }
     }
 }
