@@ -546,7 +546,7 @@ impl Protocol {
     pub fn handle_datagram(&mut self, channel: Channel, d: &[u8], now: Now) {
         let Some(m) = self.authenticate(channel, d) else { return };
         let h = m.header;
-        if !self.believe(channel, &h) {
+        if !self.believe(channel, &h, now) {
             return;
         }
         let ms = self.ms(now);
@@ -674,7 +674,7 @@ impl Protocol {
     /// ours, not recorded in another), and it is newer than the last on its path.
     /// Learns the peer's nonce on the way (the handshake), and starts the peer's stream
     /// over when a new incarnation is first believed.
-    fn believe(&mut self, channel: Channel, h: &Header) -> bool {
+    fn believe(&mut self, channel: Channel, h: &Header, now: Now) -> bool {
         if h.epoch < self.peer.0 || (h.epoch == self.peer.0 && h.nonce != self.peer.1) {
             // An earlier incarnation than the one believed: a recording.
             self.st.rejected_replay += 1;
@@ -700,17 +700,15 @@ impl Protocol {
         if h.epoch > self.peer.0 {
             // The peer (re)started, or is heard for the first time: its stream starts
             // over.
-            self.peer = (h.epoch, h.nonce);
-            if self.newest != self.peer {
+            if self.newest != (h.epoch, h.nonce) {
                 // Two runs with one epoch: echo the one believed.
-                self.newest = self.peer;
+                self.newest = (h.epoch, h.nonce);
                 self.answer_due = true;
             }
+            let restarted = self.peer.0 != 0;
+            self.peer = (h.epoch, h.nonce);
             self.peer_ctl = [0; 2];
             self.rx.forget();
-            for r in &mut self.roles {
-                r.in_sync = false;
-            }
             self.in_sync_at = None;
             // A board that (re)starts may have gone active alone before it heard this
             // one and drawn the neighbours (and the routers) to itself: where this board
@@ -719,6 +717,15 @@ impl Protocol {
                 if r.role() == Role::Active {
                     self.out.push_back(Output::SetActive(l, true));
                 }
+            }
+            // A standby in sync with the old incarnation, which was active, holds its
+            // table: it takes the role, warm, before it forgets that it was in sync.
+            let ms = self.ms(now);
+            for l in 0..self.roles.len() {
+                if let Some(a) = restarted.then(|| self.roles[l].peer_restarted(ms)).flatten() {
+                    self.act(l, a, now);
+                }
+                self.roles[l].in_sync = false;
             }
         }
         if h.kind != Kind::Data {

@@ -3,7 +3,9 @@
 //!
 //! - A board starts in `Init` and listens for one dead interval: a peer that is active
 //!   makes it standby; a peer that is not yet active yields to the preferred board (the
-//!   location's `slot`); silence makes it active.
+//!   location's `slot`); silence makes it active. A standby peer that holds the table
+//!   (this board restarted within the dead interval) is given up to a dead interval to
+//!   take the role, which it does, warm, on hearing this board's new start.
 //! - A standby whose peer is silent for the dead interval (heartbeat interval times the
 //!   dead count) takes over. The peer is heard on the HA channel and, as a witness, on
 //!   the softwire segment: a board takes over only when both are silent, so a cut HA
@@ -247,6 +249,11 @@ impl RoleMachine {
         }
         match (self.role, p.role) {
             (Role::Init, Role::Active) => self.go(Role::Standby, now, "the peer is active"),
+            // A standby that holds the table: this board (restarted within the dead
+            // interval, say) holds nothing, and the peer takes the role warm once it
+            // hears this board's new start (`peer_restarted`). Wait for it, a dead
+            // interval from the start at most.
+            (Role::Init, Role::Standby) if p.in_sync && now.saturating_sub(self.started) < self.dead_ms => None,
             (Role::Init, _) if self.preferred && (self.fit || !p.fit) => {
                 self.go(Role::Active, now, "the preferred board of the location")
             }
@@ -275,6 +282,19 @@ impl RoleMachine {
             }
             (Role::Active, _) => self.unfit_hands_over(now),
             _ => None,
+        }
+    }
+
+    /// The peer started again (a new incarnation): a standby that holds the table of
+    /// the peer, which was active, takes the role at once, warm. The peer, back in
+    /// Init, holds nothing; it goes standby on hearing this board active, syncs and
+    /// preempts. (Call it before the board forgets it is in sync with the old stream.)
+    pub fn peer_restarted(&mut self, now: u64) -> Option<Action> {
+        let peer_was_active = self.peer.is_some_and(|p| p.role == Role::Active);
+        if self.role == Role::Standby && self.in_sync && peer_was_active {
+            self.go(Role::Active, now, "the active peer started again; this board holds its table")
+        } else {
+            None
         }
     }
 
@@ -316,6 +336,9 @@ impl RoleMachine {
     pub fn next_tick(&self, now: u64) -> Option<u64> {
         let silent = self.heard.map(|t| t + self.dead_ms);
         match self.role {
+            // The end of the wait (a peer in sync may be about to take the role), then
+            // the peer's silence.
+            Role::Init if now < self.started + self.dead_ms => Some(self.started + self.dead_ms),
             Role::Init => Some(silent.unwrap_or(0).max(self.started + self.dead_ms)),
             Role::Standby => {
                 let preempt =
@@ -342,6 +365,17 @@ impl RoleMachine {
             Role::Init if !alive && now.saturating_sub(self.started) >= self.dead_ms => {
                 self.go(Role::Active, now, "no peer answered")
             }
+            // The wait for a standby in sync to take the role is over and it has not:
+            // decide on its last heartbeat as at once.
+            Role::Init if now.saturating_sub(self.started) >= self.dead_ms => match self.peer {
+                Some(p) if p.role == Role::Standby => {
+                    let heard = self.heard;
+                    let a = self.on_heartbeat(p, now);
+                    self.heard = heard;
+                    a
+                }
+                _ => None,
+            },
             Role::Standby if !alive => self.go(Role::Active, now, "the peer went silent"),
             Role::Standby
                 if self.preferred && self.fit && self.in_sync && self.peer.is_some_and(|p| p.role == Role::Active) =>

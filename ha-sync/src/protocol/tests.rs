@@ -738,37 +738,63 @@ fn replicated(seed: u64, until: u64) -> (Sim, u32) {
 
 #[test]
 fn a_peer_restart_starts_its_stream_over_and_old_incarnations_are_replays() {
-    let (mut sim, old) = replicated(7, 1100);
+    let (mut sim, _) = replicated(7, 1100);
     let old_hb = last_sent(&sim, 0, Kind::Heartbeat);
-    // The active board restarts within the dead interval, with a smaller table.
+    // The active board restarts within the dead interval (kill -9, and systemd starts
+    // it again at once), empty: the standby never declared it dead.
     sim.stop(0);
     sim.run_until(1120, Drive::EveryMs);
     sim.sides[0].board = Board::default();
     sim.start(0, DEAD_COUNT, false);
-    for n in 100..105 {
-        sim.event(0, SessionEvent::BlockAllocated(block(n)));
-        sim.event(0, SessionEvent::Created(session(n, old)));
-    }
-    let mut lost_sync = false;
-    sim.run_while(1125, Drive::EveryMs, |s| {
-        lost_sync |= !s.status(1).in_sync;
+    let mut fewest = usize::MAX;
+    sim.run_while(1500, Drive::EveryMs, |s| {
+        fewest = fewest.min(s.sides[1].board.sessions.len());
         true
     });
-    assert!(lost_sync, "the standby forgot the old stream: out of sync until a bulk");
-    sim.run_until(1500, Drive::EveryMs);
+    assert_eq!(fewest, 20, "the standby's table was never swept by the empty board");
     let (a, b) = (sim.status(0), sim.status(1));
-    assert_eq!((a.role, b.role), (Role::Active, Role::Standby));
-    assert_eq!(a.last_change.map(|c| c.1), Some("active: the preferred board of the location".to_string()));
-    assert!(b.in_sync, "the new incarnation's bulk sync");
-    assert!(sim.sides[0].board.snapshots() >= 1);
-    for n in 100..105 {
-        assert!(sim.sides[1].board.sessions.contains_key(&key_of(&session(n, old))));
-    }
-    assert_eq!(sim.sides[1].board.activations(), vec![(MET, false)], "the standby never went active");
+    // The board that holds the table took the role, warm; the restarted one, which
+    // holds nothing, did not take it cold: it went standby and synced.
+    assert_eq!((a.role, b.role), (Role::Standby, Role::Active));
+    assert_eq!(
+        b.last_change.map(|c| c.1),
+        Some("active: the active peer started again; this board holds its table".to_string())
+    );
+    assert!(sim.sides[0].board.activations().iter().all(|x| !x.1), "{:?}", sim.sides[0].board.activations());
+    assert!(a.in_sync, "the restarted board synced");
+    assert_eq!(sim.sides[0].board.sessions, sim.sides[1].board.sessions);
+    assert!(sim.sides[1].board.snapshots() >= 1);
     // A datagram of the old incarnation is a replay now.
-    let before = b.rejected_replay;
+    let before = a.rejected_replay;
     sim.inject(1, Channel::Link, &old_hb);
-    assert_eq!(sim.status(1).rejected_replay, before + 1);
+    assert_eq!(sim.status(1).rejected_replay, b.rejected_replay + 1);
+    assert_eq!(sim.status(0).rejected_replay, before);
+    // Then the preferred board preempts, with the table.
+    sim.run_until(1500 + PREEMPT + 500, Drive::EveryMs);
+    assert_eq!((sim.status(0).role, sim.status(1).role), (Role::Active, Role::Standby));
+    assert_eq!(sim.sides[0].board.sessions.len(), 20);
+    assert_eq!(sim.status(0).last_change.map(|c| c.1), Some("active: the peer handed the role over".to_string()));
+}
+
+#[test]
+fn a_preferred_board_restarted_within_the_dead_interval_never_takes_the_role_cold() {
+    // Both drives, and a restart at several moments of the dead interval (and of the
+    // heartbeat period): the standby in sync always keeps the sessions.
+    for drive in [Drive::EveryMs, Drive::PollTimeout] {
+        for gap in [1, 7, 20, 55, DEAD - 5] {
+            let (mut sim, _) = replicated(40 + gap, 1100);
+            sim.stop(0);
+            sim.run_until(1100 + gap, drive);
+            sim.sides[0].board = Board::default();
+            sim.start(0, DEAD_COUNT, false);
+            sim.run_until(1100 + gap + 400, drive);
+            let (a, b) = (sim.status(0), sim.status(1));
+            assert_eq!((a.role, b.role), (Role::Standby, Role::Active), "restart after {gap} ms");
+            assert_eq!(sim.sides[1].board.sessions.len(), 20, "restart after {gap} ms");
+            assert!(a.in_sync, "restart after {gap} ms");
+            assert!(!sim.sides[0].board.activations().iter().any(|x| x.1), "restart after {gap} ms");
+        }
+    }
 }
 
 /// What a holder of the secret can make: `h` and `payload`, sealed with `key`.
@@ -934,7 +960,8 @@ fn recordings_of_an_earlier_run_replayed_all_along_do_not_delay_the_handshake() 
     sim.stop(0);
     sim.sides[0].board = Board::default();
     sim.start(0, DEAD_COUNT, false);
-    sim.run_until(1500, Drive::EveryMs);
+    // The standby takes the role and the restarted board preempts it back, synced.
+    sim.run_until(1000 + PREEMPT + 1000, Drive::EveryMs);
     assert_eq!((sim.status(0).role, sim.status(1).role), (Role::Active, Role::Standby));
     sim.stop(1);
     sim.sides[1].board = Board::default();
