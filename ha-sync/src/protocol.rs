@@ -357,6 +357,9 @@ pub struct Protocol {
     bulk_keys: (Vec<u64>, Vec<u64>),
     bulk_cover: u64,
     bulk_refused: u64,
+    /// Why the bulk sync being received cannot be trusted whole (a record of it could
+    /// not be read): no sweep at its end, not in sync, and another bulk follows.
+    bulk_damaged: Option<String>,
     /// Bulk syncs in a row that left this board out of sync, and no bulk sync is asked
     /// for before this: a refusal that lasts (another configuration) is not a storm.
     bulk_failures: u32,
@@ -407,6 +410,7 @@ impl Protocol {
             bulk_keys: (Vec::new(), Vec::new()),
             bulk_cover: 0,
             bulk_refused: 0,
+            bulk_damaged: None,
             bulk_failures: 0,
             bulk_retry_at: None,
             ack_due: false,
@@ -588,8 +592,8 @@ impl Protocol {
                 stored.extend_from_slice(m.payload);
                 match self.rx.accept(h.seq, h.flags & wire::FLAG_RESET != 0, &stored) {
                     Accepted::Deliver(msgs) => {
-                        for msg in msgs {
-                            self.apply(&msg, now);
+                        for (k, msg) in msgs.iter().enumerate() {
+                            self.apply(msg, h.seq + k as u64, now);
                         }
                     }
                     Accepted::Dropped if !self.rx.started() => self.request_bulk(false, now),
@@ -1084,7 +1088,7 @@ impl Protocol {
 
     /// Applies one delivered Data message: runs of blocks and sessions installed, runs
     /// of deletions removed, in order.
-    fn apply(&mut self, msg: &[u8], now: Now) {
+    fn apply(&mut self, msg: &[u8], seq: u64, now: Now) {
         let Some((&flags, payload)) = msg.split_first() else { return };
         if flags & wire::FLAG_RESET != 0 {
             // The stream starts over, and a bulk sync with it: until it is in, this
@@ -1092,6 +1096,7 @@ impl Protocol {
             self.bulk_keys = (Vec::new(), Vec::new());
             self.bulk_cover = 0;
             self.bulk_refused = 0;
+            self.bulk_damaged = None;
             for r in &mut self.roles {
                 if r.role() == Role::Standby {
                     r.in_sync = false;
@@ -1111,7 +1116,10 @@ impl Protocol {
         let (mut blocks, mut sessions, mut gone) = (Vec::new(), Vec::new(), Vec::new());
         for r in wire::records(payload) {
             let Ok(r) = r else {
+                // The rest of the message is lost: what the bulk under way brings is not
+                // the whole table.
                 self.st.rejected_malformed += 1;
+                self.bulk_damaged = Some(format!("a record of Data message {} could not be read", seq));
                 break;
             };
             let (inst, addr) = match &r {
@@ -1184,6 +1192,17 @@ impl Protocol {
                 // A bulk names what it covers (every active location): an end without
                 // is no bulk of a table, and says nothing of being in sync.
                 self.request_bulk(false, now);
+                self.check_release(now);
+                return;
+            }
+            if let Some(why) = self.bulk_damaged.take() {
+                // Not all of it arrived: a sweep would remove what the lost records
+                // would have kept. Not in sync, and another bulk follows.
+                self.st.sync_problem = Some(format!("the bulk sync did not arrive whole: {why}"));
+                for r in &mut self.roles {
+                    r.in_sync = false;
+                }
+                self.bulk_failed(now);
                 self.check_release(now);
                 return;
             }
