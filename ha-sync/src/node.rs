@@ -197,7 +197,7 @@ fn notify(program: &str, slot: u16, location: u32, role: crate::role::Role, why:
 enum Job {
     Install(Vec<BlockRecord>, Vec<SessionRecord>),
     Remove(Vec<SessionRecord>),
-    Table,
+    Table(u64),
     Sweep((Vec<u64>, Vec<u64>), u64),
 }
 
@@ -207,7 +207,8 @@ enum Done {
     Installed(Refused),
     /// Sessions and blocks a sweep removed.
     Swept(usize),
-    Table(Vec<SessionRecord>, Vec<BlockRecord>),
+    /// The table of the request with this number.
+    Table(u64, Vec<SessionRecord>, Vec<BlockRecord>),
 }
 
 /// Records of the installs merged into one at most: a worker takes them in one go
@@ -269,9 +270,9 @@ fn board_thread<L: Local>(local: Arc<L>) -> io::Result<(Sender<Job>, Receiver<Do
                     local.remove(sessions);
                     continue;
                 }
-                Job::Table => {
+                Job::Table(number) => {
                     let (sessions, blocks) = local.table();
-                    Done::Table(sessions, blocks)
+                    Done::Table(number, sessions, blocks)
                 }
             };
             if tell.send(answer).is_err() {
@@ -590,7 +591,7 @@ impl<L: Local> Shell<L> {
             match d {
                 Done::Installed(refused) => self.proto.installed(refused, now()),
                 Done::Swept(gone) => self.proto.swept(gone, now()),
-                Done::Table(sessions, blocks) => self.proto.handle_table(sessions, blocks, now()),
+                Done::Table(number, sessions, blocks) => self.proto.handle_table(number, sessions, blocks, now()),
             }
             self.carry_out();
         }
@@ -659,8 +660,8 @@ impl<L: Local> Shell<L> {
                         notify(program, self.slot, location, role, &why);
                     }
                 }
-                Output::TakeSnapshot => {
-                    let _ = self.jobs.send(Job::Table);
+                Output::TakeSnapshot(number) => {
+                    let _ = self.jobs.send(Job::Table(number));
                 }
                 Output::Sweep { keep, locations } => {
                     let _ = self.jobs.send(Job::Sweep(keep, locations));

@@ -236,8 +236,10 @@ pub enum Output {
     /// that reach this board go on to it.
     Peer { mac: [u8; 6], active: u64 },
     /// Take the board's whole table for a bulk sync; answer with
-    /// [`Protocol::handle_table`] before any other call. No Data goes out until then.
-    TakeSnapshot,
+    /// [`Protocol::handle_table`] with this number before any other call. No Data
+    /// goes out until then. The number tells the answers apart: one to an earlier
+    /// request (the role went and came back meanwhile) is stale, and ignored.
+    TakeSnapshot(u64),
     /// The role of the location with this id changed, for this reason: log it, run
     /// the notify hook. (A re-announcement while active says `Active` again.)
     RoleChanged { location: u32, role: Role, why: String },
@@ -329,6 +331,8 @@ pub struct Protocol {
     reset_next: bool,
     /// A table was asked for and has not come yet.
     snapshot_pending: bool,
+    /// The number of the last table asked for ([`Output::TakeSnapshot`]).
+    snapshot_asked: u64,
     /// The board's table for a bulk, taken in [`TABLE_CHUNK`]s a round so that
     /// heartbeats never wait behind a million records; the bulk starts once it is all
     /// in (`snapshot_pending` stays true until then).
@@ -397,6 +401,7 @@ impl Protocol {
             bulk_again: false,
             reset_next: true,
             snapshot_pending: false,
+            snapshot_asked: 0,
             table: None,
             held: Vec::new(),
             dropped_seen: 0,
@@ -865,9 +870,12 @@ impl Protocol {
     }
 
     /// The board's table, asked for by [`Output::TakeSnapshot`]: the bulk sync starts
-    /// with everything eligible in it. Ignored if the role was let go meanwhile.
-    pub fn handle_table(&mut self, sessions: Vec<SessionRecord>, blocks: Vec<BlockRecord>, now: Now) {
-        if !self.snapshot_pending {
+    /// with everything eligible in it. Ignored if the role was let go meanwhile, or if
+    /// it answers an earlier request than the last (`number`): read before the role
+    /// went and came back, it lacks what the peer made meanwhile, and the standby would
+    /// sweep that.
+    pub fn handle_table(&mut self, number: u64, sessions: Vec<SessionRecord>, blocks: Vec<BlockRecord>, now: Now) {
+        if !self.snapshot_pending || number != self.snapshot_asked {
             return;
         }
         if self.table.is_some() {
@@ -1354,7 +1362,8 @@ impl Protocol {
         self.st.bulk_syncs += 1;
         if !self.snapshot_pending {
             self.snapshot_pending = true;
-            self.out.push_back(Output::TakeSnapshot);
+            self.snapshot_asked += 1;
+            self.out.push_back(Output::TakeSnapshot(self.snapshot_asked));
         }
     }
 

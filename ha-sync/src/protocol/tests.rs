@@ -150,7 +150,7 @@ impl Board {
     }
 
     fn snapshots(&self) -> usize {
-        self.done.iter().filter(|(_, o)| *o == Output::TakeSnapshot).count()
+        self.done.iter().filter(|(_, o)| matches!(o, Output::TakeSnapshot(_))).count()
     }
 }
 
@@ -176,7 +176,8 @@ struct Side {
     /// once), as from the node's board thread; and the one asked for, read when asked
     /// (as the board reads its workers while they go on), with when it is due.
     table_delay_ms: u64,
-    table_due: Option<(u64, Vec<SessionRecord>, Vec<BlockRecord>)>,
+    #[allow(clippy::type_complexity)]
+    table_due: Vec<(u64, u64, Vec<SessionRecord>, Vec<BlockRecord>)>,
     /// The process is stopped (SIGSTOP): it does nothing, and what comes waits for it
     /// as in a socket buffer.
     paused: bool,
@@ -220,7 +221,7 @@ impl Sim {
             hold_installs: false,
             held: 0,
             table_delay_ms: 0,
-            table_due: None,
+            table_due: Vec::new(),
             paused: false,
         };
         Sim {
@@ -351,13 +352,13 @@ impl Sim {
                     side.board.locations = if *on { side.board.locations | bit } else { side.board.locations & !bit };
                     side.board.active = side.board.locations != 0;
                 }
-                Output::TakeSnapshot if side.table_delay_ms > 0 => {
+                Output::TakeSnapshot(number) if side.table_delay_ms > 0 => {
                     let (sessions, blocks) = side.board.table();
-                    side.table_due = Some((self.ms + side.table_delay_ms, sessions, blocks));
+                    side.table_due.push((self.ms + side.table_delay_ms, *number, sessions, blocks));
                 }
-                Output::TakeSnapshot => {
+                Output::TakeSnapshot(number) => {
                     let (sessions, blocks) = side.board.table();
-                    side.proto.as_mut().expect("running").handle_table(sessions, blocks, now);
+                    side.proto.as_mut().expect("running").handle_table(*number, sessions, blocks, now);
                 }
             }
             side.board.done.push((self.ms, o));
@@ -420,10 +421,10 @@ impl Sim {
             self.inject(i, d.channel, &d.bytes);
         }
         let now = self.now();
-        if self.sides[i].table_due.as_ref().is_some_and(|t| t.0 <= self.ms)
-            && let Some((_, sessions, blocks)) = self.sides[i].table_due.take()
-        {
-            self.proto(i).handle_table(sessions, blocks, now);
+        // The board thread answers in the order asked.
+        while self.sides[i].table_due.first().is_some_and(|t| t.0 <= self.ms) {
+            let (_, number, sessions, blocks) = self.sides[i].table_due.remove(0);
+            self.proto(i).handle_table(number, sessions, blocks, now);
             self.carry_out(i);
         }
         self.timeouts += 1;
@@ -1631,8 +1632,8 @@ fn an_event_between_the_tables_read_and_its_arrival_reaches_the_standby() {
     sim.run_until(1000, Drive::EveryMs);
     sim.sides[0].table_delay_ms = 30;
     sim.start(1, DEAD_COUNT, false);
-    sim.run_while(3000, Drive::EveryMs, |s| s.sides[0].table_due.is_none());
-    assert!(sim.sides[0].table_due.is_some(), "the table was asked for");
+    sim.run_while(3000, Drive::EveryMs, |s| s.sides[0].table_due.is_empty());
+    assert!(!sim.sides[0].table_due.is_empty(), "the table was asked for");
     // Made after the read, before the table arrives; and one ended then.
     sim.event(0, SessionEvent::BlockAllocated(block(50)));
     sim.event(0, SessionEvent::Created(session(50, old)));
@@ -1669,4 +1670,38 @@ fn a_bulk_with_a_record_that_cannot_be_read_sweeps_nothing_and_is_asked_for_agai
     assert_eq!(sim.status(1).sync_problem, None);
     assert_eq!(sim.sides[1].board.sessions, before);
     assert!(sim.status(0).bulk_syncs >= 3, "{}", sim.status(0).bulk_syncs);
+}
+
+#[test]
+fn a_table_asked_for_before_a_role_went_and_came_back_is_not_taken_for_the_new_one() {
+    let (mut sim, old) = replicated(52, 1300);
+    // The board thread answers 300 ms after it was asked (a big table).
+    sim.sides[0].table_delay_ms = 300;
+    let now = sim.now();
+    sim.proto(0).handle_events_dropped(1, now);
+    sim.carry_out(0);
+    assert_eq!(sim.sides[0].table_due.len(), 1, "the first table was asked for");
+    // Before it comes, the role goes to the peer, which makes sessions, and comes back.
+    let now = sim.now();
+    sim.proto(0).switchover(None, now).expect("the peer is in sync");
+    sim.carry_out(0);
+    sim.run_until(sim.ms + 30, Drive::EveryMs);
+    assert_eq!(sim.status(1).role, Role::Active);
+    for n in 100..110 {
+        sim.event(1, SessionEvent::BlockAllocated(block(n)));
+        sim.event(1, SessionEvent::Created(session(n, old)));
+    }
+    sim.run_while(sim.ms + 200, Drive::EveryMs, |s| s.sides[0].board.sessions.len() < 30 || !s.status(0).in_sync);
+    assert_eq!(sim.sides[0].board.sessions.len(), 30);
+    let now = sim.now();
+    sim.proto(1).switchover(None, now).expect("the peer is in sync");
+    sim.carry_out(1);
+    sim.run_until(sim.ms + 30, Drive::EveryMs);
+    assert_eq!(sim.status(0).role, Role::Active);
+    assert_eq!(sim.sides[0].table_due.len(), 2, "the second table was asked for before the first came");
+    // The first (stale: no sessions of the peer's time) comes first, then the second.
+    sim.run_until(sim.ms + 1000, Drive::EveryMs);
+    assert!(sim.status(1).in_sync);
+    assert_eq!(sim.sides[1].board.sessions.len(), 30, "the stale table swept the sessions made meanwhile");
+    assert_eq!(sim.sides[1].board.sessions, sim.sides[0].board.sessions);
 }
