@@ -20,7 +20,9 @@
 //!   and served the subscribers since, and the neighbours follow it); of two cold ones,
 //!   the one active longer (it has made the sessions). Where the two became active
 //!   within a dead interval of each other (a start race), or both still are a dead
-//!   interval later (the two saw the times differently), the preferred one keeps it.
+//!   interval later (the two saw the times differently), the preferred one keeps it; it
+//!   yields only to a margin of two dead intervals, since each board hears the other's
+//!   time a link delay late and the two must never both step down.
 //! - A board whose links are down (its softwire or Internet interface has no carrier)
 //!   or one of whose workers is stuck (its rounds stopped) is unfit: active, it hands the role to a fit peer (gracefully, as a switchover);
 //!   standby, it neither preempts nor asks; a fit standby never hands over to it. With
@@ -195,10 +197,10 @@ impl RoleMachine {
 
     /// Both boards are active: whether this one keeps the role (the module's rules). A
     /// warm board against a cold one keeps it; of two warm ones the one that became
-    /// active last, of two cold ones the one active longer; within a dead interval of
-    /// each other, or if both kept it for a dead interval already, the preferred one (a
-    /// tie, which a sound configuration never has, goes to the peer: stepping down is
-    /// safe).
+    /// active last, of two cold ones the one active longer, by a dead interval at least
+    /// (two against the preferred board); otherwise, or if both kept it for a dead
+    /// interval already, the preferred one (a tie, which a sound configuration never
+    /// has, goes to the peer: stepping down is safe).
     fn keeps_role(&self, p: PeerState, now: u64) -> bool {
         let by_preference = self.preferred && !p.preferred;
         if self.split.is_some_and(|t| now.saturating_sub(t) >= self.dead_ms) {
@@ -207,14 +209,17 @@ impl RoleMachine {
         if self.cold != p.cold {
             return !self.cold;
         }
-        let (mine, theirs) = (self.active_ms(now) as u64, p.active_ms as u64);
-        if mine.abs_diff(theirs) < self.dead_ms {
-            by_preference
-        } else if self.cold {
-            mine > theirs
-        } else {
-            mine < theirs
-        }
+        // By how much this board's claim beats the peer's: of two cold boards the one
+        // active longer, of two warm ones the one active shorter. The peer's time is as
+        // its heartbeat left, a link delay ago, and so is this board's at the peer: the
+        // two see the margin differently by twice the delay. So the preferred board
+        // yields only to a margin of two dead intervals, the other keeps the role only
+        // with one: at least one keeps it for any delay up to half a dead interval (at
+        // worst both do, and a dead interval later the preferred one alone).
+        let (mine, theirs) = (self.active_ms(now) as i64, p.active_ms as i64);
+        let ahead = if self.cold { mine - theirs } else { theirs - mine };
+        let dead = self.dead_ms as i64;
+        if by_preference { ahead > -2 * dead } else { ahead >= dead }
     }
 
     fn go(&mut self, role: Role, now: u64, why: &'static str) -> Option<Action> {
@@ -577,5 +582,51 @@ mod tests {
         a.on_heartbeat(hb(Role::Standby, false, true), 500);
         assert!(matches!(a.switchover(550), Ok(Some(Action::Deactivate(_)))));
         assert_eq!(a.role(), Role::Standby);
+    }
+
+    /// A board active since `at`, warm (it was a standby in sync, handed the role).
+    fn warm_active(preferred: bool, at: u64) -> RoleMachine {
+        let mut m = RoleMachine::new(preferred, DEAD, PREEMPT, 0);
+        m.on_heartbeat(hb(Role::Active, !preferred, false), at.saturating_sub(10));
+        m.in_sync = true;
+        assert!(matches!(m.on_released(at), Some(Action::Activate(_))));
+        assert!(!m.cold());
+        m
+    }
+
+    /// A board active since `at` that started alone (cold).
+    fn cold_active(preferred: bool, at: u64) -> RoleMachine {
+        let mut m = RoleMachine::new(preferred, DEAD, PREEMPT, at - DEAD);
+        assert!(matches!(m.tick(at), Some(Action::Activate(_))));
+        assert!(m.cold());
+        m
+    }
+
+    #[test]
+    fn two_active_boards_never_both_step_down_whatever_the_link_delay_and_the_order() {
+        // Each hears the other's time as it left, a link delay ago: both see the other
+        // active for less than it is. Near the edge of the dead interval, one board
+        // measured beyond it and the other within it.
+        for cold in [false, true] {
+            for delay in [0, 1, 10, 30, DEAD / 2] {
+                for apart in (0..4 * DEAD).step_by(3) {
+                    for first_preferred in [true, false] {
+                        let make = if cold { cold_active } else { warm_active };
+                        let mut first = make(first_preferred, 1000);
+                        let mut second = make(!first_preferred, 1000 + apart);
+                        let now = 1000 + apart + 5000;
+                        let sent = |m: &RoleMachine| said(m, now - delay);
+                        let (of_first, of_second) = (sent(&first), sent(&second));
+                        let a = first.on_heartbeat(of_second, now);
+                        let b = second.on_heartbeat(of_first, now);
+                        let down = |a: &Option<Action>| matches!(a, Some(Action::Deactivate(_)));
+                        assert!(
+                            !(down(&a) && down(&b)),
+                            "both stepped down: cold {cold}, delay {delay}, {apart} ms apart, first preferred {first_preferred}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }
