@@ -1705,3 +1705,47 @@ fn a_table_asked_for_before_a_role_went_and_came_back_is_not_taken_for_the_new_o
     assert_eq!(sim.sides[1].board.sessions.len(), 30, "the stale table swept the sessions made meanwhile");
     assert_eq!(sim.sides[1].board.sessions, sim.sides[0].board.sessions);
 }
+
+#[test]
+fn retransmissions_back_off_while_nothing_is_acknowledged_and_resume_on_an_ack() {
+    // tc netem on the HA link (10% loss, 50 ms delay); the witness is clean, so the
+    // roles hold while the HA link is cut for two seconds.
+    let netem = Faults { loss_percent: 10, dup_percent: 0, jitter_ms: 5, delay_ms: 50, link_only: true };
+    let mut sim = Sim::new(53, netem);
+    sim.start(0, DEAD_COUNT, true);
+    sim.start(1, DEAD_COUNT, true);
+    sim.run_until(1000, Drive::EveryMs);
+    assert_eq!((sim.status(0).role, sim.status(1).role), (Role::Active, Role::Standby));
+    sim.cut[Channel::Link.index()] = true;
+    let old = sim.unix_s() - 5;
+    for n in 0..20 {
+        sim.event(0, SessionEvent::BlockAllocated(block(n)));
+        sim.event(0, SessionEvent::Created(session(n, old)));
+    }
+    let cut_at = sim.ms;
+    sim.run_until(cut_at + 2000, Drive::EveryMs);
+    let data_sent = |sim: &Sim| {
+        let link = key(Purpose::Link);
+        (sim.sides[0].sent.iter())
+            .filter(|(t, ch, d)| {
+                *t > cut_at && *ch == Channel::Link && wire::open(&link, d).is_ok_and(|m| m.header.kind == Kind::Data)
+            })
+            .map(|(t, _, d)| (*t, wire::open(&link, d).expect("authentic").header.seq))
+            .collect::<Vec<_>>()
+    };
+    let sent = data_sent(&sim);
+    let first_seq = sent.first().expect("data went").1;
+    let times: Vec<u64> = sent.iter().filter(|(_, s)| *s == first_seq).map(|(t, _)| *t).collect();
+    // Sent, then again after the retransmission time, twice as late each time up to a
+    // second: at most 1 + log2(2000 / 100) + 2 in two seconds, not one per round trip.
+    assert!(times.len() <= 7, "{} sends of one message in 2 s: {times:?}", times.len());
+    let gaps: Vec<u64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.windows(2).all(|g| g[1] >= g[0]), "the gaps grow: {gaps:?}");
+    // The link back: everything arrives, and an ack ends the backoff.
+    sim.cut[Channel::Link.index()] = false;
+    sim.run_until(sim.ms + 2000, Drive::EveryMs);
+    assert_eq!(sim.sides[1].board.sessions, sim.sides[0].board.sessions);
+    assert_eq!(sim.sides[1].board.sessions.len(), 20);
+    assert_eq!(sim.proto(0).tx.backoff(), 0, "an ack ended the backoff");
+    assert_eq!((sim.status(0).role, sim.status(1).role), (Role::Active, Role::Standby));
+}
