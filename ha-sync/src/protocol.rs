@@ -254,12 +254,12 @@ pub enum Output {
 pub const TABLE_CHUNK: usize = 16_384;
 
 /// A table being taken in for a bulk: the board's records, how far, and what the board
-/// was active for when it came.
+/// was active for when it was asked for.
 struct TableIn {
     sessions: Vec<SessionRecord>,
     blocks: Vec<BlockRecord>,
     at: usize,
-    /// The locations active when it came (bits by index).
+    /// The locations active when it was asked for (bits by index).
     active: u64,
 }
 
@@ -331,8 +331,11 @@ pub struct Protocol {
     reset_next: bool,
     /// A table was asked for and has not come yet.
     snapshot_pending: bool,
-    /// The number of the last table asked for ([`Output::TakeSnapshot`]).
+    /// The number of the last table asked for ([`Output::TakeSnapshot`]), and the
+    /// locations active when it was asked for (bits by index): the board reads its
+    /// table then, so a location that became active later is not whole in it.
     snapshot_asked: u64,
+    snapshot_active: u64,
     /// The board's table for a bulk, taken in [`TABLE_CHUNK`]s a round so that
     /// heartbeats never wait behind a million records; the bulk starts once it is all
     /// in (`snapshot_pending` stays true until then).
@@ -402,6 +405,7 @@ impl Protocol {
             reset_next: true,
             snapshot_pending: false,
             snapshot_asked: 0,
+            snapshot_active: 0,
             table: None,
             held: Vec::new(),
             dropped_seen: 0,
@@ -884,7 +888,7 @@ impl Protocol {
             return;
         }
         self.repl.begin();
-        self.table = Some(TableIn { sessions, blocks, at: 0, active: self.active_mask() });
+        self.table = Some(TableIn { sessions, blocks, at: 0, active: self.snapshot_active });
         self.take_table(now);
     }
 
@@ -924,9 +928,11 @@ impl Protocol {
         self.snapshot_pending = false;
         let bulk = self.repl.finish();
         // First, which locations the bulk holds whole (the standby sweeps them at its
-        // end): those this board was active for all the while it took the table in. A
-        // location that became active meanwhile has only part of its records here:
-        // another bulk follows this one.
+        // end): those this board was active for from the moment it asked for the table
+        // (its board read it then) to now. A location that became active meanwhile has
+        // only part of its records here (what the peer made as its last deltas reached
+        // this board's engine after the read): no cover, so no sweep of it, and another
+        // bulk follows this one.
         let whole = t.active & self.active_mask();
         if self.active_mask() & !t.active != 0 {
             self.bulk_again = true;
@@ -1363,6 +1369,7 @@ impl Protocol {
         if !self.snapshot_pending {
             self.snapshot_pending = true;
             self.snapshot_asked += 1;
+            self.snapshot_active = self.active_mask();
             self.out.push_back(Output::TakeSnapshot(self.snapshot_asked));
         }
     }

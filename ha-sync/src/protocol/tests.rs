@@ -1749,3 +1749,54 @@ fn retransmissions_back_off_while_nothing_is_acknowledged_and_resume_on_an_ack()
     assert_eq!(sim.proto(0).tx.backoff(), 0, "an ack ended the backoff");
     assert_eq!((sim.status(0).role, sim.status(1).role), (Role::Active, Role::Standby));
 }
+
+#[test]
+fn a_location_that_becomes_active_while_a_table_is_taken_is_synced_whole_after() {
+    let mut sim = Sim::new(54, CLEAN);
+    sim.start_with(0, mutual(1), false);
+    sim.start_with(1, mutual(2), false);
+    sim.run_until(2000, Drive::EveryMs);
+    assert_eq!((sim.sides[0].board.locations, sim.sides[1].board.locations), (0b01, 0b10));
+    let old = sim.unix_s() - 10;
+    for n in 0..40 {
+        let side = (n & 1) as usize;
+        sim.event(side, SessionEvent::BlockAllocated(located_block(n)));
+        sim.event(side, SessionEvent::Created(located(n, old)));
+    }
+    sim.run_until(sim.ms + 300, Drive::EveryMs);
+    assert_eq!((sim.sides[0].board.sessions.len(), sim.sides[1].board.sessions.len()), (40, 40));
+    // Slot 1 asks its board for a table (events were lost), which takes 200 ms.
+    sim.sides[0].table_delay_ms = 200;
+    let now = sim.now();
+    sim.proto(0).handle_events_dropped(1, now);
+    sim.carry_out(0);
+    assert_eq!(sim.sides[0].table_due.len(), 1);
+    // Meanwhile slot 2 makes sessions of location 2 (they reach slot 1's board after
+    // its table was read), then hands location 2 to slot 1, which makes more of it.
+    for n in (201..221).step_by(2) {
+        sim.event(1, SessionEvent::BlockAllocated(located_block(n)));
+        sim.event(1, SessionEvent::Created(located(n, old)));
+    }
+    sim.run_until(sim.ms + 50, Drive::EveryMs);
+    assert_eq!(sim.sides[0].board.sessions.len(), 50, "slot 1's board holds them");
+    let now = sim.now();
+    sim.proto(1).switchover(Some(2), now).expect("slot 1 is in sync");
+    sim.carry_out(1);
+    sim.run_until(sim.ms + 30, Drive::EveryMs);
+    assert_eq!((sim.sides[0].board.locations, sim.sides[1].board.locations), (0b11, 0b00));
+    assert!(!sim.sides[0].table_due.is_empty(), "the table is still being taken");
+    for n in (301..321).step_by(2) {
+        sim.event(0, SessionEvent::BlockAllocated(located_block(n)));
+        sim.event(0, SessionEvent::Created(located(n, old)));
+    }
+    let mut fewest = usize::MAX;
+    sim.run_while(sim.ms + 3000, Drive::EveryMs, |s| {
+        fewest = fewest.min(s.sides[1].board.sessions.len());
+        true
+    });
+    assert_eq!(sim.sides[0].board.sessions.len(), 60);
+    assert_eq!(sim.sides[1].board.sessions, sim.sides[0].board.sessions, "the standby holds both locations whole");
+    assert!(fewest >= 50, "no sweep removed what the standby held of location 2: {fewest}");
+    assert!(sim.status(1).in_sync && sim.status(0).in_sync);
+    assert!(sim.status(0).bulk_syncs >= 2, "another bulk followed for location 2");
+}
