@@ -25,8 +25,9 @@ pub trait Local: Send + Sync + 'static {
     /// Installs state from the peer (blocks first); returns what was refused.
     fn install(&self, blocks: Vec<BlockRecord>, sessions: Vec<SessionRecord>) -> Refused;
     /// Removes the sessions, then the blocks, of `locations` (bits by index) that a bulk
-    /// sync did not bring (`keep`); returns how many went.
-    fn sweep(&self, keep: Arc<SweepKeys>, locations: u64) -> usize;
+    /// sync did not bring (`keep`); returns how many went, or, if it could not finish,
+    /// how many went all the same and why.
+    fn sweep(&self, keep: Arc<SweepKeys>, locations: u64) -> Result<usize, (usize, String)>;
     /// Removes sessions the peer deleted; returns how many were found.
     fn remove(&self, sessions: Vec<SessionRecord>) -> usize;
     /// The whole table, for a bulk sync.
@@ -163,33 +164,46 @@ fn carrier(ifname: &str) -> bool {
     !matches!(state.trim(), "down" | "lowerlayerdown" | "notpresent")
 }
 
+/// Changes of role waiting for the notify program at most; beyond, they are dropped and
+/// counted (`Status::notify_dropped`): a pair that flaps never piles up programs.
+const NOTIFY_QUEUE: usize = 32;
+
+/// One run of the notify program: the program, then `SLOT LOCATION ROLE REASON`.
+type Notice = (String, u16, u32, &'static str, String);
+
+/// Starts the notify thread: it runs the notices one after the other, in order, so
+/// that one program runs at a time however often the role changes; the HA thread never
+/// waits for it.
+fn notify_thread() -> io::Result<Sender<Notice>> {
+    let (tx, rx) = crossbeam_channel::bounded::<Notice>(NOTIFY_QUEUE);
+    std::thread::Builder::new().name("aftr-ha-notify".into()).spawn(move || {
+        for (program, slot, location, role, why) in rx {
+            notify(&program, slot, location, role, &why);
+        }
+    })?;
+    Ok(tx)
+}
+
 /// Runs the notify program for a change of role, as keepalived runs its notify scripts:
 /// `PROGRAM SLOT LOCATION ROLE REASON` (role `active` or `standby`), the same in the
-/// environment (`AFTR_SLOT`, `AFTR_LOCATION`, `AFTR_ROLE`, `AFTR_REASON`). It runs on a
-/// thread of its own: the HA thread never waits for it. A program that cannot start or
-/// fails is logged.
-fn notify(program: &str, slot: u16, location: u32, role: crate::role::Role, why: &str) {
-    let (program, role, why) = (program.to_string(), role.name(), why.to_string());
-    let run = move || {
-        let args = [slot.to_string(), location.to_string(), role.to_string(), why.clone()];
-        let status = std::process::Command::new(&program)
-            .args(&args)
-            .envs([
-                ("AFTR_SLOT", &args[0]),
-                ("AFTR_LOCATION", &args[1]),
-                ("AFTR_ROLE", &args[2]),
-                ("AFTR_REASON", &args[3]),
-            ])
-            .stdin(std::process::Stdio::null())
-            .status();
-        match status {
-            Ok(s) if s.success() => {}
-            Ok(s) => tracing::warn!("slot {slot}: notify {program}: {s}"),
-            Err(e) => tracing::warn!("slot {slot}: notify {program}: {e}"),
-        }
-    };
-    if let Err(e) = std::thread::Builder::new().name("aftr-ha-notify".into()).spawn(run) {
-        tracing::warn!("slot {slot}: notify: no thread: {e}");
+/// environment (`AFTR_SLOT`, `AFTR_LOCATION`, `AFTR_ROLE`, `AFTR_REASON`), on the
+/// notify thread. A program that cannot start or fails is logged.
+fn notify(program: &str, slot: u16, location: u32, role: &str, why: &str) {
+    let args = [slot.to_string(), location.to_string(), role.to_string(), why.to_string()];
+    let status = std::process::Command::new(program)
+        .args(&args)
+        .envs([
+            ("AFTR_SLOT", &args[0]),
+            ("AFTR_LOCATION", &args[1]),
+            ("AFTR_ROLE", &args[2]),
+            ("AFTR_REASON", &args[3]),
+        ])
+        .stdin(std::process::Stdio::null())
+        .status();
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => tracing::warn!("slot {slot}: notify {program}: {s}"),
+        Err(e) => tracing::warn!("slot {slot}: notify {program}: {e}"),
     }
 }
 
@@ -205,8 +219,8 @@ enum Job {
 enum Done {
     /// What an install refused.
     Installed(Refused),
-    /// Sessions and blocks a sweep removed.
-    Swept(usize),
+    /// Sessions and blocks a sweep removed (Err: it did not finish).
+    Swept(Result<usize, (usize, String)>),
     /// The table of the request with this number.
     Table(u64, Vec<SessionRecord>, Vec<BlockRecord>),
 }
@@ -466,8 +480,11 @@ struct Shell<L: Local> {
     slot: u16,
     /// The peer's configuration differed at the last publication (said once per change).
     config_differed: bool,
-    /// `service-ha notify`: the program run on each change of role.
+    /// `service-ha notify`: the program run on each change of role, by the notify
+    /// thread; notices it had no room for.
     notify: Option<String>,
+    notices: Sender<Notice>,
+    notify_dropped: u64,
 }
 
 impl<L: Local> Shell<L> {
@@ -498,6 +515,8 @@ impl<L: Local> Shell<L> {
             slot: s.slot,
             config_differed: false,
             notify: s.notify.clone(),
+            notices: notify_thread()?,
+            notify_dropped: 0,
             proto: Protocol::new(s, me, window, witness.is_some(), now()),
             sock,
             last_bind: Instant::now().checked_sub(Duration::from_secs(2)).unwrap_or_else(Instant::now),
@@ -657,7 +676,15 @@ impl<L: Local> Shell<L> {
                 Output::RoleChanged { location, role, why } => {
                     tracing::info!("slot {}: service-location {location}: {}: {why}", self.slot, role.name());
                     if let Some(program) = &self.notify {
-                        notify(program, self.slot, location, role, &why);
+                        let notice = (program.clone(), self.slot, location, role.name(), why);
+                        if self.notices.try_send(notice).is_err() {
+                            self.notify_dropped += 1;
+                            tracing::warn!(
+                                "slot {}: notify {program}: {NOTIFY_QUEUE} changes of role wait already; this one dropped ({} in all)",
+                                self.slot,
+                                self.notify_dropped
+                            );
+                        }
                     }
                 }
                 Output::TakeSnapshot(number) => {
@@ -674,6 +701,7 @@ impl<L: Local> Shell<L> {
         let mut st = self.proto.status(now());
         st.channel_error = self.channel_error.clone();
         st.unfit = self.unfit.clone();
+        st.notify_dropped = self.notify_dropped;
         if st.config_differs() != self.config_differed {
             self.config_differed = st.config_differs();
             if self.config_differed {

@@ -170,6 +170,9 @@ pub struct Status {
     pub unfit: Option<String>,
     /// Why the HA channel is not up (its address cannot be bound).
     pub channel_error: Option<String>,
+    /// Changes of role the notify program was not run for: more were waiting for it
+    /// than the node holds (the caller's, as `channel_error`).
+    pub notify_dropped: u64,
     /// Witness heartbeats on the softwire segment are sent and heard.
     pub witness: bool,
     /// The digest of this board's running configuration, and the peer's as its last
@@ -367,6 +370,8 @@ pub struct Protocol {
     /// Why the bulk sync being received cannot be trusted whole (a record of it could
     /// not be read): no sweep at its end, not in sync, and another bulk follows.
     bulk_damaged: Option<String>,
+    /// Why the sweep at the end of the bulk sync being received did not finish.
+    sweep_failed: Option<String>,
     /// Bulk syncs in a row that left this board out of sync, and no bulk sync is asked
     /// for before this: a refusal that lasts (another configuration) is not a storm.
     bulk_failures: u32,
@@ -420,6 +425,7 @@ impl Protocol {
             bulk_cover: 0,
             bulk_refused: 0,
             bulk_damaged: None,
+            sweep_failed: None,
             bulk_failures: 0,
             bulk_retry_at: None,
             ack_due: false,
@@ -831,9 +837,19 @@ impl Protocol {
         }
     }
 
-    /// The board's answer to [`Output::Sweep`]: how many sessions and blocks went.
-    pub fn swept(&mut self, gone: usize, now: Now) {
-        self.st.swept += gone as u64;
+    /// The board's answer to [`Output::Sweep`]: how many sessions and blocks went; Err
+    /// if it did not finish (a worker did not answer), with how many went all the same
+    /// and why: the board then holds more than the bulk's table, so not in sync, and
+    /// another bulk follows.
+    pub fn swept(&mut self, gone: Result<usize, (usize, String)>, now: Now) {
+        let n = match gone {
+            Ok(n) => n,
+            Err((n, why)) => {
+                self.sweep_failed = Some(why);
+                n
+            }
+        };
+        self.st.swept += n as u64;
         self.installed(Refused::default(), now);
     }
 
@@ -855,7 +871,10 @@ impl Protocol {
 
     /// The bulk sync being received is in the board: in sync if nothing was refused.
     fn bulk_ended(&mut self, now: Now) {
-        if self.bulk_refused == 0 {
+        if let Some(why) = self.sweep_failed.take() {
+            self.st.sync_problem = Some(format!("the sweep after the bulk sync did not finish: {why}"));
+            self.bulk_failed(now);
+        } else if self.bulk_refused == 0 {
             self.st.sync_problem = None;
             self.bulk_failures = 0;
             self.bulk_retry_at = None;
@@ -1111,6 +1130,7 @@ impl Protocol {
             self.bulk_cover = 0;
             self.bulk_refused = 0;
             self.bulk_damaged = None;
+            self.sweep_failed = None;
             for r in &mut self.roles {
                 if r.role() == Role::Standby {
                     r.in_sync = false;

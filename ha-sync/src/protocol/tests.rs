@@ -116,6 +116,8 @@ struct Board {
     /// The next this many sessions installed are refused (a port taken by a stale
     /// session, say).
     refuse_sessions: usize,
+    /// Sweeps time out (a worker does not answer) before they remove anything.
+    sweep_times_out: bool,
 }
 
 impl Board {
@@ -336,9 +338,13 @@ impl Sim {
                         side.proto.as_mut().expect("running").installed(refused, now);
                     }
                 }
+                Output::Sweep { .. } if side.board.sweep_times_out => {
+                    let timed_out = Err((0, "worker 0 did not answer within 5 s".to_string()));
+                    side.proto.as_mut().expect("running").swept(timed_out, now);
+                }
                 Output::Sweep { keep, locations } => {
                     let gone = side.board.sweep(&SweepKeys::new(keep.0.clone(), keep.1.clone()), *locations);
-                    side.proto.as_mut().expect("running").swept(gone, now);
+                    side.proto.as_mut().expect("running").swept(Ok(gone), now);
                 }
                 Output::Remove(sessions) => {
                     for s in sessions {
@@ -1799,4 +1805,24 @@ fn a_location_that_becomes_active_while_a_table_is_taken_is_synced_whole_after()
     assert!(fewest >= 50, "no sweep removed what the standby held of location 2: {fewest}");
     assert!(sim.status(1).in_sync && sim.status(0).in_sync);
     assert!(sim.status(0).bulk_syncs >= 2, "another bulk followed for location 2");
+}
+
+#[test]
+fn a_sweep_that_does_not_finish_leaves_the_standby_out_of_sync_and_a_bulk_follows() {
+    let (mut sim, _) = replicated(55, 1300);
+    assert!(sim.status(1).in_sync);
+    sim.sides[1].board.sweep_times_out = true;
+    let now = sim.now();
+    sim.proto(0).handle_events_dropped(1, now);
+    sim.carry_out(0);
+    sim.run_until(sim.ms + 50, Drive::EveryMs);
+    let st = sim.status(1);
+    assert!(!st.in_sync, "a sweep that timed out is no success");
+    assert!(st.sync_problem.is_some_and(|p| p.contains("sweep after the bulk sync did not finish")));
+    // The board answers again: the next bulk is asked for and ends in sync.
+    sim.sides[1].board.sweep_times_out = false;
+    sim.run_until(sim.ms + 1000, Drive::EveryMs);
+    assert!(sim.status(1).in_sync, "{:?}", sim.status(1).sync_problem);
+    assert_eq!(sim.sides[1].board.sessions, sim.sides[0].board.sessions);
+    assert!(sim.status(0).bulk_syncs >= 3);
 }
