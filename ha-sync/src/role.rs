@@ -629,4 +629,31 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn with_a_peer_of_a_release_without_flag_8_both_may_step_down_and_the_preferred_one_takes_it() {
+        // The new board started alone (cold) while the old-release board, which knows
+        // no flag 8 and so says nothing of it (read as warm) and takes every peer for
+        // warm, had been active longer. Each yields: the new one to a warm board, the
+        // old one to the board active for the shorter time.
+        for new_preferred in [true, false] {
+            let mut new = cold_active(new_preferred, 5_000);
+            let mut old = warm_active(!new_preferred, 1_000);
+            let now = 6_000;
+            let of_new = PeerState { cold: false, ..said(&new, now) };
+            let of_old = said(&old, now);
+            assert!(matches!(new.on_heartbeat(of_old, now), Some(Action::Deactivate(_))));
+            assert!(matches!(old.on_heartbeat(of_new, now), Some(Action::Deactivate(_))));
+            // Nothing worse: a dead interval later the preferred one takes the role
+            // ("no board was active"), and the other stays standby.
+            let (pref, other) = if new_preferred { (&mut new, &mut old) } else { (&mut old, &mut new) };
+            let standby = |m: &RoleMachine| hb(Role::Standby, m.preferred, false);
+            let (of_pref, of_other) = (standby(pref), standby(other));
+            assert_eq!(pref.on_heartbeat(of_other, now + 20), None, "not before a dead interval");
+            assert_eq!(other.on_heartbeat(of_pref, now + DEAD), None);
+            assert_eq!(pref.on_heartbeat(of_other, now + DEAD), Some(Action::Activate("no board was active")));
+            assert_eq!(other.on_heartbeat(said(pref, now + DEAD + 20), now + DEAD + 20), None);
+            assert_eq!((pref.role(), other.role()), (Role::Active, Role::Standby));
+        }
+    }
 }
