@@ -171,17 +171,37 @@ const NOTIFY_QUEUE: usize = 32;
 /// One run of the notify program: the program, then `SLOT LOCATION ROLE REASON`.
 type Notice = (String, u16, u32, &'static str, String);
 
-/// Starts the notify thread: it runs the notices one after the other, in order, so
-/// that one program runs at a time however often the role changes; the HA thread never
+/// The notify thread, which runs the notices one after the other, in order, so that
+/// one program runs at a time however often the role changes; the HA thread never
 /// waits for it.
-fn notify_thread() -> io::Result<Sender<Notice>> {
-    let (tx, rx) = crossbeam_channel::bounded::<Notice>(NOTIFY_QUEUE);
-    std::thread::Builder::new().name("aftr-ha-notify".into()).spawn(move || {
-        for (program, slot, location, role, why) in rx {
-            notify(&program, slot, location, role, &why);
+struct Notifier {
+    tx: Sender<Notice>,
+    /// Notices there was no room for.
+    dropped: u64,
+}
+
+impl Notifier {
+    fn start() -> io::Result<Notifier> {
+        let (tx, rx) = crossbeam_channel::bounded::<Notice>(NOTIFY_QUEUE);
+        std::thread::Builder::new().name("aftr-ha-notify".into()).spawn(move || {
+            for (program, slot, location, role, why) in rx {
+                notify(&program, slot, location, role, &why);
+            }
+        })?;
+        Ok(Notifier { tx, dropped: 0 })
+    }
+
+    /// Queues a notice; a full queue drops it, counted and logged.
+    fn send(&mut self, notice: Notice) {
+        let (program, slot) = (notice.0.clone(), notice.1);
+        if self.tx.try_send(notice).is_err() {
+            self.dropped += 1;
+            tracing::warn!(
+                "slot {slot}: notify {program}: {NOTIFY_QUEUE} changes of role wait already; this one dropped ({} in all)",
+                self.dropped
+            );
         }
-    })?;
-    Ok(tx)
+    }
 }
 
 /// Runs the notify program for a change of role, as keepalived runs its notify scripts:
@@ -483,8 +503,7 @@ struct Shell<L: Local> {
     /// `service-ha notify`: the program run on each change of role, by the notify
     /// thread; notices it had no room for.
     notify: Option<String>,
-    notices: Sender<Notice>,
-    notify_dropped: u64,
+    notifier: Notifier,
 }
 
 impl<L: Local> Shell<L> {
@@ -515,8 +534,7 @@ impl<L: Local> Shell<L> {
             slot: s.slot,
             config_differed: false,
             notify: s.notify.clone(),
-            notices: notify_thread()?,
-            notify_dropped: 0,
+            notifier: Notifier::start()?,
             proto: Protocol::new(s, me, window, witness.is_some(), now()),
             sock,
             last_bind: Instant::now().checked_sub(Duration::from_secs(2)).unwrap_or_else(Instant::now),
@@ -676,15 +694,7 @@ impl<L: Local> Shell<L> {
                 Output::RoleChanged { location, role, why } => {
                     tracing::info!("slot {}: service-location {location}: {}: {why}", self.slot, role.name());
                     if let Some(program) = &self.notify {
-                        let notice = (program.clone(), self.slot, location, role.name(), why);
-                        if self.notices.try_send(notice).is_err() {
-                            self.notify_dropped += 1;
-                            tracing::warn!(
-                                "slot {}: notify {program}: {NOTIFY_QUEUE} changes of role wait already; this one dropped ({} in all)",
-                                self.slot,
-                                self.notify_dropped
-                            );
-                        }
+                        self.notifier.send((program.clone(), self.slot, location, role.name(), why));
                     }
                 }
                 Output::TakeSnapshot(number) => {
@@ -701,7 +711,7 @@ impl<L: Local> Shell<L> {
         let mut st = self.proto.status(now());
         st.channel_error = self.channel_error.clone();
         st.unfit = self.unfit.clone();
-        st.notify_dropped = self.notify_dropped;
+        st.notify_dropped = self.notifier.dropped;
         if st.config_differs() != self.config_differed {
             self.config_differed = st.config_differs();
             if self.config_differed {
@@ -718,5 +728,39 @@ impl<L: Local> Shell<L> {
         if let Ok(mut g) = self.status.try_lock() {
             *g = st;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flapping_pair_runs_one_notify_program_at_a_time_and_counts_what_it_drops() {
+        let dir = std::env::temp_dir().join(format!("aftr-notify-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let (program, log) = (dir.join("notify.sh"), dir.join("runs"));
+        // Each run notes its start, waits, and notes its end: overlapping runs show.
+        let script = format!("#!/bin/sh\necho start >> {0}\nsleep 0.05\necho end >> {0}\n", log.display());
+        std::fs::write(&program, script).expect("the script");
+        std::process::Command::new("chmod").arg("+x").arg(&program).status().expect("chmod");
+        let mut n = Notifier::start().expect("the notify thread");
+        let p = program.display().to_string();
+        for k in 0..(NOTIFY_QUEUE as u32 + 10) {
+            n.send((p.clone(), 1, k, "active", "flap".to_string()));
+        }
+        assert!(n.dropped >= 9 && n.dropped <= 10, "{} dropped", n.dropped);
+        let ran = NOTIFY_QUEUE as u32 + 10 - n.dropped as u32;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let lines = loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.lines().count() as u32 == 2 * ran || Instant::now() > deadline {
+                break text;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let _ = std::fs::remove_dir_all(&dir);
+        let expected: Vec<&str> = (0..ran).flat_map(|_| ["start", "end"]).collect();
+        assert_eq!(lines.lines().collect::<Vec<_>>(), expected, "one at a time, all that were queued");
     }
 }
