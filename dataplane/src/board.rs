@@ -494,22 +494,26 @@ impl BoardHandle {
     /// Hot backup's mark-and-sweep after a bulk sync: on every worker, the sessions and
     /// then the blocks of `locations` (bits by index) that the bulk did not bring
     /// (`keep`) go, in pieces of [`CHUNK`] so that no worker stops forwarding for long.
-    /// Returns how many went.
-    pub fn sweep(&self, keep: Arc<SweepKeys>, locations: u64) -> usize {
+    /// Returns how many went; Err if a worker did not finish (it is gone, or did not
+    /// answer within 5 s), with how many went all the same: what the board holds is
+    /// then not the bulk's table.
+    pub fn sweep(&self, keep: Arc<SweepKeys>, locations: u64) -> Result<usize, (usize, String)> {
         let mut gone = 0;
-        for w in &self.txs {
+        for (k, w) in self.txs.iter().enumerate() {
             let mut at = Some(Cursor::default());
             while let Some(from) = at {
                 let (tx, rx) = bounded(1);
                 if w.send(Command::Sweep(keep.clone(), locations, from, CHUNK, tx)).is_err() {
-                    break;
+                    return Err((gone, format!("worker {k} is gone")));
                 }
-                let Ok((n, next)) = rx.recv_timeout(Duration::from_secs(5)) else { break };
+                let Ok((n, next)) = rx.recv_timeout(Duration::from_secs(5)) else {
+                    return Err((gone, format!("worker {k} did not answer within 5 s")));
+                };
                 gone += n;
                 at = next;
             }
         }
-        gone
+        Ok(gone)
     }
 
     /// Removes sessions the peer deleted, each on its worker; returns how many were found.

@@ -245,18 +245,18 @@ fn run(io: PacketIo, tag: &str) {
             brought.iter().map(SessionRecord::key).collect(),
             brought_blocks.iter().map(BlockRecord::key).collect(),
         ));
-        assert_eq!(handle.sweep(keep.clone(), 0), 0, "no location covered");
+        assert_eq!(handle.sweep(keep.clone(), 0), Ok(0), "no location covered");
         // A location the board is active for is its own: never swept (a takeover may
         // come between a bulk's end and its sweep).
-        assert_eq!(handle.sweep(keep.clone(), 1), 0, "active: nothing swept");
+        assert_eq!(handle.sweep(keep.clone(), 1), Ok(0), "active: nothing swept");
         handle.set_active(0, false);
         std::thread::sleep(Duration::from_millis(300));
-        assert_eq!(handle.sweep(keep.clone(), 1), 8, "four sessions and their four blocks");
+        assert_eq!(handle.sweep(keep.clone(), 1), Ok(8), "four sessions and their four blocks");
         let left = handle.sessions(&SessionFilter::default());
         assert_eq!(left.len(), 12);
         assert!(left.iter().all(|s| brought.contains(s)));
         assert_eq!(handle.subscribers().len(), 12);
-        assert_eq!(handle.sweep(keep, 1), 0, "nothing more");
+        assert_eq!(handle.sweep(keep, 1), Ok(0), "nothing more");
         let gone: Vec<SessionRecord> = all[..4].to_vec();
         let gone_blocks: Vec<BlockRecord> =
             t_blocks.iter().filter(|b| gone.iter().any(|s| s.b4 == b.b4)).copied().collect();

@@ -12,7 +12,7 @@ impl Local for BoardHandle {
     fn install(&self, blocks: Vec<BlockRecord>, sessions: Vec<SessionRecord>) -> Refused {
         BoardHandle::install(self, blocks, sessions)
     }
-    fn sweep(&self, keep: Arc<SweepKeys>, locations: u64) -> usize {
+    fn sweep(&self, keep: Arc<SweepKeys>, locations: u64) -> Result<usize, (usize, String)> {
         BoardHandle::sweep(self, keep, locations)
     }
     fn remove(&self, sessions: Vec<SessionRecord>) -> usize {

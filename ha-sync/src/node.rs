@@ -25,8 +25,9 @@ pub trait Local: Send + Sync + 'static {
     /// Installs state from the peer (blocks first); returns what was refused.
     fn install(&self, blocks: Vec<BlockRecord>, sessions: Vec<SessionRecord>) -> Refused;
     /// Removes the sessions, then the blocks, of `locations` (bits by index) that a bulk
-    /// sync did not bring (`keep`); returns how many went.
-    fn sweep(&self, keep: Arc<SweepKeys>, locations: u64) -> usize;
+    /// sync did not bring (`keep`); returns how many went, or, if it could not finish,
+    /// how many went all the same and why.
+    fn sweep(&self, keep: Arc<SweepKeys>, locations: u64) -> Result<usize, (usize, String)>;
     /// Removes sessions the peer deleted; returns how many were found.
     fn remove(&self, sessions: Vec<SessionRecord>) -> usize;
     /// The whole table, for a bulk sync.
@@ -163,33 +164,66 @@ fn carrier(ifname: &str) -> bool {
     !matches!(state.trim(), "down" | "lowerlayerdown" | "notpresent")
 }
 
+/// Changes of role waiting for the notify program at most; beyond, they are dropped and
+/// counted (`Status::notify_dropped`): a pair that flaps never piles up programs.
+const NOTIFY_QUEUE: usize = 32;
+
+/// One run of the notify program: the program, then `SLOT LOCATION ROLE REASON`.
+type Notice = (String, u16, u32, &'static str, String);
+
+/// The notify thread, which runs the notices one after the other, in order, so that
+/// one program runs at a time however often the role changes; the HA thread never
+/// waits for it.
+struct Notifier {
+    tx: Sender<Notice>,
+    /// Notices there was no room for.
+    dropped: u64,
+}
+
+impl Notifier {
+    fn start() -> io::Result<Notifier> {
+        let (tx, rx) = crossbeam_channel::bounded::<Notice>(NOTIFY_QUEUE);
+        std::thread::Builder::new().name("aftr-ha-notify".into()).spawn(move || {
+            for (program, slot, location, role, why) in rx {
+                notify(&program, slot, location, role, &why);
+            }
+        })?;
+        Ok(Notifier { tx, dropped: 0 })
+    }
+
+    /// Queues a notice; a full queue drops it, counted and logged.
+    fn send(&mut self, notice: Notice) {
+        let (program, slot) = (notice.0.clone(), notice.1);
+        if self.tx.try_send(notice).is_err() {
+            self.dropped += 1;
+            tracing::warn!(
+                "slot {slot}: notify {program}: {NOTIFY_QUEUE} changes of role wait already; this one dropped ({} in all)",
+                self.dropped
+            );
+        }
+    }
+}
+
 /// Runs the notify program for a change of role, as keepalived runs its notify scripts:
 /// `PROGRAM SLOT LOCATION ROLE REASON` (role `active` or `standby`), the same in the
-/// environment (`AFTR_SLOT`, `AFTR_LOCATION`, `AFTR_ROLE`, `AFTR_REASON`). It runs on a
-/// thread of its own: the HA thread never waits for it. A program that cannot start or
-/// fails is logged.
-fn notify(program: &str, slot: u16, location: u32, role: crate::role::Role, why: &str) {
-    let (program, role, why) = (program.to_string(), role.name(), why.to_string());
-    let run = move || {
-        let args = [slot.to_string(), location.to_string(), role.to_string(), why.clone()];
-        let status = std::process::Command::new(&program)
-            .args(&args)
-            .envs([
-                ("AFTR_SLOT", &args[0]),
-                ("AFTR_LOCATION", &args[1]),
-                ("AFTR_ROLE", &args[2]),
-                ("AFTR_REASON", &args[3]),
-            ])
-            .stdin(std::process::Stdio::null())
-            .status();
-        match status {
-            Ok(s) if s.success() => {}
-            Ok(s) => tracing::warn!("slot {slot}: notify {program}: {s}"),
-            Err(e) => tracing::warn!("slot {slot}: notify {program}: {e}"),
-        }
-    };
-    if let Err(e) = std::thread::Builder::new().name("aftr-ha-notify".into()).spawn(run) {
-        tracing::warn!("slot {slot}: notify: no thread: {e}");
+/// environment (`AFTR_SLOT`, `AFTR_LOCATION`, `AFTR_ROLE`, `AFTR_REASON`), on the
+/// notify thread. A program that cannot start or fails is logged.
+fn notify(program: &str, slot: u16, location: u32, role: &str, why: &str) {
+    let args = [slot.to_string(), location.to_string(), role.to_string(), why.to_string()];
+    let status = std::process::Command::new(program)
+        .args(&args)
+        .envs([
+            ("AFTR_SLOT", &args[0]),
+            ("AFTR_LOCATION", &args[1]),
+            ("AFTR_ROLE", &args[2]),
+            ("AFTR_REASON", &args[3]),
+        ])
+        .stdin(std::process::Stdio::null())
+        .status();
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => tracing::warn!("slot {slot}: notify {program}: {s}"),
+        Err(e) => tracing::warn!("slot {slot}: notify {program}: {e}"),
     }
 }
 
@@ -197,7 +231,7 @@ fn notify(program: &str, slot: u16, location: u32, role: crate::role::Role, why:
 enum Job {
     Install(Vec<BlockRecord>, Vec<SessionRecord>),
     Remove(Vec<SessionRecord>),
-    Table,
+    Table(u64),
     Sweep((Vec<u64>, Vec<u64>), u64),
 }
 
@@ -205,9 +239,10 @@ enum Job {
 enum Done {
     /// What an install refused.
     Installed(Refused),
-    /// Sessions and blocks a sweep removed.
-    Swept(usize),
-    Table(Vec<SessionRecord>, Vec<BlockRecord>),
+    /// Sessions and blocks a sweep removed (Err: it did not finish).
+    Swept(Result<usize, (usize, String)>),
+    /// The table of the request with this number.
+    Table(u64, Vec<SessionRecord>, Vec<BlockRecord>),
 }
 
 /// Records of the installs merged into one at most: a worker takes them in one go
@@ -269,9 +304,9 @@ fn board_thread<L: Local>(local: Arc<L>) -> io::Result<(Sender<Job>, Receiver<Do
                     local.remove(sessions);
                     continue;
                 }
-                Job::Table => {
+                Job::Table(number) => {
                     let (sessions, blocks) = local.table();
-                    Done::Table(sessions, blocks)
+                    Done::Table(number, sessions, blocks)
                 }
             };
             if tell.send(answer).is_err() {
@@ -465,8 +500,10 @@ struct Shell<L: Local> {
     slot: u16,
     /// The peer's configuration differed at the last publication (said once per change).
     config_differed: bool,
-    /// `service-ha notify`: the program run on each change of role.
+    /// `service-ha notify`: the program run on each change of role, by the notify
+    /// thread; notices it had no room for.
     notify: Option<String>,
+    notifier: Notifier,
 }
 
 impl<L: Local> Shell<L> {
@@ -497,6 +534,7 @@ impl<L: Local> Shell<L> {
             slot: s.slot,
             config_differed: false,
             notify: s.notify.clone(),
+            notifier: Notifier::start()?,
             proto: Protocol::new(s, me, window, witness.is_some(), now()),
             sock,
             last_bind: Instant::now().checked_sub(Duration::from_secs(2)).unwrap_or_else(Instant::now),
@@ -590,7 +628,7 @@ impl<L: Local> Shell<L> {
             match d {
                 Done::Installed(refused) => self.proto.installed(refused, now()),
                 Done::Swept(gone) => self.proto.swept(gone, now()),
-                Done::Table(sessions, blocks) => self.proto.handle_table(sessions, blocks, now()),
+                Done::Table(number, sessions, blocks) => self.proto.handle_table(number, sessions, blocks, now()),
             }
             self.carry_out();
         }
@@ -656,11 +694,11 @@ impl<L: Local> Shell<L> {
                 Output::RoleChanged { location, role, why } => {
                     tracing::info!("slot {}: service-location {location}: {}: {why}", self.slot, role.name());
                     if let Some(program) = &self.notify {
-                        notify(program, self.slot, location, role, &why);
+                        self.notifier.send((program.clone(), self.slot, location, role.name(), why));
                     }
                 }
-                Output::TakeSnapshot => {
-                    let _ = self.jobs.send(Job::Table);
+                Output::TakeSnapshot(number) => {
+                    let _ = self.jobs.send(Job::Table(number));
                 }
                 Output::Sweep { keep, locations } => {
                     let _ = self.jobs.send(Job::Sweep(keep, locations));
@@ -673,6 +711,7 @@ impl<L: Local> Shell<L> {
         let mut st = self.proto.status(now());
         st.channel_error = self.channel_error.clone();
         st.unfit = self.unfit.clone();
+        st.notify_dropped = self.notifier.dropped;
         if st.config_differs() != self.config_differed {
             self.config_differed = st.config_differs();
             if self.config_differed {
@@ -689,5 +728,39 @@ impl<L: Local> Shell<L> {
         if let Ok(mut g) = self.status.try_lock() {
             *g = st;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flapping_pair_runs_one_notify_program_at_a_time_and_counts_what_it_drops() {
+        let dir = std::env::temp_dir().join(format!("aftr-notify-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let (program, log) = (dir.join("notify.sh"), dir.join("runs"));
+        // Each run notes its start, waits, and notes its end: overlapping runs show.
+        let script = format!("#!/bin/sh\necho start >> {0}\nsleep 0.05\necho end >> {0}\n", log.display());
+        std::fs::write(&program, script).expect("the script");
+        std::process::Command::new("chmod").arg("+x").arg(&program).status().expect("chmod");
+        let mut n = Notifier::start().expect("the notify thread");
+        let p = program.display().to_string();
+        for k in 0..(NOTIFY_QUEUE as u32 + 10) {
+            n.send((p.clone(), 1, k, "active", "flap".to_string()));
+        }
+        assert!(n.dropped >= 9 && n.dropped <= 10, "{} dropped", n.dropped);
+        let ran = NOTIFY_QUEUE as u32 + 10 - n.dropped as u32;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let lines = loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.lines().count() as u32 == 2 * ran || Instant::now() > deadline {
+                break text;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let _ = std::fs::remove_dir_all(&dir);
+        let expected: Vec<&str> = (0..ran).flat_map(|_| ["start", "end"]).collect();
+        assert_eq!(lines.lines().collect::<Vec<_>>(), expected, "one at a time, all that were queued");
     }
 }

@@ -170,6 +170,9 @@ pub struct Status {
     pub unfit: Option<String>,
     /// Why the HA channel is not up (its address cannot be bound).
     pub channel_error: Option<String>,
+    /// Changes of role the notify program was not run for: more were waiting for it
+    /// than the node holds (the caller's, as `channel_error`).
+    pub notify_dropped: u64,
     /// Witness heartbeats on the softwire segment are sent and heard.
     pub witness: bool,
     /// The digest of this board's running configuration, and the peer's as its last
@@ -236,8 +239,10 @@ pub enum Output {
     /// that reach this board go on to it.
     Peer { mac: [u8; 6], active: u64 },
     /// Take the board's whole table for a bulk sync; answer with
-    /// [`Protocol::handle_table`] before any other call. No Data goes out until then.
-    TakeSnapshot,
+    /// [`Protocol::handle_table`] with this number before any other call. No Data
+    /// goes out until then. The number tells the answers apart: one to an earlier
+    /// request (the role went and came back meanwhile) is stale, and ignored.
+    TakeSnapshot(u64),
     /// The role of the location with this id changed, for this reason: log it, run
     /// the notify hook. (A re-announcement while active says `Active` again.)
     RoleChanged { location: u32, role: Role, why: String },
@@ -252,12 +257,12 @@ pub enum Output {
 pub const TABLE_CHUNK: usize = 16_384;
 
 /// A table being taken in for a bulk: the board's records, how far, and what the board
-/// was active for when it came.
+/// was active for when it was asked for.
 struct TableIn {
     sessions: Vec<SessionRecord>,
     blocks: Vec<BlockRecord>,
     at: usize,
-    /// The locations active when it came (bits by index).
+    /// The locations active when it was asked for (bits by index).
     active: u64,
 }
 
@@ -329,6 +334,11 @@ pub struct Protocol {
     reset_next: bool,
     /// A table was asked for and has not come yet.
     snapshot_pending: bool,
+    /// The number of the last table asked for ([`Output::TakeSnapshot`]), and the
+    /// locations active when it was asked for (bits by index): the board reads its
+    /// table then, so a location that became active later is not whole in it.
+    snapshot_asked: u64,
+    snapshot_active: u64,
     /// The board's table for a bulk, taken in [`TABLE_CHUNK`]s a round so that
     /// heartbeats never wait behind a million records; the bulk starts once it is all
     /// in (`snapshot_pending` stays true until then).
@@ -357,6 +367,11 @@ pub struct Protocol {
     bulk_keys: (Vec<u64>, Vec<u64>),
     bulk_cover: u64,
     bulk_refused: u64,
+    /// Why the bulk sync being received cannot be trusted whole (a record of it could
+    /// not be read): no sweep at its end, not in sync, and another bulk follows.
+    bulk_damaged: Option<String>,
+    /// Why the sweep at the end of the bulk sync being received did not finish.
+    sweep_failed: Option<String>,
     /// Bulk syncs in a row that left this board out of sync, and no bulk sync is asked
     /// for before this: a refusal that lasts (another configuration) is not a storm.
     bulk_failures: u32,
@@ -394,6 +409,8 @@ impl Protocol {
             bulk_again: false,
             reset_next: true,
             snapshot_pending: false,
+            snapshot_asked: 0,
+            snapshot_active: 0,
             table: None,
             held: Vec::new(),
             dropped_seen: 0,
@@ -407,6 +424,8 @@ impl Protocol {
             bulk_keys: (Vec::new(), Vec::new()),
             bulk_cover: 0,
             bulk_refused: 0,
+            bulk_damaged: None,
+            sweep_failed: None,
             bulk_failures: 0,
             bulk_retry_at: None,
             ack_due: false,
@@ -546,7 +565,7 @@ impl Protocol {
     pub fn handle_datagram(&mut self, channel: Channel, d: &[u8], now: Now) {
         let Some(m) = self.authenticate(channel, d) else { return };
         let h = m.header;
-        if !self.believe(channel, &h) {
+        if !self.believe(channel, &h, now) {
             return;
         }
         let ms = self.ms(now);
@@ -588,8 +607,8 @@ impl Protocol {
                 stored.extend_from_slice(m.payload);
                 match self.rx.accept(h.seq, h.flags & wire::FLAG_RESET != 0, &stored) {
                     Accepted::Deliver(msgs) => {
-                        for msg in msgs {
-                            self.apply(&msg, now);
+                        for (k, msg) in msgs.iter().enumerate() {
+                            self.apply(msg, h.seq + k as u64, now);
                         }
                     }
                     Accepted::Dropped if !self.rx.started() => self.request_bulk(false, now),
@@ -674,7 +693,7 @@ impl Protocol {
     /// ours, not recorded in another), and it is newer than the last on its path.
     /// Learns the peer's nonce on the way (the handshake), and starts the peer's stream
     /// over when a new incarnation is first believed.
-    fn believe(&mut self, channel: Channel, h: &Header) -> bool {
+    fn believe(&mut self, channel: Channel, h: &Header, now: Now) -> bool {
         if h.epoch < self.peer.0 || (h.epoch == self.peer.0 && h.nonce != self.peer.1) {
             // An earlier incarnation than the one believed: a recording.
             self.st.rejected_replay += 1;
@@ -700,17 +719,15 @@ impl Protocol {
         if h.epoch > self.peer.0 {
             // The peer (re)started, or is heard for the first time: its stream starts
             // over.
-            self.peer = (h.epoch, h.nonce);
-            if self.newest != self.peer {
+            if self.newest != (h.epoch, h.nonce) {
                 // Two runs with one epoch: echo the one believed.
-                self.newest = self.peer;
+                self.newest = (h.epoch, h.nonce);
                 self.answer_due = true;
             }
+            let restarted = self.peer.0 != 0;
+            self.peer = (h.epoch, h.nonce);
             self.peer_ctl = [0; 2];
             self.rx.forget();
-            for r in &mut self.roles {
-                r.in_sync = false;
-            }
             self.in_sync_at = None;
             // A board that (re)starts may have gone active alone before it heard this
             // one and drawn the neighbours (and the routers) to itself: where this board
@@ -719,6 +736,15 @@ impl Protocol {
                 if r.role() == Role::Active {
                     self.out.push_back(Output::SetActive(l, true));
                 }
+            }
+            // A standby in sync with the old incarnation, which was active, holds its
+            // table: it takes the role, warm, before it forgets that it was in sync.
+            let ms = self.ms(now);
+            for l in 0..self.roles.len() {
+                if let Some(a) = restarted.then(|| self.roles[l].peer_restarted(ms)).flatten() {
+                    self.act(l, a, now);
+                }
+                self.roles[l].in_sync = false;
             }
         }
         if h.kind != Kind::Data {
@@ -811,9 +837,19 @@ impl Protocol {
         }
     }
 
-    /// The board's answer to [`Output::Sweep`]: how many sessions and blocks went.
-    pub fn swept(&mut self, gone: usize, now: Now) {
-        self.st.swept += gone as u64;
+    /// The board's answer to [`Output::Sweep`]: how many sessions and blocks went; Err
+    /// if it did not finish (a worker did not answer), with how many went all the same
+    /// and why: the board then holds more than the bulk's table, so not in sync, and
+    /// another bulk follows.
+    pub fn swept(&mut self, gone: Result<usize, (usize, String)>, now: Now) {
+        let n = match gone {
+            Ok(n) => n,
+            Err((n, why)) => {
+                self.sweep_failed = Some(why);
+                n
+            }
+        };
+        self.st.swept += n as u64;
         self.installed(Refused::default(), now);
     }
 
@@ -835,7 +871,10 @@ impl Protocol {
 
     /// The bulk sync being received is in the board: in sync if nothing was refused.
     fn bulk_ended(&mut self, now: Now) {
-        if self.bulk_refused == 0 {
+        if let Some(why) = self.sweep_failed.take() {
+            self.st.sync_problem = Some(format!("the sweep after the bulk sync did not finish: {why}"));
+            self.bulk_failed(now);
+        } else if self.bulk_refused == 0 {
             self.st.sync_problem = None;
             self.bulk_failures = 0;
             self.bulk_retry_at = None;
@@ -854,9 +893,12 @@ impl Protocol {
     }
 
     /// The board's table, asked for by [`Output::TakeSnapshot`]: the bulk sync starts
-    /// with everything eligible in it. Ignored if the role was let go meanwhile.
-    pub fn handle_table(&mut self, sessions: Vec<SessionRecord>, blocks: Vec<BlockRecord>, now: Now) {
-        if !self.snapshot_pending {
+    /// with everything eligible in it. Ignored if the role was let go meanwhile, or if
+    /// it answers an earlier request than the last (`number`): read before the role
+    /// went and came back, it lacks what the peer made meanwhile, and the standby would
+    /// sweep that.
+    pub fn handle_table(&mut self, number: u64, sessions: Vec<SessionRecord>, blocks: Vec<BlockRecord>, now: Now) {
+        if !self.snapshot_pending || number != self.snapshot_asked {
             return;
         }
         if self.table.is_some() {
@@ -865,7 +907,7 @@ impl Protocol {
             return;
         }
         self.repl.begin();
-        self.table = Some(TableIn { sessions, blocks, at: 0, active: self.active_mask() });
+        self.table = Some(TableIn { sessions, blocks, at: 0, active: self.snapshot_active });
         self.take_table(now);
     }
 
@@ -905,9 +947,11 @@ impl Protocol {
         self.snapshot_pending = false;
         let bulk = self.repl.finish();
         // First, which locations the bulk holds whole (the standby sweeps them at its
-        // end): those this board was active for all the while it took the table in. A
-        // location that became active meanwhile has only part of its records here:
-        // another bulk follows this one.
+        // end): those this board was active for from the moment it asked for the table
+        // (its board read it then) to now. A location that became active meanwhile has
+        // only part of its records here (what the peer made as its last deltas reached
+        // this board's engine after the read): no cover, so no sweep of it, and another
+        // bulk follows this one.
         let whole = t.active & self.active_mask();
         if self.active_mask() & !t.active != 0 {
             self.bulk_again = true;
@@ -1077,7 +1121,7 @@ impl Protocol {
 
     /// Applies one delivered Data message: runs of blocks and sessions installed, runs
     /// of deletions removed, in order.
-    fn apply(&mut self, msg: &[u8], now: Now) {
+    fn apply(&mut self, msg: &[u8], seq: u64, now: Now) {
         let Some((&flags, payload)) = msg.split_first() else { return };
         if flags & wire::FLAG_RESET != 0 {
             // The stream starts over, and a bulk sync with it: until it is in, this
@@ -1085,6 +1129,8 @@ impl Protocol {
             self.bulk_keys = (Vec::new(), Vec::new());
             self.bulk_cover = 0;
             self.bulk_refused = 0;
+            self.bulk_damaged = None;
+            self.sweep_failed = None;
             for r in &mut self.roles {
                 if r.role() == Role::Standby {
                     r.in_sync = false;
@@ -1104,7 +1150,10 @@ impl Protocol {
         let (mut blocks, mut sessions, mut gone) = (Vec::new(), Vec::new(), Vec::new());
         for r in wire::records(payload) {
             let Ok(r) = r else {
+                // The rest of the message is lost: what the bulk under way brings is not
+                // the whole table.
                 self.st.rejected_malformed += 1;
+                self.bulk_damaged = Some(format!("a record of Data message {} could not be read", seq));
                 break;
             };
             let (inst, addr) = match &r {
@@ -1177,6 +1226,17 @@ impl Protocol {
                 // A bulk names what it covers (every active location): an end without
                 // is no bulk of a table, and says nothing of being in sync.
                 self.request_bulk(false, now);
+                self.check_release(now);
+                return;
+            }
+            if let Some(why) = self.bulk_damaged.take() {
+                // Not all of it arrived: a sweep would remove what the lost records
+                // would have kept. Not in sync, and another bulk follows.
+                self.st.sync_problem = Some(format!("the bulk sync did not arrive whole: {why}"));
+                for r in &mut self.roles {
+                    r.in_sync = false;
+                }
+                self.bulk_failed(now);
                 self.check_release(now);
                 return;
             }
@@ -1328,7 +1388,9 @@ impl Protocol {
         self.st.bulk_syncs += 1;
         if !self.snapshot_pending {
             self.snapshot_pending = true;
-            self.out.push_back(Output::TakeSnapshot);
+            self.snapshot_asked += 1;
+            self.snapshot_active = self.active_mask();
+            self.out.push_back(Output::TakeSnapshot(self.snapshot_asked));
         }
     }
 

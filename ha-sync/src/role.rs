@@ -3,7 +3,9 @@
 //!
 //! - A board starts in `Init` and listens for one dead interval: a peer that is active
 //!   makes it standby; a peer that is not yet active yields to the preferred board (the
-//!   location's `slot`); silence makes it active.
+//!   location's `slot`); silence makes it active. A standby peer that holds the table
+//!   (this board restarted within the dead interval) is given up to a dead interval to
+//!   take the role, which it does, warm, on hearing this board's new start.
 //! - A standby whose peer is silent for the dead interval (heartbeat interval times the
 //!   dead count) takes over. The peer is heard on the HA channel and, as a witness, on
 //!   the softwire segment: a board takes over only when both are silent, so a cut HA
@@ -18,7 +20,9 @@
 //!   and served the subscribers since, and the neighbours follow it); of two cold ones,
 //!   the one active longer (it has made the sessions). Where the two became active
 //!   within a dead interval of each other (a start race), or both still are a dead
-//!   interval later (the two saw the times differently), the preferred one keeps it.
+//!   interval later (the two saw the times differently), the preferred one keeps it; it
+//!   yields only to a margin of two dead intervals, since each board hears the other's
+//!   time a link delay late and the two must never both step down.
 //! - A board whose links are down (its softwire or Internet interface has no carrier)
 //!   or one of whose workers is stuck (its rounds stopped) is unfit: active, it hands the role to a fit peer (gracefully, as a switchover);
 //!   standby, it neither preempts nor asks; a fit standby never hands over to it. With
@@ -193,10 +197,10 @@ impl RoleMachine {
 
     /// Both boards are active: whether this one keeps the role (the module's rules). A
     /// warm board against a cold one keeps it; of two warm ones the one that became
-    /// active last, of two cold ones the one active longer; within a dead interval of
-    /// each other, or if both kept it for a dead interval already, the preferred one (a
-    /// tie, which a sound configuration never has, goes to the peer: stepping down is
-    /// safe).
+    /// active last, of two cold ones the one active longer, by a dead interval at least
+    /// (two against the preferred board); otherwise, or if both kept it for a dead
+    /// interval already, the preferred one (a tie, which a sound configuration never
+    /// has, goes to the peer: stepping down is safe).
     fn keeps_role(&self, p: PeerState, now: u64) -> bool {
         let by_preference = self.preferred && !p.preferred;
         if self.split.is_some_and(|t| now.saturating_sub(t) >= self.dead_ms) {
@@ -205,14 +209,17 @@ impl RoleMachine {
         if self.cold != p.cold {
             return !self.cold;
         }
-        let (mine, theirs) = (self.active_ms(now) as u64, p.active_ms as u64);
-        if mine.abs_diff(theirs) < self.dead_ms {
-            by_preference
-        } else if self.cold {
-            mine > theirs
-        } else {
-            mine < theirs
-        }
+        // By how much this board's claim beats the peer's: of two cold boards the one
+        // active longer, of two warm ones the one active shorter. The peer's time is as
+        // its heartbeat left, a link delay ago, and so is this board's at the peer: the
+        // two see the margin differently by twice the delay. So the preferred board
+        // yields only to a margin of two dead intervals, the other keeps the role only
+        // with one: at least one keeps it for any delay up to half a dead interval (at
+        // worst both do, and a dead interval later the preferred one alone).
+        let (mine, theirs) = (self.active_ms(now) as i64, p.active_ms as i64);
+        let ahead = if self.cold { mine - theirs } else { theirs - mine };
+        let dead = self.dead_ms as i64;
+        if by_preference { ahead > -2 * dead } else { ahead >= dead }
     }
 
     fn go(&mut self, role: Role, now: u64, why: &'static str) -> Option<Action> {
@@ -247,6 +254,11 @@ impl RoleMachine {
         }
         match (self.role, p.role) {
             (Role::Init, Role::Active) => self.go(Role::Standby, now, "the peer is active"),
+            // A standby that holds the table: this board (restarted within the dead
+            // interval, say) holds nothing, and the peer takes the role warm once it
+            // hears this board's new start (`peer_restarted`). Wait for it, a dead
+            // interval from the start at most.
+            (Role::Init, Role::Standby) if p.in_sync && now.saturating_sub(self.started) < self.dead_ms => None,
             (Role::Init, _) if self.preferred && (self.fit || !p.fit) => {
                 self.go(Role::Active, now, "the preferred board of the location")
             }
@@ -275,6 +287,19 @@ impl RoleMachine {
             }
             (Role::Active, _) => self.unfit_hands_over(now),
             _ => None,
+        }
+    }
+
+    /// The peer started again (a new incarnation): a standby that holds the table of
+    /// the peer, which was active, takes the role at once, warm. The peer, back in
+    /// Init, holds nothing; it goes standby on hearing this board active, syncs and
+    /// preempts. (Call it before the board forgets it is in sync with the old stream.)
+    pub fn peer_restarted(&mut self, now: u64) -> Option<Action> {
+        let peer_was_active = self.peer.is_some_and(|p| p.role == Role::Active);
+        if self.role == Role::Standby && self.in_sync && peer_was_active {
+            self.go(Role::Active, now, "the active peer started again; this board holds its table")
+        } else {
+            None
         }
     }
 
@@ -316,6 +341,9 @@ impl RoleMachine {
     pub fn next_tick(&self, now: u64) -> Option<u64> {
         let silent = self.heard.map(|t| t + self.dead_ms);
         match self.role {
+            // The end of the wait (a peer in sync may be about to take the role), then
+            // the peer's silence.
+            Role::Init if now < self.started + self.dead_ms => Some(self.started + self.dead_ms),
             Role::Init => Some(silent.unwrap_or(0).max(self.started + self.dead_ms)),
             Role::Standby => {
                 let preempt =
@@ -342,6 +370,17 @@ impl RoleMachine {
             Role::Init if !alive && now.saturating_sub(self.started) >= self.dead_ms => {
                 self.go(Role::Active, now, "no peer answered")
             }
+            // The wait for a standby in sync to take the role is over and it has not:
+            // decide on its last heartbeat as at once.
+            Role::Init if now.saturating_sub(self.started) >= self.dead_ms => match self.peer {
+                Some(p) if p.role == Role::Standby => {
+                    let heard = self.heard;
+                    let a = self.on_heartbeat(p, now);
+                    self.heard = heard;
+                    a
+                }
+                _ => None,
+            },
             Role::Standby if !alive => self.go(Role::Active, now, "the peer went silent"),
             Role::Standby
                 if self.preferred && self.fit && self.in_sync && self.peer.is_some_and(|p| p.role == Role::Active) =>
@@ -543,5 +582,78 @@ mod tests {
         a.on_heartbeat(hb(Role::Standby, false, true), 500);
         assert!(matches!(a.switchover(550), Ok(Some(Action::Deactivate(_)))));
         assert_eq!(a.role(), Role::Standby);
+    }
+
+    /// A board active since `at`, warm (it was a standby in sync, handed the role).
+    fn warm_active(preferred: bool, at: u64) -> RoleMachine {
+        let mut m = RoleMachine::new(preferred, DEAD, PREEMPT, 0);
+        m.on_heartbeat(hb(Role::Active, !preferred, false), at.saturating_sub(10));
+        m.in_sync = true;
+        assert!(matches!(m.on_released(at), Some(Action::Activate(_))));
+        assert!(!m.cold());
+        m
+    }
+
+    /// A board active since `at` that started alone (cold).
+    fn cold_active(preferred: bool, at: u64) -> RoleMachine {
+        let mut m = RoleMachine::new(preferred, DEAD, PREEMPT, at - DEAD);
+        assert!(matches!(m.tick(at), Some(Action::Activate(_))));
+        assert!(m.cold());
+        m
+    }
+
+    #[test]
+    fn two_active_boards_never_both_step_down_whatever_the_link_delay_and_the_order() {
+        // Each hears the other's time as it left, a link delay ago: both see the other
+        // active for less than it is. Near the edge of the dead interval, one board
+        // measured beyond it and the other within it.
+        for cold in [false, true] {
+            for delay in [0, 1, 10, 30, DEAD / 2] {
+                for apart in (0..4 * DEAD).step_by(3) {
+                    for first_preferred in [true, false] {
+                        let make = if cold { cold_active } else { warm_active };
+                        let mut first = make(first_preferred, 1000);
+                        let mut second = make(!first_preferred, 1000 + apart);
+                        let now = 1000 + apart + 5000;
+                        let sent = |m: &RoleMachine| said(m, now - delay);
+                        let (of_first, of_second) = (sent(&first), sent(&second));
+                        let a = first.on_heartbeat(of_second, now);
+                        let b = second.on_heartbeat(of_first, now);
+                        let down = |a: &Option<Action>| matches!(a, Some(Action::Deactivate(_)));
+                        assert!(
+                            !(down(&a) && down(&b)),
+                            "both stepped down: cold {cold}, delay {delay}, {apart} ms apart, first preferred {first_preferred}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn with_a_peer_of_a_release_without_flag_8_both_may_step_down_and_the_preferred_one_takes_it() {
+        // The new board started alone (cold) while the old-release board, which knows
+        // no flag 8 and so says nothing of it (read as warm) and takes every peer for
+        // warm, had been active longer. Each yields: the new one to a warm board, the
+        // old one to the board active for the shorter time.
+        for new_preferred in [true, false] {
+            let mut new = cold_active(new_preferred, 5_000);
+            let mut old = warm_active(!new_preferred, 1_000);
+            let now = 6_000;
+            let of_new = PeerState { cold: false, ..said(&new, now) };
+            let of_old = said(&old, now);
+            assert!(matches!(new.on_heartbeat(of_old, now), Some(Action::Deactivate(_))));
+            assert!(matches!(old.on_heartbeat(of_new, now), Some(Action::Deactivate(_))));
+            // Nothing worse: a dead interval later the preferred one takes the role
+            // ("no board was active"), and the other stays standby.
+            let (pref, other) = if new_preferred { (&mut new, &mut old) } else { (&mut old, &mut new) };
+            let standby = |m: &RoleMachine| hb(Role::Standby, m.preferred, false);
+            let (of_pref, of_other) = (standby(pref), standby(other));
+            assert_eq!(pref.on_heartbeat(of_other, now + 20), None, "not before a dead interval");
+            assert_eq!(other.on_heartbeat(of_pref, now + DEAD), None);
+            assert_eq!(pref.on_heartbeat(of_other, now + DEAD), Some(Action::Activate("no board was active")));
+            assert_eq!(other.on_heartbeat(said(pref, now + DEAD + 20), now + DEAD + 20), None);
+            assert_eq!((pref.role(), other.role()), (Role::Active, Role::Standby));
+        }
     }
 }

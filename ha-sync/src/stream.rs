@@ -6,7 +6,9 @@
 //! (`FLAG_RESET`) with a bulk sync behind it. The retransmission time follows the
 //! measured round trip (RFC 6298: smoothed RTT plus four deviations, sampled only from
 //! messages sent once, Karn's rule), never below the configured one: a link slower
-//! than the heartbeat is not flooded with early retransmissions.
+//! than the heartbeat is not flooded with early retransmissions. Each timeout in a row
+//! doubles it (up to a second), and an acknowledgement of new data ends that (RFC 6298
+//! sections 5.5 and 5.7).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -41,6 +43,10 @@ pub struct Sender {
     min_rto: Duration,
     /// Smoothed round trip and its deviation (RFC 6298), once measured.
     srtt: Option<(Duration, Duration)>,
+    /// Retransmission timeouts in a row with no acknowledgement of new data between:
+    /// the retransmission time doubles with each (RFC 6298 section 5.5), so a link
+    /// that loses everything for a while is not sent the same messages every round trip.
+    backoff: u32,
     pub stats: SenderStats,
 }
 
@@ -50,7 +56,15 @@ pub struct Overflow;
 
 impl Sender {
     pub fn new(capacity: usize, rto: Duration) -> Sender {
-        Sender { next: 1, unacked: VecDeque::new(), capacity, min_rto: rto, srtt: None, stats: SenderStats::default() }
+        Sender {
+            next: 1,
+            unacked: VecDeque::new(),
+            capacity,
+            min_rto: rto,
+            srtt: None,
+            backoff: 0,
+            stats: SenderStats::default(),
+        }
     }
 
     /// A new least retransmission time (the heartbeat changed).
@@ -59,10 +73,17 @@ impl Sender {
     }
 
     /// The retransmission time: smoothed round trip plus four deviations, within the
-    /// configured one and [`MAX_RTO`].
+    /// configured one and [`MAX_RTO`], doubled for each timeout in a row (up to
+    /// [`MAX_RTO`] too).
     pub fn rto(&self) -> Duration {
         let measured = self.srtt.map_or(Duration::ZERO, |(srtt, var)| srtt + 4 * var);
-        measured.clamp(self.min_rto, MAX_RTO.max(self.min_rto))
+        let most = MAX_RTO.max(self.min_rto);
+        measured.clamp(self.min_rto, most).saturating_mul(1 << self.backoff.min(16)).min(most)
+    }
+
+    /// Retransmission timeouts in a row (0 once new data is acknowledged).
+    pub fn backoff(&self) -> u32 {
+        self.backoff
     }
 
     /// A round-trip sample (RFC 6298 section 2).
@@ -126,8 +147,12 @@ impl Sender {
             }
             self.stats.acked += 1;
         }
-        if let Some(p) = newest.filter(|p| !p.again) {
-            self.sample(now.saturating_duration_since(p.sent_at));
+        if let Some(p) = &newest {
+            // New data acknowledged: the path works, the backoff ends (RFC 6298 5.7).
+            self.backoff = 0;
+            if !p.again {
+                self.sample(now.saturating_duration_since(p.sent_at));
+            }
         }
         let rto = self.rto();
         let mut again = Vec::new();
@@ -158,6 +183,10 @@ impl Sender {
                 p.again = true;
                 again.push(p.bytes.clone());
             }
+        }
+        if !again.is_empty() {
+            // A timeout: twice as long before the next (RFC 6298 5.5).
+            self.backoff = (self.backoff + 1).min(16);
         }
         self.stats.retransmitted += again.len() as u64;
         again
@@ -344,10 +373,11 @@ mod tests {
         tx.sent(msg(21), t0 + ms(1000)).unwrap();
         assert!(tx.due(t0 + ms(1090), 10).is_empty());
         assert_eq!(tx.due(t0 + ms(1000) + rto, 10), vec![msg(21)]);
-        // Its acknowledgement (it went twice) is no sample (Karn).
-        let before = tx.rto();
+        // The timeout doubled the retransmission time; its acknowledgement ends that,
+        // and (the message went twice) is no sample (Karn).
+        assert_eq!(tx.rto(), (2 * rto).min(MAX_RTO));
         tx.on_ack(22, &[], t0 + ms(5000));
-        assert_eq!(tx.rto(), before);
+        assert_eq!(tx.rto(), rto);
         // However slow the link, at most a second.
         let mut slow = Sender::new(100, ms(40));
         slow.sent(msg(1), t0).unwrap();

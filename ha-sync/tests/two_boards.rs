@@ -57,8 +57,8 @@ impl Local for Board {
         eng.set_clock(unix_ms());
         eng.install(&blocks, &sessions)
     }
-    fn sweep(&self, keep: Arc<SweepKeys>, locations: u64) -> usize {
-        self.eng.lock().unwrap().sweep(&keep, locations)
+    fn sweep(&self, keep: Arc<SweepKeys>, locations: u64) -> Result<usize, (usize, String)> {
+        Ok(self.eng.lock().unwrap().sweep(&keep, locations))
     }
     fn remove(&self, sessions: Vec<SessionRecord>) -> usize {
         let mut eng = self.eng.lock().unwrap();
@@ -247,7 +247,7 @@ impl Local for Faulty {
     fn install(&self, blocks: Vec<BlockRecord>, sessions: Vec<SessionRecord>) -> Refused {
         self.board.install(blocks, sessions)
     }
-    fn sweep(&self, keep: Arc<SweepKeys>, locations: u64) -> usize {
+    fn sweep(&self, keep: Arc<SweepKeys>, locations: u64) -> Result<usize, (usize, String)> {
         self.board.sweep(keep, locations)
     }
     fn remove(&self, sessions: Vec<SessionRecord>) -> usize {

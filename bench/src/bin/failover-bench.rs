@@ -83,8 +83,8 @@ impl Local for Counting {
         self.installed.fetch_add((blocks.len() + sessions.len()) as u64, Ordering::Relaxed);
         Refused::default()
     }
-    fn sweep(&self, _: Arc<SweepKeys>, _: u64) -> usize {
-        0
+    fn sweep(&self, _: Arc<SweepKeys>, _: u64) -> Result<usize, (usize, String)> {
+        Ok(0)
     }
     fn remove(&self, sessions: Vec<SessionRecord>) -> usize {
         sessions.len()
