@@ -463,7 +463,6 @@ fn packet_loop(mut engine: Engine, mut ctx: Ctx, rx: Receiver<Command>, mut port
     let mut idle = false;
     // The millisecond of the last housekeeping (none yet).
     let mut kept_ms = 0;
-    let (mut active, mut peer_active) = (0, 0);
     loop {
         // One clock read a round: the rest once a millisecond.
         let now_ms = timer_ms();
@@ -476,13 +475,14 @@ fn packet_loop(mut engine: Engine, mut ctx: Ctx, rx: Receiver<Command>, mut port
                 }
             }
             housekeeping(&mut engine, &ctx);
-            active = ctx.active.load(Ordering::Relaxed);
-            engine.set_active_locations(active);
-            let peer_mac;
-            (peer_mac, peer_active) = ctx.peer.get();
-            engine.set_peer(peer_mac, peer_active);
         }
         port.wait(10, idle);
+        // The roles are read every round, after the wait: a board that has just become
+        // standby forwards not one more batch (three relaxed loads, no clock).
+        let active = ctx.active.load(Ordering::Relaxed);
+        engine.set_active_locations(active);
+        let (peer_mac, peer_active) = ctx.peer.get();
+        engine.set_peer(peer_mac, peer_active);
         let mut work = port.receive(|frames, verdicts| {
             if active == 0 && peer_active == 0 {
                 // AF_PACKET sees frames whatever the role (AF_XDP is told by the XDP

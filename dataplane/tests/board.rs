@@ -319,7 +319,8 @@ fn run(io: PacketIo, tag: &str) {
             let inner = ip4_udp(HOST, SERVER, 7000 + k as u16, 53, 64, &[k; 12]);
             tx_b4.send_batch(&[&softwire_to_second(b4(k), &inner)]).unwrap();
         }
-        assert!(collect(&mut at_gw, 1, Duration::from_millis(500), is_ipv4).is_empty(), "a standby forwards nothing");
+        let leak = collect(&mut at_gw, 1, Duration::from_millis(500), is_ipv4);
+        assert!(leak.is_empty(), "a standby forwards nothing: {leak:02x?}");
         if io == PacketIo::AfPacket {
             // AF_PACKET sees the kernel's own frames (neighbour discovery) too.
             let dropped = sum(Counter::DropStandby) - standby_before;
