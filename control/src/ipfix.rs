@@ -226,9 +226,9 @@ pub struct Exporter {
 }
 
 impl Exporter {
-    pub fn new(to: SocketAddr, source: Option<SocketAddr>, domain: u32, refresh: Refresh) -> std::io::Result<Self> {
-        let socket = super::natlog::udp_socket(to, source)?;
-        Ok(Exporter { to, socket, domain, records: 0, refresh, templates_at: None, since_templates: 0 })
+    /// An exporter to `to` over `socket` (bound by the caller, to the configured source).
+    pub fn new(to: SocketAddr, socket: UdpSocket, domain: u32, refresh: Refresh) -> Self {
+        Exporter { to, socket, domain, records: 0, refresh, templates_at: None, since_templates: 0 }
     }
 
     /// The message that carries `e` (with the templates first when they are due), or
@@ -314,7 +314,7 @@ mod tests {
     #[test]
     fn templates_again_after_the_refresh_time_or_count() {
         let refresh = Refresh { every: Duration::from_secs(60), messages: 1000 };
-        let mut x = Exporter::new("127.0.0.1:9".parse().unwrap(), None, 3, refresh).unwrap();
+        let mut x = Exporter::new("127.0.0.1:9".parse().unwrap(), UdpSocket::bind("127.0.0.1:0").unwrap(), 3, refresh);
         let b = BlockRecord { inst: 0, b4: [0; 16], ext_addr: 1, first_port: 1024, size: 512, at: 1 };
         let e = SessionEvent::BlockAllocated(b);
         let t0 = Instant::now();

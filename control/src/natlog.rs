@@ -198,7 +198,7 @@ impl NatLogger {
         for &LogHost { addr, format, source } in &log.hosts {
             collectors.push(match format {
                 LogFormat::SyslogUdp => Collector::Udp(udp_socket(addr, source)?, addr),
-                LogFormat::Ipfix => Collector::Ipfix(Exporter::new(addr, source, slot, refresh)?),
+                LogFormat::Ipfix => Collector::Ipfix(Exporter::new(addr, udp_socket(addr, source)?, slot, refresh)),
                 LogFormat::SyslogTcp => {
                     if let Some(src) = source {
                         // A source not on the host is refused now, not at the first message.
