@@ -177,7 +177,7 @@ pub fn render_ha(slot: u32, st: &ha_sync::node::Status) -> String {
         "Age of the oldest unacknowledged message.",
         [(at_slot(), st.lag_ms as f64 / 1000.0)],
     );
-    let counters: [(&str, &str, u64); 8] = [
+    let counters: [(&str, &str, u64); 9] = [
         ("aftr_ha_records_sent_total", "Records (sessions, blocks, deletions) sent to the peer.", st.records_sent),
         ("aftr_ha_messages_sent_total", "Data messages sent to the peer.", st.messages_sent),
         ("aftr_ha_records_received_total", "Records received from the peer.", st.records_received),
@@ -186,6 +186,11 @@ pub fn render_ha(slot: u32, st: &ha_sync::node::Status) -> String {
         ("aftr_ha_swept_total", "Sessions a bulk sync's sweep removed on the standby.", st.swept),
         ("aftr_ha_overflows_total", "Records lost to a full replication queue.", st.overflows),
         ("aftr_ha_events_dropped_total", "Engine events the HA thread could not take.", st.events_dropped),
+        (
+            "aftr_ha_notify_dropped_total",
+            "Role changes whose notify command was not run: its queue was full.",
+            st.notify_dropped,
+        ),
     ];
     for (name, help, v) in counters {
         family(&mut o, name, "counter", help, [(at_slot(), v)]);
@@ -334,6 +339,7 @@ mod tests {
             config_digest: 7,
             peer_config_digest: Some(8),
             lag_ms: 250,
+            notify_dropped: 5,
             ..Default::default()
         };
         let o = render_ha(2, &st);
@@ -343,6 +349,7 @@ mod tests {
             "aftr_ha_in_sync{slot=\"2\"} 1",
             "aftr_ha_config_differs{slot=\"2\"} 1",
             "aftr_ha_records_received_total{slot=\"2\"} 42",
+            "aftr_ha_notify_dropped_total{slot=\"2\"} 5",
             "aftr_ha_messages_rejected_total{slot=\"2\",reason=\"unauthenticated\"} 1",
             "aftr_ha_messages_rejected_total{slot=\"2\",reason=\"other_slot\"} 4",
             "aftr_ha_records_refused_total{slot=\"2\",reason=\"install\"} 3",

@@ -68,6 +68,7 @@ impl Daemon {
                 "bulk_syncs": st.bulk_syncs,
                 "queue_overflows": st.overflows,
                 "events_dropped": st.events_dropped,
+                "notify_dropped": st.notify_dropped,
                 "rejected_unauthenticated": st.rejected_auth,
                 "rejected_replayed": st.rejected_replay,
                 "rejected_malformed": st.rejected_malformed,
@@ -160,8 +161,8 @@ impl Daemon {
         let _ = writeln!(o, "queue depth: {}, lag: {} ms", st.queue_depth, st.lag_ms);
         let _ = writeln!(
             o,
-            "bulk syncs sent: {}, queue overflows: {}, events dropped: {}",
-            st.bulk_syncs, st.overflows, st.events_dropped
+            "bulk syncs sent: {}, queue overflows: {}, events dropped: {}, notify commands dropped: {}",
+            st.bulk_syncs, st.overflows, st.events_dropped, st.notify_dropped
         );
         let _ = writeln!(
             o,
