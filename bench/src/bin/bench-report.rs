@@ -597,8 +597,11 @@ fn routing_section(md: &mut String, e: Option<&[(String, String)]>, b: Option<&[
     );
     let _ = writeln!(
         md,
-        "Forwarding: established UDP, one worker, in memory (`engine-bench`'s forwarding-table row), servers          spread over the address space, through a snapshot of one default route and of 1M Internet-like routes          (/8 to /28, some two-way ECMP). Failover: `failover-bench {}`, the upstream router reaching the pool          only by the route the active board's BIRD announces (decision 0016).
-",
+        "Forwarding: established UDP, one worker, in memory (`engine-bench`'s forwarding-table \
+         row), servers spread over the address space, through a snapshot of one default route \
+         and of 1M Internet-like routes (/8 to /28, some two-way ECMP). Failover: \
+         `failover-bench {}`, the upstream router reaching the pool only by the route the active \
+         board's BIRD announces (decision 0016).\n",
         bgp_failover_args().join(" ")
     );
     let _ = writeln!(md, "| figure | value | goal |\n| --- | --- | --- |");
