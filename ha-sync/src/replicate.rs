@@ -318,6 +318,7 @@ mod tests {
             created,
             last_seen: created,
             mac: [0; 6],
+            pcp: None,
         }
     }
 

@@ -490,6 +490,9 @@ pub fn records(payload: &[u8]) -> impl Iterator<Item = Result<Record, WireError>
                     created: be32(&p[32..36]),
                     last_seen: be32(&p[36..40]),
                     mac: p[40..46].try_into().expect("6 bytes"),
+                    // PCP leases do not travel yet (decision 0023): the standby holds a
+                    // PCP mapping as a session made by traffic.
+                    pcp: None,
                 };
                 at += SESSION_LEN;
                 if p[0] == 1 { Record::Session(s) } else { Record::SessionDeleted(s) }
@@ -536,6 +539,7 @@ mod tests {
             created: 1_700_000_000,
             last_seen: 1_700_000_100 + n,
             mac: [2, 0, 0, 0, 0, n as u8],
+            pcp: None,
         }
     }
 
