@@ -276,6 +276,9 @@ fn without_a_server_the_address_is_no_one() {
     // 192.0.0.1 is then an ordinary destination: translated and sent on.
     let o = h.run(&softwire(B4_A, &ip4_udp(HOST, PCP_SERVER, 1, 5351, 64, &map(600, HOST, NONCE, 17, 8080, 0))));
     assert_eq!(o.verdict, Verdict::Forward(Egress::Internet));
+    // And 0.0.0.0, the address of no server, a martian as ever.
+    let zero = ip4_udp(HOST, [0; 4], 1, 5351, 64, &map(600, HOST, NONCE, 17, 8080, 0));
+    h.dropped(&softwire(B4_A, &zero), Counter::DropMartian);
     assert_eq!(h.counter(Counter::PcpRequests), 0);
 }
 

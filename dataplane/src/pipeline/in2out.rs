@@ -169,12 +169,13 @@ impl BatchCtx<'_> {
             }
         }
         if !own
+            && cfg.pcp_server != 0
             && dst == cfg.pcp_server
             && protocol == proto::UDP
             && ip_len >= hl + udp::HEADER_LEN
             && udp::dst_port(&f.buf[ip_at + hl..]) == pcp::PORT
         {
-            // To the PCP server (decision 0023); `pcp_server` is never 0, a martian.
+            // To the PCP server (decision 0023).
             return self.pcp_request(f, ip_at, inst, b4, sink);
         }
         if is_martian(dst) {
