@@ -313,3 +313,38 @@ fn the_lease_travels_in_session_records() {
     assert_eq!((result(&a2), ext_port(&a2)), (0, ext_port(&a)));
     assert_eq!(standby.counter(Counter::PcpMappingsRenewed), 1);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+    /// Any message to the server is answered (a well-formed PCP response, checksums
+    /// right) or dropped for a `drop_pcp_` reason, and counted once either way.
+    #[test]
+    fn any_message_is_answered_or_a_counted_drop(
+        mut msg in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1200),
+        pcp_header in proptest::prelude::any::<bool>(),
+    ) {
+        if pcp_header && msg.len() >= 24 {
+            // Mostly well-formed headers, so that the opcodes' paths are reached.
+            msg[0] = 2;
+            msg[1] &= 0x03;
+            msg[8..24].copy_from_slice(&mapped(HOST));
+        }
+        let mut h = Harness::new(config(instance_with_pcp()));
+        let o = h.run(&softwire(B4_A, &ip4_udp(HOST, PCP_SERVER, 40001, 5351, 64, &msg)));
+        let results: u64 = Counter::ALL.iter().filter(|c| c.name().starts_with("pcp_result_")).map(|&c| h.counter(c)).sum();
+        let drops: u64 = Counter::ALL.iter().filter(|c| c.name().starts_with("drop_pcp_")).map(|&c| h.counter(c)).sum();
+        proptest::prop_assert_eq!(h.counter(Counter::PcpRequests), 1);
+        proptest::prop_assert_eq!(results + drops, 1);
+        match o.verdict {
+            Verdict::Forward(Egress::Softwire) => {
+                assert_checksums(&o.frame);
+                let a = &o.frame[54 + 28..];
+                proptest::prop_assert!(a.len() >= 24 && a.len() <= 1100 && a.len().is_multiple_of(4), "{}", a.len());
+                proptest::prop_assert_eq!(a[0], 2);
+                proptest::prop_assert!(a[1] & 0x80 != 0);
+            }
+            Verdict::Drop(c) => proptest::prop_assert!(c.name().starts_with("drop_pcp_"), "{:?}", c),
+            v => proptest::prop_assert!(false, "{:?}", v),
+        }
+    }
+}
