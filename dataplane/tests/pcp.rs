@@ -314,6 +314,23 @@ fn the_lease_travels_in_session_records() {
     assert_eq!(standby.counter(Counter::PcpMappingsRenewed), 1);
 }
 
+#[test]
+fn the_worker_that_owns_the_b4_serves_its_requests() {
+    let mut cfg = config(instance_with_pcp());
+    cfg.workers = 2;
+    let mut w = Harness::board(cfg);
+    // Worker 1 meets the B4 first (by traffic) and holds it.
+    let out = w[1].forward(&softwire(B4_A, &ip4_udp(HOST, SERVER, 5000, 53, 64, b"q")), Egress::Internet);
+    // Its PCP request at worker 0: handed over untouched, nothing made there.
+    let request = softwire(B4_A, &ip4_udp(HOST, PCP_SERVER, 40001, 5351, 64, &map(600, HOST, NONCE, 17, 5000, 0)));
+    let o = w[0].run(&request);
+    assert_eq!((o.verdict, &o.frame), (Verdict::Handoff(1), &request));
+    assert_eq!((w[0].counter(Counter::PcpRequests), w[0].eng.session_count()), (0, 0));
+    // Worker 1 takes the traffic's mapping over: the same port, now leased.
+    let a = ask(&mut w[1], HOST, 40001, &map(600, HOST, NONCE, 17, 5000, 0));
+    assert_eq!((result(&a), ext_port(&a), &a[56..60]), (0, out_sport(&out), &out_src(&out)[..]));
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
     /// Any message to the server is answered (a well-formed PCP response, checksums
