@@ -218,6 +218,16 @@ fn peer_and_announce() {
     let o = h.forward(&softwire(B4_A, &ip4_udp(HOST, SERVER, 6000, 443, 64, b"o")), Egress::Internet);
     assert_eq!((out_src(&o), out_sport(&o)), (ext, port));
 
+    // A MAP of the same port opens it; a PEER delete then leaves the MAP alone.
+    assert_eq!(result(&ask(&mut h, HOST, 40001, &map(300, HOST, NONCE, 17, 6000, 0))), 0);
+    let mut delete = m.clone();
+    delete[4..8].copy_from_slice(&[0; 4]);
+    assert_eq!(result(&ask(&mut h, HOST, 40001, &delete)), 0);
+    h.forward(&from_internet(&ip4_udp(SERVER2, ext, 443, port, 64, b"open")), Egress::Softwire);
+    // A MAP delete closes it.
+    assert_eq!(result(&ask(&mut h, HOST, 40001, &map(0, HOST, NONCE, 17, 6000, 0))), 0);
+    h.dropped(&from_internet(&ip4_udp(SERVER2, ext, 443, port, 64, b"shut")), Counter::DropNoSession);
+
     let a = ask(&mut h, HOST, 40001, &header(2, 0, 0, HOST));
     assert_eq!(&a, &[2, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
 }

@@ -182,7 +182,7 @@ impl BatchCtx<'_> {
             return Err(ResultCode::NotAuthorized);
         }
         if r.lifetime == 0 {
-            return Ok(self.pcp_delete(existing, lease.is_some(), r.opcode, f.external_port));
+            return Ok(self.pcp_delete(existing, lease, r.opcode, f.external_port));
         }
         let lifetime = r.lifetime.clamp(cfg.min_lifetime, cfg.max_lifetime);
         let i = match existing {
@@ -251,14 +251,17 @@ impl BatchCtx<'_> {
     }
 
     /// A request with lifetime 0 (sections 11.3, 12.3, 15): MAP deletes the mapping it
-    /// leased (an implicit one, made by traffic, stays); PEER ends the lease only, the
-    /// session going on as one made by traffic. Deleting what is not there succeeds.
-    fn pcp_delete(&mut self, existing: Option<u32>, leased: bool, op: u8, suggested: u16) -> Granted {
+    /// leased (an implicit one, made by traffic, stays); PEER ends a PEER lease only, the
+    /// session going on as one made by traffic, and leaves a MAP's alone. Deleting what
+    /// is not there succeeds.
+    fn pcp_delete(&mut self, existing: Option<u32>, lease: Option<PcpLease>, op: u8, suggested: u16) -> Granted {
         let Some(i) = existing else {
             return Granted { lifetime: 0, external_port: suggested, external_addr: 0 };
         };
         let s = *self.nat.sessions.get(i);
-        if leased {
+        if let Some(l) = lease
+            && (op == opcode::MAP || !l.open)
+        {
             if op == opcode::MAP {
                 self.nat.delete_session(i);
             } else {
