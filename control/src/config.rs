@@ -141,6 +141,12 @@ pub struct DsLite {
     pub servers: Vec<NatServer>,
     /// `nat no-translation b4 B4 address A [ port-range FIRST LAST ]`.
     pub no_translation: Vec<NoTranslation>,
+    /// `pcp server enable address ADDR`: the PCP server of the instance (decision 0023).
+    pub pcp_server: Option<Ipv4Addr>,
+    /// `pcp lifetime min N max N`: the lifetimes PCP grants, seconds.
+    pub pcp_lifetime: (u32, u32),
+    /// `pcp max-mappings N`: PCP mappings per subscriber.
+    pub pcp_max_mappings: u16,
 }
 
 /// A static port forwarding: `global` (a pool address and port) is `inside` behind `b4`.
@@ -201,6 +207,7 @@ impl Default for DsLite {
             dataplane::config::Ipv6Prefix { addr: [0; 16], len: 0 },
             dataplane::config::Ipv4Prefix { addr: 0, len: 32 },
         );
+        let pcp = dataplane::config::PcpConfig::default();
         DsLite {
             id: None,
             group: None,
@@ -220,6 +227,9 @@ impl Default for DsLite {
             public_inner: d.allow_public_inner,
             servers: Vec::new(),
             no_translation: Vec::new(),
+            pcp_server: None,
+            pcp_lifetime: (pcp.min_lifetime, pcp.max_lifetime),
+            pcp_max_mappings: pcp.max_mappings,
         }
     }
 }

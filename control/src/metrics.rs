@@ -40,7 +40,15 @@ pub fn family_of(k: Counter) -> (String, Option<Label>) {
     if let Some(reason) = name.strip_prefix("drop_") {
         return ("aftr_packet_drops_total".into(), Some(("reason", reason)));
     }
+    // The PCP server (decision 0023): answers by result code, mappings by event.
+    if let Some(result) = name.strip_prefix("pcp_result_") {
+        return ("aftr_pcp_results_total".into(), Some(("result", result)));
+    }
+    if let Some(event) = name.strip_prefix("pcp_mappings_") {
+        return ("aftr_pcp_mappings_total".into(), Some(("event", event)));
+    }
     match name {
+        "pcp_requests" => ("aftr_pcp_requests_total".into(), None),
         "sessions_created"
         | "sessions_expired"
         | "sessions_installed"
@@ -79,6 +87,9 @@ pub fn render(slot: u32, workers: &[Arc<WorkerCounters>], gauges: &Gauges) -> St
         let help = match name.as_str() {
             "aftr_packets_total" => "Packets by path, per worker.".to_string(),
             "aftr_packet_drops_total" => "Packets dropped, by reason, per worker.".to_string(),
+            "aftr_pcp_results_total" => "PCP answers sent, by result code (RFC 6887), per worker.".to_string(),
+            "aftr_pcp_mappings_total" => "PCP mappings created, renewed and deleted, per worker.".to_string(),
+            "aftr_pcp_requests_total" => "PCP requests to the server, per worker.".to_string(),
             _ => format!("Engine counter {}, per worker.", ks[0].0.name()),
         };
         let samples = workers.iter().enumerate().flat_map(|(w, c)| {
@@ -368,6 +379,10 @@ mod tests {
         c.add(Counter::BlocksReleased, 2);
         c.add(Counter::SessionsCreated, 11);
         c.add(Counter::RxBytes, 1500);
+        c.add(Counter::PcpRequests, 4);
+        c.add(Counter::PcpResultSuccess, 3);
+        c.inc(Counter::PcpResultMalformedRequest);
+        c.add(Counter::PcpMappingsCreated, 2);
         let g = Arc::new(Gauges {
             sessions: vec![7.into()],
             subscribers: vec![3.into()],
@@ -395,6 +410,10 @@ mod tests {
             "aftr_sessions_created_total{slot=\"1\",worker=\"0\"} 11",
             "aftr_received_bytes_total{slot=\"1\",worker=\"0\"} 1500",
             "aftr_port_blocks_allocated_total{slot=\"1\",worker=\"0\"} 5",
+            "aftr_pcp_requests_total{slot=\"1\",worker=\"0\"} 4",
+            "aftr_pcp_results_total{slot=\"1\",worker=\"0\",result=\"success\"} 3",
+            "aftr_pcp_results_total{slot=\"1\",worker=\"0\",result=\"malformed_request\"} 1",
+            "aftr_pcp_mappings_total{slot=\"1\",worker=\"0\",event=\"created\"} 2",
             "aftr_sessions{slot=\"1\",worker=\"0\"} 7",
             "aftr_port_blocks{slot=\"1\"} 512",
             "aftr_port_blocks_in_use{slot=\"1\"} 3",

@@ -397,6 +397,7 @@ mod tests {
             created: 0,
             last_seen: 0,
             mac: [0; 6],
+            pcp: None,
         };
         assert!(!wanted(&SessionEvent::Created(s), &NatLog::default()), "sessions off by default");
         let limit = |limit| {

@@ -256,6 +256,12 @@ pub fn engine_config(c: &Config, p: &Plan, slot: u32) -> Option<EngineConfig> {
                 OwnAddress { b4: n.b4.octets(), addr: n.addr.into(), first, last }
             })
             .collect();
+        i.pcp = d.pcp_server.map(|server| dataplane::config::PcpConfig {
+            server: server.into(),
+            min_lifetime: d.pcp_lifetime.0,
+            max_lifetime: d.pcp_lifetime.1,
+            max_mappings: d.pcp_max_mappings,
+        });
         instances.push(i);
     }
     if instances.is_empty() {

@@ -178,6 +178,25 @@ pub fn validate(c: &Config, pos: &Positions) -> Result<(), Vec<ConfigError>> {
         let unauthorised = |b4| {
             format!("ds-lite instance {name}: b4 {b4} is not in a remote-ipv6 prefix of the instance (not authorised)")
         };
+        // The PCP server (decision 0023): lifetimes in order; an address that no packet
+        // to the Internet needs (not a pool's, nor martian).
+        let (min, max) = d.pcp_lifetime;
+        if min > max {
+            err(
+                &format!("ds-lite instance {name} pcp lifetime"),
+                format!("ds-lite instance {name}: pcp lifetime min {min} is above max {max}"),
+            );
+        }
+        if let Some(a) = d.pcp_server {
+            let v = u32::from(a);
+            let key = format!("ds-lite instance {name} pcp server");
+            if let Some(p) = pools.iter().find(|p| (p.0..=p.1).contains(&v)) {
+                err(&key, format!("ds-lite instance {name}: pcp server address {a} is in address-group {}", p.2));
+            }
+            if a.is_unspecified() || a.is_loopback() || a.is_multicast() || a.is_broadcast() || v >> 24 == 0 {
+                err(&key, format!("ds-lite instance {name}: pcp server address {a} is not a unicast address"));
+            }
+        }
         for s in &d.servers {
             let key = format!("ds-lite instance {name} {}", s.line());
             let (addr, port) = s.global;

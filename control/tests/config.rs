@@ -625,3 +625,23 @@ fn static_forwardings_and_own_addresses_are_checked_at_commit() {
     );
     assert!(s.candidate.instances["d"].servers.is_empty());
 }
+
+#[test]
+fn pcp_settings_are_read_printed_and_checked_at_commit() {
+    let pcp = " pcp server enable address 192.0.0.1\n pcp lifetime min 60 max 3600\n pcp max-mappings 8\n";
+    let (c, _) = parse(&format!("slot 1\n worker-cores 0\nslot 2\n worker-cores 1\n{}", with_instance(pcp))).unwrap();
+    let d = &c.instances["d"];
+    assert_eq!((d.pcp_server, d.pcp_lifetime, d.pcp_max_mappings), (Some([192, 0, 0, 1].into()), (60, 3600), 8));
+    let printed = control::display::render(&c);
+    for line in pcp.lines() {
+        assert!(printed.lines().any(|l| l == line), "{line:?} not in\n{printed}");
+    }
+    assert_eq!(parse(&printed).unwrap().0, c, "{printed}");
+    // Lifetimes out of order, at the line and column of the command.
+    let e = commit_errors(&with_instance(" pcp server enable address 192.0.0.1\n pcp lifetime min 600 max 60\n"));
+    has(&e, 12, "pcp lifetime min 600 is above max 60");
+    assert_eq!(e[0].column, 2, "{e:?}");
+    // A pool address, and no unicast address.
+    has(&commit_errors(&with_instance(" pcp server enable address 198.51.100.9\n")), 11, "is in address-group p");
+    has(&commit_errors(&with_instance(" pcp server enable address 224.0.0.1\n")), 11, "is not a unicast address");
+}

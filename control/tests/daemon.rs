@@ -403,6 +403,7 @@ fn peer_records(
         created: 1,
         last_seen: u32::MAX / 2,
         mac: [0; 6],
+        pcp: None,
     };
     (blk, s)
 }

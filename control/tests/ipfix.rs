@@ -85,6 +85,7 @@ fn every_kind_of_event_decodes_in_tshark_with_its_fields() {
         created: at,
         last_seen: at + 9,
         mac: [0; 6],
+        pcp: None,
     };
     let b = BlockRecord { inst: 1, b4, ext_addr: 0xc633_6407, first_port: 1536, size: 512, at };
     let limit =

@@ -22,6 +22,7 @@ fn instance() -> impl Strategy<Value = DsLite> {
             proptest::collection::vec((any::<bool>(), any::<u32>(), 1u16.., any::<u32>(), 1u16.., any::<u128>()), 0..3),
             proptest::collection::vec((any::<u128>(), any::<u32>(), proptest::option::of((1u16.., 1u16..))), 0..3),
         ),
+        (proptest::option::of(any::<u32>()), 1u32.., 1u32.., 1u16..),
     )
         .prop_map(
             |(
@@ -32,6 +33,7 @@ fn instance() -> impl Strategy<Value = DsLite> {
                 (u, t, tt, i),
                 (mtu, mss, apdf, hop, public, imtu),
                 (servers, own),
+                (pcp_server, l1, l2, pcp_max_mappings),
             )| {
                 let mut remotes: Vec<(Ipv6Addr, u8)> = remotes
                     .into_iter()
@@ -81,6 +83,9 @@ fn instance() -> impl Strategy<Value = DsLite> {
                             }
                             v
                         }),
+                    pcp_server: pcp_server.map(Ipv4Addr::from),
+                    pcp_lifetime: (l1.min(l2), l1.max(l2)),
+                    pcp_max_mappings,
                 }
             },
         )

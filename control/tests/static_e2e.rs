@@ -8,35 +8,16 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use dataplane::testing::{Capture, Lab, can_capture, skip, statistic};
+use dataplane::testing::{Lab, can_capture, skip, statistic};
 
 mod common;
 
 /// Records in namespace `ns` on `iface` the frames matching `filter` that `send` brings
 /// about, until `n` of them came (10 s at most); returns the capture file.
 fn capture(lab: &Lab, ns: &str, iface: &str, filter: &str, n: usize, send: impl FnOnce()) -> PathBuf {
-    capture_for(lab, ns, iface, filter, n, Duration::from_secs(10), send)
-}
-
-/// [`capture`], waiting `limit` at most.
-fn capture_for(
-    lab: &Lab,
-    ns: &str,
-    iface: &str,
-    filter: &str,
-    n: usize,
-    limit: Duration,
-    send: impl FnOnce(),
-) -> PathBuf {
-    static CAPTURES: AtomicUsize = AtomicUsize::new(0);
-    let path = lab.dir.join(format!("capture-{}.pcap", CAPTURES.fetch_add(1, Ordering::Relaxed)));
-    let cap = Capture::start(&lab.name(ns), iface, filter, &path);
-    send();
-    cap.wait_for(n, limit);
-    cap.stop()
+    common::capture_for(lab, ns, iface, filter, n, Duration::from_secs(10), send)
 }
 
 /// `send-*`: the crafted frames; `read PCAP`: one line per IPv4 packet captured (inside
@@ -205,11 +186,18 @@ fn static_forwarding_and_own_addresses_through_aftrd() {
     assert_eq!(statistic(&stats, "own_address_out2in"), 2, "{stats}");
 
     // Out of the range, or another B4's address: counted drops, nothing leaves.
-    let pcap =
-        capture_for(&lab, "inet", &inet_if, "udp and src net 198.51.100.192/26", 1, Duration::from_secs(1), || {
+    let pcap = common::capture_for(
+        &lab,
+        "inet",
+        &inet_if,
+        "udp and src net 198.51.100.192/26",
+        1,
+        Duration::from_secs(1),
+        || {
             sub("2001:db8:b4::4", "198.51.100.201", "203.0.113.80", "5000", "9999", "out-of-range");
             sub("2001:db8:b4::4", "198.51.100.200", "203.0.113.80", "7000", "9999", "spoofed");
-        });
+        },
+    );
     assert_eq!(read(pcap), "", "nothing out");
     inet("198.51.100.201", "9999", "5000", "to-out-of-range");
     common::wait_for("the inbound drop counted", 5, || counter("drop_own_address_port") >= 2);

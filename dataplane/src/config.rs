@@ -130,6 +130,29 @@ pub struct InstanceConfig {
     /// B4s with a public address, or an address and a port range, of their own (`nat
     /// no-translation`): forwarded with decapsulation and encapsulation only.
     pub own_addresses: Vec<OwnAddress>,
+    /// The PCP server of this instance's subscribers (decision 0023), if enabled.
+    pub pcp: Option<PcpConfig>,
+}
+
+/// A PCP server (RFC 6887) that the hosts behind the B4s reach through their softwire
+/// at `server`, UDP port 5351 (decision 0023).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PcpConfig {
+    /// The server's IPv4 address, as the hosts behind the B4s know it.
+    pub server: u32,
+    /// The lifetimes granted (seconds): a request's is clamped between them.
+    pub min_lifetime: u32,
+    pub max_lifetime: u32,
+    /// Mappings made or kept by PCP per subscriber (B4), on top of its session limit,
+    /// which they count against as every mapping does.
+    pub max_mappings: u16,
+}
+
+impl Default for PcpConfig {
+    fn default() -> Self {
+        // RFC 6887 section 15: at least 120 seconds should be granted; a day at most.
+        PcpConfig { server: 0xc000_0001, min_lifetime: 120, max_lifetime: 86_400, max_mappings: 64 }
+    }
 }
 
 /// A static port forwarding: `ext_addr:ext_port` (a pool address) is `inside_addr:
@@ -175,6 +198,7 @@ impl InstanceConfig {
             pool_locations: Vec::new(),
             statics: Vec::new(),
             own_addresses: Vec::new(),
+            pcp: None,
         }
     }
 
@@ -359,6 +383,8 @@ pub enum ConfigError {
     PoolOverlap(std::net::Ipv4Addr),
     #[error("workers must be 1..=64, and the port blocks of each address at least as many")]
     Workers,
+    #[error("instance {0}: PCP server address 0, or lifetimes not 1 <= min <= max")]
+    Pcp(String),
     #[error("no instances")]
     NoInstances,
     #[error("more than 255 instances")]

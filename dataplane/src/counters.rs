@@ -75,6 +75,28 @@ counters! {
     WellKnownPortFallbacks = "well_known_port_fallbacks",
     SubscribersCreated = "subscribers_created",
     PassedToKernel = "passed_to_kernel",
+    /// PCP requests to the server (decision 0023), each answered with one result code
+    /// below or dropped for one of the `drop_pcp_` reasons.
+    PcpRequests = "pcp_requests",
+    PcpResultSuccess = "pcp_result_success",
+    PcpResultUnsuppVersion = "pcp_result_unsupp_version",
+    PcpResultNotAuthorized = "pcp_result_not_authorized",
+    PcpResultMalformedRequest = "pcp_result_malformed_request",
+    PcpResultUnsuppOpcode = "pcp_result_unsupp_opcode",
+    PcpResultUnsuppOption = "pcp_result_unsupp_option",
+    PcpResultMalformedOption = "pcp_result_malformed_option",
+    PcpResultNetworkFailure = "pcp_result_network_failure",
+    PcpResultNoResources = "pcp_result_no_resources",
+    PcpResultUnsuppProtocol = "pcp_result_unsupp_protocol",
+    PcpResultUserExQuota = "pcp_result_user_ex_quota",
+    PcpResultCannotProvideExternal = "pcp_result_cannot_provide_external",
+    PcpResultAddressMismatch = "pcp_result_address_mismatch",
+    PcpResultExcessiveRemotePeers = "pcp_result_excessive_remote_peers",
+    /// PCP mappings made (a new session, or an existing one given a lease), renewed,
+    /// and deleted by a request with lifetime 0.
+    PcpMappingsCreated = "pcp_mappings_created",
+    PcpMappingsRenewed = "pcp_mappings_renewed",
+    PcpMappingsDeleted = "pcp_mappings_deleted",
     /// A frame that is not the data plane's, on AF_XDP, where the kernel never sees it:
     /// the XDP program steers only what the engine handles, so only a frame of a
     /// configuration being changed gets here.
@@ -104,6 +126,15 @@ counters! {
     /// outside every B4's range.
     DropOwnAddressPort = "drop_own_address_port",
     DropNoSession = "drop_no_session",
+    /// A PCP message the server ignores (RFC 6887 section 8.3): shorter than two
+    /// octets, or a response.
+    DropPcpIgnored = "drop_pcp_ignored",
+    /// A fragmented PCP request (the server takes whole datagrams only).
+    DropPcpFragment = "drop_pcp_fragment",
+    /// A PCP request whose UDP checksum is wrong.
+    DropPcpBadChecksum = "drop_pcp_bad_checksum",
+    /// A PCP answer that did not fit the frame's buffer.
+    DropPcpNoRoom = "drop_pcp_no_room",
     DropFiltered = "drop_filtered",
     DropSessionTableFull = "drop_session_table_full",
     DropSubscriberTableFull = "drop_subscriber_table_full",

@@ -75,6 +75,9 @@ pub fn validate(cfg: &EngineConfig) -> Result<(), ConfigError> {
         if !(crate::config::MIN_INTERNET_MTU..=MAX_TUNNEL_MTU).contains(&i.internet_mtu) {
             return Err(ConfigError::InternetMtu(i.name.clone(), i.internet_mtu));
         }
+        if i.pcp.is_some_and(|p| p.server == 0 || p.min_lifetime == 0 || p.min_lifetime > p.max_lifetime) {
+            return Err(ConfigError::Pcp(i.name.clone()));
+        }
         if i.pool.is_empty() {
             return Err(ConfigError::EmptyPool(i.name.clone()));
         }
@@ -129,6 +132,7 @@ impl Engine {
         let events = Some(self.nat.events_sender());
         let (mut e, _) = Engine::build(cfg, self.id(), hash_seed, self.owners(), self.counters.clone(), events)?;
         e.nat.continue_random_from(&mut self.nat);
+        e.nat.continue_epoch_from(&self.nat);
         e.nat.adopt_pending_events(&self.nat);
         e.path.kernel_sees_frames = self.path.kernel_sees_frames;
         e.set_clock(self.now_ms);

@@ -53,6 +53,11 @@ fn block_key(b: &BlockRecord) -> (u128, u64) {
 /// When a session has surely lived `delay` seconds: times are whole seconds, so one
 /// more than `created + delay` (a session created at 100.9 is not 10 s old at 110).
 fn eligible_at(r: &SessionRecord, delay: u32) -> u32 {
+    if r.pcp.is_some() {
+        // A mapping a PCP client asked for and was granted a lifetime for is no
+        // short-lived flow: it goes at once (decision 0023).
+        return r.created;
+    }
     r.created.saturating_add(delay).saturating_add(1)
 }
 
@@ -150,6 +155,10 @@ impl Replicator {
                 if self.sent.contains(&k) {
                     self.out.push(Record::Session(r));
                     self.stats.refreshes_sent += 1;
+                } else if r.pcp.is_some() && self.young_rec.remove(&k).is_some() {
+                    // Leased by PCP while young: eligible now (its queue entry finds
+                    // nothing left when its time comes).
+                    self.send_session(k, r);
                 } else if let Some(y) = self.young_rec.get_mut(&k) {
                     *y = r;
                 }
@@ -318,6 +327,7 @@ mod tests {
             created,
             last_seen: created,
             mac: [0; 6],
+            pcp: None,
         }
     }
 
@@ -345,6 +355,24 @@ mod tests {
         r.on_event(SessionEvent::BlockReleased(block(1)), 160);
         assert_eq!(r.drain().collect::<Vec<_>>(), vec![Record::Session(later), Record::SessionDeleted(later)]);
         assert_eq!(r.replicated(), 0);
+    }
+
+    #[test]
+    fn a_session_leased_by_pcp_goes_without_waiting_for_delay_time() {
+        let mut r = Replicator::new(10);
+        r.on_event(SessionEvent::BlockAllocated(block(3)), 100);
+        r.on_event(SessionEvent::Created(session(3, 1, 100)), 100);
+        let lease = dataplane::nat::pcp::PcpLease { until: 700, open: true, nonce: [5; 12] };
+        let leased = SessionRecord { pcp: Some(lease), ..session(3, 1, 100) };
+        r.on_event(SessionEvent::Refreshed(leased), 101);
+        assert_eq!(r.drain().collect::<Vec<_>>(), vec![Record::Block(block(3)), Record::Session(leased)]);
+        r.tick(111);
+        assert_eq!(r.drain().count(), 0, "not sent twice");
+        assert_eq!(r.replicated(), 1);
+        // In a bulk sync too.
+        let young = session(4, 2, 195);
+        let bulk = r.restart(&[young, SessionRecord { pcp: Some(lease), ..session(4, 3, 195) }], &[block(4)], 200);
+        assert_eq!(bulk.len(), 2, "the block and the leased session, not the young one: {bulk:?}");
     }
 
     #[test]

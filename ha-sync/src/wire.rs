@@ -9,6 +9,7 @@
 use std::net::SocketAddr;
 
 use dataplane::nat::events::{BlockRecord, SessionRecord};
+use dataplane::nat::pcp::PcpLease;
 use hkdf::Hkdf;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
@@ -20,12 +21,16 @@ pub const MAGIC: [u8; 4] = *b"AFHA";
 /// 3: each location's state says for how long the sender has been active.
 /// 4: the header carries the sender's nonce and the receiver's as last heard (the
 /// handshake that refuses replays across restarts).
-pub const VERSION: u8 = 4;
+/// 5: sessions with a PCP lease (record 6, decision 0023).
+pub const VERSION: u8 = 5;
 pub const HEADER: usize = field::RECORDS.end;
 pub const TAG: usize = 16;
 /// The largest datagram we send: fits a 1500-byte path with IPv6 and UDP headers.
 pub const MAX_DATAGRAM: usize = 1400;
 pub const SESSION_LEN: usize = 46;
+/// A session with its PCP lease: the session's 46 bytes, then the lease's end (4, Unix
+/// seconds), whether it is open (1) and the client's nonce (12).
+pub const LEASED_SESSION_LEN: usize = SESSION_LEN + 17;
 pub const BLOCK_LEN: usize = 30;
 pub const COVER_LEN: usize = 6;
 
@@ -290,6 +295,7 @@ impl Builder {
     /// Appends a record if it fits; false if the datagram is full.
     pub fn push(&mut self, r: &Record) -> bool {
         let need = match r {
+            Record::Session(s) if s.pcp.is_some() => LEASED_SESSION_LEN,
             Record::Session(_) | Record::SessionDeleted(_) => SESSION_LEN,
             Record::Block(_) | Record::BlockReleased(_) => BLOCK_LEN,
             Record::Cover(_) => COVER_LEN,
@@ -299,7 +305,12 @@ impl Builder {
         }
         match r {
             Record::Session(s) | Record::SessionDeleted(s) => {
-                self.buf.push(if matches!(r, Record::Session(_)) { 1 } else { 2 });
+                let lease = s.pcp.filter(|_| matches!(r, Record::Session(_)));
+                self.buf.push(match r {
+                    Record::Session(_) if lease.is_some() => 6,
+                    Record::Session(_) => 1,
+                    _ => 2,
+                });
                 self.buf.push(s.inst);
                 self.buf.extend_from_slice(&s.b4);
                 self.buf.extend_from_slice(&s.inner_addr.to_be_bytes());
@@ -311,6 +322,11 @@ impl Builder {
                 self.buf.extend_from_slice(&s.created.to_be_bytes());
                 self.buf.extend_from_slice(&s.last_seen.to_be_bytes());
                 self.buf.extend_from_slice(&s.mac);
+                if let Some(l) = lease {
+                    self.buf.extend_from_slice(&l.until.to_be_bytes());
+                    self.buf.push(l.open as u8);
+                    self.buf.extend_from_slice(&l.nonce);
+                }
             }
             Record::Block(b) | Record::BlockReleased(b) => {
                 self.buf.push(if matches!(r, Record::Block(_)) { 3 } else { 4 });
@@ -477,7 +493,7 @@ pub fn records(payload: &[u8]) -> impl Iterator<Item = Result<Record, WireError>
         let be32 = |x: &[u8]| u32::from_be_bytes(x.try_into().expect("4 bytes"));
         let be16 = |x: &[u8]| u16::from_be_bytes(x.try_into().expect("2 bytes"));
         let r = match p[0] {
-            1 | 2 if p.len() >= SESSION_LEN => {
+            1 | 2 | 6 if p.len() >= if p[0] == 6 { LEASED_SESSION_LEN } else { SESSION_LEN } => {
                 let s = SessionRecord {
                     inst: p[1],
                     b4: p[2..18].try_into().expect("16 bytes"),
@@ -490,9 +506,14 @@ pub fn records(payload: &[u8]) -> impl Iterator<Item = Result<Record, WireError>
                     created: be32(&p[32..36]),
                     last_seen: be32(&p[36..40]),
                     mac: p[40..46].try_into().expect("6 bytes"),
+                    pcp: (p[0] == 6).then(|| PcpLease {
+                        until: be32(&p[46..50]),
+                        open: p[50] != 0,
+                        nonce: p[51..63].try_into().expect("12 bytes"),
+                    }),
                 };
-                at += SESSION_LEN;
-                if p[0] == 1 { Record::Session(s) } else { Record::SessionDeleted(s) }
+                at += if p[0] == 6 { LEASED_SESSION_LEN } else { SESSION_LEN };
+                if p[0] == 2 { Record::SessionDeleted(s) } else { Record::Session(s) }
             }
             3 | 4 if p.len() >= BLOCK_LEN => {
                 let b = BlockRecord {
@@ -536,6 +557,7 @@ mod tests {
             created: 1_700_000_000,
             last_seen: 1_700_000_100 + n,
             mac: [2, 0, 0, 0, 0, n as u8],
+            pcp: None,
         }
     }
 
@@ -561,6 +583,27 @@ mod tests {
         assert_eq!(d[..HEADER], want);
         assert_eq!((d[HEADER], d.len()), (0xee, HEADER + 1 + TAG));
         assert_eq!(sender(&d), Ok(1));
+    }
+
+    #[test]
+    fn a_session_with_a_pcp_lease_is_record_6() {
+        let lease = PcpLease { until: 1_700_000_900, open: true, nonce: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12] };
+        let leased = SessionRecord { pcp: Some(lease), ..session(1) };
+        let mut b = Builder::new(&header(Kind::Data));
+        assert!(b.push(&Record::Session(leased)));
+        // Its deletion needs no lease: record 2.
+        assert!(b.push(&Record::SessionDeleted(leased)));
+        let key = Key::new(b"k");
+        let d = b.finish(&key);
+        let m = open(&key, &d).unwrap();
+        let p = m.payload;
+        assert_eq!((p[0], p.len()), (6, LEASED_SESSION_LEN + SESSION_LEN));
+        assert_eq!(&p[46..63], &[0x65, 0x53, 0xf4, 0x84, 1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+        assert_eq!(p[LEASED_SESSION_LEN], 2);
+        let got: Vec<Record> = records(p).map(|r| r.unwrap()).collect();
+        assert_eq!(got, vec![Record::Session(leased), Record::SessionDeleted(session(1))]);
+        // Cut short: refused, not read past its end.
+        assert_eq!(records(&p[..LEASED_SESSION_LEN - 1]).next(), Some(Err(WireError::Record)));
     }
 
     #[test]

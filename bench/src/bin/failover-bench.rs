@@ -111,6 +111,7 @@ fn record(n: u32, created: u32) -> SessionRecord {
         created,
         last_seen: created,
         mac: [2, 0, 0, 0, 0, 1],
+        pcp: None,
     }
 }
 

@@ -330,7 +330,66 @@ pub static COMMANDS: &[Command] = &[
         },
         print: Print::Lines(|c, v| print(c, v, |i, _| i.no_translation.iter().map(NoTranslation::line).collect())),
     },
+    Command {
+        syntax: PCP_SERVER,
+        undo: Some(&[Key("pcp"), Key("server"), Key("enable")]),
+        help: "the instance's PCP server (RFC 6887), at this IPv4 address through the softwires, UDP port 5351; off",
+        action: Action::Edit {
+            apply: |e, a| {
+                let at = e.at;
+                let (name, inst) = e.instance()?;
+                inst.pcp_server = Some(a.ipv4("ADDRESS"));
+                e.positions.insert(format!("ds-lite instance {name} pcp server"), at);
+                Ok(())
+            },
+            undo: |e, _| set(e, |i| i.pcp_server = None),
+        },
+        print: Print::Lines(|c, v| print(c, v, |i, _| line_of(&i.pcp_server, "pcp server enable address"))),
+    },
+    Command {
+        syntax: &[
+            Key("pcp"),
+            Key("lifetime"),
+            Key("min"),
+            number("MIN-SECONDS", "the shortest lifetime granted", 1, u32::MAX),
+            Key("max"),
+            number("MAX-SECONDS", "the longest lifetime granted", 1, u32::MAX),
+        ],
+        undo: Some(&[Key("pcp"), Key("lifetime")]),
+        help: "the lifetimes PCP grants: a request's is clamped between them; 120 86400",
+        action: Action::Edit {
+            apply: |e, a| {
+                let at = e.at;
+                let (name, inst) = e.instance()?;
+                inst.pcp_lifetime = (a.number("MIN-SECONDS"), a.number("MAX-SECONDS"));
+                e.positions.insert(format!("ds-lite instance {name} pcp lifetime"), at);
+                Ok(())
+            },
+            undo: |e, _| set(e, |i| i.pcp_lifetime = DsLite::default().pcp_lifetime),
+        },
+        print: Print::Lines(|c, v| {
+            print(c, v, |i, d| match i.pcp_lifetime {
+                l if l == d.pcp_lifetime => vec![],
+                (min, max) => vec![format!("pcp lifetime min {min} max {max}")],
+            })
+        }),
+    },
+    Command {
+        syntax: &[Key("pcp"), Key("max-mappings"), number("MAPPINGS", "PCP mappings per subscriber", 1, 65535)],
+        undo: Some(&[Key("pcp"), Key("max-mappings")]),
+        help: "PCP mappings per subscriber, on top of (and counted in) its session-limit; 64",
+        action: Action::Edit {
+            apply: |e, a| set(e, |i| i.pcp_max_mappings = a.number("MAPPINGS") as u16),
+            undo: |e, _| set(e, |i| i.pcp_max_mappings = DsLite::default().pcp_max_mappings),
+        },
+        print: Print::Lines(|c, v| {
+            print(c, v, |i, d| differs(i.pcp_max_mappings, d.pcp_max_mappings, "pcp max-mappings"))
+        }),
+    },
 ];
+
+const PCP_SERVER: &[Word] =
+    &[Key("pcp"), Key("server"), Key("enable"), Key("address"), ipv4("ADDRESS", "the PCP server's IPv4 address")];
 
 const fn ipv4(name: &'static str, what: &'static str) -> Word {
     Arg(Arg { name, what, kind: Kind::Ipv4 })

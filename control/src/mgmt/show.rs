@@ -274,15 +274,18 @@ impl Daemon {
         let mut json = Vec::with_capacity(list.len());
         for r in &list {
             let (age, idle) = (now.saturating_sub(r.created), now.saturating_sub(r.last_seen));
+            // A PCP mapping (decision 0023): its lease's seconds left, and its opcode.
+            let lease = r.pcp.map(|l| (l.until.saturating_sub(now), if l.open { "map" } else { "peer" }));
             let _ = writeln!(
                 o,
-                "{:<40} {:<22} {:<22} {:<5} {:>6} {:>7}",
+                "{:<40} {:<22} {:<22} {:<5} {:>6} {:>7}{}",
                 Ipv6Addr::from(r.b4),
                 format!("{}:{}", Ipv4Addr::from(r.inner_addr), r.inner_port),
                 format!("{}:{}", Ipv4Addr::from(r.ext_addr), r.ext_port),
                 proto_name(r.proto),
                 age,
-                idle
+                idle,
+                lease.map(|(left, op)| format!(" pcp {op} {left}s")).unwrap_or_default()
             );
             json.push(serde_json::json!({
                 "b4": Ipv6Addr::from(r.b4).to_string(),
@@ -293,6 +296,7 @@ impl Daemon {
                 "protocol": proto_name(r.proto),
                 "age_s": age,
                 "idle_s": idle,
+                "pcp": lease.map(|(left, op)| serde_json::json!({ "opcode": op, "lease_left_s": left })),
             }));
         }
         let _ = writeln!(o, "total {} sessions", list.len());

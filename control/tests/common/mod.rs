@@ -8,7 +8,7 @@ use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dataplane::testing::Lab;
+use dataplane::testing::{Capture, Lab};
 
 /// Two boards of one location: slot 1 preferred, slot 2 its backup; heartbeats every
 /// 50 ms, dead after 4; delay-time 1 s, preempt-time 3 s.
@@ -225,4 +225,24 @@ pub fn spawn_ready(lab: &mut Lab, ns: &str, args: &[&str]) {
     let mut line = String::new();
     std::io::BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "ready");
+}
+
+/// Records in namespace `ns` on `iface` the frames matching `filter` that `send` brings
+/// about, until `n` of them came (`limit` at most); returns the capture file.
+pub fn capture_for(
+    lab: &Lab,
+    ns: &str,
+    iface: &str,
+    filter: &str,
+    n: usize,
+    limit: Duration,
+    send: impl FnOnce(),
+) -> std::path::PathBuf {
+    static CAPTURES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let k = CAPTURES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = lab.dir.join(format!("capture-{k}.pcap"));
+    let cap = Capture::start(&lab.name(ns), iface, filter, &path);
+    send();
+    cap.wait_for(n, limit);
+    cap.stop()
 }

@@ -29,6 +29,9 @@ pub struct SessionRecord {
     /// The subscriber's next hop towards its B4 (learned from its frames; zeros while
     /// unknown), so a board that takes over reaches the B4 before hearing from it.
     pub mac: [u8; 6],
+    /// The PCP lease on the session, if a PCP request made or kept it (decision 0023),
+    /// its end in Unix seconds.
+    pub pcp: Option<crate::nat::pcp::PcpLease>,
 }
 
 impl SessionRecord {

@@ -7,6 +7,7 @@ pub mod frag_table;
 pub mod fragments;
 pub mod index;
 pub mod owners;
+pub mod pcp;
 pub mod ports;
 pub mod session;
 pub mod statics;

@@ -19,6 +19,7 @@ use crate::frame::WorkerId;
 use crate::nat::events::{BlockRecord, InstallError, Limit, LimitRecord, SessionEvent, SessionRecord};
 use crate::nat::filter::FilterTable;
 use crate::nat::owners::Owners;
+use crate::nat::pcp::{Leases, PcpLease};
 use crate::nat::ports::{PortClass, PortSpace};
 use crate::nat::session::{CLASSES, KeyHashes, Session, SessionTable, TimerClass};
 use crate::nat::statics::Statics;
@@ -93,6 +94,24 @@ pub struct NatState {
     pub(crate) statics: Statics,
     /// Limit events left this second (of [`LIMIT_EVENTS_PER_SEC`]), and the second.
     limit_events: (u32, u32),
+    /// PCP leases on sessions (decision 0023).
+    pub(crate) leases: Leases,
+    /// The timer clock when the PCP server's epoch began (RFC 6887 section 8.5): the
+    /// first clock this worker was given, carried across commits.
+    epoch_origin: Option<u32>,
+}
+
+/// The external port a new session would like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Want {
+    /// The port, if any; taken when one of the subscriber's blocks has it free.
+    pub port: Option<u16>,
+    /// That port or no session (`pcp_result_cannot_provide_external`).
+    pub only: bool,
+}
+
+impl Want {
+    pub const ANY: Want = Want { port: None, only: false };
 }
 
 /// Limit events (mappings refused for a limit) a worker emits a second at most, so that a
@@ -188,6 +207,8 @@ impl NatState {
             active: u64::MAX,
             statics: Statics::new(&cfg.instances),
             limit_events: (LIMIT_EVENTS_PER_SEC, 0),
+            leases: Leases::default(),
+            epoch_origin: None,
         }
     }
 
@@ -203,6 +224,24 @@ impl NatState {
     /// Sets the timer clock (seconds).
     pub fn set_clock(&mut self, now: u32) {
         self.now = now;
+        self.epoch_origin.get_or_insert(now);
+    }
+
+    /// The PCP server's epoch time (RFC 6887 section 8.5): seconds since this worker's
+    /// first clock (the board's start), kept across commits.
+    pub(crate) fn pcp_epoch(&self) -> u32 {
+        self.now.wrapping_sub(self.epoch_origin.unwrap_or(self.now))
+    }
+
+    /// Continues the PCP epoch of the state `old` this one replaces (a commit).
+    pub fn continue_epoch_from(&mut self, old: &NatState) {
+        self.epoch_origin = old.epoch_origin.or(self.epoch_origin);
+    }
+
+    /// The timer clock, in seconds.
+    #[inline]
+    pub(crate) fn now(&self) -> u32 {
+        self.now
     }
 
     /// Sets how far Unix time is ahead of the timer clock, in seconds (0 until set: the
@@ -515,6 +554,11 @@ impl NatState {
             created: self.unix_of(s.created),
             last_seen: self.unix_of(s.last_seen),
             mac: sub.mac,
+            pcp: if self.leases.is_empty() {
+                None
+            } else {
+                self.leases.get(i).map(|l| PcpLease { until: self.unix_of(l.until), ..l })
+            },
         }
     }
 
@@ -685,7 +729,20 @@ impl NatState {
     /// worker with blocks of 512), so when the subscriber can get no well-known port, it
     /// gets a dynamic one rather than none, counted in `well_known_port_fallbacks`
     /// (decision 0014).
-    fn pick_port(&mut self, si: u32, inner_port: u16, proto: u8) -> Result<(u16, usize), Counter> {
+    fn pick_port(&mut self, si: u32, inner_port: u16, proto: u8, want: Want) -> Result<(u16, usize), Counter> {
+        if let Some(p) = want.port {
+            let (inst, ext) = {
+                let s = self.subs.get(si);
+                (s.inst as usize, s.ext_addr)
+            };
+            let b = self.inst[inst].ports.block_of_port(p);
+            let slot = self.subs.get(si).block_slot(b);
+            match slot {
+                Some(slot) if p != 0 && self.find_outside(ext, p, proto).is_none() => return Ok((p, slot)),
+                _ if want.only => return Err(Counter::PcpResultCannotProvideExternal),
+                _ => {}
+            }
+        }
         // ICMP identifiers have no range class.
         let class = if proto == proto::ICMP { PortClass::Dynamic } else { PortClass::of(inner_port) };
         match self.pick_port_of_class(si, class, inner_port, proto) {
@@ -762,6 +819,7 @@ impl NatState {
 
     /// Creates the session of an outbound packet. `flags` is the initial TCP state.
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     pub(crate) fn create_session(
         &mut self,
         si: u32,
@@ -771,6 +829,22 @@ impl NatState {
         remote_addr: u32,
         remote_port: u16,
         flags: u8,
+    ) -> Result<u32, Counter> {
+        self.create_session_at(si, inner_addr, inner_port, proto, (remote_addr, remote_port), flags, Want::ANY)
+    }
+
+    /// Creates a session, on the external port `want` asks for if the subscriber's
+    /// blocks have it free (a PCP client's suggestion, RFC 6887 section 11.3).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn create_session_at(
+        &mut self,
+        si: u32,
+        inner_addr: u32,
+        inner_port: u16,
+        proto: u8,
+        (remote_addr, remote_port): (u32, u16),
+        flags: u8,
+        want: Want,
     ) -> Result<u32, Counter> {
         if self.sessions.is_full() {
             return Err(Counter::DropSessionTableFull);
@@ -795,7 +869,7 @@ impl NatState {
                 return Err(Counter::DropRateLimited);
             }
         }
-        let (port, slot) = self.pick_port(si, inner_port, proto)?;
+        let (port, slot) = self.pick_port(si, inner_port, proto, want)?;
         let ext = self.subs.get(si).ext_addr;
         let s = Session {
             sub: si,
@@ -874,7 +948,7 @@ impl NatState {
             return true;
         }
         let s = self.sessions.get(i);
-        if s.remote_addr == addr && s.remote_port == port {
+        if s.remote_addr == addr && s.remote_port == port || self.pcp_open(i) {
             return true;
         }
         let Some(ft) = &self.filter else { return false };
@@ -883,6 +957,12 @@ impl NatState {
             Some(t) => self.now.wrapping_sub(t) < ins.timeout(s.class()),
             None => false,
         }
+    }
+
+    /// Does a MAP lease open session `i` to every remote (RFC 6887 section 11.3)?
+    fn pcp_open(&self, i: u32) -> bool {
+        !self.leases.is_empty()
+            && self.leases.get(i).is_some_and(|l| l.open && (l.until.wrapping_sub(self.now) as i32) > 0)
     }
 
     /// The IPv6 path MTU towards subscriber `si`'s B4: the tunnel MTU, or less while a
@@ -928,6 +1008,9 @@ impl NatState {
         let h = self.key_hashes(&s);
         let inst = rec.inst;
         self.sessions.remove(i, h, inst);
+        if !self.leases.is_empty() {
+            self.leases.remove(i);
+        }
         self.push_event(SessionEvent::Deleted(rec));
         let si = s.sub;
         let b = self.inst[inst as usize].ports.block_of_port(s.ext_port);
@@ -968,21 +1051,32 @@ impl NatState {
         let now = self.now;
         self.inst.iter_mut().for_each(|i| i.ports.age(now));
         let lists = self.inst.len() * CLASSES;
-        let mut done = 0;
+        let (mut done, mut work) = (0, 0);
         for k in 0..lists {
             let l = (self.expiry_cursor + k) % lists;
             let (inst, class) = (l / CLASSES, TimerClass::from_index(l % CLASSES));
             let timeout = self.inst[inst].timeout(class);
-            while done < budget {
+            while work < budget {
                 let Some(i) = self.sessions.oldest_in(inst as u8, class) else { break };
-                if self.now.wrapping_sub(self.sessions.get(i).last_seen) < timeout {
+                let s = *self.sessions.get(i);
+                if self.now.wrapping_sub(s.last_seen) < timeout {
                     break;
+                }
+                work += 1;
+                // A PCP lease keeps its session whatever its idle time (decision 0023):
+                // to the tail of its list, looked at again a timeout later.
+                if !self.leases.is_empty()
+                    && let Some(lease) = self.leases.get(i)
+                    && (lease.until.wrapping_sub(now) as i32) > 0
+                {
+                    self.sessions.touch(i, now, s.flags, inst as u8);
+                    continue;
                 }
                 self.delete_session(i);
                 self.count(Counter::SessionsExpired);
                 done += 1;
             }
-            if done >= budget {
+            if work >= budget {
                 self.expiry_cursor = l;
                 break;
             }
@@ -1083,12 +1177,14 @@ impl NatState {
         let unix_now = self.unix_of(self.now);
         let clamp = |t: u32| self.timer_of_unix(if self.now > 0 { t.min(unix_now) } else { t });
         let (last_seen, created) = (clamp(r.last_seen), clamp(r.created));
+        let lease = r.pcp.map(|l| PcpLease { until: self.timer_of_unix(l.until), ..l });
         if let Some(i) = existing {
             if self.sessions.get(i).ext_port != r.ext_port {
                 return Err(InstallError::PortCollision);
             }
             let last = last_seen.max(self.sessions.get(i).last_seen);
             self.sessions.touch(i, last, r.flags, r.inst);
+            self.set_lease(i, si, lease);
             return Ok(());
         }
         if port_owner.is_some() {
@@ -1109,12 +1205,30 @@ impl NatState {
             created,
             ..Default::default()
         };
-        self.sessions.insert(s, KeyHashes { inside: hi, outside: ho }, r.inst).ok_or(InstallError::Full)?;
+        let i = self.sessions.insert(s, KeyHashes { inside: hi, outside: ho }, r.inst).ok_or(InstallError::Full)?;
+        self.set_lease(i, si, lease);
         let sub = self.subs.get_mut(si);
         sub.sessions += 1;
         sub.used[slot] += 1;
         self.count(Counter::SessionsInstalled);
         Ok(())
+    }
+
+    /// Gives session `i` of subscriber `si` the PCP lease `lease`, or takes its lease away.
+    pub(crate) fn set_lease(&mut self, i: u32, si: u32, lease: Option<PcpLease>) {
+        match lease {
+            Some(l) => self.leases.set(i, si, l),
+            None if !self.leases.is_empty() => {
+                self.leases.remove(i);
+            }
+            None => {}
+        }
+    }
+
+    /// Tells hot backup and logging that session `i` changed outside traffic (a PCP
+    /// lease given, renewed or taken away).
+    pub(crate) fn session_changed(&self, i: u32) {
+        self.push_event(SessionEvent::Refreshed(self.session_record(i)));
     }
 
     /// Removes the session `r` names (the peer deleted it); false if there is none with

@@ -11,7 +11,7 @@ use crate::wire::checksum;
 use crate::wire::icmp as wicmp;
 use crate::wire::ipv4::{self, Ipv4Packet};
 use crate::wire::ipv6::{self, Ipv6Packet};
-use crate::wire::{WireError, proto, tcp, udp};
+use crate::wire::{WireError, pcp, proto, tcp, udp};
 
 /// 192.0.0.1, the AFTR's IPv4 address on the softwire (RFC 6333 section 5.7): the source
 /// of ICMPv4 errors the AFTR sends to a B4's hosts.
@@ -167,6 +167,16 @@ impl BatchCtx<'_> {
                 None if !cfg.allow_public_inner => return self.drop(Counter::DropInnerSourcePolicy),
                 None => {}
             }
+        }
+        if !own
+            && cfg.pcp_server != 0
+            && dst == cfg.pcp_server
+            && protocol == proto::UDP
+            && ip_len >= hl + udp::HEADER_LEN
+            && udp::dst_port(&f.buf[ip_at + hl..]) == pcp::PORT
+        {
+            // To the PCP server (decision 0023).
+            return self.pcp_request(f, ip_at, inst, b4, sink);
         }
         if is_martian(dst) {
             return self.drop(Counter::DropMartian);

@@ -15,6 +15,8 @@
 //! - `icmp.rs`: echo to the AFTR endpoint, ICMP errors in both directions, ICMPv6 errors
 //!   about the tunnel turned into ICMPv4, Packet Too Big as the path MTU of a B4,
 //!   generated errors (time exceeded, frag needed, host unreachable) within a budget.
+//! - `pcp.rs`: the PCP server (RFC 6887) that hosts behind the B4s reach through their
+//!   softwire (decision 0023): MAP, PEER and ANNOUNCE, answered through the softwire.
 //! - `frag.rs`: IPv6 reassembly of softwire packets, IPv4 fragment tracking inbound.
 
 pub mod batch;
@@ -22,6 +24,7 @@ pub mod frag;
 pub mod icmp;
 pub mod in2out;
 pub mod out2in;
+pub mod pcp;
 pub mod statics;
 
 use std::sync::Arc;
@@ -54,6 +57,8 @@ pub(crate) struct HotInstance {
     pub hop_limit: u8,
     pub allow_public_inner: bool,
     pub mss_clamp: bool,
+    /// The PCP server's address (decision 0023); 0: no server.
+    pub pcp_server: u32,
 }
 
 const HOT_PREFIXES: usize = 4;
@@ -76,6 +81,7 @@ impl HotInstance {
             hop_limit: c.hop_limit,
             allow_public_inner: c.allow_public_inner,
             mss_clamp: c.mss_clamp,
+            pcp_server: c.pcp.map_or(0, |p| p.server),
         }
     }
 }

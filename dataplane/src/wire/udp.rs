@@ -33,6 +33,20 @@ pub fn set_src_port(seg: &mut [u8], p: u16) {
 pub fn set_dst_port(seg: &mut [u8], p: u16) {
     set_u16(seg, 2, p)
 }
+/// The length field: header and data.
+#[inline]
+pub fn get_len(seg: &[u8]) -> usize {
+    get_u16(seg, 4) as usize
+}
+#[inline]
+pub fn set_len(seg: &mut [u8], len: u16) {
+    set_u16(seg, 4, len)
+}
+/// Stores `c` as it is (0 before a checksum is computed over the segment).
+#[inline]
+pub fn set_checksum_raw(seg: &mut [u8], c: u16) {
+    set_u16(seg, CHECKSUM_AT, c)
+}
 #[inline]
 pub fn checksum(seg: &[u8]) -> u16 {
     get_u16(seg, CHECKSUM_AT)
