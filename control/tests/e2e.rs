@@ -254,13 +254,16 @@ fn json_against_text_and_reset(ctl: &dyn Fn(&[&str]) -> String) {
     let j = json(&["display", "statistics"]);
     assert_eq!(j["counters"]["in2out"]["total"], 0, "{j}");
     assert_eq!(j["counters"]["sessions_created"]["total"], 0, "{j}");
-    // reset session: one by its external port, then the rest of the B4's.
-    let port = sessions[0]["external_port"].as_u64().unwrap().to_string();
-    let ended = ctl(&["reset", "session", "b4", "2001:db8:b4::2", "port", &port]);
-    assert!(ended.contains("Info: 1 sessions ended"), "{ended}");
-    assert_eq!(json(&["display", "sessions"])["total"], 2);
+    // reset session: those of one external port, then the rest of the B4's. Each
+    // protocol draws its ports on its own, so another session may share the port (about
+    // one run in 250): every session of that port ends.
+    let port = &sessions[0]["external_port"];
+    let of_port = sessions.iter().filter(|s| s["external_port"] == *port).count();
+    let ended = ctl(&["reset", "session", "b4", "2001:db8:b4::2", "port", &port.to_string()]);
+    assert!(ended.contains(&format!("Info: {of_port} sessions ended")), "{ended}");
+    assert_eq!(json(&["display", "sessions"])["total"], 3 - of_port);
     let ended = ctl(&["res", "sess", "b4", "2001:db8:b4::2"]);
-    assert!(ended.contains("Info: 2 sessions ended"), "{ended}");
+    assert!(ended.contains(&format!("Info: {} sessions ended", 3 - of_port)), "{ended}");
     assert_eq!(json(&["display", "sessions"])["total"], 0);
     assert_eq!(json(&["display", "subscribers"])["total"], 0, "a subscriber without sessions goes");
 }
