@@ -375,3 +375,47 @@ proptest::proptest! {
         }
     }
 }
+
+/// A PEER request (figure 10) from HOST, for its UDP `port`, to SERVER port 443.
+fn peer(lifetime: u32, nonce: [u8; 12], port: u16) -> Vec<u8> {
+    let mut m = header(2, 2, lifetime, HOST);
+    m.extend_from_slice(&map(0, HOST, nonce, 17, port, 0)[24..]);
+    m.extend_from_slice(&443u16.to_be_bytes());
+    m.extend_from_slice(&[0, 0]);
+    m.extend_from_slice(&mapped(SERVER));
+    m
+}
+
+fn lease_events(h: &Harness) -> usize {
+    h.drain_events().iter().filter(|e| matches!(e, SessionEvent::Refreshed(r) if r.pcp.is_some())).count()
+}
+
+#[test]
+fn repeats_peers_and_an_ended_lease_change_nothing_they_should_not() {
+    let mut h = Harness::new(config(instance_with_pcp()));
+    let a = ask(&mut h, HOST, 40001, &map(600, HOST, NONCE, 17, 8080, 0));
+    let (ext, port): ([u8; 4], u16) = (a[56..60].try_into().unwrap(), ext_port(&a));
+    assert_eq!(lease_events(&h), 1);
+    // The same request again and again within the second: answered, but hot backup
+    // and logging hear nothing new (a flood would crowd out other subscribers' events).
+    for _ in 0..100 {
+        assert_eq!(result(&ask(&mut h, HOST, 40001, &map(600, HOST, NONCE, 17, 8080, 0))), 0);
+    }
+    assert_eq!(h.counter(Counter::PcpMappingsRenewed), 100);
+    assert_eq!(lease_events(&h), 0, "an unchanged lease is not sent again");
+    // A PEER of the mapped host, shorter than the MAP: the MAP's lease stays.
+    assert_eq!(lifetime(&ask(&mut h, HOST, 40001, &peer(120, NONCE, 8080))), 120);
+    // Past the PEER's end, within the MAP's: still open to any remote.
+    h.advance(300);
+    h.forward(&from_internet(&ip4_udp(SERVER2, ext, 9999, port, 64, b"open")), Egress::Softwire);
+    // The lease ends while the host's traffic keeps the session.
+    h.advance(200);
+    h.forward(&softwire(B4_A, &ip4_udp(HOST, SERVER, 8080, 53, 64, b"k")), Egress::Internet);
+    h.advance(200);
+    h.forward(&softwire(B4_A, &ip4_udp(HOST, SERVER, 8080, 53, 64, b"k")), Egress::Internet);
+    h.dropped(&from_internet(&ip4_udp(SERVER2, ext, 9999, port, 64, b"shut")), Counter::DropFiltered);
+    // A client restarted with another nonce gets the mapping: the ended lease is gone.
+    let a = ask(&mut h, HOST, 40001, &map(600, HOST, [9; 12], 17, 8080, 0));
+    assert_eq!((result(&a), ext_port(&a)), (0, port), "the session's port, a new lease");
+    h.forward(&from_internet(&ip4_udp(SERVER2, ext, 9999, port, 64, b"again")), Egress::Softwire);
+}

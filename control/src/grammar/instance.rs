@@ -9,6 +9,10 @@ use super::{Action, Arg, Command, Edit, Kind, Print, View, Word};
 use crate::config::*;
 use crate::error::ConfigError;
 
+/// The longest PCP lifetime (about 68 years): a lease's end is compared in wrapping
+/// 32-bit seconds, which hold less than 2^31 s ahead.
+const PCP_LIFETIME_MAX: u32 = i32::MAX as u32;
+
 impl Edit<'_> {
     /// The instance of the current view, and its name.
     fn instance(&mut self) -> Result<(String, &mut DsLite), ConfigError> {
@@ -351,9 +355,9 @@ pub static COMMANDS: &[Command] = &[
             Key("pcp"),
             Key("lifetime"),
             Key("min"),
-            number("MIN-SECONDS", "the shortest lifetime granted", 1, u32::MAX),
+            number("MIN-SECONDS", "the shortest lifetime granted", 1, PCP_LIFETIME_MAX),
             Key("max"),
-            number("MAX-SECONDS", "the longest lifetime granted", 1, u32::MAX),
+            number("MAX-SECONDS", "the longest lifetime granted", 1, PCP_LIFETIME_MAX),
         ],
         undo: Some(&[Key("pcp"), Key("lifetime")]),
         help: "the lifetimes PCP grants: a request's is clamped between them; 120 86400",

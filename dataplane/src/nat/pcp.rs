@@ -9,7 +9,7 @@
 //! subscriber at most), kept beside the session table rather than in its 40-byte
 //! records; sessions without one pay an emptiness test where a lease could matter.
 
-use std::collections::HashMap;
+use ahash::AHashMap;
 
 /// A lease on a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,11 +23,19 @@ pub struct PcpLease {
     pub nonce: [u8; 12],
 }
 
-/// One worker's leases, by session index, and their count by subscriber index.
+impl PcpLease {
+    /// Whether it has not ended at `now` (timer seconds, wrapping).
+    pub fn live(&self, now: u32) -> bool {
+        (self.until.wrapping_sub(now) as i32) > 0
+    }
+}
+
+/// One worker's leases, by session index, and their count by subscriber index (aHash:
+/// looked up on the packet path once any lease exists, SipHash would cost more there).
 #[derive(Debug, Default)]
 pub(crate) struct Leases {
-    by_session: HashMap<u32, (u32, PcpLease)>,
-    per_sub: HashMap<u32, u16>,
+    by_session: AHashMap<u32, (u32, PcpLease)>,
+    per_sub: AHashMap<u32, u16>,
 }
 
 impl Leases {

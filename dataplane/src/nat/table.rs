@@ -961,8 +961,7 @@ impl NatState {
 
     /// Does a MAP lease open session `i` to every remote (RFC 6887 section 11.3)?
     fn pcp_open(&self, i: u32) -> bool {
-        !self.leases.is_empty()
-            && self.leases.get(i).is_some_and(|l| l.open && (l.until.wrapping_sub(self.now) as i32) > 0)
+        !self.leases.is_empty() && self.leases.get(i).is_some_and(|l| l.open && l.live(self.now))
     }
 
     /// The IPv6 path MTU towards subscriber `si`'s B4: the tunnel MTU, or less while a
@@ -1067,7 +1066,7 @@ impl NatState {
                 // to the tail of its list, looked at again a timeout later.
                 if !self.leases.is_empty()
                     && let Some(lease) = self.leases.get(i)
-                    && (lease.until.wrapping_sub(now) as i32) > 0
+                    && lease.live(now)
                 {
                     self.sessions.touch(i, now, s.flags, inst as u8);
                     continue;

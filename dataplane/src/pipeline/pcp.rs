@@ -176,7 +176,17 @@ impl BatchCtx<'_> {
             },
         };
         let existing = self.nat.find_inside(inst, b4, host, f.internal_port, f.protocol);
-        let lease = existing.and_then(|i| self.nat.leases.get(i));
+        let now = self.nat.now();
+        let mut lease = existing.and_then(|i| self.nat.leases.get(i));
+        if let (Some(i), Some(l)) = (existing, lease)
+            && !l.live(now)
+        {
+            // Ended, on a session that traffic kept: gone, whoever asks now (a client
+            // restarted with a new nonce gets its mapping again).
+            let sub = self.nat.sessions.get(i).sub;
+            self.nat.set_lease(i, sub, None);
+            lease = None;
+        }
         if lease.is_some_and(|l| l.nonce != f.nonce) {
             // Section 11.3: another client's mapping.
             return Err(ResultCode::NotAuthorized);
@@ -201,13 +211,27 @@ impl BatchCtx<'_> {
         let s = *self.nat.sessions.get(i);
         self.nat.learn_mac(s.sub, self.rx_mac);
         self.learn_softwire_next_hop();
-        let until = self.nat.now().wrapping_add(lifetime);
+        let mut until = now.wrapping_add(lifetime);
         let open = r.opcode == opcode::MAP || lease.is_some_and(|l| l.open);
-        self.nat.set_lease(i, s.sub, Some(PcpLease { until, open, nonce: f.nonce }));
+        if let Some(l) = lease
+            && l.open
+            && r.opcode == opcode::PEER
+            && (l.until.wrapping_sub(until) as i32) > 0
+        {
+            // A PEER of a MAP's own host never shortens the MAP's lease.
+            until = l.until;
+        }
+        let new = PcpLease { until, open, nonce: f.nonce };
+        self.nat.set_lease(i, s.sub, Some(new));
         if let Some((a, p)) = peer {
             self.nat.remember_remote(i, a, p);
         }
-        self.nat.session_changed(i);
+        // Hot backup and logging hear of a lease that is new or changed: a renewal
+        // within the same second changes nothing, so a flood of the same request costs
+        // the event ring at most one record a second per lease.
+        if lease != Some(new) {
+            self.nat.session_changed(i);
+        }
         self.count(if lease.is_some() { Counter::PcpMappingsRenewed } else { Counter::PcpMappingsCreated });
         Ok(Granted { lifetime, external_port: s.ext_port, external_addr: s.ext_addr })
     }
