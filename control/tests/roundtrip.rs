@@ -22,7 +22,8 @@ fn instance() -> impl Strategy<Value = DsLite> {
             proptest::collection::vec((any::<bool>(), any::<u32>(), 1u16.., any::<u32>(), 1u16.., any::<u128>()), 0..3),
             proptest::collection::vec((any::<u128>(), any::<u32>(), proptest::option::of((1u16.., 1u16..))), 0..3),
         ),
-        (proptest::option::of(any::<u32>()), 1u32.., 1u32.., 1u16..),
+        // PCP lifetimes up to 2^31 - 1 s (the grammar's bound).
+        (proptest::option::of(any::<u32>()), 1u32..=i32::MAX as u32, 1u32..=i32::MAX as u32, 1u16..),
     )
         .prop_map(
             |(
