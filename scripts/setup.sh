@@ -32,6 +32,9 @@ command -v tshark >/dev/null || need_apt+=(tshark)
 command -v rsyslogd >/dev/null || need_apt+=(rsyslog)
 # The worker's profile (scripts/profile-worker.sh): perf record.
 command -v perf >/dev/null || need_apt+=(linux-perf)
+# The benchmarks' sink drops what reaches the generator at the ingress hook (nftables),
+# so its kernel's IP stack costs neither DUT anything (bench/src/lab.rs).
+command -v nft >/dev/null || need_apt+=(nftables)
 if ! command -v python3 >/dev/null; then
     need_apt+=(python3 python3-pip)
 elif ! python3 -m pip --version >/dev/null 2>&1; then

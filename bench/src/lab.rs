@@ -7,8 +7,10 @@
 //!
 //! The DUT's namespace has the board's addresses and its upstream router, the
 //! generator's `g-in` (a permanent neighbour entry: the generator's kernel owns no
-//! address, so it answers nothing and sends nothing back).
+//! address, so it answers nothing and sends nothing back; it drops what it receives at
+//! the ingress hook, after counting and tapping it: `sink`).
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -64,6 +66,7 @@ impl Topology {
                 .args(["gro", "off"])
                 .output();
         }
+        sink(g)?;
         let gmac =
             Command::new("ip").args(["-n", g, "-br", "link", "show", "g-in"]).output().map_err(|e| e.to_string())?;
         let gmac = String::from_utf8_lossy(&gmac.stdout).split_whitespace().nth(2).unwrap_or("").to_string();
@@ -80,6 +83,35 @@ impl Drop for Topology {
         for ns in [&self.gen_ns, &self.dut_ns] {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
+    }
+}
+
+/// The generator's interfaces drop what they receive at the ingress hook, after the
+/// kernel has counted it and the tap has seen it, before any protocol handler: with no
+/// addresses, the generator's IPv4 stack would look up a route for every frame, make
+/// and free a route entry and answer through `ip_error` (about a quarter of the DUT's
+/// core at 64 bytes: veth runs the receiver's stack on the sender's core), while IPv6
+/// frames are dropped for a fraction of that. The bare forwarder sends the IPv6
+/// softwire frames back where `aftrd` sends IPv4, and the other way round, so the sink
+/// charged the two DUTs different costs for the same frames (decision 0008).
+fn sink(ns: &str) -> Result<(), String> {
+    let rules = r#"table netdev sink {
+    chain g_sw { type filter hook ingress device "g-sw" priority 0; policy drop; }
+    chain g_in { type filter hook ingress device "g-in" priority 0; policy drop; }
+}
+"#;
+    let mut nft = Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("nft (bash scripts/setup.sh installs it): {e}"))?;
+    nft.stdin.take().expect("piped").write_all(rules.as_bytes()).map_err(|e| format!("nft: {e}"))?;
+    let out = nft.wait_with_output().map_err(|e| format!("nft: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("nft, the sink's drop at ingress: {}", String::from_utf8_lossy(&out.stderr).trim()))
     }
 }
 
