@@ -3,7 +3,7 @@
 # with two, both directions, 64- and 512-byte frames, highest rate within the loss
 # tolerance, latency; then engine-bench, failover-bench and hostile-bench. Prints the
 # table and writes bench/results/<date>.md and .svg (bench/src/bin/bench-report.rs).
-# Options go to bench-report: --sizes 64,512 --trial S --loss PCT --flows N --b4s N
+# Options go to bench-report: --sizes 64,512 --trial S --rounds N --loss PCT --flows N --b4s N
 #   --duts bare,aftrd1,aftrd2 --skip-engine --skip-ha --skip-hostile --kills N --out DIR
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -375,11 +375,37 @@ pub enum Io {
 pub struct Sent {
     pub frames: u64,
     pub secs: f64,
+    /// Frames of a paced run not sent because the generator fell more than a batch
+    /// behind its schedule ([`Pace`]).
+    pub forfeited: u64,
 }
 
 impl Sent {
     pub fn rate(&self) -> f64 {
         if self.secs > 0.0 { self.frames as f64 / self.secs } else { 0.0 }
+    }
+}
+
+/// The schedule of a paced run: frames due at `rate` from its start. A generator that
+/// fell behind (its core taken for a while) catches up by at most one batch and lets
+/// the rest of its lateness go, counted in `forfeited`: catching all of it up would send
+/// at full speed until level, a burst that queues in the DUT for many times the stall
+/// and that a tester sending at a constant gap never makes (decision 0008).
+struct Pace {
+    rate: f64,
+    forfeited: u64,
+}
+
+impl Pace {
+    /// Seconds until the next frame is due (0 or less: now), `sent` frames sent and
+    /// `elapsed` seconds after the start.
+    fn wait(&mut self, sent: u64, elapsed: f64) -> f64 {
+        let late = elapsed - (sent + self.forfeited) as f64 / self.rate;
+        let slack = BATCH as f64 / self.rate;
+        if late > slack {
+            self.forfeited += ((late - slack) * self.rate) as u64;
+        }
+        (sent + self.forfeited) as f64 / self.rate - elapsed
     }
 }
 
@@ -491,6 +517,7 @@ pub fn send_frames(
     };
     let t0 = Instant::now();
     let (mut sent, mut next_report, mut q) = (0u64, 1.0, 0usize);
+    let mut pace = plan.rate.map(|rate| Pace { rate, forfeited: 0 });
     loop {
         let elapsed = t0.elapsed().as_secs_f64();
         if elapsed >= plan.secs || sent >= plan.count {
@@ -500,10 +527,10 @@ pub fn send_frames(
             progress(elapsed, sent);
             next_report += 1.0;
         }
-        if let Some(r) = plan.rate {
+        if let Some(pace) = &mut pace {
             // Not due yet: sleep while the wait is long (leaving the core to others: on
             // a small machine the DUT may share it), spin through the last stretch.
-            let wait = sent as f64 / r - elapsed;
+            let wait = pace.wait(sent, elapsed);
             if wait > 0.0 {
                 if wait > 200e-6 {
                     std::thread::sleep(std::time::Duration::from_secs_f64(wait - 100e-6));
@@ -539,7 +566,8 @@ pub fn send_frames(
         };
         sent += n as u64;
     }
-    Ok(Sent { frames: sent, secs: t0.elapsed().as_secs_f64() })
+    let forfeited = pace.map_or(0, |p| p.forfeited);
+    Ok(Sent { frames: sent, secs: t0.elapsed().as_secs_f64(), forfeited })
 }
 
 #[cfg(test)]
@@ -550,6 +578,24 @@ mod tests {
         let p = &f[ip_at..];
         let at = 20 + L4::of_proto(p[9]).unwrap().checksum_at();
         u16::from_be_bytes([p[at], p[at + 1]]) == l4_checksum(p) && checksum::checksum(&p[..20]) == 0
+    }
+
+    #[test]
+    fn a_late_generator_catches_up_one_batch_and_forfeits_the_rest() {
+        let mut p = Pace { rate: 1e6, forfeited: 0 };
+        // On time: the next frame is due in a microsecond.
+        assert!((p.wait(10, 9e-6) - 1e-6).abs() < 1e-9);
+        assert_eq!(p.forfeited, 0);
+        // Less than a batch late: sent now, nothing forfeited.
+        assert!(p.wait(10, 30e-6) < 0.0);
+        assert_eq!(p.forfeited, 0);
+        // Stalled for 10 ms: one batch is owed, the rest let go.
+        let w = p.wait(10, 10.010e-3);
+        assert!((10_000 - BATCH as u64 - 1..=10_000 - BATCH as u64).contains(&p.forfeited), "{}", p.forfeited);
+        assert!((w + BATCH as f64 / 1e6).abs() < 2e-6, "{w}");
+        // Then on schedule again from there.
+        let w = p.wait(10 + BATCH as u64, 10.010e-3);
+        assert!(w.abs() < 2e-6, "{w}");
     }
 
     #[test]

@@ -346,7 +346,7 @@ fn finish_attack(mut run: AttackRun, attack: Attack) -> Result<Sent, String> {
             said.iter().rev().take(3).rev().cloned().collect::<Vec<_>>().join(" | ")
         ));
     }
-    Ok(Sent { frames, secs })
+    Ok(Sent { frames, secs, forfeited: 0 })
 }
 
 /// The legitimate sessions: B4 (of the first `b4s`), inside address and port and
@@ -971,7 +971,12 @@ mod tests {
     /// A trial whose two ways each sent 1000 frames a second, `kept` of 100 sampled
     /// arriving.
     fn trial_of(kept: [u64; 2]) -> Trial {
-        let way = |k| Way { sent: Sent { frames: 1000, secs: 1.0 }, sampled: 100, kept: k, ..Default::default() };
+        let way = |k| Way {
+            sent: Sent { frames: 1000, secs: 1.0, forfeited: 0 },
+            sampled: 100,
+            kept: k,
+            ..Default::default()
+        };
         Trial { ways: kept.map(way), secs: 1.0, ..Default::default() }
     }
 
