@@ -14,6 +14,7 @@ pub mod board;
 pub mod chassis;
 pub mod cli;
 pub mod config;
+pub mod cpus;
 pub mod display;
 pub mod docs;
 pub mod error;

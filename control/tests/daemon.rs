@@ -701,3 +701,47 @@ fn a_commit_sets_the_nat_log_collectors_or_refuses_a_source_not_on_the_host() {
     let (_, shown, _) = d.ctl(&["display", "current-configuration"]);
     assert!(shown.lines().any(|l| l == "nat log host 127.0.0.1 4739 type ipfix"), "{shown}");
 }
+
+/// The cores in a `Cpus_allowed_list` ("0-2,5").
+fn core_list(text: &str) -> Vec<usize> {
+    text.split(',')
+        .filter(|r| !r.is_empty())
+        .flat_map(|r| match r.split_once('-') {
+            Some((a, b)) => a.parse().unwrap()..=b.parse().unwrap(),
+            None => r.parse().unwrap()..=r.parse().unwrap(),
+        })
+        .collect()
+}
+
+#[test]
+fn threads_other_than_the_workers_keep_off_the_worker_cores() {
+    let cores = control::cpus::cores_of(0).unwrap();
+    if cores.len() < 2 || !cores.contains(&0) {
+        eprintln!("cores {cores:?}: the example's worker core 0 and another are needed");
+        return;
+    }
+    // Slot 1's worker on core 0, as in the example; slot 2 on another host, so this
+    // host's other cores have no worker.
+    let config = example().replacen("slot 2\n", "slot 2\n host other-host\n", 1);
+    let d = Aftrd::start("cpus", &config);
+    let task = PathBuf::from(format!("/proc/{}/task", d.child.as_ref().unwrap().id()));
+    let mut threads: Vec<(String, Vec<usize>)> = Vec::new();
+    for t in std::fs::read_dir(&task).unwrap() {
+        let t = t.unwrap().path();
+        let (Ok(comm), Ok(status)) =
+            (std::fs::read_to_string(t.join("comm")), std::fs::read_to_string(t.join("status")))
+        else {
+            continue; // ended meanwhile
+        };
+        let allowed = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap().trim();
+        threads.push((comm.trim().to_string(), core_list(allowed)));
+    }
+    let rest: Vec<usize> = cores.iter().copied().filter(|&c| c != 0).collect();
+    let (workers, others): (Vec<_>, Vec<_>) = threads.iter().partition(|(comm, _)| comm.starts_with("aftr-slot1-w"));
+    assert_eq!(workers.len(), 1, "{threads:?}");
+    assert_eq!(workers[0].1, [0], "the worker on its core: {threads:?}");
+    assert!(others.len() >= 3, "the main, HA and board threads at least: {threads:?}");
+    for (comm, allowed) in &others {
+        assert_eq!(allowed, &rest, "{comm} off the worker core: {threads:?}");
+    }
+}

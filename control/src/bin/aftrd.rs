@@ -21,7 +21,7 @@ use control::error::ConfigError;
 use control::mgmt::{self, Daemon};
 use control::natlog::NatLogger;
 use dataplane::nat::events::SessionEvent;
-use tracing::info;
+use tracing::{info, warn};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -145,6 +145,12 @@ fn run(
         None => None,
     };
     info!("slot {slot}: {} workers ({} pinned to cores {:?}); {}", board.config.workers, board.pinned, cores, board.io);
+    // Every other thread, started or to come, off this host's worker cores.
+    match control::cpus::keep_off(&control::cpus::worker_cores(&config, slot)) {
+        Ok(Some(rest)) => info!("slot {slot}: threads other than the workers on cores {rest:?}"),
+        Ok(None) => {}
+        Err(e) => warn!("slot {slot}: threads other than the workers left where they were: {e}"),
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let reload = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
