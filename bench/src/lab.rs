@@ -115,6 +115,19 @@ fn sink(ns: &str) -> Result<(), String> {
     }
 }
 
+/// The namespaces of the run of process `pid` with `tag` (`TAG-gen-PID`, `TAG-dut-PID`)
+/// that exist now.
+pub fn namespaces_of(tag: &str, pid: u32) -> Vec<String> {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else { return Vec::new() };
+    let ours = [format!("{tag}-gen-{pid}"), format!("{tag}-dut-{pid}")];
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| ours.iter().any(|o| o == n))
+        .map(String::from)
+        .collect()
+}
+
 /// Removes the namespaces `TAG-gen-PID` and `TAG-dut-PID` of processes that are gone.
 fn remove_stale(tag: &str) {
     let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else { return };

@@ -9,18 +9,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use bench::lab::namespaces_of;
 use dataplane::testing::{is_root, skip};
-
-/// The namespaces of hostile-bench runs (`hb-gen-PID`, `hb-dut-PID`) of process `pid`.
-fn namespaces_of(pid: u32) -> Vec<String> {
-    let out = Command::new("ip").args(["netns", "list"]).output().expect("ip netns list");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| *n == format!("hb-gen-{pid}") || *n == format!("hb-dut-{pid}"))
-        .map(String::from)
-        .collect()
-}
 
 #[test]
 fn a_broken_hostile_run_exits_non_zero_and_says_why() {
@@ -56,6 +46,6 @@ fn a_broken_hostile_run_exits_non_zero_and_says_why() {
         assert_eq!(o.status.code(), Some(1), "--break {broken}: {out}\n{err}");
         assert!(err.contains(&format!("FAILED: {why}")), "--break {broken}: no {why:?} in:\n{err}");
         assert!(!out.contains("summary:"), "--break {broken} printed a summary:\n{out}");
-        assert_eq!(namespaces_of(pid), Vec::<String>::new(), "--break {broken} left its namespaces");
+        assert_eq!(namespaces_of("hb", pid), Vec::<String>::new(), "--break {broken} left its namespaces");
     }
 }

@@ -30,6 +30,8 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bench::attack::Attack;
@@ -139,7 +141,19 @@ struct Load<'a> {
     tap: Option<(bool, Check)>,
 }
 
+/// Set by SIGINT or SIGTERM: the run ends at its next trial or program with an error,
+/// so that its DUT and namespaces go as on any other failure (as in hostile-bench).
+static INTERRUPTED: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+
+fn interrupted() -> Result<(), String> {
+    match INTERRUPTED.get() {
+        Some(f) if f.load(Ordering::Relaxed) => Err("interrupted by a signal".into()),
+        _ => Ok(()),
+    }
+}
+
 fn trial(t: &Topology, l: &Load) -> Result<Trial, String> {
+    interrupted()?;
     let (tx_if, rx_if) = ends(l.dir);
     let tap = l.tap.map(|(all, what)| tap::start(t.gen_ns.clone(), rx_if.to_string(), all, what)).transpose()?;
     let before = tap::rx_packets(&t.gen_ns, rx_if)?;
@@ -741,6 +755,7 @@ fn hostile_section(md: &mut String, h: &[(String, String)], flows: usize, b4s: u
 /// must hold a measurement for each of `keys`; a program that fails (even after a
 /// summary) or prints none fails the report.
 fn summary_of(program: &str, args: &[&str], keys: &[&str]) -> Result<Vec<(String, String)>, String> {
+    interrupted()?;
     eprintln!("running {program} {}", args.join(" "));
     let out = Command::new(bin(program))
         .args(args)
@@ -1132,6 +1147,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let flag = INTERRUPTED.get_or_init(Default::default);
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(sig, flag.clone()) {
+            eprintln!("bench-report: signal handler: {e}");
+            return ExitCode::from(1);
+        }
+    }
     match run(&args, o) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
