@@ -17,9 +17,11 @@ fn every_thread_but_the_pinned_workers_leaves_the_worker_cores() {
     // process: a "worker" pinned to the last core, a helper started before, one after.
     let worker_core = *all.last().unwrap();
     let rest: Vec<usize> = all.iter().copied().filter(|&c| c != worker_core).collect();
+    let (pinned_tx, pinned_rx) = std::sync::mpsc::channel::<()>();
     let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
     let worker = std::thread::spawn(move || {
-        core_affinity::set_for_current(core_affinity::CoreId { id: worker_core });
+        assert!(core_affinity::set_for_current(core_affinity::CoreId { id: worker_core }));
+        pinned_tx.send(()).unwrap();
         go_rx.recv().unwrap();
         cores_of(0).unwrap()
     });
@@ -28,17 +30,7 @@ fn every_thread_but_the_pinned_workers_leaves_the_worker_cores() {
         go2_rx.recv().unwrap();
         cores_of(0).unwrap()
     });
-    // Until the worker has pinned itself it counts as a helper.
-    while std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|t| {
-            let tid: i32 = t.ok()?.file_name().to_str()?.parse().ok()?;
-            Some(cores_of(tid).ok()? == [worker_core])
-        })
-        .all(|pinned| !pinned)
-    {
-        std::thread::yield_now();
-    }
+    pinned_rx.recv_timeout(std::time::Duration::from_secs(10)).expect("the worker pinned itself");
     assert_eq!(keep_off(&[worker_core]).unwrap(), Some(rest.clone()));
     go_tx.send(()).unwrap();
     go2_tx.send(()).unwrap();
